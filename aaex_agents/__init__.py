@@ -1,0 +1,98 @@
+"""AAEX agents SDK: subclass `Agent`, declare typed handlers, exchange signed envelopes.
+
+Layout: identity and envelopes (`identity`, `address`, `envelope`), messages (`model`,
+`protocol`), agents (`agent`, `handlers`, `context`, `runtime`, `storage`, `directory`),
+transports (`transport/`), and the public test kit (`testing`).
+"""
+
+from .agent import Agent
+from .clock import Clock, SystemClock
+from .context import Context
+from .directory import Directory, StaticDirectory
+from .envelope import Envelope, EnvelopePolicy
+from .errors import (
+    AaexError,
+    BadSignature,
+    EnvelopeExpired,
+    EnvelopeFromFuture,
+    EnvelopeRejected,
+    HandlerDefinitionError,
+    InvalidPayload,
+    KeyFileError,
+    LifetimeTooLong,
+    MalformedEnvelope,
+    OversizeFrame,
+    PeerRejected,
+    PeerUnreachable,
+    ReceiverStopping,
+    RemoteHandlerError,
+    ReplayedEnvelope,
+    ReplyError,
+    RequestTimeout,
+    StorageError,
+    TransportClosed,
+    TransportError,
+    UnexpectedReply,
+    UnknownMessageType,
+    UsageError,
+    WrongTarget,
+)
+from .handlers import handler, on_interval
+from .identity import Identity, verify_signature
+from .model import ErrorReply, Message
+from .protocol import Protocol
+from .runtime import Runtime, RuntimeConfig, RuntimeMetrics, open_runtime
+from .storage import AgentStorage
+from .transport import HttpTransport, MemoryNetwork, MemoryTransport, Transport
+
+__all__ = [
+    "AaexError",
+    "Agent",
+    "AgentStorage",
+    "BadSignature",
+    "Clock",
+    "Context",
+    "Directory",
+    "Envelope",
+    "EnvelopeExpired",
+    "EnvelopeFromFuture",
+    "EnvelopePolicy",
+    "EnvelopeRejected",
+    "ErrorReply",
+    "HandlerDefinitionError",
+    "HttpTransport",
+    "Identity",
+    "InvalidPayload",
+    "KeyFileError",
+    "LifetimeTooLong",
+    "MalformedEnvelope",
+    "MemoryNetwork",
+    "MemoryTransport",
+    "Message",
+    "OversizeFrame",
+    "PeerRejected",
+    "PeerUnreachable",
+    "Protocol",
+    "ReceiverStopping",
+    "RemoteHandlerError",
+    "ReplayedEnvelope",
+    "ReplyError",
+    "RequestTimeout",
+    "Runtime",
+    "RuntimeConfig",
+    "RuntimeMetrics",
+    "StaticDirectory",
+    "StorageError",
+    "SystemClock",
+    "Transport",
+    "TransportClosed",
+    "TransportError",
+    "UnexpectedReply",
+    "UnknownMessageType",
+    "UsageError",
+    "WrongTarget",
+    "handler",
+    "on_interval",
+    "open_runtime",
+    "verify_signature",
+]

@@ -1,0 +1,113 @@
+"""What a handler, hook or interval receives.
+
+Who it is, what it is answering, and how to talk to others.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, TypeVar, overload
+
+from .errors import UsageError
+from .identity import Identity
+from .model import Message
+from .storage import AgentStorage
+
+if TYPE_CHECKING:
+    from .agent import Agent
+    from .envelope import Envelope
+    from .runtime import Runtime
+
+R = TypeVar("R", bound=Message)
+
+
+class Context:
+    """The agent's view of the runtime for one message (or one hook / interval run).
+
+    Attributes:
+        identity: the agent's signing identity.
+        storage: the agent's persistent key-value store.
+        logger: a logger named after the agent.
+        sender: the address that sent the message being handled (None outside a handler).
+        session: the conversation id; asks and sends from a handler stay in it.
+    """
+
+    __slots__ = (
+        "_agent",
+        "_envelope",
+        "_runtime",
+        "identity",
+        "logger",
+        "sender",
+        "session",
+        "storage",
+    )
+
+    def __init__(self, runtime: Runtime, agent: Agent, storage: AgentStorage,
+                 envelope: Envelope | None = None) -> None:
+        self._runtime = runtime
+        self._agent = agent
+        self._envelope = envelope
+        self.identity: Identity = agent.identity
+        self.storage = storage
+        self.logger = logging.getLogger(f"aaex_agents.agent.{agent.name}")
+        self.sender: str | None = envelope.sender if envelope else None
+        self.session: bytes | None = envelope.session if envelope else None
+
+    @property
+    def address(self) -> str:
+        """The agent's own address."""
+        return self._agent.address
+
+    async def send(self, to: str, message: Message, *, timeout: float | None = None) -> None:
+        """Deliver `message` to `to` and return once the peer has handled it.
+
+        A reply, if the peer sends one, goes to this agent's handler for its type.
+
+        Raises:
+            PeerUnreachable, RequestTimeout, PeerRejected: the message was not delivered.
+            UsageError: `to` is not an address or `message` has no type name.
+        """
+        await self._runtime.send(self._agent, to, message, session=self.session, timeout=timeout)
+
+    @overload
+    async def ask(self, to: str, message: Message, *, reply_type: type[R],
+                  timeout: float | None = None) -> R: ...
+
+    @overload
+    async def ask(self, to: str, message: Message, *, reply_type: None = None,
+                  timeout: float | None = None) -> Message: ...
+
+    async def ask(self, to: str, message: Message, *, reply_type: type[Message] | None = None,
+                  timeout: float | None = None) -> Message:
+        """Send `message` to `to` and return its verified reply.
+
+        The reply must be signed by `to`, answer this very message, and be of `reply_type`
+        (or, without it, of a type the agent's protocols allow, or any known type).
+
+        Raises:
+            RequestTimeout: no reply within `timeout` (default: the runtime's).
+            RemoteHandlerError: the peer's handler failed.
+            UnexpectedReply: no reply, or one of the wrong type or origin.
+            PeerUnreachable, PeerRejected: the message was not delivered.
+        """
+        return await self._runtime.ask(self._agent, to, message, reply_type=reply_type,
+                                       session=self.session, timeout=timeout)
+
+    async def reply(self, message: Message, *, timeout: float | None = None) -> None:
+        """Send `message` to the sender of the message being handled, as a reply to it.
+
+        Use it for answers that come later than the handler's return value.
+
+        Raises:
+            UsageError: called outside a message handler.
+        """
+        if self._envelope is None:
+            raise UsageError("ctx.reply() works only inside a message handler; use ctx.send()")
+        await self._runtime.send(self._agent, self._envelope.sender, message,
+                                 session=self._envelope.session,
+                                 in_reply_to=self._envelope.message_id, timeout=timeout)
+
+    def __repr__(self) -> str:
+        about = f" from {self.sender}" if self.sender else ""
+        return f"<Context {self._agent.name}{about}>"

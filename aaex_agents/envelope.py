@@ -1,0 +1,248 @@
+"""Signed envelopes: what crosses the wire between agents, and the checks on receipt.
+
+A frame is the msgpack array ``[body, signature]``. `body` is itself the canonical msgpack
+array of every header field plus the payload, and the Ed25519 signature covers exactly those
+bytes, so the receiver verifies what it received without re-encoding anything. Field order::
+
+    ["aaex/envelope", version, message_id, sender, target, session, in_reply_to,
+     message_type, sent_at_ms, expires_at_ms, payload]
+
+The leading tag separates envelope signatures from every other thing an agent signs (DHT
+records, agreements), so a signature can never be lifted from one context into another.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from dataclasses import dataclass
+
+import msgpack
+
+from .address import public_key_from_address
+from .errors import (
+    BadSignature,
+    EnvelopeExpired,
+    EnvelopeFromFuture,
+    LifetimeTooLong,
+    MalformedEnvelope,
+    OversizeFrame,
+    ReplayedEnvelope,
+    UsageError,
+)
+from .identity import SIGNATURE_BYTES, Identity, verify_signature
+from .model import Message, encode_payload, require_type_name
+
+ENVELOPE_TAG = "aaex/envelope"
+ENVELOPE_VERSION = 1
+ID_BYTES = 16
+DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded envelope. Its signature is checked by `verify`, not by decoding."""
+
+    message_id: bytes
+    sender: str
+    target: str
+    session: bytes
+    in_reply_to: bytes | None
+    message_type: str
+    sent_at_ms: int
+    expires_at_ms: int
+    payload: bytes
+    body: bytes
+    signature: bytes
+    version: int = ENVELOPE_VERSION
+
+    def verify(self) -> None:
+        """Raise BadSignature unless the sender's key signed this body."""
+        if not verify_signature(self.sender, self.body, self.signature):
+            raise BadSignature(
+                f"signature of {self.message_type} from {self.sender} does not verify")
+
+    def __repr__(self) -> str:
+        return (f"<Envelope {self.message_type} {self.message_id.hex()[:8]} "
+                f"{self.sender[:12]}..->{self.target[:12]}..>")
+
+
+def new_id() -> bytes:
+    """A random 128-bit identifier for a message or a session."""
+    return os.urandom(ID_BYTES)
+
+
+def seal(identity: Identity, *, target: str, message: Message, now: float, ttl: float,
+         session: bytes | None = None, in_reply_to: bytes | None = None) -> tuple[Envelope, bytes]:
+    """Sign `message` from `identity` to `target`; return the envelope and its wire frame.
+
+    Raises:
+        UsageError: `target` is not an address, `message` has no type name, or `ttl` <= 0.
+    """
+    public_key_from_address(target)  # fail here, with a clear message, not at the peer
+    if ttl <= 0:
+        raise UsageError(f"ttl must be positive seconds, got {ttl!r}")
+    message_type = require_type_name(type(message))
+    message_id = new_id()
+    session = session if session is not None else new_id()
+    sent_at_ms = int(now * 1000)
+    expires_at_ms = sent_at_ms + int(ttl * 1000)
+    payload = encode_payload(message)
+    body = msgpack.packb([ENVELOPE_TAG, ENVELOPE_VERSION, message_id, identity.address, target,
+                          session, in_reply_to, message_type, sent_at_ms, expires_at_ms, payload])
+    signature = identity.sign(body)
+    envelope = Envelope(message_id, identity.address, target, session, in_reply_to, message_type,
+                        sent_at_ms, expires_at_ms, payload, body, signature)
+    return envelope, msgpack.packb([body, signature])
+
+
+def decode_frame(frame: bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Envelope:
+    """Decode the structure of `frame` without trusting it (the signature is not checked).
+
+    Raises:
+        OversizeFrame: `frame` is longer than `max_bytes`.
+        MalformedEnvelope: anything else wrong with the bytes; the message names the field.
+    """
+    if len(frame) > max_bytes:
+        raise OversizeFrame(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes}")
+    try:
+        outer = msgpack.unpackb(frame, raw=False)
+        if not (isinstance(outer, list) and len(outer) == 2):
+            raise MalformedEnvelope("frame is not a [body, signature] pair")
+        body, signature = outer
+        if not isinstance(body, bytes) or not isinstance(signature, bytes):
+            raise MalformedEnvelope("body and signature must be bytes")
+        fields = msgpack.unpackb(body, raw=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise MalformedEnvelope(f"frame is not valid msgpack: {exc}") from exc
+    if len(signature) != SIGNATURE_BYTES:
+        raise MalformedEnvelope(f"signature is {len(signature)} bytes, not {SIGNATURE_BYTES}")
+    if not (isinstance(fields, list) and len(fields) == 11):
+        raise MalformedEnvelope("body is not an 11-field envelope array")
+    (tag, version, message_id, sender, target, session, in_reply_to, message_type, sent_at_ms,
+     expires_at_ms, payload) = fields
+    if tag != ENVELOPE_TAG:
+        raise MalformedEnvelope(f"body tag is {tag!r}, not {ENVELOPE_TAG!r}")
+    if version != ENVELOPE_VERSION:
+        raise MalformedEnvelope(f"envelope version {version!r} is not supported")
+    _expect(message_id, bytes, "message_id", size=ID_BYTES)
+    _expect(session, bytes, "session", size=ID_BYTES)
+    if in_reply_to is not None:
+        _expect(in_reply_to, bytes, "in_reply_to", size=ID_BYTES)
+    _expect(message_type, str, "message_type")
+    _expect(sent_at_ms, int, "sent_at_ms")
+    _expect(expires_at_ms, int, "expires_at_ms")
+    _expect(payload, bytes, "payload")
+    for name, value in (("sender", sender), ("target", target)):
+        _expect(value, str, name)
+        try:
+            public_key_from_address(value)
+        except UsageError as exc:
+            raise MalformedEnvelope(f"{name}: {exc}") from None
+    if expires_at_ms < sent_at_ms:
+        raise MalformedEnvelope("expires_at_ms is earlier than sent_at_ms")
+    return Envelope(message_id, sender, target, session, in_reply_to, message_type, sent_at_ms,
+                    expires_at_ms, payload, body, signature, version)
+
+
+def _expect(value: object, kind: type, name: str, *, size: int | None = None) -> None:
+    if type(value) is not kind:  # exact type: a bool is not an int on this wire
+        raise MalformedEnvelope(f"{name} must be {kind.__name__}, got {type(value).__name__}")
+    if size is not None and len(value) != size:  # type: ignore[arg-type]
+        raise MalformedEnvelope(f"{name} must be {size} bytes, got {len(value)}")  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvelopePolicy:
+    """What a receiver accepts. The defaults suit agents on ordinary NTP-synced machines.
+
+    Attributes:
+        max_frame_bytes: largest frame read at all (default 1 MiB).
+        clock_skew: seconds a peer's clock may differ from ours (default 10 s).
+        max_lifetime: longest expires-at minus sent-at accepted (default 10 min); bounds
+            how long a message id must be remembered.
+        replay_capacity: message ids remembered at most (default 100,000, ~20 MB); when
+            full, the oldest are forgotten and envelopes that expire before them are refused.
+    """
+
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    clock_skew: float = 10.0
+    max_lifetime: float = 600.0
+    replay_capacity: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_frame_bytes", "clock_skew", "max_lifetime", "replay_capacity"):
+            value = getattr(self, name)
+            if value <= 0:
+                raise UsageError(f"EnvelopePolicy.{name} must be positive, got {value!r}")
+
+
+class ReplayWindow:
+    """Remembers accepted message ids until they expire, in bounded memory.
+
+    An id needs remembering only while its envelope could still pass the expiry check, so
+    ids are forgotten once expired. If more than `capacity` are live at once, the one
+    expiring first is forgotten and `floor_ms` rises to its expiry: any envelope expiring at
+    or before the floor is then refused, since it might be a replay of a forgotten id.
+    Memory stays bounded and safety is kept; only very old-dated traffic is refused.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._live: set[bytes] = set()
+        self._by_expiry: list[tuple[int, bytes]] = []
+        self.floor_ms = 0
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def admit(self, message_id: bytes, expires_at_ms: int, horizon_ms: int) -> None:
+        """Record `message_id`; ids expiring before `horizon_ms` are dropped first.
+
+        Raises:
+            ReplayedEnvelope: the id is already recorded, or expires at or before the floor.
+        """
+        heap = self._by_expiry
+        while heap and heap[0][0] < horizon_ms:
+            self._live.discard(heapq.heappop(heap)[1])
+        if message_id in self._live:
+            raise ReplayedEnvelope(f"message id {message_id.hex()} was already accepted")
+        if expires_at_ms <= self.floor_ms:
+            raise ReplayedEnvelope(
+                "envelope expires before the oldest id the replay window still remembers; "
+                "resend it with a fresh id")
+        self._live.add(message_id)
+        heapq.heappush(heap, (expires_at_ms, message_id))
+        if len(heap) > self._capacity:
+            expiry, forgotten = heapq.heappop(heap)
+            self._live.discard(forgotten)
+            self.floor_ms = max(self.floor_ms, expiry)
+
+    def __repr__(self) -> str:
+        return f"<ReplayWindow {len(self._live)}/{self._capacity} floor={self.floor_ms}>"
+
+
+def check_fresh(envelope: Envelope, *, now: float, policy: EnvelopePolicy,
+                replay: ReplayWindow) -> None:
+    """Check time and replay for an envelope whose signature has already been verified.
+
+    Verify first: a forged envelope must not be able to occupy the replay window.
+
+    Raises:
+        EnvelopeExpired, EnvelopeFromFuture, LifetimeTooLong, ReplayedEnvelope
+    """
+    now_ms = int(now * 1000)
+    skew_ms = int(policy.clock_skew * 1000)
+    if envelope.expires_at_ms + skew_ms < now_ms:
+        raise EnvelopeExpired(
+            f"{envelope.message_type} expired {(now_ms - envelope.expires_at_ms) / 1000:.1f} s ago")
+    if envelope.sent_at_ms > now_ms + skew_ms:
+        raise EnvelopeFromFuture(
+            f"{envelope.message_type} is dated {(envelope.sent_at_ms - now_ms) / 1000:.1f} s "
+            f"ahead of this clock (skew allowed: {policy.clock_skew} s)")
+    if envelope.expires_at_ms - envelope.sent_at_ms > policy.max_lifetime * 1000:
+        raise LifetimeTooLong(
+            f"{envelope.message_type} asks to live "
+            f"{(envelope.expires_at_ms - envelope.sent_at_ms) / 1000:.0f} s; at most "
+            f"{policy.max_lifetime:.0f} s is accepted")
+    replay.admit(envelope.message_id, envelope.expires_at_ms, now_ms - skew_ms)

@@ -1,0 +1,181 @@
+"""Every error AAEX raises, in one hierarchy.
+
+Whose fault it is decides where an error sits in the tree::
+
+    AaexError
+    ├── UsageError                  you called the API wrongly; fix the calling code
+    │   └── HandlerDefinitionError  an Agent subclass declares a bad handler
+    ├── KeyFileError                a key file is missing, corrupt, or the passphrase is wrong
+    ├── StorageError                an agent's store cannot be read or written (disk full...)
+    ├── EnvelopeRejected            an inbound envelope failed a check; `reason` names which
+    │   ├── MalformedEnvelope       bytes that do not decode as an envelope
+    │   ├── OversizeFrame           larger than the configured frame limit
+    │   ├── BadSignature            signature does not verify against the sender's key
+    │   ├── WrongTarget             addressed to an agent that is not here
+    │   ├── EnvelopeExpired         its expires-at is in the past
+    │   ├── EnvelopeFromFuture      sent-at is ahead of our clock by more than the skew
+    │   ├── LifetimeTooLong         valid for longer than the receiver remembers message ids
+    │   ├── ReplayedEnvelope        this message id was already accepted
+    │   ├── UnknownMessageType      the receiver has no handler for the type name
+    │   ├── InvalidPayload          the payload does not validate as the named type
+    │   └── ReceiverStopping        the receiver is shutting down; try another provider
+    ├── TransportError              the network failed
+    │   ├── PeerUnreachable         nothing answered at any known endpoint
+    │   ├── RequestTimeout          the peer did not answer in time (also a TimeoutError)
+    │   ├── PeerRejected            the peer refused our envelope and said why
+    │   └── TransportClosed         you closed the transport and then used it
+    └── ReplyError                  the peer answered, but not with what we can use
+        ├── RemoteHandlerError      the peer's handler failed; carries its code and detail
+        └── UnexpectedReply         a reply that is missing or of a type we did not ask for
+
+Lower-layer exceptions (aiohttp, sqlite3, nacl) are translated once, at the boundary that
+calls them, with ``raise X(...) from exc``; none of them leaves this package.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class AaexError(Exception):
+    """Base of every error raised by AAEX."""
+
+
+class UsageError(AaexError):
+    """The API was called in a way it does not support; the message says the right call."""
+
+
+class HandlerDefinitionError(UsageError):
+    """An `Agent` subclass declares handlers that cannot work; lists every problem at once."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} handler problem(s):\n{lines}")
+
+
+class KeyFileError(AaexError):
+    """A key file cannot be read: missing, corrupt, wrong format, or wrong passphrase."""
+
+
+class StorageError(AaexError):
+    """An agent's persistent store could not be read or written; nothing was changed."""
+
+
+class EnvelopeRejected(AaexError):
+    """An inbound envelope failed a check and was dropped before any handler saw it.
+
+    `reason` is a short stable code (``"bad_signature"``...) used in metrics and sent back
+    to the peer; the message text is for humans.
+    """
+
+    reason: ClassVar[str] = "rejected"
+
+
+class MalformedEnvelope(EnvelopeRejected):
+    """The bytes do not decode as an envelope (truncated, wrong structure, wrong types)."""
+
+    reason = "malformed"
+
+
+class OversizeFrame(EnvelopeRejected):
+    """The frame is larger than the receiver's configured limit."""
+
+    reason = "oversize"
+
+
+class BadSignature(EnvelopeRejected):
+    """The signature does not verify against the public key in the sender's address."""
+
+    reason = "bad_signature"
+
+
+class WrongTarget(EnvelopeRejected):
+    """The envelope is addressed to an agent that this receiver does not host."""
+
+    reason = "wrong_target"
+
+
+class EnvelopeExpired(EnvelopeRejected):
+    """The envelope's expires-at is in the past (beyond the allowed clock skew)."""
+
+    reason = "expired"
+
+
+class EnvelopeFromFuture(EnvelopeRejected):
+    """The envelope's sent-at is later than now plus the allowed clock skew."""
+
+    reason = "from_future"
+
+
+class LifetimeTooLong(EnvelopeRejected):
+    """The envelope asks to stay valid longer than the receiver's replay window covers."""
+
+    reason = "lifetime_too_long"
+
+
+class ReplayedEnvelope(EnvelopeRejected):
+    """The message id was already accepted within its validity window."""
+
+    reason = "replayed"
+
+
+class UnknownMessageType(EnvelopeRejected):
+    """The receiver has no handler (or expected reply) for this message type name."""
+
+    reason = "unknown_type"
+
+
+class InvalidPayload(EnvelopeRejected):
+    """The payload does not validate against the message type it names."""
+
+    reason = "invalid_payload"
+
+
+class ReceiverStopping(EnvelopeRejected):
+    """The receiving runtime is shutting down and takes no new envelopes."""
+
+    reason = "stopping"
+
+
+class TransportError(AaexError):
+    """The network failed to carry an envelope."""
+
+
+class PeerUnreachable(TransportError):
+    """No endpoint of the peer accepted a connection, or none is known."""
+
+
+class RequestTimeout(TransportError, TimeoutError):
+    """The peer did not answer within the timeout."""
+
+
+class PeerRejected(TransportError):
+    """The peer refused our envelope; `reason` is its rejection code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        suffix = f" ({detail})" if detail else ""
+        super().__init__(f"peer rejected the envelope: {reason}{suffix}")
+
+
+class TransportClosed(TransportError):
+    """The transport was closed by its owner and cannot be used again."""
+
+
+class ReplyError(AaexError):
+    """The peer answered, but the answer is not a usable reply."""
+
+
+class RemoteHandlerError(ReplyError):
+    """The peer's handler failed; `code` and `detail` are what the peer chose to tell us."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(f"remote handler failed [{code}]: {detail}")
+
+
+class UnexpectedReply(ReplyError):
+    """The reply is missing, or of a type that is not a valid reply to our request."""

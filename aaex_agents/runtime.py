@@ -1,0 +1,413 @@
+"""The runtime hosts agents.
+
+It listens on transports, verifies every inbound envelope, dispatches it to the right
+handler, and seals everything the agents send.
+
+    async with open_runtime([Echo()], transports=[HttpTransport()]) as runtime:
+        print(runtime.endpoints)
+
+Ownership: `open_runtime` owns the runtime's task group (interval loops, dispatch of replies
+to `send`), the agents' storage, and the transports it was given (it closes them on exit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .agent import Agent
+from .clock import Clock, SystemClock
+from .context import Context
+from .directory import Directory, StaticDirectory
+from .envelope import Envelope, EnvelopePolicy, ReplayWindow, check_fresh, decode_frame, seal
+from .errors import (
+    EnvelopeRejected,
+    InvalidPayload,
+    PeerRejected,
+    PeerUnreachable,
+    ReceiverStopping,
+    RemoteHandlerError,
+    RequestTimeout,
+    TransportError,
+    UnexpectedReply,
+    UnknownMessageType,
+    UsageError,
+    WrongTarget,
+)
+from .handlers import HandlerSpec, IntervalSpec
+from .model import ErrorReply, Message, decode_payload, message_class
+from .storage import AgentStorage
+from .transport.base import Transport
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeConfig:
+    """Settings of one runtime.
+
+    Attributes:
+        envelope_ttl: lifetime given to envelopes we send (default 60 s).
+        request_timeout: default timeout of `send` and `ask` (default 30 s).
+        stop_timeout: how long each agent's `on_stop` may take (default 5 s).
+        data_dir: where agents keep their SQLite stores; None keeps them in memory.
+        policy: what inbound envelopes must satisfy.
+    """
+
+    envelope_ttl: float = 60.0
+    request_timeout: float = 30.0
+    stop_timeout: float = 5.0
+    data_dir: Path | None = None
+    policy: EnvelopePolicy = field(default_factory=EnvelopePolicy)
+
+    def __post_init__(self) -> None:
+        for name in ("envelope_ttl", "request_timeout", "stop_timeout"):
+            if getattr(self, name) <= 0:
+                raise UsageError(
+                    f"RuntimeConfig.{name} must be positive, got {getattr(self, name)!r}")
+        if self.envelope_ttl > self.policy.max_lifetime:
+            raise UsageError(
+                f"RuntimeConfig.envelope_ttl ({self.envelope_ttl} s) exceeds what receivers "
+                f"accept (policy.max_lifetime = {self.policy.max_lifetime} s)")
+
+
+@dataclass
+class RuntimeMetrics:
+    """Counters a node exports; rejections are keyed by their `reason`."""
+
+    received: int = 0
+    sent: int = 0
+    handler_errors: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+class RuntimeState(enum.Enum):
+    """Lifecycle of a runtime; it moves forward only."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class Runtime:
+    """Hosts agents. Create it with `open_runtime`, never directly."""
+
+    def __init__(self, agents: Iterable[Agent], transports: Iterable[Transport],
+                 directory: Directory, config: RuntimeConfig, clock: Clock) -> None:
+        self._agents: dict[str, Agent] = {}
+        for agent in agents:
+            if not isinstance(agent, Agent):
+                raise UsageError(f"open_runtime takes Agent instances, got {agent!r}")
+            if agent.address in self._agents:
+                raise UsageError(f"{agent!r} is listed twice; each agent is hosted once")
+            self._agents[agent.address] = agent
+        self._transports = tuple(transports)
+        self.directory = directory
+        self.config = config
+        self._clock = clock
+        self._replay = ReplayWindow(config.policy.replay_capacity)
+        self._storages: dict[str, AgentStorage] = {}
+        self._task_group: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.endpoints: tuple[str, ...] = ()
+        self.metrics = RuntimeMetrics()
+        self.state = RuntimeState.STARTING
+
+    @property
+    def agents(self) -> Mapping[str, Agent]:
+        """The hosted agents by address."""
+        return dict(self._agents)
+
+    def context(self, agent: Agent) -> Context:
+        """A context for `agent` outside any message (for scripts and drivers)."""
+        return Context(self, agent, self._storages[agent.address])
+
+    # -- inbound ------------------------------------------------------------------------
+    async def _on_frame(self, frame: bytes) -> bytes | None:
+        """Transport entry point: verify, dispatch, seal the reply. Rejections raise."""
+        try:
+            if self.state is not RuntimeState.RUNNING:
+                raise ReceiverStopping("this runtime is stopping")
+            envelope = self._admit(frame)
+            agent = self._agents[envelope.target]
+            entry = agent.handler_table.by_type.get(envelope.message_type)
+            if entry is None:
+                raise UnknownMessageType(
+                    f"{agent.name} has no handler for {envelope.message_type}")
+            message = decode_payload(entry[0], envelope.payload)
+        except EnvelopeRejected as exc:
+            self.metrics.rejected[exc.reason] += 1
+            logger.debug("rejected envelope: %s", exc)
+            raise
+        self.metrics.received += 1
+        reply = await self._dispatch(agent, entry[1], envelope, message)
+        if reply is None:
+            return None
+        _, reply_frame = seal(agent.identity, target=envelope.sender, message=reply,
+                              now=self._clock.now(), ttl=self.config.envelope_ttl,
+                              session=envelope.session, in_reply_to=envelope.message_id)
+        return reply_frame
+
+    def _admit(self, frame: bytes) -> Envelope:
+        envelope = decode_frame(frame, max_bytes=self.config.policy.max_frame_bytes)
+        if envelope.target not in self._agents:
+            raise WrongTarget(f"{envelope.target} is not hosted here")
+        envelope.verify()
+        check_fresh(envelope, now=self._clock.now(), policy=self.config.policy,
+                    replay=self._replay)
+        return envelope
+
+    async def _dispatch(self, agent: Agent, spec: HandlerSpec, envelope: Envelope,
+                        message: Message) -> Message | None:
+        """Run a user handler. Its failures are the user's: logged, answered, survived."""
+        ctx = Context(self, agent, self._storages[agent.address], envelope)
+        try:
+            result = await spec.function(agent, ctx, message)
+        except Exception as exc:
+            self.metrics.handler_errors += 1
+            logger.error("%s.%s failed on %s from %s", type(agent).__name__, spec.name,
+                         envelope.message_type, envelope.sender, exc_info=True)
+            # The detail names the exception type only: its text may carry private data.
+            return ErrorReply(code="handler_failed", detail=f"{type(exc).__name__} in {spec.name}")
+        if (result is None and spec.reply_optional) or isinstance(result, spec.replies):
+            return result
+        self.metrics.handler_errors += 1
+        expected = " | ".join([c.__name__ for c in spec.replies] + (["None"] * spec.reply_optional))
+        logger.error("%s.%s returned %s, but it is declared to return %s",
+                     type(agent).__name__, spec.name, type(result).__name__, expected)
+        return ErrorReply(code="bad_reply", detail=f"{spec.name} returned an undeclared type")
+
+    # -- outbound -----------------------------------------------------------------------
+    async def _exchange(self, agent: Agent, to: str, message: Message, *,
+                        session: bytes | None, in_reply_to: bytes | None,
+                        timeout: float | None) -> tuple[Envelope, Envelope | None]:
+        if self.state is RuntimeState.STOPPED:
+            raise UsageError("this runtime has stopped; open a new one")
+        limit = self.config.request_timeout if timeout is None else timeout
+        request, frame = seal(agent.identity, target=to, message=message, now=self._clock.now(),
+                              ttl=self.config.envelope_ttl, session=session,
+                              in_reply_to=in_reply_to)
+        try:
+            async with asyncio.timeout(limit):
+                reply_frame = await self._deliver(to, frame, limit)
+        except TimeoutError:
+            raise RequestTimeout(f"{to} did not answer {message.message_type} within "
+                                 f"{limit} s") from None
+        self.metrics.sent += 1
+        if reply_frame is None:
+            return request, None
+        try:
+            reply = decode_frame(reply_frame, max_bytes=self.config.policy.max_frame_bytes)
+            if reply.target != agent.address:
+                raise WrongTarget(f"reply is addressed to {reply.target}, not to {agent.address}")
+            reply.verify()
+            check_fresh(reply, now=self._clock.now(), policy=self.config.policy,
+                        replay=self._replay)
+        except EnvelopeRejected as exc:
+            self.metrics.rejected[exc.reason] += 1
+            raise UnexpectedReply(f"reply from {to} was rejected: {exc}") from exc
+        if reply.sender != to or reply.in_reply_to != request.message_id:
+            raise UnexpectedReply(f"the reply to {message.message_type} did not come from {to} "
+                                  "in answer to it")
+        return request, reply
+
+    async def _deliver(self, to: str, frame: bytes, timeout: float) -> bytes | None:
+        if to in self._agents:  # hosted here: skip the network, keep every check
+            try:
+                return await self._on_frame(frame)
+            except EnvelopeRejected as exc:
+                raise PeerRejected(exc.reason, str(exc)) from None
+        endpoints = await self.directory.resolve(to)
+        if not endpoints:
+            raise PeerUnreachable(f"no endpoint is known for {to}; add one to the directory")
+        failures: list[str] = []
+        for endpoint in endpoints:
+            transport = next((t for t in self._transports if t.handles(endpoint)), None)
+            if transport is None:
+                failures.append(f"{endpoint}: no transport for it")
+                continue
+            try:
+                return await transport.request(endpoint, frame, timeout=timeout)
+            except PeerUnreachable as exc:
+                failures.append(str(exc))
+        raise PeerUnreachable(f"{to} is unreachable: " + "; ".join(failures))
+
+    async def ask(self, agent: Agent, to: str, message: Message, *,
+                  reply_type: type[Message] | None = None, session: bytes | None = None,
+                  timeout: float | None = None) -> Message:
+        """See `Context.ask`."""
+        _, reply = await self._exchange(agent, to, message, session=session, in_reply_to=None,
+                                        timeout=timeout)
+        if reply is None:
+            raise UnexpectedReply(f"{to} handled {message.message_type} but sent no reply")
+        return self._decode_reply(agent, message, reply, reply_type)
+
+    def _decode_reply(self, agent: Agent, message: Message, reply: Envelope,
+                      reply_type: type[Message] | None) -> Message:
+        if reply.message_type == ErrorReply.message_type:
+            try:
+                error = decode_payload(ErrorReply, reply.payload)
+            except InvalidPayload as exc:
+                raise UnexpectedReply(f"unreadable error reply from {reply.sender}") from exc
+            raise RemoteHandlerError(error.code, error.detail)
+        allowed: set[type[Message]] | None = None
+        if reply_type is not None:
+            allowed = {reply_type}
+        else:
+            for protocol in agent.protocols:
+                valid = protocol.valid_replies(type(message))
+                if valid is not None:
+                    allowed = set(valid)
+        if allowed is None:
+            cls = message_class(reply.message_type)
+        else:
+            cls = next((c for c in allowed if c.message_type == reply.message_type), None)
+        if cls is None:
+            names = sorted(str(c.message_type) for c in allowed or ())
+            wanted = ", ".join(names) if names else "a known type"
+            raise UnexpectedReply(f"{reply.sender} replied {reply.message_type} to "
+                                  f"{message.message_type}; expected {wanted}")
+        try:
+            return decode_payload(cls, reply.payload)
+        except InvalidPayload as exc:
+            raise UnexpectedReply(f"reply from {reply.sender}: {exc}") from exc
+
+    async def send(self, agent: Agent, to: str, message: Message, *, session: bytes | None = None,
+                   in_reply_to: bytes | None = None, timeout: float | None = None) -> None:
+        """See `Context.send`."""
+        _, reply = await self._exchange(agent, to, message, session=session,
+                                        in_reply_to=in_reply_to, timeout=timeout)
+        if reply is not None:
+            self._spawn(self._handle_reply(agent, reply), f"reply:{reply.message_type}")
+
+    async def _handle_reply(self, agent: Agent, reply: Envelope) -> None:
+        """Give a reply that came back to `send` to the agent's handler for its type."""
+        if reply.message_type == ErrorReply.message_type:
+            logger.warning("%s: %s answered with an error: %r", agent.name, reply.sender,
+                           _error_text(reply))
+            return
+        entry = agent.handler_table.by_type.get(reply.message_type)
+        if entry is None:
+            logger.debug("%s: no handler for reply %s; dropped", agent.name, reply.message_type)
+            return
+        try:
+            message = decode_payload(entry[0], reply.payload)
+        except InvalidPayload as exc:
+            logger.warning("%s: reply from %s dropped: %s", agent.name, reply.sender, exc)
+            return
+        answer = await self._dispatch(agent, entry[1], reply, message)
+        if answer is None:
+            return
+        try:
+            await self.send(agent, reply.sender, answer, session=reply.session,
+                            in_reply_to=reply.message_id)
+        except (TransportError, UnexpectedReply, RemoteHandlerError) as exc:
+            logger.warning("%s: answer to %s not delivered: %s", agent.name, reply.sender, exc)
+
+    # -- tasks --------------------------------------------------------------------------
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        if self._task_group is None or self.state is not RuntimeState.RUNNING:
+            work.close()
+            logger.debug("runtime is %s; %s not started", self.state.value, name)
+            return
+        task = self._task_group.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_interval(self, agent: Agent, spec: IntervalSpec) -> None:
+        ctx = self.context(agent)
+        while True:
+            await asyncio.sleep(spec.seconds)
+            try:
+                await spec.function(agent, ctx)
+            except Exception:
+                logger.error("%s.%s failed; it runs again in %s s", type(agent).__name__,
+                             spec.name, spec.seconds, exc_info=True)
+
+    def __repr__(self) -> str:
+        return (f"<Runtime {self.state.value} agents={len(self._agents)} "
+                f"endpoints={list(self.endpoints)} tasks={len(self._tasks)}>")
+
+
+def _error_text(reply: Envelope) -> str:
+    try:
+        error = decode_payload(ErrorReply, reply.payload)
+    except InvalidPayload:
+        return "(unreadable)"
+    return f"[{error.code}] {error.detail}"
+
+
+@asynccontextmanager
+async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[Transport] = (),
+                       directory: Directory | None = None, config: RuntimeConfig | None = None,
+                       clock: Clock | None = None) -> AsyncIterator[Runtime]:
+    """Host `agents` on `transports` until the block exits.
+
+    Entering returns once every transport listens and every `on_start` hook has run.
+    Leaving stops taking envelopes, runs each `on_stop` (bounded by `stop_timeout`),
+    cancels the runtime's tasks, closes storage and closes the given transports.
+
+    Raises:
+        UsageError: an agent is listed twice, or a setting is invalid.
+        StorageError: an agent's store cannot be opened.
+    An exception raised in the block, or by the runtime's own tasks, leaves as an
+    ExceptionGroup (catch it with ``except*``).
+    """
+    hosted = [agents] if isinstance(agents, Agent) else list(agents)
+    settings = config or RuntimeConfig()
+    runtime = Runtime(hosted, transports, directory or StaticDirectory(), settings,
+                      clock or SystemClock())
+    try:
+        async with asyncio.TaskGroup() as task_group, AsyncExitStack() as stack:
+            runtime._task_group = task_group
+            for transport in runtime._transports:
+                stack.push_async_callback(transport.aclose)
+            for agent in hosted:
+                path = (settings.data_dir / f"{agent.address}.sqlite"
+                        if settings.data_dir is not None else None)
+                storage = await AgentStorage.open(path)
+                stack.push_async_callback(storage.aclose)
+                runtime._storages[agent.address] = storage
+            endpoints = []
+            for transport in runtime._transports:
+                endpoint = await stack.enter_async_context(transport.serve(runtime._on_frame))
+                if endpoint is not None:
+                    endpoints.append(endpoint)
+            runtime.endpoints = tuple(endpoints)
+            runtime.state = RuntimeState.RUNNING
+            for agent in hosted:
+                await agent.on_start(runtime.context(agent))
+            for agent in hosted:
+                for spec in agent.handler_table.intervals:
+                    runtime._spawn(runtime._run_interval(agent, spec), f"{agent.name}.{spec.name}")
+            logger.info("runtime up: %d agent(s) at %s", len(hosted), ", ".join(endpoints) or "-")
+            try:
+                yield runtime
+            finally:
+                runtime.state = RuntimeState.STOPPING
+                for agent in hosted:
+                    await _stop_agent(runtime, agent)
+                for task in list(runtime._tasks):
+                    task.cancel()
+    finally:
+        runtime.state = RuntimeState.STOPPED
+        logger.info("runtime stopped")
+
+
+async def _stop_agent(runtime: Runtime, agent: Agent) -> None:
+    try:
+        async with asyncio.timeout(runtime.config.stop_timeout):
+            await agent.on_stop(runtime.context(agent))
+    except TimeoutError:
+        logger.warning("%s.on_stop took longer than %s s; abandoned", agent.name,
+                       runtime.config.stop_timeout)
+    except Exception:
+        logger.error("%s.on_stop failed", agent.name, exc_info=True)

@@ -1,0 +1,129 @@
+"""The public test kit: in-memory network, fault routes, a scripted peer, a manual clock.
+
+    network = MemoryNetwork(route=Faults(seed=7, drop=0.1))
+    async with open_runtime(agent, transports=[network.transport("a")]) as runtime: ...
+
+Fault injection is done only here, through `route`, and the names say so: nothing in this
+module pretends to be a working peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from .clock import ManualClock
+from .directory import StaticDirectory
+from .envelope import Envelope, decode_frame, seal
+from .errors import PeerUnreachable
+from .identity import Identity
+from .model import Message
+from .transport.memory import Deliver, MemoryNetwork, MemoryTransport, Route
+
+__all__ = ["Faults", "ManualClock", "MemoryNetwork", "MemoryTransport", "Route", "ScriptedPeer"]
+
+
+@dataclass
+class Faults:
+    """A seeded `route` that drops, delays, duplicates and corrupts deliveries.
+
+    Attributes:
+        seed: RNG seed, so a failing run can be replayed exactly.
+        drop: probability a delivery is lost (the sender sees PeerUnreachable).
+        duplicate: probability a frame is delivered twice (the reply of the first is kept).
+        corrupt: probability one random bit of the frame is flipped.
+        delay: (min, max) seconds added before each delivery.
+    """
+
+    seed: int = 0
+    drop: float = 0.0
+    duplicate: float = 0.0
+    corrupt: float = 0.0
+    delay: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)  # noqa: S311 - reproducible faults, not secrets
+        self.log: list[tuple[str, str]] = []
+
+    async def __call__(self, endpoint: str, frame: bytes, deliver: Deliver) -> bytes | None:
+        """Deliver `frame` through the configured faults."""
+        low, high = self.delay
+        if high > 0:
+            await asyncio.sleep(self._rng.uniform(low, high))
+        if self._rng.random() < self.drop:
+            self.log.append(("drop", endpoint))
+            raise PeerUnreachable(f"fault injected: delivery to {endpoint} dropped")
+        if self._rng.random() < self.corrupt:
+            position = self._rng.randrange(len(frame) * 8)
+            mutable = bytearray(frame)
+            mutable[position // 8] ^= 1 << (position % 8)
+            frame = bytes(mutable)
+            self.log.append(("corrupt", endpoint))
+        reply = await deliver(frame)
+        if self._rng.random() < self.duplicate:
+            self.log.append(("duplicate", endpoint))
+            try:
+                await deliver(frame)
+            except Exception as exc:  # noqa: BLE001 - the duplicate's fate is recorded, not raised
+                self.log.append(("duplicate-rejected", type(exc).__name__))
+        return reply
+
+
+Script = Callable[[Envelope], Awaitable[Message | bytes | None]]
+
+
+class ScriptedPeer:
+    """A peer whose every answer is written by the test: for fault injection.
+
+    `script(envelope)` receives each inbound envelope *undecoded and unverified* and returns
+    a Message (sealed and signed by this peer as a reply), raw bytes (sent back verbatim:
+    garbage, a forged or replayed frame), or None (no reply). Raising an exception fails the
+    exchange like a broken peer would; sleeping past the caller's timeout simulates a hang.
+    """
+
+    def __init__(self, network: MemoryNetwork, script: Script, *, name: str = "scripted",
+                 identity: Identity | None = None, clock: ManualClock | None = None,
+                 ttl: float = 60.0) -> None:
+        self.identity = identity or Identity.generate()
+        self.transport = network.transport(name)
+        self.received: list[Envelope] = []
+        self._script = script
+        self._clock = clock
+        self._ttl = ttl
+
+    @property
+    def address(self) -> str:
+        """The peer's address."""
+        return self.identity.address
+
+    def seal(self, target: str, message: Message, *, in_reply_to: bytes | None = None,
+             session: bytes | None = None, ttl: float | None = None,
+             now: float | None = None) -> bytes:
+        """A frame from this peer, signed for real; for tests that send raw frames."""
+        when = now if now is not None else (self._clock.now() if self._clock else time.time())
+        return seal(self.identity, target=target, message=message, now=when,
+                    ttl=ttl or self._ttl, session=session, in_reply_to=in_reply_to)[1]
+
+    async def _on_frame(self, frame: bytes) -> bytes | None:
+        envelope = decode_frame(frame)
+        self.received.append(envelope)
+        answer = await self._script(envelope)
+        if answer is None or isinstance(answer, bytes):
+            return answer
+        return self.seal(envelope.sender, answer, in_reply_to=envelope.message_id,
+                         session=envelope.session)
+
+    @asynccontextmanager
+    async def serving(self, directory: StaticDirectory | None = None) -> AsyncIterator[str]:
+        """Serve until the block exits; registers the endpoint in `directory` if given."""
+        async with self.transport.serve(self._on_frame):
+            if directory is not None:
+                directory.add(self.address, self.transport.endpoint)
+            yield self.transport.endpoint
+
+    def __repr__(self) -> str:
+        return f"<ScriptedPeer {self.address} received={len(self.received)}>"

@@ -1,0 +1,157 @@
+"""HTTP transport (aiohttp): one POST per envelope on pooled keep-alive connections.
+
+The reply frame comes back in the response body, so request/response costs one HTTP round
+trip. Status codes: 200 reply frame, 204 no reply, 400 rejected (JSON `reason`, `detail`),
+413 frame too large, 500 the receiver failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+from aiohttp import web
+from typing_extensions import override
+
+from ..envelope import DEFAULT_MAX_FRAME_BYTES
+from ..errors import (
+    EnvelopeRejected,
+    PeerRejected,
+    PeerUnreachable,
+    RequestTimeout,
+    TransportClosed,
+    TransportError,
+    UsageError,
+)
+from .base import FrameHandler, Transport
+
+logger = logging.getLogger(__name__)
+
+ENVELOPE_PATH = "/aaex/v1/envelope"
+_CONTENT_TYPE = "application/x-aaex-envelope"
+
+
+class HttpTransport(Transport):
+    """Serves on `host:port` (port 0 picks a free one) and sends to ``http://`` endpoints.
+
+    Args:
+        host: interface to listen on; the default keeps the agent on loopback.
+        port: TCP port; 0 lets the OS choose (read the endpoint from `serve`).
+        max_frame_bytes: larger request bodies are refused with 413 before being read.
+        connections_per_host: keep-alive pool size per peer.
+        advertise_host: host name peers should use, when it differs from `host`.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
+                 max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, connections_per_host: int = 100,
+                 advertise_host: str | None = None) -> None:
+        if max_frame_bytes <= 0 or connections_per_host <= 0:
+            raise UsageError("max_frame_bytes and connections_per_host must be positive")
+        self._host = host
+        self._port = port
+        self._advertise_host = advertise_host or host
+        self._max_frame_bytes = max_frame_bytes
+        self._connections_per_host = connections_per_host
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    @override
+    def handles(self, endpoint: str) -> bool:
+        return endpoint.startswith(("http://", "https://"))
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise TransportClosed("this HttpTransport was closed; create a new one")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=self._connections_per_host,
+                                             keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=(
+                "User-Agent", "Accept-Encoding"))
+        return self._session
+
+    @override
+    async def request(self, endpoint: str, frame: bytes, *, timeout: float) -> bytes | None:
+        session = self._client()
+        try:
+            async with asyncio.timeout(timeout):
+                async with session.post(endpoint, data=frame,
+                                        headers={"Content-Type": _CONTENT_TYPE}) as response:
+                    body = await response.read()
+                    status = response.status
+        except TimeoutError:
+            raise RequestTimeout(f"{endpoint} did not answer within {timeout} s") from None
+        except aiohttp.ClientConnectionError as exc:
+            raise PeerUnreachable(f"cannot reach {endpoint}: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"HTTP exchange with {endpoint} failed: {exc}") from exc
+        if status == 200:
+            return body
+        if status == 204:
+            return None
+        if status in (400, 413):
+            try:
+                reason = json.loads(body)
+                raise PeerRejected(str(reason["reason"]), str(reason.get("detail", "")))
+            except (ValueError, KeyError, TypeError):
+                raise PeerRejected("oversize" if status == 413 else "rejected",
+                                   body[:200].decode(errors="replace")) from None
+        raise TransportError(f"{endpoint} answered HTTP {status}: "
+                             f"{body[:200].decode(errors='replace')}")
+
+    @override
+    @asynccontextmanager
+    async def serve(self, handler: FrameHandler) -> AsyncIterator[str | None]:
+        max_bytes = self._max_frame_bytes
+
+        async def on_request(request: web.BaseRequest) -> web.StreamResponse:
+            if request.method != "POST" or request.path != ENVELOPE_PATH:
+                return web.Response(status=404, text=f"POST envelopes to {ENVELOPE_PATH}\n")
+            length = request.content_length
+            if length is not None and length > max_bytes:
+                return _rejection(413, "oversize",
+                                  f"{length} bytes exceeds the limit of {max_bytes}")
+            frame = await request.content.read(max_bytes + 1)
+            if len(frame) > max_bytes:
+                return _rejection(413, "oversize", f"body exceeds the limit of {max_bytes} bytes")
+            try:
+                reply = await handler(frame)
+            except EnvelopeRejected as exc:
+                return _rejection(400, exc.reason, str(exc))
+            except Exception:
+                logger.error("envelope handler failed on %s", request.remote, exc_info=True)
+                return web.Response(status=500, text="internal error\n")
+            if reply is None:
+                return web.Response(status=204)
+            return web.Response(body=reply, content_type=_CONTENT_TYPE)
+
+        server = web.Server(on_request, access_log=None)
+        runner = web.ServerRunner(server, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._port, reuse_address=True)
+            await site.start()
+            port = runner.addresses[0][1]
+            endpoint = f"http://{self._advertise_host}:{port}{ENVELOPE_PATH}"
+            logger.info("serving envelopes at %s", endpoint)
+            yield endpoint
+        finally:
+            await runner.cleanup()
+
+    @override
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def __repr__(self) -> str:
+        return f"<HttpTransport {self._host}:{self._port} {'closed' if self._closed else 'open'}>"
+
+
+def _rejection(status: int, reason: str, detail: str) -> web.Response:
+    return web.Response(status=status, text=json.dumps({"reason": reason, "detail": detail}),
+                        content_type="application/json")

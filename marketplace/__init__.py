@@ -1,0 +1,1 @@
+"""Negotiation, agreements, SLA, ledger, reputation, delegation, the node and the CLI."""
