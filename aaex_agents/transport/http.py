@@ -44,13 +44,17 @@ class HttpTransport(Transport):
         max_frame_bytes: larger request bodies are refused with 413 before being read.
         connections_per_host: keep-alive pool size per peer.
         advertise_host: host name peers should use, when it differs from `host`.
+        shutdown_timeout: on leaving `serve`, how long in-flight requests may still run
+            before they are cancelled (default 5 s), so a stop is always bounded.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, connections_per_host: int = 100,
-                 advertise_host: str | None = None) -> None:
-        if max_frame_bytes <= 0 or connections_per_host <= 0:
-            raise UsageError("max_frame_bytes and connections_per_host must be positive")
+                 advertise_host: str | None = None, shutdown_timeout: float = 5.0) -> None:
+        if max_frame_bytes <= 0 or connections_per_host <= 0 or shutdown_timeout < 0:
+            raise UsageError("max_frame_bytes, connections_per_host and shutdown_timeout must "
+                             "be positive")
+        self._shutdown_timeout = shutdown_timeout
         self._host = host
         self._port = port
         self._advertise_host = advertise_host or host
@@ -129,7 +133,8 @@ class HttpTransport(Transport):
             return web.Response(body=reply, content_type=_CONTENT_TYPE)
 
         server = web.Server(on_request, access_log=None)
-        runner = web.ServerRunner(server, handle_signals=False)
+        runner = web.ServerRunner(server, handle_signals=False,
+                                  shutdown_timeout=self._shutdown_timeout)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._host, self._port, reuse_address=True)

@@ -1,0 +1,39 @@
+"""Pin the public surface: adding or removing an export is a decision, not an accident."""
+
+from __future__ import annotations
+
+import aaex_agents
+import aaex_agents.testing
+
+EXPECTED = {
+    "AaexError", "Agent", "AgentStorage", "BadSignature", "Clock", "Context", "Directory",
+    "Envelope", "EnvelopeExpired", "EnvelopeFromFuture", "EnvelopePolicy", "EnvelopeRejected",
+    "ErrorReply", "HandlerDefinitionError", "HttpTransport", "Identity", "InvalidPayload",
+    "KeyFileError", "LifetimeTooLong", "MalformedEnvelope", "MemoryNetwork", "MemoryTransport",
+    "Message", "OversizeFrame", "PeerRejected", "PeerUnreachable", "Protocol", "ReceiverStopping",
+    "RemoteHandlerError", "ReplayedEnvelope", "ReplyError", "RequestTimeout", "Runtime",
+    "RuntimeConfig", "RuntimeMetrics", "StaticDirectory", "StorageError", "SystemClock",
+    "Transport", "TransportClosed", "TransportError", "UnexpectedReply", "UnknownMessageType",
+    "UsageError", "WrongTarget", "handler", "on_interval", "open_runtime", "verify_signature",
+}
+
+
+def test_exported_members() -> None:
+    assert set(aaex_agents.__all__) == EXPECTED
+    for name in aaex_agents.__all__:
+        assert getattr(aaex_agents, name) is not None
+
+
+def test_testing_kit_members() -> None:
+    assert set(aaex_agents.testing.__all__) == {
+        "Faults", "ManualClock", "MemoryNetwork", "MemoryTransport", "Route", "ScriptedPeer"}
+
+
+def test_every_rejection_has_its_own_reason() -> None:
+    rejections = [getattr(aaex_agents, n) for n in aaex_agents.__all__
+                  if isinstance(getattr(aaex_agents, n), type)
+                  and issubclass(getattr(aaex_agents, n), aaex_agents.EnvelopeRejected)
+                  and getattr(aaex_agents, n) is not aaex_agents.EnvelopeRejected]
+    reasons = [cls.reason for cls in rejections]
+    assert len(rejections) == 11
+    assert len(set(reasons)) == len(reasons)

@@ -1,0 +1,141 @@
+"""One conformance suite, run against every transport (libp2p joins with discovery)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import aiohttp
+import pytest
+
+from aaex_agents import (
+    HttpTransport,
+    MemoryNetwork,
+    PeerRejected,
+    PeerUnreachable,
+    RequestTimeout,
+    Transport,
+    TransportClosed,
+    TransportError,
+    WrongTarget,
+)
+
+TransportPair = tuple[Transport, Transport]
+PairFactory = Callable[[], AbstractAsyncContextManager[TransportPair]]
+
+
+@asynccontextmanager
+async def memory_pair() -> AsyncIterator[TransportPair]:
+    network = MemoryNetwork()
+    yield network.transport("server"), network.transport("client")
+
+
+@asynccontextmanager
+async def http_pair() -> AsyncIterator[TransportPair]:
+    server = HttpTransport(max_frame_bytes=64 * 1024, shutdown_timeout=0.2)
+    client = HttpTransport()
+    try:
+        yield server, client
+    finally:
+        await client.aclose()
+        await server.aclose()
+
+
+@pytest.fixture(params=[memory_pair, http_pair], ids=["memory", "http"])
+def make_pair(request: pytest.FixtureRequest) -> PairFactory:
+    factory: PairFactory = request.param
+    return factory
+
+
+async def _echo_reversed(frame: bytes) -> bytes | None:
+    if frame == b"none":
+        return None
+    if frame == b"reject":
+        raise WrongTarget("not hosted here")
+    if frame == b"slow":
+        await asyncio.sleep(30)
+    return frame[::-1]
+
+
+async def test_request_returns_the_handlers_reply_byte_exact(make_pair: PairFactory) -> None:
+    every_byte = bytes(range(256)) * 4
+    async with make_pair() as (server, client), server.serve(_echo_reversed) as endpoint:
+        assert endpoint is not None and client.handles(endpoint)
+        assert await client.request(endpoint, every_byte, timeout=5) == every_byte[::-1]
+        assert await client.request(endpoint, b"none", timeout=5) is None
+
+
+async def test_rejection_reaches_the_sender_with_its_reason(make_pair: PairFactory) -> None:
+    async with make_pair() as (server, client), server.serve(_echo_reversed) as endpoint:
+        assert endpoint is not None
+        with pytest.raises(PeerRejected) as caught:
+            await client.request(endpoint, b"reject", timeout=5)
+        assert caught.value.reason == "wrong_target"
+        assert "not hosted here" in caught.value.detail
+
+
+async def test_slow_peer_times_out_and_the_transport_stays_usable(make_pair: PairFactory) -> None:
+    async with make_pair() as (server, client), server.serve(_echo_reversed) as endpoint:
+        assert endpoint is not None
+        with pytest.raises(RequestTimeout):
+            await client.request(endpoint, b"slow", timeout=0.1)
+        assert await client.request(endpoint, b"ab", timeout=5) == b"ba"
+
+
+async def test_many_concurrent_requests_each_get_their_own_reply(make_pair: PairFactory) -> None:
+    async with make_pair() as (server, client), server.serve(_echo_reversed) as endpoint:
+        assert endpoint is not None
+        frames = [f"frame-{i}".encode() for i in range(200)]
+        replies = await asyncio.gather(*(client.request(endpoint, f, timeout=10) for f in frames))
+        assert replies == [f[::-1] for f in frames]
+
+
+async def test_endpoint_is_unreachable_once_serving_stops(make_pair: PairFactory) -> None:
+    async with make_pair() as (server, client):
+        async with server.serve(_echo_reversed) as endpoint:
+            assert endpoint is not None
+            assert await client.request(endpoint, b"x", timeout=5) == b"x"
+        with pytest.raises(PeerUnreachable):
+            await client.request(endpoint, b"x", timeout=5)
+
+
+async def test_http_refuses_oversize_frames_before_reading_them() -> None:
+    async with http_pair() as (server, client), server.serve(_echo_reversed) as endpoint:
+        assert endpoint is not None
+        with pytest.raises(PeerRejected) as caught:
+            await client.request(endpoint, b"x" * (64 * 1024 + 1), timeout=5)
+        assert caught.value.reason == "oversize"
+        assert await client.request(endpoint, b"x" * (64 * 1024), timeout=5) == b"x" * 65536
+
+
+async def test_http_answers_other_paths_with_404_and_handler_bugs_with_500() -> None:
+    async def broken(frame: bytes) -> bytes | None:
+        raise KeyError("a bug in the receiver")
+
+    async with http_pair() as (server, client), server.serve(broken) as endpoint:
+        assert endpoint is not None
+        async with aiohttp.ClientSession() as session:
+            async with session.get(endpoint) as response:
+                assert response.status == 404
+        with pytest.raises(TransportError, match="HTTP 500"):
+            await client.request(endpoint, b"x", timeout=5)
+
+
+async def test_http_closed_transport_cannot_send() -> None:
+    client = HttpTransport()
+    await client.aclose()
+    with pytest.raises(TransportClosed):
+        await client.request("http://127.0.0.1:9/aaex/v1/envelope", b"x", timeout=1)
+
+
+async def test_http_nothing_listening_is_unreachable() -> None:
+    async with http_pair() as (server, client), server.serve(_echo_reversed) as endpoint:
+        assert endpoint is not None
+    # the server has stopped: its port is closed
+    client = HttpTransport()
+    try:
+        with pytest.raises(PeerUnreachable):
+            await client.request(endpoint, b"x", timeout=5)
+    finally:
+        await client.aclose()
