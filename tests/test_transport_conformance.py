@@ -20,6 +20,7 @@ from aaex_agents import (
     TransportError,
     WrongTarget,
 )
+from aaex_agents.transport.libp2p import Libp2pConfig, Libp2pTransport, open_libp2p_host
 
 TransportPair = tuple[Transport, Transport]
 PairFactory = Callable[[], AbstractAsyncContextManager[TransportPair]]
@@ -42,7 +43,19 @@ async def http_pair() -> AsyncIterator[TransportPair]:
         await server.aclose()
 
 
-@pytest.fixture(params=[memory_pair, http_pair], ids=["memory", "http"])
+@asynccontextmanager
+async def libp2p_pair() -> AsyncIterator[TransportPair]:
+    config = Libp2pConfig(dht=False, max_frame_bytes=64 * 1024)
+    async with open_libp2p_host(config) as first, open_libp2p_host(config) as second:
+        server, client = Libp2pTransport(first), Libp2pTransport(second)
+        try:
+            yield server, client
+        finally:
+            await client.aclose()
+            await server.aclose()
+
+
+@pytest.fixture(params=[memory_pair, http_pair, libp2p_pair], ids=["memory", "http", "libp2p"])
 def make_pair(request: pytest.FixtureRequest) -> PairFactory:
     factory: PairFactory = request.param
     return factory
@@ -139,3 +152,12 @@ async def test_http_nothing_listening_is_unreachable() -> None:
             await client.request(endpoint, b"x", timeout=5)
     finally:
         await client.aclose()
+
+
+async def test_libp2p_refuses_oversize_frames() -> None:
+    async with libp2p_pair() as (server, client), server.serve(_echo_reversed) as endpoint:
+        assert endpoint is not None
+        with pytest.raises(PeerRejected) as caught:
+            await client.request(endpoint, b"x" * (64 * 1024 + 1), timeout=5)
+        assert caught.value.reason == "oversize"
+        assert await client.request(endpoint, b"ok", timeout=5) == b"ko"

@@ -1,0 +1,366 @@
+"""libp2p transport: envelopes over `/aaex/envelope/1.0.0` streams (TCP + Noise + Yamux).
+
+A node runs one `Libp2pHost` (py-libp2p in its own trio thread, see `trio_bridge`). Frames
+are length-prefixed (4 bytes, big-endian). A request is one frame; the response is one frame
+whose first byte says what follows: 0 a reply frame, 1 no reply, 2 a rejection (JSON
+`reason`, `detail`), 3 the receiver failed. Streams are reused: each peer gets a small pool of
+idle streams, so a request costs one stream round trip, not a new stream (~10 ms) each time.
+
+Code in this module marked "trio side" runs in the libp2p thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import multiaddr
+from libp2p import new_host
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.tools.anyio_service.context import background_trio_service
+from typing_extensions import override
+
+from ..envelope import DEFAULT_MAX_FRAME_BYTES
+from ..errors import (
+    EnvelopeRejected,
+    OversizeFrame,
+    PeerRejected,
+    PeerUnreachable,
+    RequestTimeout,
+    TransportClosed,
+    TransportError,
+    UsageError,
+)
+from .base import FrameHandler, Transport
+from .trio_bridge import TrioBridge, shielded
+
+logger = logging.getLogger(__name__)
+
+ENVELOPE_PROTOCOL = TProtocol("/aaex/envelope/1.0.0")
+_LENGTH = struct.Struct(">I")
+_REPLY, _NO_REPLY, _REJECTED, _FAILED = 0, 1, 2, 3
+# Streams and connections of py-libp2p raise a zoo of exception types (IOException,
+# StreamError, MuxedStreamError, SwarmException, trio's BrokenResourceError, ...); the
+# boundary below catches them as one and translates them into ours.
+_LIBP2P_FAILURE = Exception
+
+
+@dataclass(frozen=True, kw_only=True)
+class Libp2pConfig:
+    """Settings of a node's libp2p host.
+
+    Attributes:
+        listen: multiaddrs to listen on (default: loopback, a free TCP port).
+        seed: 32-byte seed of the node's Ed25519 peer identity; None makes a new one.
+        dht: run a Kademlia DHT server on the host (needed by `discovery`).
+        max_frame_bytes: largest envelope frame accepted (default 1 MiB).
+        streams_per_peer: idle streams kept per peer for reuse (default 16).
+        start_timeout: seconds the host may take to start listening (default 30).
+    """
+
+    listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
+    seed: bytes | None = None
+    dht: bool = True
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    streams_per_peer: int = 16
+    start_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.seed is not None and len(self.seed) != 32:
+            raise UsageError("Libp2pConfig.seed must be 32 bytes")
+        if self.max_frame_bytes <= 0 or self.streams_per_peer <= 0:
+            raise UsageError("Libp2pConfig.max_frame_bytes and streams_per_peer must be positive")
+
+
+class Libp2pHost:
+    """A running libp2p host (and DHT). Open it with `open_libp2p_host`."""
+
+    def __init__(self, bridge: TrioBridge, host: Any, dht: KadDHT | None,
+                 config: Libp2pConfig) -> None:
+        self.bridge = bridge
+        self.host = host
+        self.dht = dht
+        self.config = config
+        self.peer_id: str = host.get_id().to_string()
+
+    @property
+    def addrs(self) -> list[str]:
+        """Dialable multiaddrs of this host, each ending in ``/p2p/<peer id>``."""
+        return [str(a) for a in self.host.get_addrs()]
+
+    def __repr__(self) -> str:
+        return f"<Libp2pHost {self.peer_id} {self.addrs}>"
+
+
+@asynccontextmanager
+async def _run_host(config: Libp2pConfig) -> AsyncIterator[tuple[Any, KadDHT | None]]:
+    """Trio side: create, start and finally stop the host and its DHT."""
+    key_pair = create_new_key_pair(config.seed) if config.seed else create_new_key_pair()
+    # min_connections=0 and a rare auto-connect: the default connection manager dials
+    # towards a full mesh (~100 connections per node at N=100), which 2 cores cannot carry.
+    connections = ConnectionConfig(min_connections=0, auto_connect_interval=3600)
+    host = new_host(key_pair=key_pair, connection_config=connections)
+    listen = [multiaddr.Multiaddr(a) for a in config.listen]
+    async with host.run(listen):
+        if not config.dht:
+            yield host, None
+            return
+        # Registered before the first connection, so peers see the DHT protocol at once.
+        dht = KadDHT(host, DHTMode.SERVER)
+        async with background_trio_service(dht):
+            yield host, dht
+
+
+@asynccontextmanager
+async def open_libp2p_host(config: Libp2pConfig | None = None) -> AsyncIterator[Libp2pHost]:
+    """Start a libp2p host in its own trio thread; returns once it listens.
+
+    Leaving the block stops the DHT, closes every connection and joins the thread.
+
+    Raises:
+        TransportError: the host could not start (e.g. the port is taken).
+    """
+    settings = config or Libp2pConfig()
+    bridge = TrioBridge()
+    await bridge.start()
+    try:
+        try:
+            holder = bridge.open_in_trio(lambda: _run_host(settings),
+                                         timeout=settings.start_timeout)
+            running = await holder.__aenter__()
+        except _LIBP2P_FAILURE as exc:
+            raise TransportError(f"libp2p host did not start: {exc}") from exc
+        try:
+            host, dht = running
+            yield Libp2pHost(bridge, host, dht, settings)
+        finally:
+            await holder.__aexit__(None, None, None)
+    finally:
+        await bridge.aclose()
+
+
+class Libp2pTransport(Transport):
+    """Sends and serves envelope frames over a `Libp2pHost`. Does not own the host."""
+
+    def __init__(self, node: Libp2pHost) -> None:
+        self._node = node
+        self._idle: dict[str, list[Any]] = {}
+        self._closed = False
+
+    @override
+    def handles(self, endpoint: str) -> bool:
+        return endpoint.startswith(("/ip4/", "/ip6/", "/dns")) and "/p2p/" in endpoint
+
+    @override
+    async def request(self, endpoint: str, frame: bytes, *, timeout: float) -> bytes | None:
+        if self._closed:
+            raise TransportClosed("this Libp2pTransport was closed")
+        try:
+            return await self._node.bridge.call(self._request, endpoint, frame, timeout=timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"{endpoint} did not answer within {timeout} s") from None
+
+    async def _request(self, endpoint: str, frame: bytes) -> bytes | None:
+        """Trio side: one request/response, on a pooled stream when one is idle.
+
+        A pooled stream may have been closed by the peer since its last use (a restart);
+        then the request is retried once on a fresh stream. If the peer did handle the first
+        attempt, the retry is refused as a replay: nothing is done twice.
+        """
+        try:
+            info = info_from_p2p_addr(multiaddr.Multiaddr(endpoint))
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"{endpoint!r} is not a /p2p/ multiaddr: {exc}") from exc
+        idle = self._idle.setdefault(info.peer_id.to_string(), [])
+        if idle:
+            try:
+                return await self._exchange(idle, idle.pop(), endpoint, frame)
+            except PeerUnreachable as exc:
+                logger.debug("pooled stream to %s failed (%s); retrying on a new one",
+                             endpoint, exc)
+        try:
+            self._node.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
+            stream = await self._node.host.new_stream(info.peer_id, [ENVELOPE_PROTOCOL])
+        except _LIBP2P_FAILURE as exc:
+            raise PeerUnreachable(f"cannot open a stream to {endpoint}: {exc}") from exc
+        return await self._exchange(idle, stream, endpoint, frame)
+
+    async def _exchange(self, idle: list[Any], stream: Any, endpoint: str,
+                        frame: bytes) -> bytes | None:
+        """Trio side: write one frame, read one response; pool the stream if it is sound."""
+        finished = False
+        try:
+            await stream.write(_LENGTH.pack(len(frame)) + frame)
+            response = await _read_frame(stream, self._node.config.max_frame_bytes + 1)
+            finished = True
+        except OversizeFrame as exc:
+            raise TransportError(f"{endpoint} sent an oversize response: {exc}") from exc
+        except _LIBP2P_FAILURE as exc:
+            raise PeerUnreachable(f"stream to {endpoint} failed: {exc}") from exc
+        finally:
+            if not finished:
+                with shielded():
+                    await _reset(stream)
+        if response is None:
+            await _reset(stream)
+            raise PeerUnreachable(f"{endpoint} closed the stream without answering")
+        if len(idle) < self._node.config.streams_per_peer:
+            idle.append(stream)
+        else:
+            await _reset(stream)
+        return _decode_response(endpoint, response)
+
+    @override
+    @asynccontextmanager
+    async def serve(self, handler: FrameHandler) -> AsyncIterator[str | None]:
+        node = self._node
+        max_bytes = node.config.max_frame_bytes
+        inbound: set[Any] = set()
+
+        async def on_stream(stream: Any) -> None:
+            """Trio side: serve frames on one inbound stream until the peer closes it."""
+            inbound.add(stream)
+            try:
+                while True:
+                    try:
+                        frame = await _read_frame(stream, max_bytes)
+                    except OversizeFrame as exc:
+                        # Answer, then close without reading the body: a reset here would
+                        # discard the answer before the peer reads it.
+                        await _write_response(stream, _rejection("oversize", str(exc)))
+                        await stream.close()
+                        return
+                    if frame is None:
+                        break
+                    await _write_response(stream, await self._handle(handler, frame))
+                await stream.close()
+            except _LIBP2P_FAILURE as exc:
+                logger.debug("inbound envelope stream ended: %s", exc)
+                await _reset(stream)
+            finally:
+                inbound.discard(stream)
+
+        async def install() -> None:
+            node.host.set_stream_handler(ENVELOPE_PROTOCOL, on_stream)
+
+        async def uninstall() -> None:
+            # Stop taking new streams, then end the open ones: no frame is served after this.
+            node.host.remove_stream_handler(ENVELOPE_PROTOCOL)
+            for stream in list(inbound):
+                await _reset(stream)
+
+        await node.bridge.call(install)
+        try:
+            yield node.addrs[0] if node.addrs else None
+        finally:
+            try:
+                await node.bridge.call(uninstall, timeout=5)
+            except TransportClosed:
+                pass
+
+    async def _handle(self, handler: FrameHandler, frame: bytes) -> bytes:
+        """Trio side: run the asyncio handler and encode its outcome as a response."""
+        try:
+            reply = await self._node.bridge.call_asyncio(handler, frame)
+        except EnvelopeRejected as exc:
+            return _rejection(exc.reason, str(exc))
+        except Exception:
+            logger.error("envelope handler failed", exc_info=True)
+            return bytes([_FAILED])
+        return bytes([_NO_REPLY]) if reply is None else bytes([_REPLY]) + reply
+
+    @override
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        streams = [s for pool in self._idle.values() for s in pool]
+        self._idle.clear()
+
+        async def close_all() -> None:
+            for stream in streams:
+                await _reset(stream)
+
+        try:
+            await self._node.bridge.call(close_all, timeout=5)
+        except (TransportClosed, TimeoutError):
+            pass
+
+    def __repr__(self) -> str:
+        pooled = sum(len(p) for p in self._idle.values())
+        return f"<Libp2pTransport {self._node.peer_id} pooled_streams={pooled}>"
+
+
+def _rejection(reason: str, detail: str) -> bytes:
+    return bytes([_REJECTED]) + json.dumps({"reason": reason, "detail": detail}).encode()
+
+
+def _decode_response(endpoint: str, response: bytes) -> bytes | None:
+    if not response:
+        raise TransportError(f"{endpoint} sent an empty response")
+    status, body = response[0], response[1:]
+    if status == _REPLY:
+        return body
+    if status == _NO_REPLY:
+        return None
+    if status == _REJECTED:
+        try:
+            reason = json.loads(body)
+            raise PeerRejected(str(reason["reason"]), str(reason.get("detail", "")))
+        except (ValueError, KeyError, TypeError):
+            raise PeerRejected("rejected", body[:200].decode(errors="replace")) from None
+    raise TransportError(f"{endpoint} failed to handle the envelope (status {status})")
+
+
+async def _read_exactly(stream: Any, size: int) -> bytes | None:
+    """Trio side: read `size` bytes; None on a clean end of stream before the first byte."""
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining:
+        try:
+            chunk = await stream.read(remaining)
+        except EOFError:
+            chunk = b""
+        if not chunk:
+            if remaining == size:
+                return None
+            raise PeerUnreachable("stream ended in the middle of a frame")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+async def _read_frame(stream: Any, max_bytes: int) -> bytes | None:
+    header = await _read_exactly(stream, _LENGTH.size)
+    if header is None:
+        return None
+    (size,) = _LENGTH.unpack(header)
+    if size > max_bytes:
+        raise OversizeFrame(f"frame of {size} bytes exceeds the limit of {max_bytes}")
+    if size == 0:
+        return b""
+    body = await _read_exactly(stream, size)
+    if body is None:
+        raise PeerUnreachable("stream ended before the frame body")
+    return body
+
+
+async def _write_response(stream: Any, response: bytes) -> None:
+    await stream.write(_LENGTH.pack(len(response)) + response)
+
+
+async def _reset(stream: Any) -> None:
+    try:
+        await stream.reset()
+    except _LIBP2P_FAILURE as exc:
+        logger.debug("stream reset failed: %s", exc)
+

@@ -1,0 +1,97 @@
+"""The asyncio <-> trio bridge that py-libp2p runs behind."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from aaex_agents import TransportClosed, UsageError
+from aaex_agents.transport.trio_bridge import TrioBridge, sleep_forever
+
+
+async def _add(a: int, b: int) -> int:
+    return a + b
+
+
+async def _fail() -> None:
+    raise ValueError("raised in trio")
+
+
+@pytest.fixture
+async def bridge() -> AsyncIterator[TrioBridge]:
+    started = TrioBridge(name="test-trio")
+    await started.start()
+    try:
+        yield started
+    finally:
+        await started.aclose()
+
+
+async def test_calls_return_results_and_raise_errors(bridge: TrioBridge) -> None:
+    assert await bridge.call(_add, 2, 3) == 5
+    with pytest.raises(ValueError, match="raised in trio"):
+        await bridge.call(_fail)
+
+
+async def test_timeouts_and_cancellation_reach_the_trio_side(bridge: TrioBridge) -> None:
+    with pytest.raises(TimeoutError):
+        await bridge.call(sleep_forever, timeout=0.05)
+    pending = asyncio.ensure_future(bridge.call(sleep_forever))
+    await asyncio.sleep(0)
+    pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    assert await bridge.call(_add, 1, 1) == 2  # still serving
+
+
+async def test_trio_side_can_call_back_into_asyncio(bridge: TrioBridge) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def on_asyncio(x: int) -> tuple[int, bool]:
+        return x * 10, asyncio.get_running_loop() is loop
+
+    async def from_trio() -> tuple[int, bool]:
+        return await bridge.call_asyncio(on_asyncio, 4)
+
+    assert await bridge.call(from_trio) == (40, True)
+
+
+async def test_open_in_trio_holds_a_context_open(bridge: TrioBridge) -> None:
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def resource() -> AsyncIterator[int]:
+        events.append("enter")
+        try:
+            yield 7
+        finally:
+            events.append("exit")
+
+    async with bridge.open_in_trio(resource) as value:
+        assert value == 7 and events == ["enter"]
+    assert events == ["enter", "exit"]
+
+
+async def test_open_in_trio_reports_a_failing_enter(bridge: TrioBridge) -> None:
+    @asynccontextmanager
+    async def broken() -> AsyncIterator[int]:
+        raise OSError("port taken")
+        yield 0  # pragma: no cover
+
+    with pytest.raises(OSError, match="port taken"):
+        async with bridge.open_in_trio(broken):
+            pass
+
+
+async def test_closed_bridge_refuses_calls_and_cannot_restart() -> None:
+    bridge = TrioBridge()
+    await bridge.start()
+    await bridge.aclose()
+    await bridge.aclose()  # idempotent
+    with pytest.raises(TransportClosed):
+        await bridge.call(_add, 1, 2)
+    with pytest.raises(UsageError):
+        await bridge.start()
