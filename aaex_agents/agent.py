@@ -32,6 +32,7 @@ class Agent:
 
     protocols: ClassVar[tuple[Protocol, ...]] = ()
     handler_table: ClassVar[HandlerTable] = HandlerTable({}, ())
+    _annotation_namespace: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -39,7 +40,8 @@ class Agent:
         # message classes defined next to the agent inside a function (tests do this).
         caller = sys._getframe(1)
         localns = {**caller.f_globals, **caller.f_locals}
-        table, problems = collect_handlers(cls, localns, tuple(cls.protocols))
+        cls._annotation_namespace = localns
+        table, problems = collect_handlers(cls, tuple(cls.protocols))
         if problems:
             raise HandlerDefinitionError(problems)
         cls.handler_table = table

@@ -123,7 +123,7 @@ def decode_frame(frame: bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> E
      expires_at_ms, payload) = fields
     if tag != ENVELOPE_TAG:
         raise MalformedEnvelope(f"body tag is {tag!r}, not {ENVELOPE_TAG!r}")
-    if version != ENVELOPE_VERSION:
+    if type(version) is not int or version != ENVELOPE_VERSION:
         raise MalformedEnvelope(f"envelope version {version!r} is not supported")
     _expect(message_id, bytes, "message_id", size=ID_BYTES)
     _expect(session, bytes, "session", size=ID_BYTES)
@@ -204,7 +204,11 @@ class ReplayWindow:
         """
         heap = self._by_expiry
         while heap and heap[0][0] < horizon_ms:
-            self._live.discard(heapq.heappop(heap)[1])
+            expiry, forgotten = heapq.heappop(heap)
+            self._live.discard(forgotten)
+            # Remember how far we forgot: if the wall clock later steps back, an envelope
+            # expiring before this would be "in date" again and its id no longer known.
+            self.floor_ms = max(self.floor_ms, expiry)
         if message_id in self._live:
             raise ReplayedEnvelope(f"message id {message_id.hex()} was already accepted")
         if expires_at_ms <= self.floor_ms:

@@ -89,9 +89,12 @@ def _message_types(annotation: object) -> tuple[list[type[Message]], bool, list[
     return classes, allows_none, other
 
 
-def collect_handlers(cls: type, localns: Mapping[str, Any] | None,
-                     protocols: tuple[Protocol, ...]) -> tuple[HandlerTable, list[str]]:
-    """Read and check every handler of `cls`; return the table and a list of problems."""
+def collect_handlers(cls: type, protocols: tuple[Protocol, ...]) -> tuple[HandlerTable, list[str]]:
+    """Read and check every handler of `cls`; return the table and a list of problems.
+
+    Each handler's annotations resolve in the namespace of the class that defines it (its
+    `_annotation_namespace`), so an inherited handler keeps meaning what it meant.
+    """
     problems: list[str] = []
     by_type: dict[str, tuple[type[Message], HandlerSpec]] = {}
     intervals: list[IntervalSpec] = []
@@ -111,13 +114,16 @@ def collect_handlers(cls: type, localns: Mapping[str, Any] | None,
         if period is not None:
             if is_handler:
                 problems.append(f"{where}: is marked both @handler and @on_interval; pick one")
-            elif period <= 0:
-                problems.append(f"{where}: interval must be positive seconds, got {period}")
+            elif not 0 < period < float("inf"):
+                problems.append(f"{where}: interval must be positive (and finite) seconds, "
+                                f"got {period}")
             elif len(inspect.signature(function).parameters) != 2:
                 problems.append(f"{where}: an interval method takes (self, ctx)")
             else:
                 intervals.append(IntervalSpec(name, function, period))
             continue
+        owner = next((k for k in cls.__mro__ if name in vars(k)), cls)
+        localns = getattr(owner, "_annotation_namespace", None)
         spec = _check_handler(where, name, function, localns, protocols, problems)
         if spec is None:
             continue
