@@ -200,7 +200,7 @@ class Libp2pTransport(Transport):
         finished = False
         try:
             await stream.write(_LENGTH.pack(len(frame)) + frame)
-            response = await _read_frame(stream, self._node.config.max_frame_bytes + 1)
+            response = await read_frame(stream, self._node.config.max_frame_bytes + 1)
             finished = True
         except OversizeFrame as exc:
             raise TransportError(f"{endpoint} sent an oversize response: {exc}") from exc
@@ -209,14 +209,14 @@ class Libp2pTransport(Transport):
         finally:
             if not finished:
                 with shielded():
-                    await _reset(stream)
+                    await reset_quietly(stream)
         if response is None:
-            await _reset(stream)
+            await reset_quietly(stream)
             raise PeerUnreachable(f"{endpoint} closed the stream without answering")
         if len(idle) < self._node.config.streams_per_peer:
             idle.append(stream)
         else:
-            await _reset(stream)
+            await reset_quietly(stream)
         return _decode_response(endpoint, response)
 
     @override
@@ -232,20 +232,20 @@ class Libp2pTransport(Transport):
             try:
                 while True:
                     try:
-                        frame = await _read_frame(stream, max_bytes)
+                        frame = await read_frame(stream, max_bytes)
                     except OversizeFrame as exc:
                         # Answer, then close without reading the body: a reset here would
                         # discard the answer before the peer reads it.
-                        await _write_response(stream, _rejection("oversize", str(exc)))
+                        await write_frame(stream, _rejection("oversize", str(exc)))
                         await stream.close()
                         return
                     if frame is None:
                         break
-                    await _write_response(stream, await self._handle(handler, frame))
+                    await write_frame(stream, await self._handle(handler, frame))
                 await stream.close()
             except _LIBP2P_FAILURE as exc:
                 logger.debug("inbound envelope stream ended: %s", exc)
-                await _reset(stream)
+                await reset_quietly(stream)
             finally:
                 inbound.discard(stream)
 
@@ -256,7 +256,7 @@ class Libp2pTransport(Transport):
             # Stop taking new streams, then end the open ones: no frame is served after this.
             node.host.remove_stream_handler(ENVELOPE_PROTOCOL)
             for stream in list(inbound):
-                await _reset(stream)
+                await reset_quietly(stream)
 
         await node.bridge.call(install)
         try:
@@ -288,7 +288,7 @@ class Libp2pTransport(Transport):
 
         async def close_all() -> None:
             for stream in streams:
-                await _reset(stream)
+                await reset_quietly(stream)
 
         try:
             await self._node.bridge.call(close_all, timeout=5)
@@ -339,7 +339,8 @@ async def _read_exactly(stream: Any, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-async def _read_frame(stream: Any, max_bytes: int) -> bytes | None:
+async def read_frame(stream: Any, max_bytes: int) -> bytes | None:
+    """Trio side: read one length-prefixed frame; None at a clean end of stream."""
     header = await _read_exactly(stream, _LENGTH.size)
     if header is None:
         return None
@@ -354,11 +355,13 @@ async def _read_frame(stream: Any, max_bytes: int) -> bytes | None:
     return body
 
 
-async def _write_response(stream: Any, response: bytes) -> None:
+async def write_frame(stream: Any, response: bytes) -> None:
+    """Trio side: write one length-prefixed frame."""
     await stream.write(_LENGTH.pack(len(response)) + response)
 
 
-async def _reset(stream: Any) -> None:
+async def reset_quietly(stream: Any) -> None:
+    """Trio side: reset a stream, ignoring a stream that is already gone."""
     try:
         await stream.reset()
     except _LIBP2P_FAILURE as exc:

@@ -1,0 +1,407 @@
+"""Publishing and finding agents and their service ads over the libp2p Kademlia DHT.
+
+- Agent records go into the DHT's value store under `/aaex/<hash>`, guarded by a namespace
+  validator on every node (signature, key/signer match, expiry; the highest sequence wins).
+- Service ads go to the capability index (see `index.py`) on the nodes closest to their
+  shard's key, found with Kademlia FIND_NODE walks.
+- py-libp2p reports success from `put_value` even when every peer refused, and `get_value`
+  returns a stale local copy without asking the network: nothing read is trusted until it
+  is verified here, and publishing is confirmed by counting explicit acknowledgements.
+
+Code marked "trio side" runs in the libp2p thread through the bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import multiaddr
+from libp2p.custom_types import TProtocol
+from libp2p.kad_dht.kad_dht import KadDHT
+from libp2p.kad_dht.utils import sort_peer_ids_by_distance
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.records.validator import Validator
+
+from aaex_agents.clock import Clock, SystemClock
+from aaex_agents.errors import PeerUnreachable, UsageError
+from aaex_agents.transport.libp2p import Libp2pHost, read_frame, reset_quietly, write_frame
+
+from .errors import RecordKeyMismatch, RecordRejected
+from .index import AdIndex
+from .query import Query
+from .records import (
+    AGENT_NAMESPACE,
+    AgentRecord,
+    ServiceAd,
+    agent_record_key,
+    capability_shard_key,
+    shard_of,
+)
+
+logger = logging.getLogger(__name__)
+
+INDEX_PROTOCOL = TProtocol("/aaex/index/1.0.0")
+_MAX_INDEX_FRAME = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoveryConfig:
+    """Settings of a node's discovery service.
+
+    Attributes:
+        shards: index shards per capability; more shards spread a popular capability over
+            more nodes (a buyer samples shards until it has enough ads).
+        replication: index nodes each ad is stored on.
+        query_nodes: index nodes asked per shard during a lookup.
+        cache_ttl: seconds a lookup result is reused (never past an ad's expiry).
+        call_timeout: timeout of each DHT walk or index call.
+        dht_concurrency: DHT operations in flight per process (py-libp2p is CPU-bound).
+    """
+
+    shards: int = 4
+    replication: int = 4
+    query_nodes: int = 3
+    cache_ttl: float = 30.0
+    call_timeout: float = 20.0
+    dht_concurrency: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("shards", "replication", "query_nodes", "dht_concurrency"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"DiscoveryConfig.{name} must be at least 1")
+
+
+class AgentRecordValidator(Validator):
+    """DHT namespace validator for agent records, installed on every node."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    def validate(self, key: str, value: bytes) -> None:
+        """Raise unless `value` is a valid, unexpired agent record owned by `key`."""
+        record = AgentRecord.verify(value, now=self._clock.now())
+        record.check_proof(self._clock.now())
+        if agent_record_key(record.address) != key:
+            raise RecordKeyMismatch(f"record of {record.address} stored under {key}")
+
+    def select(self, key: str, values: list[bytes]) -> int:
+        """Index of the best value: valid first, then the highest sequence number."""
+        best, best_seq = 0, -1
+        for i, value in enumerate(values):
+            try:
+                self.validate(key, value)
+                seq = AgentRecord.verify(value, now=self._clock.now()).seq
+            except RecordRejected:
+                continue
+            if seq > best_seq:
+                best, best_seq = i, seq
+        return best
+
+
+@dataclass
+class DiscoveryStats:
+    """Counters for metrics and benchmarks."""
+
+    lookups: int = 0
+    cache_hits: int = 0
+    index_calls: int = 0
+    walks: int = 0
+    rejected: int = 0
+
+
+class Discovery:
+    """Discovery on one node. Create with `await Discovery.start(host)`; `aclose()` it."""
+
+    def __init__(self, node: Libp2pHost, config: DiscoveryConfig, clock: Clock) -> None:
+        if node.dht is None:
+            raise UsageError("discovery needs a libp2p host started with Libp2pConfig(dht=True)")
+        self._dht: KadDHT = node.dht
+        self.node = node
+        self.config = config
+        self._clock = clock
+        self.index = AdIndex()
+        self.stats = DiscoveryStats()
+        self._limit = asyncio.Semaphore(config.dht_concurrency)
+        self._ad_cache: dict[str, tuple[float, list[ServiceAd]]] = {}
+        self._record_cache: dict[str, AgentRecord] = {}
+
+    @classmethod
+    async def start(cls, node: Libp2pHost, config: DiscoveryConfig | None = None,
+                    clock: Clock | None = None) -> Discovery:
+        """Install the validator and the index protocol on `node`."""
+        discovery = cls(node, config or DiscoveryConfig(), clock or SystemClock())
+        await node.bridge.call(discovery._t_install)
+        return discovery
+
+    async def _t_install(self) -> None:
+        """Trio side."""
+        dht = self._dht
+        dht.register_validator(AGENT_NAMESPACE, AgentRecordValidator(self._clock))
+        self.node.host.set_stream_handler(INDEX_PROTOCOL, self._t_serve_index)
+
+    async def aclose(self) -> None:
+        """Stop serving the index. Idempotent."""
+        async def uninstall() -> None:
+            self.node.host.remove_stream_handler(INDEX_PROTOCOL)
+        try:
+            await self.node.bridge.call(uninstall, timeout=5)
+        except Exception:
+            logger.debug("index handler already removed", exc_info=True)
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        async with self._limit:
+            return await self.node.bridge.call(fn, *args, timeout=self.config.call_timeout)
+
+    # -- joining ---------------------------------------------------------------------
+    async def bootstrap(self, seeds: Sequence[str]) -> int:
+        """Connect to seed multiaddrs and fill the routing table; return its size.
+
+        Seeds that cannot be reached are skipped (logged); the caller sees a small table.
+        """
+        infos = []
+        for seed in seeds:
+            try:
+                infos.append(info_from_p2p_addr(multiaddr.Multiaddr(seed)))
+            except (ValueError, TypeError) as exc:
+                raise UsageError(f"seed {seed!r} is not a /p2p/ multiaddr: {exc}") from exc
+        size: int = await self._call(self._t_bootstrap, infos)
+        return size
+
+    async def _t_bootstrap(self, infos: list[PeerInfo]) -> int:
+        """Trio side: connect, add to the routing table, then one self-lookup."""
+        host, dht = self.node.host, self._dht
+        for info in infos:
+            if info.peer_id == host.get_id():
+                continue
+            try:
+                host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600 * 24)
+                await host.connect(info)
+                await dht.add_peer(info.peer_id, skip_server_mode_check=True)
+            except Exception as exc:  # noqa: BLE001 - an unreachable seed is skipped
+                logger.warning("seed %s unreachable: %s", info.peer_id, exc)
+        # One self-lookup (not a walk per bucket): it finds our neighbourhood, which is what
+        # lookups need, at a fraction of the CPU of py-libp2p's full start-up refresh.
+        for peer in await dht.peer_routing.find_closest_peers_network(host.get_id().to_bytes()):
+            if peer != host.get_id():
+                await dht.add_peer(peer, skip_server_mode_check=True)
+        size: int = dht.get_routing_table_size()
+        return size
+
+    async def refresh_routing_table(self) -> int:
+        """Look ourselves up again and return the routing table size (call periodically)."""
+        size: int = await self._call(self._t_bootstrap, [])
+        return size
+
+    # -- agent records -----------------------------------------------------------------
+    async def publish_record(self, wire: bytes) -> None:
+        """Store a signed agent record in the DHT.
+
+        Raises:
+            RecordRejected: the record itself is invalid (checked before sending).
+        """
+        record = AgentRecord.verify(wire, now=self._clock.now())
+        self._record_cache[record.address] = record
+        await self._call(self._t_put_value, agent_record_key(record.address), wire)
+
+    async def _t_put_value(self, key: str, wire: bytes) -> None:
+        """Trio side."""
+        await self._dht.put_value(key, wire)
+
+    async def resolve(self, address: str) -> AgentRecord:
+        """Return the verified, unexpired agent record of `address`.
+
+        Raises:
+            PeerUnreachable: no valid record is found.
+        """
+        now = self._clock.now()
+        cached = self._record_cache.get(address)
+        if cached is not None and cached.expires_at >= now:
+            return cached
+        key = agent_record_key(address)
+        wire = await self._call(self._t_get_value, key)
+        if wire is None:
+            raise PeerUnreachable(f"no agent record for {address} in the DHT")
+        try:
+            record = AgentRecord.verify(wire, now=now)
+            record.check_proof(now)
+            if record.address != address:
+                raise RecordKeyMismatch(f"record under {key} belongs to {record.address}")
+        except RecordRejected as exc:
+            self.stats.rejected += 1
+            raise PeerUnreachable(f"agent record for {address} is not valid: {exc}") from exc
+        self._record_cache[address] = record
+        return record
+
+    async def _t_get_value(self, key: str) -> bytes | None:
+        """Trio side: skip an expired local copy, which py-libp2p would return forever."""
+        dht = self._dht
+        local = dht.value_store.get(key.encode())
+        if local is not None:
+            try:
+                AgentRecord.verify(local.value, now=self._clock.now())
+            except RecordRejected:
+                dht.value_store.remove(key.encode())
+        value: bytes | None = await dht.get_value(key)
+        return value
+
+    # -- service ads -----------------------------------------------------------------------
+    async def publish_ad(self, wire: bytes) -> int:
+        """Store a signed ad (or tombstone) on the index nodes of its shard.
+
+        Returns how many index nodes acknowledged it; 0 means nobody holds it.
+
+        Raises:
+            RecordRejected: the ad itself is invalid (checked before sending).
+        """
+        ad = ServiceAd.verify(wire, now=self._clock.now())
+        shard = shard_of(ad.address, self.config.shards)
+        self._ad_cache.pop(ad.capability, None)
+        acknowledged: int = await self._call(self._t_publish_ad, wire, ad.capability, shard)
+        return acknowledged
+
+    async def _t_publish_ad(self, wire: bytes, capability: str, shard: int) -> int:
+        """Trio side."""
+        peers = await self._t_closest(capability_shard_key(capability, shard))
+        acknowledged = 0
+        for peer in peers[: self.config.replication]:
+            reply = await self._t_index_call(peer, ["put", wire, shard])
+            if reply and reply[0] == "ok":
+                acknowledged += 1
+            elif reply:
+                logger.debug("index node %s refused the ad: %s", peer, reply)
+        return acknowledged
+
+    async def lookup(self, query: Query) -> list[ServiceAd]:
+        """Return verified, unexpired ads matching `query` (not ranked).
+
+        Results are cached per capability for `cache_ttl` seconds, never past an ad's expiry.
+        """
+        self.stats.lookups += 1
+        now = self._clock.now()
+        cached = self._ad_cache.get(query.capability)
+        if cached is not None and cached[0] > now:
+            self.stats.cache_hits += 1
+            return _select(cached[1], query, now)
+        ads: dict[str, ServiceAd] = {}
+        shards = list(range(self.config.shards))
+        random.shuffle(shards)
+        for shard in shards:
+            wires: list[bytes] = await self._call(self._t_lookup_shard, query.capability, shard)
+            for wire in wires:
+                try:
+                    ad = ServiceAd.verify(wire, now=now)
+                except RecordRejected as exc:
+                    self.stats.rejected += 1
+                    logger.warning("dropped an invalid ad from the index: %s", exc)
+                    continue
+                if ad.capability != query.capability:
+                    continue
+                known = ads.get(ad.address)
+                if known is None or ad.seq > known.seq:
+                    ads[ad.address] = ad
+            enough = query.limit is not None and len(
+                _select(list(ads.values()), query, now)) >= query.limit
+            if enough:
+                break
+        else:  # every shard was read: the result is complete and can be cached
+            found = list(ads.values())
+            until = min([now + self.config.cache_ttl, *(a.expires_at for a in found)])
+            self._ad_cache[query.capability] = (until, found)
+        return _select(list(ads.values()), query, now)
+
+    async def _t_lookup_shard(self, capability: str, shard: int) -> list[bytes]:
+        """Trio side: ask the closest index nodes of one shard, merging their answers."""
+        peers = await self._t_closest(capability_shard_key(capability, shard))
+        wires: list[bytes] = []
+        for peer in peers[: self.config.query_nodes]:
+            reply = await self._t_index_call(peer, ["get", capability, shard])
+            if reply and reply[0] == "ads" and isinstance(reply[1], list):
+                wires.extend(w for w in reply[1] if isinstance(w, bytes))
+        return wires
+
+    async def _t_closest(self, key: bytes) -> list[ID]:
+        """Trio side: the peers closest to `key`, this node included when it is close."""
+        self.stats.walks += 1
+        host, dht = self.node.host, self._dht
+        peers: list[ID] = list(await dht.peer_routing.find_closest_peers_network(key))
+        if host.get_id() not in peers:
+            peers.append(host.get_id())
+        ordered: list[ID] = sort_peer_ids_by_distance(key, peers)
+        return ordered
+
+    async def _t_index_call(self, peer: ID, request: list[Any]) -> list[Any] | None:
+        """Trio side: one index RPC; local when `peer` is this node. None on failure."""
+        self.stats.index_calls += 1
+        if peer == self.node.host.get_id():
+            return self._answer(request)
+        try:
+            stream = await self.node.host.new_stream(peer, [INDEX_PROTOCOL])
+        except Exception as exc:  # noqa: BLE001 - an unreachable index node is skipped
+            logger.debug("index node %s unreachable: %s", peer, exc)
+            return None
+        try:
+            await write_frame(stream, msgpack.packb(request))
+            response = await read_frame(stream, _MAX_INDEX_FRAME)
+            await stream.close()
+        except Exception as exc:  # noqa: BLE001 - a broken index node is skipped
+            logger.debug("index call to %s failed: %s", peer, exc)
+            await reset_quietly(stream)
+            return None
+        if response is None:
+            return None
+        try:
+            decoded = msgpack.unpackb(response, raw=False)
+        except (ValueError, msgpack.UnpackException):
+            return None
+        return decoded if isinstance(decoded, list) and decoded else None
+
+    async def _t_serve_index(self, stream: Any) -> None:
+        """Trio side: answer one index request on an inbound stream."""
+        try:
+            frame = await read_frame(stream, _MAX_INDEX_FRAME)
+            if frame is None:
+                return
+            try:
+                request = msgpack.unpackb(frame, raw=False)
+            except (ValueError, msgpack.UnpackException):
+                request = None
+            await write_frame(stream, msgpack.packb(self._answer(request)))
+            await stream.close()
+        except Exception as exc:  # noqa: BLE001 - one bad stream never hurts the node
+            logger.debug("index stream failed: %s", exc)
+            await reset_quietly(stream)
+
+    def _answer(self, request: Any) -> list[Any]:
+        """The index's answer to a decoded request (runs on either side; pure)."""
+        now = self._clock.now()
+        if not isinstance(request, list) or not request:
+            return ["err", "malformed", "request is not a list"]
+        if request[0] == "put" and len(request) == 3 and isinstance(request[1], bytes) \
+                and type(request[2]) is int and 0 <= request[2] < 1 << 16:
+            try:
+                self.index.put(request[1], request[2], now=now)
+            except RecordRejected as exc:
+                self.stats.rejected += 1
+                return ["err", exc.reason, str(exc)]
+            return ["ok"]
+        if request[0] == "get" and len(request) == 3 and isinstance(request[1], str) \
+                and type(request[2]) is int:
+            return ["ads", self.index.get(request[1], request[2], now=now)]
+        return ["err", "malformed", f"unknown request {str(request[0])[:40]!r}"]
+
+    def __repr__(self) -> str:
+        return (f"<Discovery {self.node.peer_id} held_ads={len(self.index)} "
+                f"lookups={self.stats.lookups}>")
+
+
+def _select(ads: list[ServiceAd], query: Query, now: float) -> list[ServiceAd]:
+    found = [a for a in ads if a.expires_at >= now and query.matches(a)]
+    found.sort(key=lambda a: a.address)
+    return found[: query.limit] if query.limit is not None else found

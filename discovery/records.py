@@ -1,0 +1,219 @@
+"""Signed, expiring discovery records: the agent record and the service ad.
+
+Wire form: the msgpack array ``[kind_tag, body, signature]``, where `body` is the record's
+canonical JSON (sorted keys, no spaces) and the Ed25519 signature covers ``kind_tag || 0 ||
+body``. The tag separates record signatures from envelope signatures and from each other,
+so no signature can be replayed in another context. Expiry lives inside the signed body
+(py-libp2p keeps DHT values 24 h whatever we want), and every reader re-verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, ClassVar, Literal, TypeVar
+
+import msgpack
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aaex_agents.address import public_key_from_address
+from aaex_agents.errors import UsageError
+from aaex_agents.identity import Identity, verify_signature
+
+from .errors import BadRecordSignature, MalformedRecord, RecordExpired
+
+R = TypeVar("R", bound="SignedRecord")
+
+AttributeValue = str | int | float | bool | list[str] | list[int] | list[float]
+
+
+class SignedRecord(BaseModel):
+    """Base of records an agent signs: `address` signs, `seq` orders, `expires_at` ends."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: ClassVar[str]
+
+    address: str
+    """The signing agent."""
+    seq: int = Field(ge=0)
+    """Sequence number; of two valid records for one key, the higher wins."""
+    expires_at: float
+    """Unix time after which the record is void."""
+
+    def signing_bytes(self) -> bytes:
+        """Exactly what the signature covers."""
+        return self.kind.encode() + b"\x00" + _canonical(self)
+
+    def sign(self, identity: Identity) -> bytes:
+        """Return the wire form of this record, signed by `identity`.
+
+        Raises:
+            UsageError: `identity` is not the record's agent.
+        """
+        if identity.address != self.address:
+            raise UsageError(f"{self.kind} for {self.address} cannot be signed by "
+                             f"{identity.address}")
+        wire: bytes = msgpack.packb(
+            [self.kind, _canonical(self), identity.sign(self.signing_bytes())])
+        return wire
+
+    @classmethod
+    def verify(cls: type[R], data: bytes, *, now: float) -> R:
+        """Decode and check a wire record: structure, signature and expiry.
+
+        Raises:
+            MalformedRecord, BadRecordSignature, RecordExpired
+        """
+        try:
+            outer = msgpack.unpackb(data, raw=False)
+        except (ValueError, msgpack.UnpackException) as exc:
+            raise MalformedRecord(f"{cls.kind}: not msgpack: {exc}") from exc
+        if not (isinstance(outer, list) and len(outer) == 3 and outer[0] == cls.kind
+                and isinstance(outer[1], bytes) and isinstance(outer[2], bytes)):
+            raise MalformedRecord(f"not a {cls.kind} record")
+        _, body, signature = outer
+        try:
+            record = cls.model_validate_json(body)
+            public_key_from_address(record.address)
+        except (ValueError, ValidationError, UsageError) as exc:
+            raise MalformedRecord(f"{cls.kind}: {exc}") from exc
+        if body != _canonical(record):
+            raise MalformedRecord(f"{cls.kind}: body is not in canonical form")
+        if not verify_signature(record.address, record.signing_bytes(), signature):
+            raise BadRecordSignature(f"{cls.kind} of {record.address} has a bad signature")
+        if record.expires_at < now:
+            raise RecordExpired(f"{cls.kind} of {record.address} expired "
+                                f"{now - record.expires_at:.0f} s ago")
+        return record
+
+
+class ProofOfRepresentation(BaseModel):
+    """The agent's signed statement that a node (libp2p peer id) speaks for it.
+
+    Valid until `expires_at`. (Fetch.ai's ACN signs only this binding; we also sign every
+    message.)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    peer_id: str
+    expires_at: float
+    signature: str
+    """Hex of the agent's Ed25519 signature over `statement(...)`."""
+
+    @staticmethod
+    def statement(address: str, peer_id: str, expires_at: float) -> bytes:
+        """The bytes the agent signs."""
+        return f"aaex/representation\x00{address}\x00{peer_id}\x00{expires_at!r}".encode()
+
+    @classmethod
+    def create(cls, identity: Identity, peer_id: str, expires_at: float) -> ProofOfRepresentation:
+        """Sign that `peer_id` represents `identity` until `expires_at`."""
+        return cls(peer_id=peer_id, expires_at=expires_at,
+                   signature=identity.sign(
+                       cls.statement(identity.address, peer_id, expires_at)).hex())
+
+    def holds_for(self, address: str, peer_id: str, now: float) -> bool:
+        """True when this is `address`'s valid, unexpired proof for `peer_id`."""
+        try:
+            signature = bytes.fromhex(self.signature)
+        except ValueError:
+            return False
+        return (self.peer_id == peer_id and self.expires_at >= now and verify_signature(
+            address, self.statement(address, peer_id, self.expires_at), signature))
+
+
+class AgentRecord(SignedRecord):
+    """Where and how to reach an agent; stored in the DHT under `agent_record_key(address)`."""
+
+    kind: ClassVar[str] = "aaex/agent-record/1"
+    peer_id: str
+    """The libp2p peer id of the node hosting the agent."""
+    peer_addrs: list[str] = []
+    """Dialable multiaddrs of that node, each ending in /p2p/<peer id>."""
+    http_endpoints: list[str] = []
+    """HTTP envelope endpoints of the node, if it serves HTTP."""
+    protocols: list[str] = []
+    """Protocol names the agent speaks."""
+    proof: ProofOfRepresentation
+    """The agent's signed binding to `peer_id`."""
+
+    def check_proof(self, now: float) -> None:
+        """Raise BadRecordSignature unless the proof binds this agent to `peer_id` now."""
+        if not self.proof.holds_for(self.address, self.peer_id, now):
+            raise BadRecordSignature(f"agent record of {self.address}: the proof of "
+                                     f"representation does not bind it to {self.peer_id}")
+
+    def endpoints(self) -> list[str]:
+        """Every envelope endpoint, fastest transport first (HTTP on a LAN beats libp2p)."""
+        return [*self.http_endpoints, *self.peer_addrs]
+
+
+class PriceModel(BaseModel):
+    """How the seller charges."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: Literal["fixed", "per_unit", "per_token"] = "fixed"
+    amount: float = Field(ge=0)
+    """Price per task, unit or token, in `currency`."""
+    currency: str = "credit"
+
+
+class SlaOffer(BaseModel):
+    """What the seller promises."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    p50_ms: float = Field(ge=0)
+    p95_ms: float = Field(ge=0)
+    deadline_s: float = Field(gt=0)
+    """Longest time from award to delivery."""
+    availability: float = Field(ge=0, le=1)
+
+
+class AccessPolicy(BaseModel):
+    """Who may buy: anyone, or only listed agents or organisations."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    open: bool = True
+    agents: list[str] = []
+    organisations: list[str] = []
+
+
+class ServiceAd(SignedRecord):
+    """One capability an agent sells, with price, SLA and attributes."""
+
+    kind: ClassVar[str] = "aaex/service-ad/1"
+    capability: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+    """Dotted capability name, e.g. ``forecast.demand``."""
+    capability_version: int = Field(default=1, ge=1)
+    price: PriceModel
+    sla: SlaOffer
+    attributes: dict[str, AttributeValue] = {}
+    """Region, model name, quantization, GPU, measured tokens/s, queue depth, ..."""
+    access: AccessPolicy = AccessPolicy()
+    withdrawn: bool = False
+    """A signed tombstone: the seller stopped offering this capability."""
+
+
+def _canonical(record: BaseModel) -> bytes:
+    document: dict[str, Any] = record.model_dump(mode="json")
+    return json.dumps(document, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode()
+
+
+AGENT_NAMESPACE = "aaex"
+
+
+def agent_record_key(address: str) -> str:
+    """DHT key of an agent record: short, because FIND_NODE refuses long plain keys."""
+    digest = hashlib.sha256(public_key_from_address(address)).hexdigest()[:32]
+    return f"/{AGENT_NAMESPACE}/{digest}"
+
+
+def capability_shard_key(capability: str, shard: int) -> bytes:
+    """Kademlia key (a sha2-256 multihash) of one shard of a capability's index."""
+    return b"\x12\x20" + hashlib.sha256(f"aaex/cap/{capability}/{shard}".encode()).digest()
+
+
+def shard_of(address: str, shards: int) -> int:
+    """The index shard an agent's ads live in: spread evenly, stable per agent."""
+    return int.from_bytes(hashlib.sha256(address.encode()).digest()[:8], "big") % shards
