@@ -101,6 +101,38 @@ class Libp2pHost:
         return f"<Libp2pHost {self.peer_id} {self.addrs}>"
 
 
+class _CleanEndOfStream(logging.Filter):
+    """Drops py-libp2p's "Failed to read DHT message" record: it is a clean end of stream
+    every time, and logged at WARNING it would hide real failures."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to read DHT message from stream")
+
+
+def _adopt_libp2p_logging() -> None:
+    """Route py-libp2p's records into the application's logging.
+
+    py-libp2p sets its logger to WARNING with `propagate=False` and no handler, so its
+    records bypass whatever the application configured. This undoes that (idempotent): the
+    application's handlers then decide, like for every other library.
+    """
+    root = logging.getLogger("libp2p")
+    root.propagate = True
+    root.setLevel(logging.NOTSET)  # the application's levels decide
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    # A failed dial is raised to whoever dialed, which decides how bad it is; py-libp2p
+    # also logs each one at ERROR, which would drown real errors when a peer goes away.
+    logging.getLogger("libp2p.transport.tcp.tcp").setLevel(logging.CRITICAL)
+    dht_logger = logging.getLogger("libp2p.kad_dht.kad_dht")
+    if not any(isinstance(f, _CleanEndOfStream) for f in dht_logger.filters):
+        dht_logger.addFilter(_CleanEndOfStream())
+
+
+async def _never_auto_connect() -> None:
+    """Replaces py-libp2p's auto-connector step (see `_run_host`)."""
+
+
 @asynccontextmanager
 async def _run_host(config: Libp2pConfig) -> AsyncIterator[tuple[Any, KadDHT | None]]:
     """Trio side: create, start and finally stop the host and its DHT."""
@@ -109,6 +141,10 @@ async def _run_host(config: Libp2pConfig) -> AsyncIterator[tuple[Any, KadDHT | N
     # towards a full mesh (~100 connections per node at N=100), which 2 cores cannot carry.
     connections = ConnectionConfig(min_connections=0, auto_connect_interval=3600)
     host = new_host(key_pair=key_pair, connection_config=connections)
+    # The auto-connector dials every known peer towards its watermark target (200 by
+    # default), and at start-up, not only on its hourly tick: nodes end up in a full mesh.
+    # Kademlia keeps the connections it needs; the auto-connector is switched off.
+    host.get_network().auto_connector.maybe_connect = _never_auto_connect
     listen = [multiaddr.Multiaddr(a) for a in config.listen]
     async with host.run(listen):
         if not config.dht:
@@ -130,6 +166,7 @@ async def open_libp2p_host(config: Libp2pConfig | None = None) -> AsyncIterator[
         TransportError: the host could not start (e.g. the port is taken).
     """
     settings = config or Libp2pConfig()
+    _adopt_libp2p_logging()
     bridge = TrioBridge()
     await bridge.start()
     try:

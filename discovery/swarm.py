@@ -1,0 +1,261 @@
+"""Many discovery nodes in one OS process, driven by JSON lines on stdin: the kit that the
+multi-process tests and `bench.discovery` build networks with.
+
+    python -m discovery.swarm --nodes 25 --seed /ip4/127.0.0.1/tcp/4001/p2p/12D3...
+
+It prints one JSON line when every node has joined, then answers one JSON line per command
+(see `_COMMANDS`). It exits on `{"op": "quit"}` or when stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from aaex_agents import Agent, Context, Identity, Message, handler, open_runtime
+from aaex_agents.errors import AaexError
+from aaex_agents.transport.libp2p import Libp2pHost, Libp2pTransport, open_libp2p_host
+from libp2p.peer.id import ID
+
+from .advertiser import Advertiser, Offer
+from .dht import Discovery, DiscoveryConfig
+from .directory import DhtDirectory
+from .query import Query, parse_where
+from .records import PriceModel, SlaOffer, agent_record_key
+
+logger = logging.getLogger(__name__)
+
+
+class SwarmPing(Message, type="aaex.swarm_ping/1"):
+    """A request an echo agent of the swarm answers."""
+
+    text: str
+
+
+class SwarmPong(Message, type="aaex.swarm_pong/1"):
+    """The answer to SwarmPing."""
+
+    text: str
+
+
+class SwarmEcho(Agent):
+    """Answers SwarmPing over whatever transport the runtime serves."""
+
+    @handler
+    async def on_ping(self, ctx: Context, msg: SwarmPing) -> SwarmPong:
+        return SwarmPong(text=msg.text)
+
+
+class Swarm:
+    """The nodes of this process and what they published."""
+
+    def __init__(self, hosts: list[Libp2pHost], discoveries: list[Discovery],
+                 refresh_period: float) -> None:
+        self.hosts = hosts
+        self.discoveries = discoveries
+        self.refresh_period = refresh_period
+        self.advertisers: list[Advertiser] = []
+        self.exits = AsyncExitStack()
+
+    async def publish(self, node: int, capability: str, price: float = 1.0,
+                      attributes: dict[str, Any] | None = None,
+                      ttl: float | None = None) -> dict[str, Any]:
+        identity = Identity.generate()
+        period = ttl / 2 if ttl else self.refresh_period
+        offer = Offer(capability=capability, price=PriceModel(amount=price),
+                      sla=SlaOffer(p50_ms=100, p95_ms=250, deadline_s=60, availability=0.99),
+                      attributes=attributes or {})
+        advertiser = Advertiser(self.discoveries[node], identity, [offer], refresh_period=period)
+        await advertiser.publish()
+        self.advertisers.append(advertiser)
+        return {"address": identity.address, "acks": advertiser.acknowledgements[capability]}
+
+    async def lookup(self, node: int | str, capability: str, where: str | None = None,
+                     max_price: float | None = None, fresh: bool = True) -> dict[str, Any]:
+        query = Query(capability, where=parse_where(where) if where else None,
+                      max_price=max_price)
+        targets = range(len(self.discoveries)) if node == "all" else [int(node)]
+        results = []
+        for index in targets:
+            discovery = self.discoveries[index]
+            if fresh:
+                discovery._ad_cache.clear()
+            before = discovery.stats.walks + discovery.stats.index_calls
+            started = time.perf_counter()
+            try:
+                ads = await discovery.lookup(query)
+                error = None
+            except (AaexError, TimeoutError) as exc:
+                ads, error = [], f"{type(exc).__name__}: {exc}"
+            results.append({
+                "node": index, "addresses": sorted(a.address for a in ads),
+                "seqs": {a.address: a.seq for a in ads},
+                "ms": (time.perf_counter() - started) * 1000, "error": error,
+                "messages": discovery.stats.walks + discovery.stats.index_calls - before})
+        return {"results": results}
+
+    async def spray(self, node: int, wire: str, capability: str, peers: list[str],
+                    shards: int) -> dict[str, Any]:
+        """Send a raw (possibly forged) ad straight to the index of every listed peer."""
+        discovery = self.discoveries[node]
+        data = bytes.fromhex(wire)
+        replies = []
+        for peer in peers:
+            async def call(peer_id: str = peer) -> Any:
+                return [await discovery._t_index_call(ID.from_base58(peer_id), ["put", data, s])
+                        for s in range(shards)]
+            replies.append(await discovery.node.bridge.call(call, timeout=30))
+        return {"replies": replies, "capability": capability}
+
+    async def spray_record(self, node: int, wire: str, address: str,
+                           peers: list[str]) -> dict[str, Any]:
+        """Offer a raw (possibly forged) agent record to every listed peer's value store."""
+        discovery = self.discoveries[node]
+        key = agent_record_key(address).encode()
+
+        async def store_everywhere() -> list[bool]:
+            store = discovery._dht.value_store
+            return [bool(await store._store_at_peer(ID.from_base58(p), key, bytes.fromhex(wire)))
+                    for p in peers]
+
+        return {"stored": await discovery.node.bridge.call(store_everywhere, timeout=60)}
+
+    async def holds_record(self, address: str) -> dict[str, Any]:
+        key = agent_record_key(address).encode()
+        return {"held": [d._dht.value_store.get(key) is not None for d in self.discoveries]}
+
+    async def resolve(self, node: int, address: str) -> dict[str, Any]:
+        try:
+            record = await self.discoveries[node].resolve(address)
+        except AaexError as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        return {"peer_id": record.peer_id, "endpoints": record.endpoints()}
+
+    async def host_echo(self, node: int) -> dict[str, Any]:
+        """Run a SwarmEcho agent on `node`, reachable over libp2p only, and advertise it."""
+        echo = SwarmEcho(name=f"echo-{node}")
+        runtime = await self.exits.enter_async_context(open_runtime(
+            echo, transports=[Libp2pTransport(self.hosts[node])]))
+        advertiser = Advertiser(self.discoveries[node], echo.identity, [],
+                                refresh_period=self.refresh_period)
+        await advertiser.publish()
+        return {"address": echo.address, "endpoints": list(runtime.endpoints)}
+
+    async def ask_echo(self, node: int, address: str, count: int = 1) -> dict[str, Any]:
+        """Ask a SwarmEcho agent through the DHT directory and libp2p; time the round trips."""
+        caller = SwarmEcho(name=f"caller-{node}")
+        directory = DhtDirectory(self.discoveries[node])
+        times = []
+        async with open_runtime(caller, transports=[Libp2pTransport(self.hosts[node])],
+                                directory=directory) as runtime:
+            ctx = runtime.context(caller)
+            for i in range(count):
+                started = time.perf_counter()
+                reply = await ctx.ask(address, SwarmPing(text=str(i)), reply_type=SwarmPong,
+                                      timeout=20)
+                times.append((time.perf_counter() - started) * 1000)
+                if reply.text != str(i):
+                    return {"error": f"wrong reply {reply.text!r}"}
+        return {"ms": times}
+
+    async def peers(self) -> dict[str, Any]:
+        """The peers each node is connected to right now."""
+        async def connected(host: Libp2pHost) -> list[str]:
+            return [p.to_string() for p in host.host.get_connected_peers()]
+        return {"connected": [await h.bridge.call(connected, h, timeout=10) for h in self.hosts]}
+
+    async def disconnect(self, node: int, peer: str) -> dict[str, Any]:
+        """Close every connection between `node` and `peer`."""
+        async def drop(host: Libp2pHost) -> None:
+            await host.host.disconnect(ID.from_base58(peer))
+        await self.hosts[node].bridge.call(drop, self.hosts[node], timeout=10)
+        return {"disconnected": peer}
+
+    async def stats(self) -> dict[str, Any]:
+        tables = await asyncio.gather(*(d.refresh_routing_table() for d in self.discoveries))
+        return {"routing_tables": list(tables),
+                "held_ads": [len(d.index) for d in self.discoveries],
+                "rejected": [d.stats.rejected for d in self.discoveries]}
+
+    async def withdraw_all(self) -> dict[str, Any]:
+        for advertiser in self.advertisers:
+            await advertiser.withdraw()
+        return {"withdrawn": len(self.advertisers)}
+
+
+_COMMANDS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+    name: getattr(Swarm, name) for name in (
+        "publish", "lookup", "spray", "spray_record", "holds_record", "resolve", "host_echo",
+        "ask_echo", "peers", "disconnect", "stats", "withdraw_all")}
+
+
+async def _join(discovery: Discovery, seeds: list[str], gate: asyncio.Semaphore) -> int:
+    async with gate:  # a crowd joining at once overloads the seed (it resets streams)
+        return await discovery.bootstrap(seeds)
+
+
+async def run_swarm(nodes: int, seeds: list[str], *, shards: int, refresh_period: float,
+                    join_concurrency: int) -> None:
+    """Start the nodes, join them, then serve commands from stdin until told to quit."""
+    config = DiscoveryConfig(shards=shards)
+    async with AsyncExitStack() as stack:
+        hosts = [await stack.enter_async_context(open_libp2p_host()) for _ in range(nodes)]
+        discoveries = [await Discovery.start(h, config) for h in hosts]
+        swarm = Swarm(hosts, discoveries, refresh_period)
+        stack.push_async_callback(swarm.exits.aclose)
+        started = time.perf_counter()
+        join_seeds = seeds or [hosts[0].addrs[0]]
+        gate = asyncio.Semaphore(join_concurrency)
+        first = 0 if seeds else 1
+        tables = await asyncio.gather(*(_join(d, join_seeds, gate) for d in discoveries[first:]))
+        _emit({"ready": True, "bootstrap_s": time.perf_counter() - started,
+               "routing_tables": list(tables),
+               "nodes": [{"peer_id": h.peer_id, "addr": h.addrs[0]} for h in hosts]})
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while line := await reader.readline():
+            try:
+                command = json.loads(line)
+                op = command.pop("op")
+                if op == "quit":
+                    break
+                result = await _COMMANDS[op](swarm, **command)
+            except (KeyError, TypeError, ValueError, AaexError, TimeoutError) as exc:
+                result = {"error": f"{type(exc).__name__}: {exc}"}
+            _emit(result)
+
+
+def _emit(document: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(document) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    """Entry point of ``python -m discovery.swarm``."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--nodes", type=int, default=5)
+    parser.add_argument("--seed", action="append", default=[], help="multiaddr of a seed node")
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--refresh-period", type=float, default=300.0)
+    parser.add_argument("--join-concurrency", type=int, default=3)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # py-libp2p warns about every refused store with the whole value in hex: the harness
+    # keeps its errors only.
+    logging.getLogger("libp2p").setLevel(logging.ERROR)
+    asyncio.run(run_swarm(args.nodes, args.seed, shards=args.shards,
+                          refresh_period=args.refresh_period,
+                          join_concurrency=args.join_concurrency))
+
+
+if __name__ == "__main__":
+    main()
