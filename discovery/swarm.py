@@ -1,5 +1,6 @@
-"""Many discovery nodes in one OS process, driven by JSON lines on stdin: the kit that the
-multi-process tests and `bench.discovery` build networks with.
+"""Many discovery nodes in one OS process, driven by JSON lines on stdin.
+
+The multi-process tests and `bench.discovery` build their networks with it.
 
     python -m discovery.swarm --nodes 25 --seed /ip4/127.0.0.1/tcp/4001/p2p/12D3...
 
@@ -19,10 +20,11 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
+from libp2p.peer.id import ID
+
 from aaex_agents import Agent, Context, Identity, Message, handler, open_runtime
 from aaex_agents.errors import AaexError
 from aaex_agents.transport.libp2p import Libp2pHost, Libp2pTransport, open_libp2p_host
-from libp2p.peer.id import ID
 
 from .advertiser import Advertiser, Offer
 from .dht import Discovery, DiscoveryConfig
@@ -50,6 +52,7 @@ class SwarmEcho(Agent):
 
     @handler
     async def on_ping(self, ctx: Context, msg: SwarmPing) -> SwarmPong:
+        """Echo the text."""
         return SwarmPong(text=msg.text)
 
 
@@ -67,6 +70,7 @@ class Swarm:
     async def publish(self, node: int, capability: str, price: float = 1.0,
                       attributes: dict[str, Any] | None = None,
                       ttl: float | None = None) -> dict[str, Any]:
+        """Advertise a new agent selling `capability` from `node`; one publication, no timer."""
         identity = Identity.generate()
         period = ttl / 2 if ttl else self.refresh_period
         offer = Offer(capability=capability, price=PriceModel(amount=price),
@@ -79,6 +83,7 @@ class Swarm:
 
     async def lookup(self, node: int | str, capability: str, where: str | None = None,
                      max_price: float | None = None, fresh: bool = True) -> dict[str, Any]:
+        """Look `capability` up from one node (or all), with a fresh cache by default."""
         query = Query(capability, where=parse_where(where) if where else None,
                       max_price=max_price)
         targets = range(len(self.discoveries)) if node == "all" else [int(node)]
@@ -128,10 +133,12 @@ class Swarm:
         return {"stored": await discovery.node.bridge.call(store_everywhere, timeout=60)}
 
     async def holds_record(self, address: str) -> dict[str, Any]:
+        """Whether each node's value store holds an agent record for `address`."""
         key = agent_record_key(address).encode()
         return {"held": [d._dht.value_store.get(key) is not None for d in self.discoveries]}
 
     async def resolve(self, node: int, address: str) -> dict[str, Any]:
+        """Resolve `address` from `node` through the DHT."""
         try:
             record = await self.discoveries[node].resolve(address)
         except AaexError as exc:
@@ -179,12 +186,14 @@ class Swarm:
         return {"disconnected": peer}
 
     async def stats(self) -> dict[str, Any]:
+        """Routing table sizes, held ads and rejections of every node."""
         tables = await asyncio.gather(*(d.refresh_routing_table() for d in self.discoveries))
         return {"routing_tables": list(tables),
                 "held_ads": [len(d.index) for d in self.discoveries],
                 "rejected": [d.stats.rejected for d in self.discoveries]}
 
     async def withdraw_all(self) -> dict[str, Any]:
+        """Publish tombstones for everything this process advertised."""
         for advertiser in self.advertisers:
             await advertiser.withdraw()
         return {"withdrawn": len(self.advertisers)}

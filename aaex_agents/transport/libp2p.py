@@ -102,8 +102,10 @@ class Libp2pHost:
 
 
 class _CleanEndOfStream(logging.Filter):
-    """Drops py-libp2p's "Failed to read DHT message" record: it is a clean end of stream
-    every time, and logged at WARNING it would hide real failures."""
+    """Drops py-libp2p's "Failed to read DHT message" record.
+
+    It is a clean end of stream every time; logged at WARNING it would hide real failures.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Failed to read DHT message from stream")
@@ -144,7 +146,7 @@ async def _run_host(config: Libp2pConfig) -> AsyncIterator[tuple[Any, KadDHT | N
     # The auto-connector dials every known peer towards its watermark target (200 by
     # default), and at start-up, not only on its hourly tick: nodes end up in a full mesh.
     # Kademlia keeps the connections it needs; the auto-connector is switched off.
-    host.get_network().auto_connector.maybe_connect = _never_auto_connect
+    host.get_network().auto_connector.maybe_connect = _never_auto_connect  # type: ignore[attr-defined]
     listen = [multiaddr.Multiaddr(a) for a in config.listen]
     async with host.run(listen):
         if not config.dht:
