@@ -22,8 +22,9 @@ from typing import Any
 
 from libp2p.peer.id import ID
 
-from aaex_agents import Agent, Context, Identity, Message, handler, open_runtime
+from aaex_agents import Agent, Context, HttpTransport, Identity, Message, handler, open_runtime
 from aaex_agents.errors import AaexError
+from aaex_agents.transport.base import Transport
 from aaex_agents.transport.libp2p import Libp2pHost, Libp2pTransport, open_libp2p_host
 
 from .advertiser import Advertiser, Offer
@@ -145,32 +146,45 @@ class Swarm:
             return {"error": f"{type(exc).__name__}: {exc}"}
         return {"peer_id": record.peer_id, "endpoints": record.endpoints()}
 
-    async def host_echo(self, node: int) -> dict[str, Any]:
-        """Run a SwarmEcho agent on `node`, reachable over libp2p only, and advertise it."""
+    async def host_echo(self, node: int, http: bool = True) -> dict[str, Any]:
+        """Run a SwarmEcho agent on `node`, served over libp2p (and HTTP), and advertise it."""
         echo = SwarmEcho(name=f"echo-{node}")
-        runtime = await self.exits.enter_async_context(open_runtime(
-            echo, transports=[Libp2pTransport(self.hosts[node])]))
+        transports: list[Transport] = [Libp2pTransport(self.hosts[node])]
+        if http:
+            transports.append(HttpTransport())
+        runtime = await self.exits.enter_async_context(open_runtime(echo, transports=transports))
+        http = [e for e in runtime.endpoints if e.startswith("http")]
         advertiser = Advertiser(self.discoveries[node], echo.identity, [],
-                                refresh_period=self.refresh_period)
+                                refresh_period=self.refresh_period, http_endpoints=http)
         await advertiser.publish()
         return {"address": echo.address, "endpoints": list(runtime.endpoints)}
 
-    async def ask_echo(self, node: int, address: str, count: int = 1) -> dict[str, Any]:
-        """Ask a SwarmEcho agent through the DHT directory and libp2p; time the round trips."""
+    async def ask_echo(self, node: int, address: str, count: int = 1, concurrency: int = 1,
+                       transport: str = "libp2p") -> dict[str, Any]:
+        """Ask a SwarmEcho agent, resolved through the DHT, over `transport` only; time it."""
         caller = SwarmEcho(name=f"caller-{node}")
         directory = DhtDirectory(self.discoveries[node])
-        times = []
-        async with open_runtime(caller, transports=[Libp2pTransport(self.hosts[node])],
-                                directory=directory) as runtime:
+        carrier = Libp2pTransport(self.hosts[node]) if transport == "libp2p" else HttpTransport()
+        times: list[float] = []
+        gate = asyncio.Semaphore(concurrency)
+        async with open_runtime(caller, transports=[carrier], directory=directory) as runtime:
             ctx = runtime.context(caller)
-            for i in range(count):
-                started = time.perf_counter()
-                reply = await ctx.ask(address, SwarmPing(text=str(i)), reply_type=SwarmPong,
-                                      timeout=20)
-                times.append((time.perf_counter() - started) * 1000)
-                if reply.text != str(i):
-                    return {"error": f"wrong reply {reply.text!r}"}
-        return {"ms": times}
+
+            async def one(i: int) -> None:
+                async with gate:
+                    started = time.perf_counter()
+                    reply = await ctx.ask(address, SwarmPing(text=str(i)), reply_type=SwarmPong,
+                                          timeout=20)
+                    times.append((time.perf_counter() - started) * 1000)
+                    if reply.text != str(i):
+                        raise AaexError(f"wrong reply {reply.text!r} to {i}")
+
+            await one(-1)  # resolve and connect before timing
+            times.clear()
+            started = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(count)))
+            wall = time.perf_counter() - started
+        return {"ms": times, "pairs_per_s": count / wall}
 
     async def peers(self) -> dict[str, Any]:
         """The peers each node is connected to right now."""

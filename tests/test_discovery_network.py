@@ -167,7 +167,7 @@ def _forge_record(record: AgentRecord, signer: Identity) -> bytes:
 
 
 async def test_envelopes_over_libp2p_between_nodes_without_http(network: Network) -> None:
-    echo = await network.workers[1].call("host_echo", node=2)
+    echo = await network.workers[1].call("host_echo", node=2, http=False)
     assert all(e.startswith("/ip4/") and "/p2p/" in e for e in echo["endpoints"])
     answered = await network.workers[2].call("ask_echo", node=0, address=echo["address"],
                                              count=5)

@@ -99,7 +99,8 @@ def test_index_keeps_the_newest_refuses_stale_and_hides_tombstones() -> None:
     index.put(ad(seq=2).sign(SELLER), shard=0, now=NOW)  # the same again: idempotent
     with pytest.raises(StaleRecord):
         index.put(ad(seq=1, price=0.1).sign(SELLER), shard=0, now=NOW)
-    assert [ServiceAd.verify(w, now=NOW).seq for w in index.get("forecast.demand", 0, now=NOW)] == [2]
+    held = index.get("forecast.demand", 0, now=NOW)
+    assert [ServiceAd.verify(w, now=NOW).seq for w in held] == [2]
     index.put(ad(seq=3, withdrawn=True).sign(SELLER), shard=0, now=NOW)
     assert index.get("forecast.demand", 0, now=NOW) == []
     index.put(ad(OTHER, ttl=5).sign(OTHER), shard=0, now=NOW)
@@ -185,7 +186,7 @@ def test_utility_ranks_by_price_latency_and_reputation() -> None:
     dear_fast = ad(Identity.generate(), price=10, p95=100)
     middle = ad(Identity.generate(), price=4, p95=300)
     by_price = Utility(price=1, latency=0, reputation=0).rank([dear_fast, cheap_slow, middle])
-    assert [a for _, a in by_price][0] == cheap_slow
+    assert next(a for _, a in by_price) == cheap_slow
     by_latency = Utility(price=0, latency=1, reputation=0).rank([cheap_slow, dear_fast])
     assert by_latency[0][1] == dear_fast
     trusted = Utility(price=0, latency=0, reputation=1,
