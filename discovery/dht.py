@@ -292,9 +292,14 @@ class Discovery:
         ads: dict[str, ServiceAd] = {}
         shards = list(range(self.config.shards))
         random.shuffle(shards)
-        for shard in shards:
-            wires: list[bytes] = await self._call(self._t_lookup_shard, query.capability, shard)
-            for wire in wires:
+        # Without a limit every shard is needed: ask them all at once. With one, go shard
+        # by shard and stop early: a buyer wanting 5 candidates of `llm.chat` must not read
+        # the whole index.
+        batches = [shards] if query.limit is None else [[s] for s in shards]
+        for batch in batches:
+            answers = await asyncio.gather(*(
+                self._call(self._t_lookup_shard, query.capability, shard) for shard in batch))
+            for wire in (w for answer in answers for w in answer):
                 try:
                     ad = ServiceAd.verify(wire, now=now)
                 except RecordRejected as exc:

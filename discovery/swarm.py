@@ -153,9 +153,9 @@ class Swarm:
         if http:
             transports.append(HttpTransport())
         runtime = await self.exits.enter_async_context(open_runtime(echo, transports=transports))
-        http = [e for e in runtime.endpoints if e.startswith("http")]
+        served_http = [e for e in runtime.endpoints if e.startswith("http")]
         advertiser = Advertiser(self.discoveries[node], echo.identity, [],
-                                refresh_period=self.refresh_period, http_endpoints=http)
+                                refresh_period=self.refresh_period, http_endpoints=served_http)
         await advertiser.publish()
         return {"address": echo.address, "endpoints": list(runtime.endpoints)}
 

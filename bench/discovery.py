@@ -1,0 +1,201 @@
+"""Discovery at N = 10, 25, 50, 100 nodes spread over processes, and the libp2p envelope
+round trip next to HTTP's.
+
+    python -m bench.discovery [--sizes 10,25,50,100] [--lookups 30] [--sellers 25]
+
+For each N: bootstrap time, lookup success (every published seller found), lookup latency
+p50/p99 and messages per lookup (Kademlia walks + index calls). Then two nodes in two
+processes exchange envelopes through the DHT directory over libp2p and over HTTP. Prints a
+table and, last, one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPABILITY = "bench.forecast"
+
+
+class Worker:
+    """One `python -m discovery.swarm` process."""
+
+    def __init__(self, process: asyncio.subprocess.Process, ready: dict[str, Any]) -> None:
+        self.process = process
+        self.ready = ready
+        self.nodes: list[dict[str, str]] = ready["nodes"]
+
+    @classmethod
+    async def start(cls, nodes: int, seeds: list[str]) -> Worker:
+        args = [sys.executable, "-m", "discovery.swarm", "--nodes", str(nodes)]
+        for seed in seeds:
+            args += ["--seed", seed]
+        process = await asyncio.create_subprocess_exec(
+            *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            limit=64 * 1024 * 1024)
+        if process.stdout is None:
+            raise RuntimeError("no stdout pipe")
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=600)
+        if not line:
+            raise RuntimeError(f"swarm worker exited with {await process.wait()}")
+        return cls(process, json.loads(line))
+
+    async def call(self, op: str, **args: Any) -> dict[str, Any]:
+        if self.process.stdin is None or self.process.stdout is None:
+            raise RuntimeError("no pipes")
+        self.process.stdin.write((json.dumps({"op": op, **args}) + "\n").encode())
+        await self.process.stdin.drain()
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout=600)
+        if not line:
+            raise RuntimeError(f"worker died during {op}")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    async def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.write(b'{"op": "quit"}\n')
+            self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout=60)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q / 100
+    low, high = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+
+
+async def one_size(n: int, processes: int, sellers: int, lookups: int,
+                   rng: random.Random) -> dict[str, Any]:
+    per = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
+    started = time.perf_counter()
+    first = await Worker.start(per[0], [])
+    seed = first.nodes[0]["addr"]
+    workers = [first]
+    for count in per[1:]:  # one process joins at a time; inside it, 3 nodes at a time
+        workers.append(await Worker.start(count, [seed]))
+    bootstrap_s = time.perf_counter() - started
+    try:
+        tables = [t for w in workers for t in (await w.call("stats"))["routing_tables"]]
+        published = []
+        acks = []
+        for _ in range(sellers):
+            worker = rng.choice(workers)
+            result = await worker.call("publish", node=rng.randrange(len(worker.nodes)),
+                                       capability=CAPABILITY, price=round(rng.uniform(1, 9), 2))
+            published.append(result["address"])
+            acks.append(result["acks"])
+        expected = sorted(published)
+        latencies, messages, successes = [], [], 0
+        for _ in range(lookups):
+            worker = rng.choice(workers)
+            result = (await worker.call("lookup", node=rng.randrange(len(worker.nodes)),
+                                        capability=CAPABILITY))["results"][0]
+            latencies.append(result["ms"])
+            messages.append(result["messages"])
+            successes += result["addresses"] == expected
+    finally:
+        await asyncio.gather(*(w.stop() for w in workers))
+    return {
+        "nodes": n, "processes": processes, "bootstrap_s": round(bootstrap_s, 2),
+        "routing_table_p50": statistics.median(tables), "routing_table_min": min(tables),
+        "sellers": sellers, "min_acks": min(acks), "lookups": lookups,
+        "success": successes / lookups, "lookup_p50_ms": round(pct(latencies, 50), 1),
+        "lookup_p99_ms": round(pct(latencies, 99), 1),
+        "messages_per_lookup": round(statistics.mean(messages), 1),
+    }
+
+
+async def envelope_pair(count: int, concurrency: int) -> dict[str, float]:
+    first = await Worker.start(1, [])
+    second = await Worker.start(1, [first.nodes[0]["addr"]])
+    try:
+        echo = await first.call("host_echo", node=0)
+        figures: dict[str, float] = {}
+        for transport in ("libp2p", "http"):
+            sequential = await second.call("ask_echo", node=0, address=echo["address"],
+                                           count=count, transport=transport)
+            loaded = await second.call("ask_echo", node=0, address=echo["address"],
+                                       count=count, concurrency=concurrency,
+                                       transport=transport)
+            figures[f"{transport}_p50_ms"] = round(pct(sequential["ms"], 50), 3)
+            figures[f"{transport}_p99_ms"] = round(pct(sequential["ms"], 99), 3)
+            figures[f"{transport}_seq_pairs_per_s"] = round(sequential["pairs_per_s"], 1)
+            figures[f"{transport}_pairs_per_s"] = round(loaded["pairs_per_s"], 1)
+        return figures
+    finally:
+        await asyncio.gather(first.stop(), second.stop())
+
+
+def table(rows: list[dict[str, Any]], pair: dict[str, float], concurrency: int) -> str:
+    head = (f"{'N':>4} {'procs':>5} {'boot s':>7} {'rt p50':>6} {'rt min':>6} {'acks':>4} "
+            f"{'success':>8} {'p50 ms':>8} {'p99 ms':>8} {'msgs':>5}")
+    lines = ["Discovery (each lookup must return every published seller)", head,
+             "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['nodes']:>4} {r['processes']:>5} {r['bootstrap_s']:>7.1f} "
+                     f"{r['routing_table_p50']:>6.0f} {r['routing_table_min']:>6} "
+                     f"{r['min_acks']:>4} {r['success']:>8.1%} {r['lookup_p50_ms']:>8.1f} "
+                     f"{r['lookup_p99_ms']:>8.1f} {r['messages_per_lookup']:>5.1f}")
+    lines += ["", f"Envelope round trip between two processes, resolved through the DHT "
+              f"({concurrency} in flight for pairs/s)",
+              f"{'transport':>10} {'p50 ms':>8} {'p99 ms':>8} {'seq /s':>8} {'pairs/s':>8}"]
+    for transport in ("libp2p", "http"):
+        lines.append(f"{transport:>10} {pair[transport + '_p50_ms']:>8.2f} "
+                     f"{pair[transport + '_p99_ms']:>8.2f} "
+                     f"{pair[transport + '_seq_pairs_per_s']:>8.0f} "
+                     f"{pair[transport + '_pairs_per_s']:>8.0f}")
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    rows = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        processes = max(2, min(args.max_processes, n // 25 + (n % 25 > 0)))
+        print(f"... N={n} over {processes} processes", file=sys.stderr, flush=True)
+        rows.append(await one_size(n, processes, args.sellers, args.lookups, rng))
+    print("... envelope round trips", file=sys.stderr, flush=True)
+    pair = await envelope_pair(args.pairs, args.concurrency)
+    print(table(rows, pair, args.concurrency))
+    summary: dict[str, Any] = {"bench": "discovery", "python": platform.python_version(),
+                               "cpus": os.cpu_count(), "sizes": rows, **pair}
+    for r in rows:
+        summary[f"success_n{r['nodes']}"] = r["success"]
+        summary[f"lookup_p50_ms_n{r['nodes']}"] = r["lookup_p50_ms"]
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10,25,50,100")
+    parser.add_argument("--sellers", type=int, default=25, help="more than 20: past the "
+                        "provider-record limit of py-libp2p")
+    parser.add_argument("--lookups", type=int, default=30)
+    parser.add_argument("--max-processes", type=int, default=4)
+    parser.add_argument("--pairs", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    summary = asyncio.run(run(args))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
