@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,7 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.records.validator import Validator
 
 from aaex_agents.clock import Clock, SystemClock
-from aaex_agents.errors import PeerUnreachable, UsageError
+from aaex_agents.errors import PeerUnreachable, TransportClosed, UsageError
 from aaex_agents.transport.libp2p import Libp2pHost, read_frame, reset_quietly, write_frame
 
 from .errors import RecordKeyMismatch, RecordRejected
@@ -410,3 +411,44 @@ def _select(ads: list[ServiceAd], query: Query, now: float) -> list[ServiceAd]:
     found = [a for a in ads if a.expires_at >= now and query.matches(a)]
     found.sort(key=lambda a: a.address)
     return found[: query.limit] if query.limit is not None else found
+
+
+@asynccontextmanager
+async def open_discovery(node: Libp2pHost, *, seeds: Sequence[str] = (),
+                         config: DiscoveryConfig | None = None, clock: Clock | None = None,
+                         refresh_interval: float = 300.0) -> AsyncIterator[Discovery]:
+    """Run discovery on `node` while the block runs.
+
+    Joins through `seeds`, refreshes the routing table every `refresh_interval` seconds,
+    and stops serving the index on exit.
+
+    Entering returns once the node has joined (or found every seed unreachable: it then
+    runs alone and later refreshes try again).
+    """
+    discovery = await Discovery.start(node, config, clock)
+    try:
+        if seeds:
+            await discovery.bootstrap(seeds)
+        async with asyncio.TaskGroup() as tasks:
+            refresher = tasks.create_task(_serve_refresh(discovery, refresh_interval, seeds),
+                                          name="discovery.refresh")
+            try:
+                yield discovery
+            finally:
+                refresher.cancel()
+    finally:
+        await discovery.aclose()
+
+
+async def _serve_refresh(discovery: Discovery, interval: float, seeds: Sequence[str]) -> None:
+    """Refresh forever (cancel to stop); a node left alone re-dials its seeds."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if seeds and discovery.node.dht is not None and \
+                    discovery.node.dht.get_routing_table_size() == 0:
+                await discovery.bootstrap(seeds)
+            else:
+                await discovery.refresh_routing_table()
+        except (TimeoutError, TransportClosed) as exc:
+            logger.warning("routing table refresh failed: %s", exc)

@@ -1,0 +1,69 @@
+"""Discovery's lifecycle in one process: join, advertise, refresh, withdraw, route by address."""
+
+from __future__ import annotations
+
+from aaex_agents import Agent, Context, Identity, Message, handler, open_runtime
+from aaex_agents.transport.libp2p import Libp2pTransport, open_libp2p_host
+from discovery.advertiser import Offer, open_advertiser
+from discovery.directory import DhtDirectory
+from discovery.dht import DiscoveryConfig, open_discovery
+from discovery.query import Query
+from discovery.records import PriceModel, SlaOffer
+
+
+class Hello(Message, type="test_discovery.hello/1"):
+    name: str
+
+
+class Welcome(Message, type="test_discovery.welcome/1"):
+    greeting: str
+
+
+class Greeter(Agent):
+    @handler
+    async def on_hello(self, ctx: Context, msg: Hello) -> Welcome:
+        return Welcome(greeting=f"hello {msg.name}")
+
+
+OFFER = Offer(capability="greet.people", price=PriceModel(amount=0.5),
+              sla=SlaOffer(p50_ms=5, p95_ms=10, deadline_s=5, availability=0.999),
+              attributes={"language": "en"})
+
+
+async def test_advertise_find_route_and_withdraw_on_clean_shutdown() -> None:
+    config = DiscoveryConfig(shards=2, cache_ttl=0.001)
+    async with open_libp2p_host() as seed_host, open_libp2p_host() as seller_host, \
+            open_discovery(seed_host, config=config) as buyer_side, \
+            open_discovery(seller_host, seeds=[seed_host.addrs[0]], config=config) as seller_side:
+        assert seller_side.node.dht is not None
+        assert seller_side.node.dht.get_routing_table_size() >= 1
+        assert await seller_side.refresh_routing_table() >= 1
+        greeter = Greeter()
+        async with open_runtime(greeter, transports=[Libp2pTransport(seller_host)]), \
+                open_advertiser(seller_side, greeter.identity, [OFFER],
+                                refresh_period=60) as advertiser:
+            assert advertiser.acknowledgements["greet.people"] >= 1
+            found = await buyer_side.lookup(Query("greet.people"))
+            assert [ad.address for ad in found] == [greeter.address]
+            assert found[0].attributes == {"language": "en"}
+
+            caller = Agent(Identity.generate())
+            async with open_runtime(caller, transports=[Libp2pTransport(seed_host)],
+                                    directory=DhtDirectory(buyer_side)) as runtime:
+                reply = await runtime.context(caller).ask(greeter.address, Hello(name="ada"),
+                                                          reply_type=Welcome, timeout=10)
+                assert reply.greeting == "hello ada"
+        # leaving the advertiser published signed tombstones
+        assert await buyer_side.lookup(Query("greet.people")) == []
+
+
+async def test_lookup_results_are_cached_until_they_expire() -> None:
+    async with open_libp2p_host() as host, open_discovery(
+            host, config=DiscoveryConfig(shards=2, cache_ttl=60)) as discovery:
+        seller = Identity.generate()
+        async with open_advertiser(discovery, seller, [OFFER], refresh_period=60):
+            first = await discovery.lookup(Query("greet.people"))
+            walks = discovery.stats.walks
+            again = await discovery.lookup(Query("greet.people", max_price=1.0))
+            assert again == first and discovery.stats.walks == walks
+            assert discovery.stats.cache_hits == 1
