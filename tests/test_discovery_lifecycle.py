@@ -5,8 +5,8 @@ from __future__ import annotations
 from aaex_agents import Agent, Context, Identity, Message, handler, open_runtime
 from aaex_agents.transport.libp2p import Libp2pTransport, open_libp2p_host
 from discovery.advertiser import Offer, open_advertiser
-from discovery.directory import DhtDirectory
 from discovery.dht import DiscoveryConfig, open_discovery
+from discovery.directory import DhtDirectory
 from discovery.query import Query
 from discovery.records import PriceModel, SlaOffer
 
