@@ -2,7 +2,8 @@
 
 Layout: identity and envelopes (`identity`, `address`, `envelope`), messages (`model`,
 `protocol`), agents (`agent`, `handlers`, `context`, `runtime`, `storage`, `directory`),
-transports (`transport/`), and the public test kit (`testing`).
+transports (`transport/`), the node's language model (`llm/`), and the public test kit
+(`testing`).
 """
 
 from .agent import Agent
@@ -20,6 +21,11 @@ from .errors import (
     InvalidPayload,
     KeyFileError,
     LifetimeTooLong,
+    LLMError,
+    LLMOutputInvalid,
+    LLMRequestFailed,
+    LLMTimeout,
+    LLMUnavailable,
     MalformedEnvelope,
     OversizeFrame,
     PeerRejected,
@@ -39,6 +45,7 @@ from .errors import (
 )
 from .handlers import handler, on_interval
 from .identity import Identity, verify_signature
+from .llm import LLM, Completion, LLMService, LLMServiceConfig, open_llm_service
 from .model import ErrorReply, Message
 from .protocol import Protocol
 from .runtime import Runtime, RuntimeConfig, RuntimeMetrics, open_runtime
@@ -51,6 +58,7 @@ __all__ = [
     "AgentStorage",
     "BadSignature",
     "Clock",
+    "Completion",
     "Context",
     "Directory",
     "Envelope",
@@ -64,6 +72,14 @@ __all__ = [
     "Identity",
     "InvalidPayload",
     "KeyFileError",
+    "LLM",
+    "LLMError",
+    "LLMOutputInvalid",
+    "LLMRequestFailed",
+    "LLMService",
+    "LLMServiceConfig",
+    "LLMTimeout",
+    "LLMUnavailable",
     "LifetimeTooLong",
     "MalformedEnvelope",
     "MemoryNetwork",
@@ -93,6 +109,7 @@ __all__ = [
     "WrongTarget",
     "handler",
     "on_interval",
+    "open_llm_service",
     "open_runtime",
     "verify_signature",
 ]

@@ -16,6 +16,7 @@ from .storage import AgentStorage
 if TYPE_CHECKING:
     from .agent import Agent
     from .envelope import Envelope
+    from .llm.base import LLM
     from .runtime import Runtime
 
 R = TypeVar("R", bound=Message)
@@ -58,6 +59,20 @@ class Context:
     def address(self) -> str:
         """The agent's own address."""
         return self._agent.address
+
+    @property
+    def llm(self) -> LLM:
+        """The node's shared language model, as this agent's handle (fair queueing).
+
+        Raises:
+            UsageError: the runtime was opened without an LLM service.
+        """
+        service = self._runtime.llm
+        if service is None:
+            raise UsageError("ctx.llm: this runtime has no language model; open one with "
+                             "`async with open_llm_service(await LlamaCppLLM.load()) as llm:` "
+                             "and pass it as open_runtime(..., llm=llm)")
+        return service.for_agent(self._agent.address)
 
     async def send(self, to: str, message: Message, *, timeout: float | None = None) -> None:
         """Deliver `message` to `to` and return once the peer has handled it.

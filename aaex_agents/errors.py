@@ -24,12 +24,17 @@ Whose fault it is decides where an error sits in the tree::
     │   ├── RequestTimeout          the peer did not answer in time (also a TimeoutError)
     │   ├── PeerRejected            the peer refused our envelope and said why
     │   └── TransportClosed         you closed the transport and then used it
-    └── ReplyError                  the peer answered, but not with what we can use
-        ├── RemoteHandlerError      the peer's handler failed; carries its code and detail
-        └── UnexpectedReply         a reply that is missing or of a type we did not ask for
+    ├── ReplyError                  the peer answered, but not with what we can use
+    │   ├── RemoteHandlerError      the peer's handler failed; carries its code and detail
+    │   └── UnexpectedReply         a reply that is missing or of a type we did not ask for
+    └── LLMError                    the local language model could not answer
+        ├── LLMUnavailable          no model or server to ask (server down, model not installed)
+        ├── LLMTimeout              no answer within the timeout (also a TimeoutError)
+        ├── LLMRequestFailed        the engine refused or failed this request
+        └── LLMOutputInvalid        the answer does not validate against the requested schema
 
-Lower-layer exceptions (aiohttp, sqlite3, nacl) are translated once, at the boundary that
-calls them, with ``raise X(...) from exc``; none of them leaves this package.
+Lower-layer exceptions (aiohttp, sqlite3, nacl, llama.cpp, vLLM) are translated once, at the
+boundary that calls them, with ``raise X(...) from exc``; none of them leaves this package.
 """
 
 from __future__ import annotations
@@ -179,3 +184,33 @@ class RemoteHandlerError(ReplyError):
 
 class UnexpectedReply(ReplyError):
     """The reply is missing, or of a type that is not a valid reply to our request."""
+
+
+class LLMError(AaexError):
+    """The node's language model could not produce a usable answer."""
+
+
+class LLMUnavailable(LLMError):
+    """There is no model to ask: the server is down or the model is not installed.
+
+    The message names the URL or the missing package; the request was not processed.
+    """
+
+
+class LLMTimeout(LLMError, TimeoutError):
+    """The model did not finish within the timeout; the generation was cancelled."""
+
+
+class LLMRequestFailed(LLMError):
+    """The engine received the request and failed it (a 4xx answer, an engine error)."""
+
+
+class LLMOutputInvalid(LLMError):
+    """The model's answer does not validate against the requested schema.
+
+    `text` is the raw answer, so a caller can log it or fall back to a deterministic path.
+    """
+
+    def __init__(self, message: str, text: str) -> None:
+        self.text = text
+        super().__init__(message)

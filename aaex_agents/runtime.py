@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .agent import Agent
 from .clock import Clock, SystemClock
@@ -45,6 +45,9 @@ from .handlers import HandlerSpec, IntervalSpec
 from .model import ErrorReply, Message, decode_payload, message_class
 from .storage import AgentStorage
 from .transport.base import Transport
+
+if TYPE_CHECKING:
+    from .llm.service import LLMService
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +123,7 @@ class Runtime:
         self.endpoints: tuple[str, ...] = ()
         self.metrics = RuntimeMetrics()
         self.state = RuntimeState.STARTING
+        self.llm: LLMService | None = None
 
     @property
     def agents(self) -> Mapping[str, Agent]:
@@ -348,8 +352,12 @@ def _error_text(reply: Envelope) -> str:
 @asynccontextmanager
 async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[Transport] = (),
                        directory: Directory | None = None, config: RuntimeConfig | None = None,
-                       clock: Clock | None = None) -> AsyncIterator[Runtime]:
+                       clock: Clock | None = None,
+                       llm: LLMService | None = None) -> AsyncIterator[Runtime]:
     """Host `agents` on `transports` until the block exits.
+
+    `llm` is the node's shared language model, reached by handlers as `ctx.llm`; its opener
+    (`open_llm_service`) closes it, so several runtimes may share it.
 
     Entering returns once every transport listens and every `on_start` hook has run.
     Leaving stops taking envelopes, runs each `on_stop` (bounded by `stop_timeout`),
@@ -365,6 +373,7 @@ async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[
     settings = config or RuntimeConfig()
     runtime = Runtime(hosted, transports, directory or StaticDirectory(), settings,
                       clock or SystemClock())
+    runtime.llm = llm
     try:
         async with asyncio.TaskGroup() as task_group, AsyncExitStack() as stack:
             runtime._task_group = task_group

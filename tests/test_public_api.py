@@ -15,6 +15,9 @@ EXPECTED = {
     "RuntimeConfig", "RuntimeMetrics", "StaticDirectory", "StorageError", "SystemClock",
     "Transport", "TransportClosed", "TransportError", "UnexpectedReply", "UnknownMessageType",
     "UsageError", "WrongTarget", "handler", "on_interval", "open_runtime", "verify_signature",
+    # the node's language model
+    "Completion", "LLM", "LLMError", "LLMOutputInvalid", "LLMRequestFailed", "LLMService",
+    "LLMServiceConfig", "LLMTimeout", "LLMUnavailable", "open_llm_service",
 }
 
 
