@@ -1,0 +1,114 @@
+"""The OpenAI-compatible client against llama.cpp's real server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pydantic
+import pytest
+
+from aaex_agents import LLMUnavailable
+from aaex_agents.llm import OpenAICompatLLM, RetryPolicy, user, wait_until_ready
+
+pytest.importorskip("llama_cpp.server.app", reason="llama.cpp's server needs the cpu extra: "
+                    "pip install '.[cpu,dev]' (the README's test command does)")
+
+from aaex_agents.llm import smollm2_gguf_path
+
+QUESTION = [user("What is 2+2?")]
+FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2)
+
+
+class Capital(pydantic.BaseModel):
+    country: str
+    capital: str
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def llama_server(port: int) -> AsyncIterator[str]:
+    """`python -m llama_cpp.server` with the CPU model on 127.0.0.1:`port`, ready on entry."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path()),
+        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_until_ready(url, timeout=90)
+        yield url
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[OpenAICompatLLM]:
+    async with llama_server(free_port()) as url:
+        llm = await OpenAICompatLLM.connect(url, schema_style="json_object", quantization="Q4_1",
+                                            retry=FAST_RETRY)
+        try:
+            yield llm
+        finally:
+            await llm.aclose()
+
+
+async def test_completion_with_usage(client: OpenAICompatLLM) -> None:
+    completion = await client.chat(QUESTION, max_tokens=24)
+    assert "4" in completion.text
+    assert completion.usage.prompt_tokens > 10 and completion.usage.completion_tokens > 0
+    assert client.info.name.endswith(".gguf") and client.info.quantization == "Q4_1"
+
+
+async def test_streaming_over_sse(client: OpenAICompatLLM) -> None:
+    whole = await client.chat(QUESTION, max_tokens=16)
+    async with client.stream(QUESTION, max_tokens=16) as pieces:
+        parts = [piece async for piece in pieces]
+    assert len(parts) > 1
+    assert "".join(parts) == whole.text
+
+
+async def test_schema_constrained_json(client: OpenAICompatLLM) -> None:
+    answer = await client.complete_json(
+        [user("What is the capital of France? Answer in JSON with country and capital.")],
+        schema=Capital, max_tokens=64)
+    assert answer.capital.lower() == "paris"
+
+
+async def test_server_down_is_a_clear_error_and_a_restart_recovers() -> None:
+    port = free_port()
+    async with llama_server(port) as url:
+        llm = await OpenAICompatLLM.connect(url, retry=FAST_RETRY)
+        first = await llm.chat(QUESTION, max_tokens=8)
+    try:
+        with pytest.raises(LLMUnavailable, match=f"127.0.0.1:{port}/v1/chat/completions"):
+            await llm.chat(QUESTION, max_tokens=8)
+        async with llama_server(port):
+            again = await llm.chat(QUESTION, max_tokens=8)  # the same client, no reopening
+        assert again.text == first.text
+    finally:
+        await llm.aclose()
+
+
+async def test_nothing_listening_at_all() -> None:
+    llm = OpenAICompatLLM(f"http://127.0.0.1:{free_port()}", model="none", retry=FAST_RETRY)
+    try:
+        with pytest.raises(LLMUnavailable, match="after 3 attempts"):
+            await llm.chat(QUESTION)
+    finally:
+        await llm.aclose()
