@@ -102,13 +102,14 @@ async def one_size(n: int, processes: int, sellers: int, lookups: int,
             published.append(result["address"])
             acks.append(result["acks"])
         expected = sorted(published)
-        latencies, messages, successes = [], [], 0
+        latencies, messages, walks, successes = [], [], [], 0
         for _ in range(lookups):
             worker = rng.choice(workers)
             result = (await worker.call("lookup", node=rng.randrange(len(worker.nodes)),
                                         capability=CAPABILITY))["results"][0]
             latencies.append(result["ms"])
             messages.append(result["messages"])
+            walks.append(result["walks_and_index_calls"])
             successes += result["addresses"] == expected
     finally:
         await asyncio.gather(*(w.stop() for w in workers))
@@ -119,6 +120,7 @@ async def one_size(n: int, processes: int, sellers: int, lookups: int,
         "success": successes / lookups, "lookup_p50_ms": round(pct(latencies, 50), 1),
         "lookup_p99_ms": round(pct(latencies, 99), 1),
         "messages_per_lookup": round(statistics.mean(messages), 1),
+        "walks_and_index_calls_per_lookup": round(statistics.mean(walks), 1),
     }
 
 
@@ -145,7 +147,7 @@ async def envelope_pair(count: int, concurrency: int) -> dict[str, float]:
 
 def table(rows: list[dict[str, Any]], pair: dict[str, float], concurrency: int) -> str:
     head = (f"{'N':>4} {'procs':>5} {'boot s':>7} {'rt p50':>6} {'rt min':>6} {'acks':>4} "
-            f"{'success':>8} {'p50 ms':>8} {'p99 ms':>8} {'msgs':>5}")
+            f"{'success':>8} {'p50 ms':>8} {'p99 ms':>8} {'RPCs':>5}")
     lines = ["Discovery (each lookup must return every published seller)", head,
              "-" * len(head)]
     for r in rows:

@@ -93,7 +93,8 @@ class Swarm:
             discovery = self.discoveries[index]
             if fresh:
                 discovery._ad_cache.clear()
-            before = discovery.stats.walks + discovery.stats.index_calls
+            before = sum(discovery.node.streams_opened.values())
+            calls_before = discovery.stats.walks + discovery.stats.index_calls
             started = time.perf_counter()
             try:
                 ads = await discovery.lookup(query)
@@ -104,7 +105,9 @@ class Swarm:
                 "node": index, "addresses": sorted(a.address for a in ads),
                 "seqs": {a.address: a.seq for a in ads},
                 "ms": (time.perf_counter() - started) * 1000, "error": error,
-                "messages": discovery.stats.walks + discovery.stats.index_calls - before})
+                "messages": sum(discovery.node.streams_opened.values()) - before,
+                "walks_and_index_calls": (discovery.stats.walks + discovery.stats.index_calls
+                                          - calls_before)})
         return {"results": results}
 
     async def spray(self, node: int, wire: str, capability: str, peers: list[str],

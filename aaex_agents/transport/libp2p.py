@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -85,12 +86,14 @@ class Libp2pHost:
     """A running libp2p host (and DHT). Open it with `open_libp2p_host`."""
 
     def __init__(self, bridge: TrioBridge, host: Any, dht: KadDHT | None,
-                 config: Libp2pConfig) -> None:
+                 config: Libp2pConfig, streams_opened: Counter[str]) -> None:
         self.bridge = bridge
         self.host = host
         self.dht = dht
         self.config = config
         self.peer_id: str = host.get_id().to_string()
+        self.streams_opened = streams_opened
+        """Outbound streams opened, by protocol: one per DHT RPC in py-libp2p (metrics)."""
 
     @property
     def addrs(self) -> list[str]:
@@ -136,7 +139,8 @@ async def _never_auto_connect() -> None:
 
 
 @asynccontextmanager
-async def _run_host(config: Libp2pConfig) -> AsyncIterator[tuple[Any, KadDHT | None]]:
+async def _run_host(config: Libp2pConfig,
+                    streams_opened: Counter[str]) -> AsyncIterator[tuple[Any, KadDHT | None]]:
     """Trio side: create, start and finally stop the host and its DHT."""
     key_pair = create_new_key_pair(config.seed) if config.seed else create_new_key_pair()
     # min_connections=0 and a rare auto-connect: the default connection manager dials
@@ -147,6 +151,15 @@ async def _run_host(config: Libp2pConfig) -> AsyncIterator[tuple[Any, KadDHT | N
     # default), and at start-up, not only on its hourly tick: nodes end up in a full mesh.
     # Kademlia keeps the connections it needs; the auto-connector is switched off.
     host.get_network().auto_connector.maybe_connect = _never_auto_connect  # type: ignore[attr-defined]
+    # Count outbound streams per protocol: py-libp2p opens one per DHT RPC, so this is the
+    # DHT's message count, which it does not expose itself.
+    open_stream = host.new_stream
+
+    async def counted_new_stream(peer_id: Any, protocols: Any, *args: Any, **kw: Any) -> Any:
+        streams_opened[str(protocols[0]) if protocols else "?"] += 1
+        return await open_stream(peer_id, protocols, *args, **kw)
+
+    host.new_stream = counted_new_stream  # type: ignore[method-assign, assignment]
     listen = [multiaddr.Multiaddr(a) for a in config.listen]
     async with host.run(listen):
         if not config.dht:
@@ -173,14 +186,15 @@ async def open_libp2p_host(config: Libp2pConfig | None = None) -> AsyncIterator[
     await bridge.start()
     try:
         try:
-            holder = bridge.open_in_trio(lambda: _run_host(settings),
+            streams_opened: Counter[str] = Counter()
+            holder = bridge.open_in_trio(lambda: _run_host(settings, streams_opened),
                                          timeout=settings.start_timeout)
             running = await holder.__aenter__()
         except _LIBP2P_FAILURE as exc:
             raise TransportError(f"libp2p host did not start: {exc}") from exc
         try:
             host, dht = running
-            yield Libp2pHost(bridge, host, dht, settings)
+            yield Libp2pHost(bridge, host, dht, settings, streams_opened)
         finally:
             await holder.__aexit__(None, None, None)
     finally:
