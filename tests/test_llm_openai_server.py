@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pydantic
 import pytest
 
 from aaex_agents import LLMUnavailable
-from aaex_agents.llm import OpenAICompatLLM, RetryPolicy, user, wait_until_ready
+from aaex_agents.llm import OpenAICompatLLM, RetryPolicy, user
+from tests.peers.llm_servers import free_port, open_server
 
 pytest.importorskip("llama_cpp.server.app", reason="llama.cpp's server needs the cpu extra: "
                     "pip install '.[cpu,dev]' (the README's test command does)")
@@ -28,38 +28,18 @@ class Capital(pydantic.BaseModel):
     capital: str
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @asynccontextmanager
-async def llama_server(port: int) -> AsyncIterator[str]:
+async def llama_server(port: int, log: Path) -> AsyncIterator[str]:
     """`python -m llama_cpp.server` with the CPU model on 127.0.0.1:`port`, ready on entry."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path()),
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        await wait_until_ready(url, timeout=90)
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path()),
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
+    async with open_server(argv, port, log, timeout=90) as url:
         yield url
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), timeout=15)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[OpenAICompatLLM]:
-    async with llama_server(free_port()) as url:
+async def client(tmp_path: Path) -> AsyncIterator[OpenAICompatLLM]:
+    async with llama_server(free_port(), tmp_path / "server.log") as url:
         llm = await OpenAICompatLLM.connect(url, schema_style="json_object", quantization="Q4_1",
                                             retry=FAST_RETRY)
         try:
@@ -90,15 +70,15 @@ async def test_schema_constrained_json(client: OpenAICompatLLM) -> None:
     assert answer.capital.lower() == "paris"
 
 
-async def test_server_down_is_a_clear_error_and_a_restart_recovers() -> None:
+async def test_server_down_is_a_clear_error_and_a_restart_recovers(tmp_path: Path) -> None:
     port = free_port()
-    async with llama_server(port) as url:
+    async with llama_server(port, tmp_path / "server.log") as url:
         llm = await OpenAICompatLLM.connect(url, retry=FAST_RETRY)
         first = await llm.chat(QUESTION, max_tokens=8)
     try:
         with pytest.raises(LLMUnavailable, match=f"127.0.0.1:{port}/v1/chat/completions"):
             await llm.chat(QUESTION, max_tokens=8)
-        async with llama_server(port):
+        async with llama_server(port, tmp_path / "server.log"):
             again = await llm.chat(QUESTION, max_tokens=8)  # the same client, no reopening
         assert again.text == first.text
     finally:
