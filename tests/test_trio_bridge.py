@@ -95,3 +95,18 @@ async def test_closed_bridge_refuses_calls_and_cannot_restart() -> None:
         await bridge.call(_add, 1, 2)
     with pytest.raises(UsageError):
         await bridge.start()
+
+
+async def test_a_libp2p_host_leaves_no_thread_or_listener_behind() -> None:
+    import socket
+    import threading
+
+    from aaex_agents.transport.libp2p import open_libp2p_host
+
+    before = {t.name for t in threading.enumerate()}
+    async with open_libp2p_host() as host:
+        port = int(host.addrs[0].split("/tcp/")[1].split("/")[0])
+        assert "aaex-trio" in {t.name for t in threading.enumerate()}
+    assert {t.name for t in threading.enumerate()} <= before
+    with socket.socket() as probe:  # the port is free again: nothing listens on it
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
