@@ -47,6 +47,7 @@ class TrioBridge:
             raise UsageError("a TrioBridge is started once; create a new one")
         self._loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = self._loop.create_future()
+        self._finished: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(target=self._thread_main, args=(ready,), name=self._name,
                                         daemon=True)
         self._thread.start()
@@ -61,6 +62,11 @@ class TrioBridge:
         except BaseException as exc:  # report a crash of the loop itself to the starter
             loop.call_soon_threadsafe(_settle, ready, None, exc)
             logger.error("trio thread %s crashed", self._name, exc_info=True)
+        finally:
+            try:
+                loop.call_soon_threadsafe(_settle, self._finished, None, None)
+            except RuntimeError:  # the asyncio loop is already closed: nobody waits
+                pass
 
     async def _trio_main(self, ready: asyncio.Future[None]) -> None:
         self._token = trio.lowlevel.current_trio_token()
@@ -211,9 +217,14 @@ class TrioBridge:
             except trio.RunFinishedError:
                 pass
         if thread is not None:
-            await asyncio.get_running_loop().run_in_executor(None, thread.join, 10.0)
-            if thread.is_alive():
+            # Wait for the thread's own "finished" signal rather than a blocking join in an
+            # executor thread (which would itself outlive the bridge).
+            try:
+                await asyncio.wait_for(asyncio.shield(self._finished), 10.0)
+            except TimeoutError:
                 logger.warning("trio thread %s did not stop within 10 s", self._name)
+                return
+            thread.join(1.0)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._token else "new")
