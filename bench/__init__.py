@@ -1,0 +1,1 @@
+"""Benchmarks of the aaex_agents SDK; see docs/benchmarks.md."""
