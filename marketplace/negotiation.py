@@ -1,0 +1,367 @@
+"""The negotiation protocol: FIPA contract-net plus alternating offers, with deadlines.
+
+    buyer                                   seller
+    CallForProposals  ───────────────────▶  Propose | Decline(reason)
+    CounterOffer(round n) ───────────────▶  Propose | Decline(reason)      (0..k rounds)
+    Accept(buyer-signed agreement) ──────▶  Agreed(countersigned) | Decline(reason)
+
+Every message is a signed envelope, so every refusal is a signed `Decline` with a reason.
+Each side keeps a dialogue per id; a message for an unknown or finished dialogue, from
+another buyer, out of order (wrong round), or after the deadline is declined with a reason
+and changes nothing. A buyer negotiates with many sellers at once (`negotiate`), counters
+them in parallel each round, and awards the best offer by its own utility.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from aaex_agents import Agent, Context, Message, Protocol, handler
+from aaex_agents.errors import AaexError, TransportError, UsageError
+
+from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy
+
+logger = logging.getLogger(__name__)
+
+
+class CallForProposals(Message, type="market.cfp/1"):
+    """A buyer asks sellers to bid for a task."""
+
+    dialogue: str
+    """Random id of this negotiation (hex), chosen by the buyer."""
+    capability: str
+    task: dict[str, Any] = {}  # noqa: RUF012 - pydantic copies field defaults
+    """The task description the seller prices (its hash goes into the agreement)."""
+    max_price: float
+    max_latency_ms: float
+    max_deadline_s: float
+    wanted_penalty: float = 0.0
+    respond_by: float
+    """Unix time at which the negotiation ends, agreed or not."""
+
+
+class Propose(Message, type="market.propose/1"):
+    """A seller's offer for round `round` (0 answers the call for proposals)."""
+
+    dialogue: str
+    round: int
+    price: float
+    latency_ms: float
+    deadline_s: float
+    penalty: float
+
+
+class CounterOffer(Message, type="market.counter/1"):
+    """The buyer's counter for round `round` (1, 2, ...): the price it would pay."""
+
+    dialogue: str
+    round: int
+    price: float
+
+
+class Decline(Message, type="market.decline/1"):
+    """A refusal, with the reason (a stable code) and a human-readable detail."""
+
+    dialogue: str
+    reason: str
+    detail: str = ""
+
+
+class Accept(Message, type="market.accept/1"):
+    """The buyer accepts the seller's latest offer; carries the agreement it signed."""
+
+    dialogue: str
+    round: int
+    agreement: bytes
+
+
+class Agreed(Message, type="market.agreed/1"):
+    """The seller's countersignature: the agreement now signed by both."""
+
+    dialogue: str
+    agreement: bytes
+
+
+NEGOTIATION = Protocol("market.negotiation/1", {
+    CallForProposals: (Propose, Decline),
+    CounterOffer: (Propose, Decline),
+    Accept: (Agreed, Decline),
+})
+
+
+class DialogueState(enum.Enum):
+    """Where a seller's dialogue stands; transitions only go forward."""
+
+    PROPOSED = "proposed"
+    AGREED = "agreed"
+    CLOSED = "closed"
+
+
+@dataclass
+class Dialogue:
+    """One negotiation as the seller sees it."""
+
+    id: str
+    buyer: str
+    cfp: CallForProposals
+    started: float
+    round: int = 0
+    state: DialogueState = DialogueState.PROPOSED
+    offer: Offer | None = None
+    agreement: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"<Dialogue {self.id[:8]} {self.state.name} round={self.round}>"
+
+
+class Refusal(AaexError):
+    """Raised inside a seller's checks; answered as a signed Decline with `reason`."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+AgreementSigner = Callable[[str, str, CallForProposals, Offer], bytes]
+"""Buyer side: (dialogue, seller address, cfp, offer) -> agreement signed by the buyer."""
+Countersigner = Callable[[bytes, str, CallForProposals, Offer], bytes]
+"""Seller side: (buyer-signed agreement, buyer, cfp, offer) -> countersigned agreement;
+raises Refusal if the agreement does not state exactly the offer."""
+Admission = Callable[[str, CallForProposals], Awaitable[None]]
+"""Seller side: raise Refusal to decline a buyer (whitelist, rate limit, ...)."""
+
+
+class Seller(Agent):
+    """An agent that sells `capability` by negotiation.
+
+    Subclass it, set `capability`, and give the constructor a strategy and a countersigner.
+    """
+
+    protocols = (NEGOTIATION,)
+    capability: ClassVar[str] = ""
+
+    def __init__(self, *args: Any, strategy: SellerStrategy, countersign: Countersigner,
+                 admit: Admission | None = None, max_dialogues: int = 10_000,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.strategy = strategy
+        self._countersign = countersign
+        self._admit = admit
+        self._max_dialogues = max_dialogues
+        self.dialogues: dict[str, Dialogue] = {}
+        self.queue_depth = 0
+
+    def _elapsed(self, dialogue: Dialogue, now: float) -> tuple[float, float]:
+        return now - dialogue.started, max(1e-3, dialogue.cfp.respond_by - dialogue.started)
+
+    def _propose(self, dialogue: Dialogue, offer: Offer) -> Propose:
+        dialogue.offer = offer
+        return Propose(dialogue=dialogue.id, round=dialogue.round, price=offer.price,
+                       latency_ms=offer.latency_ms, deadline_s=offer.deadline_s,
+                       penalty=offer.penalty)
+
+    def _open(self, ctx: Context, dialogue_id: str, round_: int, now: float, *,
+              accepting: bool = False) -> Dialogue:
+        """Checks every message of an existing dialogue must pass; raises Refusal.
+
+        A counter-offer opens the next round; an accept names the round it accepts, which
+        must be the latest one (an older offer cannot be accepted).
+        """
+        dialogue = self.dialogues.get(dialogue_id)
+        if dialogue is None:
+            raise Refusal("unknown_dialogue", f"no dialogue {dialogue_id[:16]}")
+        if dialogue.buyer != ctx.sender:
+            raise Refusal("not_your_dialogue", "the dialogue belongs to another buyer")
+        if dialogue.state is not DialogueState.PROPOSED:
+            raise Refusal("dialogue_finished", f"the dialogue is {dialogue.state.value}")
+        if now > dialogue.cfp.respond_by:
+            dialogue.state = DialogueState.CLOSED
+            raise Refusal("deadline_passed", "the negotiation deadline has passed")
+        expected = dialogue.round if accepting else dialogue.round + 1
+        if round_ != expected:
+            raise Refusal("out_of_order", f"expected round {expected}, got {round_}")
+        return dialogue
+
+    @handler
+    async def on_cfp(self, ctx: Context, msg: CallForProposals) -> Propose | Decline:
+        """Open a dialogue and bid, or decline."""
+        now = time.time()
+        try:
+            if msg.capability != self.capability:
+                raise Refusal("unknown_capability", f"this agent sells {self.capability}")
+            if msg.dialogue in self.dialogues:
+                raise Refusal("duplicate_dialogue", "this dialogue id is already in use")
+            if now > msg.respond_by:
+                raise Refusal("deadline_passed", "the call for proposals has expired")
+            if self._admit is not None:
+                await self._admit(str(ctx.sender), msg)
+            self._forget_finished(now)
+            dialogue = Dialogue(msg.dialogue, str(ctx.sender), msg, started=now)
+            offer = self.strategy.ask(*self._elapsed(dialogue, now), self.queue_depth)
+            if offer.price > msg.max_price * 1.5 or offer.latency_ms > msg.max_latency_ms \
+                    or offer.deadline_s > msg.max_deadline_s:
+                raise Refusal("cannot_meet_terms", "price, latency or deadline out of reach")
+            self.dialogues[msg.dialogue] = dialogue
+            return self._propose(dialogue, offer)
+        except Refusal as refusal:
+            return Decline(dialogue=msg.dialogue, reason=refusal.reason, detail=refusal.detail)
+
+    @handler
+    async def on_counter(self, ctx: Context, msg: CounterOffer) -> Propose | Decline:
+        """Concede towards the buyer's price, or take it if it is good enough."""
+        now = time.time()
+        try:
+            dialogue = self._open(ctx, msg.dialogue, msg.round, now)
+        except Refusal as refusal:
+            return Decline(dialogue=msg.dialogue, reason=refusal.reason, detail=refusal.detail)
+        dialogue.round = msg.round
+        elapsed, horizon = self._elapsed(dialogue, now)
+        ask = self.strategy.ask(elapsed, horizon, self.queue_depth)
+        if self.strategy.accepts(msg.price, elapsed, horizon, self.queue_depth):
+            ask = Offer(msg.price, ask.latency_ms, ask.deadline_s,
+                        round(msg.price * self.strategy.penalty_rate, 6))
+        return self._propose(dialogue, ask)
+
+    @handler
+    async def on_accept(self, ctx: Context, msg: Accept) -> Agreed | Decline:
+        """Countersign the agreement if it states exactly our latest offer."""
+        now = time.time()
+        try:
+            dialogue = self._open(ctx, msg.dialogue, msg.round, now, accepting=True)
+            if dialogue.offer is None:
+                raise Refusal("out_of_order", "nothing was offered yet")
+            signed = self._countersign(msg.agreement, dialogue.buyer, dialogue.cfp,
+                                       dialogue.offer)
+        except Refusal as refusal:
+            return Decline(dialogue=msg.dialogue, reason=refusal.reason, detail=refusal.detail)
+        dialogue.state = DialogueState.AGREED
+        dialogue.agreement = signed
+        return Agreed(dialogue=dialogue.id, agreement=signed)
+
+    def _forget_finished(self, now: float) -> None:
+        if len(self.dialogues) < self._max_dialogues:
+            return
+        for key in [k for k, d in self.dialogues.items()
+                    if d.state is not DialogueState.AGREED and d.cfp.respond_by < now]:
+            del self.dialogues[key]
+        if len(self.dialogues) >= self._max_dialogues:
+            raise Refusal("busy", "too many open negotiations; try later")
+
+
+@dataclass
+class Bid:
+    """One seller's standing in a buyer's negotiation."""
+
+    seller: str
+    offer: Offer | None = None
+    utility: float = 0.0
+    declined: str | None = None
+    rounds: int = 0
+
+
+@dataclass
+class NegotiationResult:
+    """What `negotiate` ends with."""
+
+    dialogue: str
+    winner: str | None
+    offer: Offer | None
+    agreement: bytes | None
+    bids: list[Bid] = field(default_factory=list)
+    round_trips: int = 0
+    """Sequential network round trips spent (parallel asks count once)."""
+    elapsed_s: float = 0.0
+
+
+async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals, *,
+                    utility: BuyerUtility, strategy: BuyerStrategy, sign: AgreementSigner,
+                    reputation: dict[str, float] | None = None, max_rounds: int = 3,
+                    timeout: float = 5.0,
+                    release: Callable[[str, float], None] | None = None) -> NegotiationResult:
+    """Negotiate with every seller at once and award the best offer by `utility`.
+
+    Each round, every seller still in play is asked in parallel: one network round trip
+    per round however many sellers there are. The buyer accepts as soon as its best offer
+    reaches its current aspiration (`strategy`), or at the last round if the best offer is
+    above its reserve; then it signs the agreement and asks the winner to countersign.
+    A seller that declines, fails or times out drops out; it never stops the others. If the
+    chosen seller does not countersign, `release(seller, price)` gives back what signing
+    committed (e.g. `Wallet.release`) and the next best offer is tried.
+
+    Raises:
+        UsageError: no sellers were given.
+    """
+    if not sellers:
+        raise UsageError("negotiate needs at least one seller address")
+    started = time.time()
+    horizon = max(1e-3, cfp.respond_by - started)
+    bids = {s: Bid(s) for s in dict.fromkeys(sellers)}
+    reputation = reputation or {}
+    result = NegotiationResult(cfp.dialogue, None, None, None)
+
+    async def ask(seller: str, message: Message) -> None:
+        bid = bids[seller]
+        try:
+            reply = await ctx.ask(seller, message, timeout=timeout)
+        except (AaexError, TimeoutError) as exc:
+            bid.declined, bid.offer, bid.utility = f"error: {type(exc).__name__}", None, 0.0
+            return
+        if isinstance(reply, Propose):
+            bid.offer = Offer(reply.price, reply.latency_ms, reply.deadline_s, reply.penalty)
+            bid.utility = utility.of(bid.offer, reputation.get(seller, 0.5))
+            bid.rounds = reply.round
+        elif isinstance(reply, Decline):
+            bid.declined, bid.offer, bid.utility = reply.reason, None, 0.0
+
+    await asyncio.gather(*(ask(s, cfp) for s in bids))
+    result.round_trips = 1
+    for round_ in range(1, max_rounds + 1):
+        live = [b for b in bids.values() if b.offer is not None and b.declined is None]
+        if not live:
+            break
+        best = max(live, key=lambda b: (b.utility, b.seller))
+        target = strategy.target(time.time() - started, horizon)
+        if best.utility >= target or time.time() >= cfp.respond_by:
+            break
+        counters = [(b.seller, CounterOffer(dialogue=cfp.dialogue, round=round_,
+                                            price=round(utility.price_for(
+                                                target, b.offer, reputation.get(b.seller, 0.5)),
+                                                6)))
+                    for b in live if b.offer is not None]
+        await asyncio.gather(*(ask(s, m) for s, m in counters))
+        result.round_trips += 1
+
+    ranked = sorted((b for b in bids.values() if b.offer is not None and b.declined is None),
+                    key=lambda b: (-b.utility, b.seller))
+    for bid in ranked:
+        if bid.utility < strategy.reserve or bid.offer is None:
+            break
+        agreement = sign(cfp.dialogue, bid.seller, cfp, bid.offer)
+        try:
+            reply = await ctx.ask(bid.seller, Accept(dialogue=cfp.dialogue, round=bid.rounds,
+                                                     agreement=agreement), timeout=timeout)
+        except (AaexError, TimeoutError, TransportError) as exc:
+            reply = Decline(dialogue=cfp.dialogue, reason=f"error: {type(exc).__name__}")
+        result.round_trips += 1
+        if isinstance(reply, Agreed):
+            result.winner, result.offer, result.agreement = bid.seller, bid.offer, reply.agreement
+            break
+        bid.declined = reply.reason if isinstance(reply, Decline) else "unexpected_reply"
+        if release is not None:
+            release(bid.seller, bid.offer.price)
+    result.bids = list(bids.values())
+    result.elapsed_s = time.time() - started
+    return result
+
+
+def new_dialogue_id() -> str:
+    """A random 128-bit dialogue id, hex."""
+    return os.urandom(16).hex()

@@ -1,0 +1,139 @@
+"""Access control and spending policy: the rules LLM-driven code cannot talk its way past.
+
+- `AccessControl` is a seller's gate: per-capability whitelists of partner agents or
+  organisations, and a per-peer rate limit. Its `admit` raises `Refusal`, which the seller
+  answers with a signed `Decline` naming the reason — and no data.
+- `Wallet` is a buyer's only way to sign an agreement: it checks the budget, the per-seller
+  limit and the per-task ceiling first. An LLM may suggest a price; only this code signs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from aaex_agents.errors import AaexError, UsageError
+
+from .negotiation import AgreementSigner, CallForProposals, Refusal
+from .strategies import Offer
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccessList:
+    """Who may buy one capability.
+
+    Attributes:
+        open: anyone may buy (the lists are ignored).
+        agents: addresses allowed by name.
+        organisations: organisation names allowed; membership comes from `AccessControl`.
+    """
+
+    open: bool = False
+    agents: frozenset[str] = frozenset()
+    organisations: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateLimit:
+    """At most `burst` calls at once, refilled at `per_second` calls per second, per peer."""
+
+    per_second: float = 5.0
+    burst: int = 20
+
+    def __post_init__(self) -> None:
+        if self.per_second <= 0 or self.burst < 1:
+            raise UsageError("RateLimit.per_second must be positive and burst at least 1")
+
+
+class AccessControl:
+    """A seller's whitelist and rate limiter (the `admit` hook of `Seller`)."""
+
+    def __init__(self, lists: Mapping[str, AccessList], *,
+                 members: Mapping[str, Iterable[str]] | None = None,
+                 rate: RateLimit | None = None, max_peers: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._lists = dict(lists)
+        self._organisation_of: dict[str, set[str]] = {}
+        for organisation, addresses in (members or {}).items():
+            for address in addresses:
+                self._organisation_of.setdefault(address, set()).add(organisation)
+        self._rate = rate or RateLimit()
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._max_peers = max_peers
+        self._clock = clock
+
+    def allowed(self, buyer: str, capability: str) -> bool:
+        """True when `buyer` may buy `capability` (an unlisted capability is closed)."""
+        rules = self._lists.get(capability)
+        if rules is None:
+            return False
+        return rules.open or buyer in rules.agents or bool(
+            self._organisation_of.get(buyer, set()) & rules.organisations)
+
+    def take_token(self, peer: str) -> bool:
+        """Spend one call of `peer`'s allowance; False when it is used up."""
+        now = self._clock()
+        tokens, last = self._buckets.pop(peer, (float(self._rate.burst), now))
+        tokens = min(float(self._rate.burst), tokens + (now - last) * self._rate.per_second)
+        allowed = tokens >= 1.0
+        self._buckets[peer] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self._buckets) > self._max_peers:  # bounded memory: forget the stalest peer
+            self._buckets.popitem(last=False)
+        return allowed
+
+    async def admit(self, buyer: str, cfp: CallForProposals) -> None:
+        """Raise Refusal unless `buyer` is allowed and within its rate."""
+        if not self.take_token(buyer):
+            raise Refusal("rate_limited", f"more than {self._rate.per_second}/s; slow down")
+        if not self.allowed(buyer, cfp.capability):
+            raise Refusal("not_whitelisted",
+                          f"{cfp.capability} is sold only to partner agents and organisations")
+
+
+class SpendingRefused(AaexError):
+    """The wallet refused to sign: the agreement would break the spending policy."""
+
+
+@dataclass(kw_only=True)
+class Wallet:
+    """Holds the buyer's budget and signs agreements only within it.
+
+    Attributes:
+        budget: total that may be committed.
+        per_seller: most that may be committed to one seller.
+        per_task: most one agreement may cost.
+    """
+
+    budget: float
+    per_seller: float
+    per_task: float
+    spent: float = 0.0
+    by_seller: dict[str, float] = field(default_factory=dict)
+
+    def check(self, seller: str, price: float) -> None:
+        """Raise SpendingRefused when paying `price` to `seller` breaks a limit."""
+        if price > self.per_task:
+            raise SpendingRefused(f"{price} exceeds the per-task limit of {self.per_task}")
+        if self.by_seller.get(seller, 0.0) + price > self.per_seller:
+            raise SpendingRefused(f"{seller} would get more than the per-seller limit of "
+                                  f"{self.per_seller}")
+        if self.spent + price > self.budget:
+            raise SpendingRefused(f"{price} exceeds the remaining budget of "
+                                  f"{self.budget - self.spent:.4f}")
+
+    def guard(self, sign: AgreementSigner) -> AgreementSigner:
+        """Wrap `sign` so that it signs only agreements the policy allows, and books them."""
+        def guarded(dialogue: str, seller: str, cfp: CallForProposals, offer: Offer) -> bytes:
+            self.check(seller, offer.price)
+            signed = sign(dialogue, seller, cfp, offer)
+            self.spent += offer.price
+            self.by_seller[seller] = self.by_seller.get(seller, 0.0) + offer.price
+            return signed
+        return guarded
+
+    def release(self, seller: str, amount: float) -> None:
+        """Give back budget committed to an agreement that was never concluded or refunded."""
+        self.spent = max(0.0, self.spent - amount)
+        self.by_seller[seller] = max(0.0, self.by_seller.get(seller, 0.0) - amount)
