@@ -163,6 +163,10 @@ class Seller(Agent):
         return now - dialogue.started, max(1e-3, dialogue.cfp.respond_by - dialogue.started)
 
     def _propose(self, dialogue: Dialogue, offer: Offer) -> Propose:
+        # Promise no later a deadline than the buyer can use: the work takes `latency_ms`,
+        # so any deadline at least that long is one we can keep.
+        offer = Offer(offer.price, offer.latency_ms,
+                      min(offer.deadline_s, dialogue.cfp.max_deadline_s), offer.penalty)
         dialogue.offer = offer
         return Propose(dialogue=dialogue.id, round=dialogue.round, price=offer.price,
                        latency_ms=offer.latency_ms, deadline_s=offer.deadline_s,
@@ -207,7 +211,7 @@ class Seller(Agent):
             dialogue = Dialogue(msg.dialogue, str(ctx.sender), msg, started=now)
             offer = self.strategy.ask(*self._elapsed(dialogue, now), self.queue_depth)
             if offer.price > msg.max_price * 1.5 or offer.latency_ms > msg.max_latency_ms \
-                    or offer.deadline_s > msg.max_deadline_s:
+                    or offer.latency_ms / 1000 > msg.max_deadline_s:
                 raise Refusal("cannot_meet_terms", "price, latency or deadline out of reach")
             self.dialogues[msg.dialogue] = dialogue
             return self._propose(dialogue, offer)

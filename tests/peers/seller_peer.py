@@ -1,8 +1,9 @@
 """A negotiating seller in its own OS process (HTTP on 127.0.0.1), for market tests.
 
-    python -m tests.peers.seller_peer --cost 2.0 --exponent 4 [--latency 400]
+    python -m tests.peers.seller_peer --cost 2.0 --exponent 4 [--latency 400] [--work-seconds 1]
 
-Prints one JSON line {"address", "endpoint"} once listening; exits 0 when stdin closes.
+Prints one JSON line {"address", "endpoint"} once listening, and {"task_started": ...} when it
+starts a task; exits 0 when stdin closes.
 """
 
 from __future__ import annotations
@@ -11,18 +12,28 @@ import argparse
 import asyncio
 import json
 import sys
+from typing import Any
 
-from aaex_agents import HttpTransport, Identity, open_runtime
+from aaex_agents import Context, HttpTransport, Identity, open_runtime
 from marketplace.contracting import seller_countersigner
-from marketplace.negotiation import Seller
+from marketplace.delegation import ServiceSeller
 from marketplace.strategies import SellerStrategy
 
+WORK_SECONDS = 0.0
 
-class ForecastSeller(Seller):
+
+class ForecastSeller(ServiceSeller):
     capability = "forecast.demand"
+
+    async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
+        print(json.dumps({"task_started": task}), flush=True)
+        await asyncio.sleep(WORK_SECONDS)
+        return {"forecast": [sum(task.get("history", [])) / max(1, len(task.get("history", [])))]}
 
 
 async def main(args: argparse.Namespace) -> None:
+    global WORK_SECONDS
+    WORK_SECONDS = args.work_seconds
     identity = Identity.generate()
     seller = ForecastSeller(identity, name=f"seller-e{args.exponent}",
                             strategy=SellerStrategy(cost=args.cost, exponent=args.exponent,
@@ -39,4 +50,5 @@ if __name__ == "__main__":
     parser.add_argument("--cost", type=float, required=True)
     parser.add_argument("--exponent", type=float, required=True)
     parser.add_argument("--latency", type=float, default=400.0)
+    parser.add_argument("--work-seconds", type=float, default=0.0)
     asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,295 @@
+"""Delegation: getting a subtask done by the market, rerouting when a provider fails.
+
+Discover -> negotiate with the top k -> award -> await within the SLA -> verify -> receipt ->
+settle; on a timeout, a breach or a dead peer, ban that peer with exponential backoff and
+re-award only that subtask inside the end-to-end deadline.
+
+    delegator = Delegator(identity, find=..., wallet=Wallet(...), settle=ledger_settle)
+    done = await delegator.delegate(ctx, "forecast.demand", {"stores": [1, 2]},
+                                    budget=5.0, deadline=60)
+
+Sellers answer tasks by subclassing `ServiceSeller` and implementing `perform`.
+Independent subtasks run in parallel with `delegate_all` (Petals reroutes only the failed
+span of a chain; here only the failed subtask is redone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aaex_agents import Context, Identity, Message, handler
+from aaex_agents.errors import AaexError, UsageError
+
+from .agreement import SignedAgreement
+from .contracting import buyer_signer, task_hash
+from .errors import ContractRejected
+from .negotiation import CallForProposals, Decline, Seller, negotiate, new_dialogue_id
+from .policy import Wallet
+from .receipt import SignedReceipt, make_receipt
+from .sla import Delivery
+from .strategies import BuyerStrategy, BuyerUtility
+
+logger = logging.getLogger(__name__)
+
+
+class Task(Message, type="market.task/1"):
+    """The work itself, sent to the seller with the agreement both signed."""
+
+    agreement: bytes
+    task: dict[str, Any]
+
+
+class Deliver(Message, type="market.deliver/1"):
+    """The seller's result, with its hash and the seller's own timings (informative)."""
+
+    agreement_id: str
+    result: dict[str, Any]
+    result_hash: str
+    started_at_ms: int
+    finished_at_ms: int
+
+
+class ReceiptNotice(Message, type="market.receipt/1"):
+    """The buyer's signed receipt, sent to the seller for its records and reputation."""
+
+    receipt: bytes
+
+
+def result_hash(result: dict[str, Any]) -> str:
+    """sha256 of a result's canonical JSON."""
+    return hashlib.sha256(json.dumps(result, sort_keys=True, separators=(",", ":"),
+                                     default=str).encode()).hexdigest()
+
+
+class ServiceSeller(Seller):
+    """A seller that also performs the work it sold. Implement `perform`."""
+
+    async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
+        """Do the task and return the result (JSON-like). Subclasses implement it."""
+        raise UsageError(f"{type(self).__name__} must implement perform(ctx, task)")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.receipts: list[SignedReceipt] = []
+        self._results: dict[str, Deliver] = {}
+
+    @handler
+    async def on_task(self, ctx: Context, msg: Task) -> Deliver | Decline:
+        """Perform a task we agreed to, once; a repeated task gets the same delivery."""
+        try:
+            signed = SignedAgreement.from_wire(msg.agreement)
+        except ContractRejected as exc:
+            return Decline(dialogue="", reason="bad_agreement", detail=str(exc))
+        agreement = signed.agreement
+        dialogue = self.dialogues.get(agreement.dialogue_id)
+        if (agreement.seller != self.address or agreement.buyer != ctx.sender
+                or dialogue is None or dialogue.agreement is None
+                or SignedAgreement.from_wire(dialogue.agreement).id != signed.id):
+            return Decline(dialogue=agreement.dialogue_id, reason="unknown_agreement")
+        if agreement.terms.task_hash != task_hash(dialogue.cfp.model_copy(
+                update={"task": msg.task})):
+            return Decline(dialogue=agreement.dialogue_id, reason="task_mismatch",
+                           detail="the task is not the one that was priced")
+        if signed.id in self._results:
+            return self._results[signed.id]
+        started = int(time.time() * 1000)
+        self.queue_depth += 1
+        try:
+            result = await self.perform(ctx, msg.task)
+        finally:
+            self.queue_depth -= 1
+        delivered = Deliver(agreement_id=signed.id, result=result,
+                            result_hash=result_hash(result), started_at_ms=started,
+                            finished_at_ms=int(time.time() * 1000))
+        self._results[signed.id] = delivered
+        return delivered
+
+    @handler
+    async def on_receipt(self, ctx: Context, msg: ReceiptNotice) -> None:
+        """Keep verified receipts for our own agreements (the input of reputation)."""
+        try:
+            receipt = SignedReceipt.from_wire(msg.receipt)
+            receipt.verify()
+        except ContractRejected as exc:
+            ctx.logger.warning("receipt from %s refused: %s", ctx.sender, exc)
+            return
+        if receipt.receipt.seller == self.address and receipt.receipt.buyer == ctx.sender:
+            self.receipts.append(receipt)
+
+
+class DelegationFailed(AaexError):
+    """No provider delivered within the deadline; `attempts` says what happened to each."""
+
+    def __init__(self, message: str, attempts: list[Attempt]) -> None:
+        self.attempts = attempts
+        super().__init__(message)
+
+
+@dataclass
+class Attempt:
+    """One award and how it ended."""
+
+    seller: str
+    verdict: str
+    agreement_id: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class Delegated:
+    """A subtask done: its result and the contracts that prove and settled it."""
+
+    result: dict[str, Any]
+    agreement: SignedAgreement
+    receipt: SignedReceipt
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+@dataclass
+class Backoff:
+    """Bans a failing peer for `base * 2 ** (failures - 1)` seconds, up to `cap`."""
+
+    base: float = 5.0
+    cap: float = 600.0
+    _until: dict[str, float] = field(default_factory=dict)
+    _failures: dict[str, int] = field(default_factory=dict)
+
+    def ban(self, peer: str, now: float) -> float:
+        """Record a failure of `peer`; return how long it is banned."""
+        failures = self._failures.get(peer, 0) + 1
+        self._failures[peer] = failures
+        seconds = min(self.cap, self.base * 2 ** (failures - 1))
+        self._until[peer] = now + seconds
+        return seconds
+
+    def banned(self, peer: str, now: float) -> bool:
+        """True while `peer` is banned."""
+        return self._until.get(peer, 0.0) > now
+
+    def forgive(self, peer: str) -> None:
+        """Forget `peer`'s failures after a success."""
+        self._failures.pop(peer, None)
+        self._until.pop(peer, None)
+
+
+Finder = Callable[[str], Awaitable[Sequence[str]]]
+"""capability -> candidate seller addresses, best first (e.g. discovery lookup + ranking)."""
+Settle = Callable[[SignedAgreement, SignedReceipt | None], Awaitable[None]]
+"""Called with (agreement, None) when awarded (escrow hold), then (agreement, receipt)."""
+
+
+class Delegator:
+    """A buyer's delegation engine. It alone signs agreements, through its wallet."""
+
+    def __init__(self, identity: Identity, *, find: Finder, wallet: Wallet,
+                 settle: Settle | None = None, strategy: BuyerStrategy | None = None,
+                 backoff: Backoff | None = None, negotiation_window: float = 2.0) -> None:
+        self._identity = identity
+        self._find = find
+        self._wallet = wallet
+        self._sign = wallet.guard(buyer_signer(identity))
+        self._settle = settle
+        self._strategy = strategy or BuyerStrategy()
+        self.backoff = backoff or Backoff()
+        self._window = negotiation_window
+
+    async def delegate(self, ctx: Context, capability: str, task: dict[str, Any], *,
+                       budget: float, deadline: float, max_latency_ms: float = 30_000,
+                       penalty: float = 0.0, top_k: int = 3) -> Delegated:
+        """Get `task` done by the best provider of `capability` within `deadline` seconds.
+
+        Raises:
+            DelegationFailed: every attempt failed or the deadline passed.
+            UsageError: a non-positive budget or deadline.
+        """
+        if budget <= 0 or deadline <= 0:
+            raise UsageError("delegate needs a positive budget and deadline")
+        if ctx.address != self._identity.address:
+            raise UsageError("delegate with the context of the delegator's own agent")
+        end = time.time() + deadline
+        attempts: list[Attempt] = []
+        while (now := time.time()) < end:
+            candidates = [s for s in await self._find(capability)
+                          if not self.backoff.banned(s, now)][:top_k]
+            if not candidates:
+                break
+            remaining = end - now
+            cfp = CallForProposals(
+                dialogue=new_dialogue_id(), capability=capability, task=task, max_price=budget,
+                max_latency_ms=max_latency_ms, max_deadline_s=remaining,
+                wanted_penalty=penalty, respond_by=now + min(self._window, remaining / 2))
+            utility = BuyerUtility(max_price=budget, max_latency_ms=max_latency_ms,
+                                   max_deadline_s=remaining, wanted_penalty=penalty)
+            outcome = await negotiate(ctx, candidates, cfp, utility=utility,
+                                      strategy=self._strategy, sign=self._sign,
+                                      release=self._wallet.release,
+                                      timeout=min(5.0, remaining))
+            if outcome.agreement is None or outcome.winner is None:
+                for bid in outcome.bids:
+                    attempts.append(Attempt(bid.seller, "no_agreement", detail=str(bid.declined)))
+                    self.backoff.ban(bid.seller, time.time())
+                continue
+            signed = SignedAgreement.from_wire(outcome.agreement)
+            done = await self._perform(ctx, signed, task, end)
+            attempts.append(Attempt(outcome.winner, done[1].receipt.verdict, signed.id))
+            if done[1].receipt.verdict == "met" and done[0] is not None:
+                self.backoff.forgive(outcome.winner)
+                return Delegated(done[0], signed, done[1], attempts)
+            banned = self.backoff.ban(outcome.winner, time.time())
+            logger.warning("%s failed %s (%s); banned %.0f s, re-awarding", outcome.winner,
+                           capability, done[1].receipt.verdict, banned)
+        raise DelegationFailed(f"{capability}: no provider delivered within {deadline} s",
+                               attempts)
+
+    async def _perform(self, ctx: Context, signed: SignedAgreement, task: dict[str, Any],
+                       end: float) -> tuple[dict[str, Any] | None, SignedReceipt]:
+        """Send the task, wait within the SLA, judge the delivery, settle.
+
+        Never raises for a failing seller: that is a `not_delivered` or `breached` receipt.
+        """
+        agreement = signed.agreement
+        if self._settle is not None:
+            await self._settle(signed, None)
+        started = int(time.time() * 1000)
+        wait = max(0.05, min(end - time.time(), agreement.terms.max_latency_ms / 1000 * 1.5,
+                             (agreement.terms.deadline_ms - started) / 1000))
+        delivery, result = None, None
+        try:
+            reply = await ctx.ask(agreement.seller, Task(agreement=signed.to_wire(), task=task),
+                                  timeout=wait)
+            if isinstance(reply, Deliver) and reply.agreement_id == signed.id \
+                    and reply.result_hash == result_hash(reply.result):
+                result = reply.result
+                delivery = Delivery(result_hash=reply.result_hash, started_at_ms=started,
+                                    finished_at_ms=max(started, int(time.time() * 1000)))
+        except (AaexError, TimeoutError) as exc:
+            logger.info("%s did not deliver: %s", agreement.seller, exc)
+        receipt = SignedReceipt.create(
+            make_receipt(agreement, delivery, issued_at_ms=int(time.time() * 1000)),
+            self._identity)
+        if receipt.receipt.verdict != "met":
+            self._wallet.release(agreement.seller, agreement.terms.price / 1_000_000)
+        if self._settle is not None:
+            await self._settle(signed, receipt)
+        try:
+            await ctx.send(agreement.seller, ReceiptNotice(receipt=receipt.to_wire()), timeout=2)
+        except (AaexError, TimeoutError) as exc:
+            logger.debug("receipt not delivered to %s: %s", agreement.seller, exc)
+        return result, receipt
+
+    async def delegate_all(self, ctx: Context, subtasks: Sequence[tuple[str, dict[str, Any]]],
+                           **options: Any) -> list[Delegated | DelegationFailed]:
+        """Delegate independent subtasks in parallel; each fails or succeeds on its own."""
+        async def one(capability: str, task: dict[str, Any]) -> Delegated | DelegationFailed:
+            try:
+                return await self.delegate(ctx, capability, task, **options)
+            except DelegationFailed as failed:
+                return failed
+        return list(await asyncio.gather(*(one(c, t) for c, t in subtasks)))

@@ -1,0 +1,188 @@
+"""Delegation: award, deliver, receipt, and rerouting when a provider fails."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aaex_agents import (
+    Agent,
+    Context,
+    HttpTransport,
+    Identity,
+    MemoryNetwork,
+    StaticDirectory,
+    open_runtime,
+)
+from marketplace.agreement import SignedAgreement
+from marketplace.contracting import seller_countersigner
+from marketplace.delegation import (
+    Backoff,
+    DelegationFailed,
+    Delegator,
+    ServiceSeller,
+)
+from marketplace.policy import Wallet
+from marketplace.receipt import SignedReceipt
+from marketplace.strategies import LINEAR, SellerStrategy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Averager(ServiceSeller):
+    capability = "forecast.demand"
+
+    async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
+        history = task["history"]
+        return {"forecast": sum(history) / len(history)}
+
+
+class HangingSellerFault(Averager):
+    """Fault injection: agrees, then never delivers."""
+
+    async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+class Planner(Agent):
+    pass
+
+
+def make(cls: type[Averager], cost: float) -> Averager:
+    identity = Identity.generate()
+    return cls(identity, strategy=SellerStrategy(cost=cost, exponent=LINEAR, latency_ms=300),
+               countersign=seller_countersigner(identity))
+
+
+class Book:
+    """Records what delegation settles (the ledger's role, kept in memory here)."""
+
+    def __init__(self) -> None:
+        self.holds: list[str] = []
+        self.receipts: list[SignedReceipt] = []
+
+    async def settle(self, agreement: SignedAgreement, receipt: SignedReceipt | None) -> None:
+        if receipt is None:
+            self.holds.append(agreement.id)
+        else:
+            receipt.verify_against(agreement)
+            self.receipts.append(receipt)
+
+
+async def test_a_failing_provider_is_banned_and_the_subtask_re_awarded() -> None:
+    hanging = make(HangingSellerFault, cost=0.5)  # cheapest: it wins first
+    honest = make(Averager, cost=2.0)
+    planner = Planner()
+    book = Book()
+    network = MemoryNetwork()
+
+    async def find(capability: str) -> list[str]:
+        return [hanging.address, honest.address]
+
+    delegator = Delegator(planner.identity, find=find, settle=book.settle,
+                          wallet=Wallet(budget=20, per_seller=10, per_task=10),
+                          negotiation_window=0.5)
+    async with open_runtime([planner, hanging, honest], transports=[network.transport()]) as rt:
+        done = await delegator.delegate(rt.context(planner), "forecast.demand",
+                                        {"history": [10, 20, 30]}, budget=5.0, deadline=20,
+                                        max_latency_ms=500)
+    assert done.result == {"forecast": 20.0}
+    assert [a.seller for a in done.attempts] == [hanging.address, honest.address]
+    assert [a.verdict for a in done.attempts] == ["not_delivered", "met"]
+    assert delegator.backoff.banned(hanging.address, now=time.time())
+    verdicts = {r.receipt.seller: r.receipt.verdict for r in book.receipts}
+    assert verdicts == {hanging.address: "not_delivered", honest.address: "met"}
+    paid = {r.receipt.seller: r.receipt.release for r in book.receipts}
+    assert paid[hanging.address] == 0 and paid[honest.address] > 0
+    assert len(book.holds) == 2
+    assert [r.receipt.verdict for r in honest.receipts] == ["met"]  # the seller got its receipt
+
+
+async def test_delegation_fails_cleanly_when_nobody_delivers() -> None:
+    hanging = make(HangingSellerFault, cost=0.5)
+    planner = Planner()
+    network = MemoryNetwork()
+
+    async def find(capability: str) -> list[str]:
+        return [hanging.address]
+
+    delegator = Delegator(planner.identity, find=find, backoff=Backoff(base=60),
+                          wallet=Wallet(budget=20, per_seller=10, per_task=10),
+                          negotiation_window=0.2)
+    async with open_runtime([planner, hanging], transports=[network.transport()]) as rt:
+        with pytest.raises(DelegationFailed) as failed:
+            await delegator.delegate(rt.context(planner), "forecast.demand", {"history": [1]},
+                                     budget=5.0, deadline=3, max_latency_ms=300)
+    assert [a.verdict for a in failed.value.attempts] == ["not_delivered"]
+
+
+def test_backoff_doubles_and_forgives() -> None:
+    backoff = Backoff(base=2, cap=5)
+    assert backoff.ban("p", now=0) == 2
+    assert backoff.ban("p", now=0) == 4
+    assert backoff.ban("p", now=0) == 5
+    assert backoff.banned("p", now=4.9) and not backoff.banned("p", now=5.1)
+    backoff.forgive("p")
+    assert not backoff.banned("p", now=0)
+
+
+async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_paid_once() -> None:
+    specs = [("0.5", "5"), ("2.0", "0")]  # the cheap one works slowly: it is killed mid-task
+    processes = [await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.peers.seller_peer", "--cost", cost, "--exponent", "1",
+        "--latency", "3000", "--work-seconds", work, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE) for cost, work in specs]
+    peers = []
+    for process in processes:
+        assert process.stdout is not None
+        peers.append(json.loads(await asyncio.wait_for(process.stdout.readline(), 60)))
+    doomed, survivor = peers
+    killed = asyncio.Event()
+
+    async def kill_when_started() -> None:
+        stdout = processes[0].stdout
+        assert stdout is not None
+        line = await stdout.readline()
+        if b"task_started" in line:
+            os.kill(processes[0].pid, signal.SIGKILL)
+            killed.set()
+
+    watcher = asyncio.create_task(kill_when_started())
+    planner = Planner()
+    book = Book()
+    directory = StaticDirectory({p["address"]: [p["endpoint"]] for p in peers})
+
+    async def find(capability: str) -> list[str]:
+        return [doomed["address"], survivor["address"]]
+
+    delegator = Delegator(planner.identity, find=find, settle=book.settle,
+                          wallet=Wallet(budget=20, per_seller=10, per_task=10),
+                          negotiation_window=1.0)
+    try:
+        async with open_runtime(planner, transports=[HttpTransport()],
+                                directory=directory) as rt:
+            done = await delegator.delegate(rt.context(planner), "forecast.demand",
+                                            {"history": [4, 6]}, budget=5.0, deadline=30,
+                                            max_latency_ms=3000)
+    finally:
+        watcher.cancel()
+        for process in processes:
+            if process.returncode is None and process.stdin is not None:
+                process.stdin.close()
+        await asyncio.gather(*(asyncio.wait_for(p.wait(), 30) for p in processes))
+    assert killed.is_set()
+    assert done.result == {"forecast": [5.0]}
+    assert [a.verdict for a in done.attempts] == ["not_delivered", "met"]
+    released = [(r.receipt.seller, r.receipt.release) for r in book.receipts if r.receipt.release]
+    assert released == [(survivor["address"], done.agreement.agreement.terms.price)]
+    assert {r.receipt.seller: r.receipt.verdict for r in book.receipts} == {
+        doomed["address"]: "not_delivered", survivor["address"]: "met"}
