@@ -165,7 +165,7 @@ class Backoff:
         """Record a failure of `peer`; return how long it is banned."""
         failures = self._failures.get(peer, 0) + 1
         self._failures[peer] = failures
-        seconds = min(self.cap, self.base * 2 ** (failures - 1))
+        seconds: float = min(self.cap, self.base * float(2 ** (failures - 1)))
         self._until[peer] = now + seconds
         return seconds
 

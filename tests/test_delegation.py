@@ -6,8 +6,8 @@ import asyncio
 import json
 import os
 import signal
-import time
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
