@@ -288,12 +288,13 @@ class NegotiationResult:
 async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals, *,
                     utility: BuyerUtility, strategy: BuyerStrategy, sign: AgreementSigner,
                     reputation: dict[str, float] | None = None, max_rounds: int = 3,
-                    timeout: float = 5.0,
+                    timeout: float = 5.0, shortlist: int = 3,
                     release: Callable[[str, float], None] | None = None) -> NegotiationResult:
     """Negotiate with every seller at once and award the best offer by `utility`.
 
-    Each round, every seller still in play is asked in parallel: one network round trip
-    per round however many sellers there are. The buyer accepts as soon as its best offer
+    All sellers get the call for proposals at once; then only the `shortlist` best by
+    utility are countered, in parallel: one network round trip per round however many
+    sellers there are, and a number of messages that does not grow with them. The buyer accepts as soon as its best offer
     reaches its current aspiration (`strategy`), or at the last round if the best offer is
     above its reserve; then it signs the agreement and asks the winner to countersign.
     A seller that declines, fails or times out drops out; it never stops the others. If the
@@ -327,8 +328,12 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
 
     await asyncio.gather(*(ask(s, cfp) for s in bids))
     result.round_trips = 1
+    ranked_first = sorted((b for b in bids.values() if b.offer is not None),
+                          key=lambda b: (-b.utility, b.seller))
+    in_play = {b.seller for b in ranked_first[:max(1, shortlist)]}
     for round_ in range(1, max_rounds + 1):
-        live = [b for b in bids.values() if b.offer is not None and b.declined is None]
+        live = [b for b in bids.values()
+                if b.offer is not None and b.declined is None and b.seller in in_play]
         if not live:
             break
         best = max(live, key=lambda b: (b.utility, b.seller))
