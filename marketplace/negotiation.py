@@ -294,9 +294,10 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
 
     All sellers get the call for proposals at once; then only the `shortlist` best by
     utility are countered, in parallel: one network round trip per round however many
-    sellers there are, and a number of messages that does not grow with them. The buyer accepts as soon as its best offer
-    reaches its current aspiration (`strategy`), or at the last round if the best offer is
-    above its reserve; then it signs the agreement and asks the winner to countersign.
+    sellers there are, and a number of messages that does not grow with them. The buyer
+    accepts as soon as its best offer reaches its current aspiration (`strategy`), or at the
+    last round if the best offer is above its reserve; then it signs the agreement and asks
+    the winner to countersign.
     A seller that declines, fails or times out drops out; it never stops the others. If the
     chosen seller does not countersign, `release(seller, price)` gives back what signing
     committed (e.g. `Wallet.release`) and the next best offer is tried.
