@@ -6,7 +6,7 @@ Who it is, what it is answering, and how to talk to others.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .errors import UsageError
 from .identity import Identity
@@ -73,6 +73,21 @@ class Context:
                              "`async with open_llm_service(await LlamaCppLLM.load()) as llm:` "
                              "and pass it as open_runtime(..., llm=llm)")
         return service.for_agent(self._agent.address)
+
+    async def delegate(self, capability: str, task: dict[str, Any], **options: Any) -> Any:
+        """Have the market do `task`: discover, negotiate, award, verify, settle, reroute.
+
+        Options (budget, deadline, ...) go to the node's delegation service.
+
+        Raises:
+            UsageError: the runtime was opened without a delegation service.
+            Whatever the service raises (e.g. `DelegationFailed`).
+        """
+        service = self._runtime.delegate
+        if service is None:
+            raise UsageError("ctx.delegate: this runtime has no delegation service; pass "
+                             "open_runtime(..., delegate=Delegator(...).delegate)")
+        return await service(self, capability, task, **options)
 
     async def send(self, to: str, message: Message, *, timeout: float | None = None) -> None:
         """Deliver `message` to `to` and return once the peer has handled it.

@@ -16,7 +16,7 @@ import asyncio
 import enum
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from .llm.service import LLMService
 
 logger = logging.getLogger(__name__)
+
+Delegate = Callable[..., Awaitable[Any]]
+"""`delegate(ctx, capability, task, **options)`: the market service behind `ctx.delegate`."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,6 +127,7 @@ class Runtime:
         self.metrics = RuntimeMetrics()
         self.state = RuntimeState.STARTING
         self.llm: LLMService | None = None
+        self.delegate: Delegate | None = None
 
     @property
     def agents(self) -> Mapping[str, Agent]:
@@ -353,11 +357,14 @@ def _error_text(reply: Envelope) -> str:
 async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[Transport] = (),
                        directory: Directory | None = None, config: RuntimeConfig | None = None,
                        clock: Clock | None = None,
-                       llm: LLMService | None = None) -> AsyncIterator[Runtime]:
+                       llm: LLMService | None = None,
+                       delegate: Delegate | None = None) -> AsyncIterator[Runtime]:
     """Host `agents` on `transports` until the block exits.
 
     `llm` is the node's shared language model, reached by handlers as `ctx.llm`; its opener
-    (`open_llm_service`) closes it, so several runtimes may share it.
+    (`open_llm_service`) closes it, so several runtimes may share it. `delegate` is the
+    market's delegation service, reached as `ctx.delegate(...)`: the SDK never imports the
+    market, the node injects it (e.g. `marketplace.delegation.Delegator.delegate`).
 
     Entering returns once every transport listens and every `on_start` hook has run.
     Leaving stops taking envelopes, runs each `on_stop` (bounded by `stop_timeout`),
@@ -374,6 +381,7 @@ async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[
     runtime = Runtime(hosted, transports, directory or StaticDirectory(), settings,
                       clock or SystemClock())
     runtime.llm = llm
+    runtime.delegate = delegate
     try:
         async with asyncio.TaskGroup() as task_group, AsyncExitStack() as stack:
             runtime._task_group = task_group

@@ -19,7 +19,10 @@ from aaex_agents import (
     HttpTransport,
     Identity,
     MemoryNetwork,
+    Message,
     StaticDirectory,
+    UsageError,
+    handler,
     open_runtime,
 )
 from marketplace.agreement import SignedAgreement
@@ -186,3 +189,43 @@ async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_pa
     assert released == [(survivor["address"], done.agreement.agreement.terms.price)]
     assert {r.receipt.seller: r.receipt.verdict for r in book.receipts} == {
         doomed["address"]: "not_delivered", survivor["address"]: "met"}
+
+
+class Job(Message, type="test_delegation.job/1"):
+    history: list[float]
+
+
+class JobDone(Message, type="test_delegation.job_done/1"):
+    forecast: float
+    seller: str
+
+
+class Coordinator(Agent):
+    @handler
+    async def on_job(self, ctx: Context, msg: Job) -> JobDone:
+        done = await ctx.delegate("forecast.demand", {"history": msg.history}, budget=5.0,
+                                  deadline=10, max_latency_ms=500)
+        return JobDone(forecast=done.result["forecast"], seller=done.agreement.agreement.seller)
+
+
+async def test_handlers_reach_the_market_through_ctx_delegate() -> None:
+    honest = make(Averager, cost=1.0)
+    coordinator, client = Coordinator(), Planner()
+    network = MemoryNetwork()
+
+    async def find(capability: str) -> list[str]:
+        return [honest.address]
+
+    delegator = Delegator(coordinator.identity, find=find,
+                          wallet=Wallet(budget=20, per_seller=10, per_task=10),
+                          negotiation_window=0.5)
+    async with open_runtime([coordinator, client, honest], transports=[network.transport()],
+                            delegate=delegator.delegate) as runtime:
+        reply = await runtime.context(client).ask(coordinator.address, Job(history=[1, 3]),
+                                                  reply_type=JobDone, timeout=20)
+    assert reply == JobDone(forecast=2.0, seller=honest.address)
+
+    async with open_runtime([coordinator], transports=[MemoryNetwork().transport()]) as runtime:
+        with pytest.raises(UsageError, match="no delegation service"):
+            await runtime.context(coordinator).delegate("forecast.demand", {}, budget=1,
+                                                        deadline=1)
