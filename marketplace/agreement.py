@@ -17,14 +17,13 @@ import os
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from aaex_agents.address import public_key_from_address
 from aaex_agents.errors import UsageError
 from aaex_agents.identity import Identity, verify_signature
 
 from .errors import BadContractSignature
-from .signing import content_id, decode_wire, encode_wire, signing_bytes
+from .signing import Address, content_id, decode_wire, encode_wire, signing_bytes
 
 AGREEMENT_TAG = "aaex/agreement/1"
 MINOR_UNITS = 1_000_000
@@ -77,24 +76,15 @@ class Agreement(BaseModel):
 
     dialogue_id: str = Field(pattern=_ID_TEXT)
     """The negotiation dialogue this agreement closes."""
-    buyer: str
+    buyer: Address
     """Address of the buyer; it pays `terms.price` into escrow."""
-    seller: str
+    seller: Address
     """Address of the seller; it posts `terms.penalty` as a bond."""
     terms: Terms
     agreed_at_ms: int = Field(gt=0)
     """Unix ms when the agreement was made; the SLA clock cannot start earlier."""
     nonce: str = Field(default_factory=lambda: os.urandom(16).hex(), pattern=r"^[0-9a-f]{32}$")
     """128 random bits: two agreements on identical terms still get different ids."""
-
-    @field_validator("buyer", "seller")
-    @classmethod
-    def _is_address(cls, value: str) -> str:
-        try:
-            public_key_from_address(value)
-        except UsageError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -3,7 +3,7 @@
 Part of the AAEX error tree (see aaex_agents.errors)::
 
     AaexError
-    ├── ContractRejected            a signed agreement or receipt failed a check; `reason` says which
+    ├── ContractRejected            a signed agreement or receipt failed a check (`reason`)
     │   ├── MalformedContract       bytes or fields that are not a canonical agreement or receipt
     │   ├── BadContractSignature    a party's signature does not verify against its address
     │   └── ReceiptMismatch         the receipt does not fit its agreement (id, parties, SLA sums)
@@ -48,8 +48,11 @@ class BadContractSignature(ContractRejected):
 
 
 class ReceiptMismatch(ContractRejected):
-    """The receipt names another agreement or other parties, or its verdict and amounts do
-    not follow from the agreed terms and the measurement it carries."""
+    """The receipt does not fit its agreement.
+
+    It names another agreement or other parties, or its verdict and amounts do not follow
+    from the agreed terms and the measurement it carries.
+    """
 
     reason = "mismatch"
 

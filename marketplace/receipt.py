@@ -20,7 +20,7 @@ from aaex_agents.identity import Identity, verify_signature
 
 from .agreement import Agreement, SignedAgreement
 from .errors import BadContractSignature, ReceiptMismatch
-from .signing import content_id, decode_wire, encode_wire, signing_bytes
+from .signing import Address, content_id, decode_wire, encode_wire, signing_bytes
 from .sla import Delivery, Verdict, check_sla
 
 RECEIPT_TAG = "aaex/receipt/1"
@@ -34,9 +34,9 @@ class Receipt(BaseModel):
 
     agreement_id: str = Field(pattern=_HEX64)
     """Id of the agreement settled (`Agreement.id`)."""
-    buyer: str
+    buyer: Address
     """The signer of this receipt."""
-    seller: str
+    seller: Address
     verdict: Verdict
     result_hash: str | None = Field(default=None, pattern=_HEX64)
     """sha256 of the result received; None when nothing arrived."""

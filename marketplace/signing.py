@@ -17,16 +17,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgpack
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
+from aaex_agents.address import public_key_from_address
+from aaex_agents.errors import UsageError
 from aaex_agents.identity import SIGNATURE_BYTES
 
 from .errors import MalformedContract
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def _check_address(value: str) -> str:
+    try:
+        public_key_from_address(value)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+Address = Annotated[str, AfterValidator(_check_address)]
+"""An agent address (``aaex1...``), checked when a model is validated."""
 
 
 def canonical_json(model: BaseModel) -> bytes:
