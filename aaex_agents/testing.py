@@ -10,11 +10,14 @@ module pretends to be a working peer.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from .clock import ManualClock
 from .directory import StaticDirectory
@@ -24,7 +27,8 @@ from .identity import Identity
 from .model import Message
 from .transport.memory import Deliver, MemoryNetwork, MemoryTransport, Route
 
-__all__ = ["Faults", "ManualClock", "MemoryNetwork", "MemoryTransport", "Route", "ScriptedPeer"]
+__all__ = ["Faults", "JsonLinesProcess", "ManualClock", "MemoryNetwork", "MemoryTransport", "Route",
+           "ScriptedPeer"]
 
 
 @dataclass
@@ -127,3 +131,83 @@ class ScriptedPeer:
 
     def __repr__(self) -> str:
         return f"<ScriptedPeer {self.address} received={len(self.received)}>"
+
+
+class JsonLinesProcess:
+    """A child OS process driven by JSON lines.
+
+    It prints one line when ready, then answers each command line with one line.
+    Multi-process tests and benchmarks build on it.
+
+        child = await JsonLinesProcess.start([sys.executable, "-m", "discovery.swarm"])
+        answer = await child.call({"op": "stats"})
+        await child.stop()          # sends {"op": "quit"}, closes stdin, waits
+    """
+
+    def __init__(self, process: asyncio.subprocess.Process, ready: dict[str, Any]) -> None:
+        self.process = process
+        self.ready = ready
+
+    @classmethod
+    async def start(cls, args: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,
+                    timeout: float = 120.0) -> JsonLinesProcess:
+        """Start the child and wait (at most `timeout` s) for its ready line.
+
+        Raises:
+            RuntimeError: the child exited before it was ready (its exit code is given).
+            TimeoutError: it did not become ready in time (it is killed).
+        """
+        process = await asyncio.create_subprocess_exec(
+            *args, cwd=cwd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            limit=64 * 1024 * 1024)
+        try:
+            line = await asyncio.wait_for(cls._stdout(process).readline(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise
+        if not line:
+            raise RuntimeError(f"{args[:3]} exited with {await process.wait()} before it was ready")
+        document: dict[str, Any] = json.loads(line)
+        return cls(process, document)
+
+    @staticmethod
+    def _stdout(process: asyncio.subprocess.Process) -> asyncio.StreamReader:
+        if process.stdout is None:
+            raise RuntimeError("the child has no stdout pipe")
+        return process.stdout
+
+    async def call(self, command: dict[str, Any], *, timeout: float = 600.0) -> dict[str, Any]:
+        """Send one command line and return the child's one-line answer.
+
+        Raises:
+            RuntimeError: the child died before answering.
+        """
+        if self.process.stdin is None:
+            raise RuntimeError("the child has no stdin pipe")
+        self.process.stdin.write((json.dumps(command) + "\n").encode())
+        await self.process.stdin.drain()
+        line = await asyncio.wait_for(self._stdout(self.process).readline(), timeout)
+        if not line:
+            raise RuntimeError(f"the child died during {command.get('op')!r}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    async def stop(self, *, timeout: float = 30.0) -> int:
+        """Ask the child to quit, close its stdin and return its exit code (killed if late)."""
+        if self.process.returncode is None and self.process.stdin is not None:
+            try:
+                self.process.stdin.write(b'{"op": "quit"}\n')
+                await self.process.stdin.drain()
+                self.process.stdin.close()
+            except ConnectionError:
+                pass
+        try:
+            return await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            self.process.kill()
+            return await self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the child: no clean-up of any kind runs (for crash tests)."""
+        self.process.kill()

@@ -23,90 +23,50 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aaex_agents.testing import JsonLinesProcess
+from bench.stats import percentile
+
 ROOT = Path(__file__).resolve().parent.parent
 CAPABILITY = "bench.forecast"
 
 
-class Worker:
-    """One `python -m discovery.swarm` process."""
-
-    def __init__(self, process: asyncio.subprocess.Process, ready: dict[str, Any]) -> None:
-        self.process = process
-        self.ready = ready
-        self.nodes: list[dict[str, str]] = ready["nodes"]
-
-    @classmethod
-    async def start(cls, nodes: int, seeds: list[str]) -> Worker:
-        args = [sys.executable, "-m", "discovery.swarm", "--nodes", str(nodes)]
-        for seed in seeds:
-            args += ["--seed", seed]
-        process = await asyncio.create_subprocess_exec(
-            *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            limit=64 * 1024 * 1024)
-        if process.stdout is None:
-            raise RuntimeError("no stdout pipe")
-        line = await asyncio.wait_for(process.stdout.readline(), timeout=600)
-        if not line:
-            raise RuntimeError(f"swarm worker exited with {await process.wait()}")
-        return cls(process, json.loads(line))
-
-    async def call(self, op: str, **args: Any) -> dict[str, Any]:
-        if self.process.stdin is None or self.process.stdout is None:
-            raise RuntimeError("no pipes")
-        self.process.stdin.write((json.dumps({"op": op, **args}) + "\n").encode())
-        await self.process.stdin.drain()
-        line = await asyncio.wait_for(self.process.stdout.readline(), timeout=600)
-        if not line:
-            raise RuntimeError(f"worker died during {op}")
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    async def stop(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.write(b'{"op": "quit"}\n')
-            self.process.stdin.close()
-        try:
-            await asyncio.wait_for(self.process.wait(), timeout=60)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q / 100
-    low, high = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+async def start_worker(nodes: int, seeds: list[str]) -> JsonLinesProcess:
+    """One `python -m discovery.swarm` process hosting `nodes` nodes."""
+    args = [sys.executable, "-m", "discovery.swarm", "--nodes", str(nodes)]
+    for seed in seeds:
+        args += ["--seed", seed]
+    return await JsonLinesProcess.start(args, cwd=ROOT, timeout=600)
 
 
 async def one_size(n: int, processes: int, sellers: int, lookups: int,
                    rng: random.Random) -> dict[str, Any]:
     per = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
     started = time.perf_counter()
-    first = await Worker.start(per[0], [])
-    seed = first.nodes[0]["addr"]
+    first = await start_worker(per[0], [])
+    seed = first.ready["nodes"][0]["addr"]
     workers = [first]
     for count in per[1:]:  # one process joins at a time; inside it, 3 nodes at a time
-        workers.append(await Worker.start(count, [seed]))
+        workers.append(await start_worker(count, [seed]))
     bootstrap_s = time.perf_counter() - started
     try:
-        tables = [t for w in workers for t in (await w.call("stats"))["routing_tables"]]
+        tables = [t for w in workers for t in (await w.call({"op": "stats"}))["routing_tables"]]
         published = []
         acks = []
         for _ in range(sellers):
             worker = rng.choice(workers)
-            result = await worker.call("publish", node=rng.randrange(len(worker.nodes)),
-                                       capability=CAPABILITY, price=round(rng.uniform(1, 9), 2))
+            result = await worker.call({"op": "publish",
+                                        "node": rng.randrange(len(worker.ready["nodes"])),
+                                        "capability": CAPABILITY,
+                                        "price": round(rng.uniform(1, 9), 2)})
             published.append(result["address"])
             acks.append(result["acks"])
         expected = sorted(published)
         latencies, messages, walks, successes = [], [], [], 0
         for _ in range(lookups):
             worker = rng.choice(workers)
-            result = (await worker.call("lookup", node=rng.randrange(len(worker.nodes)),
-                                        capability=CAPABILITY))["results"][0]
+            result = (await worker.call({"op": "lookup",
+                                         "node": rng.randrange(len(worker.ready["nodes"])),
+                                         "capability": CAPABILITY}))["results"][0]
             latencies.append(result["ms"])
             messages.append(result["messages"])
             walks.append(result["walks_and_index_calls"])
@@ -117,27 +77,26 @@ async def one_size(n: int, processes: int, sellers: int, lookups: int,
         "nodes": n, "processes": processes, "bootstrap_s": round(bootstrap_s, 2),
         "routing_table_p50": statistics.median(tables), "routing_table_min": min(tables),
         "sellers": sellers, "min_acks": min(acks), "lookups": lookups,
-        "success": successes / lookups, "lookup_p50_ms": round(pct(latencies, 50), 1),
-        "lookup_p99_ms": round(pct(latencies, 99), 1),
+        "success": successes / lookups, "lookup_p50_ms": round(percentile(latencies, 50), 1),
+        "lookup_p99_ms": round(percentile(latencies, 99), 1),
         "messages_per_lookup": round(statistics.mean(messages), 1),
         "walks_and_index_calls_per_lookup": round(statistics.mean(walks), 1),
     }
 
 
 async def envelope_pair(count: int, concurrency: int) -> dict[str, float]:
-    first = await Worker.start(1, [])
-    second = await Worker.start(1, [first.nodes[0]["addr"]])
+    first = await start_worker(1, [])
+    second = await start_worker(1, [first.ready["nodes"][0]["addr"]])
     try:
-        echo = await first.call("host_echo", node=0)
+        echo = await first.call({"op": "host_echo", "node": 0})
         figures: dict[str, float] = {}
         for transport in ("libp2p", "http"):
-            sequential = await second.call("ask_echo", node=0, address=echo["address"],
-                                           count=count, transport=transport)
-            loaded = await second.call("ask_echo", node=0, address=echo["address"],
-                                       count=count, concurrency=concurrency,
-                                       transport=transport)
-            figures[f"{transport}_p50_ms"] = round(pct(sequential["ms"], 50), 3)
-            figures[f"{transport}_p99_ms"] = round(pct(sequential["ms"], 99), 3)
+            ask = {"op": "ask_echo", "node": 0, "address": echo["address"], "count": count,
+                   "transport": transport}
+            sequential = await second.call(ask)
+            loaded = await second.call({**ask, "concurrency": concurrency})
+            figures[f"{transport}_p50_ms"] = round(percentile(sequential["ms"], 50), 3)
+            figures[f"{transport}_p99_ms"] = round(percentile(sequential["ms"], 99), 3)
             figures[f"{transport}_seq_pairs_per_s"] = round(sequential["pairs_per_s"], 1)
             figures[f"{transport}_pairs_per_s"] = round(loaded["pairs_per_s"], 1)
         return figures

@@ -32,6 +32,8 @@ from aaex_agents import (
     handler,
     open_runtime,
 )
+from aaex_agents.testing import JsonLinesProcess
+from bench.stats import percentile
 from marketplace.contracting import buyer_signer, seller_countersigner
 from marketplace.negotiation import CallForProposals, Seller, negotiate, new_dialogue_id
 from marketplace.strategies import (
@@ -71,14 +73,6 @@ def make_seller(index: int) -> BenchSeller:
                                                          exponent=exponent, latency_ms=300),
                        countersign=seller_countersigner(identity))
 
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q / 100
-    low, high = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
 
 
 def call(seconds: float) -> CallForProposals:
@@ -156,46 +150,20 @@ async def run_load(runtime: Any, buyer: BenchBuyer, command: dict[str, Any]) -> 
 
 
 # -- driver ------------------------------------------------------------------------------
-class Worker:
-    def __init__(self, process: asyncio.subprocess.Process, nodes: list[dict[str, Any]]) -> None:
-        self.process = process
-        self.nodes = nodes
-
-    @classmethod
-    async def start(cls, nodes: int, sellers: int, buyers: bool) -> Worker:
-        args = [sys.executable, "-m", "bench.market", "--role", "worker", "--worker-nodes",
-                str(nodes), "--worker-sellers", str(sellers)]
-        if buyers:
-            args.append("--worker-buyers")
-        process = await asyncio.create_subprocess_exec(
-            *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            limit=64 * 1024 * 1024)
-        if process.stdout is None:
-            raise RuntimeError("no stdout")
-        line = await asyncio.wait_for(process.stdout.readline(), 120)
-        return cls(process, json.loads(line)["nodes"])
-
-    async def command(self, document: dict[str, Any]) -> dict[str, Any]:
-        if self.process.stdin is None or self.process.stdout is None:
-            raise RuntimeError("no pipes")
-        self.process.stdin.write((json.dumps(document) + "\n").encode())
-        await self.process.stdin.drain()
-        line = await asyncio.wait_for(self.process.stdout.readline(), 600)
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    async def stop(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.write(b'{"op": "quit"}\n')
-            self.process.stdin.close()
-        await asyncio.wait_for(self.process.wait(), 60)
+async def start_worker(nodes: int, sellers: int, buyers: bool) -> JsonLinesProcess:
+    """A worker process hosting `nodes` nodes of `sellers` sellers (and a buyer each)."""
+    args = [sys.executable, "-m", "bench.market", "--role", "worker", "--worker-nodes",
+            str(nodes), "--worker-sellers", str(sellers)]
+    if buyers:
+        args.append("--worker-buyers")
+    return await JsonLinesProcess.start(args, cwd=ROOT)
 
 
 async def latency_by_sellers(rounds: int) -> dict[str, Any]:
     """CFP -> signed agreement with 1, 5 and 20 sellers in another process."""
-    seller_worker = await Worker.start(1, 20, buyers=False)
+    seller_worker = await start_worker(1, 20, buyers=False)
     try:
-        node = seller_worker.nodes[0]
+        node = seller_worker.ready["nodes"][0]
         directory = StaticDirectory({a: [node["endpoint"]] for a in node["sellers"]})
         buyer = BenchBuyer()
         figures: dict[str, Any] = {}
@@ -207,7 +175,7 @@ async def latency_by_sellers(rounds: int) -> dict[str, Any]:
                 started = time.perf_counter()
                 await ctx.ask(node["sellers"][0], Ping(n=n), timeout=5)
                 rtts.append((time.perf_counter() - started) * 1000)
-            rtt = pct(rtts[20:], 50)
+            rtt = percentile(rtts[20:], 50)
             figures["rtt_p50_ms"] = round(rtt, 3)
             sign = buyer_signer(buyer.identity)
             for k in (1, 5, 20):
@@ -221,9 +189,10 @@ async def latency_by_sellers(rounds: int) -> dict[str, Any]:
                     trips.append(result.round_trips)
                     agreed += result.agreement is not None
                 figures[f"sellers_{k}"] = {
-                    "p50_ms": round(pct(times, 50), 2), "p99_ms": round(pct(times, 99), 2),
-                    "p50_in_rtt": round(pct(times, 50) / rtt, 1),
-                    "protocol_round_trips_p50": pct([float(t) for t in trips], 50),
+                    "p50_ms": round(percentile(times, 50), 2),
+                    "p99_ms": round(percentile(times, 99), 2),
+                    "p50_in_rtt": round(percentile(times, 50) / rtt, 1),
+                    "protocol_round_trips_p50": percentile([float(t) for t in trips], 50),
                     "agreed": agreed, "rounds": rounds}
         return figures
     finally:
@@ -233,15 +202,15 @@ async def latency_by_sellers(rounds: int) -> dict[str, Any]:
 async def concurrent_load(total: int, nodes: int, k: int, window: float) -> dict[str, Any]:
     """`total` concurrent negotiations started by the buyers of `nodes` nodes."""
     per_process = 2
-    workers = await asyncio.gather(*(Worker.start(per_process, 2, buyers=True)
+    workers = await asyncio.gather(*(start_worker(per_process, 2, buyers=True)
                                      for _ in range(nodes // per_process)))
     try:
-        all_nodes = [n for w in workers for n in w.nodes]
+        all_nodes = [n for w in workers for n in w.ready["nodes"]]
         sellers = [s for n in all_nodes for s in n["sellers"]]
         directory = {s: [n["endpoint"]] for n in all_nodes for s in n["sellers"]}
         per_node = total // len(all_nodes)
         started = time.perf_counter()
-        outcomes = await asyncio.gather(*(w.command({
+        outcomes = await asyncio.gather(*(w.call({
             "op": "run", "directory": directory, "sellers": sellers, "k": k,
             "per_node": per_node, "window": window}) for w in workers))
         wall = time.perf_counter() - started
@@ -251,8 +220,8 @@ async def concurrent_load(total: int, nodes: int, k: int, window: float) -> dict
     completed = sum(o["completed"] for o in outcomes)
     lost = sum(o["lost"] for o in outcomes)
     return {"negotiations": per_node * len(all_nodes), "nodes": len(all_nodes),
-            "completed": completed, "lost": lost, "p50_ms": round(pct(times, 50), 1),
-            "p99_ms": round(pct(times, 99), 1), "wall_s": round(wall, 2),
+            "completed": completed, "lost": lost, "p50_ms": round(percentile(times, 50), 1),
+            "p99_ms": round(percentile(times, 99), 1), "wall_s": round(wall, 2),
             "per_s": round(completed / wall, 1),
             "errors": [e for o in outcomes for e in o["errors"]][:5]}
 

@@ -29,7 +29,8 @@ def test_exported_members() -> None:
 
 def test_testing_kit_members() -> None:
     assert set(aaex_agents.testing.__all__) == {
-        "Faults", "ManualClock", "MemoryNetwork", "MemoryTransport", "Route", "ScriptedPeer"}
+        "Faults", "JsonLinesProcess", "ManualClock", "MemoryNetwork", "MemoryTransport", "Route",
+        "ScriptedPeer"}
 
 
 def test_every_rejection_has_its_own_reason() -> None:
