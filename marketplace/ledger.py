@@ -1,0 +1,733 @@
+"""The node's ledger: append-only, hash-chained, in SQLite (WAL), settled exactly once.
+
+Every event is an *entry*: ``(seq, kind, body, prev_hash, hash)``, where `body` is canonical
+JSON and ``hash = sha256("aaex/ledger/1" || 0 || prev_hash || seq || kind || 0 || body)``.
+Each entry commits to the one before it and to its own position, so `verify` finds an
+entry that was edited (its hash no longer matches), reordered (it no longer follows its
+predecessor) or deleted (a gap, or a head that no longer matches the last entry).
+
+Kinds and what they move (``available``/``held`` per address and currency):
+
+- ``deposit``   credit an address from outside (funding a buyer, or a seller's bond).
+- ``agreement`` a signed agreement, verified; written together with its ``hold``.
+- ``hold``      escrow at agreement: the buyer's price and the seller's bond move from
+  available to held. Refused with `InsufficientFunds` when either cannot cover it.
+- ``release``   on a *met* receipt: the price goes to the seller, the bond back to it.
+- ``refund``    on a *breached* or *not_delivered* receipt: the price goes back to the
+  buyer and the seller's bond (the agreed penalty) to the buyer too.
+- ``access``    an audit event: who used which data, when, for what purpose.
+
+Balances are kept in a table updated in the same transaction as the entry that moves them,
+and `verify` recomputes them from the entries. Each operation is one SQLite transaction
+(``BEGIN IMMEDIATE`` … ``COMMIT``, ``synchronous=FULL``), so a process killed at any point
+leaves either all of an operation or none of it. Settlement is idempotent: the settling
+entry carries the agreement id and the receipt id in UNIQUE columns, so the database itself
+refuses a second payout even if the check in Python were bypassed; the same receipt again
+returns the first settlement, a different receipt for a settled agreement raises
+`AlreadySettled`.
+
+What the chain cannot do alone: someone who rewrites the whole file (every hash after an
+edit, and the head) makes a consistent forgery. Publish `head()` elsewhere (to a peer, in a
+signed message) and pass it back to `verify(expected_head=...)` to pin history up to then.
+
+SQLite blocks, so each ledger runs its connection on one worker thread of its own, like
+aaex_agents.storage: the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from aaex_agents.clock import Clock, SystemClock
+from aaex_agents.errors import UsageError
+
+from .agreement import SignedAgreement
+from .errors import (
+    AlreadySettled,
+    ContractRejected,
+    InsufficientFunds,
+    LedgerCorrupt,
+    LedgerError,
+    LedgerFull,
+    LedgerTampered,
+    UnknownAgreement,
+)
+from .receipt import SignedReceipt
+from .sla import Verdict
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+EntryKind = Literal["deposit", "agreement", "hold", "release", "refund", "access"]
+
+LEDGER_FORMAT = "aaex-ledger/1"
+_HASH_TAG = b"aaex/ledger/1\x00"
+GENESIS = bytes(32)
+"""The `prev_hash` of the first entry."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq        INTEGER PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    body       BLOB NOT NULL,
+    prev_hash  BLOB NOT NULL,
+    hash       BLOB NOT NULL,
+    agreement_id TEXT,
+    recorded   TEXT UNIQUE,  -- agreement id, on its 'agreement' entry only: recorded once
+    settled    TEXT UNIQUE,  -- agreement id, on its release/refund entry only: paid once
+    receipt_id TEXT UNIQUE   -- on the settling entry: one receipt settles one agreement
+);
+CREATE INDEX IF NOT EXISTS entries_by_agreement ON entries (agreement_id);
+CREATE TABLE IF NOT EXISTS balances (
+    address   TEXT NOT NULL,
+    currency  TEXT NOT NULL,
+    available INTEGER NOT NULL CHECK (available >= 0),
+    held      INTEGER NOT NULL CHECK (held >= 0),
+    PRIMARY KEY (address, currency)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+"""
+
+# sqlite3 primary result codes (sqlite_errorcode & 0xff) that have their own error class.
+_SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 11, 13, 26
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Entry:
+    """One ledger entry as stored; `body` is its decoded canonical JSON."""
+
+    seq: int
+    kind: EntryKind
+    body: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def __repr__(self) -> str:
+        return f"<Entry {self.seq} {self.kind} {self.hash[:12]}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """Funds of one address in one currency, in minor units."""
+
+    available: int = 0
+    """Free to spend or to hold for a new agreement."""
+    held: int = 0
+    """In escrow: a buyer's price or a seller's bond for agreements not yet settled."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How an agreement was settled."""
+
+    agreement_id: str
+    receipt_id: str
+    verdict: Verdict
+    to_seller: int
+    """Price (on met) plus the seller's own bond back."""
+    to_buyer: int
+    """Refund plus penalty (on breach or non-delivery)."""
+    seq: int
+    """The settling entry."""
+    duplicate: bool = False
+    """True when this receipt had already been settled and nothing moved this time."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEvent:
+    """An audit record: `actor` used `data` for `purpose` at `at_ms`."""
+
+    seq: int
+    actor: str
+    data: str
+    purpose: str
+    at_ms: int
+    agreement_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerReport:
+    """What `verify` checked."""
+
+    entries: int
+    head: str
+    """Hex hash of the last entry (of GENESIS when empty); publish it to pin history."""
+    deposits: dict[str, int] = field(default_factory=dict)
+    """Total deposited per currency; equals the sum of every available and held balance."""
+    agreements: int = 0
+    settled: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerConfig:
+    """How a ledger is opened.
+
+    Attributes:
+        max_bytes: size limit of the database file (default None: only the disk limits it).
+            Writing past it fails with `LedgerFull` and changes nothing, as a full disk does.
+        clock: where entry times come from (default: the system clock).
+    """
+
+    max_bytes: int | None = None
+    clock: Clock = field(default_factory=SystemClock)
+
+    def __post_init__(self) -> None:
+        if self.max_bytes is not None and self.max_bytes < 64 * 1024:
+            raise UsageError(f"LedgerConfig.max_bytes must be at least 65536, "
+                             f"got {self.max_bytes!r}")
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(prev_hash: bytes, seq: int, kind: str, body: bytes) -> bytes:
+    """The hash an entry must carry; see the module docstring."""
+    return hashlib.sha256(_HASH_TAG + prev_hash + seq.to_bytes(8, "big") + kind.encode()
+                          + b"\x00" + body).digest()
+
+
+def _effects(kind: str, body: dict[str, Any]) -> list[tuple[str, str, int, int]]:
+    """(address, currency, change in available, change in held) an entry causes."""
+    if kind == "deposit":
+        return [(body["address"], body["currency"], body["amount"], 0)]
+    if kind == "hold":
+        cur = body["currency"]
+        return [(body["buyer"], cur, -body["price"], body["price"]),
+                (body["seller"], cur, -body["bond"], body["bond"])]
+    if kind in ("release", "refund"):
+        cur = body["currency"]
+        return [(body["buyer"], cur, body["to_buyer"], -body["price"]),
+                (body["seller"], cur, body["to_seller"], -body["bond"])]
+    return []
+
+
+class Ledger:
+    """A node's ledger. Open with `open_ledger`; every method runs off the event loop.
+
+    Methods that write are each one transaction: on any error nothing was written, and a
+    cancelled call either committed or did not (the worker thread finishes the transaction
+    it started; the result is then lost, so retry: every write but `deposit` and
+    `record_access` is idempotent).
+    """
+
+    def __init__(self, connection: sqlite3.Connection, executor: ThreadPoolExecutor,
+                 path: Path | None, config: LedgerConfig) -> None:
+        self._connection = connection
+        self._executor = executor
+        self._config = config
+        self._closed = False
+        self.path = path
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise UsageError("the ledger is closed; use it inside `async with open_ledger(...)`")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, _guarded, self._connection, work, self.path)
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._run(lambda c: _transaction(c, work))
+
+    def _now_ms(self) -> int:
+        return int(self._config.clock.now() * 1000)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def deposit(self, address: str, amount: int, *, currency: str = "credit",
+                      memo: str = "") -> Entry:
+        """Credit `amount` minor units to `address` (funding from outside the market).
+
+        Not idempotent: each call credits again. Raises:
+            UsageError: `amount` is not a positive integer.
+            LedgerFull, LedgerError: nothing was credited.
+        """
+        if type(amount) is not int or amount <= 0:
+            raise UsageError(f"deposit amount must be a positive int of minor units, "
+                             f"got {amount!r}")
+        body = {"address": address, "currency": currency, "amount": amount, "memo": memo,
+                "at_ms": self._now_ms()}
+        return await self._write(lambda c: _append(c, "deposit", body))
+
+    async def record_agreement(self, signed: SignedAgreement) -> Entry:
+        """Verify `signed`, record it and hold its escrow, in one transaction.
+
+        The buyer's price and the seller's bond (the penalty) move from available to held.
+        Recording the same agreement again returns its first entry and holds nothing more.
+
+        Raises:
+            BadContractSignature: either party's signature does not verify.
+            InsufficientFunds: the buyer cannot cover the price, or the seller the bond.
+            LedgerFull, LedgerError: nothing was recorded.
+        """
+        signed.verify()
+        agreement, terms = signed.agreement, signed.agreement.terms
+        agreement_id = signed.id
+        now = self._now_ms()
+
+        def record(c: sqlite3.Connection) -> Entry:
+            existing = c.execute("SELECT seq FROM entries WHERE recorded = ?",
+                                 (agreement_id,)).fetchone()
+            if existing is not None:
+                return _entry_at(c, existing[0])
+            for payer, amount in ((agreement.buyer, terms.price),
+                                  (agreement.seller, terms.penalty)):
+                available = _balance(c, payer, terms.currency).available
+                if amount > available:
+                    raise InsufficientFunds(payer, amount, available, terms.currency)
+            entry = _append(c, "agreement", {
+                "agreement_id": agreement_id, "wire": signed.to_wire().hex(), "at_ms": now},
+                agreement_id=agreement_id, recorded=agreement_id)
+            _append(c, "hold", {
+                "agreement_id": agreement_id, "buyer": agreement.buyer,
+                "seller": agreement.seller, "currency": terms.currency, "price": terms.price,
+                "bond": terms.penalty, "at_ms": now}, agreement_id=agreement_id)
+            return entry
+
+        entry = await self._write(record)
+        logger.debug("agreement %s recorded at entry %d", agreement_id[:12], entry.seq)
+        return entry
+
+    async def settle(self, signed: SignedReceipt) -> Settlement:
+        """Settle the agreement `signed` refers to, exactly once.
+
+        A met receipt releases the price to the seller and returns its bond; a breached or
+        not_delivered one refunds the buyer and pays it the seller's bond (the penalty).
+
+        Raises:
+            UnknownAgreement: the agreement was never recorded here.
+            BadContractSignature, ReceiptMismatch: the receipt does not verify against it.
+            AlreadySettled: a different receipt already settled that agreement.
+            LedgerFull, LedgerError: nothing was paid.
+        """
+        receipt = signed.receipt
+        agreement_id, receipt_id = receipt.agreement_id, signed.id
+        now = self._now_ms()
+
+        def settle(c: sqlite3.Connection) -> Settlement:
+            previous = _settlement_of(c, agreement_id)
+            if previous is not None:
+                if previous.receipt_id != receipt_id:
+                    raise AlreadySettled(
+                        f"agreement {agreement_id[:12]} was settled by receipt "
+                        f"{previous.receipt_id[:12]} at entry {previous.seq}; receipt "
+                        f"{receipt_id[:12]} pays nothing")
+                return previous
+            agreement = _agreement(c, agreement_id)
+            signed.verify_against(agreement)
+            terms = agreement.agreement.terms
+            to_seller = receipt.release + (terms.penalty - receipt.penalty)
+            to_buyer = receipt.refund + receipt.penalty
+            kind: EntryKind = "release" if receipt.verdict == "met" else "refund"
+            entry = _append(c, kind, {
+                "agreement_id": agreement_id, "receipt_id": receipt_id,
+                "receipt": signed.to_wire().hex(), "verdict": receipt.verdict,
+                "buyer": receipt.buyer, "seller": receipt.seller, "currency": terms.currency,
+                "price": terms.price, "bond": terms.penalty, "to_seller": to_seller,
+                "to_buyer": to_buyer, "at_ms": now},
+                agreement_id=agreement_id, settled=agreement_id, receipt_id=receipt_id)
+            return Settlement(agreement_id, receipt_id, receipt.verdict, to_seller, to_buyer,
+                              entry.seq)
+
+        settlement = await self._write(settle)
+        logger.debug("agreement %s settled (%s) at entry %d%s", agreement_id[:12],
+                     settlement.verdict, settlement.seq,
+                     " (duplicate receipt)" if settlement.duplicate else "")
+        return settlement
+
+    async def record_access(self, actor: str, data: str, purpose: str, *,
+                            agreement_id: str | None = None) -> Entry:
+        """Append an audit event: `actor` used `data` for `purpose`, now.
+
+        Raises:
+            UsageError: an empty actor, data or purpose.
+            LedgerFull, LedgerError: nothing was recorded.
+        """
+        for name, value in (("actor", actor), ("data", data), ("purpose", purpose)):
+            if not isinstance(value, str) or not value:
+                raise UsageError(f"record_access: {name} must be a non-empty str, got {value!r}")
+        body = {"actor": actor, "data": data, "purpose": purpose,
+                "agreement_id": agreement_id, "at_ms": self._now_ms()}
+        return await self._write(lambda c: _append(c, "access", body,
+                                                   agreement_id=agreement_id))
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def balance(self, address: str, currency: str = "credit") -> Balance:
+        """The available and held funds of `address` (zero when it never had any)."""
+        return await self._run(lambda c: _balance(c, address, currency))
+
+    async def balances(self, currency: str = "credit") -> dict[str, Balance]:
+        """Every address's balance in `currency`."""
+        rows = await self._run(lambda c: c.execute(
+            "SELECT address, available, held FROM balances WHERE currency = ? ORDER BY address",
+            (currency,)).fetchall())
+        return {address: Balance(available, held) for address, available, held in rows}
+
+    async def agreement(self, agreement_id: str) -> SignedAgreement:
+        """The signed agreement recorded under `agreement_id`.
+
+        Raises:
+            UnknownAgreement: none was recorded.
+        """
+        return await self._run(lambda c: _agreement(c, agreement_id))
+
+    async def agreements(self, *, unsettled: bool = False) -> list[SignedAgreement]:
+        """Every recorded agreement in order; only those not yet settled if `unsettled`."""
+        query = "SELECT body FROM entries WHERE recorded IS NOT NULL"
+        if unsettled:
+            query += " AND recorded NOT IN (SELECT settled FROM entries WHERE settled NOT NULL)"
+        rows = await self._run(lambda c: c.execute(query + " ORDER BY seq").fetchall())
+        return [_decode_agreement(row[0]) for row in rows]
+
+    async def settlement(self, agreement_id: str) -> Settlement | None:
+        """How `agreement_id` was settled, or None while it is open."""
+        return await self._run(lambda c: _settlement_of(c, agreement_id))
+
+    async def settled_receipts(self) -> list[tuple[SignedAgreement, SignedReceipt]]:
+        """Every settled agreement with the receipt that settled it; reputation's input."""
+        def read(c: sqlite3.Connection) -> list[tuple[SignedAgreement, SignedReceipt]]:
+            rows = c.execute(
+                "SELECT a.body, s.body FROM entries s JOIN entries a ON a.recorded = s.settled "
+                "WHERE s.settled IS NOT NULL ORDER BY s.seq").fetchall()
+            return [(_decode_agreement(a), SignedReceipt.from_wire(
+                bytes.fromhex(json.loads(s)["receipt"]))) for a, s in rows]
+        return await self._run(read)
+
+    async def access_events(self, *, actor: str | None = None,
+                            data: str | None = None) -> list[AccessEvent]:
+        """Audit events in order, optionally only one actor's or one data item's."""
+        rows = await self._run(lambda c: c.execute(
+            "SELECT seq, body FROM entries WHERE kind = 'access' ORDER BY seq").fetchall())
+        events = []
+        for seq, raw in rows:
+            body = json.loads(raw)
+            if (actor is None or body["actor"] == actor) and (data is None or
+                                                               body["data"] == data):
+                events.append(AccessEvent(seq, body["actor"], body["data"], body["purpose"],
+                                          body["at_ms"], body["agreement_id"]))
+        return events
+
+    async def entries(self, *, after: int = 0, limit: int = 1000) -> list[Entry]:
+        """Up to `limit` entries with seq greater than `after`, in order."""
+        rows = await self._run(lambda c: c.execute(
+            "SELECT seq, kind, body, prev_hash, hash FROM entries WHERE seq > ? ORDER BY seq "
+            "LIMIT ?", (after, limit)).fetchall())
+        return [_row_entry(row) for row in rows]
+
+    async def head(self) -> tuple[int, str]:
+        """(seq, hex hash) of the last entry; (0, GENESIS hex) when empty."""
+        def read(c: sqlite3.Connection) -> tuple[int, str]:
+            seq, digest = _head(c)
+            return seq, digest.hex()
+        return await self._run(read)
+
+    async def verify(self, *, expected_head: tuple[int, str] | None = None) -> LedgerReport:
+        """Check the whole chain, every contract in it, and the balances it implies.
+
+        Args:
+            expected_head: a `head()` published earlier; history up to it must be unchanged.
+
+        Raises:
+            LedgerTampered: the first entry that was edited, reordered or deleted, or a
+                balance that does not follow from the entries; `seq` and `problem` say which.
+            LedgerCorrupt: SQLite finds the file damaged.
+        """
+        return await self._run(lambda c: _verify(c, expected_head))
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the database; further use raises UsageError. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor,
+                                                             self._connection.close)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Ledger {self.path or ':memory:'} {state}>"
+
+
+@asynccontextmanager
+async def open_ledger(path: str | Path | None, *,
+                      config: LedgerConfig | None = None) -> AsyncIterator[Ledger]:
+    """Open (creating if needed) the ledger at `path`; None keeps it in memory.
+
+    The ledger is closed when the block exits. Opening does not walk the chain (that is
+    `verify`, linear in the entries); it checks the file is an AAEX ledger.
+
+    Raises:
+        LedgerCorrupt: the file is not an SQLite database or not an AAEX ledger.
+        LedgerError: it cannot be opened (permissions, a missing directory that cannot be
+            created...); the message has SQLite's or the OS's reason.
+    """
+    config = config or LedgerConfig()
+    target = Path(path) if path is not None else None
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aaex-ledger")
+    try:
+        connection = await asyncio.get_running_loop().run_in_executor(
+            executor, _guarded, None, lambda _: _connect(target, config), target)
+    except BaseException:
+        executor.shutdown(wait=False)
+        raise
+    ledger = Ledger(connection, executor, target, config)
+    logger.info("ledger %s opened", target or ":memory:")
+    try:
+        yield ledger
+    finally:
+        await ledger.aclose()
+
+
+# -- worker-thread side: everything below runs on the ledger's own thread -------------------
+
+
+def _connect(path: Path | None, config: LedgerConfig) -> sqlite3.Connection:
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(f"cannot create the directory of ledger {path}: "
+                              f"{exc.strerror}") from exc
+    # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a transaction
+    # is exactly one ledger operation and takes the write lock before it reads the head.
+    connection = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None,
+                                 check_same_thread=False)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA busy_timeout=5000")
+        if config.max_bytes is not None:
+            page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+            connection.execute(f"PRAGMA max_page_count={config.max_bytes // page_size}")
+        connection.executescript(_SCHEMA)
+        connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)",
+                           (LEDGER_FORMAT,))
+        found = connection.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        if found is None or found[0] != LEDGER_FORMAT:
+            raise LedgerCorrupt(f"{path} is an SQLite database but not an AAEX ledger "
+                                f"(format {found[0] if found else None!r})")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _guarded(connection: sqlite3.Connection | None, work: Callable[[Any], T],
+             path: Path | None) -> T:
+    """Run `work`, translating sqlite3 errors once, here, into LedgerError classes."""
+    try:
+        return work(connection)
+    except sqlite3.Error as exc:
+        where = path or ":memory:"
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code == _SQLITE_FULL:
+            raise LedgerFull(f"ledger {where} is full (disk or size limit); nothing was "
+                             f"written: {exc}") from exc
+        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+            raise LedgerCorrupt(f"ledger {where} is damaged or not an SQLite database: "
+                                f"{exc}; restore it from a copy") from exc
+        raise LedgerError(f"ledger {where} failed: {exc}") from exc
+
+
+def _transaction(c: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(c)
+        c.execute("COMMIT")
+    except BaseException:
+        if c.in_transaction:  # SQLite may already have rolled back (e.g. on SQLITE_FULL)
+            c.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _head(c: sqlite3.Connection) -> tuple[int, bytes]:
+    seq = c.execute("SELECT value FROM meta WHERE key = 'head_seq'").fetchone()
+    digest = c.execute("SELECT value FROM meta WHERE key = 'head_hash'").fetchone()
+    if seq is None or digest is None:
+        return 0, GENESIS
+    return int(seq[0]), bytes(digest[0])
+
+
+def _append(c: sqlite3.Connection, kind: EntryKind, body: dict[str, Any], *,
+            agreement_id: str | None = None, recorded: str | None = None,
+            settled: str | None = None, receipt_id: str | None = None) -> Entry:
+    prev_seq, prev_hash = _head(c)
+    seq = prev_seq + 1
+    raw = _canonical(body)
+    digest = entry_hash(prev_hash, seq, kind, raw)
+    for address, currency, d_available, d_held in _effects(kind, body):
+        # Two statements, not an upsert: SQLite checks the CHECK constraints on an upsert's
+        # VALUES row even when it resolves to the UPDATE, and a hold's delta is negative.
+        c.execute("INSERT OR IGNORE INTO balances (address, currency, available, held) "
+                  "VALUES (?, ?, 0, 0)", (address, currency))
+        c.execute("UPDATE balances SET available = available + ?, held = held + ? "
+                  "WHERE address = ? AND currency = ?", (d_available, d_held, address, currency))
+    c.execute("INSERT INTO entries (seq, kind, body, prev_hash, hash, agreement_id, recorded, "
+              "settled, receipt_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+              (seq, kind, raw, prev_hash, digest, agreement_id, recorded, settled, receipt_id))
+    c.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                  (("head_seq", seq), ("head_hash", digest)))
+    return Entry(seq, kind, body, prev_hash.hex(), digest.hex())
+
+
+def _row_entry(row: tuple[int, str, bytes, bytes, bytes]) -> Entry:
+    seq, kind, raw, prev_hash, digest = row
+    return Entry(seq, kind, json.loads(raw), bytes(prev_hash).hex(),  # type: ignore[arg-type]
+                 bytes(digest).hex())
+
+
+def _entry_at(c: sqlite3.Connection, seq: int) -> Entry:
+    row = c.execute("SELECT seq, kind, body, prev_hash, hash FROM entries WHERE seq = ?",
+                    (seq,)).fetchone()
+    return _row_entry(row)
+
+
+def _balance(c: sqlite3.Connection, address: str, currency: str) -> Balance:
+    row = c.execute("SELECT available, held FROM balances WHERE address = ? AND currency = ?",
+                    (address, currency)).fetchone()
+    return Balance(*row) if row else Balance()
+
+
+def _decode_agreement(raw: bytes) -> SignedAgreement:
+    return SignedAgreement.from_wire(bytes.fromhex(json.loads(raw)["wire"]))
+
+
+def _agreement(c: sqlite3.Connection, agreement_id: str) -> SignedAgreement:
+    row = c.execute("SELECT body FROM entries WHERE recorded = ?", (agreement_id,)).fetchone()
+    if row is None:
+        raise UnknownAgreement(f"agreement {agreement_id[:12]} was never recorded in this "
+                               "ledger; record the signed agreement before settling it")
+    return _decode_agreement(row[0])
+
+
+def _settlement_of(c: sqlite3.Connection, agreement_id: str) -> Settlement | None:
+    row = c.execute("SELECT seq, body FROM entries WHERE settled = ?",
+                    (agreement_id,)).fetchone()
+    if row is None:
+        return None
+    body = json.loads(row[1])
+    return Settlement(agreement_id, body["receipt_id"], body["verdict"], body["to_seller"],
+                      body["to_buyer"], row[0], duplicate=True)
+
+
+def _verify(c: sqlite3.Connection, expected_head: tuple[int, str] | None) -> LedgerReport:
+    check = c.execute("PRAGMA quick_check").fetchone()[0]
+    if check != "ok":
+        raise LedgerCorrupt(f"SQLite finds the ledger damaged: {check}")
+    prev_hash, expected_seq = GENESIS, 1
+    balances: dict[tuple[str, str], list[int]] = {}
+    deposits: dict[str, int] = {}
+    holds: dict[str, dict[str, Any]] = {}
+    agreements: dict[str, SignedAgreement] = {}
+    settled = 0
+    rows = c.execute("SELECT seq, kind, body, prev_hash, hash, recorded, settled, receipt_id "
+                     "FROM entries ORDER BY seq")
+    for seq, kind, raw, stored_prev, stored_hash, recorded, settles, receipt_id in rows:
+        if seq != expected_seq:
+            raise LedgerTampered(expected_seq, f"missing: the next entry present is {seq} "
+                                 "(entries were deleted)")
+        if not all(isinstance(v, bytes) for v in (raw, stored_prev, stored_hash)):
+            raise LedgerTampered(seq, "was edited: a hash or the body is no longer a blob")
+        if bytes(stored_prev) != prev_hash:
+            raise LedgerTampered(seq, "does not follow the entry before it (entries were "
+                                 "reordered, or the one before was rewritten)")
+        if entry_hash(prev_hash, seq, kind, bytes(raw)) != bytes(stored_hash):
+            raise LedgerTampered(seq, f"its {kind} content was edited (hash mismatch)")
+        if expected_head is not None and seq == expected_head[0] \
+                and bytes(stored_hash).hex() != expected_head[1]:
+            raise LedgerTampered(seq, "differs from the head published earlier")
+        body = json.loads(raw)
+        problem = _check_entry(kind, body, recorded, settles, receipt_id, agreements, holds)
+        if problem:
+            raise LedgerTampered(seq, problem)
+        if kind in ("release", "refund"):
+            settled += 1
+        elif kind == "deposit":
+            deposits[body["currency"]] = deposits.get(body["currency"], 0) + body["amount"]
+        for address, currency, d_available, d_held in _effects(kind, body):
+            totals = balances.setdefault((address, currency), [0, 0])
+            totals[0] += d_available
+            totals[1] += d_held
+            if totals[0] < 0 or totals[1] < 0:
+                raise LedgerTampered(seq, f"drives {address}'s {currency} balance negative")
+        prev_hash, expected_seq = bytes(stored_hash), seq + 1
+    last = expected_seq - 1
+    if _head(c) != (last, prev_hash):
+        raise LedgerTampered(last + 1, f"missing: the ledger's head is entry {_head(c)[0]}, "
+                             f"but entries stop at {last} (the newest entries were deleted)")
+    if expected_head is not None and expected_head[0] > last:
+        raise LedgerTampered(last + 1, f"missing: entry {expected_head[0]} was published "
+                             "as the head earlier")
+    stored = {(a, cur): [avail, held] for a, cur, avail, held in
+              c.execute("SELECT address, currency, available, held FROM balances")}
+    for key in sorted(set(stored) | set(balances)):
+        if stored.get(key, [0, 0]) != balances.get(key, [0, 0]):
+            raise LedgerTampered(last, f"stored balance of {key[0]} in {key[1]} is "
+                                 f"{stored.get(key)}, but the entries give {balances.get(key)}")
+    return LedgerReport(entries=last, head=prev_hash.hex(), deposits=deposits,
+                        agreements=len(agreements), settled=settled)
+
+
+def _check_entry(kind: str, body: dict[str, Any], recorded: str | None, settles: str | None,
+                 receipt_id: str | None, agreements: dict[str, SignedAgreement],
+                 holds: dict[str, dict[str, Any]]) -> str | None:
+    """What is wrong with an entry whose hash is right (a bug, or a rewritten chain).
+
+    Agreements and holds that pass are added to `agreements` and `holds` for later entries.
+    """
+    if kind == "agreement":
+        try:
+            signed = SignedAgreement.from_wire(bytes.fromhex(body["wire"]))
+        except (ContractRejected, ValueError) as exc:
+            return f"recorded agreement does not verify: {exc}"
+        if signed.id != body["agreement_id"] or recorded != signed.id:
+            return "recorded agreement id does not match its content"
+        agreements[signed.id] = signed
+    elif kind == "hold":
+        signed_agreement = agreements.get(body["agreement_id"])
+        if signed_agreement is None:
+            return "holds escrow for an agreement not recorded before it"
+        terms = signed_agreement.agreement.terms
+        if (body["price"], body["bond"], body["currency"], body["buyer"], body["seller"]) != (
+                terms.price, terms.penalty, terms.currency, signed_agreement.agreement.buyer,
+                signed_agreement.agreement.seller):
+            return "hold does not match its agreement's terms"
+        holds[body["agreement_id"]] = body
+    elif kind in ("release", "refund"):
+        hold = holds.get(body["agreement_id"])
+        signed_agreement = agreements.get(body["agreement_id"])
+        if hold is None or signed_agreement is None or settles != body["agreement_id"]:
+            return "settles an agreement with no escrow held before it"
+        try:
+            signed_receipt = SignedReceipt.from_wire(bytes.fromhex(body["receipt"]))
+            signed_receipt.verify_against(signed_agreement)
+        except (ContractRejected, ValueError) as exc:
+            return f"settling receipt does not verify: {exc}"
+        receipt = signed_receipt.receipt
+        expected = (receipt.release + hold["bond"] - receipt.penalty,
+                    receipt.refund + receipt.penalty)
+        if (body["to_seller"], body["to_buyer"]) != expected or receipt_id != signed_receipt.id \
+                or kind != ("release" if receipt.verdict == "met" else "refund"):
+            return "pays out other amounts than its receipt states"
+    return None
