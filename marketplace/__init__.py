@@ -1,1 +1,69 @@
-"""Negotiation, agreements, SLA, ledger, reputation, delegation, the node and the CLI."""
+"""Negotiation, agreements, SLA, ledger, reputation, delegation, the node and the CLI.
+
+Layout: contracts (`agreement`, `sla`, `receipt`, with `signing` for their canonical bytes),
+settlement (`ledger`), trust (`reputation`), and the errors of all of them (`errors`).
+"""
+
+from .agreement import MINOR_UNITS, Agreement, SignedAgreement, Terms, to_minor_units
+from .errors import (
+    AlreadySettled,
+    BadContractSignature,
+    ContractRejected,
+    InsufficientFunds,
+    LedgerCorrupt,
+    LedgerError,
+    LedgerFull,
+    LedgerTampered,
+    MalformedContract,
+    ReceiptMismatch,
+    UnknownAgreement,
+)
+from .ledger import (
+    AccessEvent,
+    Balance,
+    Entry,
+    Ledger,
+    LedgerConfig,
+    LedgerReport,
+    Settlement,
+    open_ledger,
+)
+from .receipt import Receipt, SignedReceipt, make_receipt
+from .reputation import ReputationBook, Score
+from .sla import Delivery, SlaOutcome, Verdict, check_sla
+
+__all__ = [
+    "MINOR_UNITS",
+    "AccessEvent",
+    "Agreement",
+    "AlreadySettled",
+    "BadContractSignature",
+    "Balance",
+    "ContractRejected",
+    "Delivery",
+    "Entry",
+    "InsufficientFunds",
+    "Ledger",
+    "LedgerConfig",
+    "LedgerCorrupt",
+    "LedgerError",
+    "LedgerFull",
+    "LedgerReport",
+    "LedgerTampered",
+    "MalformedContract",
+    "Receipt",
+    "ReceiptMismatch",
+    "ReputationBook",
+    "Score",
+    "Settlement",
+    "SignedAgreement",
+    "SignedReceipt",
+    "SlaOutcome",
+    "Terms",
+    "UnknownAgreement",
+    "Verdict",
+    "check_sla",
+    "make_receipt",
+    "open_ledger",
+    "to_minor_units",
+]
