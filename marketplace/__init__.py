@@ -1,10 +1,12 @@
 """Negotiation, agreements, SLA, ledger, reputation, delegation, the node and the CLI.
 
 Layout: contracts (`agreement`, `sla`, `receipt`, with `signing` for their canonical bytes),
-settlement (`ledger`), trust (`reputation`), and the errors of all of them (`errors`).
+settlement (`ledger`, over the hash chain of `chain`), trust (`reputation`), and the
+errors of all of them (`errors`).
 """
 
 from .agreement import MINOR_UNITS, Agreement, SignedAgreement, Terms, to_minor_units
+from .chain import LedgerReport
 from .errors import (
     AlreadySettled,
     BadContractSignature,
@@ -24,7 +26,6 @@ from .ledger import (
     Entry,
     Ledger,
     LedgerConfig,
-    LedgerReport,
     Settlement,
     open_ledger,
 )

@@ -1,10 +1,11 @@
 """The node's ledger: append-only, hash-chained, in SQLite (WAL), settled exactly once.
 
 Every event is an *entry*: ``(seq, kind, body, prev_hash, hash)``, where `body` is canonical
-JSON and ``hash = sha256("aaex/ledger/1" || 0 || prev_hash || seq || kind || 0 || body)``.
-Each entry commits to the one before it and to its own position, so `verify` finds an
-entry that was edited (its hash no longer matches), reordered (it no longer follows its
-predecessor) or deleted (a gap, or a head that no longer matches the last entry).
+JSON and the hash covers the previous hash, the position, the kind and the body (the rules
+are in marketplace.chain, which `verify` replays). Each entry commits to the one before it
+and to its own position, so `verify` finds an entry that was edited (its hash no longer
+matches), reordered (it no longer follows its predecessor) or deleted (a gap, or a head
+that no longer matches the last entry).
 
 Kinds and what they move (``available``/``held`` per address and currency):
 
@@ -37,7 +38,6 @@ aaex_agents.storage: the event loop never waits on the disk.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import sqlite3
@@ -46,20 +46,19 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.errors import UsageError
 
 from .agreement import SignedAgreement
+from .chain import GENESIS, EntryKind, LedgerReport, Replay, canonical_body, effects, entry_hash
 from .errors import (
     AlreadySettled,
-    ContractRejected,
     InsufficientFunds,
     LedgerCorrupt,
     LedgerError,
     LedgerFull,
-    LedgerTampered,
     UnknownAgreement,
 )
 from .receipt import SignedReceipt
@@ -68,12 +67,8 @@ from .sla import Verdict
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-EntryKind = Literal["deposit", "agreement", "hold", "release", "refund", "access"]
 
 LEDGER_FORMAT = "aaex-ledger/1"
-_HASH_TAG = b"aaex/ledger/1\x00"
-GENESIS = bytes(32)
-"""The `prev_hash` of the first entry."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -159,19 +154,6 @@ class AccessEvent:
     agreement_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerReport:
-    """What `verify` checked."""
-
-    entries: int
-    head: str
-    """Hex hash of the last entry (of GENESIS when empty); publish it to pin history."""
-    deposits: dict[str, int] = field(default_factory=dict)
-    """Total deposited per currency; equals the sum of every available and held balance."""
-    agreements: int = 0
-    settled: int = 0
-
-
 @dataclass(frozen=True, kw_only=True)
 class LedgerConfig:
     """How a ledger is opened.
@@ -189,31 +171,6 @@ class LedgerConfig:
         if self.max_bytes is not None and self.max_bytes < 64 * 1024:
             raise UsageError(f"LedgerConfig.max_bytes must be at least 65536, "
                              f"got {self.max_bytes!r}")
-
-
-def _canonical(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def entry_hash(prev_hash: bytes, seq: int, kind: str, body: bytes) -> bytes:
-    """The hash an entry must carry; see the module docstring."""
-    return hashlib.sha256(_HASH_TAG + prev_hash + seq.to_bytes(8, "big") + kind.encode()
-                          + b"\x00" + body).digest()
-
-
-def _effects(kind: str, body: dict[str, Any]) -> list[tuple[str, str, int, int]]:
-    """(address, currency, change in available, change in held) an entry causes."""
-    if kind == "deposit":
-        return [(body["address"], body["currency"], body["amount"], 0)]
-    if kind == "hold":
-        cur = body["currency"]
-        return [(body["buyer"], cur, -body["price"], body["price"]),
-                (body["seller"], cur, -body["bond"], body["bond"])]
-    if kind in ("release", "refund"):
-        cur = body["currency"]
-        return [(body["buyer"], cur, body["to_buyer"], -body["price"]),
-                (body["seller"], cur, body["to_seller"], -body["bond"])]
-    return []
 
 
 class Ledger:
@@ -574,9 +531,9 @@ def _append(c: sqlite3.Connection, kind: EntryKind, body: dict[str, Any], *,
             settled: str | None = None, receipt_id: str | None = None) -> Entry:
     prev_seq, prev_hash = _head(c)
     seq = prev_seq + 1
-    raw = _canonical(body)
+    raw = canonical_body(body)
     digest = entry_hash(prev_hash, seq, kind, raw)
-    for address, currency, d_available, d_held in _effects(kind, body):
+    for address, currency, d_available, d_held in effects(kind, body):
         # Two statements, not an upsert: SQLite checks the CHECK constraints on an upsert's
         # VALUES row even when it resolves to the UPDATE, and a hold's delta is negative.
         c.execute("INSERT OR IGNORE INTO balances (address, currency, available, held) "
@@ -635,99 +592,11 @@ def _verify(c: sqlite3.Connection, expected_head: tuple[int, str] | None) -> Led
     check = c.execute("PRAGMA quick_check").fetchone()[0]
     if check != "ok":
         raise LedgerCorrupt(f"SQLite finds the ledger damaged: {check}")
-    prev_hash, expected_seq = GENESIS, 1
-    balances: dict[tuple[str, str], list[int]] = {}
-    deposits: dict[str, int] = {}
-    holds: dict[str, dict[str, Any]] = {}
-    agreements: dict[str, SignedAgreement] = {}
-    settled = 0
-    rows = c.execute("SELECT seq, kind, body, prev_hash, hash, recorded, settled, receipt_id "
-                     "FROM entries ORDER BY seq")
-    for seq, kind, raw, stored_prev, stored_hash, recorded, settles, receipt_id in rows:
-        if seq != expected_seq:
-            raise LedgerTampered(expected_seq, f"missing: the next entry present is {seq} "
-                                 "(entries were deleted)")
-        if not all(isinstance(v, bytes) for v in (raw, stored_prev, stored_hash)):
-            raise LedgerTampered(seq, "was edited: a hash or the body is no longer a blob")
-        if bytes(stored_prev) != prev_hash:
-            raise LedgerTampered(seq, "does not follow the entry before it (entries were "
-                                 "reordered, or the one before was rewritten)")
-        if entry_hash(prev_hash, seq, kind, bytes(raw)) != bytes(stored_hash):
-            raise LedgerTampered(seq, f"its {kind} content was edited (hash mismatch)")
-        if expected_head is not None and seq == expected_head[0] \
-                and bytes(stored_hash).hex() != expected_head[1]:
-            raise LedgerTampered(seq, "differs from the head published earlier")
-        body = json.loads(raw)
-        problem = _check_entry(kind, body, recorded, settles, receipt_id, agreements, holds)
-        if problem:
-            raise LedgerTampered(seq, problem)
-        if kind in ("release", "refund"):
-            settled += 1
-        elif kind == "deposit":
-            deposits[body["currency"]] = deposits.get(body["currency"], 0) + body["amount"]
-        for address, currency, d_available, d_held in _effects(kind, body):
-            totals = balances.setdefault((address, currency), [0, 0])
-            totals[0] += d_available
-            totals[1] += d_held
-            if totals[0] < 0 or totals[1] < 0:
-                raise LedgerTampered(seq, f"drives {address}'s {currency} balance negative")
-        prev_hash, expected_seq = bytes(stored_hash), seq + 1
-    last = expected_seq - 1
-    if _head(c) != (last, prev_hash):
-        raise LedgerTampered(last + 1, f"missing: the ledger's head is entry {_head(c)[0]}, "
-                             f"but entries stop at {last} (the newest entries were deleted)")
-    if expected_head is not None and expected_head[0] > last:
-        raise LedgerTampered(last + 1, f"missing: entry {expected_head[0]} was published "
-                             "as the head earlier")
-    stored = {(a, cur): [avail, held] for a, cur, avail, held in
-              c.execute("SELECT address, currency, available, held FROM balances")}
-    for key in sorted(set(stored) | set(balances)):
-        if stored.get(key, [0, 0]) != balances.get(key, [0, 0]):
-            raise LedgerTampered(last, f"stored balance of {key[0]} in {key[1]} is "
-                                 f"{stored.get(key)}, but the entries give {balances.get(key)}")
-    return LedgerReport(entries=last, head=prev_hash.hex(), deposits=deposits,
-                        agreements=len(agreements), settled=settled)
-
-
-def _check_entry(kind: str, body: dict[str, Any], recorded: str | None, settles: str | None,
-                 receipt_id: str | None, agreements: dict[str, SignedAgreement],
-                 holds: dict[str, dict[str, Any]]) -> str | None:
-    """What is wrong with an entry whose hash is right (a bug, or a rewritten chain).
-
-    Agreements and holds that pass are added to `agreements` and `holds` for later entries.
-    """
-    if kind == "agreement":
-        try:
-            signed = SignedAgreement.from_wire(bytes.fromhex(body["wire"]))
-        except (ContractRejected, ValueError) as exc:
-            return f"recorded agreement does not verify: {exc}"
-        if signed.id != body["agreement_id"] or recorded != signed.id:
-            return "recorded agreement id does not match its content"
-        agreements[signed.id] = signed
-    elif kind == "hold":
-        signed_agreement = agreements.get(body["agreement_id"])
-        if signed_agreement is None:
-            return "holds escrow for an agreement not recorded before it"
-        terms = signed_agreement.agreement.terms
-        if (body["price"], body["bond"], body["currency"], body["buyer"], body["seller"]) != (
-                terms.price, terms.penalty, terms.currency, signed_agreement.agreement.buyer,
-                signed_agreement.agreement.seller):
-            return "hold does not match its agreement's terms"
-        holds[body["agreement_id"]] = body
-    elif kind in ("release", "refund"):
-        hold = holds.get(body["agreement_id"])
-        signed_agreement = agreements.get(body["agreement_id"])
-        if hold is None or signed_agreement is None or settles != body["agreement_id"]:
-            return "settles an agreement with no escrow held before it"
-        try:
-            signed_receipt = SignedReceipt.from_wire(bytes.fromhex(body["receipt"]))
-            signed_receipt.verify_against(signed_agreement)
-        except (ContractRejected, ValueError) as exc:
-            return f"settling receipt does not verify: {exc}"
-        receipt = signed_receipt.receipt
-        expected = (receipt.release + hold["bond"] - receipt.penalty,
-                    receipt.refund + receipt.penalty)
-        if (body["to_seller"], body["to_buyer"]) != expected or receipt_id != signed_receipt.id \
-                or kind != ("release" if receipt.verdict == "met" else "refund"):
-            return "pays out other amounts than its receipt states"
-    return None
+    replay = Replay(expected_head)
+    for seq, kind, raw, prev, digest, recorded, settles, receipt_id in c.execute(
+            "SELECT seq, kind, body, prev_hash, hash, recorded, settled, receipt_id "
+            "FROM entries ORDER BY seq"):
+        replay.feed(seq, kind, raw, prev, digest, (recorded, settles, receipt_id))
+    stored = {(address, currency): [available, held] for address, currency, available, held
+              in c.execute("SELECT address, currency, available, held FROM balances")}
+    return replay.finish(_head(c), stored)

@@ -10,6 +10,7 @@ import pytest
 
 from aaex_agents import UsageError
 from aaex_agents.clock import ManualClock
+from marketplace.chain import GENESIS, entry_hash
 from marketplace.errors import (
     AlreadySettled,
     BadContractSignature,
@@ -20,14 +21,7 @@ from marketplace.errors import (
     ReceiptMismatch,
     UnknownAgreement,
 )
-from marketplace.ledger import (
-    GENESIS,
-    Balance,
-    Ledger,
-    LedgerConfig,
-    entry_hash,
-    open_ledger,
-)
+from marketplace.ledger import Balance, Ledger, LedgerConfig, open_ledger
 from marketplace.receipt import SignedReceipt
 from tests.market_kit import BUYER, PENALTY, PRICE, SELLER, STRANGER, agreement, receipt
 
@@ -231,6 +225,26 @@ async def test_a_rehashed_edit_breaks_the_link_to_the_next_entry(tmp_path: Path)
     assert caught.value.seq == 9
 
 
+def _rewrite(path: Path, seq: int, old: bytes, new: bytes) -> None:
+    """Edit entry `seq` and re-hash it, every entry after it and the head: a full forgery."""
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT seq, kind, body FROM entries ORDER BY seq").fetchall()
+    prev = GENESIS
+    statements = []
+    for number, kind, body in rows:
+        if number == seq:
+            assert old in body
+            body = body.replace(old, new)
+        digest = entry_hash(prev, number, kind, body)
+        statements.append(f"UPDATE entries SET body = x'{body.hex()}', "  # noqa: S608
+                          f"prev_hash = x'{prev.hex()}', hash = x'{digest.hex()}' "
+                          f"WHERE seq = {number}")
+        prev = digest
+    statements.append(f"UPDATE meta SET value = x'{prev.hex()}' "  # noqa: S608
+                      "WHERE key = 'head_hash'")
+    _tamper(path, *statements)
+
+
 async def test_a_published_head_pins_history_against_a_full_rewrite(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     await _build(path)
@@ -238,26 +252,27 @@ async def test_a_published_head_pins_history_against_a_full_rewrite(tmp_path: Pa
         published = await ledger.head()
         await ledger.deposit(STRANGER.address, 1)  # history may grow after publishing
     await _verify(path, expected_head=published)
-    # Rewrite entry 8 and re-hash every entry after it and the head: locally consistent.
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT seq, kind, body FROM entries ORDER BY seq").fetchall()
-        prev = GENESIS
-        statements = []
-        for seq, kind, body in rows:
-            if seq == 8:
-                body = body.replace(b"forecast", b"marketing")
-            digest = entry_hash(prev, seq, kind, body)
-            statements.append(f"UPDATE entries SET body = x'{body.hex()}', "  # noqa: S608
-                              f"prev_hash = x'{prev.hex()}', hash = x'{digest.hex()}' "
-                              f"WHERE seq = {seq}")
-            prev = digest
-        statements.append(f"UPDATE meta SET value = x'{prev.hex()}' "  # noqa: S608
-                          "WHERE key = 'head_hash'")
-    _tamper(path, *statements)
+    _rewrite(path, 8, b"forecast", b"marketing")  # an audit event, which moves no money
     await _verify(path)  # the documented limit: a whole-file rewrite is consistent locally
     with pytest.raises(LedgerTampered, match="published") as caught:
         await _verify(path, expected_head=published)
     assert caught.value.seq == published[0]
+
+
+async def test_a_full_rewrite_cannot_forge_what_the_parties_signed(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    await _build(path)
+    # Entry 5 released PRICE + PENALTY to the seller; pay the buyer instead, re-hash it all.
+    _rewrite(path, 5, f'"to_buyer":0,"to_seller":{PRICE + PENALTY}'.encode(),
+             f'"to_buyer":{PRICE + PENALTY},"to_seller":0'.encode())
+    with pytest.raises(LedgerTampered, match="other amounts than its receipt") as caught:
+        await _verify(path)
+    assert caught.value.seq == 5
+    await _build(other := tmp_path / "other.db")
+    _rewrite(other, 3, b'"wire":"', b'"wire":"00')  # a mangled agreement: not even hex pairs
+    with pytest.raises(LedgerTampered) as caught:
+        await _verify(other)
+    assert caught.value.seq == 3
 
 
 async def test_the_ledger_is_append_only_even_through_sqlite(tmp_path: Path) -> None:

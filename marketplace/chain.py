@@ -1,0 +1,195 @@
+"""The ledger's hash chain: how an entry is hashed, what it moves, and the replay that audits it.
+
+Pure functions and one replayer, no SQLite: marketplace.ledger stores entries and feeds
+them back here in `verify`. Keeping this apart means the rules an auditor needs (the hash,
+the effect of each kind, the checks on each entry) read on their own.
+
+``hash = sha256("aaex/ledger/1" || 0 || prev_hash || seq (8 bytes, big-endian) || kind || 0
+|| body)``, where `body` is the canonical JSON of the entry and the first entry's
+`prev_hash` is `GENESIS`. Because the hash covers the position and the predecessor, an
+entry cannot be edited, moved or dropped without breaking the chain at a nameable place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .agreement import SignedAgreement
+from .errors import ContractRejected, LedgerTampered
+from .receipt import SignedReceipt
+
+EntryKind = Literal["deposit", "agreement", "hold", "release", "refund", "access"]
+GENESIS = bytes(32)
+"""The `prev_hash` of the first entry."""
+_HASH_TAG = b"aaex/ledger/1\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerReport:
+    """What `Ledger.verify` checked."""
+
+    entries: int
+    head: str
+    """Hex hash of the last entry (of GENESIS when empty); publish it to pin history."""
+    deposits: dict[str, int] = field(default_factory=dict)
+    """Total deposited per currency; equals the sum of every available and held balance."""
+    agreements: int = 0
+    settled: int = 0
+
+
+def canonical_body(body: dict[str, Any]) -> bytes:
+    """The bytes an entry body is stored and hashed as: sorted keys, compact, UTF-8."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(prev_hash: bytes, seq: int, kind: str, body: bytes) -> bytes:
+    """The hash an entry must carry; see the module docstring."""
+    return hashlib.sha256(_HASH_TAG + prev_hash + seq.to_bytes(8, "big") + kind.encode()
+                          + b"\x00" + body).digest()
+
+
+def effects(kind: str, body: dict[str, Any]) -> list[tuple[str, str, int, int]]:
+    """(address, currency, change in available, change in held) that an entry causes."""
+    if kind == "deposit":
+        return [(body["address"], body["currency"], body["amount"], 0)]
+    if kind == "hold":
+        cur = body["currency"]
+        return [(body["buyer"], cur, -body["price"], body["price"]),
+                (body["seller"], cur, -body["bond"], body["bond"])]
+    if kind in ("release", "refund"):
+        cur = body["currency"]
+        return [(body["buyer"], cur, body["to_buyer"], -body["price"]),
+                (body["seller"], cur, body["to_seller"], -body["bond"])]
+    return []
+
+
+class Replay:
+    """Walks the entries in stored order and raises `LedgerTampered` at the first bad one.
+
+    Feed every row with `feed`, then call `finish` with what the store says its head and
+    balances are.
+    """
+
+    def __init__(self, expected_head: tuple[int, str] | None = None) -> None:
+        self._expected_head = expected_head
+        self._prev_hash = GENESIS
+        self._next_seq = 1
+        self._balances: dict[tuple[str, str], list[int]] = {}
+        self._deposits: dict[str, int] = {}
+        self._agreements: dict[str, SignedAgreement] = {}
+        self._holds: dict[str, dict[str, Any]] = {}
+        self._settled = 0
+
+    def feed(self, seq: int, kind: str, raw: object, stored_prev: object, stored_hash: object,
+             columns: tuple[str | None, str | None, str | None]) -> None:
+        """Check one stored entry; `columns` are its (recorded, settled, receipt_id).
+
+        Raises:
+            LedgerTampered: this entry is missing, moved, edited or inconsistent.
+        """
+        if seq != self._next_seq:
+            raise LedgerTampered(self._next_seq, f"missing: the next entry present is {seq} "
+                                 "(entries were deleted)")
+        if not (isinstance(raw, bytes) and isinstance(stored_prev, bytes)
+                and isinstance(stored_hash, bytes)):
+            raise LedgerTampered(seq, "was edited: a hash or the body is no longer a blob")
+        if stored_prev != self._prev_hash:
+            raise LedgerTampered(seq, "does not follow the entry before it (entries were "
+                                 "reordered, or the one before was rewritten)")
+        if entry_hash(self._prev_hash, seq, kind, raw) != stored_hash:
+            raise LedgerTampered(seq, f"its {kind} content was edited (hash mismatch)")
+        head = self._expected_head
+        if head is not None and seq == head[0] and stored_hash.hex() != head[1]:
+            raise LedgerTampered(seq, "differs from the head published earlier")
+        try:
+            body = json.loads(raw)
+            problem = self._check(kind, body, *columns)
+            moves = effects(kind, body)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LedgerTampered(seq, f"is not a well-formed {kind} entry: {exc!r}") from None
+        if problem:
+            raise LedgerTampered(seq, problem)
+        for address, currency, d_available, d_held in moves:
+            totals = self._balances.setdefault((address, currency), [0, 0])
+            totals[0] += d_available
+            totals[1] += d_held
+            if totals[0] < 0 or totals[1] < 0:
+                raise LedgerTampered(seq, f"drives {address}'s {currency} balance negative")
+        self._prev_hash, self._next_seq = stored_hash, seq + 1
+
+    def finish(self, head: tuple[int, bytes],
+               stored_balances: dict[tuple[str, str], list[int]]) -> LedgerReport:
+        """Compare the replay with the stored head and balances.
+
+        Raises:
+            LedgerTampered: the newest entries are gone, or a stored balance differs.
+        """
+        last = self._next_seq - 1
+        if head != (last, self._prev_hash):
+            raise LedgerTampered(last + 1, f"missing: the ledger's head is entry {head[0]}, "
+                                 f"but entries stop at {last} (the newest entries were deleted)")
+        if self._expected_head is not None and self._expected_head[0] > last:
+            raise LedgerTampered(last + 1, f"missing: entry {self._expected_head[0]} was "
+                                 "published as the head earlier")
+        for key in sorted(set(stored_balances) | set(self._balances)):
+            stored, replayed = stored_balances.get(key, [0, 0]), self._balances.get(key, [0, 0])
+            if stored != replayed:
+                raise LedgerTampered(last, f"stored balance of {key[0]} in {key[1]} is "
+                                     f"{stored}, but the entries give {replayed}")
+        return LedgerReport(entries=last, head=self._prev_hash.hex(), deposits=self._deposits,
+                            agreements=len(self._agreements), settled=self._settled)
+
+    def _check(self, kind: str, body: dict[str, Any], recorded: str | None,
+               settles: str | None, receipt_id: str | None) -> str | None:
+        """What is wrong with an entry whose hash is right (a bug, or a rewritten chain)."""
+        if kind == "agreement":
+            try:
+                signed = SignedAgreement.from_wire(bytes.fromhex(body["wire"]))
+            except ContractRejected as exc:
+                return f"recorded agreement does not verify: {exc}"
+            if signed.id != body["agreement_id"] or recorded != signed.id:
+                return "recorded agreement id does not match its content"
+            self._agreements[signed.id] = signed
+        elif kind == "hold":
+            agreement = self._agreements.get(body["agreement_id"])
+            if agreement is None:
+                return "holds escrow for an agreement not recorded before it"
+            a, terms = agreement.agreement, agreement.agreement.terms
+            if (body["price"], body["bond"], body["currency"], body["buyer"],
+                    body["seller"]) != (terms.price, terms.penalty, terms.currency, a.buyer,
+                                        a.seller):
+                return "hold does not match its agreement's terms"
+            self._holds[body["agreement_id"]] = body
+        elif kind in ("release", "refund"):
+            return self._check_settlement(kind, body, settles, receipt_id)
+        elif kind == "deposit":
+            if type(body["amount"]) is not int or body["amount"] <= 0:
+                return "deposits a non-positive amount"
+            self._deposits[body["currency"]] = (self._deposits.get(body["currency"], 0)
+                                                + body["amount"])
+        elif kind != "access":
+            return f"has an unknown kind {kind!r}"
+        return None
+
+    def _check_settlement(self, kind: str, body: dict[str, Any], settles: str | None,
+                          receipt_id: str | None) -> str | None:
+        hold = self._holds.get(body["agreement_id"])
+        agreement = self._agreements.get(body["agreement_id"])
+        if hold is None or agreement is None or settles != body["agreement_id"]:
+            return "settles an agreement with no escrow held before it"
+        try:
+            signed = SignedReceipt.from_wire(bytes.fromhex(body["receipt"]))
+            signed.verify_against(agreement)
+        except ContractRejected as exc:
+            return f"settling receipt does not verify: {exc}"
+        receipt = signed.receipt
+        expected = (receipt.release + hold["bond"] - receipt.penalty,
+                    receipt.refund + receipt.penalty)
+        if ((body["to_seller"], body["to_buyer"]) != expected or receipt_id != signed.id
+                or kind != ("release" if receipt.verdict == "met" else "refund")):
+            return "pays out other amounts than its receipt states"
+        self._settled += 1
+        return None
