@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from aaex_agents import Agent, Context, Message, Protocol, handler
+from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.errors import AaexError, TransportError, UsageError
 
 from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy
@@ -150,8 +151,9 @@ class Seller(Agent):
 
     def __init__(self, *args: Any, strategy: SellerStrategy, countersign: Countersigner,
                  admit: Admission | None = None, max_dialogues: int = 10_000,
-                 **kwargs: Any) -> None:
+                 clock: Clock | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.clock = clock or SystemClock()
         self.strategy = strategy
         self._countersign = countersign
         self._admit = admit
@@ -197,7 +199,7 @@ class Seller(Agent):
     @handler
     async def on_cfp(self, ctx: Context, msg: CallForProposals) -> Propose | Decline:
         """Open a dialogue and bid, or decline."""
-        now = time.time()
+        now = self.clock.now()
         try:
             if msg.capability != self.capability:
                 raise Refusal("unknown_capability", f"this agent sells {self.capability}")
@@ -221,7 +223,7 @@ class Seller(Agent):
     @handler
     async def on_counter(self, ctx: Context, msg: CounterOffer) -> Propose | Decline:
         """Concede towards the buyer's price, or take it if it is good enough."""
-        now = time.time()
+        now = self.clock.now()
         try:
             dialogue = self._open(ctx, msg.dialogue, msg.round, now)
         except Refusal as refusal:
@@ -237,7 +239,7 @@ class Seller(Agent):
     @handler
     async def on_accept(self, ctx: Context, msg: Accept) -> Agreed | Decline:
         """Countersign the agreement if it states exactly our latest offer."""
-        now = time.time()
+        now = self.clock.now()
         try:
             dialogue = self._open(ctx, msg.dialogue, msg.round, now, accepting=True)
             if dialogue.offer is None:

@@ -11,6 +11,7 @@ import pytest
 
 from aaex_agents import Agent, Identity, MemoryNetwork, open_runtime
 from aaex_agents.runtime import Runtime
+from aaex_agents.testing import ManualClock
 from marketplace.agreement import SignedAgreement, to_minor_units
 from marketplace.contracting import buyer_signer, seller_countersigner
 from marketplace.negotiation import (
@@ -47,12 +48,12 @@ class Buyer(Agent):
 
 
 def seller(cost: float, exponent: float, *, latency: float = 400,
-           admit: AccessControl | None = None) -> Forecaster:
+           admit: AccessControl | None = None, clock: ManualClock | None = None) -> Forecaster:
     identity = Identity.generate()
     return Forecaster(identity, strategy=SellerStrategy(cost=cost, exponent=exponent,
                                                         latency_ms=latency),
                       countersign=seller_countersigner(identity),
-                      admit=admit.admit if admit else None)
+                      admit=admit.admit if admit else None, clock=clock)
 
 
 def cfp(seconds: float = 2.0, **changes: object) -> CallForProposals:
@@ -123,7 +124,8 @@ async def test_rate_limited_buyers_are_declined() -> None:
 
 async def test_unknown_finished_late_and_out_of_order_messages_change_nothing() -> None:
     buyer, intruder = Buyer(), Buyer()
-    target = seller(2.0, BOULWARE)
+    clock = ManualClock(time.time())
+    target = seller(2.0, BOULWARE, clock=clock)
     async with market(buyer, intruder, target) as runtime:
         ctx = runtime.context(buyer)
         call = cfp(seconds=30)
@@ -165,17 +167,10 @@ async def test_unknown_finished_late_and_out_of_order_messages_change_nothing() 
 
         late = cfp(seconds=0.2)
         assert isinstance(await ctx.ask(target.address, late), Propose)
-        time_passes = time.time() + 0.3
-        while time.time() < time_passes:  # the deadline passes in wall time
-            await _yield()
+        clock.advance(0.3)  # the seller's clock passes the deadline
         reply = await ctx.ask(target.address, CounterOffer(dialogue=late.dialogue, round=1,
                                                            price=1.0))
         assert isinstance(reply, Decline) and reply.reason == "deadline_passed"
-
-
-async def _yield() -> None:
-    import asyncio
-    await asyncio.sleep(0.01)
 
 
 async def test_the_wallet_refuses_to_sign_beyond_policy_and_releases_on_decline() -> None:
