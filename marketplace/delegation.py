@@ -30,6 +30,7 @@ from aaex_agents.errors import AaexError, UsageError
 from .agreement import SignedAgreement
 from .contracting import buyer_signer, task_hash
 from .errors import ContractRejected
+from .ledger import Ledger
 from .negotiation import CallForProposals, Decline, Seller, negotiate, new_dialogue_id
 from .policy import Wallet
 from .receipt import SignedReceipt, make_receipt
@@ -183,6 +184,16 @@ Finder = Callable[[str], Awaitable[Sequence[str]]]
 """capability -> candidate seller addresses, best first (e.g. discovery lookup + ranking)."""
 Settle = Callable[[SignedAgreement, SignedReceipt | None], Awaitable[None]]
 """Called with (agreement, None) when awarded (escrow hold), then (agreement, receipt)."""
+
+
+def settle_on(ledger: Ledger) -> Settle:
+    """Settle delegations on `ledger`: hold escrow at award, pay or refund on the receipt."""
+    async def settle(agreement: SignedAgreement, receipt: SignedReceipt | None) -> None:
+        if receipt is None:
+            await ledger.record_agreement(agreement)
+        else:
+            await ledger.settle(receipt)
+    return settle
 
 
 class Delegator:

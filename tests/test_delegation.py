@@ -32,7 +32,9 @@ from marketplace.delegation import (
     DelegationFailed,
     Delegator,
     ServiceSeller,
+    settle_on,
 )
+from marketplace.ledger import open_ledger
 from marketplace.policy import Wallet
 from marketplace.receipt import SignedReceipt
 from marketplace.strategies import LINEAR, SellerStrategy
@@ -138,7 +140,8 @@ def test_backoff_doubles_and_forgives() -> None:
     assert not backoff.banned("p", now=0)
 
 
-async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_paid_once() -> None:
+async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_paid_once(
+        tmp_path: Path) -> None:
     specs = [("0.5", "5"), ("2.0", "0")]  # the cheap one works slowly: it is killed mid-task
     processes = [await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.peers.seller_peer", "--cost", cost, "--exponent", "1",
@@ -167,15 +170,31 @@ async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_pa
     async def find(capability: str) -> list[str]:
         return [doomed["address"], survivor["address"]]
 
-    delegator = Delegator(planner.identity, find=find, settle=book.settle,
-                          wallet=Wallet(budget=20, per_seller=10, per_task=10),
-                          negotiation_window=1.0)
+    credit = 1_000_000  # minor units per credit
     try:
-        async with open_runtime(planner, transports=[HttpTransport()],
-                                directory=directory) as rt:
+        async with open_ledger(tmp_path / "ledger.sqlite") as ledger, \
+                open_runtime(planner, transports=[HttpTransport()],
+                             directory=directory) as rt:
+            await ledger.deposit(planner.address, 20 * credit)
+            for peer in peers:  # the sellers' bonds, posted with the buyer's node
+                await ledger.deposit(peer["address"], 5 * credit)
+            record = settle_on(ledger)
+
+            async def settle(agreement: SignedAgreement, receipt: SignedReceipt | None) -> None:
+                await record(agreement, receipt)
+                await book.settle(agreement, receipt)
+
+            delegator = Delegator(planner.identity, find=find, settle=settle,
+                                  wallet=Wallet(budget=20, per_seller=10, per_task=10),
+                                  negotiation_window=1.0)
             done = await delegator.delegate(rt.context(planner), "forecast.demand",
                                             {"history": [4, 6]}, budget=5.0, deadline=30,
                                             max_latency_ms=3000)
+            failed = next(r for r in book.receipts if r.receipt.seller == doomed["address"])
+            again = await ledger.settle(book.receipts[-1])  # the same receipt twice pays once
+            assert again.receipt_id == book.receipts[-1].id
+            balances = await ledger.balances()
+            report = await ledger.verify()
     finally:
         watcher.cancel()
         for process in processes:
@@ -189,6 +208,12 @@ async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_pa
     assert released == [(survivor["address"], done.agreement.agreement.terms.price)]
     assert {r.receipt.seller: r.receipt.verdict for r in book.receipts} == {
         doomed["address"]: "not_delivered", survivor["address"]: "met"}
+    price, penalty = done.agreement.agreement.terms.price, failed.receipt.penalty
+    assert balances[survivor["address"]].available == 5 * credit + price  # paid once
+    assert balances[doomed["address"]].available == 5 * credit - penalty  # paid nothing
+    assert balances[planner.address].available == 20 * credit - price + penalty
+    assert all(b.held == 0 for b in balances.values())
+    assert report.agreements == 2
 
 
 class Job(Message, type="test_delegation.job/1"):
