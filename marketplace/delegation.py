@@ -34,6 +34,7 @@ from .ledger import Ledger
 from .negotiation import CallForProposals, Decline, Seller, negotiate, new_dialogue_id
 from .policy import Wallet
 from .receipt import SignedReceipt, make_receipt
+from .reputation import ReputationBook
 from .sla import Delivery
 from .strategies import BuyerStrategy, BuyerUtility
 
@@ -201,8 +202,10 @@ class Delegator:
 
     def __init__(self, identity: Identity, *, find: Finder, wallet: Wallet,
                  settle: Settle | None = None, strategy: BuyerStrategy | None = None,
-                 backoff: Backoff | None = None, negotiation_window: float = 2.0) -> None:
+                 backoff: Backoff | None = None, negotiation_window: float = 2.0,
+                 reputation: ReputationBook | None = None) -> None:
         self._identity = identity
+        self.reputation = reputation or ReputationBook()
         self._find = find
         self._wallet = wallet
         self._sign = wallet.guard(buyer_signer(identity))
@@ -227,8 +230,11 @@ class Delegator:
         end = time.time() + deadline
         attempts: list[Attempt] = []
         while (now := time.time()) < end:
-            candidates = [s for s in await self._find(capability)
-                          if not self.backoff.banned(s, now)][:top_k]
+            found = [s for s in await self._find(capability) if not self.backoff.banned(s, now)]
+            # Reputation (from verified receipts only) orders the candidates; the finder's
+            # order breaks ties, so unrated sellers keep their ranking.
+            scores = {s: self.reputation.score(s).score for s in found}
+            candidates = sorted(found, key=lambda s: -scores[s])[:top_k]
             if not candidates:
                 break
             remaining = end - now
@@ -240,6 +246,7 @@ class Delegator:
                                    max_deadline_s=remaining, wanted_penalty=penalty)
             outcome = await negotiate(ctx, candidates, cfp, utility=utility,
                                       strategy=self._strategy, sign=self._sign,
+                                      reputation=scores,
                                       release=self._wallet.release,
                                       timeout=min(5.0, remaining))
             if outcome.agreement is None or outcome.winner is None:
@@ -287,6 +294,8 @@ class Delegator:
             self._identity)
         if receipt.receipt.verdict != "met":
             self._wallet.release(agreement.seller, agreement.terms.price / 1_000_000)
+        self.reputation.add_agreement(signed)
+        self.reputation.add_receipt(receipt)
         if self._settle is not None:
             await self._settle(signed, receipt)
         try:

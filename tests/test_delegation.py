@@ -110,6 +110,32 @@ async def test_a_failing_provider_is_banned_and_the_subtask_re_awarded() -> None
     assert paid[hanging.address] == 0 and paid[honest.address] > 0
     assert len(book.holds) == 2
     assert [r.receipt.verdict for r in honest.receipts] == ["met"]  # the seller got its receipt
+    assert delegator.reputation.score(hanging.address).score == 0.0
+    assert delegator.reputation.score(honest.address).score == 1.0
+
+
+async def test_reputation_from_receipts_reorders_providers_after_a_ban_expires() -> None:
+    hanging = make(HangingSellerFault, cost=0.5)  # cheapest, but it never delivers
+    honest = make(Averager, cost=2.0)
+    planner = Planner()
+    network = MemoryNetwork()
+
+    async def find(capability: str) -> list[str]:
+        return [hanging.address, honest.address]
+
+    delegator = Delegator(planner.identity, find=find, backoff=Backoff(base=0.001),
+                          wallet=Wallet(budget=50, per_seller=25, per_task=10),
+                          negotiation_window=0.3)
+    async with open_runtime([planner, hanging, honest], transports=[network.transport()]) as rt:
+        first = await delegator.delegate(rt.context(planner), "forecast.demand",
+                                         {"history": [1.0]}, budget=5.0, deadline=20,
+                                         max_latency_ms=400, top_k=1)
+        second = await delegator.delegate(rt.context(planner), "forecast.demand",
+                                          {"history": [2.0]}, budget=5.0, deadline=20,
+                                          max_latency_ms=400, top_k=1)
+    assert [a.seller for a in first.attempts] == [hanging.address, honest.address]
+    # the ban has long expired, but the failed seller's receipt keeps it behind
+    assert [a.seller for a in second.attempts] == [honest.address]
 
 
 async def test_delegation_fails_cleanly_when_nobody_delivers() -> None:
