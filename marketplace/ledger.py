@@ -44,10 +44,11 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from aaex_agents.address import public_key_from_address
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.errors import UsageError
 
@@ -210,10 +211,13 @@ class Ledger:
                       memo: str = "") -> Entry:
         """Credit `amount` minor units to `address` (funding from outside the market).
 
-        Not idempotent: each call credits again. Raises:
-            UsageError: `amount` is not a positive integer.
+        Not idempotent: each call credits again.
+
+        Raises:
+            UsageError: `address` is not an agent address, or `amount` is not a positive int.
             LedgerFull, LedgerError: nothing was credited.
         """
+        public_key_from_address(address)  # a mistyped address would strand the money
         if type(amount) is not int or amount <= 0:
             raise UsageError(f"deposit amount must be a positive int of minor units, "
                              f"got {amount!r}")
@@ -284,7 +288,7 @@ class Ledger:
                         f"agreement {agreement_id[:12]} was settled by receipt "
                         f"{previous.receipt_id[:12]} at entry {previous.seq}; receipt "
                         f"{receipt_id[:12]} pays nothing")
-                return previous
+                return replace(previous, duplicate=True)
             agreement = _agreement(c, agreement_id)
             signed.verify_against(agreement)
             terms = agreement.agreement.terms
@@ -585,7 +589,7 @@ def _settlement_of(c: sqlite3.Connection, agreement_id: str) -> Settlement | Non
         return None
     body = json.loads(row[1])
     return Settlement(agreement_id, body["receipt_id"], body["verdict"], body["to_seller"],
-                      body["to_buyer"], row[0], duplicate=True)
+                      body["to_buyer"], row[0])
 
 
 def _verify(c: sqlite3.Connection, expected_head: tuple[int, str] | None) -> LedgerReport:

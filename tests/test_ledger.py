@@ -74,6 +74,7 @@ async def test_the_same_receipt_twice_pays_once(ledger: Ledger) -> None:
     first = await ledger.settle(signed_receipt)
     again = await ledger.settle(SignedReceipt.from_wire(signed_receipt.to_wire()))
     assert not first.duplicate and again.duplicate and again.seq == first.seq
+    assert await ledger.settlement(signed.id) == first
     assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS + PRICE, 0)
     late = receipt(signed, BUYER, latency_ms=None)  # the buyer changes its story afterwards
     with pytest.raises(AlreadySettled, match="pays nothing"):
@@ -347,6 +348,8 @@ async def test_a_closed_ledger_says_so(tmp_path: Path) -> None:
     assert "closed" in repr(ledger)
     with pytest.raises(UsageError, match="closed"):
         await ledger.balance(BUYER.address)
-    with pytest.raises(UsageError, match="positive int"):
-        async with open_ledger(None) as memory:
+    async with open_ledger(None) as memory:
+        with pytest.raises(UsageError, match="positive int"):
             await memory.deposit(BUYER.address, 0)
+        with pytest.raises(UsageError, match="checksum"):
+            await memory.deposit(BUYER.address[:-1] + "q", 1)
