@@ -106,7 +106,10 @@ class ReputationBook:
         self._agreements[signed.id] = signed
 
     def add_receipt(self, signed: SignedReceipt) -> bool:
-        """Count a receipt; False when it was counted already (nothing changes).
+        """Count a receipt; False when one for its agreement was counted already.
+
+        The first receipt for an agreement is the one that counts, as on the ledger, so a
+        rater cannot weigh in twice on one agreement (nothing changes on False).
 
         Raises:
             UnknownAgreement: its agreement was not added first.
