@@ -53,6 +53,14 @@ class Identity:
         """Return the 64-byte Ed25519 signature of `data`."""
         return nacl.bindings.crypto_sign(data, self._secret_key)[:SIGNATURE_BYTES]
 
+    def export_seed(self) -> bytes:
+        """The 32-byte private seed.
+
+        A secret: only for deriving a node's libp2p key from the same key file, never for
+        sending anywhere.
+        """
+        return self._seed
+
     def save(self, path: str | os.PathLike[str], *, passphrase: str | None = None,
              overwrite: bool = False) -> Path:
         """Write the key to `path` with mode 0600, sealed when a passphrase is given.

@@ -1,0 +1,206 @@
+"""The marketplace node: everything one appliance runs, opened and closed as one.
+
+    async with open_node(load_config("node.toml")) as node:
+        await node.stopped.wait()          # the CLI sets it on SIGTERM
+
+The node owns, in start order: the ledger, the libp2p host and DHT (joined through the
+seeds), the transports (HTTP and libp2p), the runtime hosting the configured agents, one
+advertiser per selling agent, and the admin API with `/metrics`. `open_node` returns only
+when all of them listen. Leaving it closes them in reverse: the admin API stops, the ads are
+withdrawn (signed tombstones), open dialogues are refused while the runtime stops, the
+transports and the host close, and the ledger closes last.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aaex_agents import Agent, HttpTransport, Identity, RuntimeConfig, StaticDirectory, open_runtime
+from aaex_agents.directory import Directory
+from aaex_agents.errors import KeyFileError, UsageError
+from aaex_agents.runtime import Runtime
+from aaex_agents.transport.base import Transport
+from aaex_agents.transport.libp2p import Libp2pConfig, Libp2pHost, Libp2pTransport, open_libp2p_host
+from discovery.advertiser import Advertiser, Offer, open_advertiser
+from discovery.dht import Discovery, open_discovery
+from discovery.directory import DhtDirectory
+from discovery.records import PriceModel, SlaOffer
+
+from .api import prometheus, serve_admin, uptime_since
+from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
+from .contracting import seller_countersigner
+from .ledger import Ledger, open_ledger
+from .negotiation import Seller
+from .policy import AccessControl, AccessList
+from .strategies import SellerStrategy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Node:
+    """A running node; see `open_node`."""
+
+    config: NodeConfig
+    identity: Identity
+    ledger: Ledger
+    runtime: Runtime
+    host: Libp2pHost | None
+    discovery: Discovery | None
+    advertisers: list[Advertiser] = field(default_factory=list)
+    admin_url: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+    def status(self) -> dict[str, Any]:
+        """What `aaex node status` shows."""
+        return {
+            "node": self.identity.address, "peer_id": self.host.peer_id if self.host else None,
+            "p2p": self.host.addrs if self.host else [], "endpoints": list(self.runtime.endpoints),
+            "admin": self.admin_url, "agents": len(self.runtime.agents),
+            "state": self.runtime.state.value, "uptime_s": round(uptime_since(self.started), 1),
+            "routing_table": (self.host.dht.get_routing_table_size()
+                              if self.host and self.host.dht else 0)}
+
+    def published_ads(self) -> list[dict[str, Any]]:
+        """The offers this node advertises, with the index acknowledgements of the last run."""
+        return [{"capability": capability, "acknowledged_by": acks}
+                for advertiser in self.advertisers
+                for capability, acks in advertiser.acknowledgements.items()]
+
+    def metrics_text(self) -> str:
+        """Prometheus exposition of the node's counters."""
+        m = self.runtime.metrics
+        samples: list[tuple[str, str, dict[str, str], float]] = [
+            ("aaex_messages_in_total", "Envelopes accepted and handled", {}, m.received),
+            ("aaex_messages_out_total", "Envelopes sent", {}, m.sent),
+            ("aaex_handler_errors_total", "Handler failures answered with an error", {},
+             m.handler_errors)]
+        samples += [("aaex_messages_rejected_total", "Envelopes refused, by reason",
+                     {"reason": reason}, count) for reason, count in sorted(m.rejected.items())]
+        sellers = [a for a in self.runtime.agents.values() if isinstance(a, Seller)]
+        states: dict[str, int] = {}
+        for seller in sellers:
+            for dialogue in seller.dialogues.values():
+                states[dialogue.state.value] = states.get(dialogue.state.value, 0) + 1
+        samples += [("aaex_negotiations_total", "Negotiations seen by this node's sellers",
+                     {"state": state}, count) for state, count in sorted(states.items())]
+        if self.discovery is not None:
+            stats = self.discovery.stats
+            samples += [
+                ("aaex_dht_lookups_total", "Capability lookups", {}, stats.lookups),
+                ("aaex_dht_lookup_cache_hits_total", "Lookups answered from cache", {},
+                 stats.cache_hits),
+                ("aaex_dht_records_rejected_total", "Invalid records dropped", {},
+                 stats.rejected),
+                ("aaex_index_held_ads", "Ads this node holds as an index node", {},
+                 len(self.discovery.index))]
+        samples.append(("aaex_uptime_seconds", "Seconds since start", {},
+                        round(uptime_since(self.started), 3)))
+        return prometheus(samples)
+
+
+def load_or_create_identity(path: Any) -> Identity:
+    """The key at `path`, created (mode 0600) when missing."""
+    try:
+        return Identity.load(path)
+    except KeyFileError:
+        if path.exists():
+            raise
+        identity = Identity.generate()
+        identity.save(path)
+        logger.info("created key %s for %s", path, identity.address)
+        return identity
+
+
+def build_agent(spec: AgentSpec, config: NodeConfig) -> Agent:
+    """Construct the agent `spec` names, with its own key under the data dir.
+
+    A `Seller` gets its strategy from the settings (`cost`, `exponent`, `latency_ms`, ...),
+    its countersigner, and the node's whitelist for its capability.
+
+    Raises:
+        ConfigError: the class is not an Agent, or a setting is not accepted.
+    """
+    cls = spec.load_class()
+    if not issubclass(cls, Agent):
+        raise ConfigError(f"agents.{spec.name}.class: {spec.target} is not an Agent subclass")
+    identity = load_or_create_identity(config.data_dir / "agents" / f"{spec.name}.key")
+    settings = dict(spec.settings)
+    try:
+        if issubclass(cls, Seller):
+            capability = cls.capability
+            rules = config.whitelists.get(capability)
+            gate = AccessControl({capability: AccessList(open=rules is None,
+                                                         agents=rules or frozenset())})
+            strategy_fields = {k: settings.pop(k) for k in list(settings)
+                               if k in SellerStrategy.__dataclass_fields__}
+            return cls(identity, name=spec.name, strategy=SellerStrategy(**strategy_fields),
+                       countersign=seller_countersigner(identity), admit=gate.admit,
+                       **settings)
+        return cls(identity, name=spec.name, **settings)
+    except (TypeError, UsageError) as exc:
+        raise ConfigError(f"agents.{spec.name}.settings: {exc}") from exc
+
+
+def offers_of(agent: Agent) -> list[Offer]:
+    """What a selling agent advertises: its capability at its current asking price."""
+    if not isinstance(agent, Seller) or not agent.capability:
+        return []
+    ask = agent.strategy.ask(0.0, 1.0, agent.queue_depth)
+    return [Offer(capability=agent.capability, price=PriceModel(amount=ask.price),
+                  sla=SlaOffer(p50_ms=ask.latency_ms / 2, p95_ms=ask.latency_ms,
+                               deadline_s=ask.deadline_s, availability=0.99),
+                  attributes={"strategy_exponent": agent.strategy.exponent})]
+
+
+@asynccontextmanager
+async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
+    """Start everything `config` describes; returns when all of it listens.
+
+    Raises:
+        ConfigError: an agent cannot be built from the configuration.
+        KeyFileError, LedgerError, TransportError: a resource could not be opened.
+    """
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    identity = load_or_create_identity(config.identity)
+    agents = [build_agent(spec, config) for spec in config.agents]
+    async with AsyncExitStack() as stack:
+        ledger = await stack.enter_async_context(open_ledger(config.ledger_path))
+        host: Libp2pHost | None = None
+        discovery: Discovery | None = None
+        transports: list[Transport] = []
+        directory: Directory = StaticDirectory()
+        if config.http:
+            http_host, http_port = split_host_port(config.http)
+            transports.append(HttpTransport(host=http_host, port=http_port))
+        if config.p2p:
+            host = await stack.enter_async_context(open_libp2p_host(Libp2pConfig(
+                listen=config.p2p, seed=identity.export_seed())))
+            discovery = await stack.enter_async_context(open_discovery(host, seeds=config.seeds))
+            transports.append(Libp2pTransport(host))
+            directory = DhtDirectory(discovery)
+        runtime = await stack.enter_async_context(open_runtime(
+            agents, transports=transports, directory=directory,
+            config=RuntimeConfig(data_dir=config.data_dir / "storage")))
+        node = Node(config, identity, ledger, runtime, host, discovery)
+        if discovery is not None:
+            http_endpoints = [e for e in runtime.endpoints if e.startswith("http")]
+            for agent in agents:
+                offers = offers_of(agent)
+                advertiser = await stack.enter_async_context(open_advertiser(
+                    discovery, agent.identity, offers, refresh_period=config.refresh_period,
+                    http_endpoints=http_endpoints,
+                    protocols=[p.name for p in agent.protocols]))
+                node.advertisers.append(advertiser)
+        admin_host, admin_port = split_host_port(config.admin)
+        node.admin_url = await stack.enter_async_context(serve_admin(node, admin_host,
+                                                                     admin_port))
+        logger.info("node %s up: %d agent(s), admin %s", identity.address, len(agents),
+                    node.admin_url)
+        yield node
+        logger.info("node %s stopping", identity.address)

@@ -1,0 +1,126 @@
+"""The node: configuration errors, and a real node process from TOML to SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from aaex_agents import Agent, HttpTransport, StaticDirectory, open_runtime
+from marketplace.config import ConfigError, load_config, parse_config
+from marketplace.negotiation import CallForProposals, Propose, new_dialogue_id
+
+ROOT = Path(__file__).resolve().parent.parent
+
+NODE_TOML = """
+[node]
+identity = "node.key"
+data_dir = "data"
+http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+p2p = ["/ip4/127.0.0.1/tcp/0"]
+refresh_period = 60
+
+[[agents]]
+name = "forecaster"
+class = "tests.peers.seller_peer:ForecastSeller"
+settings = { cost = 2.0, exponent = 4.0 }
+"""
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    ({"node": {"htp": "x"}}, "unknown field(s) ['htp']"),
+    ({"node": {"http": "localhost"}}, "node.http = 'localhost': write host:port"),
+    ({"agents": [{"name": "a"}]}, "agents[0].class is required"),
+    ({"agents": [{"name": "a", "class": "no_colon"}]}, "write 'package.module:ClassName'"),
+    ({"agents": [{"name": "a", "class": "x:Y", "colour": 1}]}, "unknown field(s) ['colour']"),
+    ({"whitelists": {"forecast.demand": ["aaex1bad"]}}, "whitelists.forecast.demand"),
+    ({"node": {"seeds": "one"}}, "node.seeds must be a list of strings"),
+    ({"nodes": {}}, "unknown section(s) ['nodes']"),
+])
+def test_bad_config_names_the_field(document: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document, base=Path("."))
+    assert message in str(caught.value)
+
+
+def test_config_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[node\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(broken)
+    good = tmp_path / "node.toml"
+    good.write_text(NODE_TOML)
+    config = load_config(good)
+    assert config.identity == tmp_path / "node.key" and config.agents[0].name == "forecaster"
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text(NODE_TOML.replace("tests.peers.seller_peer:ForecastSeller",
+                                         "tests.peers.nothing_here:Nope"))
+    from marketplace.node import build_agent
+    with pytest.raises(ConfigError, match=r"agents\.forecaster\.class: cannot import"):
+        build_agent(load_config(unknown).agents[0], load_config(unknown))
+
+
+class Buyer(Agent):
+    pass
+
+
+async def test_node_runs_from_config_serves_admin_and_metrics_and_stops_on_sigterm(
+        tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text(NODE_TOML)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "marketplace.cli", "node", "run", "--config", str(config),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert process.stdout is not None
+    try:
+        ready = json.loads(await asyncio.wait_for(process.stdout.readline(), 90))
+        assert ready["ready"] and ready["agents"] == 1 and ready["state"] == "running"
+        admin = ready["admin"]
+        async with aiohttp.ClientSession() as http:
+            async def get(path: str) -> object:
+                async with http.get(admin + path) as response:
+                    assert response.status == 200, path
+                    if path == "/metrics":
+                        return await response.text()
+                    return await response.json()
+
+            agents = await get("/agents")
+            assert isinstance(agents, list) and agents[0]["name"] == "forecaster"
+            seller = agents[0]["address"]
+            ads = await get("/ads")
+            assert isinstance(ads, dict)
+            assert ads["published"] == [{"capability": "forecast.demand", "acknowledged_by": 1}]
+
+            endpoint = next(e for e in ready["endpoints"] if e.startswith("http"))
+            buyer = Buyer()
+            async with open_runtime(buyer, transports=[HttpTransport()], directory=StaticDirectory(
+                    {seller: [endpoint]})) as runtime:
+                reply = await runtime.context(buyer).ask(seller, CallForProposals(
+                    dialogue=new_dialogue_id(), capability="forecast.demand", max_price=10,
+                    max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 30))
+            assert isinstance(reply, Propose)
+            dialogues = await get("/dialogues")
+            assert isinstance(dialogues, list) and dialogues[0]["state"] == "proposed"
+            metrics = await get("/metrics")
+            assert isinstance(metrics, str)
+            assert "aaex_messages_in_total 1" in metrics
+            assert 'aaex_negotiations_total{state="proposed"} 1' in metrics
+            for path in ("/status", "/agreements", "/ledger", "/balances"):
+                await get(path)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert (tmp_path / "node.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "data" / "ledger.sqlite").exists()
