@@ -13,6 +13,8 @@ import asyncio
 import json
 import os
 import random
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -28,7 +30,7 @@ from .model import Message
 from .transport.memory import Deliver, MemoryNetwork, MemoryTransport, Route
 
 __all__ = ["Faults", "JsonLinesProcess", "ManualClock", "MemoryNetwork", "MemoryTransport", "Route",
-           "ScriptedPeer"]
+           "ScriptedPeer", "stdin_closed_or_terminated"]
 
 
 @dataclass
@@ -211,3 +213,29 @@ class JsonLinesProcess:
     def kill(self) -> None:
         """SIGKILL the child: no clean-up of any kind runs (for crash tests)."""
         self.process.kill()
+
+
+async def stdin_closed_or_terminated() -> None:
+    """Return when stdin reaches end of file, or on SIGTERM or SIGINT.
+
+    For child processes of multi-process tests and demos: the parent stops them by closing
+    their stdin or by a signal. stdin is watched by the event loop itself, not by a thread
+    blocked in `read()`, which would hold up the interpreter's shutdown after a signal.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    eof = asyncio.ensure_future(reader.read())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([eof, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        eof.cancel()
+        stopped.cancel()
+        transport.close()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

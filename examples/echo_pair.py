@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 import time
 
@@ -25,6 +24,7 @@ from aaex_agents import (
     handler,
     open_runtime,
 )
+from aaex_agents.testing import stdin_closed_or_terminated
 
 
 class Ping(Message, type="demo.ping/1"):
@@ -55,16 +55,10 @@ class Caller(Agent):
 
 async def serve_echo() -> None:
     """Child process: host Echo until SIGTERM or stdin closes."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
     echo = Echo(name="echo")
     async with open_runtime(echo, transports=[HttpTransport()]) as runtime:
         print(json.dumps({"address": echo.address, "endpoint": runtime.endpoints[0]}), flush=True)
-        stdin_closed = loop.run_in_executor(None, sys.stdin.read)
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([stdin_closed, stopped], return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
+        await stdin_closed_or_terminated()
 
 
 async def run_pair() -> int:

@@ -30,7 +30,7 @@ def test_exported_members() -> None:
 def test_testing_kit_members() -> None:
     assert set(aaex_agents.testing.__all__) == {
         "Faults", "JsonLinesProcess", "ManualClock", "MemoryNetwork", "MemoryTransport", "Route",
-        "ScriptedPeer"}
+        "ScriptedPeer", "stdin_closed_or_terminated"}
 
 
 def test_every_rejection_has_its_own_reason() -> None:

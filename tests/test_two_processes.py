@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -77,3 +78,11 @@ async def test_peer_process_exits_cleanly(echo_process: PeerProcess) -> None:
     assert echo_process.process.stdin is not None
     echo_process.process.stdin.close()
     assert await echo_process.process.wait() == 0
+
+
+async def test_peer_process_exits_on_sigterm_while_stdin_stays_open(
+        echo_process: PeerProcess) -> None:
+    import signal
+
+    echo_process.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(echo_process.process.wait(), timeout=10) == 0

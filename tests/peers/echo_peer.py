@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import sys
 
 from aaex_agents import Agent, Context, HttpTransport, Message, handler, open_runtime
+from aaex_agents.testing import stdin_closed_or_terminated
 
 
 class Ping(Message, type="tests.ping/1"):
@@ -58,16 +57,10 @@ class Echo(Agent):
 
 
 async def main() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
     echo = Echo()
     async with open_runtime(echo, transports=[HttpTransport()]) as runtime:
         print(json.dumps({"address": echo.address, "endpoint": runtime.endpoints[0]}), flush=True)
-        stdin_closed = loop.run_in_executor(None, sys.stdin.read)
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([stdin_closed, stopped], return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
+        await stdin_closed_or_terminated()
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from typing import Any
 
 from aaex_agents import Context, HttpTransport, Identity, open_runtime
+from aaex_agents.testing import stdin_closed_or_terminated
 from marketplace.contracting import seller_countersigner
 from marketplace.delegation import ServiceSeller
 from marketplace.strategies import SellerStrategy
@@ -42,7 +42,7 @@ async def main(args: argparse.Namespace) -> None:
     async with open_runtime(seller, transports=[HttpTransport()]) as runtime:
         print(json.dumps({"address": seller.address, "endpoint": runtime.endpoints[0]}),
               flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await stdin_closed_or_terminated()
 
 
 if __name__ == "__main__":
