@@ -168,6 +168,17 @@ async def test_requests_run_concurrently_up_to_the_limit(engine: LlamaCppLLM) ->
     assert info.tokens_per_second is not None and info.tokens_per_second > 1
 
 
+async def test_streaming_through_the_service_and_measured_ads(engine: LlamaCppLLM) -> None:
+    async with open_llm_service(engine, version="smollm2") as service:
+        assert service.describe().tokens_per_second is None  # nothing measured yet
+        async with service.for_agent("a").stream(QUESTION, max_tokens=8) as pieces:
+            text = "".join([piece async for piece in pieces])
+        assert text
+        info = await service.measure(max_tokens=8)
+        assert info.tokens_per_second is not None and info.tokens_per_second > 1
+        assert service.metrics.by_agent["a"] == 1
+
+
 async def test_ctx_llm_in_a_handler() -> None:
     class Question(Message, type="test_llm.question/1"):
         text: str

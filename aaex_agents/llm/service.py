@@ -230,9 +230,11 @@ class LLMService:
         if not self._history:
             raise UsageError("nothing to roll back: no swap or set_weights happened")
         previous = self._history.pop()
-        missing = sorted(set(previous) - set(self._versions))
+        missing = sorted(n for n, w in previous.items() if w > 0 and n not in self._versions)
         if missing:
             raise UsageError(f"cannot roll back: version(s) {missing} were retired")
+        if not any(previous.get(name, 0.0) > 0 for name in self._versions):
+            raise UsageError("cannot roll back: the previous routing sent no traffic anywhere")
         self._apply({name: previous.get(name, 0.0) for name in self._versions})
         await self._drain(lambda v: v.weight == 0, drain_timeout)
 
@@ -251,7 +253,9 @@ class LLMService:
                              "version before retiring it")
         await self._drain(lambda v: v is version, drain_timeout)
         del self._versions[name]
-        self._history = [w for w in self._history if name not in w or w[name] == 0]
+        # Routings that sent traffic to it cannot come back; the others forget it.
+        self._history = [{n: w for n, w in weights.items() if n != name}
+                         for weights in self._history if weights.get(name, 0) == 0]
         await version.llm.aclose()
         logger.info("model version %s retired", name)
 
