@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aaex_agents.testing import JsonLinesProcess
+from bench.messaging import DEFAULT_UAGENTS_SCRIPT, run_uagents
 from bench.stats import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,6 +138,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     print(table(rows, pair, args.concurrency))
     summary: dict[str, Any] = {"bench": "discovery", "python": platform.python_version(),
                                "cpus": os.cpu_count(), "sizes": rows, **pair}
+    if args.uagents_python:
+        print("... uAgents baseline (two processes over HTTP, same machine)", file=sys.stderr,
+              flush=True)
+        script = args.uagents_script or ROOT / DEFAULT_UAGENTS_SCRIPT
+        sizes = argparse.Namespace(n_seq=200, n_tput=args.pairs * 2, concurrency=100,
+                                   warmup=50, payload_bytes=64)
+        theirs = await asyncio.to_thread(run_uagents, args.uagents_python, Path(script), sizes)
+        if "pairs_per_s" in theirs:
+            ratio = pair["libp2p_pairs_per_s"] / float(theirs["pairs_per_s"])  # type: ignore[arg-type]
+            summary.update(uagents_pairs_per_s=theirs["pairs_per_s"],
+                           uagents_p50_ms=theirs["p50_ms"],
+                           libp2p_vs_uagents_pairs_per_s_x=round(ratio, 2))
+            print(f"uAgents 0.26.1 over HTTP: {float(theirs['pairs_per_s']):.0f} pairs/s "  # type: ignore[arg-type]
+                  f"(100 in flight); libp2p here: {ratio:.1f}x that")
+        else:
+            summary["uagents_error"] = theirs.get("error")
     for r in rows:
         summary[f"success_n{r['nodes']}"] = r["success"]
         summary[f"lookup_p50_ms_n{r['nodes']}"] = r["lookup_p50_ms"]
@@ -153,6 +170,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--uagents-python", help="python of a venv with uagents==0.26.1: "
+                        "run its baseline in the same invocation and report the ratio")
+    parser.add_argument("--uagents-script", help=f"default: {DEFAULT_UAGENTS_SCRIPT} from the "
+                        "repository root")
     args = parser.parse_args()
     summary = asyncio.run(run(args))
     print(json.dumps(summary))
