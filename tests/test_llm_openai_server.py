@@ -10,7 +10,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from aaex_agents import LLMUnavailable
+from aaex_agents import LLMRequestFailed, LLMUnavailable
 from aaex_agents.llm import OpenAICompatLLM, RetryPolicy, user
 from tests.peers.llm_servers import free_port, open_server
 
@@ -92,3 +92,62 @@ async def test_nothing_listening_at_all() -> None:
             await llm.chat(QUESTION)
     finally:
         await llm.aclose()
+
+
+@asynccontextmanager
+async def flaky_server_double(failures: int, status: int) -> AsyncIterator[tuple[str, list[int]]]:
+    """Test double for fault injection: answers `status` `failures` times, then a canned
+    OpenAI-style completion. Yields its URL and the statuses it sent."""
+    from aiohttp import web
+
+    sent: list[int] = []
+
+    async def completions(request: web.Request) -> web.Response:
+        if len(sent) < failures:
+            sent.append(status)
+            return web.Response(status=status, text="injected fault")
+        sent.append(200)
+        return web.json_response({"model": "double", "choices": [
+            {"message": {"role": "assistant", "content": "4"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1}})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}", sent
+    finally:
+        await runner.cleanup()
+
+
+async def test_5xx_answers_are_retried_with_backoff() -> None:
+    async with flaky_server_double(failures=2, status=503) as (url, sent):
+        llm = OpenAICompatLLM(url, model="double", retry=FAST_RETRY)
+        try:
+            completion = await llm.chat(QUESTION)
+        finally:
+            await llm.aclose()
+    assert completion.text == "4" and sent == [503, 503, 200]
+
+
+async def test_persistent_5xx_and_4xx_are_clear_errors() -> None:
+    async with flaky_server_double(failures=10, status=500) as (url, sent):
+        llm = OpenAICompatLLM(url, model="double", retry=FAST_RETRY)
+        try:
+            with pytest.raises(LLMRequestFailed, match=r"answered 500.*after 3 attempts"):
+                await llm.chat(QUESTION)
+        finally:
+            await llm.aclose()
+    assert sent == [500, 500, 500]
+    async with flaky_server_double(failures=10, status=400) as (url, sent):
+        llm = OpenAICompatLLM(url, model="double", retry=FAST_RETRY)
+        try:
+            with pytest.raises(LLMRequestFailed, match="refused the request with 400"):
+                await llm.chat(QUESTION)
+        finally:
+            await llm.aclose()
+    assert sent == [400]  # a 4xx is our fault: not retried
