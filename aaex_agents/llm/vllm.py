@@ -80,7 +80,10 @@ class VLLMEngine(LLM):
     async def load(cls, config: VLLMConfig) -> VLLMEngine:
         """Start the engine (tens of seconds on CPU) and return once it can generate.
 
-        The caller closes it with `aclose()`, or hands it to an `LLMService` that does.
+        vLLM starts synchronously: this holds the event loop until the engine is up, so load
+        engines before the node starts serving (or use `OpenAICompatLLM` with ``vllm serve``,
+        which keeps the engine in its own process). The caller closes it with `aclose()`, or
+        hands it to an `LLMService` that does.
 
         Raises:
             LLMUnavailable: vLLM is not installed or cannot start with this model.
