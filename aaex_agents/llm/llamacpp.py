@@ -108,6 +108,8 @@ class LlamaCppLLM(LLM):
         self._executor = executor
         self._info = info
         self._closed = False
+        self.tokens_generated = 0
+        """Tokens this engine has produced, abandoned requests included (for metrics)."""
 
     @classmethod
     async def load(cls, config: LlamaCppConfig | None = None) -> LlamaCppLLM:
@@ -194,6 +196,7 @@ class LlamaCppLLM(LLM):
                 text = choice["delta"].get("content")
                 if text:
                     pieces.append(text)
+                    self.tokens_generated += 1
                 finish = choice.get("finish_reason") or finish
             generated = len(pieces)
             # The context now holds the prompt and every generated token but the last one,
@@ -252,6 +255,7 @@ class LlamaCppLLM(LLM):
                         break
                     text = chunk["choices"][0]["delta"].get("content")
                     if text:
+                        self.tokens_generated += 1
                         put(text)
                 close = getattr(chunks, "close", None)
                 if close is not None:
