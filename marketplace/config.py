@@ -25,6 +25,7 @@ dataclasses.
 from __future__ import annotations
 
 import importlib
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -136,6 +137,9 @@ _AGENT_KEYS = {"name", "class", "settings"}
 def load_config(path: str | Path) -> NodeConfig:
     """Read a node configuration; relative paths are relative to the file.
 
+    The file's folder is also put on the import path, so agent classes defined next to the
+    configuration can be named (``class = "my_agents:Seller"``).
+
     Raises:
         ConfigError: unreadable file, bad TOML, unknown or mistyped field (named), or an
             invalid value (with the fix).
@@ -147,6 +151,9 @@ def load_config(path: str | Path) -> NodeConfig:
         raise ConfigError(f"cannot read {source}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from exc
+    folder = str(source.parent.resolve())
+    if folder not in sys.path:
+        sys.path.append(folder)
     return parse_config(document, base=source.parent)
 
 

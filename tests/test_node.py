@@ -124,3 +124,32 @@ async def test_node_runs_from_config_serves_admin_and_metrics_and_stops_on_sigte
             await process.wait()
     assert (tmp_path / "node.key").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "data" / "ledger.sqlite").exists()
+
+
+async def test_the_example_node_configuration_runs(tmp_path: Path) -> None:
+    import shutil
+
+    for name in ("node.toml", "forecast_agents.py"):
+        shutil.copy(ROOT / "examples" / name, tmp_path / name)
+    toml = (tmp_path / "node.toml").read_text()
+    for fixed in ("127.0.0.1:8700", "127.0.0.1:8701", "/tcp/4701"):  # free ports for the test
+        toml = toml.replace(fixed, fixed.rsplit(":", 1)[0] + ":0" if ":" in fixed else "/tcp/0")
+    (tmp_path / "node.toml").write_text(toml)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "marketplace.cli", "node", "run", "--config",
+        str(tmp_path / "node.toml"), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL)
+    assert process.stdout is not None
+    try:
+        ready = json.loads(await asyncio.wait_for(process.stdout.readline(), 90))
+        status = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "marketplace.cli", "node", "status", "--admin", ready["admin"],
+            "--json", cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(status.communicate(), 60)
+        assert json.loads(out)["agents"] == 1
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
