@@ -4,6 +4,8 @@
     aaex keys show agent.key [--passphrase-env VAR] [--json]
     aaex node run --config node.toml
     aaex node status --admin http://127.0.0.1:8701 [--json]
+    aaex ledger show|verify data/ledger.sqlite [--json]
+    aaex market search forecast.demand --seed /ip4/.../p2p/... [--where ...] [--max-price 5]
 
 The CLI is the application: it alone configures logging and calls `asyncio.run`.
 """
@@ -19,6 +21,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import aiohttp
 
@@ -99,6 +102,92 @@ def _node_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Left-aligned text columns, for humans (scripts use --json)."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _ledger_show(args: argparse.Namespace) -> int:
+    from .ledger import open_ledger
+
+    async def read() -> tuple[dict[str, Any], list[Any]]:
+        async with open_ledger(args.path) as ledger:
+            balances = await ledger.balances()
+            head, _ = await ledger.head()
+            entries = await ledger.entries(after=max(0, head - args.limit), limit=args.limit)
+            return {a: (b.available, b.held) for a, b in balances.items()}, entries
+
+    balances, entries = asyncio.run(read())
+    if args.json:
+        print(json.dumps({"balances": {a: {"available": v, "held": h}
+                                       for a, (v, h) in balances.items()},
+                          "entries": [{"seq": e.seq, "kind": e.kind, "hash": e.hash,
+                                       "body": e.body} for e in entries]}))
+        return 0
+    print(_table(["address", "available", "held"],
+                 [(a, v, h) for a, (v, h) in balances.items()]))
+    print()
+    print(_table(["seq", "kind", "hash", "agreement"],
+                 [(e.seq, e.kind, e.hash[:16], str(e.body.get("agreement_id", ""))[:16])
+                  for e in entries]))
+    return 0
+
+
+def _ledger_verify(args: argparse.Namespace) -> int:
+    from .errors import LedgerTampered
+    from .ledger import open_ledger
+
+    async def check() -> dict[str, Any]:
+        async with open_ledger(args.path) as ledger:
+            report = await ledger.verify()
+            return {"ok": True, "entries": report.entries, "head": report.head,
+                    "agreements": report.agreements}
+
+    try:
+        result = asyncio.run(check())
+    except LedgerTampered as exc:
+        result = {"ok": False, "seq": exc.seq, "problem": exc.problem}
+    if args.json:
+        print(json.dumps(result))
+    elif result["ok"]:
+        print(f"ledger verified: {result['entries']} entries, {result['agreements']} "
+              f"agreements, head {result['head']}")
+    else:
+        print(f"ledger TAMPERED at entry {result['seq']}: {result['problem']}",
+              file=sys.stderr)
+    return 0 if result["ok"] else 1
+
+
+def _market_search(args: argparse.Namespace) -> int:
+    from aaex_agents.transport.libp2p import open_libp2p_host
+    from discovery.dht import open_discovery
+    from discovery.query import Query, Utility, parse_where
+
+    query = Query(args.capability, where=parse_where(args.where) if args.where else None,
+                  max_price=args.max_price, limit=args.limit)
+
+    async def search() -> list[Any]:
+        async with open_libp2p_host() as host, open_discovery(host, seeds=args.seed) as found:
+            return [ad for _, ad in Utility().rank(await found.lookup(query))]
+
+    ads = asyncio.run(search())
+    if args.json:
+        print(json.dumps([json.loads(ad.model_dump_json()) for ad in ads]))
+        return 0
+    if not ads:
+        print(f"no seller of {args.capability} matches")
+        return 0
+    print(_table(["address", "price", "p95 ms", "deadline s", "attributes"],
+                 [(ad.address, f"{ad.price.amount:g} {ad.price.currency}", ad.sla.p95_ms,
+                   ad.sla.deadline_s, json.dumps(ad.attributes)) for ad in ads]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `aaex`, exposed for documentation and tests."""
     parser = argparse.ArgumentParser(prog="aaex", description="AAEX agent marketplace")
@@ -133,6 +222,30 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--admin", required=True, help="admin URL, e.g. http://127.0.0.1:8701")
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=_node_status)
+
+    ledger = commands.add_parser("ledger", help="inspect and verify a node's ledger")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    show_ledger = ledger_commands.add_parser("show", help="balances and the latest entries")
+    show_ledger.add_argument("path", help="ledger file (data_dir/ledger.sqlite)")
+    show_ledger.add_argument("--limit", type=int, default=20)
+    verify = ledger_commands.add_parser("verify", help="check the hash chain; exit 1 if broken")
+    verify.add_argument("path")
+    for sub in (show_ledger, verify):
+        sub.add_argument("--json", action="store_true")
+    show_ledger.set_defaults(run=_ledger_show)
+    verify.set_defaults(run=_ledger_verify)
+
+    market = commands.add_parser("market", help="search the market")
+    market_commands = market.add_subparsers(dest="market_command", required=True)
+    search = market_commands.add_parser("search", help="find sellers of a capability")
+    search.add_argument("capability")
+    search.add_argument("--seed", action="append", required=True,
+                        help="multiaddr of a node to join through (repeatable)")
+    search.add_argument("--where", help="attribute constraints, e.g. \"region == 'eu'\"")
+    search.add_argument("--max-price", type=float)
+    search.add_argument("--limit", type=int)
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(run=_market_search)
     return parser
 
 

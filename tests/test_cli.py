@@ -11,6 +11,19 @@ import pytest
 from aaex_agents import Identity
 from marketplace.cli import main
 
+ROOT = Path(__file__).resolve().parent.parent
+NODE_TOML = """
+[node]
+http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+p2p = ["/ip4/127.0.0.1/tcp/0"]
+
+[[agents]]
+name = "forecaster"
+class = "tests.peers.seller_peer:ForecastSeller"
+settings = { cost = 2.0, exponent = 4.0 }
+"""
+
 
 def test_keys_new_then_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "agent.key"
@@ -48,3 +61,61 @@ def test_console_script_is_installed() -> None:
     result = subprocess.run([sys.executable, "-m", "marketplace.cli", "--version"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0 and result.stdout.startswith("aaex ")
+
+
+def test_ledger_show_and_verify_then_tampering_is_found(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    import sqlite3
+
+    from marketplace.ledger import open_ledger
+
+    path = tmp_path / "ledger.sqlite"
+    funded = Identity.generate().address
+
+    async def fund() -> None:
+        async with open_ledger(path) as ledger:
+            await ledger.deposit(funded, 5_000_000)
+            await ledger.deposit(funded, 2_000_000)
+
+    asyncio.run(fund())
+    assert main(["ledger", "show", str(path), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["balances"][funded] == {"available": 7_000_000, "held": 0}
+    assert [e["kind"] for e in shown["entries"]] == ["deposit", "deposit"]
+    assert main(["ledger", "verify", str(path)]) == 0
+    assert "ledger verified: 2 entries" in capsys.readouterr().out
+
+    with sqlite3.connect(path) as db:  # an operator edits the file behind the node's back
+        db.execute("DROP TRIGGER entries_no_update")
+        db.execute("UPDATE entries SET body = replace(body, '2000000', '9000000') WHERE seq = 2")
+    assert main(["ledger", "verify", str(path), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["seq"] == 2
+
+
+def test_market_search_finds_a_running_nodes_seller(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import signal
+
+    config = tmp_path / "node.toml"
+    config.write_text(NODE_TOML)
+    node = subprocess.Popen([sys.executable, "-m", "marketplace.cli", "node", "run", "--config",
+                             str(config)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, cwd=ROOT)
+    try:
+        assert node.stdout is not None
+        ready = json.loads(node.stdout.readline())
+        seed = ready["p2p"][0]
+        assert main(["market", "search", "forecast.demand", "--seed", seed, "--json"]) == 0
+        ads = json.loads(capsys.readouterr().out)
+        assert len(ads) == 1 and ads[0]["capability"] == "forecast.demand"
+        assert main(["market", "search", "forecast.demand", "--seed", seed,
+                     "--max-price", "0.01"]) == 0
+        assert "no seller of forecast.demand matches" in capsys.readouterr().out
+        assert main(["market", "search", "forecast.demand", "--seed", seed, "--where",
+                     "strategy_exponent == 4.0"]) == 0
+        assert "aaex1" in capsys.readouterr().out
+    finally:
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=30) == 0
