@@ -12,16 +12,21 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .errors import LedgerTampered
 from .negotiation import Seller
 
 if TYPE_CHECKING:
     from .node import Node
 
 logger = logging.getLogger(__name__)
+
+# The live web view: one static page that polls the JSON endpoints below (package data).
+_PAGE = resources.files("marketplace").joinpath("static/index.html").read_text(encoding="utf-8")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -64,20 +69,30 @@ def build_app(node: Node) -> web.Application:
                        "price": s.agreement.terms.price} for s in signed])
 
     async def ledger(request: web.Request) -> web.Response:
-        entries = await node.ledger.entries(limit=int(request.query.get("limit", "200")))
-        report = await node.ledger.verify()
-        return _json({"verified": True, "head": report.head, "entries": [
-            {"seq": e.seq, "kind": e.kind, "hash": e.hash} for e in entries]})
+        limit = int(request.query.get("limit", "200"))
+        head, _ = await node.ledger.head()
+        entries = await node.ledger.entries(after=max(0, head - limit), limit=limit)
+        try:
+            report = await node.ledger.verify()
+            verified, problem, head_hash = True, None, report.head
+        except LedgerTampered as exc:
+            verified, problem, head_hash = False, str(exc), None
+        return _json({"verified": verified, "problem": problem, "head": head_hash,
+                      "entries": [{"seq": e.seq, "kind": e.kind, "hash": e.hash}
+                                  for e in entries]})
 
     async def balances(request: web.Request) -> web.Response:
         return _json({a: {"available": b.available, "held": b.held}
                       for a, b in (await node.ledger.balances()).items()})
 
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=_PAGE, content_type="text/html", charset="utf-8")
+
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(text=node.metrics_text(), content_type="text/plain",
                             charset="utf-8")
 
-    for path, view in (("/status", status), ("/agents", agents), ("/ads", ads),
+    for path, view in (("/", page), ("/status", status), ("/agents", agents), ("/ads", ads),
                        ("/dialogues", dialogues), ("/agreements", agreements),
                        ("/ledger", ledger), ("/balances", balances), ("/metrics", metrics)):
         app.router.add_get(path, view)
