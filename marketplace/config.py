@@ -85,6 +85,8 @@ class NodeConfig:
         agents: the agents to host.
         whitelists: capability -> agent addresses allowed to buy it (absent: open).
         refresh_period: seconds between republications of ads (they live twice that).
+        drain_timeout: on shutdown, how long open negotiations may still finish (new ones
+            are declined) before the runtime stops.
     """
 
     identity: Path
@@ -96,6 +98,7 @@ class NodeConfig:
     agents: tuple[AgentSpec, ...] = ()
     whitelists: Mapping[str, frozenset[str]] = field(default_factory=dict)
     refresh_period: float = 300.0
+    drain_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("http", "admin"):
@@ -105,6 +108,8 @@ class NodeConfig:
                                   "e.g. \"127.0.0.1:8700\"")
         if self.refresh_period <= 0:
             raise ConfigError("node.refresh_period must be positive seconds")
+        if self.drain_timeout < 0:
+            raise ConfigError("node.drain_timeout must be zero or positive seconds")
         names = [a.name for a in self.agents]
         if len(set(names)) != len(names):
             raise ConfigError(f"agents: names must be unique, got {names}")
@@ -130,7 +135,8 @@ def split_host_port(value: str) -> tuple[str, int]:
     return parsed
 
 
-_NODE_KEYS = {"identity", "data_dir", "http", "admin", "p2p", "seeds", "refresh_period"}
+_NODE_KEYS = {"identity", "data_dir", "http", "admin", "p2p", "seeds", "refresh_period",
+              "drain_timeout"}
 _AGENT_KEYS = {"name", "class", "settings"}
 
 
@@ -199,7 +205,8 @@ def parse_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
             http=str(node.get("http", "127.0.0.1:0")), admin=str(node.get("admin", "127.0.0.1:0")),
             p2p=tuple(_strings(node, "p2p", ["/ip4/127.0.0.1/tcp/0"])),
             seeds=tuple(_strings(node, "seeds", [])), agents=tuple(agents),
-            whitelists=whitelists, refresh_period=float(node.get("refresh_period", 300.0)))
+            whitelists=whitelists, refresh_period=float(node.get("refresh_period", 300.0)),
+            drain_timeout=float(node.get("drain_timeout", 10.0)))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"node: {exc}") from exc
 

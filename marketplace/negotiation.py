@@ -160,6 +160,13 @@ class Seller(Agent):
         self._max_dialogues = max_dialogues
         self.dialogues: dict[str, Dialogue] = {}
         self.queue_depth = 0
+        self.accepting = True
+        """False while the node drains: new calls are declined, open dialogues may finish."""
+
+    def live_dialogues(self, now: float) -> int:
+        """Dialogues still negotiating (not agreed or closed, deadline not passed)."""
+        return sum(1 for d in self.dialogues.values()
+                   if d.state is DialogueState.PROPOSED and d.cfp.respond_by >= now)
 
     def _elapsed(self, dialogue: Dialogue, now: float) -> tuple[float, float]:
         return now - dialogue.started, max(1e-3, dialogue.cfp.respond_by - dialogue.started)
@@ -201,6 +208,8 @@ class Seller(Agent):
         """Open a dialogue and bid, or decline."""
         now = self.clock.now()
         try:
+            if not self.accepting:
+                raise Refusal("shutting_down", "this seller is stopping; ask another")
             if msg.capability != self.capability:
                 raise Refusal("unknown_capability", f"this agent sells {self.capability}")
             if msg.dialogue in self.dialogues:

@@ -7,12 +7,14 @@ The node owns, in start order: the ledger, the libp2p host and DHT (joined throu
 seeds), the transports (HTTP and libp2p), the runtime hosting the configured agents, one
 advertiser per selling agent, and the admin API with `/metrics`. `open_node` returns only
 when all of them listen. Leaving it closes them in reverse: the admin API stops, the ads are
-withdrawn (signed tombstones), open dialogues are refused while the runtime stops, the
-transports and the host close, and the ledger closes last.
+withdrawn (signed tombstones), sellers decline new calls while open negotiations get up to
+`drain_timeout` to finish, the runtime stops, the transports and the host close, and the
+ledger closes last.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -55,6 +57,8 @@ class Node:
     advertisers: list[Advertiser] = field(default_factory=list)
     admin_url: str = ""
     started: float = field(default_factory=time.monotonic)
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when shutdown begins: new negotiations are declined from then on."""
 
     def status(self) -> dict[str, Any]:
         """What `aaex node status` shows."""
@@ -62,7 +66,8 @@ class Node:
             "node": self.identity.address, "peer_id": self.host.peer_id if self.host else None,
             "p2p": self.host.addrs if self.host else [], "endpoints": list(self.runtime.endpoints),
             "admin": self.admin_url, "agents": len(self.runtime.agents),
-            "state": self.runtime.state.value, "uptime_s": round(uptime_since(self.started), 1),
+            "state": "draining" if self.draining.is_set() else self.runtime.state.value,
+            "uptime_s": round(uptime_since(self.started), 1),
             "routing_table": (self.host.dht.get_routing_table_size()
                               if self.host and self.host.dht else 0)}
 
@@ -158,6 +163,23 @@ def offers_of(agent: Agent) -> list[Offer]:
                   attributes={"strategy_exponent": agent.strategy.exponent})]
 
 
+async def _drain(node: Node, timeout: float) -> None:
+    """Decline new negotiations; wait (at most `timeout` s) for open ones to end."""
+    sellers = [a for a in node.runtime.agents.values() if isinstance(a, Seller)]
+    for seller in sellers:
+        seller.accepting = False
+    node.draining.set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = time.time()
+        live = sum(s.live_dialogues(now) for s in sellers)
+        if live == 0:
+            return
+        await asyncio.sleep(0.05)
+    logger.warning("drain: %d negotiation(s) still open after %.0f s; stopping anyway",
+                   sum(s.live_dialogues(time.time()) for s in sellers), timeout)
+
+
 @asynccontextmanager
 async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
     """Start everything `config` describes; returns when all of it listens.
@@ -188,6 +210,9 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             agents, transports=transports, directory=directory,
             config=RuntimeConfig(data_dir=config.data_dir / "storage")))
         node = Node(config, identity, ledger, runtime, host, discovery)
+        # Runs after the advertisers have withdrawn (exit order is reversed), before the
+        # runtime stops: nobody finds us any more, and open negotiations may still finish.
+        stack.push_async_callback(_drain, node, config.drain_timeout)
         if discovery is not None:
             http_endpoints = [e for e in runtime.endpoints if e.startswith("http")]
             for agent in agents:

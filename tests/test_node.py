@@ -153,3 +153,42 @@ async def test_the_example_node_configuration_runs(tmp_path: Path) -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_shutdown_declines_new_calls_but_lets_open_negotiations_finish(
+        tmp_path: Path) -> None:
+    from aaex_agents import Identity
+    from marketplace.contracting import buyer_signer
+    from marketplace.negotiation import Accept, Agreed, Decline
+    from marketplace.node import open_node
+    from marketplace.strategies import Offer
+
+    config = parse_config({
+        "node": {"http": "127.0.0.1:0", "admin": "127.0.0.1:0", "p2p": [],
+                 "drain_timeout": 20},
+        "agents": [{"name": "forecaster", "class": "tests.peers.seller_peer:ForecastSeller",
+                    "settings": {"cost": 2.0, "exponent": 4.0}}]}, base=tmp_path)
+    buyer = Buyer(Identity.generate())
+    node_cm = open_node(config)
+    node = await node_cm.__aenter__()
+    seller = next(iter(node.runtime.agents.values()))
+    directory = StaticDirectory({seller.address: list(node.runtime.endpoints)})
+    async with open_runtime(buyer, transports=[HttpTransport()], directory=directory) as rt:
+        ctx = rt.context(buyer)
+        call = CallForProposals(dialogue=new_dialogue_id(), capability="forecast.demand",
+                                max_price=10, max_latency_ms=1000, max_deadline_s=60,
+                                respond_by=time.time() + 60)
+        offer = await ctx.ask(seller.address, call)
+        assert isinstance(offer, Propose)
+        stopping = asyncio.ensure_future(node_cm.__aexit__(None, None, None))
+        await asyncio.wait_for(node.draining.wait(), 10)  # the node has begun to drain
+        late = await ctx.ask(seller.address, CallForProposals(
+            dialogue=new_dialogue_id(), capability="forecast.demand", max_price=10,
+            max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 60))
+        assert isinstance(late, Decline) and late.reason == "shutting_down"
+        signed = buyer_signer(buyer.identity)(call.dialogue, seller.address, call, Offer(
+            offer.price, offer.latency_ms, offer.deadline_s, offer.penalty))
+        agreed = await ctx.ask(seller.address, Accept(dialogue=call.dialogue, round=0,
+                                                      agreement=signed))
+        assert isinstance(agreed, Agreed)  # the open negotiation finished during the drain
+        await asyncio.wait_for(stopping, 30)  # and then the node stopped, well before 20 s
