@@ -89,7 +89,13 @@ def build_app(node: Node) -> web.Application:
         return web.Response(text=_PAGE, content_type="text/html", charset="utf-8")
 
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(text=node.metrics_text(), content_type="text/plain",
+        recorded = len(await node.ledger.agreements())
+        unsettled = len(await node.ledger.agreements(unsettled=True))
+        ledger_samples: list[tuple[str, str, dict[str, str], float]] = [
+            ("aaex_agreements_total", "Agreements recorded in the ledger", {}, recorded),
+            ("aaex_settlements_total", "Agreements settled (paid or refunded)", {},
+             recorded - unsettled)]
+        return web.Response(text=node.metrics_text(ledger_samples), content_type="text/plain",
                             charset="utf-8")
 
     for path, view in (("/", page), ("/status", status), ("/agents", agents), ("/ads", ads),

@@ -28,6 +28,18 @@ import aiohttp
 from aaex_agents import AaexError, Identity
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message (and the exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        document = {"ts": round(record.created, 3), "level": record.levelname,
+                    "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return json.dumps(document)
+
+
 def _passphrase(variable: str | None) -> str | None:
     if variable is None:
         return None
@@ -197,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         release = "unknown"
     parser.add_argument("--version", action="version", version=f"aaex {release}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text",
+                        help="json: one JSON object per log line, for log collectors")
     commands = parser.add_subparsers(dest="command", required=True)
 
     keys = commands.add_parser("keys", help="create and inspect agent keys")
@@ -252,8 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `aaex` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.DEBUG if args.verbose else logging.INFO
+    if args.log_format == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonLogFormatter())
+        logging.basicConfig(level=level, handlers=[handler])
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         code: int = args.run(args)
     except AaexError as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,10 +77,10 @@ class Node:
                 for advertiser in self.advertisers
                 for capability, acks in advertiser.acknowledgements.items()]
 
-    def metrics_text(self) -> str:
-        """Prometheus exposition of the node's counters."""
+    def metrics_text(self, extra: Sequence[tuple[str, str, dict[str, str], float]] = ()) -> str:
+        """Prometheus exposition of the node's counters (plus `extra` samples)."""
         m = self.runtime.metrics
-        samples: list[tuple[str, str, dict[str, str], float]] = [
+        samples: list[tuple[str, str, dict[str, str], float]] = [*extra,
             ("aaex_messages_in_total", "Envelopes accepted and handled", {}, m.received),
             ("aaex_messages_out_total", "Envelopes sent", {}, m.sent),
             ("aaex_handler_errors_total", "Handler failures answered with an error", {},

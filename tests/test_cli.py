@@ -119,3 +119,19 @@ def test_market_search_finds_a_running_nodes_seller(
     finally:
         node.send_signal(signal.SIGTERM)
         assert node.wait(timeout=30) == 0
+
+
+def test_json_log_format_writes_one_object_per_line() -> None:
+    import logging
+
+    from marketplace.cli import JsonLogFormatter
+
+    record = logging.LogRecord("aaex.test", logging.WARNING, __file__, 1, "ad %s refused",
+                               ("x",), None)
+    document = json.loads(JsonLogFormatter().format(record))
+    assert document["level"] == "WARNING" and document["message"] == "ad x refused"
+    assert document["logger"] == "aaex.test"
+    result = subprocess.run([sys.executable, "-m", "marketplace.cli", "--log-format", "json",
+                             "node", "run", "--config", "/nonexistent/node.toml"],
+                            capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
+    assert result.returncode == 2 and "cannot read" in result.stderr

@@ -113,6 +113,7 @@ async def test_node_runs_from_config_serves_admin_and_metrics_and_stops_on_sigte
             metrics = await get("/metrics")
             assert isinstance(metrics, str)
             assert "aaex_messages_in_total 1" in metrics
+            assert "aaex_agreements_total 0" in metrics and "aaex_settlements_total 0" in metrics
             assert 'aaex_negotiations_total{state="proposed"} 1' in metrics
             for path in ("/status", "/agreements", "/ledger", "/balances"):
                 await get(path)
