@@ -26,7 +26,8 @@ def test_readme_has_the_two_commands_ci_runs() -> None:
     assert len(commands) == 2
     demo, tests = commands
     assert "examples/echo_pair.py" in demo
-    assert "pytest" in tests and '".[cpu,dev]"' in tests  # the real CPU model runs in the tests
+    # the real CPU model and the supply-chain solvers run in the tests
+    assert "pytest" in tests and '".[cpu,dev,demo]"' in tests
     ci = (ROOT / ".ci" / "run").read_text()
     assert "grep -E '^python3 -m venv \\.venv && ' README.md" in ci
     # The second step, vLLM on CPU, is in CI and documented in the README.
