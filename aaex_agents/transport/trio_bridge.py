@@ -261,45 +261,6 @@ sleep_forever = trio.sleep_forever
 """Re-exported so trio-side code elsewhere never imports trio itself."""
 
 
-def move_on_after(seconds: float) -> trio.CancelScope:
-    """A trio cancel scope for trio-side code that must not import trio."""
-    return trio.move_on_after(seconds)
-
-
-def fail_after(seconds: float) -> AbstractAsyncContextManager[Any] | Any:
-    """A trio deadline for trio-side code that must not import trio (raises TimeoutError)."""
-    return _fail_after(seconds)
-
-
-class _fail_after:
-    def __init__(self, seconds: float) -> None:
-        self._scope = trio.fail_after(seconds)
-
-    def __enter__(self) -> None:
-        self._scope.__enter__()
-
-    def __exit__(self, *exc: Any) -> bool:
-        try:
-            return bool(self._scope.__exit__(*exc))
-        except trio.TooSlowError as slow:
-            raise TimeoutError(str(slow)) from None
-
-
 def shielded() -> trio.CancelScope:
     """A shielded cancel scope, for trio-side clean-up that must finish when cancelled."""
     return trio.CancelScope(shield=True)
-
-
-def capacity_limiter(total: int) -> trio.CapacityLimiter:
-    """A trio capacity limiter (bounds concurrent DHT calls per process)."""
-    return trio.CapacityLimiter(total)
-
-
-def open_nursery() -> trio.Nursery | Any:
-    """A trio nursery for trio-side code that must not import trio."""
-    return trio.open_nursery()
-
-
-def Event() -> trio.Event:
-    """A trio event for trio-side code that must not import trio."""
-    return trio.Event()
