@@ -164,8 +164,14 @@ class Runtime:
                               session=envelope.session, in_reply_to=envelope.message_id)
         return reply_frame
 
-    def _admit(self, frame: bytes) -> Envelope:
+    def _admit(self, frame: bytes, *, target: str | None = None) -> Envelope:
+        """Every check an inbound frame passes, requests and replies alike.
+
+        `target` is the agent a reply must be addressed to; without it, any hosted agent.
+        """
         envelope = decode_frame(frame, max_bytes=self.config.policy.max_frame_bytes)
+        if target is not None and envelope.target != target:
+            raise WrongTarget(f"reply is addressed to {envelope.target}, not to {target}")
         if envelope.target not in self._agents:
             raise WrongTarget(f"{envelope.target} is not hosted here")
         envelope.verify()
@@ -213,12 +219,7 @@ class Runtime:
         if reply_frame is None:
             return request, None
         try:
-            reply = decode_frame(reply_frame, max_bytes=self.config.policy.max_frame_bytes)
-            if reply.target != agent.address:
-                raise WrongTarget(f"reply is addressed to {reply.target}, not to {agent.address}")
-            reply.verify()
-            check_fresh(reply, now=self._clock.now(), policy=self.config.policy,
-                        replay=self._replay)
+            reply = self._admit(reply_frame, target=agent.address)
         except EnvelopeRejected as exc:
             self.metrics.rejected[exc.reason] += 1
             raise UnexpectedReply(f"reply from {to} was rejected: {exc}") from exc
