@@ -30,7 +30,7 @@ from .model import Message
 from .transport.memory import Deliver, MemoryNetwork, MemoryTransport, Route
 
 __all__ = ["Faults", "JsonLinesProcess", "ManualClock", "MemoryNetwork", "MemoryTransport", "Route",
-           "ScriptedPeer", "stdin_closed_or_terminated"]
+           "ScriptedPeer", "stop_on_stdin_close_or_signal"]
 
 
 @dataclass
@@ -215,12 +215,15 @@ class JsonLinesProcess:
         self.process.kill()
 
 
-async def stdin_closed_or_terminated() -> None:
-    """Return when stdin reaches end of file, or on SIGTERM or SIGINT.
+@asynccontextmanager
+async def stop_on_stdin_close_or_signal() -> AsyncIterator[asyncio.Event]:
+    """Yield an event set when stdin reaches end of file, or on SIGTERM or SIGINT.
 
     For child processes of multi-process tests and demos: the parent stops them by closing
-    their stdin or by a signal. stdin is watched by the event loop itself, not by a thread
-    blocked in `read()`, which would hold up the interpreter's shutdown after a signal.
+    their stdin or by a signal. Enter it *before* announcing readiness, so no signal can
+    arrive while the default handler would still kill the process. stdin is watched by the
+    event loop itself, not by a thread blocked in `read()`, which would hold up the
+    interpreter's shutdown after a signal.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -230,12 +233,11 @@ async def stdin_closed_or_terminated() -> None:
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     eof = asyncio.ensure_future(reader.read())
-    stopped = asyncio.ensure_future(stop.wait())
+    eof.add_done_callback(lambda _: stop.set())
     try:
-        await asyncio.wait([eof, stopped], return_when=asyncio.FIRST_COMPLETED)
+        yield stop
     finally:
         eof.cancel()
-        stopped.cancel()
         transport.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

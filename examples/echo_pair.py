@@ -24,7 +24,7 @@ from aaex_agents import (
     handler,
     open_runtime,
 )
-from aaex_agents.testing import stdin_closed_or_terminated
+from aaex_agents.testing import stop_on_stdin_close_or_signal
 
 
 class Ping(Message, type="demo.ping/1"):
@@ -56,9 +56,10 @@ class Caller(Agent):
 async def serve_echo() -> None:
     """Child process: host Echo until SIGTERM or stdin closes."""
     echo = Echo(name="echo")
-    async with open_runtime(echo, transports=[HttpTransport()]) as runtime:
+    async with stop_on_stdin_close_or_signal() as stop, \
+            open_runtime(echo, transports=[HttpTransport()]) as runtime:
         print(json.dumps({"address": echo.address, "endpoint": runtime.endpoints[0]}), flush=True)
-        await stdin_closed_or_terminated()
+        await stop.wait()
 
 
 async def run_pair() -> int:

@@ -30,7 +30,7 @@ def test_exported_members() -> None:
 def test_testing_kit_members() -> None:
     assert set(aaex_agents.testing.__all__) == {
         "Faults", "JsonLinesProcess", "ManualClock", "MemoryNetwork", "MemoryTransport", "Route",
-        "ScriptedPeer", "stdin_closed_or_terminated"}
+        "ScriptedPeer", "stop_on_stdin_close_or_signal"}
 
 
 def test_every_rejection_has_its_own_reason() -> None:

@@ -11,7 +11,7 @@ import asyncio
 import json
 
 from aaex_agents import Agent, Context, HttpTransport, Message, handler, open_runtime
-from aaex_agents.testing import stdin_closed_or_terminated
+from aaex_agents.testing import stop_on_stdin_close_or_signal
 
 
 class Ping(Message, type="tests.ping/1"):
@@ -58,9 +58,10 @@ class Echo(Agent):
 
 async def main() -> None:
     echo = Echo()
-    async with open_runtime(echo, transports=[HttpTransport()]) as runtime:
+    async with stop_on_stdin_close_or_signal() as stop, \
+            open_runtime(echo, transports=[HttpTransport()]) as runtime:
         print(json.dumps({"address": echo.address, "endpoint": runtime.endpoints[0]}), flush=True)
-        await stdin_closed_or_terminated()
+        await stop.wait()
 
 
 if __name__ == "__main__":

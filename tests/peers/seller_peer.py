@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from aaex_agents import Context, HttpTransport, Identity, open_runtime
-from aaex_agents.testing import stdin_closed_or_terminated
+from aaex_agents.testing import stop_on_stdin_close_or_signal
 from marketplace.contracting import seller_countersigner
 from marketplace.delegation import ServiceSeller
 from marketplace.strategies import SellerStrategy
@@ -39,10 +39,11 @@ async def main(args: argparse.Namespace) -> None:
                             strategy=SellerStrategy(cost=args.cost, exponent=args.exponent,
                                                     latency_ms=args.latency),
                             countersign=seller_countersigner(identity))
-    async with open_runtime(seller, transports=[HttpTransport()]) as runtime:
+    async with stop_on_stdin_close_or_signal() as stop, \
+            open_runtime(seller, transports=[HttpTransport()]) as runtime:
         print(json.dumps({"address": seller.address, "endpoint": runtime.endpoints[0]}),
               flush=True)
-        await stdin_closed_or_terminated()
+        await stop.wait()
 
 
 if __name__ == "__main__":
