@@ -87,18 +87,22 @@ class AgentRecordValidator(Validator):
 
     def validate(self, key: str, value: bytes) -> None:
         """Raise unless `value` is a valid, unexpired agent record owned by `key`."""
-        record = AgentRecord.verify(value, now=self._clock.now())
-        record.check_proof(self._clock.now())
+        self._checked(key, value)
+
+    def _checked(self, key: str, value: bytes) -> AgentRecord:
+        now = self._clock.now()
+        record = AgentRecord.verify(value, now=now)
+        record.check_proof(now)
         if agent_record_key(record.address) != key:
             raise RecordKeyMismatch(f"record of {record.address} stored under {key}")
+        return record
 
     def select(self, key: str, values: list[bytes]) -> int:
         """Index of the best value: valid first, then the highest sequence number."""
         best, best_seq = 0, -1
         for i, value in enumerate(values):
             try:
-                self.validate(key, value)
-                seq = AgentRecord.verify(value, now=self._clock.now()).seq
+                seq = self._checked(key, value).seq
             except RecordRejected:
                 continue
             if seq > best_seq:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from aaex_agents.identity import Identity
 
@@ -23,14 +24,14 @@ CLOCK_TOLERANCE_MS = 60_000
 """How far the buyer's agreed-at may be from the seller's clock."""
 
 
-def task_hash(cfp: CallForProposals) -> str:
-    """sha256 of the task's canonical JSON: what the agreement names."""
-    return sha256_hex(json.dumps(cfp.task, sort_keys=True, separators=(",", ":")).encode())
+def task_hash(task: dict[str, Any]) -> str:
+    """sha256 of a task's canonical JSON: what the agreement names."""
+    return sha256_hex(json.dumps(task, sort_keys=True, separators=(",", ":")).encode())
 
 
 def terms_for(cfp: CallForProposals, offer: Offer, agreed_at_ms: int) -> Terms:
     """The terms an offer stands for, in integer minor units and milliseconds."""
-    return Terms(task_hash=task_hash(cfp), capability=cfp.capability,
+    return Terms(task_hash=task_hash(cfp.task), capability=cfp.capability,
                  price=to_minor_units(offer.price), max_latency_ms=max(1, round(offer.latency_ms)),
                  deadline_ms=agreed_at_ms + max(1, round(offer.deadline_s * 1000)),
                  penalty=to_minor_units(offer.penalty))

@@ -27,7 +27,7 @@ from typing import Any
 from aaex_agents import Context, Identity, Message, handler
 from aaex_agents.errors import AaexError, UsageError
 
-from .agreement import SignedAgreement
+from .agreement import MINOR_UNITS, SignedAgreement
 from .contracting import buyer_signer, task_hash
 from .errors import ContractRejected
 from .ledger import Ledger
@@ -92,11 +92,10 @@ class ServiceSeller(Seller):
         agreement = signed.agreement
         dialogue = self.dialogues.get(agreement.dialogue_id)
         if (agreement.seller != self.address or agreement.buyer != ctx.sender
-                or dialogue is None or dialogue.agreement is None
-                or SignedAgreement.from_wire(dialogue.agreement).id != signed.id):
+                or dialogue is None or dialogue.agreement != msg.agreement):
+            # The wire form is canonical, so the agreement we countersigned compares as bytes.
             return Decline(dialogue=agreement.dialogue_id, reason="unknown_agreement")
-        if agreement.terms.task_hash != task_hash(dialogue.cfp.model_copy(
-                update={"task": msg.task})):
+        if agreement.terms.task_hash != task_hash(msg.task):
             return Decline(dialogue=agreement.dialogue_id, reason="task_mismatch",
                            detail="the task is not the one that was priced")
         if signed.id in self._results:
@@ -293,7 +292,7 @@ class Delegator:
             make_receipt(agreement, delivery, issued_at_ms=int(time.time() * 1000)),
             self._identity)
         if receipt.receipt.verdict != "met":
-            self._wallet.release(agreement.seller, agreement.terms.price / 1_000_000)
+            self._wallet.release(agreement.seller, agreement.terms.price / MINOR_UNITS)
         self.reputation.add_agreement(signed)
         self.reputation.add_receipt(receipt)
         if self._settle is not None:
