@@ -53,6 +53,7 @@ from aaex_agents import (
 from aaex_agents.envelope import EnvelopePolicy, ReplayWindow, check_fresh, decode_frame, seal
 from aaex_agents.identity import Identity
 from aaex_agents.model import decode_payload
+from bench.stats import percentile  # linear interpolation, as the uAgents baseline
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_UAGENTS_SCRIPT = Path("..") / "shared" / "peer-bench" / "uagents_baseline.py"
@@ -152,16 +153,6 @@ class HttpRun:
     tput_other_cores: float
     errors: int
     child_exit: int
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Percentile with linear interpolation, q in [0, 100] (as the uAgents baseline)."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q / 100.0
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 class Asker:

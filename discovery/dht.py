@@ -160,6 +160,11 @@ class Discovery:
         except Exception:
             logger.debug("index handler already removed", exc_info=True)
 
+    def clear_cache(self) -> None:
+        """Forget cached lookups and records: the next ones walk the DHT."""
+        self._ad_cache.clear()
+        self._record_cache.clear()
+
     async def _call(self, fn: Any, *args: Any) -> Any:
         async with self._limit:
             return await self.node.bridge.call(fn, *args, timeout=self.config.call_timeout)

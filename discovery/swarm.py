@@ -92,7 +92,7 @@ class Swarm:
         for index in targets:
             discovery = self.discoveries[index]
             if fresh:
-                discovery._ad_cache.clear()
+                discovery.clear_cache()
             before = sum(discovery.node.streams_opened.values())
             calls_before = discovery.stats.walks + discovery.stats.index_calls
             started = time.perf_counter()
