@@ -89,12 +89,10 @@ def build_app(node: Node) -> web.Application:
         return web.Response(text=_PAGE, content_type="text/html", charset="utf-8")
 
     async def metrics(request: web.Request) -> web.Response:
-        recorded = len(await node.ledger.agreements())
-        unsettled = len(await node.ledger.agreements(unsettled=True))
+        recorded, settled = await node.ledger.counts()
         ledger_samples: list[tuple[str, str, dict[str, str], float]] = [
             ("aaex_agreements_total", "Agreements recorded in the ledger", {}, recorded),
-            ("aaex_settlements_total", "Agreements settled (paid or refunded)", {},
-             recorded - unsettled)]
+            ("aaex_settlements_total", "Agreements settled (paid or refunded)", {}, settled)]
         return web.Response(text=node.metrics_text(ledger_samples), content_type="text/plain",
                             charset="utf-8")
 

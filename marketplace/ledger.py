@@ -391,6 +391,13 @@ class Ledger:
             "LIMIT ?", (after, limit)).fetchall())
         return [_row_entry(row) for row in rows]
 
+    async def counts(self) -> tuple[int, int]:
+        """(agreements recorded, agreements settled), counted without decoding any (metrics)."""
+        def read(c: sqlite3.Connection) -> tuple[int, int]:
+            row = c.execute("SELECT COUNT(recorded), COUNT(settled) FROM entries").fetchone()
+            return int(row[0]), int(row[1])
+        return await self._run(read)
+
     async def head(self) -> tuple[int, str]:
         """(seq, hex hash) of the last entry; (0, GENESIS hex) when empty."""
         def read(c: sqlite3.Connection) -> tuple[int, str]:

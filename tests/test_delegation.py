@@ -280,3 +280,27 @@ async def test_handlers_reach_the_market_through_ctx_delegate() -> None:
         with pytest.raises(UsageError, match="no delegation service"):
             await runtime.context(coordinator).delegate("forecast.demand", {}, budget=1,
                                                         deadline=1)
+
+
+async def test_ledger_counts_match_what_was_recorded_and_settled(tmp_path: Path) -> None:
+    from marketplace.ledger import open_ledger
+
+    honest = make(Averager, cost=1.0)
+    planner = Planner()
+    network = MemoryNetwork()
+
+    async def find(capability: str) -> list[str]:
+        return [honest.address]
+
+    async with open_ledger(tmp_path / "l.sqlite") as ledger, open_runtime(
+            [planner, honest], transports=[network.transport()]) as rt:
+        await ledger.deposit(planner.address, 10_000_000)
+        await ledger.deposit(honest.address, 10_000_000)
+        assert await ledger.counts() == (0, 0)
+        delegator = Delegator(planner.identity, find=find, settle=settle_on(ledger),
+                              wallet=Wallet(budget=9, per_seller=9, per_task=9),
+                              negotiation_window=0.3)
+        await delegator.delegate(rt.context(planner), "forecast.demand", {"history": [1.0]},
+                                 budget=5.0, deadline=10, max_latency_ms=400)
+        assert await ledger.counts() == (1, 1)
+        assert len(await ledger.agreements()) == 1
