@@ -73,8 +73,11 @@ class HttpTransport(Transport):
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=self._connections_per_host,
                                              keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=(
-                "User-Agent", "Accept-Encoding"))
+            # No aiohttp timeout: `request` bounds each exchange with its own asyncio.timeout,
+            # and a second timer per request would only cost CPU on the hot path.
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+                skip_auto_headers=("User-Agent", "Accept-Encoding"))
         return self._session
 
     @override
