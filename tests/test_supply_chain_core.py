@@ -16,12 +16,7 @@ for _module in ("numpy", "statsmodels", "pyvrp"):
         _module, reason=f"{_module} comes with the demo extra: pip install '.[demo]'"
     )
 
-# The package lives in examples/ but cannot be imported as `examples.supply_chain`: libp2p (a
-# dependency) installs a top-level `examples` package that shadows the repository's folder. So
-# examples/ goes on the import path, as a node config's folder does, and it is `supply_chain`.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-
-from supply_chain import data, forecasting, routing  # noqa: E402
+from aaex_examples.supply_chain import data, forecasting, routing  # noqa: E402
 
 HOLDOUT_WEEKS = 2
 
