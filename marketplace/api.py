@@ -125,7 +125,8 @@ def prometheus(samples: list[tuple[str, str, dict[str, str], float]]) -> str:
     for name, help_text, labels, value in samples:
         if name not in seen:
             seen.add(name)
-            kind = "gauge" if name.endswith(("_seconds", "_size", "_ads")) else "counter"
+            # Prometheus naming: counters, and only counters, end in _total.
+            kind = "counter" if name.endswith("_total") else "gauge"
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         label_text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         lines.append(f"{name}{{{label_text}}} {value}" if label_text else f"{name} {value}")

