@@ -115,13 +115,10 @@ def _node_status(args: argparse.Namespace) -> int:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Left-aligned text columns, for humans (scripts use --json)."""
-    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    """Aligned text columns, for humans (scripts use --json)."""
+    from .console import render_table
+
+    return render_table(headers, rows)
 
 
 def _ledger_show(args: argparse.Namespace) -> int:
