@@ -46,6 +46,8 @@ from typing import Any, Literal, cast, get_args
 from aaex_agents.address import public_key_from_address
 from aaex_agents.errors import AaexError, UsageError
 
+from .buying import MarketSettings
+
 
 class ConfigError(AaexError):
     """The node configuration is invalid; the message names the field and the fix."""
@@ -161,6 +163,7 @@ class NodeConfig:
         drain_timeout: on shutdown, how long open negotiations may still finish (new ones
             are declined) before the runtime stops.
         llm: the language model the agents share; the default has none.
+        market: spending limits of the agents that buy through `ctx.delegate`.
     """
 
     identity: Path
@@ -174,6 +177,7 @@ class NodeConfig:
     refresh_period: float = 300.0
     drain_timeout: float = 10.0
     llm: LLMSpec = field(default_factory=LLMSpec)
+    market: MarketSettings = field(default_factory=MarketSettings)
 
     def __post_init__(self) -> None:
         for name in ("http", "admin"):
@@ -241,10 +245,10 @@ def load_config(path: str | Path) -> NodeConfig:
 
 def parse_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
     """Build a NodeConfig from parsed TOML (see `load_config`)."""
-    unknown = set(document) - {"node", "agents", "whitelists", "llm"}
+    unknown = set(document) - {"node", "agents", "whitelists", "llm", "market"}
     if unknown:
         raise ConfigError(f"unknown section(s) {sorted(unknown)}; use [node], [[agents]], "
-                          "[whitelists], [llm]")
+                          "[whitelists], [llm], [market]")
     node = _table(document.get("node", {}), "node")
     bad = set(node) - _NODE_KEYS
     if bad:
@@ -275,6 +279,7 @@ def parse_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
                 raise ConfigError(f"whitelists.{capability}: {exc}") from None
         whitelists[capability] = frozenset(addresses)
     llm = parse_llm(_table(document.get("llm", {}), "llm"), base=base)
+    market = parse_market(_table(document.get("market", {}), "market"))
     try:
         return NodeConfig(
             identity=base / str(node.get("identity", "node.key")),
@@ -283,9 +288,29 @@ def parse_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
             p2p=tuple(_strings(node, "p2p", ["/ip4/127.0.0.1/tcp/0"])),
             seeds=tuple(_strings(node, "seeds", [])), agents=tuple(agents),
             whitelists=whitelists, refresh_period=float(node.get("refresh_period", 300.0)),
-            drain_timeout=float(node.get("drain_timeout", 10.0)), llm=llm)
+            drain_timeout=float(node.get("drain_timeout", 10.0)), llm=llm,
+            market=market)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"node: {exc}") from exc
+
+
+def parse_market(table: Mapping[str, Any]) -> MarketSettings:
+    """Build the `MarketSettings` of a ``[market]`` table (every field optional).
+
+    Raises:
+        ConfigError: an unknown field, or a value that is not a positive number (named).
+    """
+    known = set(MarketSettings.__dataclass_fields__)
+    bad = set(table) - known
+    if bad:
+        raise ConfigError(f"market: unknown field(s) {sorted(bad)}; known: {sorted(known)}")
+    for name, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"market.{name} = {value!r}: write a positive number")
+    try:
+        return MarketSettings(**{k: float(v) for k, v in table.items()})
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def parse_llm(table: Mapping[str, Any], *, base: Path) -> LLMSpec:

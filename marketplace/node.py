@@ -36,6 +36,7 @@ from discovery.directory import DhtDirectory
 from discovery.records import PriceModel, SlaOffer
 
 from .api import prometheus, serve_admin, uptime_since
+from .buying import NodeMarket, discovery_finder
 from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
 from .contracting import seller_countersigner
 from .ledger import Ledger, open_ledger
@@ -60,6 +61,8 @@ class Node:
     advertisers: list[Advertiser] = field(default_factory=list)
     admin_url: str = ""
     llm: LLMService | None = None
+    market: NodeMarket | None = None
+    """What `ctx.delegate` of the hosted agents reaches."""
     """The language model the agents share; None when the configuration names none."""
     started: float = field(default_factory=time.monotonic)
     draining: asyncio.Event = field(default_factory=asyncio.Event)
@@ -200,6 +203,11 @@ def offers_of(agent: Agent) -> list[Offer]:
                   attributes={"strategy_exponent": agent.strategy.exponent})]
 
 
+async def _no_market(capability: str) -> list[str]:
+    """The finder of a node without libp2p: it finds nobody (configure `node.p2p`)."""
+    return []
+
+
 async def _drain(node: Node, timeout: float) -> None:
     """Decline new negotiations; wait (at most `timeout` s) for open ones to end."""
     sellers = [a for a in node.runtime.agents.values() if isinstance(a, Seller)]
@@ -247,10 +255,14 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             discovery = await stack.enter_async_context(open_discovery(host, seeds=config.seeds))
             transports.append(Libp2pTransport(host))
             directory = DhtDirectory(discovery)
+        market = NodeMarket({a.address: a for a in agents}, find=(
+            discovery_finder(discovery) if discovery is not None else _no_market),
+            ledger=ledger, settings=config.market)
         runtime = await stack.enter_async_context(open_runtime(
             agents, transports=transports, directory=directory,
-            config=RuntimeConfig(data_dir=config.data_dir / "storage"), llm=llm))
-        node = Node(config, identity, ledger, runtime, host, discovery, llm=llm)
+            config=RuntimeConfig(data_dir=config.data_dir / "storage"), llm=llm,
+            delegate=market.delegate))
+        node = Node(config, identity, ledger, runtime, host, discovery, llm=llm, market=market)
         # Runs after the advertisers have withdrawn (exit order is reversed), before the
         # runtime stops: nobody finds us any more, and open negotiations may still finish.
         stack.push_async_callback(_drain, node, config.drain_timeout)

@@ -1,0 +1,48 @@
+"""The node's market service: `[market]` settings and one delegator per buying agent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aaex_agents import Agent
+from aaex_agents.errors import UsageError
+from marketplace.buying import MarketSettings, NodeMarket
+from marketplace.config import ConfigError, parse_config
+
+
+def config(market: dict[str, object]) -> dict[str, object]:
+    return {"node": {"identity": "n.key"}, "market": market}
+
+
+def test_market_settings_are_read_from_the_config() -> None:
+    parsed = parse_config(config({"budget": 50, "per_task": 5.5}), base=Path("/tmp/x"))
+    assert parsed.market == MarketSettings(budget=50.0, per_task=5.5)
+    assert parse_config({"node": {}}, base=Path(".")).market == MarketSettings()
+
+
+@pytest.mark.parametrize(("market", "named"), [
+    ({"budget": -1}, "market.budget"),
+    ({"per_seller": "lots"}, "market.per_seller"),
+    ({"per_task": True}, "market.per_task"),
+    ({"budgett": 5}, "budgett"),
+])
+def test_a_bad_market_field_is_named(market: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        parse_config(config(market), base=Path("."))
+
+
+async def test_each_buying_agent_gets_its_own_delegator_and_wallet() -> None:
+    first, second = Agent(name="a"), Agent(name="b")
+
+    async def find(capability: str) -> list[str]:
+        return []
+
+    market = NodeMarket({a.address: a for a in (first, second)}, find=find, ledger=None,
+                        settings=MarketSettings(budget=7))
+    one, other = market.delegator_for(first.address), market.delegator_for(second.address)
+    assert one is market.delegator_for(first.address) and one is not other
+    assert one.reputation is other.reputation  # the node learns from every agent's receipts
+    with pytest.raises(UsageError, match="not an agent of this node"):
+        market.delegator_for(Agent().address)
