@@ -6,6 +6,7 @@
     aaex node status --admin http://127.0.0.1:8701 [--json]
     aaex ledger show|verify data/ledger.sqlite [--json]
     aaex market search forecast.demand --seed /ip4/.../p2p/... [--where ...] [--max-price 5]
+    aaex demo supply-chain [--stores 20] [--out supply-chain-demo] [--json]
 
 The CLI is the application: it alone configures logging and calls `asyncio.run`.
 """
@@ -27,17 +28,25 @@ import aiohttp
 
 from aaex_agents import AaexError, Identity
 
+_RECORD_FIELDS = {*logging.LogRecord("", 0, "", 0, "", (), None).__dict__, "message", "asctime"}
+
 
 class JsonLogFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message (and the exception)."""
+    """One JSON object per record, for log collectors.
+
+    It carries time, level, logger, message, the exception, and every field passed with
+    ``extra=`` (e.g. ``{"event": "task_started"}``), so events can be matched without
+    parsing the message text.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
-        document = {"ts": round(record.created, 3), "level": record.levelname,
-                    "logger": record.name, "message": record.getMessage()}
+        document: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname,
+                                    "logger": record.name, "message": record.getMessage()}
+        document.update({k: v for k, v in record.__dict__.items() if k not in _RECORD_FIELDS})
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
-        return json.dumps(document)
+        return json.dumps(document, default=str)
 
 
 def _passphrase(variable: str | None) -> str | None:
@@ -197,6 +206,45 @@ def _market_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_supply_chain(args: argparse.Namespace) -> int:
+    try:
+        from aaex_examples.supply_chain.demo import DEMO_STEPS, DemoOptions, failures, run_demo
+        from aaex_examples.supply_chain.summary import render_summary
+    except ImportError as exc:
+        print(f"aaex: the demo needs the demo extra: pip install 'aaex-agents[cpu,demo]' "
+              f"({exc})", file=sys.stderr)
+        return 2
+    from pathlib import Path
+
+    from .console import Progress
+
+    options = DemoOptions(out=Path(args.out), stores=args.stores, groups=args.groups,
+                          zones=args.zones, trucks=args.trucks, capacity=args.capacity,
+                          llm=args.llm, kill=not args.no_kill)
+    _log_to_file(options.out / "planner.log", args.verbose)
+    with Progress(total=DEMO_STEPS, label="supply-chain demo") as progress:
+        report = asyncio.run(run_demo(
+            options, step=lambda text: progress.update(advance=1, status=text),
+            note=progress.log))
+    print(json.dumps(report) if args.json else render_summary(report))
+    problems = failures(report)
+    for problem in problems:
+        print(f"aaex: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _log_to_file(path: Any, verbose: bool) -> None:
+    """Send the in-process node's logs to a file: the terminal shows progress and results."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(JsonLogFormatter())
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        if not verbose:
+            root.removeHandler(old)
+    root.addHandler(handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `aaex`, exposed for documentation and tests."""
     parser = argparse.ArgumentParser(prog="aaex", description="AAEX agent marketplace")
@@ -257,6 +305,24 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--limit", type=int)
     search.add_argument("--json", action="store_true")
     search.set_defaults(run=_market_search)
+
+    demo = commands.add_parser("demo", help="run an example market on this machine")
+    demo_commands = demo.add_subparsers(dest="demo_command", required=True)
+    supply = demo_commands.add_parser(
+        "supply-chain", help="a planner buys forecasts and routes from four provider nodes")
+    supply.add_argument("--out", default="supply-chain-demo",
+                        help="folder for the report, the pictures, configs, logs and ledger")
+    supply.add_argument("--stores", type=int, default=20)
+    supply.add_argument("--groups", type=int, default=4, help="forecast subtasks")
+    supply.add_argument("--zones", type=int, default=2, help="routing subtasks")
+    supply.add_argument("--trucks", type=int, default=3)
+    supply.add_argument("--capacity", type=int, help="units per truck (default: from sales)")
+    supply.add_argument("--llm", choices=["llamacpp", "none"], default="llamacpp",
+                        help="the model every node runs (llamacpp: the CPU model)")
+    supply.add_argument("--no-kill", action="store_true",
+                        help="do not kill a provider mid-task")
+    supply.add_argument("--json", action="store_true", help="print the report as JSON")
+    supply.set_defaults(run=_demo_supply_chain)
     return parser
 
 

@@ -188,7 +188,7 @@ def plot_routes(
         points = [problem.position(node) for node in route.path]
         ax.plot([p[0] for p in points], [p[1] for p in points], color=route_color(k), lw=2,
                 marker="o", ms=6, zorder=3,
-                label=f"truck {k}: {route.load}/{problem.capacity}, {route.distance:.1f} km")
+                label=f"truck {k + 1}: {route.load}/{problem.capacity}, {route.distance:.1f} km")
     ax.scatter([problem.depot[0]], [problem.depot[1]], s=140, marker="s", color="black",
                zorder=5, label="depot")
     ax.set_aspect("equal", adjustable="datalim")

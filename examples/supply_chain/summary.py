@@ -1,0 +1,76 @@
+"""The demo's report as tables for the terminal (the report itself is JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marketplace.console import render_table
+
+
+def _money(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def render_summary(report: dict[str, Any]) -> str:
+    """Job, subtasks, plan, settlements and checks, one table each."""
+    job = report["job"]
+    parts = [
+        f"request: {report['request']}",
+        f"job ({report['job_source']}; from the LLM: "
+        f"{', '.join(report['job_fields_from_llm']) or 'no field'}): "
+        + ", ".join(f"{k}={v}" for k, v in job.items()),
+    ]
+    if report["killed"]:
+        killed = report["killed"]
+        parts.append(f"killed: {killed['provider']} at {killed['at_s']} s, mid-task; "
+                     f"rerouted: {', '.join(killed['subtasks']) or 'nothing it held'}")
+    parts.append(render_table(
+        ["subtask", "status", "provider", "price", "attempts", "explanation"],
+        [(f"{t['capability']} {t['label']}", t["status"], t.get("provider", ""),
+          _money(t.get("price")),
+          " -> ".join(f"{a['provider']}:{a['verdict']}" for a in t["attempts"]),
+          _clip(t.get("explanation") or t.get("error", ""), 60))
+         for t in report["subtasks"]],
+        align="lllrll", title="Delegated subtasks"))
+    forecast = report["forecast"]
+    if forecast["stores"]:
+        parts.append(render_table(
+            ["store", "units", "forecaster", "MASE", "naive MASE"],
+            [(s, v["units"], v["provider"], _ratio(v["mase"]), _ratio(v["naive_mase"]))
+             for s, v in forecast["stores"].items()],
+            align="lrlrr",
+            title=f"Forecasts: mean MASE {_ratio(forecast['mase_mean'])} vs seasonal naive "
+                  f"{_ratio(forecast['naive_mase_mean'])}"))
+    plan = report["routing"]
+    if plan["routes"]:
+        parts.append(render_table(
+            ["truck", "stores", "load", "km"],
+            [(n + 1, " ".join(r["path"][1:-1]), f"{r['load']}/{plan['capacity']}",
+              f"{r['distance_km']:.1f}") for n, r in enumerate(plan["routes"])],
+            align="rlrr", title=f"Routes: {plan['cost_km']} km in total, feasible"))
+    elif plan["error"]:
+        parts.append(f"routing failed: {plan['error']}")
+    ledger = report["ledger"]
+    parts.append(render_table(
+        ["agreement", "seller", "verdict", "paid", "penalty"],
+        [(s["agreement_id"][:12], s["seller"], s["verdict"], _money(s["paid"]),
+          _money(s["penalty"])) for s in ledger["settlements"]],
+        align="lllrr",
+        title=f"Settlements ({ledger['entries']} ledger entries, "
+              f"{'verified' if ledger['verified'] else 'BROKEN: ' + ledger['problem']})"))
+    parts.append(render_table(
+        ["account", "available", "held"],
+        [(name, _money(b["available"]), _money(b["held"]))
+         for name, b in ledger["balances"].items()], align="lrr", title="Balances"))
+    files = report["files"]
+    parts.append("files: " + ", ".join(files.values()))
+    return "\n\n".join(parts)
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
