@@ -6,8 +6,6 @@ Needs the `demo` extra (`pip install -e ".[demo]"`); without it the whole module
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 

@@ -16,8 +16,9 @@ for _module in ("numpy", "statsmodels", "pyvrp", "matplotlib"):
     )
 
 import numpy as np  # noqa: E402
-from aaex_examples.supply_chain import data, forecasting, plots, routing  # noqa: E402
 from matplotlib import colors, image  # noqa: E402
+
+from aaex_examples.supply_chain import data, forecasting, plots, routing  # noqa: E402
 
 STORES = 6
 
