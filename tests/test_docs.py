@@ -25,7 +25,7 @@ def test_readme_has_the_two_commands_ci_runs() -> None:
                 if line.startswith("python3 -m venv .venv && ")]
     assert len(commands) == 2
     demo, tests = commands
-    assert "examples/echo_pair.py" in demo
+    assert '".[cpu,demo]"' in demo and demo.endswith(".venv/bin/aaex demo supply-chain")
     # the real CPU model and the supply-chain solvers run in the tests
     assert "pytest" in tests and '".[cpu,dev,demo]"' in tests
     ci = (ROOT / ".ci" / "run").read_text()
