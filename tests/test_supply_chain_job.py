@@ -118,3 +118,14 @@ def test_quantities_add_safety_stock_over_the_horizon() -> None:
     job = ReplenishmentJob(horizon_days=2, stores=1, trucks=1, truck_capacity=10,
                            safety_stock_pct=10)
     assert agents.quantities({"S01": [10.0, 10.0, 99.0]}, job) == {"S01": 22}
+
+
+async def test_a_job_for_more_stores_than_the_warehouse_supplies_is_refused() -> None:
+    from aaex_agents import open_runtime
+    from aaex_agents.testing import MemoryNetwork
+
+    planner, warehouse = agents.Planner(name="planner"), agents.Warehouse(stores=8)
+    async with open_runtime([planner, warehouse],
+                            transports=[MemoryNetwork().transport()]) as runtime:
+        with pytest.raises(JobError, match="supplies 8 stores, not 20"):
+            await planner.plan(runtime.context(planner), REQUEST, warehouse=warehouse.address)

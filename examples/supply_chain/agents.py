@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ from aaex_agents.llm import LLM, system, user
 from marketplace.delegation import Delegated, DelegationFailed, ServiceSeller
 
 from . import data, forecasting, routing
-from .job import Interpretation, ReplenishmentJob, interpret
+from .job import Interpretation, JobError, ReplenishmentJob, interpret
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,12 @@ class DispatchRefused(Message, type="supply.dispatch_refused/1"):
     reason: str
 
 
+class QueryRefused(Message, type="supply.query_refused/1"):
+    """The warehouse cannot answer a `NetworkQuery`; `reason` says why."""
+
+    reason: str
+
+
 # -- the warehouse ------------------------------------------------------------------------
 
 class Warehouse(Agent):
@@ -92,11 +99,11 @@ class Warehouse(Agent):
         self.stock = int(stock if stock is not None else recent * 1.2)
 
     @handler
-    async def on_query(self, ctx: Context, msg: NetworkQuery) -> NetworkSnapshot:
-        """The first `msg.stores` stores; asking for more than exist is an error."""
+    async def on_query(self, ctx: Context, msg: NetworkQuery) -> NetworkSnapshot | QueryRefused:
+        """The first `msg.stores` stores; asking for more than exist is refused."""
         if not 1 <= msg.stores <= len(self.network.stores):
-            raise UsageError(f"this depot supplies {len(self.network.stores)} stores, "
-                             f"not {msg.stores}")
+            return QueryRefused(reason=f"this depot supplies {len(self.network.stores)} "
+                                       f"stores, not {msg.stores}")
         chosen = self.network.stores[:msg.stores]
         return NetworkSnapshot(depot=self.network.depot,
                                stores={s.id: (s.x, s.y) for s in chosen},
@@ -316,12 +323,13 @@ class Planner(Agent):
         self.terms = Terms(**(terms or {}))
 
     async def plan(self, ctx: Context, request: str, *, warehouse: str, groups: int = 4,
-                   zones: int = 2, on_step: Any = None) -> PlanOutcome:
+                   zones: int = 2, on_step: Callable[[str], None] | None = None) -> PlanOutcome:
         """Run the whole job; failures of single subtasks are recorded, not raised.
 
         Raises:
-            JobError: the request cannot be read as a job.
-            AaexError: the warehouse cannot be reached or refuses the query.
+            JobError: the request cannot be read as a job, or asks for stores the warehouse
+                does not supply.
+            AaexError: the warehouse cannot be reached.
         """
         step = on_step or (lambda text: None)
         try:
@@ -331,8 +339,11 @@ class Planner(Agent):
         step("reading the request")
         interpretation = await interpret(llm, request)
         job = interpretation.job
-        snapshot = await ctx.ask(warehouse, NetworkQuery(stores=job.stores),
-                                 reply_type=NetworkSnapshot, timeout=30)
+        snapshot = await ctx.ask(warehouse, NetworkQuery(stores=job.stores), timeout=30)
+        if isinstance(snapshot, QueryRefused):
+            raise JobError(f"the warehouse refuses the job: {snapshot.reason}")
+        if not isinstance(snapshot, NetworkSnapshot):
+            raise JobError(f"the warehouse answered {type(snapshot).__name__}")
         outcome = PlanOutcome(request=request, interpretation=interpretation, snapshot=snapshot)
         stores = sorted(snapshot.stores)
         step(f"forecasting {len(stores)} stores in {min(groups, len(stores))} groups")
@@ -370,13 +381,16 @@ class Planner(Agent):
         if outcome.plan is None:
             return outcome
         step("dispatching")
-        outcome.dispatch = await ctx.ask(
+        reply = await ctx.ask(
             warehouse, DispatchOrder(quantities=outcome.quantities,
                                      routes=[list(r.stores) for r in outcome.plan.routes]),
-            timeout=30)  # type: ignore[assignment]
+            timeout=30)
+        if isinstance(reply, DispatchConfirmed | DispatchRefused):
+            outcome.dispatch = reply
         return outcome
 
-    async def _delegate(self, ctx: Context, tasks: list[Subtask], task_of: Any, budget: float,
+    async def _delegate(self, ctx: Context, tasks: list[Subtask],
+                        task_of: Callable[[Subtask], dict[str, Any]], budget: float,
                         latency_ms: float) -> None:
         async def one(task: Subtask) -> None:
             try:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aaex_agents.errors import LLMError
+from aaex_agents.errors import AaexError, LLMError
 from aaex_agents.llm import LLM, system, user
 
 
-class JobError(ValueError):
+class JobError(AaexError, ValueError):
     """The request cannot be read as a replenishment job; the message says what is missing."""
 
 
@@ -93,8 +93,8 @@ def parse_request(text: str) -> ReplenishmentJob:
 
 def _job(values: dict[str, float]) -> ReplenishmentJob:
     try:
-        return ReplenishmentJob(**{k: (v if k == "safety_stock_pct" else int(v))
-                                   for k, v in values.items()})
+        return ReplenishmentJob.model_validate(
+            {k: (v if k == "safety_stock_pct" else int(v)) for k, v in values.items()})
     except ValueError as exc:
         raise JobError(f"the request's numbers are out of range: {exc}") from exc
 
