@@ -120,5 +120,7 @@ def test_providers_explain_their_results_with_their_llm(
     for task in report["subtasks"]:
         text = task["explanation"]
         assert text and not text.startswith("("), text  # "(no explanation: ...)" on failure
+        assert "SmolLM2" in task["explained_by"]["model"]
+        assert 0 < task["explained_by"]["tokens"] <= 48
     assert report["job_source"] in {"llm", "mixed", "fallback"}
     assert report["llm_answer"]  # the planner's model answered (checked field by field)

@@ -129,20 +129,25 @@ class Warehouse(Agent):
 
 # -- providers ----------------------------------------------------------------------------
 
-async def explain(ctx: Context, facts: str) -> str:
-    """One or two sentences from the node's LLM about a result (says so when it has none)."""
+async def explain(ctx: Context, facts: str) -> dict[str, Any]:
+    """The node's LLM explains a result: ``{"text", "model", "tokens"}``.
+
+    Without a model, or when it fails, the text says so and `tokens` is 0: the result
+    itself stands on its own.
+    """
     try:
         llm: LLM = ctx.llm
     except UsageError:
-        return "(this node runs no language model)"
+        return {"text": "(this node runs no language model)", "model": None, "tokens": 0}
     try:
         answer = await llm.chat(
             [system("You are a supply-chain analyst. Explain the result below to a store "
                     "manager in one or two short sentences. Use only the facts given."),
              user(facts)], max_tokens=48, timeout=60)
     except LLMError as exc:
-        return f"(no explanation: {exc})"
-    return answer.text.strip()
+        return {"text": f"(no explanation: {exc})", "model": None, "tokens": 0}
+    return {"text": answer.text.strip(), "model": answer.model,
+            "tokens": answer.usage.completion_tokens}
 
 
 def _log_task(ctx: Context, capability: str, size: int) -> None:
@@ -173,7 +178,8 @@ class ForecastProvider(ServiceSeller):
         return {"forecast": forecasts, "method": "holt-winters",
                 "mase": {s: round(v.method_mase, 4) for s, v in score.per_store.items()},
                 "naive_mase": {s: round(v.naive_mase, 4) for s, v in score.per_store.items()},
-                "explanation": await explain(ctx, facts), "provider": self.name}
+                "explanation": await explain(ctx, facts), "facts": facts,
+                "provider": self.name}
 
 
 class RoutingProvider(ServiceSeller):
@@ -194,7 +200,8 @@ class RoutingProvider(ServiceSeller):
         return {"routes": [{"path": list(r.path), "load": r.load, "distance": r.distance}
                            for r in plan.routes],
                 "cost_km": plan.total_cost, "solver": "pyvrp",
-                "explanation": await explain(ctx, facts), "provider": self.name}
+                "explanation": await explain(ctx, facts), "facts": facts,
+                "provider": self.name}
 
 
 def problem_of(task: dict[str, Any]) -> routing.RoutingProblem:

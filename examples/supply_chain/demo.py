@@ -360,7 +360,9 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
                          provider_address=seller,
                          price=result.agreement.agreement.terms.price / MINOR_UNITS,
                          agreement_id=result.agreement.id,
-                         explanation=result.result.get("explanation", ""))
+                         explanation=result.result["explanation"]["text"],
+                         explained_by={k: result.result["explanation"][k]
+                                       for k in ("model", "tokens")})
         else:
             entry.update(status="failed", error=str(result))
         entry["rerouted"] = killed is not None and any(
