@@ -5,6 +5,7 @@ Errors name the field and the fix.
     [node]
     identity = "node.key"            # created on first run (mode 0600)
     data_dir = "data"
+    ledger = "data/ledger.sqlite"    # optional; this is the default
     http = "127.0.0.1:0"             # envelopes; "" to serve libp2p only
     admin = "127.0.0.1:0"            # local admin API, /metrics and the web view
     p2p = ["/ip4/127.0.0.1/tcp/0"]
@@ -164,6 +165,7 @@ class NodeConfig:
             are declined) before the runtime stops.
         llm: the language model the agents share; the default has none.
         market: spending limits of the agents that buy through `ctx.delegate`.
+        ledger: the ledger file; None keeps it in the data dir (see `ledger_path`).
     """
 
     identity: Path
@@ -178,6 +180,7 @@ class NodeConfig:
     drain_timeout: float = 10.0
     llm: LLMSpec = field(default_factory=LLMSpec)
     market: MarketSettings = field(default_factory=MarketSettings)
+    ledger: Path | None = None
 
     def __post_init__(self) -> None:
         for name in ("http", "admin"):
@@ -195,8 +198,8 @@ class NodeConfig:
 
     @property
     def ledger_path(self) -> Path:
-        """The node's ledger file."""
-        return self.data_dir / "ledger.sqlite"
+        """The node's ledger file: `ledger`, or ``ledger.sqlite`` in the data dir."""
+        return self.ledger if self.ledger is not None else self.data_dir / "ledger.sqlite"
 
 
 def _host_port(value: str) -> tuple[str, int] | None:
@@ -214,8 +217,8 @@ def split_host_port(value: str) -> tuple[str, int]:
     return parsed
 
 
-_NODE_KEYS = {"identity", "data_dir", "http", "admin", "p2p", "seeds", "refresh_period",
-              "drain_timeout"}
+_NODE_KEYS = {"identity", "data_dir", "ledger", "http", "admin", "p2p", "seeds",
+              "refresh_period", "drain_timeout"}
 _AGENT_KEYS = {"name", "class", "settings"}
 _LLM_KEYS = {"backend"}.union(*_LLM_FIELDS.values())
 
@@ -289,7 +292,7 @@ def parse_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
             seeds=tuple(_strings(node, "seeds", [])), agents=tuple(agents),
             whitelists=whitelists, refresh_period=float(node.get("refresh_period", 300.0)),
             drain_timeout=float(node.get("drain_timeout", 10.0)), llm=llm,
-            market=market)
+            market=market, ledger=base / str(node["ledger"]) if "ledger" in node else None)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"node: {exc}") from exc
 

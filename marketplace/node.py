@@ -236,6 +236,7 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
         KeyFileError, LedgerError, TransportError: a resource could not be opened.
     """
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.ledger_path.parent.mkdir(parents=True, exist_ok=True)
     identity = load_or_create_identity(config.identity)
     agents = [build_agent(spec, config) for spec in config.agents]
     async with AsyncExitStack() as stack:

@@ -61,6 +61,9 @@ def test_config_file_errors(tmp_path: Path) -> None:
     good.write_text(NODE_TOML)
     config = load_config(good)
     assert config.identity == tmp_path / "node.key" and config.agents[0].name == "forecaster"
+    assert config.ledger_path == config.data_dir / "ledger.sqlite"
+    placed = parse_config({"node": {"ledger": "books/main.sqlite"}}, base=tmp_path)
+    assert placed.ledger_path == tmp_path / "books" / "main.sqlite"
     unknown = tmp_path / "unknown.toml"
     unknown.write_text(NODE_TOML.replace("tests.peers.seller_peer:ForecastSeller",
                                          "tests.peers.nothing_here:Nope"))
