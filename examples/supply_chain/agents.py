@@ -141,9 +141,11 @@ async def explain(ctx: Context, facts: str) -> dict[str, Any]:
         return {"text": "(this node runs no language model)", "model": None, "tokens": 0}
     try:
         answer = await llm.chat(
-            [system("You are a supply-chain analyst. Explain the result below to a store "
-                    "manager in one or two short sentences. Use only the facts given."),
-             user(facts)], max_tokens=48, timeout=60)
+            # Asked for advice rather than a summary: a small model given "explain this"
+            # mostly repeats the facts word for word.
+            [system("You are a supply-chain analyst."),
+             user(f"Facts:\n{facts}\n\nWhat should the store manager do? Answer in one "
+                  "sentence.")], max_tokens=48, timeout=60)
     except LLMError as exc:
         return {"text": f"(no explanation: {exc})", "model": None, "tokens": 0}
     return {"text": answer.text.strip(), "model": answer.model,

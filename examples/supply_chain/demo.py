@@ -356,9 +356,12 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
                               "agreement_id": a.agreement_id} for a in attempts]
         if isinstance(result, Delegated):
             seller = result.agreement.agreement.seller
+            terms = result.agreement.agreement.terms
             entry.update(status="done", provider=names.get(seller, seller),
-                         provider_address=seller,
-                         price=result.agreement.agreement.terms.price / MINOR_UNITS,
+                         provider_address=seller, price=terms.price / MINOR_UNITS,
+                         max_latency_ms=terms.max_latency_ms,
+                         penalty=terms.penalty / MINOR_UNITS,
+                         latency_ms=result.receipt.receipt.latency_ms,
                          agreement_id=result.agreement.id,
                          explanation=result.result["explanation"]["text"],
                          explained_by={k: result.result["explanation"][k]

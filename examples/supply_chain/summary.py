@@ -25,13 +25,18 @@ def render_summary(report: dict[str, Any]) -> str:
         parts.append(f"killed: {killed['provider']} at {killed['at_s']} s, mid-task; "
                      f"rerouted: {', '.join(killed['subtasks']) or 'nothing it held'}")
     parts.append(render_table(
-        ["subtask", "status", "provider", "price", "attempts", "explanation"],
+        ["subtask", "status", "provider", "price", "penalty", "SLA s", "took s", "attempts"],
         [(f"{t['capability']} {t['label']}", t["status"], t.get("provider", ""),
-          _money(t.get("price")),
-          " -> ".join(f"{a['provider']}:{a['verdict']}" for a in t["attempts"]),
-          _clip(t.get("explanation") or t.get("error", ""), 60))
+          _money(t.get("price")), _money(t.get("penalty")), _seconds(t.get("max_latency_ms")),
+          _seconds(t.get("latency_ms")),
+          " -> ".join(f"{a['provider']}:{a['verdict']}" for a in t["attempts"]))
          for t in report["subtasks"]],
-        align="lllrll", title="Delegated subtasks"))
+        align="lllrrrrl", title="Agreements (signed by planner and provider)"))
+    parts.append(render_table(
+        ["subtask", "explanation by the provider's LLM"],
+        [(f"{t['capability']} {t['label']}",
+          _clip(t.get("explanation") or t.get("error", ""), 100)) for t in report["subtasks"]],
+        align="ll"))
     forecast = report["forecast"]
     if forecast["stores"]:
         parts.append(render_table(
@@ -65,6 +70,10 @@ def render_summary(report: dict[str, Any]) -> str:
     files = report["files"]
     parts.append("files: " + ", ".join(files.values()))
     return "\n\n".join(parts)
+
+
+def _seconds(milliseconds: float | None) -> str:
+    return "" if milliseconds is None else f"{milliseconds / 1000:.1f}"
 
 
 def _ratio(value: float | None) -> str:
