@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,21 @@ async def test_a_job_for_more_stores_than_the_warehouse_supplies_is_refused() ->
                             transports=[MemoryNetwork().transport()]) as runtime:
         with pytest.raises(JobError, match="supplies 8 stores, not 20"):
             await planner.plan(runtime.context(planner), REQUEST, warehouse=warehouse.address)
+
+
+def test_the_demo_writes_node_configs_that_the_node_reads(tmp_path: Path) -> None:
+    import tomllib
+
+    from aaex_examples.supply_chain.demo import _toml, node_document
+    from marketplace.config import parse_config
+
+    document = node_document("planner", [
+        {"name": "warehouse", "class": "aaex_examples.supply_chain.agents:Warehouse",
+         "settings": {"stores": 8, "seed": 7}}], seeds=["/ip4/127.0.0.1/tcp/1/p2p/x"],
+        llm="llamacpp", market={"budget": 100.0, "ban_seconds": 600.0})
+    text = _toml(document)
+    assert tomllib.loads(text) == document
+    config = parse_config(tomllib.loads(text), base=tmp_path)
+    assert config.agents[0].settings == {"stores": 8, "seed": 7}
+    assert config.llm.backend == "llamacpp" and config.market.ban_seconds == 600.0
+    assert config.seeds == ("/ip4/127.0.0.1/tcp/1/p2p/x",)

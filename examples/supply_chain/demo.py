@@ -315,7 +315,7 @@ async def run_demo(options: DemoOptions, step: Step | None = None,
             say("writing the report")
             report = await _report(outcome, node, providers, kills, folder)
     report["elapsed_s"] = round(time.monotonic() - started, 1)
-    _write_pictures(outcome, report, folder)
+    await asyncio.to_thread(_write_pictures, outcome, report, folder)  # matplotlib: seconds
     (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
     return report
 
