@@ -208,7 +208,13 @@ def _market_search(args: argparse.Namespace) -> int:
 
 def _demo_supply_chain(args: argparse.Namespace) -> int:
     try:
-        from aaex_examples.supply_chain.demo import DEMO_STEPS, DemoOptions, failures, run_demo
+        from aaex_examples.supply_chain.demo import (
+            DEMO_STEPS,
+            PLANNER_LOG,
+            DemoOptions,
+            failures,
+            run_demo,
+        )
         from aaex_examples.supply_chain.summary import render_summary
     except ImportError as exc:
         print(f"aaex: the demo needs the demo extra: pip install 'aaex-agents[cpu,demo]' "
@@ -221,7 +227,7 @@ def _demo_supply_chain(args: argparse.Namespace) -> int:
     options = DemoOptions(out=Path(args.out), stores=args.stores, groups=args.groups,
                           zones=args.zones, trucks=args.trucks, capacity=args.capacity,
                           llm=args.llm, kill=not args.no_kill)
-    _log_to_file(options.out / "planner.log", args.verbose)
+    _log_to_file(options.out / PLANNER_LOG, args.verbose)
     with Progress(total=DEMO_STEPS, label="supply-chain demo") as progress:
         report = asyncio.run(run_demo(
             options, step=lambda text: progress.update(advance=1, status=text),

@@ -52,6 +52,10 @@ def test_the_demo_succeeds_and_writes_its_files(demo: tuple[dict[str, Any], Path
     report, out, code = demo
     assert code == 0
     assert json.loads((out / "report.json").read_text())["ledger"] == report["ledger"]
+    # The in-process planner node logs to a file (the terminal shows progress), the
+    # providers' logs are copied next to it.
+    assert '"node ' in (out / "planner.log").read_text()
+    assert (out / "forecast-express.log").stat().st_size > 0
     for picture in ("forecast.png", "routes.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["job"]["stores"] == STORES

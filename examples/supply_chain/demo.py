@@ -320,10 +320,16 @@ async def run_demo(options: DemoOptions, step: Step | None = None,
     return report
 
 
+PLANNER_LOG = "planner.log"
+"""The in-process node's log; the CLI opens it before the run, so cleaning keeps it."""
+
+
 def _clean(folder: Path) -> None:
     """Empty what a previous run left (keys, ledgers, logs), keep anything else."""
     folder.mkdir(parents=True, exist_ok=True)
     for child in folder.iterdir():
+        if child.name == PLANNER_LOG:
+            continue
         if child.name.endswith(("-data", ".key", ".log", ".toml", ".png", "report.json")):
             if child.is_dir():
                 shutil.rmtree(child)
