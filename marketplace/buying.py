@@ -12,17 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aaex_agents import Agent, Context
 from aaex_agents.errors import UsageError
-from discovery.dht import Discovery
 from discovery.query import Query, Utility
 
 from .delegation import Backoff, Delegated, Delegator, Finder, settle_on
 from .ledger import Ledger
 from .policy import Wallet
 from .reputation import ReputationBook
+
+if TYPE_CHECKING:  # the DHT pulls in libp2p; reading a node's config must not
+    from discovery.dht import Discovery
 
 
 @dataclass(frozen=True, kw_only=True)

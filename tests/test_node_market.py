@@ -46,3 +46,15 @@ async def test_each_buying_agent_gets_its_own_delegator_and_wallet() -> None:
     assert one.reputation is other.reputation  # the node learns from every agent's receipts
     with pytest.raises(UsageError, match="not an agent of this node"):
         market.delegator_for(Agent().address)
+
+
+def test_reading_a_config_does_not_import_libp2p() -> None:
+    # [market] settings live next to the market service, which must not drag the DHT (and
+    # libp2p, over a second of imports) into every command that only reads a config.
+    import subprocess
+    import sys
+
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, marketplace.config; print('libp2p' in sys.modules)"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert probe.stdout.strip() == "False"
