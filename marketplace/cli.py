@@ -245,8 +245,8 @@ def _log_to_file(path: Any, verbose: bool) -> None:
     handler = logging.FileHandler(path, mode="w")
     handler.setFormatter(JsonLogFormatter())
     root = logging.getLogger()
-    for old in root.handlers[:]:
-        if not verbose:
+    if not verbose:  # -v keeps the terminal's handler as well
+        for old in root.handlers[:]:
             root.removeHandler(old)
     root.addHandler(handler)
 

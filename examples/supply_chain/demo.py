@@ -351,8 +351,10 @@ async def _fund(ledger: Ledger, node: Node, providers: list[ProviderNode]) -> No
 async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode],
                   kills: list[ProviderNode], folder: Path) -> dict[str, Any]:
     names = {p.address: p.spec.name for p in providers}
+    names[_agent(node, Planner).address] = "planner"
     killed = kills[0] if kills else None
     subtasks = []
+    scored: dict[str, dict[str, Any]] = {}  # store -> its forecaster, MASE and baseline's
     for task in outcome.subtasks:
         entry: dict[str, Any] = {"capability": task.capability, "label": task.label,
                                  "stores": task.stores}
@@ -372,6 +374,10 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
                          explanation=result.result["explanation"]["text"],
                          explained_by={k: result.result["explanation"][k]
                                        for k in ("model", "tokens")})
+            if task.capability == FORECAST:
+                for store, value in result.result["mase"].items():
+                    scored[store] = {"provider": entry["provider"], "mase": value,
+                                     "naive_mase": result.result["naive_mase"][store]}
         else:
             entry.update(status="failed", error=str(result))
         entry["rerouted"] = killed is not None and any(
@@ -390,17 +396,10 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
                             "seller": names.get(r.seller, r.seller), "verdict": r.verdict,
                             "paid": r.release / MINOR_UNITS,
                             "penalty": r.penalty / MINOR_UNITS})
-    balances = {names.get(a, "planner" if a == _agent(node, Planner).address else a):
+    balances = {names.get(a, a):
                 {"available": b.available / MINOR_UNITS, "held": b.held / MINOR_UNITS}
                 for a, b in (await ledger.balances()).items()}
     interpretation = outcome.interpretation
-    forecast_by = {s: t["provider"] for t in subtasks if t["capability"] == FORECAST
-                   and t["status"] == "done" for s in t["stores"]}
-    mase = {}
-    for task in outcome.subtasks:
-        if task.capability == FORECAST and isinstance(task.outcome, Delegated):
-            for store, value in task.outcome.result["mase"].items():
-                mase[store] = (value, task.outcome.result["naive_mase"][store])
     plan = outcome.plan
     problem = outcome.problem
     return {
@@ -422,12 +421,12 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
         "subtasks": subtasks,
         "forecast": {
             "stores": {s: {"forecast": [round(v, 2) for v in outcome.forecasts[s]],
-                           "units": outcome.quantities.get(s), "provider": forecast_by.get(s),
-                           "mase": mase.get(s, (None, None))[0],
-                           "naive_mase": mase.get(s, (None, None))[1]}
+                           "units": outcome.quantities.get(s),
+                           **scored.get(s, {"provider": None, "mase": None,
+                                            "naive_mase": None})}
                        for s in sorted(outcome.forecasts)},
-            "mase_mean": _mean([m for m, _ in mase.values()]),
-            "naive_mase_mean": _mean([n for _, n in mase.values()])},
+            "mase_mean": _mean([v["mase"] for v in scored.values()]),
+            "naive_mase_mean": _mean([v["naive_mase"] for v in scored.values()])},
         "routing": {
             "trucks": problem.trucks if problem else None,
             "capacity": problem.capacity if problem else None,

@@ -82,16 +82,17 @@ def parse_request(text: str) -> ReplenishmentJob:
         JobError: a required field (stores, trucks, truck capacity, horizon) is not found or
             out of range.
     """
-    found = read_request(text)
-    missing = [name for name in ("horizon_days", "stores", "trucks", "truck_capacity")
-               if name not in found]
-    if missing:
-        raise JobError(f"the request does not say {', '.join(missing)}: write e.g. 'next week, "
-                       "20 stores, 3 trucks of 4500 units'")
-    return _job(found)
+    return _job(read_request(text))
+
+
+REQUIRED = ("horizon_days", "stores", "trucks", "truck_capacity")
 
 
 def _job(values: dict[str, float]) -> ReplenishmentJob:
+    missing = [name for name in REQUIRED if name not in values]
+    if missing:
+        raise JobError(f"the request does not say {', '.join(missing)}: write e.g. 'next week, "
+                       "20 stores, 3 trucks of 4500 units'")
     try:
         return ReplenishmentJob.model_validate(
             {k: (v if k == "safety_stock_pct" else int(v)) for k, v in values.items()})
@@ -136,13 +137,13 @@ async def interpret(llm: LLM | None, text: str, *, timeout: float = 60.0) -> Int
     rules = read_request(text)
     numbers = {_number(n) for n in re.findall(_NUMBER, text)}
     if llm is None:
-        return Interpretation(_job_or_raise(rules, text), "fallback", notes=("no LLM",))
+        return Interpretation(_job(rules), "fallback", notes=("no LLM",))
     try:
         proposal = await llm.complete_json([system(PROMPT), user(text)],
                                            schema=ReplenishmentJob, max_tokens=96,
                                            timeout=timeout)
     except LLMError as exc:
-        return Interpretation(_job_or_raise(rules, text), "fallback",
+        return Interpretation(_job(rules), "fallback",
                               notes=(f"model answer unusable: {exc}",),
                               raw=getattr(exc, "text", "") or "")
     values: dict[str, float] = dict(rules)
@@ -160,11 +161,6 @@ async def interpret(llm: LLM | None, text: str, *, timeout: float = 60.0) -> Int
             values[name] = given
             accepted.append(name)
     source = "llm" if len(accepted) == len(FIELDS) else "mixed" if accepted else "fallback"
-    return Interpretation(_job_or_raise(values, text), source, tuple(accepted), tuple(notes),
+    return Interpretation(_job(values), source, tuple(accepted), tuple(notes),
                           proposal.model_dump_json())
 
-
-def _job_or_raise(values: dict[str, float], text: str) -> ReplenishmentJob:
-    if {"horizon_days", "stores", "trucks", "truck_capacity"} - values.keys():
-        return parse_request(text)  # raises JobError naming what is missing
-    return _job(values)
