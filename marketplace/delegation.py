@@ -104,6 +104,11 @@ class ServiceSeller(Seller):
         self.queue_depth += 1
         try:
             result = await self.perform(ctx, msg.task)
+        except (KeyError, TypeError, ValueError) as exc:
+            # The task does not have the shape `perform` needs: say so to the buyer (who
+            # settles it as not delivered) instead of an anonymous handler failure.
+            return Decline(dialogue=agreement.dialogue_id, reason="bad_task",
+                           detail=f"{type(exc).__name__}: {exc}")
         finally:
             self.queue_depth -= 1
         delivered = Deliver(agreement_id=signed.id, result=result,
@@ -254,22 +259,23 @@ class Delegator:
                     self.backoff.ban(bid.seller, time.time())
                 continue
             signed = SignedAgreement.from_wire(outcome.agreement)
-            done = await self._perform(ctx, signed, task, end)
-            attempts.append(Attempt(outcome.winner, done[1].receipt.verdict, signed.id))
-            if done[1].receipt.verdict == "met" and done[0] is not None:
+            result, receipt, detail = await self._perform(ctx, signed, task, end)
+            attempts.append(Attempt(outcome.winner, receipt.receipt.verdict, signed.id, detail))
+            if receipt.receipt.verdict == "met" and result is not None:
                 self.backoff.forgive(outcome.winner)
-                return Delegated(done[0], signed, done[1], attempts)
+                return Delegated(result, signed, receipt, attempts)
             banned = self.backoff.ban(outcome.winner, time.time())
             logger.warning("%s failed %s (%s); banned %.0f s, re-awarding", outcome.winner,
-                           capability, done[1].receipt.verdict, banned)
+                           capability, receipt.receipt.verdict, banned)
         raise DelegationFailed(f"{capability}: no provider delivered within {deadline} s",
                                attempts)
 
     async def _perform(self, ctx: Context, signed: SignedAgreement, task: dict[str, Any],
-                       end: float) -> tuple[dict[str, Any] | None, SignedReceipt]:
+                       end: float) -> tuple[dict[str, Any] | None, SignedReceipt, str]:
         """Send the task, wait within the SLA, judge the delivery, settle.
 
-        Never raises for a failing seller: that is a `not_delivered` or `breached` receipt.
+        Never raises for a failing seller: that is a `not_delivered` or `breached` receipt,
+        returned with what went wrong (empty when it delivered).
         """
         agreement = signed.agreement
         if self._settle is not None:
@@ -277,7 +283,7 @@ class Delegator:
         started = int(time.time() * 1000)
         wait = max(0.05, min(end - time.time(), agreement.terms.max_latency_ms / 1000 * 1.5,
                              (agreement.terms.deadline_ms - started) / 1000))
-        delivery, result = None, None
+        delivery, result, detail = None, None, ""
         try:
             reply = await ctx.ask(agreement.seller, Task(agreement=signed.to_wire(), task=task),
                                   timeout=wait)
@@ -286,8 +292,13 @@ class Delegator:
                 result = reply.result
                 delivery = Delivery(result_hash=reply.result_hash, started_at_ms=started,
                                     finished_at_ms=max(started, int(time.time() * 1000)))
+            elif isinstance(reply, Decline):
+                detail = f"{reply.reason}: {reply.detail}" if reply.detail else reply.reason
+            else:
+                detail = f"unusable delivery ({type(reply).__name__})"
         except (AaexError, TimeoutError) as exc:
-            logger.info("%s did not deliver: %s", agreement.seller, exc)
+            detail = str(exc) or type(exc).__name__
+            logger.info("%s did not deliver: %s", agreement.seller, detail)
         receipt = SignedReceipt.create(
             make_receipt(agreement, delivery, issued_at_ms=int(time.time() * 1000)),
             self._identity)
@@ -301,7 +312,7 @@ class Delegator:
             await ctx.send(agreement.seller, ReceiptNotice(receipt=receipt.to_wire()), timeout=2)
         except (AaexError, TimeoutError) as exc:
             logger.debug("receipt not delivered to %s: %s", agreement.seller, exc)
-        return result, receipt
+        return result, receipt, detail
 
     async def delegate_all(self, ctx: Context, subtasks: Sequence[tuple[str, dict[str, Any]]],
                            **options: Any) -> list[Delegated | DelegationFailed]:

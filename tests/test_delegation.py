@@ -114,6 +114,32 @@ async def test_a_failing_provider_is_banned_and_the_subtask_re_awarded() -> None
     assert delegator.reputation.score(honest.address).score == 1.0
 
 
+async def test_a_task_the_seller_cannot_read_gets_a_clear_reason_and_the_seller_lives() -> None:
+    strict = make(Averager, cost=0.5)
+    planner = Planner()
+    book = Book()
+
+    async def find(capability: str) -> list[str]:
+        return [strict.address]
+
+    delegator = Delegator(planner.identity, find=find, settle=book.settle,
+                          wallet=Wallet(budget=20, per_seller=20, per_task=10),
+                          negotiation_window=0.3, backoff=Backoff(base=0.001))
+    async with open_runtime([planner, strict], transports=[MemoryNetwork().transport()]) as rt:
+        with pytest.raises(DelegationFailed) as failed:
+            await delegator.delegate(rt.context(planner), "forecast.demand", {"histry": [1]},
+                                     budget=5.0, deadline=1.5, max_latency_ms=500)
+        # The same seller still serves a well-formed task afterwards (once the buyer lifts
+        # the bans its retries piled up).
+        delegator.backoff.forgive(strict.address)
+        done = await delegator.delegate(rt.context(planner), "forecast.demand",
+                                        {"history": [2.0, 4.0]}, budget=5.0, deadline=10,
+                                        max_latency_ms=500)
+    first = failed.value.attempts[0]
+    assert (first.verdict, first.detail) == ("not_delivered", "bad_task: KeyError: 'history'")
+    assert done.result == {"forecast": 3.0}
+
+
 async def test_reputation_from_receipts_reorders_providers_after_a_ban_expires() -> None:
     hanging = make(HangingSellerFault, cost=0.5)  # cheapest, but it never delivers
     honest = make(Averager, cost=2.0)

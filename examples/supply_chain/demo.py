@@ -361,7 +361,8 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
         result = task.outcome
         attempts = result.attempts if result is not None else []
         entry["attempts"] = [{"provider": names.get(a.seller, a.seller), "verdict": a.verdict,
-                              "agreement_id": a.agreement_id} for a in attempts]
+                              "agreement_id": a.agreement_id, "detail": a.detail}
+                             for a in attempts]
         if isinstance(result, Delegated):
             seller = result.agreement.agreement.seller
             terms = result.agreement.agreement.terms
