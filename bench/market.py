@@ -34,9 +34,9 @@ from aaex_agents import (
 )
 from aaex_agents.testing import JsonLinesProcess
 from bench.stats import percentile
-from marketplace.contracting import buyer_signer, seller_countersigner
-from marketplace.negotiation import CallForProposals, Seller, negotiate, new_dialogue_id
-from marketplace.strategies import (
+from marketplace.trade.contracting import buyer_signer, seller_countersigner
+from marketplace.trade.negotiation import CallForProposals, Seller, negotiate, new_dialogue_id
+from marketplace.trade.strategies import (
     BOULWARE,
     CONCEDER,
     LINEAR,

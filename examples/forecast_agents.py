@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aaex_agents import Context
-from marketplace.delegation import ServiceSeller
+from marketplace.trade.delegation import ServiceSeller
 
 
 class MovingAverageForecaster(ServiceSeller):

@@ -1,47 +1,130 @@
-"""Negotiation, agreements, SLA, ledger, reputation, delegation, the node and the CLI.
+"""The market: contracts, trade, the node and the CLI, in four rooms that import one way.
 
-Layout: contracts (`agreement`, `sla`, `receipt`, with `signing` for their canonical bytes),
-settlement (`ledger`, over the hash chain of `chain`), trust (`reputation`), and the
-errors of all of them (`errors`).
+    cli ──► node ──► trade ──► contracts          (then discovery, then aaex_agents)
+
+`contracts` holds what two parties sign and the books they keep; `trade` negotiates and
+delegates; `node` hosts agents with their transports, DHT, ledger and LLM; `cli` is `aaex`.
+`open_node` and `Node` are imported on first use (PEP 562): they pull in libp2p (about 1.4 s),
+which reading a config or verifying a ledger must not pay for.
 """
 
-from .agreement import MINOR_UNITS, Agreement, SignedAgreement, Terms, to_minor_units
-from .chain import LedgerReport
-from .errors import (
+from typing import TYPE_CHECKING, Any
+
+from .contracts import (
+    AccessEvent,
+    Agreement,
     AlreadySettled,
     BadContractSignature,
+    Balance,
     ContractRejected,
+    Delivery,
+    Entry,
     InsufficientFunds,
+    Ledger,
+    LedgerConfig,
     LedgerCorrupt,
     LedgerError,
     LedgerFull,
+    LedgerReport,
     LedgerTampered,
+    MINOR_UNITS,
     MalformedContract,
+    Receipt,
     ReceiptMismatch,
-    UnknownAgreement,
-)
-from .ledger import (
-    AccessEvent,
-    Balance,
-    Entry,
-    Ledger,
-    LedgerConfig,
+    ReputationBook,
+    Score,
     Settlement,
+    SignedAgreement,
+    SignedReceipt,
+    SlaOutcome,
+    Terms,
+    UnknownAgreement,
+    Verdict,
+    check_sla,
+    make_receipt,
     open_ledger,
+    to_minor_units,
 )
-from .receipt import Receipt, SignedReceipt, make_receipt
-from .reputation import ReputationBook, Score
-from .sla import Delivery, SlaOutcome, Verdict, check_sla
+from .node.config import (
+    ConfigError,
+    NodeConfig,
+    load_config,
+)
+from .trade import (
+    Accept,
+    AccessControl,
+    AccessList,
+    Agreed,
+    Attempt,
+    Backoff,
+    BuyerStrategy,
+    BuyerUtility,
+    CallForProposals,
+    CounterOffer,
+    Decline,
+    Delegated,
+    DelegationFailed,
+    Delegator,
+    Deliver,
+    Dialogue,
+    DialogueState,
+    MarketSettings,
+    NegotiationResult,
+    NodeMarket,
+    Offer,
+    Propose,
+    RateLimit,
+    ReceiptNotice,
+    Refusal,
+    Seller,
+    SellerStrategy,
+    ServiceSeller,
+    SpendingRefused,
+    Task,
+    Wallet,
+    Weights,
+    negotiate,
+)
+
+if TYPE_CHECKING:
+    from .node.node import Node, open_node
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Node", "open_node"):
+        from .node import node
+
+        return getattr(node, name)
+    raise AttributeError(f"module 'marketplace' has no attribute {name!r}")
+
 
 __all__ = [
     "MINOR_UNITS",
+    "Accept",
+    "AccessControl",
     "AccessEvent",
+    "AccessList",
+    "Agreed",
     "Agreement",
     "AlreadySettled",
+    "Attempt",
+    "Backoff",
     "BadContractSignature",
     "Balance",
+    "BuyerStrategy",
+    "BuyerUtility",
+    "CallForProposals",
+    "ConfigError",
     "ContractRejected",
+    "CounterOffer",
+    "Decline",
+    "Delegated",
+    "DelegationFailed",
+    "Delegator",
+    "Deliver",
     "Delivery",
+    "Dialogue",
+    "DialogueState",
     "Entry",
     "InsufficientFunds",
     "Ledger",
@@ -52,19 +135,39 @@ __all__ = [
     "LedgerReport",
     "LedgerTampered",
     "MalformedContract",
+    "MarketSettings",
+    "NegotiationResult",
+    "Node",
+    "NodeConfig",
+    "NodeMarket",
+    "Offer",
+    "Propose",
+    "RateLimit",
     "Receipt",
     "ReceiptMismatch",
+    "ReceiptNotice",
+    "Refusal",
     "ReputationBook",
     "Score",
+    "Seller",
+    "SellerStrategy",
+    "ServiceSeller",
     "Settlement",
     "SignedAgreement",
     "SignedReceipt",
     "SlaOutcome",
+    "SpendingRefused",
+    "Task",
     "Terms",
     "UnknownAgreement",
     "Verdict",
+    "Wallet",
+    "Weights",
     "check_sla",
+    "load_config",
     "make_receipt",
+    "negotiate",
     "open_ledger",
+    "open_node",
     "to_minor_units",
 ]

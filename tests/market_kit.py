@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 
 from aaex_agents import Identity
-from marketplace.agreement import Agreement, SignedAgreement, Terms
-from marketplace.receipt import SignedReceipt, make_receipt
-from marketplace.sla import Delivery
+from marketplace.contracts.agreement import Agreement, SignedAgreement, Terms
+from marketplace.contracts.receipt import SignedReceipt, make_receipt
+from marketplace.contracts.sla import Delivery
 
 AGREED_AT_MS = 1_800_000_000_000
 PRICE = 5_000

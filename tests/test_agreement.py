@@ -13,16 +13,16 @@ from pydantic import ValidationError
 from aaex_agents import Identity, UsageError
 from aaex_agents.address import address_from_public_key
 from aaex_agents.identity import verify_signature
-from marketplace.agreement import Agreement, SignedAgreement, Terms, to_minor_units
-from marketplace.errors import (
+from marketplace.contracts.agreement import Agreement, SignedAgreement, Terms, to_minor_units
+from marketplace.contracts.errors import (
     BadContractSignature,
     ContractRejected,
     MalformedContract,
     ReceiptMismatch,
 )
-from marketplace.receipt import Receipt, SignedReceipt, make_receipt
-from marketplace.signing import canonical_json
-from marketplace.sla import Delivery, check_sla
+from marketplace.contracts.receipt import Receipt, SignedReceipt, make_receipt
+from marketplace.contracts.signing import canonical_json
+from marketplace.contracts.sla import Delivery, check_sla
 from tests.market_kit import (
     AGREED_AT_MS,
     BUYER,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aaex_agents import Identity
-from marketplace.cli import main
+from marketplace.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_TOML = """
@@ -68,7 +68,7 @@ def test_ledger_show_and_verify_then_tampering_is_found(
     import asyncio
     import sqlite3
 
-    from marketplace.ledger import open_ledger
+    from marketplace.contracts.ledger import open_ledger
 
     path = tmp_path / "ledger.sqlite"
     funded = Identity.generate().address
@@ -124,7 +124,7 @@ def test_market_search_finds_a_running_nodes_seller(
 def test_json_log_format_writes_one_object_per_line() -> None:
     import logging
 
-    from marketplace.cli import JsonLogFormatter
+    from marketplace.cli.main import JsonLogFormatter
 
     record = logging.LogRecord("aaex.test", logging.WARNING, __file__, 1, "ad %s refused",
                                ("x",), None)

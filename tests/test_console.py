@@ -9,7 +9,7 @@ import pytest
 
 from aaex_agents import UsageError
 from aaex_agents.testing import ManualClock
-from marketplace.console import Progress, display_width, render_table
+from marketplace.cli.console import Progress, display_width, render_table
 
 
 class TerminalDouble(io.StringIO):

@@ -25,19 +25,19 @@ from aaex_agents import (
     handler,
     open_runtime,
 )
-from marketplace.agreement import SignedAgreement
-from marketplace.contracting import seller_countersigner
-from marketplace.delegation import (
+from marketplace.contracts.agreement import SignedAgreement
+from marketplace.trade.contracting import seller_countersigner
+from marketplace.trade.delegation import (
     Backoff,
     DelegationFailed,
     Delegator,
     ServiceSeller,
     settle_on,
 )
-from marketplace.ledger import open_ledger
-from marketplace.policy import Wallet
-from marketplace.receipt import SignedReceipt
-from marketplace.strategies import LINEAR, SellerStrategy
+from marketplace.contracts.ledger import open_ledger
+from marketplace.trade.policy import Wallet
+from marketplace.contracts.receipt import SignedReceipt
+from marketplace.trade.strategies import LINEAR, SellerStrategy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -309,7 +309,7 @@ async def test_handlers_reach_the_market_through_ctx_delegate() -> None:
 
 
 async def test_ledger_counts_match_what_was_recorded_and_settled(tmp_path: Path) -> None:
-    from marketplace.ledger import open_ledger
+    from marketplace.contracts.ledger import open_ledger
 
     honest = make(Averager, cost=1.0)
     planner = Planner()

@@ -10,8 +10,8 @@ import pytest
 
 from aaex_agents import UsageError
 from aaex_agents.clock import ManualClock
-from marketplace.chain import GENESIS, entry_hash
-from marketplace.errors import (
+from marketplace.contracts.chain import GENESIS, entry_hash
+from marketplace.contracts.errors import (
     AlreadySettled,
     BadContractSignature,
     InsufficientFunds,
@@ -21,8 +21,8 @@ from marketplace.errors import (
     ReceiptMismatch,
     UnknownAgreement,
 )
-from marketplace.ledger import Balance, Ledger, LedgerConfig, open_ledger
-from marketplace.receipt import SignedReceipt
+from marketplace.contracts.ledger import Balance, Ledger, LedgerConfig, open_ledger
+from marketplace.contracts.receipt import SignedReceipt
 from tests.market_kit import BUYER, PENALTY, PRICE, SELLER, STRANGER, agreement, receipt
 
 FUNDS = 20_000

@@ -18,7 +18,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from marketplace.ledger import Entry, Ledger, open_ledger
+from marketplace.contracts.ledger import Entry, Ledger, open_ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 6

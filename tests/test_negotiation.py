@@ -12,9 +12,9 @@ import pytest
 from aaex_agents import Agent, Identity, MemoryNetwork, open_runtime
 from aaex_agents.runtime import Runtime
 from aaex_agents.testing import ManualClock
-from marketplace.agreement import SignedAgreement, to_minor_units
-from marketplace.contracting import buyer_signer, seller_countersigner
-from marketplace.negotiation import (
+from marketplace.contracts.agreement import SignedAgreement, to_minor_units
+from marketplace.trade.contracting import buyer_signer, seller_countersigner
+from marketplace.trade.negotiation import (
     Accept,
     Agreed,
     CallForProposals,
@@ -26,8 +26,8 @@ from marketplace.negotiation import (
     negotiate,
     new_dialogue_id,
 )
-from marketplace.policy import AccessControl, AccessList, RateLimit, SpendingRefused, Wallet
-from marketplace.strategies import (
+from marketplace.trade.policy import AccessControl, AccessList, RateLimit, SpendingRefused, Wallet
+from marketplace.trade.strategies import (
     BOULWARE,
     CONCEDER,
     LINEAR,
@@ -177,7 +177,7 @@ async def test_the_wallet_refuses_to_sign_beyond_policy_and_releases_on_decline(
     wallet = Wallet(budget=5.0, per_seller=3.0, per_task=4.0)
     sign = wallet.guard(buyer_signer(Identity.generate()))
     call = cfp()
-    offer_type = __import__("marketplace.strategies", fromlist=["Offer"]).Offer
+    offer_type = __import__("marketplace.trade.strategies", fromlist=["Offer"]).Offer
     with pytest.raises(SpendingRefused, match="per-task"):
         sign(call.dialogue, Identity.generate().address, call, offer_type(4.5, 100, 60, 1))
     seller_address = Identity.generate().address

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from aaex_agents import Agent, HttpTransport, StaticDirectory, open_runtime
-from marketplace.config import ConfigError, load_config, parse_config
-from marketplace.negotiation import CallForProposals, Propose, new_dialogue_id
+from marketplace.node.config import ConfigError, load_config, parse_config
+from marketplace.trade.negotiation import CallForProposals, Propose, new_dialogue_id
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,7 @@ def test_config_file_errors(tmp_path: Path) -> None:
     unknown = tmp_path / "unknown.toml"
     unknown.write_text(NODE_TOML.replace("tests.peers.seller_peer:ForecastSeller",
                                          "tests.peers.nothing_here:Nope"))
-    from marketplace.node import build_agent
+    from marketplace.node.node import build_agent
     with pytest.raises(ConfigError, match=r"agents\.forecaster\.class: cannot import"):
         build_agent(load_config(unknown).agents[0], load_config(unknown))
 
@@ -162,10 +162,10 @@ async def test_the_example_node_configuration_runs(tmp_path: Path) -> None:
 async def test_shutdown_declines_new_calls_but_lets_open_negotiations_finish(
         tmp_path: Path) -> None:
     from aaex_agents import Identity
-    from marketplace.contracting import buyer_signer
-    from marketplace.negotiation import Accept, Agreed, Decline
-    from marketplace.node import open_node
-    from marketplace.strategies import Offer
+    from marketplace.trade.contracting import buyer_signer
+    from marketplace.trade.negotiation import Accept, Agreed, Decline
+    from marketplace.node.node import open_node
+    from marketplace.trade.strategies import Offer
 
     config = parse_config({
         "node": {"http": "127.0.0.1:0", "admin": "127.0.0.1:0", "p2p": [],

@@ -23,8 +23,8 @@ from aaex_agents import (
     open_runtime,
 )
 from aaex_agents.llm import user
-from marketplace.config import ConfigError, LLMSpec, load_config, parse_config
-from marketplace.node import Node, open_node
+from marketplace.node.config import ConfigError, LLMSpec, load_config, parse_config
+from marketplace.node.node import Node, open_node
 
 NODE = {"http": "127.0.0.1:0", "admin": "127.0.0.1:0", "p2p": []}
 

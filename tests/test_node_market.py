@@ -8,8 +8,8 @@ import pytest
 
 from aaex_agents import Agent
 from aaex_agents.errors import UsageError
-from marketplace.buying import MarketSettings, NodeMarket
-from marketplace.config import ConfigError, parse_config
+from marketplace.trade.market import MarketSettings, NodeMarket
+from marketplace.node.config import ConfigError, parse_config
 
 
 def config(market: dict[str, object]) -> dict[str, object]:
@@ -55,6 +55,6 @@ def test_reading_a_config_does_not_import_libp2p() -> None:
     import sys
 
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys, marketplace.config; print('libp2p' in sys.modules)"],
+        [sys.executable, "-c", "import sys, marketplace.node.config; print('libp2p' in sys.modules)"],
         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
     assert probe.stdout.strip() == "False"

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aaex_agents import UsageError
-from marketplace.errors import BadContractSignature, ReceiptMismatch, UnknownAgreement
-from marketplace.ledger import open_ledger
-from marketplace.receipt import SignedReceipt
-from marketplace.reputation import NEUTRAL, ReputationBook, collusion_bound, median
+from marketplace.contracts.errors import BadContractSignature, ReceiptMismatch, UnknownAgreement
+from marketplace.contracts.ledger import open_ledger
+from marketplace.contracts.receipt import SignedReceipt
+from marketplace.contracts.reputation import NEUTRAL, ReputationBook, collusion_bound, median
 from tests.market_kit import BUYER, SELLER, STRANGER, agreement, identity, receipt
 
 

@@ -20,8 +20,8 @@ for _module in ("numpy", "statsmodels", "pyvrp", "matplotlib", "llama_cpp"):
     pytest.importorskip(_module, reason=f"{_module} comes with the cpu and demo extras")
 
 from aaex_examples.supply_chain import routing  # noqa: E402
-from marketplace.agreement import MINOR_UNITS  # noqa: E402
-from marketplace.ledger import open_ledger  # noqa: E402
+from marketplace.contracts.agreement import MINOR_UNITS  # noqa: E402
+from marketplace.contracts.ledger import open_ledger  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 STORES = 8

@@ -136,7 +136,7 @@ def test_the_demo_writes_node_configs_that_the_node_reads(tmp_path: Path) -> Non
     import tomllib
 
     from aaex_examples.supply_chain.demo import _toml, node_document
-    from marketplace.config import parse_config
+    from marketplace.node.config import parse_config
 
     document = node_document("planner", [
         {"name": "warehouse", "class": "aaex_examples.supply_chain.agents:Warehouse",

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from aaex_agents import Agent, HttpTransport, StaticDirectory, open_runtime
-from marketplace.config import parse_config
-from marketplace.negotiation import CallForProposals, Propose, new_dialogue_id
-from marketplace.node import open_node
+from marketplace.node.config import parse_config
+from marketplace.trade.negotiation import CallForProposals, Propose, new_dialogue_id
+from marketplace.node.node import open_node
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

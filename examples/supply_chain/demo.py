@@ -33,13 +33,13 @@ import aiohttp
 
 from aaex_agents.errors import AaexError
 from discovery.query import Query
-from marketplace.agreement import MINOR_UNITS
-from marketplace.config import load_config
-from marketplace.delegation import Delegated
-from marketplace.errors import LedgerTampered
-from marketplace.ledger import Ledger
-from marketplace.node import Node, open_node
-from marketplace.strategies import BOULWARE, CONCEDER, LINEAR
+from marketplace.contracts.agreement import MINOR_UNITS
+from marketplace.node.config import load_config
+from marketplace.trade.delegation import Delegated
+from marketplace.contracts.errors import LedgerTampered
+from marketplace.contracts.ledger import Ledger
+from marketplace.node.node import Node, open_node
+from marketplace.trade.strategies import BOULWARE, CONCEDER, LINEAR
 
 from . import data
 from .agents import FORECAST, ROUTING, Planner, PlanOutcome, Warehouse

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marketplace.console import render_table
+from marketplace.cli.console import render_table
 
 
 def _money(value: float | None) -> str:

@@ -18,9 +18,9 @@ import asyncio
 import sys
 
 from aaex_agents import Identity
-from marketplace.agreement import SignedAgreement
-from marketplace.ledger import Ledger, open_ledger
-from marketplace.receipt import SignedReceipt
+from marketplace.contracts.agreement import SignedAgreement
+from marketplace.contracts.ledger import Ledger, open_ledger
+from marketplace.contracts.receipt import SignedReceipt
 from tests.market_kit import agreement, identity, receipt
 
 BUYERS = [identity(f"crash-buyer-{k}") for k in range(3)]

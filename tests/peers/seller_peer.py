@@ -15,9 +15,9 @@ from typing import Any
 
 from aaex_agents import Context, HttpTransport, Identity, open_runtime
 from aaex_agents.testing import stop_on_stdin_close_or_signal
-from marketplace.contracting import seller_countersigner
-from marketplace.delegation import ServiceSeller
-from marketplace.strategies import SellerStrategy
+from marketplace.trade.contracting import seller_countersigner
+from marketplace.trade.delegation import ServiceSeller
+from marketplace.trade.strategies import SellerStrategy
 
 WORK_SECONDS = 0.0
 

@@ -1,6 +1,6 @@
 """The ledger's hash chain: how an entry is hashed, what it moves, and the replay that audits it.
 
-Pure functions and one replayer, no SQLite: marketplace.ledger stores entries and feeds
+Pure functions and one replayer, no SQLite: marketplace.contracts.ledger stores entries and feeds
 them back here in `verify`. Keeping this apart means the rules an auditor needs (the hash,
 the effect of each kind, the checks on each entry) read on their own.
 

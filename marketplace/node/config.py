@@ -47,7 +47,7 @@ from typing import Any, Literal, cast, get_args
 from aaex_agents.address import public_key_from_address
 from aaex_agents.errors import AaexError, UsageError
 
-from .buying import MarketSettings
+from ..trade.market import MarketSettings
 
 
 class ConfigError(AaexError):

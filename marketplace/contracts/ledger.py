@@ -2,7 +2,7 @@
 
 Every event is an *entry*: ``(seq, kind, body, prev_hash, hash)``, where `body` is canonical
 JSON and the hash covers the previous hash, the position, the kind and the body (the rules
-are in marketplace.chain, which `verify` replays). Each entry commits to the one before it
+are in marketplace.contracts.chain, which `verify` replays). Each entry commits to the one before it
 and to its own position, so `verify` finds an entry that was edited (its hash no longer
 matches), reordered (it no longer follows its predecessor) or deleted (a gap, or a head
 that no longer matches the last entry).

@@ -2,7 +2,7 @@
 
 An `Agreement` is what negotiation ends with: who buys, who sells, the `Terms` (task, price,
 SLA, penalty), when it was agreed and a nonce. The buyer and the seller each sign the same
-bytes (``"aaex/agreement/1" || 0x00 || canonical JSON``, see marketplace.signing); a
+bytes (``"aaex/agreement/1" || 0x00 || canonical JSON``, see marketplace.contracts.signing); a
 `SignedAgreement` carries both signatures, and anyone holding only the two addresses can
 check it, because an address *is* its Ed25519 public key.
 

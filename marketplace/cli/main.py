@@ -84,8 +84,8 @@ def _keys_show(args: argparse.Namespace) -> int:
 
 
 def _node_run(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .node import open_node
+    from ..node.config import load_config
+    from ..node.node import open_node
 
     config = load_config(args.config)
 
@@ -131,7 +131,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def _ledger_show(args: argparse.Namespace) -> int:
-    from .ledger import open_ledger
+    from ..contracts.ledger import open_ledger
 
     async def read() -> tuple[dict[str, Any], list[Any]]:
         async with open_ledger(args.path) as ledger:
@@ -157,8 +157,8 @@ def _ledger_show(args: argparse.Namespace) -> int:
 
 
 def _ledger_verify(args: argparse.Namespace) -> int:
-    from .errors import LedgerTampered
-    from .ledger import open_ledger
+    from ..contracts.errors import LedgerTampered
+    from ..contracts.ledger import open_ledger
 
     async def check() -> dict[str, Any]:
         async with open_ledger(args.path) as ledger:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .errors import LedgerTampered
-from .negotiation import Seller
+from ..contracts.errors import LedgerTampered
+from ..trade.negotiation import Seller
 
 if TYPE_CHECKING:
     from .node import Node
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # The live web view: one static page that polls the JSON endpoints below (package data).
-_PAGE = resources.files("marketplace").joinpath("static/index.html").read_text(encoding="utf-8")
+_PAGE = resources.files("marketplace.node").joinpath("static/index.html").read_text(encoding="utf-8")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -19,9 +19,9 @@ from aaex_agents.errors import UsageError
 from discovery.query import Query, Utility
 
 from .delegation import Backoff, Delegated, Delegator, Finder, settle_on
-from .ledger import Ledger
+from ..contracts.ledger import Ledger
 from .policy import Wallet
-from .reputation import ReputationBook
+from ..contracts.reputation import ReputationBook
 
 if TYPE_CHECKING:  # the DHT pulls in libp2p; reading a node's config must not
     from discovery.dht import Discovery

@@ -27,15 +27,15 @@ from typing import Any
 from aaex_agents import Context, Identity, Message, handler
 from aaex_agents.errors import AaexError, UsageError
 
-from .agreement import MINOR_UNITS, SignedAgreement
+from ..contracts.agreement import MINOR_UNITS, SignedAgreement
 from .contracting import buyer_signer, task_hash
-from .errors import ContractRejected
-from .ledger import Ledger
+from ..contracts.errors import ContractRejected
+from ..contracts.ledger import Ledger
 from .negotiation import CallForProposals, Decline, Seller, negotiate, new_dialogue_id
 from .policy import Wallet
-from .receipt import SignedReceipt, make_receipt
-from .reputation import ReputationBook
-from .sla import Delivery
+from ..contracts.receipt import SignedReceipt, make_receipt
+from ..contracts.reputation import ReputationBook
+from ..contracts.sla import Delivery
 from .strategies import BuyerStrategy, BuyerUtility
 
 logger = logging.getLogger(__name__)

@@ -36,14 +36,14 @@ from discovery.directory import DhtDirectory
 from discovery.records import PriceModel, SlaOffer
 
 from .api import prometheus, serve_admin, uptime_since
-from .buying import NodeMarket, discovery_finder
+from ..trade.market import NodeMarket, discovery_finder
 from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
-from .contracting import seller_countersigner
-from .ledger import Ledger, open_ledger
-from .llm_engine import open_node_llm
-from .negotiation import Seller
-from .policy import AccessControl, AccessList
-from .strategies import SellerStrategy
+from ..trade.contracting import seller_countersigner
+from ..contracts.ledger import Ledger, open_ledger
+from .llm import open_node_llm
+from ..trade.negotiation import Seller
+from ..trade.policy import AccessControl, AccessList
+from ..trade.strategies import SellerStrategy
 
 logger = logging.getLogger(__name__)
 

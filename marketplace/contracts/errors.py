@@ -16,7 +16,7 @@ Part of the AAEX error tree (see aaex_agents.errors)::
         └── AlreadySettled          another receipt already settled this agreement
 
 A closed ledger used again raises aaex_agents.UsageError, as a closed agent store does.
-sqlite3 exceptions are translated in marketplace.ledger and never leave it.
+sqlite3 exceptions are translated in marketplace.contracts.ledger and never leave it.
 """
 
 from __future__ import annotations

@@ -14,10 +14,10 @@ from typing import Any
 
 from aaex_agents.identity import Identity
 
-from .agreement import AGREEMENT_TAG, Agreement, SignedAgreement, Terms, to_minor_units
-from .errors import ContractRejected
+from ..contracts.agreement import AGREEMENT_TAG, Agreement, SignedAgreement, Terms, to_minor_units
+from ..contracts.errors import ContractRejected
 from .negotiation import AgreementSigner, CallForProposals, Countersigner, Refusal
-from .signing import decode_wire, encode_wire, sha256_hex
+from ..contracts.signing import decode_wire, encode_wire, sha256_hex
 from .strategies import Offer
 
 CLOCK_TOLERANCE_MS = 60_000

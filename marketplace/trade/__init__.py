@@ -1,0 +1,72 @@
+"""Trade: how a buyer and a seller come to terms and how work is delegated.
+
+`strategies` (concession and utility) drive `negotiation` (contract-net with alternating
+offers); `policy` guards access and spending; `contracting` turns an accepted offer into a
+signed agreement; `delegation` buys a task end to end; `market` is the node's market service
+that hands agents a delegator. Builds on `marketplace.contracts`, never on the node.
+"""
+
+from .delegation import (
+    Attempt,
+    Backoff,
+    Delegated,
+    DelegationFailed,
+    Delegator,
+    Deliver,
+    ReceiptNotice,
+    ServiceSeller,
+    Task,
+)
+from .market import MarketSettings, NodeMarket
+from .negotiation import (
+    Accept,
+    Agreed,
+    CallForProposals,
+    CounterOffer,
+    Decline,
+    Dialogue,
+    DialogueState,
+    NegotiationResult,
+    Propose,
+    Refusal,
+    Seller,
+    negotiate,
+)
+from .policy import AccessControl, AccessList, RateLimit, SpendingRefused, Wallet
+from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy, Weights
+
+__all__ = [
+    "Accept",
+    "AccessControl",
+    "AccessList",
+    "Agreed",
+    "Attempt",
+    "Backoff",
+    "BuyerStrategy",
+    "BuyerUtility",
+    "CallForProposals",
+    "CounterOffer",
+    "Decline",
+    "Delegated",
+    "DelegationFailed",
+    "Delegator",
+    "Deliver",
+    "Dialogue",
+    "DialogueState",
+    "MarketSettings",
+    "NegotiationResult",
+    "NodeMarket",
+    "Offer",
+    "Propose",
+    "RateLimit",
+    "ReceiptNotice",
+    "Refusal",
+    "Seller",
+    "SellerStrategy",
+    "ServiceSeller",
+    "SpendingRefused",
+    "Task",
+    "Wallet",
+    "Weights",
+    "negotiate",
+]
