@@ -1,7 +1,8 @@
 """AAEX agents SDK: subclass `Agent`, declare typed handlers, exchange signed envelopes.
 
 Layout: identity and envelopes (`identity`, `address`, `envelope`), messages (`model`,
-`protocol`), agents (`agent`, `handlers`, `context`, `runtime`, `storage`, `directory`),
+`protocol`), agents (`agent`, `handlers`, `context`, `runtime`, `storage`, `directory`,
+`services`),
 transports (`transport/`), the node's language model (`llm/`), and the public test kit
 (`testing`).
 """
@@ -49,10 +50,15 @@ from .llm import LLM, Completion, LLMService, LLMServiceConfig, open_llm_service
 from .model import ErrorReply, Message
 from .protocol import Protocol
 from .runtime import Runtime, RuntimeConfig, RuntimeMetrics, open_runtime
+from .services import Delegated, Delegation, Market, Services
 from .storage import AgentStorage
 from .transport import HttpTransport, MemoryNetwork, MemoryTransport, Transport
 
 __all__ = [
+    "Delegated",
+    "Delegation",
+    "Market",
+    "Services",
     "AaexError",
     "Agent",
     "AgentStorage",

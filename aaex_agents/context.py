@@ -6,6 +6,7 @@ Who it is, what it is answering, and how to talk to others.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .errors import UsageError
@@ -15,9 +16,11 @@ from .storage import AgentStorage
 
 if TYPE_CHECKING:
     from .agent import Agent
+    from .clock import Clock
     from .envelope import Envelope
     from .llm.base import LLM
     from .runtime import Runtime
+    from .services import Delegated
 
 R = TypeVar("R", bound=Message)
 
@@ -61,33 +64,45 @@ class Context:
         return self._agent.address
 
     @property
+    def clock(self) -> Clock:
+        """The runtime's clock: read time and sleep through it, so tests can drive both."""
+        return self._runtime.clock
+
+    @property
     def llm(self) -> LLM:
         """The node's shared language model, as this agent's handle (fair queueing).
 
         Raises:
             UsageError: the runtime was opened without an LLM service.
         """
-        service = self._runtime.llm
+        service = self._runtime.services.llm
         if service is None:
             raise UsageError("ctx.llm: this runtime has no language model; open one with "
                              "`async with open_llm_service(await LlamaCppLLM.load()) as llm:` "
-                             "and pass it as open_runtime(..., llm=llm)")
+                             "and pass it as open_runtime(..., services=Services(llm=llm))")
         return service.for_agent(self._agent.address)
 
-    async def delegate(self, capability: str, task: dict[str, Any], **options: Any) -> Any:
+    async def delegate(self, capability: str, task: Mapping[str, Any], *, budget: float,
+                       deadline: float, where: str | None = None,
+                       max_latency_ms: float = 30_000, penalty: float = 0.0,
+                       top_k: int = 3) -> Delegated:
         """Have the market do `task`: discover, negotiate, award, verify, settle, reroute.
 
-        Options (budget, deadline, ...) go to the node's delegation service.
+        The arguments are those of `aaex_agents.services.Delegation.delegate`; the node's
+        market buys as this agent, from this agent's wallet.
 
         Raises:
-            UsageError: the runtime was opened without a delegation service.
-            Whatever the service raises (e.g. `DelegationFailed`).
+            UsageError: the runtime was opened without a market, or a bad budget or deadline.
+            DelegationFailed: every attempt failed or the deadline passed.
         """
-        service = self._runtime.delegate
-        if service is None:
-            raise UsageError("ctx.delegate: this runtime has no delegation service; pass "
-                             "open_runtime(..., delegate=Delegator(...).delegate)")
-        return await service(self, capability, task, **options)
+        market = self._runtime.services.market
+        if market is None:
+            raise UsageError("ctx.delegate: this runtime has no market; run the agent on a "
+                             "node (`aaex node run`) or pass open_runtime(..., "
+                             "services=Services(market=...))")
+        return await market.for_agent(self._agent.address).delegate(
+            self, capability, task, budget=budget, deadline=deadline, where=where,
+            max_latency_ms=max_latency_ms, penalty=penalty, top_k=top_k)
 
     async def send(self, to: str, message: Message, *, timeout: float | None = None) -> None:
         """Deliver `message` to `to` and return once the peer has handled it.

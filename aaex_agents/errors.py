@@ -27,11 +27,21 @@ Whose fault it is decides where an error sits in the tree::
     ├── ReplyError                  the peer answered, but not with what we can use
     │   ├── RemoteHandlerError      the peer's handler failed; carries its code and detail
     │   └── UnexpectedReply         a reply that is missing or of a type we did not ask for
-    └── LLMError                    the local language model could not answer
-        ├── LLMUnavailable          no model or server to ask (server down, model not installed)
-        ├── LLMTimeout              no answer within the timeout (also a TimeoutError)
-        ├── LLMRequestFailed        the engine refused or failed this request
-        └── LLMOutputInvalid        the answer does not validate against the requested schema
+    ├── LLMError                    the local language model could not answer
+    │   ├── LLMUnavailable          no model or server to ask (server down, model not installed)
+    │   ├── LLMTimeout              no answer within the timeout (also a TimeoutError)
+    │   ├── LLMRequestFailed        the engine refused or failed this request
+    │   └── LLMOutputInvalid        the answer does not validate against the requested schema
+    │
+    │   The layers above add branches to this one root (each module's docstring details its own):
+    ├── RecordRejected              discovery.errors: a DHT record or ad failed a check (`reason`)
+    ├── ContractRejected            marketplace.contracts.errors: a signed agreement or receipt
+    ├── UnknownAgreement              failed a check; a lookup named an unrecorded agreement;
+    ├── LedgerError                   the ledger could not do what was asked (nothing written)
+    └── TradeError                  marketplace.trade.errors: a seller or the wallet refused
+                                    (Refusal, SpendingRefused), or nobody delivered
+                                    (DelegationFailed)
+    (UsageError also has ConfigError, marketplace.node.config: a node's TOML is invalid.)
 
 Lower-layer exceptions (aiohttp, sqlite3, nacl, llama.cpp, vLLM) are translated once, at the
 boundary that calls them, with ``raise X(...) from exc``; none of them leaves this package.

@@ -16,11 +16,11 @@ import asyncio
 import enum
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .agent import Agent
 from .clock import Clock, SystemClock
@@ -43,17 +43,11 @@ from .errors import (
 )
 from .handlers import HandlerSpec, IntervalSpec
 from .model import ErrorReply, Message, decode_payload, message_class
+from .services import NO_SERVICES, Services
 from .storage import AgentStorage
 from .transport.base import Transport
 
-if TYPE_CHECKING:
-    from .llm.service import LLMService
-
 logger = logging.getLogger(__name__)
-
-Delegate = Callable[..., Awaitable[Any]]
-"""`delegate(ctx, capability, task, **options)`: the market service behind `ctx.delegate`."""
-
 
 @dataclass(frozen=True, kw_only=True)
 class RuntimeConfig:
@@ -107,7 +101,8 @@ class Runtime:
     """Hosts agents. Create it with `open_runtime`, never directly."""
 
     def __init__(self, agents: Iterable[Agent], transports: Iterable[Transport],
-                 directory: Directory, config: RuntimeConfig, clock: Clock) -> None:
+                 directory: Directory, config: RuntimeConfig, clock: Clock,
+                 services: Services = NO_SERVICES) -> None:
         self._agents: dict[str, Agent] = {}
         for agent in agents:
             if not isinstance(agent, Agent):
@@ -126,8 +121,12 @@ class Runtime:
         self.endpoints: tuple[str, ...] = ()
         self.metrics = RuntimeMetrics()
         self.state = RuntimeState.STARTING
-        self.llm: LLMService | None = None
-        self.delegate: Delegate | None = None
+        self.services = services
+
+    @property
+    def clock(self) -> Clock:
+        """Where the runtime, its agents and the node's services read time and sleep."""
+        return self._clock
 
     @property
     def agents(self) -> Mapping[str, Agent]:
@@ -358,14 +357,12 @@ def _error_text(reply: Envelope) -> str:
 async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[Transport] = (),
                        directory: Directory | None = None, config: RuntimeConfig | None = None,
                        clock: Clock | None = None,
-                       llm: LLMService | None = None,
-                       delegate: Delegate | None = None) -> AsyncIterator[Runtime]:
+                       services: Services = NO_SERVICES) -> AsyncIterator[Runtime]:
     """Host `agents` on `transports` until the block exits.
 
-    `llm` is the node's shared language model, reached by handlers as `ctx.llm`; its opener
-    (`open_llm_service`) closes it, so several runtimes may share it. `delegate` is the
-    market's delegation service, reached as `ctx.delegate(...)`: the SDK never imports the
-    market, the node injects it (e.g. `marketplace.delegation.Delegator.delegate`).
+    `services` is what the node shares with its agents: the language model they reach as
+    `ctx.llm` (its opener, `open_llm_service`, closes it, so runtimes may share it) and the
+    market behind `ctx.delegate(...)`. The SDK never imports the market; the node passes it.
 
     Entering returns once every transport listens and every `on_start` hook has run.
     Leaving stops taking envelopes, runs each `on_stop` (bounded by `stop_timeout`),
@@ -380,9 +377,7 @@ async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[
     hosted = [agents] if isinstance(agents, Agent) else list(agents)
     settings = config or RuntimeConfig()
     runtime = Runtime(hosted, transports, directory or StaticDirectory(), settings,
-                      clock or SystemClock())
-    runtime.llm = llm
-    runtime.delegate = delegate
+                      clock or SystemClock(), services)
     try:
         async with asyncio.TaskGroup() as task_group, AsyncExitStack() as stack:
             runtime._task_group = task_group

@@ -141,7 +141,7 @@ class JsonLinesProcess:
     It prints one line when ready, then answers each command line with one line.
     Multi-process tests and benchmarks build on it.
 
-        child = await JsonLinesProcess.start([sys.executable, "-m", "discovery.swarm"])
+        child = await JsonLinesProcess.start([sys.executable, "-m", "my_worker"])
         answer = await child.call({"op": "stats"})
         await child.stop()          # sends {"op": "quit"}, closes stdin, waits
     """

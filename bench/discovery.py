@@ -32,8 +32,8 @@ CAPABILITY = "bench.forecast"
 
 
 async def start_worker(nodes: int, seeds: list[str]) -> JsonLinesProcess:
-    """One `python -m discovery.swarm` process hosting `nodes` nodes."""
-    args = [sys.executable, "-m", "discovery.swarm", "--nodes", str(nodes)]
+    """One `python -m tests.swarm` process hosting `nodes` nodes."""
+    args = [sys.executable, "-m", "tests.swarm", "--nodes", str(nodes)]
     for seed in seeds:
         args += ["--seed", seed]
     return await JsonLinesProcess.start(args, cwd=ROOT, timeout=600)

@@ -8,9 +8,11 @@ delegates; `node` hosts agents with their transports, DHT, ledger and LLM; `cli`
 which reading a config or verifying a ledger must not pay for.
 """
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from .contracts import (
+    MINOR_UNITS,
     AccessEvent,
     Agreement,
     AlreadySettled,
@@ -27,7 +29,6 @@ from .contracts import (
     LedgerFull,
     LedgerReport,
     LedgerTampered,
-    MINOR_UNITS,
     MalformedContract,
     Receipt,
     ReceiptMismatch,
@@ -81,6 +82,7 @@ from .trade import (
     ServiceSeller,
     SpendingRefused,
     Task,
+    TradeError,
     Wallet,
     Weights,
     negotiate,
@@ -92,9 +94,7 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name in ("Node", "open_node"):
-        from .node import node
-
-        return getattr(node, name)
+        return getattr(import_module(".node.node", __name__), name)
     raise AttributeError(f"module 'marketplace' has no attribute {name!r}")
 
 
@@ -158,6 +158,7 @@ __all__ = [
     "SlaOutcome",
     "SpendingRefused",
     "Task",
+    "TradeError",
     "Terms",
     "UnknownAgreement",
     "Verdict",

@@ -1,4 +1,4 @@
-"""Drive `python -m discovery.swarm` worker processes from a test."""
+"""Drive `python -m tests.swarm` worker processes from a test."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class SwarmProcess:
     @classmethod
     async def start(cls, nodes: int, seeds: Sequence[str] = (), *, shards: int = 4,
                     refresh_period: float = 300.0) -> SwarmProcess:
-        args = [sys.executable, "-m", "discovery.swarm", "--nodes", str(nodes),
+        args = [sys.executable, "-m", "tests.swarm", "--nodes", str(nodes),
                 "--shards", str(shards), "--refresh-period", str(refresh_period)]
         for seed in seeds:
             args += ["--seed", seed]

@@ -124,7 +124,7 @@ def test_market_search_finds_a_running_nodes_seller(
 def test_json_log_format_writes_one_object_per_line() -> None:
     import logging
 
-    from marketplace.cli.main import JsonLogFormatter
+    from marketplace.cli.logs import JsonLogFormatter
 
     record = logging.LogRecord("aaex.test", logging.WARNING, __file__, 1, "ad %s refused",
                                ("x",), None)

@@ -20,23 +20,26 @@ from aaex_agents import (
     Identity,
     MemoryNetwork,
     Message,
+    Services,
     StaticDirectory,
     UsageError,
     handler,
     open_runtime,
 )
+from aaex_agents.testing import ManualClock
 from marketplace.contracts.agreement import SignedAgreement
+from marketplace.contracts.ledger import open_ledger
+from marketplace.contracts.receipt import SignedReceipt
 from marketplace.trade.contracting import seller_countersigner
 from marketplace.trade.delegation import (
     Backoff,
-    DelegationFailed,
     Delegator,
     ServiceSeller,
     settle_on,
 )
-from marketplace.contracts.ledger import open_ledger
+from marketplace.trade.errors import DelegationFailed
+from marketplace.trade.market import MarketSettings, NodeMarket
 from marketplace.trade.policy import Wallet
-from marketplace.contracts.receipt import SignedReceipt
 from marketplace.trade.strategies import LINEAR, SellerStrategy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,7 +93,7 @@ async def test_a_failing_provider_is_banned_and_the_subtask_re_awarded() -> None
     book = Book()
     network = MemoryNetwork()
 
-    async def find(capability: str) -> list[str]:
+    async def find(capability: str, where: str | None) -> list[str]:
         return [hanging.address, honest.address]
 
     delegator = Delegator(planner.identity, find=find, settle=book.settle,
@@ -119,7 +122,7 @@ async def test_a_task_the_seller_cannot_read_gets_a_clear_reason_and_the_seller_
     planner = Planner()
     book = Book()
 
-    async def find(capability: str) -> list[str]:
+    async def find(capability: str, where: str | None) -> list[str]:
         return [strict.address]
 
     delegator = Delegator(planner.identity, find=find, settle=book.settle,
@@ -146,7 +149,7 @@ async def test_reputation_from_receipts_reorders_providers_after_a_ban_expires()
     planner = Planner()
     network = MemoryNetwork()
 
-    async def find(capability: str) -> list[str]:
+    async def find(capability: str, where: str | None) -> list[str]:
         return [hanging.address, honest.address]
 
     delegator = Delegator(planner.identity, find=find, backoff=Backoff(base=0.001),
@@ -169,7 +172,7 @@ async def test_delegation_fails_cleanly_when_nobody_delivers() -> None:
     planner = Planner()
     network = MemoryNetwork()
 
-    async def find(capability: str) -> list[str]:
+    async def find(capability: str, where: str | None) -> list[str]:
         return [hanging.address]
 
     delegator = Delegator(planner.identity, find=find, backoff=Backoff(base=60),
@@ -219,7 +222,7 @@ async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_pa
     book = Book()
     directory = StaticDirectory({p["address"]: [p["endpoint"]] for p in peers})
 
-    async def find(capability: str) -> list[str]:
+    async def find(capability: str, where: str | None) -> list[str]:
         return [doomed["address"], survivor["address"]]
 
     credit = 1_000_000  # minor units per credit
@@ -282,7 +285,7 @@ class Coordinator(Agent):
     async def on_job(self, ctx: Context, msg: Job) -> JobDone:
         done = await ctx.delegate("forecast.demand", {"history": msg.history}, budget=5.0,
                                   deadline=10, max_latency_ms=500)
-        return JobDone(forecast=done.result["forecast"], seller=done.agreement.agreement.seller)
+        return JobDone(forecast=done.result["forecast"], seller=done.seller)
 
 
 async def test_handlers_reach_the_market_through_ctx_delegate() -> None:
@@ -290,20 +293,19 @@ async def test_handlers_reach_the_market_through_ctx_delegate() -> None:
     coordinator, client = Coordinator(), Planner()
     network = MemoryNetwork()
 
-    async def find(capability: str) -> list[str]:
+    async def find(capability: str, where: str | None) -> list[str]:
         return [honest.address]
 
-    delegator = Delegator(coordinator.identity, find=find,
-                          wallet=Wallet(budget=20, per_seller=10, per_task=10),
-                          negotiation_window=0.5)
+    market = NodeMarket({coordinator.address: coordinator}, find=find, ledger=None,
+                        settings=MarketSettings(negotiation_window=0.5))
     async with open_runtime([coordinator, client, honest], transports=[network.transport()],
-                            delegate=delegator.delegate) as runtime:
+                            services=Services(market=market)) as runtime:
         reply = await runtime.context(client).ask(coordinator.address, Job(history=[1, 3]),
                                                   reply_type=JobDone, timeout=20)
     assert reply == JobDone(forecast=2.0, seller=honest.address)
 
     async with open_runtime([coordinator], transports=[MemoryNetwork().transport()]) as runtime:
-        with pytest.raises(UsageError, match="no delegation service"):
+        with pytest.raises(UsageError, match="has no market"):
             await runtime.context(coordinator).delegate("forecast.demand", {}, budget=1,
                                                         deadline=1)
 
@@ -315,7 +317,7 @@ async def test_ledger_counts_match_what_was_recorded_and_settled(tmp_path: Path)
     planner = Planner()
     network = MemoryNetwork()
 
-    async def find(capability: str) -> list[str]:
+    async def find(capability: str, where: str | None) -> list[str]:
         return [honest.address]
 
     async with open_ledger(tmp_path / "l.sqlite") as ledger, open_runtime(
@@ -330,3 +332,32 @@ async def test_ledger_counts_match_what_was_recorded_and_settled(tmp_path: Path)
                                  budget=5.0, deadline=10, max_latency_ms=400)
         assert await ledger.counts() == (1, 1)
         assert len(await ledger.agreements()) == 1
+
+
+class SlowWorker(Averager):
+    """Takes 40 s of the runtime's clock to do the work (instant on a manual clock)."""
+
+    async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
+        await ctx.clock.sleep(40)
+        return await super().perform(ctx, task)
+
+
+async def test_delegation_times_delivery_on_the_runtimes_clock() -> None:
+    """Deadlines, delivery times and bans come from the injected clock, not the wall."""
+    slow, planner, network = make(SlowWorker, cost=1.0), Planner(), MemoryNetwork()
+    clock = ManualClock(time.time())
+
+    async def find(capability: str, where: str | None) -> list[str]:
+        return [slow.address]
+
+    delegator = Delegator(planner.identity, find=find,
+                          wallet=Wallet(budget=20, per_seller=10, per_task=10),
+                          backoff=Backoff(base=600), negotiation_window=0.5)
+    async with open_runtime([planner, slow], transports=[network.transport()],
+                            clock=clock) as rt:
+        with pytest.raises(DelegationFailed) as failed:
+            await delegator.delegate(rt.context(planner), "forecast.demand",
+                                     {"history": [1.0]}, budget=5.0, deadline=300,
+                                     max_latency_ms=10_000)
+    assert [a.verdict for a in failed.value.attempts] == ["breached"]  # 40 s > 10 s on the clock
+    assert delegator.backoff.banned(slow.address, now=clock.now())

@@ -21,6 +21,7 @@ from aaex_agents import (
     LLMServiceConfig,
     LLMTimeout,
     Message,
+    Services,
     UsageError,
     handler,
     open_llm_service,
@@ -196,7 +197,7 @@ async def test_ctx_llm_in_a_handler() -> None:
 
     geographer, asker = Geographer(), Agent()
     async with open_llm_service(await LlamaCppLLM.load()) as service, \
-            open_runtime([geographer, asker], llm=service) as runtime:
+            open_runtime([geographer, asker], services=Services(llm=service)) as runtime:
         reply = await runtime.context(asker).ask(
             geographer.address, Question(text="What is the capital of France? Answer in JSON."),
             reply_type=Answer, timeout=60)

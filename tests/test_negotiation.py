@@ -14,6 +14,7 @@ from aaex_agents.runtime import Runtime
 from aaex_agents.testing import ManualClock
 from marketplace.contracts.agreement import SignedAgreement, to_minor_units
 from marketplace.trade.contracting import buyer_signer, seller_countersigner
+from marketplace.trade.errors import SpendingRefused
 from marketplace.trade.negotiation import (
     Accept,
     Agreed,
@@ -26,7 +27,7 @@ from marketplace.trade.negotiation import (
     negotiate,
     new_dialogue_id,
 )
-from marketplace.trade.policy import AccessControl, AccessList, RateLimit, SpendingRefused, Wallet
+from marketplace.trade.policy import AccessControl, AccessList, RateLimit, Wallet
 from marketplace.trade.strategies import (
     BOULWARE,
     CONCEDER,

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from aaex_agents import Agent, HttpTransport, StaticDirectory, open_runtime
+from aaex_agents.clock import SystemClock
 from marketplace.node.config import ConfigError, load_config, parse_config
 from marketplace.trade.negotiation import CallForProposals, Propose, new_dialogue_id
 
@@ -69,7 +70,7 @@ def test_config_file_errors(tmp_path: Path) -> None:
                                          "tests.peers.nothing_here:Nope"))
     from marketplace.node.node import build_agent
     with pytest.raises(ConfigError, match=r"agents\.forecaster\.class: cannot import"):
-        build_agent(load_config(unknown).agents[0], load_config(unknown))
+        build_agent(load_config(unknown).agents[0], load_config(unknown), SystemClock())
 
 
 class Buyer(Agent):
@@ -162,9 +163,9 @@ async def test_the_example_node_configuration_runs(tmp_path: Path) -> None:
 async def test_shutdown_declines_new_calls_but_lets_open_negotiations_finish(
         tmp_path: Path) -> None:
     from aaex_agents import Identity
+    from marketplace.node.node import open_node
     from marketplace.trade.contracting import buyer_signer
     from marketplace.trade.negotiation import Accept, Agreed, Decline
-    from marketplace.node.node import open_node
     from marketplace.trade.strategies import Offer
 
     config = parse_config({

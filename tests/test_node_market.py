@@ -8,8 +8,8 @@ import pytest
 
 from aaex_agents import Agent
 from aaex_agents.errors import UsageError
-from marketplace.trade.market import MarketSettings, NodeMarket
 from marketplace.node.config import ConfigError, parse_config
+from marketplace.trade.market import MarketSettings, NodeMarket
 
 
 def config(market: dict[str, object]) -> dict[str, object]:
@@ -36,16 +36,16 @@ def test_a_bad_market_field_is_named(market: dict[str, object], named: str) -> N
 async def test_each_buying_agent_gets_its_own_delegator_and_wallet() -> None:
     first, second = Agent(name="a"), Agent(name="b")
 
-    async def find(capability: str) -> list[str]:
+    async def find(capability: str, where: str | None) -> list[str]:
         return []
 
     market = NodeMarket({a.address: a for a in (first, second)}, find=find, ledger=None,
                         settings=MarketSettings(budget=7))
-    one, other = market.delegator_for(first.address), market.delegator_for(second.address)
-    assert one is market.delegator_for(first.address) and one is not other
+    one, other = market.for_agent(first.address), market.for_agent(second.address)
+    assert one is market.for_agent(first.address) and one is not other
     assert one.reputation is other.reputation  # the node learns from every agent's receipts
     with pytest.raises(UsageError, match="not an agent of this node"):
-        market.delegator_for(Agent().address)
+        market.for_agent(Agent().address)
 
 
 def test_reading_a_config_does_not_import_libp2p() -> None:
@@ -55,6 +55,7 @@ def test_reading_a_config_does_not_import_libp2p() -> None:
     import sys
 
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys, marketplace.node.config; print('libp2p' in sys.modules)"],
+        [sys.executable, "-c",
+         "import sys, marketplace.node.config; print('libp2p' in sys.modules)"],
         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
     assert probe.stdout.strip() == "False"

@@ -18,6 +18,8 @@ EXPECTED = {
     # the node's language model
     "Completion", "LLM", "LLMError", "LLMOutputInvalid", "LLMRequestFailed", "LLMService",
     "LLMServiceConfig", "LLMTimeout", "LLMUnavailable", "open_llm_service",
+    # what a node shares with its agents
+    "Delegated", "Delegation", "Market", "Services",
 }
 
 

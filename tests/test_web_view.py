@@ -12,8 +12,8 @@ import pytest
 
 from aaex_agents import Agent, HttpTransport, StaticDirectory, open_runtime
 from marketplace.node.config import parse_config
-from marketplace.trade.negotiation import CallForProposals, Propose, new_dialogue_id
 from marketplace.node.node import open_node
+from marketplace.trade.negotiation import CallForProposals, Propose, new_dialogue_id
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

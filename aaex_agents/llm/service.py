@@ -11,7 +11,7 @@ one version and waits until the others have finished what they already started, 
 upgrade fails no request; `rollback` undoes the last swap or weight change the same way.
 
     async with open_llm_service(await LlamaCppLLM.load(), version="smollm2-q4") as llm:
-        async with open_runtime(agents, llm=llm) as runtime:
+        async with open_runtime(agents, services=Services(llm=llm)) as runtime:
             ...  # handlers call ctx.llm.chat(...)
 
 Ownership: the service owns every engine registered with it and closes them on exit

@@ -34,11 +34,11 @@ import aiohttp
 from aaex_agents.errors import AaexError
 from discovery.query import Query
 from marketplace.contracts.agreement import MINOR_UNITS
-from marketplace.node.config import load_config
-from marketplace.trade.delegation import Delegated
 from marketplace.contracts.errors import LedgerTampered
 from marketplace.contracts.ledger import Ledger
+from marketplace.node.config import load_config
 from marketplace.node.node import Node, open_node
+from marketplace.trade.delegation import Delegated
 from marketplace.trade.strategies import BOULWARE, CONCEDER, LINEAR
 
 from . import data

@@ -1,2 +1,4 @@
-"""The `aaex` command line (`main`) and its terminal output (`console`); the only caller of
-`asyncio.run` and the only place that configures logging."""
+"""The `aaex` command line (`main`) and its terminal output (`console`).
+
+The only caller of `asyncio.run` and the only place that configures logging.
+"""

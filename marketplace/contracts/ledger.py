@@ -46,102 +46,27 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aaex_agents.address import public_key_from_address
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.errors import UsageError
 
+from . import ledger_store as store
 from .agreement import SignedAgreement
-from .chain import GENESIS, EntryKind, LedgerReport, Replay, canonical_body, effects, entry_hash
+from .chain import EntryKind, LedgerReport
 from .errors import (
     AlreadySettled,
     InsufficientFunds,
-    LedgerCorrupt,
-    LedgerError,
-    LedgerFull,
-    UnknownAgreement,
 )
+from .ledger_store import Balance as Balance
+from .ledger_store import Entry as Entry
+from .ledger_store import Settlement as Settlement
 from .receipt import SignedReceipt
-from .sla import Verdict
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-LEDGER_FORMAT = "aaex-ledger/1"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    seq        INTEGER PRIMARY KEY,
-    kind       TEXT NOT NULL,
-    body       BLOB NOT NULL,
-    prev_hash  BLOB NOT NULL,
-    hash       BLOB NOT NULL,
-    agreement_id TEXT,
-    recorded   TEXT UNIQUE,  -- agreement id, on its 'agreement' entry only: recorded once
-    settled    TEXT UNIQUE,  -- agreement id, on its release/refund entry only: paid once
-    receipt_id TEXT UNIQUE   -- on the settling entry: one receipt settles one agreement
-);
-CREATE INDEX IF NOT EXISTS entries_by_agreement ON entries (agreement_id);
-CREATE TABLE IF NOT EXISTS balances (
-    address   TEXT NOT NULL,
-    currency  TEXT NOT NULL,
-    available INTEGER NOT NULL CHECK (available >= 0),
-    held      INTEGER NOT NULL CHECK (held >= 0),
-    PRIMARY KEY (address, currency)
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
-    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
-    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
-"""
-
-# sqlite3 primary result codes (sqlite_errorcode & 0xff) that have their own error class.
-_SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 11, 13, 26
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Entry:
-    """One ledger entry as stored; `body` is its decoded canonical JSON."""
-
-    seq: int
-    kind: EntryKind
-    body: dict[str, Any]
-    prev_hash: str
-    hash: str
-
-    def __repr__(self) -> str:
-        return f"<Entry {self.seq} {self.kind} {self.hash[:12]}>"
-
-
-@dataclass(frozen=True, slots=True)
-class Balance:
-    """Funds of one address in one currency, in minor units."""
-
-    available: int = 0
-    """Free to spend or to hold for a new agreement."""
-    held: int = 0
-    """In escrow: a buyer's price or a seller's bond for agreements not yet settled."""
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """How an agreement was settled."""
-
-    agreement_id: str
-    receipt_id: str
-    verdict: Verdict
-    to_seller: int
-    """Price (on met) plus the seller's own bond back."""
-    to_buyer: int
-    """Refund plus penalty (on breach or non-delivery)."""
-    seq: int
-    """The settling entry."""
-    duplicate: bool = False
-    """True when this receipt had already been settled and nothing moved this time."""
-
 
 @dataclass(frozen=True, slots=True)
 class AccessEvent:
@@ -197,10 +122,10 @@ class Ledger:
         if self._closed:
             raise UsageError("the ledger is closed; use it inside `async with open_ledger(...)`")
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, _guarded, self._connection, work, self.path)
+            self._executor, store.guarded, self._connection, work, self.path)
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._run(lambda c: _transaction(c, work))
+        return await self._run(lambda c: store.transaction(c, work))
 
     def _now_ms(self) -> int:
         return int(self._config.clock.now() * 1000)
@@ -223,7 +148,7 @@ class Ledger:
                              f"got {amount!r}")
         body = {"address": address, "currency": currency, "amount": amount, "memo": memo,
                 "at_ms": self._now_ms()}
-        return await self._write(lambda c: _append(c, "deposit", body))
+        return await self._write(lambda c: store.append(c, "deposit", body))
 
     async def record_agreement(self, signed: SignedAgreement) -> Entry:
         """Verify `signed`, record it and hold its escrow, in one transaction.
@@ -245,16 +170,16 @@ class Ledger:
             existing = c.execute("SELECT seq FROM entries WHERE recorded = ?",
                                  (agreement_id,)).fetchone()
             if existing is not None:
-                return _entry_at(c, existing[0])
+                return store.entry_at(c, existing[0])
             for payer, amount in ((agreement.buyer, terms.price),
                                   (agreement.seller, terms.penalty)):
-                available = _balance(c, payer, terms.currency).available
+                available = store.balance(c, payer, terms.currency).available
                 if amount > available:
                     raise InsufficientFunds(payer, amount, available, terms.currency)
-            entry = _append(c, "agreement", {
+            entry = store.append(c, "agreement", {
                 "agreement_id": agreement_id, "wire": signed.to_wire().hex(), "at_ms": now},
                 agreement_id=agreement_id, recorded=agreement_id)
-            _append(c, "hold", {
+            store.append(c, "hold", {
                 "agreement_id": agreement_id, "buyer": agreement.buyer,
                 "seller": agreement.seller, "currency": terms.currency, "price": terms.price,
                 "bond": terms.penalty, "at_ms": now}, agreement_id=agreement_id)
@@ -281,7 +206,7 @@ class Ledger:
         now = self._now_ms()
 
         def settle(c: sqlite3.Connection) -> Settlement:
-            previous = _settlement_of(c, agreement_id)
+            previous = store.settlement_of(c, agreement_id)
             if previous is not None:
                 if previous.receipt_id != receipt_id:
                     raise AlreadySettled(
@@ -289,13 +214,13 @@ class Ledger:
                         f"{previous.receipt_id[:12]} at entry {previous.seq}; receipt "
                         f"{receipt_id[:12]} pays nothing")
                 return replace(previous, duplicate=True)
-            agreement = _agreement(c, agreement_id)
+            agreement = store.agreement(c, agreement_id)
             signed.verify_against(agreement)
             terms = agreement.agreement.terms
             to_seller = receipt.release + (terms.penalty - receipt.penalty)
             to_buyer = receipt.refund + receipt.penalty
             kind: EntryKind = "release" if receipt.verdict == "met" else "refund"
-            entry = _append(c, kind, {
+            entry = store.append(c, kind, {
                 "agreement_id": agreement_id, "receipt_id": receipt_id,
                 "receipt": signed.to_wire().hex(), "verdict": receipt.verdict,
                 "buyer": receipt.buyer, "seller": receipt.seller, "currency": terms.currency,
@@ -324,14 +249,14 @@ class Ledger:
                 raise UsageError(f"record_access: {name} must be a non-empty str, got {value!r}")
         body = {"actor": actor, "data": data, "purpose": purpose,
                 "agreement_id": agreement_id, "at_ms": self._now_ms()}
-        return await self._write(lambda c: _append(c, "access", body,
+        return await self._write(lambda c: store.append(c, "access", body,
                                                    agreement_id=agreement_id))
 
     # -- reads ----------------------------------------------------------------------------
 
     async def balance(self, address: str, currency: str = "credit") -> Balance:
         """The available and held funds of `address` (zero when it never had any)."""
-        return await self._run(lambda c: _balance(c, address, currency))
+        return await self._run(lambda c: store.balance(c, address, currency))
 
     async def balances(self, currency: str = "credit") -> dict[str, Balance]:
         """Every address's balance in `currency`."""
@@ -346,7 +271,7 @@ class Ledger:
         Raises:
             UnknownAgreement: none was recorded.
         """
-        return await self._run(lambda c: _agreement(c, agreement_id))
+        return await self._run(lambda c: store.agreement(c, agreement_id))
 
     async def agreements(self, *, unsettled: bool = False) -> list[SignedAgreement]:
         """Every recorded agreement in order; only those not yet settled if `unsettled`."""
@@ -354,11 +279,11 @@ class Ledger:
         if unsettled:
             query += " AND recorded NOT IN (SELECT settled FROM entries WHERE settled NOT NULL)"
         rows = await self._run(lambda c: c.execute(query + " ORDER BY seq").fetchall())
-        return [_decode_agreement(row[0]) for row in rows]
+        return [store.decode_agreement(row[0]) for row in rows]
 
     async def settlement(self, agreement_id: str) -> Settlement | None:
         """How `agreement_id` was settled, or None while it is open."""
-        return await self._run(lambda c: _settlement_of(c, agreement_id))
+        return await self._run(lambda c: store.settlement_of(c, agreement_id))
 
     async def settled_receipts(self) -> list[tuple[SignedAgreement, SignedReceipt]]:
         """Every settled agreement with the receipt that settled it; reputation's input."""
@@ -366,7 +291,7 @@ class Ledger:
             rows = c.execute(
                 "SELECT a.body, s.body FROM entries s JOIN entries a ON a.recorded = s.settled "
                 "WHERE s.settled IS NOT NULL ORDER BY s.seq").fetchall()
-            return [(_decode_agreement(a), SignedReceipt.from_wire(
+            return [(store.decode_agreement(a), SignedReceipt.from_wire(
                 bytes.fromhex(json.loads(s)["receipt"]))) for a, s in rows]
         return await self._run(read)
 
@@ -389,7 +314,7 @@ class Ledger:
         rows = await self._run(lambda c: c.execute(
             "SELECT seq, kind, body, prev_hash, hash FROM entries WHERE seq > ? ORDER BY seq "
             "LIMIT ?", (after, limit)).fetchall())
-        return [_row_entry(row) for row in rows]
+        return [store.row_entry(row) for row in rows]
 
     async def counts(self) -> tuple[int, int]:
         """(agreements recorded, agreements settled), counted without decoding any (metrics)."""
@@ -401,7 +326,7 @@ class Ledger:
     async def head(self) -> tuple[int, str]:
         """(seq, hex hash) of the last entry; (0, GENESIS hex) when empty."""
         def read(c: sqlite3.Connection) -> tuple[int, str]:
-            seq, digest = _head(c)
+            seq, digest = store.head(c)
             return seq, digest.hex()
         return await self._run(read)
 
@@ -416,7 +341,7 @@ class Ledger:
                 balance that does not follow from the entries; `seq` and `problem` say which.
             LedgerCorrupt: SQLite finds the file damaged.
         """
-        return await self._run(lambda c: _verify(c, expected_head))
+        return await self._run(lambda c: store.verify(c, expected_head))
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -454,7 +379,8 @@ async def open_ledger(path: str | Path | None, *,
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aaex-ledger")
     try:
         connection = await asyncio.get_running_loop().run_in_executor(
-            executor, _guarded, None, lambda _: _connect(target, config), target)
+            executor, store.guarded, None, lambda _: store.connect(target, config.max_bytes),
+            target)
     except BaseException:
         executor.shutdown(wait=False)
         raise
@@ -466,148 +392,3 @@ async def open_ledger(path: str | Path | None, *,
         await ledger.aclose()
 
 
-# -- worker-thread side: everything below runs on the ledger's own thread -------------------
-
-
-def _connect(path: Path | None, config: LedgerConfig) -> sqlite3.Connection:
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LedgerError(f"cannot create the directory of ledger {path}: "
-                              f"{exc.strerror}") from exc
-    # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a transaction
-    # is exactly one ledger operation and takes the write lock before it reads the head.
-    connection = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None,
-                                 check_same_thread=False)
-    try:
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")
-        connection.execute("PRAGMA busy_timeout=5000")
-        if config.max_bytes is not None:
-            page_size = connection.execute("PRAGMA page_size").fetchone()[0]
-            connection.execute(f"PRAGMA max_page_count={config.max_bytes // page_size}")
-        connection.executescript(_SCHEMA)
-        connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)",
-                           (LEDGER_FORMAT,))
-        found = connection.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-        if found is None or found[0] != LEDGER_FORMAT:
-            raise LedgerCorrupt(f"{path} is an SQLite database but not an AAEX ledger "
-                                f"(format {found[0] if found else None!r})")
-    except BaseException:
-        connection.close()
-        raise
-    return connection
-
-
-def _guarded(connection: sqlite3.Connection | None, work: Callable[[Any], T],
-             path: Path | None) -> T:
-    """Run `work`, translating sqlite3 errors once, here, into LedgerError classes."""
-    try:
-        return work(connection)
-    except sqlite3.Error as exc:
-        where = path or ":memory:"
-        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-        if code == _SQLITE_FULL:
-            raise LedgerFull(f"ledger {where} is full (disk or size limit); nothing was "
-                             f"written: {exc}") from exc
-        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-            raise LedgerCorrupt(f"ledger {where} is damaged or not an SQLite database: "
-                                f"{exc}; restore it from a copy") from exc
-        raise LedgerError(f"ledger {where} failed: {exc}") from exc
-
-
-def _transaction(c: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    c.execute("BEGIN IMMEDIATE")
-    try:
-        result = work(c)
-        c.execute("COMMIT")
-    except BaseException:
-        if c.in_transaction:  # SQLite may already have rolled back (e.g. on SQLITE_FULL)
-            c.execute("ROLLBACK")
-        raise
-    return result
-
-
-def _head(c: sqlite3.Connection) -> tuple[int, bytes]:
-    seq = c.execute("SELECT value FROM meta WHERE key = 'head_seq'").fetchone()
-    digest = c.execute("SELECT value FROM meta WHERE key = 'head_hash'").fetchone()
-    if seq is None or digest is None:
-        return 0, GENESIS
-    return int(seq[0]), bytes(digest[0])
-
-
-def _append(c: sqlite3.Connection, kind: EntryKind, body: dict[str, Any], *,
-            agreement_id: str | None = None, recorded: str | None = None,
-            settled: str | None = None, receipt_id: str | None = None) -> Entry:
-    prev_seq, prev_hash = _head(c)
-    seq = prev_seq + 1
-    raw = canonical_body(body)
-    digest = entry_hash(prev_hash, seq, kind, raw)
-    for address, currency, d_available, d_held in effects(kind, body):
-        # Two statements, not an upsert: SQLite checks the CHECK constraints on an upsert's
-        # VALUES row even when it resolves to the UPDATE, and a hold's delta is negative.
-        c.execute("INSERT OR IGNORE INTO balances (address, currency, available, held) "
-                  "VALUES (?, ?, 0, 0)", (address, currency))
-        c.execute("UPDATE balances SET available = available + ?, held = held + ? "
-                  "WHERE address = ? AND currency = ?", (d_available, d_held, address, currency))
-    c.execute("INSERT INTO entries (seq, kind, body, prev_hash, hash, agreement_id, recorded, "
-              "settled, receipt_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-              (seq, kind, raw, prev_hash, digest, agreement_id, recorded, settled, receipt_id))
-    c.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                  (("head_seq", seq), ("head_hash", digest)))
-    return Entry(seq, kind, body, prev_hash.hex(), digest.hex())
-
-
-def _row_entry(row: tuple[int, str, bytes, bytes, bytes]) -> Entry:
-    seq, kind, raw, prev_hash, digest = row
-    return Entry(seq, kind, json.loads(raw), bytes(prev_hash).hex(),  # type: ignore[arg-type]
-                 bytes(digest).hex())
-
-
-def _entry_at(c: sqlite3.Connection, seq: int) -> Entry:
-    row = c.execute("SELECT seq, kind, body, prev_hash, hash FROM entries WHERE seq = ?",
-                    (seq,)).fetchone()
-    return _row_entry(row)
-
-
-def _balance(c: sqlite3.Connection, address: str, currency: str) -> Balance:
-    row = c.execute("SELECT available, held FROM balances WHERE address = ? AND currency = ?",
-                    (address, currency)).fetchone()
-    return Balance(*row) if row else Balance()
-
-
-def _decode_agreement(raw: bytes) -> SignedAgreement:
-    return SignedAgreement.from_wire(bytes.fromhex(json.loads(raw)["wire"]))
-
-
-def _agreement(c: sqlite3.Connection, agreement_id: str) -> SignedAgreement:
-    row = c.execute("SELECT body FROM entries WHERE recorded = ?", (agreement_id,)).fetchone()
-    if row is None:
-        raise UnknownAgreement(f"agreement {agreement_id[:12]} was never recorded in this "
-                               "ledger; record the signed agreement before settling it")
-    return _decode_agreement(row[0])
-
-
-def _settlement_of(c: sqlite3.Connection, agreement_id: str) -> Settlement | None:
-    row = c.execute("SELECT seq, body FROM entries WHERE settled = ?",
-                    (agreement_id,)).fetchone()
-    if row is None:
-        return None
-    body = json.loads(row[1])
-    return Settlement(agreement_id, body["receipt_id"], body["verdict"], body["to_seller"],
-                      body["to_buyer"], row[0])
-
-
-def _verify(c: sqlite3.Connection, expected_head: tuple[int, str] | None) -> LedgerReport:
-    check = c.execute("PRAGMA quick_check").fetchone()[0]
-    if check != "ok":
-        raise LedgerCorrupt(f"SQLite finds the ledger damaged: {check}")
-    replay = Replay(expected_head)
-    for seq, kind, raw, prev, digest, recorded, settles, receipt_id in c.execute(
-            "SELECT seq, kind, body, prev_hash, hash, recorded, settled, receipt_id "
-            "FROM entries ORDER BY seq"):
-        replay.feed(seq, kind, raw, prev, digest, (recorded, settles, receipt_id))
-    stored = {(address, currency): [available, held] for address, currency, available, held
-              in c.execute("SELECT address, currency, available, held FROM balances")}
-    return replay.finish(_head(c), stored)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # The live web view: one static page that polls the JSON endpoints below (package data).
-_PAGE = resources.files("marketplace.node").joinpath("static/index.html").read_text(encoding="utf-8")
+_PAGE = resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

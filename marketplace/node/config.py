@@ -45,12 +45,12 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 from aaex_agents.address import public_key_from_address
-from aaex_agents.errors import AaexError, UsageError
+from aaex_agents.errors import UsageError
 
 from ..trade.market import MarketSettings
 
 
-class ConfigError(AaexError):
+class ConfigError(UsageError):
     """The node configuration is invalid; the message names the field and the fix."""
 
 

@@ -23,7 +23,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from aaex_agents import Agent, HttpTransport, Identity, RuntimeConfig, StaticDirectory, open_runtime
+from aaex_agents import (
+    Agent,
+    HttpTransport,
+    Identity,
+    RuntimeConfig,
+    Services,
+    StaticDirectory,
+    open_runtime,
+)
+from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.directory import Directory
 from aaex_agents.errors import KeyFileError, UsageError
 from aaex_agents.llm import LLMMetrics, LLMService
@@ -35,15 +44,15 @@ from discovery.dht import Discovery, open_discovery
 from discovery.directory import DhtDirectory
 from discovery.records import PriceModel, SlaOffer
 
-from .api import prometheus, serve_admin, uptime_since
-from ..trade.market import NodeMarket, discovery_finder
-from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
+from ..contracts.ledger import Ledger, LedgerConfig, open_ledger
 from ..trade.contracting import seller_countersigner
-from ..contracts.ledger import Ledger, open_ledger
-from .llm import open_node_llm
+from ..trade.market import NodeMarket, discovery_finder
 from ..trade.negotiation import Seller
 from ..trade.policy import AccessControl, AccessList
 from ..trade.strategies import SellerStrategy
+from .api import prometheus, serve_admin, uptime_since
+from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
+from .llm import open_node_llm
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +70,9 @@ class Node:
     advertisers: list[Advertiser] = field(default_factory=list)
     admin_url: str = ""
     llm: LLMService | None = None
+    """The language model the agents share; None when the configuration names none."""
     market: NodeMarket | None = None
     """What `ctx.delegate` of the hosted agents reaches."""
-    """The language model the agents share; None when the configuration names none."""
     started: float = field(default_factory=time.monotonic)
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when shutdown begins: new negotiations are declined from then on."""
@@ -162,7 +171,7 @@ def load_or_create_identity(path: Any) -> Identity:
         return identity
 
 
-def build_agent(spec: AgentSpec, config: NodeConfig) -> Agent:
+def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock) -> Agent:
     """Construct the agent `spec` names, with its own key under the data dir.
 
     A `Seller` gets its strategy from the settings (`cost`, `exponent`, `latency_ms`, ...),
@@ -185,8 +194,8 @@ def build_agent(spec: AgentSpec, config: NodeConfig) -> Agent:
             strategy_fields = {k: settings.pop(k) for k in list(settings)
                                if k in SellerStrategy.__dataclass_fields__}
             return cls(identity, name=spec.name, strategy=SellerStrategy(**strategy_fields),
-                       countersign=seller_countersigner(identity), admit=gate.admit,
-                       **settings)
+                       countersign=seller_countersigner(identity, clock), admit=gate.admit,
+                       clock=clock, **settings)
         return cls(identity, name=spec.name, **settings)
     except (TypeError, UsageError) as exc:
         raise ConfigError(f"agents.{spec.name}.settings: {exc}") from exc
@@ -203,7 +212,7 @@ def offers_of(agent: Agent) -> list[Offer]:
                   attributes={"strategy_exponent": agent.strategy.exponent})]
 
 
-async def _no_market(capability: str) -> list[str]:
+async def _no_market(capability: str, where: str | None) -> list[str]:
     """The finder of a node without libp2p: it finds nobody (configure `node.p2p`)."""
     return []
 
@@ -214,20 +223,22 @@ async def _drain(node: Node, timeout: float) -> None:
     for seller in sellers:
         seller.accepting = False
     node.draining.set()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        now = time.time()
-        live = sum(s.live_dialogues(now) for s in sellers)
-        if live == 0:
+    clock = node.runtime.clock
+    deadline = clock.now() + timeout
+    while (now := clock.now()) < deadline:
+        if sum(s.live_dialogues(now) for s in sellers) == 0:
             return
-        await asyncio.sleep(0.05)
+        await clock.sleep(0.05)
     logger.warning("drain: %d negotiation(s) still open after %.0f s; stopping anyway",
-                   sum(s.live_dialogues(time.time()) for s in sellers), timeout)
+                   sum(s.live_dialogues(clock.now()) for s in sellers), timeout)
 
 
 @asynccontextmanager
-async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
+async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncIterator[Node]:
     """Start everything `config` describes; returns when all of it listens.
+
+    `clock` (default: the system's) is where the ledger, the runtime, the sellers and the
+    market read time and sleep.
 
     Raises:
         ConfigError: an agent cannot be built from the configuration, or the `[llm]` model
@@ -237,10 +248,12 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
     """
     config.data_dir.mkdir(parents=True, exist_ok=True)
     config.ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    clock = clock or SystemClock()
     identity = load_or_create_identity(config.identity)
-    agents = [build_agent(spec, config) for spec in config.agents]
+    agents = [build_agent(spec, config, clock) for spec in config.agents]
     async with AsyncExitStack() as stack:
-        ledger = await stack.enter_async_context(open_ledger(config.ledger_path))
+        ledger = await stack.enter_async_context(open_ledger(
+            config.ledger_path, config=LedgerConfig(clock=clock)))
         # Before the runtime, so it closes after it: handlers may use ctx.llm until the end.
         llm = await stack.enter_async_context(open_node_llm(config.llm))
         host: Libp2pHost | None = None
@@ -261,8 +274,8 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             ledger=ledger, settings=config.market)
         runtime = await stack.enter_async_context(open_runtime(
             agents, transports=transports, directory=directory,
-            config=RuntimeConfig(data_dir=config.data_dir / "storage"), llm=llm,
-            delegate=market.delegate))
+            config=RuntimeConfig(data_dir=config.data_dir / "storage"), clock=clock,
+            services=Services(llm=llm, market=market)))
         node = Node(config, identity, ledger, runtime, host, discovery, llm=llm, market=market)
         # Runs after the advertisers have withdrawn (exit order is reversed), before the
         # runtime stops: nobody finds us any more, and open negotiations may still finish.

@@ -10,13 +10,13 @@ from .delegation import (
     Attempt,
     Backoff,
     Delegated,
-    DelegationFailed,
     Delegator,
     Deliver,
     ReceiptNotice,
     ServiceSeller,
     Task,
 )
+from .errors import DelegationFailed, Refusal, SpendingRefused, TradeError
 from .market import MarketSettings, NodeMarket
 from .negotiation import (
     Accept,
@@ -28,11 +28,10 @@ from .negotiation import (
     DialogueState,
     NegotiationResult,
     Propose,
-    Refusal,
     Seller,
     negotiate,
 )
-from .policy import AccessControl, AccessList, RateLimit, SpendingRefused, Wallet
+from .policy import AccessControl, AccessList, RateLimit, Wallet
 from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy, Weights
 
 __all__ = [
@@ -66,6 +65,7 @@ __all__ = [
     "ServiceSeller",
     "SpendingRefused",
     "Task",
+    "TradeError",
     "Wallet",
     "Weights",
     "negotiate",

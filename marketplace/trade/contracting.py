@@ -9,15 +9,16 @@ the `SignedAgreement` wire form, which anyone can verify with the two public key
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
+from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.identity import Identity
 
 from ..contracts.agreement import AGREEMENT_TAG, Agreement, SignedAgreement, Terms, to_minor_units
 from ..contracts.errors import ContractRejected
-from .negotiation import AgreementSigner, CallForProposals, Countersigner, Refusal
 from ..contracts.signing import decode_wire, encode_wire, sha256_hex
+from .errors import Refusal
+from .negotiation import AgreementSigner, CallForProposals, Countersigner
 from .strategies import Offer
 
 CLOCK_TOLERANCE_MS = 60_000
@@ -37,18 +38,26 @@ def terms_for(cfp: CallForProposals, offer: Offer, agreed_at_ms: int) -> Terms:
                  penalty=to_minor_units(offer.penalty))
 
 
-def buyer_signer(identity: Identity) -> AgreementSigner:
-    """Sign agreements as `identity` (the buyer)."""
+def buyer_signer(identity: Identity, clock: Clock | None = None) -> AgreementSigner:
+    """Sign agreements as `identity` (the buyer), dated by `clock` (default: the system's)."""
+    clock = clock or SystemClock()
+
     def sign(dialogue: str, seller: str, cfp: CallForProposals, offer: Offer) -> bytes:
-        agreed_at = int(time.time() * 1000)
+        agreed_at = int(clock.now() * 1000)
         agreement = Agreement(dialogue_id=dialogue, buyer=identity.address, seller=seller,
                               terms=terms_for(cfp, offer, agreed_at), agreed_at_ms=agreed_at)
         return encode_wire(AGREEMENT_TAG, agreement, [agreement.sign(identity)])
     return sign
 
 
-def seller_countersigner(identity: Identity) -> Countersigner:
-    """Countersign, as `identity` (the seller), only an agreement stating our own offer."""
+def seller_countersigner(identity: Identity, clock: Clock | None = None) -> Countersigner:
+    """Countersign, as `identity` (the seller), only an agreement stating our own offer.
+
+    The buyer's agreed-at must be within `CLOCK_TOLERANCE_MS` of `clock` (default: the
+    system's).
+    """
+    clock = clock or SystemClock()
+
     def countersign(wire: bytes, buyer: str, cfp: CallForProposals, offer: Offer) -> bytes:
         try:
             agreement, (buyer_signature,) = decode_wire(wire, AGREEMENT_TAG, Agreement,
@@ -56,7 +65,7 @@ def seller_countersigner(identity: Identity) -> Countersigner:
             agreement.check_signature(buyer, buyer_signature)
         except ContractRejected as exc:
             raise Refusal("bad_agreement", str(exc)) from exc
-        now_ms = int(time.time() * 1000)
+        now_ms = int(clock.now() * 1000)
         expected = terms_for(cfp, offer, agreement.agreed_at_ms)
         if agreement.buyer != buyer or agreement.seller != identity.address:
             raise Refusal("terms_mismatch", "the agreement names other parties")

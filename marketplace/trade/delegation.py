@@ -19,23 +19,24 @@ import asyncio
 import hashlib
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aaex_agents import Context, Identity, Message, handler
+from aaex_agents.clock import Clock
 from aaex_agents.errors import AaexError, UsageError
 
 from ..contracts.agreement import MINOR_UNITS, SignedAgreement
-from .contracting import buyer_signer, task_hash
 from ..contracts.errors import ContractRejected
 from ..contracts.ledger import Ledger
-from .negotiation import CallForProposals, Decline, Seller, negotiate, new_dialogue_id
-from .policy import Wallet
 from ..contracts.receipt import SignedReceipt, make_receipt
 from ..contracts.reputation import ReputationBook
 from ..contracts.sla import Delivery
+from .contracting import buyer_signer, task_hash
+from .errors import DelegationFailed
+from .negotiation import CallForProposals, Decline, Seller, negotiate, new_dialogue_id
+from .policy import Wallet
 from .strategies import BuyerStrategy, BuyerUtility
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class ServiceSeller(Seller):
                            detail="the task is not the one that was priced")
         if signed.id in self._results:
             return self._results[signed.id]
-        started = int(time.time() * 1000)
+        started = _ms(ctx.clock)
         self.queue_depth += 1
         try:
             result = await self.perform(ctx, msg.task)
@@ -113,7 +114,7 @@ class ServiceSeller(Seller):
             self.queue_depth -= 1
         delivered = Deliver(agreement_id=signed.id, result=result,
                             result_hash=result_hash(result), started_at_ms=started,
-                            finished_at_ms=int(time.time() * 1000))
+                            finished_at_ms=_ms(ctx.clock))
         self._results[signed.id] = delivered
         return delivered
 
@@ -130,17 +131,9 @@ class ServiceSeller(Seller):
             self.receipts.append(receipt)
 
 
-class DelegationFailed(AaexError):
-    """No provider delivered within the deadline; `attempts` says what happened to each."""
-
-    def __init__(self, message: str, attempts: list[Attempt]) -> None:
-        self.attempts = attempts
-        super().__init__(message)
-
-
 @dataclass
 class Attempt:
-    """One award and how it ended."""
+    """One award and how it ended (an `aaex_agents.services.DelegationAttempt`)."""
 
     seller: str
     verdict: str
@@ -150,12 +143,34 @@ class Attempt:
 
 @dataclass
 class Delegated:
-    """A subtask done: its result and the contracts that prove and settled it."""
+    """A subtask done: its result and the contracts that prove and settled it.
+
+    What `ctx.delegate` returns (it fulfils `aaex_agents.services.Delegated`).
+    """
 
     result: dict[str, Any]
     agreement: SignedAgreement
     receipt: SignedReceipt
     attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def seller(self) -> str:
+        """The provider that delivered."""
+        return self.agreement.agreement.seller
+
+    @property
+    def agreement_id(self) -> str:
+        """The id of the agreement both sides signed."""
+        return self.agreement.id
+
+    @property
+    def price(self) -> float:
+        """What the agreement cost, in credits."""
+        return self.agreement.agreement.terms.price / MINOR_UNITS
+
+
+def _ms(clock: Clock) -> int:
+    return int(clock.now() * 1000)
 
 
 @dataclass
@@ -185,8 +200,9 @@ class Backoff:
         self._until.pop(peer, None)
 
 
-Finder = Callable[[str], Awaitable[Sequence[str]]]
-"""capability -> candidate seller addresses, best first (e.g. discovery lookup + ranking)."""
+Finder = Callable[[str, str | None], Awaitable[Sequence[str]]]
+"""(capability, where) -> candidate seller addresses, best first (e.g. discovery lookup and
+ranking); `where` holds constraints on the ads in the query language, or None."""
 Settle = Callable[[SignedAgreement, SignedReceipt | None], Awaitable[None]]
 """Called with (agreement, None) when awarded (escrow hold), then (agreement, receipt)."""
 
@@ -212,29 +228,34 @@ class Delegator:
         self.reputation = reputation or ReputationBook()
         self._find = find
         self._wallet = wallet
-        self._sign = wallet.guard(buyer_signer(identity))
         self._settle = settle
         self._strategy = strategy or BuyerStrategy()
         self.backoff = backoff or Backoff()
         self._window = negotiation_window
 
-    async def delegate(self, ctx: Context, capability: str, task: dict[str, Any], *,
-                       budget: float, deadline: float, max_latency_ms: float = 30_000,
-                       penalty: float = 0.0, top_k: int = 3) -> Delegated:
+    async def delegate(self, ctx: Context, capability: str, task: Mapping[str, Any], *,
+                       budget: float, deadline: float, where: str | None = None,
+                       max_latency_ms: float = 30_000, penalty: float = 0.0,
+                       top_k: int = 3) -> Delegated:
         """Get `task` done by the best provider of `capability` within `deadline` seconds.
+
+        `ctx` is the context of the delegator's own agent (the node's market hands each
+        agent its own delegator); every time read and wait goes through `ctx.clock`.
 
         Raises:
             DelegationFailed: every attempt failed or the deadline passed.
             UsageError: a non-positive budget or deadline.
         """
         if budget <= 0 or deadline <= 0:
-            raise UsageError("delegate needs a positive budget and deadline")
-        if ctx.address != self._identity.address:
-            raise UsageError("delegate with the context of the delegator's own agent")
-        end = time.time() + deadline
+            raise UsageError(f"delegate needs a positive budget and deadline, got budget="
+                             f"{budget} and deadline={deadline}")
+        task = dict(task)
+        clock = ctx.clock
+        end = clock.now() + deadline
         attempts: list[Attempt] = []
-        while (now := time.time()) < end:
-            found = [s for s in await self._find(capability) if not self.backoff.banned(s, now)]
+        while (now := clock.now()) < end:
+            found = [s for s in await self._find(capability, where)
+                     if not self.backoff.banned(s, now)]
             # Reputation (from verified receipts only) orders the candidates; the finder's
             # order breaks ties, so unrated sellers keep their ranking.
             scores = {s: self.reputation.score(s).score for s in found}
@@ -249,14 +270,15 @@ class Delegator:
             utility = BuyerUtility(max_price=budget, max_latency_ms=max_latency_ms,
                                    max_deadline_s=remaining, wanted_penalty=penalty)
             outcome = await negotiate(ctx, candidates, cfp, utility=utility,
-                                      strategy=self._strategy, sign=self._sign,
+                                      strategy=self._strategy,
+                                      sign=self._wallet.guard(buyer_signer(self._identity, clock)),
                                       reputation=scores,
                                       release=self._wallet.release,
                                       timeout=min(5.0, remaining))
             if outcome.agreement is None or outcome.winner is None:
                 for bid in outcome.bids:
                     attempts.append(Attempt(bid.seller, "no_agreement", detail=str(bid.declined)))
-                    self.backoff.ban(bid.seller, time.time())
+                    self.backoff.ban(bid.seller, clock.now())
                 continue
             signed = SignedAgreement.from_wire(outcome.agreement)
             result, receipt, detail = await self._perform(ctx, signed, task, end)
@@ -264,7 +286,7 @@ class Delegator:
             if receipt.receipt.verdict == "met" and result is not None:
                 self.backoff.forgive(outcome.winner)
                 return Delegated(result, signed, receipt, attempts)
-            banned = self.backoff.ban(outcome.winner, time.time())
+            banned = self.backoff.ban(outcome.winner, clock.now())
             logger.warning("%s failed %s (%s); banned %.0f s, re-awarding", outcome.winner,
                            capability, receipt.receipt.verdict, banned)
         raise DelegationFailed(f"{capability}: no provider delivered within {deadline} s",
@@ -280,8 +302,9 @@ class Delegator:
         agreement = signed.agreement
         if self._settle is not None:
             await self._settle(signed, None)
-        started = int(time.time() * 1000)
-        wait = max(0.05, min(end - time.time(), agreement.terms.max_latency_ms / 1000 * 1.5,
+        clock = ctx.clock
+        started = _ms(clock)
+        wait = max(0.05, min(end - clock.now(), agreement.terms.max_latency_ms / 1000 * 1.5,
                              (agreement.terms.deadline_ms - started) / 1000))
         delivery, result, detail = None, None, ""
         try:
@@ -291,7 +314,7 @@ class Delegator:
                     and reply.result_hash == result_hash(reply.result):
                 result = reply.result
                 delivery = Delivery(result_hash=reply.result_hash, started_at_ms=started,
-                                    finished_at_ms=max(started, int(time.time() * 1000)))
+                                    finished_at_ms=max(started, _ms(clock)))
             elif isinstance(reply, Decline):
                 detail = f"{reply.reason}: {reply.detail}" if reply.detail else reply.reason
             else:
@@ -300,7 +323,7 @@ class Delegator:
             detail = str(exc) or type(exc).__name__
             logger.info("%s did not deliver: %s", agreement.seller, detail)
         receipt = SignedReceipt.create(
-            make_receipt(agreement, delivery, issued_at_ms=int(time.time() * 1000)),
+            make_receipt(agreement, delivery, issued_at_ms=_ms(clock)),
             self._identity)
         if receipt.receipt.verdict != "met":
             self._wallet.release(agreement.seller, agreement.terms.price / MINOR_UNITS)
@@ -315,11 +338,12 @@ class Delegator:
         return result, receipt, detail
 
     async def delegate_all(self, ctx: Context, subtasks: Sequence[tuple[str, dict[str, Any]]],
-                           **options: Any) -> list[Delegated | DelegationFailed]:
+                           *, budget: float, deadline: float) -> list[Delegated | DelegationFailed]:
         """Delegate independent subtasks in parallel; each fails or succeeds on its own."""
         async def one(capability: str, task: dict[str, Any]) -> Delegated | DelegationFailed:
             try:
-                return await self.delegate(ctx, capability, task, **options)
+                return await self.delegate(ctx, capability, task, budget=budget,
+                                           deadline=deadline)
             except DelegationFailed as failed:
                 return failed
         return list(await asyncio.gather(*(one(c, t) for c, t in subtasks)))

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from aaex_agents import Agent, Context
+from aaex_agents import Agent
 from aaex_agents.errors import UsageError
-from discovery.query import Query, Utility
+from discovery.query import Query, Utility, parse_where
 
-from .delegation import Backoff, Delegated, Delegator, Finder, settle_on
 from ..contracts.ledger import Ledger
-from .policy import Wallet
 from ..contracts.reputation import ReputationBook
+from .delegation import Backoff, Delegator, Finder, settle_on
+from .policy import Wallet
 
 if TYPE_CHECKING:  # the DHT pulls in libp2p; reading a node's config must not
     from discovery.dht import Discovery
@@ -55,14 +55,19 @@ def discovery_finder(discovery: Discovery, utility: Utility | None = None) -> Fi
     """A finder over the DHT: the sellers advertising a capability, best ranked first."""
     ranking = utility or Utility()
 
-    async def find(capability: str) -> list[str]:
-        ads = await discovery.lookup(Query(capability))
+    async def find(capability: str, where: str | None) -> list[str]:
+        query = Query(capability, where=parse_where(where) if where else None)
+        ads = await discovery.lookup(query)
         return [ad.address for _, ad in ranking.rank(ads)]
     return find
 
 
 class NodeMarket:
-    """Delegation for every agent of a node; pass `delegate` to `open_runtime`."""
+    """Delegation for every agent of a node (an `aaex_agents.services.Market`).
+
+    Pass it as ``open_runtime(..., services=Services(market=...))``; `ctx.delegate` then
+    reaches the delegator of the calling agent, never another's.
+    """
 
     def __init__(self, agents: Mapping[str, Agent], *, find: Finder, ledger: Ledger | None,
                  settings: MarketSettings | None = None) -> None:
@@ -73,7 +78,7 @@ class NodeMarket:
         self.reputation = ReputationBook()
         self.delegators: dict[str, Delegator] = {}
 
-    def delegator_for(self, address: str) -> Delegator:
+    def for_agent(self, address: str) -> Delegator:
         """The delegator that buys for the hosted agent at `address` (made on first use).
 
         Raises:
@@ -93,8 +98,3 @@ class NodeMarket:
                 reputation=self.reputation)
             self.delegators[address] = delegator
         return delegator
-
-    async def delegate(self, ctx: Context, capability: str, task: dict[str, Any],
-                       **options: Any) -> Delegated:
-        """`Delegator.delegate` for the agent whose context this is."""
-        return await self.delegator_for(ctx.address).delegate(ctx, capability, task, **options)

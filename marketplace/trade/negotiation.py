@@ -18,7 +18,6 @@ import asyncio
 import enum
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -27,6 +26,7 @@ from aaex_agents import Agent, Context, Message, Protocol, handler
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.errors import AaexError, TransportError, UsageError
 
+from .errors import Refusal
 from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy
 
 logger = logging.getLogger(__name__)
@@ -120,15 +120,6 @@ class Dialogue:
 
     def __repr__(self) -> str:
         return f"<Dialogue {self.id[:8]} {self.state.name} round={self.round}>"
-
-
-class Refusal(AaexError):
-    """Raised inside a seller's checks; answered as a signed Decline with `reason`."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
 AgreementSigner = Callable[[str, str, CallForProposals, Offer], bytes]
@@ -318,7 +309,8 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
     """
     if not sellers:
         raise UsageError("negotiate needs at least one seller address")
-    started = time.time()
+    clock = ctx.clock
+    started = clock.now()
     horizon = max(1e-3, cfp.respond_by - started)
     bids = {s: Bid(s) for s in dict.fromkeys(sellers)}
     reputation = reputation or {}
@@ -349,8 +341,9 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
         if not live:
             break
         best = max(live, key=lambda b: (b.utility, b.seller))
-        target = strategy.target(time.time() - started, horizon)
-        if best.utility >= target or time.time() >= cfp.respond_by:
+        now = clock.now()
+        target = strategy.target(now - started, horizon)
+        if best.utility >= target or now >= cfp.respond_by:
             break
         counters = [(b.seller, CounterOffer(dialogue=cfp.dialogue, round=round_,
                                             price=round(utility.price_for(
@@ -379,7 +372,7 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
         if release is not None:
             release(bid.seller, bid.offer.price)
     result.bids = list(bids.values())
-    result.elapsed_s = time.time() - started
+    result.elapsed_s = clock.now() - started
     return result
 
 

@@ -14,9 +14,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from aaex_agents.errors import AaexError, UsageError
+from aaex_agents.errors import UsageError
 
-from .negotiation import AgreementSigner, CallForProposals, Refusal
+from .errors import Refusal, SpendingRefused
+from .negotiation import AgreementSigner, CallForProposals
 from .strategies import Offer
 
 
@@ -90,10 +91,6 @@ class AccessControl:
         if not self.allowed(buyer, cfp.capability):
             raise Refusal("not_whitelisted",
                           f"{cfp.capability} is sold only to partner agents and organisations")
-
-
-class SpendingRefused(AaexError):
-    """The wallet refused to sign: the agreement would break the spending policy."""
 
 
 @dataclass(kw_only=True)

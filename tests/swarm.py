@@ -2,7 +2,7 @@
 
 The multi-process tests and `bench.discovery` build their networks with it.
 
-    python -m discovery.swarm --nodes 25 --seed /ip4/127.0.0.1/tcp/4001/p2p/12D3...
+    python -m tests.swarm --nodes 25 --seed /ip4/127.0.0.1/tcp/4001/p2p/12D3...
 
 It prints one JSON line when every node has joined, then answers one JSON line per command
 (see `_COMMANDS`). It exits on `{"op": "quit"}` or when stdin closes.
@@ -26,12 +26,11 @@ from aaex_agents import Agent, Context, HttpTransport, Identity, Message, handle
 from aaex_agents.errors import AaexError
 from aaex_agents.transport.base import Transport
 from aaex_agents.transport.libp2p import Libp2pHost, Libp2pTransport, open_libp2p_host
-
-from .advertiser import Advertiser, Offer
-from .dht import Discovery, DiscoveryConfig
-from .directory import DhtDirectory
-from .query import Query, parse_where
-from .records import PriceModel, SlaOffer, agent_record_key
+from discovery.advertiser import Advertiser, Offer
+from discovery.dht import Discovery, DiscoveryConfig
+from discovery.directory import DhtDirectory
+from discovery.query import Query, parse_where
+from discovery.records import PriceModel, SlaOffer, agent_record_key
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +264,7 @@ def _emit(document: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    """Entry point of ``python -m discovery.swarm``."""
+    """Entry point of ``python -m tests.swarm``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--seed", action="append", default=[], help="multiaddr of a seed node")

@@ -1,0 +1,107 @@
+"""What a node gives the agents it hosts, as one typed object known when the runtime opens.
+
+The SDK never imports the market. It states here what it needs of one (`Delegation`, and what
+a finished delegation looks like, `Delegated`); `marketplace` implements both and the node
+passes them in `Services` to `open_runtime`. Handlers reach them as `ctx.llm` and
+`ctx.delegate(...)`, typed end to end, never as attributes set on the runtime afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .context import Context
+    from .llm.service import LLMService
+
+
+class DelegationAttempt(Protocol):
+    """One award of a delegation and how it ended."""
+
+    @property
+    def seller(self) -> str:
+        """The provider's address."""
+
+    @property
+    def verdict(self) -> str:
+        """``met``, ``breached``, ``not_delivered`` or ``no_agreement``."""
+
+    @property
+    def detail(self) -> str:
+        """What went wrong, in words (empty when it was met)."""
+
+
+class Delegated(Protocol):
+    """A subtask the market did: its result, who did it, and what it cost."""
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """The provider's result, checked against the agreement."""
+
+    @property
+    def seller(self) -> str:
+        """The address of the provider that delivered."""
+
+    @property
+    def agreement_id(self) -> str:
+        """The id of the agreement both sides signed."""
+
+    @property
+    def price(self) -> float:
+        """What was paid, in credits."""
+
+    @property
+    def attempts(self) -> Sequence[DelegationAttempt]:
+        """Every award tried, in order; the last one delivered."""
+
+
+class Delegation(Protocol):
+    """The market as one agent sees it: buys work as that agent, from its own wallet."""
+
+    async def delegate(self, ctx: Context, capability: str, task: Mapping[str, Any], *,
+                       budget: float, deadline: float, where: str | None = None,
+                       max_latency_ms: float = 30_000, penalty: float = 0.0,
+                       top_k: int = 3) -> Delegated:
+        """Get `task` done by the best provider of `capability` within `deadline` seconds.
+
+        Args:
+            ctx: the buying agent's context (the market sends and asks through it).
+            capability: what to buy, e.g. ``"forecast.demand"``.
+            task: the work, as JSON-like data the seller's `perform` reads.
+            budget: the most to pay, in credits.
+            deadline: seconds from now by which the result must be in hand.
+            where: constraints on the sellers' ads in the query language (``"region == 'eu'"``).
+            max_latency_ms: the slowest delivery the buyer accepts.
+            penalty: what a seller must owe if it breaches, in credits.
+            top_k: how many sellers to negotiate with at once.
+
+        Raises:
+            DelegationFailed: every attempt failed or the deadline passed.
+            UsageError: a non-positive budget or deadline.
+        """
+
+
+class Market(Protocol):
+    """The node's market service: one `Delegation` per hosted agent."""
+
+    def for_agent(self, address: str) -> Delegation:
+        """The delegation that buys as the hosted agent at `address`."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Services:
+    """Everything a node shares with its agents; pass it to ``open_runtime(services=...)``.
+
+    Attributes:
+        llm: the node's language model, reached as ``ctx.llm`` (its opener closes it).
+        market: the market, reached as ``ctx.delegate(...)``.
+    """
+
+    llm: LLMService | None = None
+    market: Market | None = None
+
+
+NO_SERVICES = Services()
+"""What a runtime opened without `services` gives its agents: nothing."""

@@ -1,0 +1,250 @@
+"""The SQLite side of the ledger: schema, connection, transactions, entries and balances.
+
+Everything here runs on the ledger's own worker thread (see marketplace.contracts.ledger,
+which owns the thread and is the only caller). sqlite3 errors are translated once, in
+`guarded`, into the LedgerError classes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .agreement import SignedAgreement
+from .chain import GENESIS, EntryKind, LedgerReport, Replay, canonical_body, effects, entry_hash
+from .errors import LedgerCorrupt, LedgerError, LedgerFull, UnknownAgreement
+from .sla import Verdict
+
+T = TypeVar("T")
+
+LEDGER_FORMAT = "aaex-ledger/1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq        INTEGER PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    body       BLOB NOT NULL,
+    prev_hash  BLOB NOT NULL,
+    hash       BLOB NOT NULL,
+    agreement_id TEXT,
+    recorded   TEXT UNIQUE,  -- agreement id, on its 'agreement' entry only: recorded once
+    settled    TEXT UNIQUE,  -- agreement id, on its release/refund entry only: paid once
+    receipt_id TEXT UNIQUE   -- on the settling entry: one receipt settles one agreement
+);
+CREATE INDEX IF NOT EXISTS entries_by_agreement ON entries (agreement_id);
+CREATE TABLE IF NOT EXISTS balances (
+    address   TEXT NOT NULL,
+    currency  TEXT NOT NULL,
+    available INTEGER NOT NULL CHECK (available >= 0),
+    held      INTEGER NOT NULL CHECK (held >= 0),
+    PRIMARY KEY (address, currency)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+"""
+
+# sqlite3 primary result codes (sqlite_errorcode & 0xff) that have their own error class.
+_SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 11, 13, 26
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Entry:
+    """One ledger entry as stored; `body` is its decoded canonical JSON."""
+
+    seq: int
+    kind: EntryKind
+    body: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def __repr__(self) -> str:
+        return f"<Entry {self.seq} {self.kind} {self.hash[:12]}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """Funds of one address in one currency, in minor units."""
+
+    available: int = 0
+    """Free to spend or to hold for a new agreement."""
+    held: int = 0
+    """In escrow: a buyer's price or a seller's bond for agreements not yet settled."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How an agreement was settled."""
+
+    agreement_id: str
+    receipt_id: str
+    verdict: Verdict
+    to_seller: int
+    """Price (on met) plus the seller's own bond back."""
+    to_buyer: int
+    """Refund plus penalty (on breach or non-delivery)."""
+    seq: int
+    """The settling entry."""
+    duplicate: bool = False
+    """True when this receipt had already been settled and nothing moved this time."""
+
+
+def connect(path: Path | None, max_bytes: int | None) -> sqlite3.Connection:
+    """Open (creating) the SQLite file with the ledger's schema and pragmas."""
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(f"cannot create the directory of ledger {path}: "
+                              f"{exc.strerror}") from exc
+    # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a transaction
+    # is exactly one ledger operation and takes the write lock before it reads the head.
+    connection = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None,
+                                 check_same_thread=False)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA busy_timeout=5000")
+        if max_bytes is not None:
+            page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+            connection.execute(f"PRAGMA max_page_count={max_bytes // page_size}")
+        connection.executescript(_SCHEMA)
+        connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)",
+                           (LEDGER_FORMAT,))
+        found = connection.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        if found is None or found[0] != LEDGER_FORMAT:
+            raise LedgerCorrupt(f"{path} is an SQLite database but not an AAEX ledger "
+                                f"(format {found[0] if found else None!r})")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def guarded(connection: sqlite3.Connection | None, work: Callable[[Any], T],
+             path: Path | None) -> T:
+    """Run `work`, translating sqlite3 errors once, here, into LedgerError classes."""
+    try:
+        return work(connection)
+    except sqlite3.Error as exc:
+        where = path or ":memory:"
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code == _SQLITE_FULL:
+            raise LedgerFull(f"ledger {where} is full (disk or size limit); nothing was "
+                             f"written: {exc}") from exc
+        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+            raise LedgerCorrupt(f"ledger {where} is damaged or not an SQLite database: "
+                                f"{exc}; restore it from a copy") from exc
+        raise LedgerError(f"ledger {where} failed: {exc}") from exc
+
+
+def transaction(c: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `work` as one BEGIN IMMEDIATE ... COMMIT transaction; roll back on any error."""
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(c)
+        c.execute("COMMIT")
+    except BaseException:
+        if c.in_transaction:  # SQLite may already have rolled back (e.g. on SQLITE_FULL)
+            c.execute("ROLLBACK")
+        raise
+    return result
+
+
+def head(c: sqlite3.Connection) -> tuple[int, bytes]:
+    """The head (seq, hash) of the chain; (0, GENESIS) when it is empty."""
+    seq = c.execute("SELECT value FROM meta WHERE key = 'head_seq'").fetchone()
+    digest = c.execute("SELECT value FROM meta WHERE key = 'head_hash'").fetchone()
+    if seq is None or digest is None:
+        return 0, GENESIS
+    return int(seq[0]), bytes(digest[0])
+
+
+def append(c: sqlite3.Connection, kind: EntryKind, body: dict[str, Any], *,
+            agreement_id: str | None = None, recorded: str | None = None,
+            settled: str | None = None, receipt_id: str | None = None) -> Entry:
+    """Append one entry after the head and apply its balance effects (caller's transaction)."""
+    prev_seq, prev_hash = head(c)
+    seq = prev_seq + 1
+    raw = canonical_body(body)
+    digest = entry_hash(prev_hash, seq, kind, raw)
+    for address, currency, d_available, d_held in effects(kind, body):
+        # Two statements, not an upsert: SQLite checks the CHECK constraints on an upsert's
+        # VALUES row even when it resolves to the UPDATE, and a hold's delta is negative.
+        c.execute("INSERT OR IGNORE INTO balances (address, currency, available, held) "
+                  "VALUES (?, ?, 0, 0)", (address, currency))
+        c.execute("UPDATE balances SET available = available + ?, held = held + ? "
+                  "WHERE address = ? AND currency = ?", (d_available, d_held, address, currency))
+    c.execute("INSERT INTO entries (seq, kind, body, prev_hash, hash, agreement_id, recorded, "
+              "settled, receipt_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+              (seq, kind, raw, prev_hash, digest, agreement_id, recorded, settled, receipt_id))
+    c.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                  (("head_seq", seq), ("head_hash", digest)))
+    return Entry(seq, kind, body, prev_hash.hex(), digest.hex())
+
+
+def row_entry(row: tuple[int, str, bytes, bytes, bytes]) -> Entry:
+    """An `Entry` from an entries row."""
+    seq, kind, raw, prev_hash, digest = row
+    return Entry(seq, kind, json.loads(raw), bytes(prev_hash).hex(),  # type: ignore[arg-type]
+                 bytes(digest).hex())
+
+
+def entry_at(c: sqlite3.Connection, seq: int) -> Entry:
+    """The entry at `seq`."""
+    row = c.execute("SELECT seq, kind, body, prev_hash, hash FROM entries WHERE seq = ?",
+                    (seq,)).fetchone()
+    return row_entry(row)
+
+
+def balance(c: sqlite3.Connection, address: str, currency: str) -> Balance:
+    """The balance of `address` in `currency` (zero when never seen)."""
+    row = c.execute("SELECT available, held FROM balances WHERE address = ? AND currency = ?",
+                    (address, currency)).fetchone()
+    return Balance(*row) if row else Balance()
+
+
+def decode_agreement(raw: bytes) -> SignedAgreement:
+    """The signed agreement stored in an agreement entry's body."""
+    return SignedAgreement.from_wire(bytes.fromhex(json.loads(raw)["wire"]))
+
+
+def agreement(c: sqlite3.Connection, agreement_id: str) -> SignedAgreement:
+    """The recorded agreement `agreement_id`; `UnknownAgreement` when none."""
+    row = c.execute("SELECT body FROM entries WHERE recorded = ?", (agreement_id,)).fetchone()
+    if row is None:
+        raise UnknownAgreement(f"agreement {agreement_id[:12]} was never recorded in this "
+                               "ledger; record the signed agreement before settling it")
+    return decode_agreement(row[0])
+
+
+def settlement_of(c: sqlite3.Connection, agreement_id: str) -> Settlement | None:
+    """How `agreement_id` was settled, or None."""
+    row = c.execute("SELECT seq, body FROM entries WHERE settled = ?",
+                    (agreement_id,)).fetchone()
+    if row is None:
+        return None
+    body = json.loads(row[1])
+    return Settlement(agreement_id, body["receipt_id"], body["verdict"], body["to_seller"],
+                      body["to_buyer"], row[0])
+
+
+def verify(c: sqlite3.Connection, expected_head: tuple[int, str] | None) -> LedgerReport:
+    """Replay the whole chain and compare the stored balances with what it implies."""
+    check = c.execute("PRAGMA quick_check").fetchone()[0]
+    if check != "ok":
+        raise LedgerCorrupt(f"SQLite finds the ledger damaged: {check}")
+    replay = Replay(expected_head)
+    for seq, kind, raw, prev, digest, recorded, settles, receipt_id in c.execute(
+            "SELECT seq, kind, body, prev_hash, hash, recorded, settled, receipt_id "
+            "FROM entries ORDER BY seq"):
+        replay.feed(seq, kind, raw, prev, digest, (recorded, settles, receipt_id))
+    stored = {(address, currency): [available, held] for address, currency, available, held
+              in c.execute("SELECT address, currency, available, held FROM balances")}
+    return replay.finish(head(c), stored)

@@ -1,0 +1,126 @@
+"""The tree is the architecture: imports run one way, errors have one root, modules stay small."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import aaex_agents
+import discovery
+import marketplace
+from aaex_agents.errors import AaexError
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("aaex_agents", "discovery", "marketplace")
+LAYER = {"aaex_agents": 0, "discovery": 1, "marketplace": 2}
+ROOM = {"contracts": 0, "trade": 1, "node": 2, "cli": 3}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Project modules that `name` imports at run time (TYPE_CHECKING blocks excluded)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for node in ast.walk(tree)
+                   if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                   for n in ast.walk(node)}
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            out.add(module)
+            out.update(f"{module}.{alias.name}" for alias in node.names)
+    return {m for m in out if m.split(".")[0] in LAYER}
+
+
+def _rank(module: str) -> tuple[int, int]:
+    parts = module.split(".")
+    room = ROOM.get(parts[1], -1) if parts[0] == "marketplace" and len(parts) > 1 else -1
+    return LAYER[parts[0]], room
+
+
+def test_imports_point_down_the_layers_and_rooms() -> None:
+    upward = []
+    for name, path in _modules().items():
+        if name in PACKAGES:  # a package's __init__ re-exports what is below it
+            continue
+        for target in _imports(name, path):
+            mine, theirs = _rank(name), _rank(target)
+            if theirs[0] > mine[0] or (theirs[0] == mine[0] == 2 and theirs[1] > mine[1] >= 0):
+                upward.append(f"{name} imports {target}")
+    assert upward == []
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    modules = _modules()
+    graph = {name: {t for t in _imports(name, path) if t in modules and t != name}
+             for name, path in modules.items()}
+    # a package's own __init__ is where its submodules are re-exported: skip that edge
+    graph = {n: {t for t in ts if not n.startswith(t + ".")} for n, ts in graph.items()}
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                cycles.append([*trail[trail.index(nxt):], nxt] if nxt in trail else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
+
+
+def test_no_module_passes_600_lines() -> None:
+    long = {name: n for name, path in _modules().items()
+            if (n := len(path.read_text().splitlines())) > 600}
+    assert long == {}
+
+
+def test_every_project_exception_has_the_one_root() -> None:
+    strays = []
+    for package in (aaex_agents, discovery, marketplace):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name.endswith(("gguf_convert", "llm.vllm", "__main__")):
+                continue  # optional extras, or a script that runs on import; no exceptions
+            module = importlib.import_module(info.name)
+            for _, cls in inspect.getmembers(module, inspect.isclass):
+                # private control-flow signals (`_Cancelled`) never leave their module
+                if (cls.__module__ == module.__name__ and issubclass(cls, BaseException)
+                        and not cls.__name__.startswith("_") and not issubclass(cls, AaexError)):
+                    strays.append(f"{cls.__module__}.{cls.__qualname__}")
+    assert strays == []
+
+
+@pytest.mark.parametrize("package", [discovery, marketplace])
+def test_packages_re_export_their_public_names(package: object) -> None:
+    names = package.__all__  # type: ignore[attr-defined]
+    assert names and len(names) == len(set(names))
+    for name in names:
+        assert getattr(package, name) is not None, name
