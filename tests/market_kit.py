@@ -22,6 +22,8 @@ def identity(name: str) -> Identity:
     return Identity(hashlib.sha256(f"aaex-test/{name}".encode()).digest())
 
 
+OWNER = identity("owner")
+"""The node key that signs a test ledger's deposits and withdrawals."""
 BUYER = identity("buyer")
 SELLER = identity("seller")
 STRANGER = identity("stranger")

@@ -68,13 +68,14 @@ def test_ledger_show_and_verify_then_tampering_is_found(
     import asyncio
     import sqlite3
 
-    from marketplace.contracts.ledger import open_ledger
+    from marketplace.contracts.ledger import LedgerConfig, open_ledger
+    from tests.market_kit import OWNER
 
     path = tmp_path / "ledger.sqlite"
     funded = Identity.generate().address
 
     async def fund() -> None:
-        async with open_ledger(path) as ledger:
+        async with open_ledger(path, config=LedgerConfig(owner=OWNER)) as ledger:
             await ledger.deposit(funded, 5_000_000)
             await ledger.deposit(funded, 2_000_000)
 

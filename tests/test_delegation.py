@@ -28,7 +28,7 @@ from aaex_agents import (
 )
 from aaex_agents.testing import ManualClock
 from marketplace.contracts.agreement import SignedAgreement
-from marketplace.contracts.ledger import open_ledger
+from marketplace.contracts.ledger import LedgerConfig, open_ledger
 from marketplace.contracts.receipt import SignedReceipt
 from marketplace.trade.contracting import seller_countersigner
 from marketplace.trade.delegation import (
@@ -41,6 +41,7 @@ from marketplace.trade.errors import DelegationFailed
 from marketplace.trade.market import MarketSettings, NodeMarket
 from marketplace.trade.policy import Wallet
 from marketplace.trade.strategies import LINEAR, SellerStrategy
+from tests.market_kit import OWNER
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -227,12 +228,11 @@ async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_pa
 
     credit = 1_000_000  # minor units per credit
     try:
-        async with open_ledger(tmp_path / "ledger.sqlite") as ledger, \
+        async with open_ledger(tmp_path / "ledger.sqlite",
+                               config=LedgerConfig(owner=OWNER)) as ledger, \
                 open_runtime(planner, transports=[HttpTransport()],
                              directory=directory) as rt:
             await ledger.deposit(planner.address, 20 * credit)
-            for peer in peers:  # the sellers' bonds, posted with the buyer's node
-                await ledger.deposit(peer["address"], 5 * credit)
             record = settle_on(ledger)
 
             async def settle(agreement: SignedAgreement, receipt: SignedReceipt | None) -> None:
@@ -249,6 +249,7 @@ async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_pa
             again = await ledger.settle(book.receipts[-1])  # the same receipt twice pays once
             assert again.receipt_id == book.receipts[-1].id
             balances = await ledger.balances()
+            positions = await ledger.positions()
             report = await ledger.verify()
     finally:
         watcher.cancel()
@@ -264,11 +265,13 @@ async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_pa
     assert {r.receipt.seller: r.receipt.verdict for r in book.receipts} == {
         doomed["address"]: "not_delivered", survivor["address"]: "met"}
     price, penalty = done.agreement.agreement.terms.price, failed.receipt.penalty
-    assert balances[survivor["address"]].available == 5 * credit + price  # paid once
-    assert balances[doomed["address"]].available == 5 * credit - penalty  # paid nothing
-    assert balances[planner.address].available == 20 * credit - price + penalty
+    assert balances[survivor["address"]].available == price  # paid once
+    assert balances[doomed["address"]].available == 0  # paid nothing
+    assert balances[planner.address].available == 20 * credit - price
     assert all(b.held == 0 for b in balances.values())
     assert report.agreements == 2
+    owed = positions[doomed["address"]]  # the dead provider owes the penalty, by its receipt
+    assert (owed.payable, positions[planner.address].receivable) == (penalty, penalty)
 
 
 class Job(Message, type="test_delegation.job/1"):
@@ -311,7 +314,8 @@ async def test_handlers_reach_the_market_through_ctx_delegate() -> None:
 
 
 async def test_ledger_counts_match_what_was_recorded_and_settled(tmp_path: Path) -> None:
-    from marketplace.contracts.ledger import open_ledger
+    from marketplace.contracts.ledger import LedgerConfig, open_ledger
+    from tests.market_kit import OWNER
 
     honest = make(Averager, cost=1.0)
     planner = Planner()
@@ -320,7 +324,8 @@ async def test_ledger_counts_match_what_was_recorded_and_settled(tmp_path: Path)
     async def find(capability: str, where: str | None) -> list[str]:
         return [honest.address]
 
-    async with open_ledger(tmp_path / "l.sqlite") as ledger, open_runtime(
+    async with open_ledger(tmp_path / "l.sqlite",
+                           config=LedgerConfig(owner=OWNER)) as ledger, open_runtime(
             [planner, honest], transports=[network.transport()]) as rt:
         await ledger.deposit(planner.address, 10_000_000)
         await ledger.deposit(honest.address, 10_000_000)

@@ -10,12 +10,14 @@ import pytest
 
 from aaex_agents import UsageError
 from aaex_agents.clock import ManualClock
+from marketplace.contracts.books import differences
 from marketplace.contracts.chain import GENESIS, entry_hash
 from marketplace.contracts.errors import (
     AlreadySettled,
     BadContractSignature,
     InsufficientFunds,
     LedgerCorrupt,
+    LedgerError,
     LedgerFull,
     LedgerTampered,
     ReceiptMismatch,
@@ -23,7 +25,16 @@ from marketplace.contracts.errors import (
 )
 from marketplace.contracts.ledger import Balance, Ledger, LedgerConfig, open_ledger
 from marketplace.contracts.receipt import SignedReceipt
-from tests.market_kit import BUYER, PENALTY, PRICE, SELLER, STRANGER, agreement, receipt
+from tests.market_kit import (
+    BUYER,
+    OWNER,
+    PENALTY,
+    PRICE,
+    SELLER,
+    STRANGER,
+    agreement,
+    receipt,
+)
 
 FUNDS = 20_000
 BOND_FUNDS = 5_000
@@ -32,20 +43,19 @@ BOND_FUNDS = 5_000
 @pytest.fixture
 async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
     async with open_ledger(tmp_path / "ledger.db",
-                           config=LedgerConfig(clock=ManualClock())) as opened:
+                           config=LedgerConfig(clock=ManualClock(), owner=OWNER)) as opened:
         await opened.deposit(BUYER.address, FUNDS)
         await opened.deposit(SELLER.address, BOND_FUNDS)
         yield opened
 
 
-async def test_met_receipt_releases_the_price_and_the_bond(ledger: Ledger) -> None:
+async def test_met_receipt_releases_the_price(ledger: Ledger) -> None:
     signed = agreement()
     await ledger.record_agreement(signed)
     assert await ledger.balance(BUYER.address) == Balance(FUNDS - PRICE, PRICE)
-    assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS - PENALTY, PENALTY)
+    assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS, 0)  # no bond held here
     settlement = await ledger.settle(receipt(signed, BUYER, latency_ms=200))
-    assert (settlement.verdict, settlement.to_seller, settlement.to_buyer) == (
-        "met", PRICE + PENALTY, 0)
+    assert (settlement.verdict, settlement.to_seller, settlement.to_buyer) == ("met", PRICE, 0)
     assert await ledger.balance(BUYER.address) == Balance(FUNDS - PRICE, 0)
     assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS + PRICE, 0)
     report = await ledger.verify()
@@ -53,15 +63,18 @@ async def test_met_receipt_releases_the_price_and_the_bond(ledger: Ledger) -> No
 
 
 @pytest.mark.parametrize("latency", [5_000, None], ids=["breached", "not_delivered"])
-async def test_breach_or_no_delivery_refunds_the_buyer_with_the_penalty(
+async def test_breach_or_no_delivery_refunds_the_buyer_and_the_seller_owes_the_penalty(
         ledger: Ledger, latency: int | None) -> None:
     signed = agreement(max_latency_ms=1_000)
     await ledger.record_agreement(signed)
     settlement = await ledger.settle(receipt(signed, BUYER, latency_ms=latency))
     assert settlement.verdict == ("breached" if latency else "not_delivered")
-    assert (settlement.to_seller, settlement.to_buyer) == (0, PRICE + PENALTY)
-    assert await ledger.balance(BUYER.address) == Balance(FUNDS + PENALTY, 0)
-    assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS - PENALTY, 0)
+    assert (settlement.to_seller, settlement.to_buyer) == (0, PRICE)
+    assert await ledger.balance(BUYER.address) == Balance(FUNDS, 0)
+    assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS, 0)
+    positions = await ledger.positions()
+    assert (positions[SELLER.address].payable, positions[BUYER.address].receivable) == (
+        PENALTY, PENALTY)
     entries = await ledger.entries()
     assert [e.kind for e in entries] == ["deposit", "deposit", "agreement", "hold", "refund"]
     await ledger.verify()
@@ -85,7 +98,7 @@ async def test_the_same_receipt_twice_pays_once(ledger: Ledger) -> None:
 
 async def test_the_database_itself_refuses_a_second_payout(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
-    async with open_ledger(path) as ledger:
+    async with open_ledger(path, config=LedgerConfig(owner=OWNER)) as ledger:
         await ledger.deposit(BUYER.address, FUNDS)
         await ledger.deposit(SELLER.address, BOND_FUNDS)
         signed = agreement()
@@ -114,13 +127,12 @@ async def test_a_hold_beyond_the_available_balance_is_refused(ledger: Ledger) ->
     with pytest.raises(InsufficientFunds, match="available") as caught:
         await ledger.record_agreement(agreement(price=FUNDS + 1))
     assert (caught.value.needed, caught.value.available) == (FUNDS + 1, FUNDS)
-    with pytest.raises(InsufficientFunds):  # the seller cannot post the bond
-        await ledger.record_agreement(agreement(penalty=BOND_FUNDS + 1))
+    await ledger.record_agreement(agreement(n=3, penalty=BOND_FUNDS + 1), role="seller")
     await ledger.record_agreement(agreement(n=1, price=FUNDS))  # exactly enough is enough
     with pytest.raises(InsufficientFunds):  # held funds are not available twice
         await ledger.record_agreement(agreement(n=2, price=1))
-    assert (await ledger.head())[0] == head[0] + 2
-    assert len(await ledger.agreements()) == 1
+    assert (await ledger.head())[0] == head[0] + 3  # a sale holds nothing: one entry
+    assert len(await ledger.agreements()) == 2
     await ledger.verify()
 
 
@@ -160,7 +172,8 @@ async def test_data_access_is_audited(ledger: Ledger) -> None:
 
 
 async def _build(path: Path) -> None:
-    async with open_ledger(path, config=LedgerConfig(clock=ManualClock())) as ledger:
+    async with open_ledger(path, config=LedgerConfig(clock=ManualClock(),
+                                                     owner=OWNER)) as ledger:
         await ledger.deposit(BUYER.address, FUNDS)                        # 1
         await ledger.deposit(SELLER.address, BOND_FUNDS)                  # 2
         first, second = agreement(n=1), agreement(n=2)
@@ -249,7 +262,7 @@ def _rewrite(path: Path, seq: int, old: bytes, new: bytes) -> None:
 async def test_a_published_head_pins_history_against_a_full_rewrite(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     await _build(path)
-    async with open_ledger(path) as ledger:
+    async with open_ledger(path, config=LedgerConfig(owner=OWNER)) as ledger:
         published = await ledger.head()
         await ledger.deposit(STRANGER.address, 1)  # history may grow after publishing
     await _verify(path, expected_head=published)
@@ -263,9 +276,9 @@ async def test_a_published_head_pins_history_against_a_full_rewrite(tmp_path: Pa
 async def test_a_full_rewrite_cannot_forge_what_the_parties_signed(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     await _build(path)
-    # Entry 5 released PRICE + PENALTY to the seller; pay the buyer instead, re-hash it all.
-    _rewrite(path, 5, f'"to_buyer":0,"to_seller":{PRICE + PENALTY}'.encode(),
-             f'"to_buyer":{PRICE + PENALTY},"to_seller":0'.encode())
+    # Entry 5 released PRICE to the seller; pay the buyer instead, re-hash it all.
+    _rewrite(path, 5, f'"to_buyer":0,"to_seller":{PRICE}'.encode(),
+             f'"to_buyer":{PRICE},"to_seller":0'.encode())
     with pytest.raises(LedgerTampered, match="other amounts than its receipt") as caught:
         await _verify(path)
     assert caught.value.seq == 5
@@ -291,7 +304,8 @@ async def test_the_ledger_is_append_only_even_through_sqlite(tmp_path: Path) -> 
 async def test_a_full_disk_refuses_the_write_and_loses_nothing(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     memo = "m" * 2_000
-    async with open_ledger(path, config=LedgerConfig(max_bytes=256 * 1024)) as ledger:
+    async with open_ledger(path, config=LedgerConfig(max_bytes=256 * 1024,
+                                                     owner=OWNER)) as ledger:
         await ledger.deposit(BUYER.address, FUNDS)
         await ledger.deposit(SELLER.address, BOND_FUNDS)
         signed = agreement()
@@ -348,8 +362,84 @@ async def test_a_closed_ledger_says_so(tmp_path: Path) -> None:
     assert "closed" in repr(ledger)
     with pytest.raises(UsageError, match="closed"):
         await ledger.balance(BUYER.address)
-    async with open_ledger(None) as memory:
+    async with open_ledger(None) as unowned:
+        with pytest.raises(UsageError, match="without the node's key"):
+            await unowned.deposit(BUYER.address, 1)
+    async with open_ledger(None, config=LedgerConfig(owner=OWNER)) as memory:
         with pytest.raises(UsageError, match="positive int"):
             await memory.deposit(BUYER.address, 0)
         with pytest.raises(UsageError, match="checksum"):
             await memory.deposit(BUYER.address[:-1] + "q", 1)
+
+
+# -- money is signed; both sides keep books ----------------------------------------------------
+
+
+async def test_a_deposit_added_by_editing_the_file_fails_verify(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    await _build(path)
+    with sqlite3.connect(path) as db:
+        seq, prev = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC").fetchone()
+    body = (b'{"address":"' + STRANGER.address.encode() + b'","amount":1000000,"at_ms":1,'
+            b'"currency":"credit","memo":"","signer":"' + OWNER.address.encode()
+            + b'","signature":"' + b"00" * 64 + b'"}')
+    digest = entry_hash(prev, seq + 1, "deposit", body)
+    _tamper(path, f"INSERT INTO entries (seq, kind, body, prev_hash, hash) VALUES "  # noqa: S608
+                  f"({seq + 1}, 'deposit', x'{body.hex()}', x'{prev.hex()}', x'{digest.hex()}')",
+            f"UPDATE meta SET value = {seq + 1} WHERE key = 'head_seq'",  # noqa: S608
+            f"UPDATE meta SET value = x'{digest.hex()}' WHERE key = 'head_hash'",  # noqa: S608
+            f"INSERT INTO balances VALUES ('{STRANGER.address}', 'credit', 1000000, 0)")  # noqa: S608
+    with pytest.raises(LedgerTampered, match="not signed by the ledger's owner") as caught:
+        await _verify(path)
+    assert caught.value.seq == seq + 1
+
+
+async def test_a_ledger_opens_only_with_its_owners_key(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    await _build(path)
+    with pytest.raises(LedgerError, match="belongs to node"):
+        async with open_ledger(path, config=LedgerConfig(owner=STRANGER)):
+            pass
+
+
+async def test_withdrawal_is_signed_and_bounded_by_the_available_funds(ledger: Ledger) -> None:
+    await ledger.record_agreement(agreement())
+    with pytest.raises(InsufficientFunds):  # held escrow cannot be withdrawn
+        await ledger.withdraw(BUYER.address, FUNDS - PRICE + 1)
+    await ledger.withdraw(BUYER.address, FUNDS - PRICE, memo="payout")
+    assert await ledger.balance(BUYER.address) == Balance(0, PRICE)
+    report = await ledger.verify()
+    assert report.deposits == {"credit": FUNDS + BOND_FUNDS - (FUNDS - PRICE)}
+
+
+async def test_buyer_and_seller_books_give_the_same_statement(tmp_path: Path) -> None:
+    """Two ledgers, one per party, record the same trades and agree to the micro-credit."""
+    config = LedgerConfig(clock=ManualClock(), owner=OWNER)
+    met, late, open_ = agreement(n=1), agreement(n=2, max_latency_ms=100), agreement(n=3)
+    async with open_ledger(tmp_path / "buyer.db", config=config) as buyer, \
+            open_ledger(tmp_path / "seller.db", config=config) as seller:
+        await buyer.deposit(BUYER.address, FUNDS)
+        for signed in (met, late, open_):
+            await buyer.record_agreement(signed, task={"n": signed.id})
+            await seller.record_agreement(signed, role="seller")
+        await seller.record_delivery(met.id, {"result_hash": "ab" * 32})
+        assert (await seller.open_agreements())[0].delivery == {"result_hash": "ab" * 32}
+        for signed, latency in ((met, 200), (late, 5_000)):
+            paid = receipt(signed, BUYER, latency_ms=latency)
+            await buyer.settle(paid)
+            assert (await seller.settle(paid)).verdict == paid.receipt.verdict
+        ours, theirs = await buyer.statement(SELLER.address), await seller.statement(BUYER.address)
+        assert ours.net == -theirs.net == -(PRICE - PENALTY)  # we owe the price, less a penalty
+        assert [line.verdict for line in ours.lines] == ["met", "breached", "open"]
+        assert differences(ours, theirs) == []
+        assert (await seller.positions())[SELLER.address].receivable == PRICE
+        assert (await seller.balance(SELLER.address)) == Balance()  # nothing held on a sale
+        assert [o.signed.id for o in await buyer.open_agreements()] == [open_.id]
+        assert (await buyer.open_agreements())[0].task == {"n": open_.id}
+        await buyer.verify()
+        await seller.verify()
+    async with open_ledger(tmp_path / "other.db", config=config) as other:
+        await other.record_agreement(met, role="seller")
+        gaps = differences(await other.statement(BUYER.address), ours)
+        assert any("missing on ours" in gap for gap in gaps)
+        assert any("receipt we never got" in gap for gap in gaps)

@@ -18,7 +18,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from marketplace.contracts.ledger import Entry, Ledger, open_ledger
+from marketplace.contracts.ledger import Entry, Ledger, LedgerConfig, open_ledger
+from tests.market_kit import OWNER
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 6
@@ -32,7 +33,7 @@ async def _all_entries(ledger: Ledger) -> list[Entry]:
 
 
 async def _check(path: Path, agreed: set[str], settled: set[str]) -> tuple[int, int]:
-    async with open_ledger(path) as ledger:
+    async with open_ledger(path, config=LedgerConfig(owner=OWNER)) as ledger:
         report = await ledger.verify()
         balances = await ledger.balances()
         assert sum(b.available + b.held for b in balances.values()) == report.deposits["credit"]
@@ -54,17 +55,12 @@ async def _check(path: Path, agreed: set[str], settled: set[str]) -> tuple[int, 
             buyer = expected.setdefault(body.buyer, [0, 0])
             seller = expected.setdefault(body.seller, [0, 0])
             settlement = await ledger.settlement(agreement_id)
-            if settlement is None:
+            if settlement is None:  # only the buyer's price is held; a penalty is a debt
                 buyer[0] -= terms.price
                 buyer[1] += terms.price
-                seller[0] -= terms.penalty
-                seller[1] += terms.penalty
             elif settlement.verdict == "met":
                 buyer[0] -= terms.price
                 seller[0] += terms.price
-            else:
-                buyer[0] += terms.penalty
-                seller[0] -= terms.penalty
         assert {a: [b.available, b.held] for a, b in balances.items()} == expected
         return len(agreements), len(payouts)
 

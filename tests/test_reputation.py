@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from aaex_agents import UsageError
 from marketplace.contracts.errors import BadContractSignature, ReceiptMismatch, UnknownAgreement
-from marketplace.contracts.ledger import open_ledger
+from marketplace.contracts.ledger import LedgerConfig, open_ledger
 from marketplace.contracts.receipt import SignedReceipt
 from marketplace.contracts.reputation import NEUTRAL, ReputationBook, collusion_bound, median
-from tests.market_kit import BUYER, SELLER, STRANGER, agreement, identity, receipt
+from tests.market_kit import BUYER, OWNER, SELLER, STRANGER, agreement, identity, receipt
 
 
 def test_only_receipts_that_verify_against_a_known_agreement_count() -> None:
@@ -58,7 +58,7 @@ def test_scores_are_per_rater_first_then_the_median() -> None:
 
 
 async def test_a_book_fed_from_the_ledger(tmp_path: Path) -> None:
-    async with open_ledger(tmp_path / "l.db") as ledger:
+    async with open_ledger(tmp_path / "l.db", config=LedgerConfig(owner=OWNER)) as ledger:
         await ledger.deposit(BUYER.address, 100_000)
         await ledger.deposit(SELLER.address, 100_000)
         for n, latency in enumerate([200, 200, 5_000]):

@@ -17,14 +17,26 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from aaex_agents.errors import UsageError
+from aaex_agents.identity import verify_signature
+
 from .agreement import SignedAgreement
 from .errors import ContractRejected, LedgerTampered
 from .receipt import SignedReceipt
 
-EntryKind = Literal["deposit", "agreement", "hold", "release", "refund", "access"]
+EntryKind = Literal["deposit", "withdraw", "agreement", "hold", "delivery", "release", "refund",
+                    "access"]
 GENESIS = bytes(32)
 """The `prev_hash` of the first entry."""
 _HASH_TAG = b"aaex/ledger/1\x00"
+MONEY_TAG = b"aaex/ledger-money/1\x00"
+"""Domain tag of the owner's signature on an entry that creates or removes money."""
+MONEY_KINDS = ("deposit", "withdraw")
+
+
+def money_signing_bytes(body: dict[str, Any]) -> bytes:
+    """What the ledger's owner signs in a deposit or withdrawal: the body without `signature`."""
+    return MONEY_TAG + canonical_body({k: v for k, v in body.items() if k != "signature"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +47,8 @@ class LedgerReport:
     head: str
     """Hex hash of the last entry (of GENESIS when empty); publish it to pin history."""
     deposits: dict[str, int] = field(default_factory=dict)
-    """Total deposited per currency; equals the sum of every available and held balance."""
+    """Deposited less withdrawn per currency; equals the sum of every available and held
+    balance."""
     agreements: int = 0
     settled: int = 0
 
@@ -55,14 +68,16 @@ def effects(kind: str, body: dict[str, Any]) -> list[tuple[str, str, int, int]]:
     """(address, currency, change in available, change in held) that an entry causes."""
     if kind == "deposit":
         return [(body["address"], body["currency"], body["amount"], 0)]
+    if kind == "withdraw":
+        return [(body["address"], body["currency"], -body["amount"], 0)]
     if kind == "hold":
-        cur = body["currency"]
-        return [(body["buyer"], cur, -body["price"], body["price"]),
-                (body["seller"], cur, -body["bond"], body["bond"])]
-    if kind in ("release", "refund"):
+        return [(body["buyer"], body["currency"], -body["price"], body["price"])]
+    if kind in ("release", "refund") and body["role"] == "buyer":
+        # Only the buyer's books hold escrow; a seller's books record the receipt, and what
+        # it owes or is owed follows from it (see marketplace.contracts.books).
         cur = body["currency"]
         return [(body["buyer"], cur, body["to_buyer"], -body["price"]),
-                (body["seller"], cur, body["to_seller"], -body["bond"])]
+                (body["seller"], cur, body["to_seller"], 0)]
     return []
 
 
@@ -73,14 +88,17 @@ class Replay:
     balances are.
     """
 
-    def __init__(self, expected_head: tuple[int, str] | None = None) -> None:
+    def __init__(self, expected_head: tuple[int, str] | None = None, *,
+                 owner: str | None = None) -> None:
         self._expected_head = expected_head
+        self._owner = owner
         self._prev_hash = GENESIS
         self._next_seq = 1
         self._balances: dict[tuple[str, str], list[int]] = {}
         self._deposits: dict[str, int] = {}
         self._agreements: dict[str, SignedAgreement] = {}
         self._holds: dict[str, dict[str, Any]] = {}
+        self._roles: dict[str, str] = {}
         self._settled = 0
 
     def feed(self, seq: int, kind: str, raw: object, stored_prev: object, stored_hash: object,
@@ -152,43 +170,66 @@ class Replay:
                 return f"recorded agreement does not verify: {exc}"
             if signed.id != body["agreement_id"] or recorded != signed.id:
                 return "recorded agreement id does not match its content"
+            if body["role"] not in ("buyer", "seller"):
+                return f"records an agreement in an unknown role {body['role']!r}"
             self._agreements[signed.id] = signed
+            self._roles[signed.id] = body["role"]
         elif kind == "hold":
             agreement = self._agreements.get(body["agreement_id"])
-            if agreement is None:
-                return "holds escrow for an agreement not recorded before it"
+            if agreement is None or self._roles[body["agreement_id"]] != "buyer":
+                return "holds escrow for an agreement not recorded before it as a purchase"
             a, terms = agreement.agreement, agreement.agreement.terms
-            if (body["price"], body["bond"], body["currency"], body["buyer"],
-                    body["seller"]) != (terms.price, terms.penalty, terms.currency, a.buyer,
-                                        a.seller):
+            if (body["price"], body["currency"], body["buyer"], body["seller"]) != (
+                    terms.price, terms.currency, a.buyer, a.seller):
                 return "hold does not match its agreement's terms"
             self._holds[body["agreement_id"]] = body
         elif kind in ("release", "refund"):
             return self._check_settlement(kind, body, settles, receipt_id)
-        elif kind == "deposit":
-            if type(body["amount"]) is not int or body["amount"] <= 0:
-                return "deposits a non-positive amount"
-            self._deposits[body["currency"]] = (self._deposits.get(body["currency"], 0)
-                                                + body["amount"])
+        elif kind in MONEY_KINDS:
+            return self._check_money(kind, body)
+        elif kind == "delivery":
+            if body["agreement_id"] not in self._agreements:
+                return "records a delivery for an agreement not recorded before it"
         elif kind != "access":
             return f"has an unknown kind {kind!r}"
         return None
 
+    def _check_money(self, kind: str, body: dict[str, Any]) -> str | None:
+        """A deposit or withdrawal must be signed by the ledger's owner (the node's key)."""
+        if type(body["amount"]) is not int or body["amount"] <= 0:
+            return f"{kind}s a non-positive amount"
+        signer = body.get("signer")
+        if self._owner is not None and signer != self._owner:
+            return f"{kind} is signed by {signer}, not by the ledger's owner {self._owner}"
+        try:
+            valid = isinstance(signer, str) and verify_signature(
+                signer, money_signing_bytes(body), bytes.fromhex(body["signature"]))
+        except (UsageError, ValueError):
+            valid = False
+        if not valid:
+            return f"{kind} of {body['amount']} is not signed by the ledger's owner"
+        sign = 1 if kind == "deposit" else -1
+        self._deposits[body["currency"]] = (self._deposits.get(body["currency"], 0)
+                                            + sign * body["amount"])
+        return None
+
     def _check_settlement(self, kind: str, body: dict[str, Any], settles: str | None,
                           receipt_id: str | None) -> str | None:
-        hold = self._holds.get(body["agreement_id"])
         agreement = self._agreements.get(body["agreement_id"])
-        if hold is None or agreement is None or settles != body["agreement_id"]:
-            return "settles an agreement with no escrow held before it"
+        role = self._roles.get(body["agreement_id"])
+        if agreement is None or settles != body["agreement_id"] or role != body["role"]:
+            return "settles an agreement not recorded before it in this role"
+        if role == "buyer" and body["agreement_id"] not in self._holds:
+            return "settles a purchase with no escrow held before it"
         try:
             signed = SignedReceipt.from_wire(bytes.fromhex(body["receipt"]))
             signed.verify_against(agreement)
         except ContractRejected as exc:
             return f"settling receipt does not verify: {exc}"
         receipt = signed.receipt
-        expected = (receipt.release + hold["bond"] - receipt.penalty,
-                    receipt.refund + receipt.penalty)
-        if ((body["to_seller"], body["to_buyer"]) != expected or receipt_id != signed.id
+        expected = (receipt.release, receipt.refund, receipt.penalty)
+        if ((body["to_seller"], body["to_buyer"], body["penalty"]) != expected
+                or receipt_id != signed.id
                 or kind != ("release" if receipt.verdict == "met" else "refund")):
             return "pays out other amounts than its receipt states"
         self._settled += 1

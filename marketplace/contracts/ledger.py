@@ -41,26 +41,29 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aaex_agents.address import public_key_from_address
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.errors import UsageError
+from aaex_agents.identity import Identity
 
 from . import ledger_store as store
 from .agreement import SignedAgreement
-from .chain import EntryKind, LedgerReport
+from .books import Line, Position, Statement, line_of, statement
+from .chain import EntryKind, LedgerReport, money_signing_bytes
 from .errors import (
     AlreadySettled,
     InsufficientFunds,
 )
 from .ledger_store import Balance as Balance
 from .ledger_store import Entry as Entry
+from .ledger_store import Role as Role
 from .ledger_store import Settlement as Settlement
 from .receipt import SignedReceipt
 
@@ -80,6 +83,18 @@ class AccessEvent:
     agreement_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class OpenAgreement:
+    """An agreement not yet settled on these books, and what is known of it."""
+
+    signed: SignedAgreement
+    role: Role
+    task: dict[str, Any] | None
+    """The task as the buyer sent it (purchases only)."""
+    delivery: dict[str, Any] | None
+    """The delivery recorded for it, if one arrived (or was made)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class LedgerConfig:
     """How a ledger is opened.
@@ -88,10 +103,13 @@ class LedgerConfig:
         max_bytes: size limit of the database file (default None: only the disk limits it).
             Writing past it fails with `LedgerFull` and changes nothing, as a full disk does.
         clock: where entry times come from (default: the system clock).
+        owner: the node's key, which signs every entry that creates or removes money
+            (deposits and withdrawals); None opens the ledger for reading and settling only.
     """
 
     max_bytes: int | None = None
     clock: Clock = field(default_factory=SystemClock)
+    owner: Identity | None = None
 
     def __post_init__(self) -> None:
         if self.max_bytes is not None and self.max_bytes < 64 * 1024:
@@ -136,53 +154,93 @@ class Ledger:
                       memo: str = "") -> Entry:
         """Credit `amount` minor units to `address` (funding from outside the market).
 
-        Not idempotent: each call credits again.
+        The entry is signed by the ledger's owner, so a deposit added by editing the file
+        fails `verify`. Not idempotent: each call credits again.
 
         Raises:
-            UsageError: `address` is not an agent address, or `amount` is not a positive int.
+            UsageError: `address` is not an agent address, `amount` is not a positive int,
+                or the ledger was opened without an owner key.
             LedgerFull, LedgerError: nothing was credited.
         """
-        public_key_from_address(address)  # a mistyped address would strand the money
-        if type(amount) is not int or amount <= 0:
-            raise UsageError(f"deposit amount must be a positive int of minor units, "
-                             f"got {amount!r}")
-        body = {"address": address, "currency": currency, "amount": amount, "memo": memo,
-                "at_ms": self._now_ms()}
+        body = self._money_body("deposit", address, amount, currency, memo)
         return await self._write(lambda c: store.append(c, "deposit", body))
 
-    async def record_agreement(self, signed: SignedAgreement) -> Entry:
-        """Verify `signed`, record it and hold its escrow, in one transaction.
+    async def withdraw(self, address: str, amount: int, *, currency: str = "credit",
+                       memo: str = "") -> Entry:
+        """Debit `amount` minor units of `address`'s available funds (paid out of the market).
 
-        The buyer's price and the seller's bond (the penalty) move from available to held.
-        Recording the same agreement again returns its first entry and holds nothing more.
+        Signed by the ledger's owner, like a deposit.
+
+        Raises:
+            InsufficientFunds: `address` has less than `amount` available (held escrow
+                cannot be withdrawn).
+            UsageError, LedgerFull, LedgerError: as for `deposit`; nothing was debited.
+        """
+        body = self._money_body("withdraw", address, amount, currency, memo)
+
+        def debit(c: sqlite3.Connection) -> Entry:
+            available = store.balance(c, address, currency).available
+            if amount > available:
+                raise InsufficientFunds(address, amount, available, currency)
+            return store.append(c, "withdraw", body)
+        return await self._write(debit)
+
+    def _money_body(self, kind: str, address: str, amount: int, currency: str,
+                    memo: str) -> dict[str, Any]:
+        owner = self._config.owner
+        if owner is None:
+            raise UsageError(f"{kind}: this ledger was opened without the node's key; money "
+                             "entries are signed (open it with LedgerConfig(owner=...))")
+        public_key_from_address(address)  # a mistyped address would strand the money
+        if type(amount) is not int or amount <= 0:
+            raise UsageError(f"{kind} amount must be a positive int of minor units, "
+                             f"got {amount!r}")
+        body: dict[str, Any] = {"address": address, "currency": currency, "amount": amount,
+                                "memo": memo, "at_ms": self._now_ms(), "signer": owner.address}
+        body["signature"] = owner.sign(money_signing_bytes(body)).hex()
+        return body
+
+    async def record_agreement(self, signed: SignedAgreement, *, role: Role = "buyer",
+                               task: Mapping[str, Any] | None = None) -> Entry:
+        """Verify `signed` and record it on these books as a purchase or a sale.
+
+        A purchase (`role="buyer"`) holds the buyer's price in escrow in the same
+        transaction and keeps the `task` (so a restarted buyer can send it again). A sale
+        (`role="seller"`) holds nothing: the money is on the buyer's books, and what the
+        seller is owed or owes follows from the receipt. Recording the same agreement again
+        returns its first entry and holds nothing more.
 
         Raises:
             BadContractSignature: either party's signature does not verify.
-            InsufficientFunds: the buyer cannot cover the price, or the seller the bond.
+            InsufficientFunds: the buyer cannot cover the price.
             LedgerFull, LedgerError: nothing was recorded.
         """
         signed.verify()
         agreement, terms = signed.agreement, signed.agreement.terms
         agreement_id = signed.id
         now = self._now_ms()
+        body: dict[str, Any] = {"agreement_id": agreement_id, "wire": signed.to_wire().hex(),
+                                "role": role, "at_ms": now}
+        if role == "buyer" and task is not None:
+            body["task"] = dict(task)
 
         def record(c: sqlite3.Connection) -> Entry:
             existing = c.execute("SELECT seq FROM entries WHERE recorded = ?",
                                  (agreement_id,)).fetchone()
             if existing is not None:
                 return store.entry_at(c, existing[0])
-            for payer, amount in ((agreement.buyer, terms.price),
-                                  (agreement.seller, terms.penalty)):
-                available = store.balance(c, payer, terms.currency).available
-                if amount > available:
-                    raise InsufficientFunds(payer, amount, available, terms.currency)
-            entry = store.append(c, "agreement", {
-                "agreement_id": agreement_id, "wire": signed.to_wire().hex(), "at_ms": now},
-                agreement_id=agreement_id, recorded=agreement_id)
-            store.append(c, "hold", {
-                "agreement_id": agreement_id, "buyer": agreement.buyer,
-                "seller": agreement.seller, "currency": terms.currency, "price": terms.price,
-                "bond": terms.penalty, "at_ms": now}, agreement_id=agreement_id)
+            if role == "buyer":
+                available = store.balance(c, agreement.buyer, terms.currency).available
+                if terms.price > available:
+                    raise InsufficientFunds(agreement.buyer, terms.price, available,
+                                            terms.currency)
+            entry = store.append(c, "agreement", body, agreement_id=agreement_id,
+                                 recorded=agreement_id)
+            if role == "buyer":
+                store.append(c, "hold", {
+                    "agreement_id": agreement_id, "buyer": agreement.buyer,
+                    "seller": agreement.seller, "currency": terms.currency,
+                    "price": terms.price, "at_ms": now}, agreement_id=agreement_id)
             return entry
 
         entry = await self._write(record)
@@ -192,8 +250,10 @@ class Ledger:
     async def settle(self, signed: SignedReceipt) -> Settlement:
         """Settle the agreement `signed` refers to, exactly once.
 
-        A met receipt releases the price to the seller and returns its bond; a breached or
-        not_delivered one refunds the buyer and pays it the seller's bond (the penalty).
+        On a purchase's books, a met receipt releases the held price to the seller and a
+        breached or not_delivered one refunds it to the buyer. On a sale's books nothing
+        moves: the receipt is recorded, and the seller is owed the price (met) or owes the
+        penalty (otherwise), which `marketplace.contracts.books` reads from it.
 
         Raises:
             UnknownAgreement: the agreement was never recorded here.
@@ -217,14 +277,14 @@ class Ledger:
             agreement = store.agreement(c, agreement_id)
             signed.verify_against(agreement)
             terms = agreement.agreement.terms
-            to_seller = receipt.release + (terms.penalty - receipt.penalty)
-            to_buyer = receipt.refund + receipt.penalty
+            to_seller, to_buyer = receipt.release, receipt.refund
             kind: EntryKind = "release" if receipt.verdict == "met" else "refund"
             entry = store.append(c, kind, {
                 "agreement_id": agreement_id, "receipt_id": receipt_id,
                 "receipt": signed.to_wire().hex(), "verdict": receipt.verdict,
+                "role": store.role_of(c, agreement_id),
                 "buyer": receipt.buyer, "seller": receipt.seller, "currency": terms.currency,
-                "price": terms.price, "bond": terms.penalty, "to_seller": to_seller,
+                "price": terms.price, "penalty": receipt.penalty, "to_seller": to_seller,
                 "to_buyer": to_buyer, "at_ms": now},
                 agreement_id=agreement_id, settled=agreement_id, receipt_id=receipt_id)
             return Settlement(agreement_id, receipt_id, receipt.verdict, to_seller, to_buyer,
@@ -235,6 +295,30 @@ class Ledger:
                      settlement.verdict, settlement.seq,
                      " (duplicate receipt)" if settlement.duplicate else "")
         return settlement
+
+    async def record_delivery(self, agreement_id: str, delivery: Mapping[str, Any]) -> Entry:
+        """Keep what was delivered for `agreement_id`: its result and the seller-signed times.
+
+        The seller records it when it delivers and keeps serving it until the receipt
+        arrives; the buyer records it on arrival, before judging it, so a buyer that dies
+        in between judges it after its restart. Recording again returns the first entry.
+
+        Raises:
+            UnknownAgreement: the agreement was never recorded here.
+            LedgerFull, LedgerError: nothing was recorded.
+        """
+        body = {"agreement_id": agreement_id, "delivery": dict(delivery),
+                "at_ms": self._now_ms()}
+
+        def record(c: sqlite3.Connection) -> Entry:
+            existing = c.execute("SELECT seq FROM entries WHERE delivered = ?",
+                                 (agreement_id,)).fetchone()
+            if existing is not None:
+                return store.entry_at(c, existing[0])
+            store.role_of(c, agreement_id)
+            return store.append(c, "delivery", body, agreement_id=agreement_id,
+                                delivered=agreement_id)
+        return await self._write(record)
 
     async def record_access(self, actor: str, data: str, purpose: str, *,
                             agreement_id: str | None = None) -> Entry:
@@ -280,6 +364,62 @@ class Ledger:
             query += " AND recorded NOT IN (SELECT settled FROM entries WHERE settled NOT NULL)"
         rows = await self._run(lambda c: c.execute(query + " ORDER BY seq").fetchall())
         return [store.decode_agreement(row[0]) for row in rows]
+
+    async def open_agreements(self) -> list[OpenAgreement]:
+        """Every agreement not yet settled, with its role, task and delivery (if any)."""
+        def read(c: sqlite3.Connection) -> list[OpenAgreement]:
+            rows = c.execute(
+                "SELECT a.body, d.body FROM entries a LEFT JOIN entries d "
+                "ON d.delivered = a.recorded WHERE a.recorded IS NOT NULL AND a.recorded NOT IN "
+                "(SELECT settled FROM entries WHERE settled IS NOT NULL) ORDER BY a.seq").fetchall()
+            found = []
+            for raw, delivered in rows:
+                body = json.loads(raw)
+                found.append(OpenAgreement(
+                    store.decode_agreement(raw), body["role"], body.get("task"),
+                    json.loads(delivered)["delivery"] if delivered is not None else None))
+            return found
+        return await self._run(read)
+
+    async def delivery(self, agreement_id: str) -> dict[str, Any] | None:
+        """The delivery recorded for `agreement_id`, or None."""
+        def read(c: sqlite3.Connection) -> dict[str, Any] | None:
+            row = c.execute("SELECT body FROM entries WHERE delivered = ?",
+                            (agreement_id,)).fetchone()
+            return None if row is None else dict(json.loads(row[0])["delivery"])
+        return await self._run(read)
+
+    async def lines(self) -> list[Line]:
+        """Every agreement on these books with the debt its receipt created (books.Line)."""
+        def read(c: sqlite3.Connection) -> list[Line]:
+            rows = c.execute(
+                "SELECT a.body, s.body FROM entries a LEFT JOIN entries s "
+                "ON s.settled = a.recorded WHERE a.recorded IS NOT NULL ORDER BY a.seq"
+            ).fetchall()
+            return [line_of(store.decode_agreement(a), None if s is None else
+                            SignedReceipt.from_wire(bytes.fromhex(json.loads(s)["receipt"])))
+                    for a, s in rows]
+        return await self._run(read)
+
+    async def statement(self, partner: str) -> Statement:
+        """Every agreement with `partner` and what it nets to (see books.statement)."""
+        return statement(await self.lines(), partner)
+
+    async def positions(self, currency: str = "credit") -> dict[str, Position]:
+        """Per address: funds available and held here, and what signed receipts say.
+
+        `receivable` is what the address is owed and `payable` what it owes.
+        """
+        owed: dict[str, list[int]] = {}
+        for line in await self.lines():
+            if line.debtor is not None and line.creditor is not None:
+                owed.setdefault(line.creditor, [0, 0])[0] += line.amount
+                owed.setdefault(line.debtor, [0, 0])[1] += line.amount
+        balances = await self.balances(currency)
+        return {address: Position(balances.get(address, Balance()).available,
+                                  balances.get(address, Balance()).held,
+                                  *owed.get(address, [0, 0]))
+                for address in sorted(balances.keys() | owed.keys())}
 
     async def settlement(self, agreement_id: str) -> Settlement | None:
         """How `agreement_id` was settled, or None while it is open."""
@@ -379,7 +519,8 @@ async def open_ledger(path: str | Path | None, *,
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aaex-ledger")
     try:
         connection = await asyncio.get_running_loop().run_in_executor(
-            executor, store.guarded, None, lambda _: store.connect(target, config.max_bytes),
+            executor, store.guarded, None, lambda _: store.connect(
+                target, config.max_bytes, config.owner.address if config.owner else None),
             target)
     except BaseException:
         executor.shutdown(wait=False)

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .agreement import SignedAgreement
 from .chain import GENESIS, EntryKind, LedgerReport, Replay, canonical_body, effects, entry_hash
@@ -21,7 +21,10 @@ from .sla import Verdict
 
 T = TypeVar("T")
 
-LEDGER_FORMAT = "aaex-ledger/1"
+Role = Literal["buyer", "seller"]
+"""Which side of an agreement these books keep: a purchase or a sale."""
+
+LEDGER_FORMAT = "aaex-ledger/2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -32,6 +35,7 @@ CREATE TABLE IF NOT EXISTS entries (
     hash       BLOB NOT NULL,
     agreement_id TEXT,
     recorded   TEXT UNIQUE,  -- agreement id, on its 'agreement' entry only: recorded once
+    delivered  TEXT UNIQUE,  -- agreement id, on its 'delivery' entry only: one delivery
     settled    TEXT UNIQUE,  -- agreement id, on its release/refund entry only: paid once
     receipt_id TEXT UNIQUE   -- on the settling entry: one receipt settles one agreement
 );
@@ -95,7 +99,8 @@ class Settlement:
     """True when this receipt had already been settled and nothing moved this time."""
 
 
-def connect(path: Path | None, max_bytes: int | None) -> sqlite3.Connection:
+def connect(path: Path | None, max_bytes: int | None,
+            owner: str | None = None) -> sqlite3.Connection:
     """Open (creating) the SQLite file with the ledger's schema and pragmas."""
     if path is not None:
         try:
@@ -121,6 +126,13 @@ def connect(path: Path | None, max_bytes: int | None) -> sqlite3.Connection:
         if found is None or found[0] != LEDGER_FORMAT:
             raise LedgerCorrupt(f"{path} is an SQLite database but not an AAEX ledger "
                                 f"(format {found[0] if found else None!r})")
+        if owner is not None:
+            connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('owner', ?)",
+                               (owner,))
+            kept = connection.execute("SELECT value FROM meta WHERE key = 'owner'").fetchone()
+            if kept[0] != owner:
+                raise LedgerError(f"ledger {path} belongs to node {kept[0]}, not to {owner}; "
+                                  "open it with that node's key")
     except BaseException:
         connection.close()
         raise
@@ -168,7 +180,8 @@ def head(c: sqlite3.Connection) -> tuple[int, bytes]:
 
 def append(c: sqlite3.Connection, kind: EntryKind, body: dict[str, Any], *,
             agreement_id: str | None = None, recorded: str | None = None,
-            settled: str | None = None, receipt_id: str | None = None) -> Entry:
+            settled: str | None = None, receipt_id: str | None = None,
+            delivered: str | None = None) -> Entry:
     """Append one entry after the head and apply its balance effects (caller's transaction)."""
     prev_seq, prev_hash = head(c)
     seq = prev_seq + 1
@@ -182,8 +195,9 @@ def append(c: sqlite3.Connection, kind: EntryKind, body: dict[str, Any], *,
         c.execute("UPDATE balances SET available = available + ?, held = held + ? "
                   "WHERE address = ? AND currency = ?", (d_available, d_held, address, currency))
     c.execute("INSERT INTO entries (seq, kind, body, prev_hash, hash, agreement_id, recorded, "
-              "settled, receipt_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-              (seq, kind, raw, prev_hash, digest, agreement_id, recorded, settled, receipt_id))
+              "settled, receipt_id, delivered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+              (seq, kind, raw, prev_hash, digest, agreement_id, recorded, settled, receipt_id,
+               delivered))
     c.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                   (("head_seq", seq), ("head_hash", digest)))
     return Entry(seq, kind, body, prev_hash.hex(), digest.hex())
@@ -240,7 +254,8 @@ def verify(c: sqlite3.Connection, expected_head: tuple[int, str] | None) -> Ledg
     check = c.execute("PRAGMA quick_check").fetchone()[0]
     if check != "ok":
         raise LedgerCorrupt(f"SQLite finds the ledger damaged: {check}")
-    replay = Replay(expected_head)
+    owner = c.execute("SELECT value FROM meta WHERE key = 'owner'").fetchone()
+    replay = Replay(expected_head, owner=str(owner[0]) if owner else None)
     for seq, kind, raw, prev, digest, recorded, settles, receipt_id in c.execute(
             "SELECT seq, kind, body, prev_hash, hash, recorded, settled, receipt_id "
             "FROM entries ORDER BY seq"):
@@ -248,3 +263,12 @@ def verify(c: sqlite3.Connection, expected_head: tuple[int, str] | None) -> Ledg
     stored = {(address, currency): [available, held] for address, currency, available, held
               in c.execute("SELECT address, currency, available, held FROM balances")}
     return replay.finish(head(c), stored)
+
+
+def role_of(c: sqlite3.Connection, agreement_id: str) -> Role:
+    """Whether these books recorded `agreement_id` as a purchase or a sale."""
+    row = c.execute("SELECT body FROM entries WHERE recorded = ?", (agreement_id,)).fetchone()
+    if row is None:
+        raise UnknownAgreement(f"agreement {agreement_id[:12]} was never recorded here")
+    role: Role = json.loads(row[0])["role"]
+    return role

@@ -3,15 +3,16 @@
 One pure function decides, so the buyer writing a receipt, the ledger settling it and any
 third party auditing it reach the same verdict from the same numbers.
 
-Money moves like this (the seller's bond is `terms.penalty`, held at agreement):
+Money moves like this (the buyer's price is held in escrow on the buyer's books at
+agreement; the penalty is a debt the seller owes on its own books, see docs/settlement.md):
 
-=============  ================  ===============================  =======================
-verdict        seller gets       buyer gets                       seller's bond
-=============  ================  ===============================  =======================
-met            price             nothing                          back to the seller
-breached       nothing           price back + penalty             paid to the buyer
-not_delivered  nothing           price back + penalty             paid to the buyer
-=============  ================  ===============================  =======================
+=============  ================  ====================  ================================
+verdict        seller gets       buyer gets            the seller owes the buyer
+=============  ================  ====================  ================================
+met            price             nothing               nothing
+breached       nothing           price back            the penalty
+not_delivered  nothing           price back            the penalty
+=============  ================  ====================  ================================
 
 A late result is a breach however late: the agreement priced the deadline, and a partial
 payment scale would be a second negotiation nobody signed.

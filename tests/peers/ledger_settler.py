@@ -19,9 +19,9 @@ import sys
 
 from aaex_agents import Identity
 from marketplace.contracts.agreement import SignedAgreement
-from marketplace.contracts.ledger import Ledger, open_ledger
+from marketplace.contracts.ledger import Ledger, LedgerConfig, open_ledger
 from marketplace.contracts.receipt import SignedReceipt
-from tests.market_kit import agreement, identity, receipt
+from tests.market_kit import OWNER, agreement, identity, receipt
 
 BUYERS = [identity(f"crash-buyer-{k}") for k in range(3)]
 SELLERS = [identity(f"crash-seller-{k}") for k in range(3)]
@@ -53,7 +53,7 @@ async def settle_once(ledger: Ledger, signed: SignedAgreement) -> None:
 
 
 async def main(path: str, round_: int, finish: bool) -> None:
-    async with open_ledger(path) as ledger:
+    async with open_ledger(path, config=LedgerConfig(owner=OWNER)) as ledger:
         say("ready")
         for signed in await ledger.agreements(unsettled=True):
             await settle_once(ledger, signed)

@@ -1,0 +1,115 @@
+"""What each party owes the other, read from the signed agreements and receipts alone.
+
+Both sides of a trade keep books (marketplace.contracts.ledger): the buyer records the
+purchase and escrows its price, the seller records the sale. Neither trusts the other's
+arithmetic: a debt follows from a signed agreement and the buyer-signed receipt that settled
+it, so the two books give the same lines to the micro-credit.
+
+=============  ==========================================
+receipt        debt
+=============  ==========================================
+met            the buyer owes the seller the price
+breached       the seller owes the buyer the penalty
+not_delivered  the seller owes the buyer the penalty
+(none yet)     nothing yet: the agreement is open
+=============  ==========================================
+
+On the buyer's books the met price is paid at once out of escrow (it moves to the seller's
+account there); the penalty is a debt the seller carries on its own books, so a seller never
+has to lodge money with a buyer it has never met (see docs/settlement.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .agreement import SignedAgreement
+from .receipt import SignedReceipt
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One agreement between two parties and the debt it created (none while open)."""
+
+    agreement_id: str
+    buyer: str
+    seller: str
+    capability: str
+    price: int
+    """Agreed price, minor units."""
+    verdict: str
+    """``met``, ``breached``, ``not_delivered``, or ``open`` while no receipt settled it."""
+    debtor: str | None
+    creditor: str | None
+    amount: int
+    """What `debtor` owes `creditor`, minor units (0 while open)."""
+    receipt_id: str | None = None
+
+
+def line_of(signed: SignedAgreement, receipt: SignedReceipt | None) -> Line:
+    """The line of one agreement, settled by `receipt` or still open."""
+    a = signed.agreement
+    if receipt is None:
+        verdict, debtor, creditor, amount, receipt_id = "open", None, None, 0, None
+    elif receipt.receipt.verdict == "met":
+        verdict, debtor, creditor = "met", a.buyer, a.seller
+        amount, receipt_id = receipt.receipt.release, receipt.id
+    else:
+        verdict, debtor, creditor = receipt.receipt.verdict, a.seller, a.buyer
+        amount, receipt_id = receipt.receipt.penalty, receipt.id
+    return Line(agreement_id=signed.id, buyer=a.buyer, seller=a.seller,
+                capability=a.terms.capability, price=a.terms.price, verdict=verdict,
+                debtor=debtor, creditor=creditor, amount=amount, receipt_id=receipt_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """Every agreement with `partner` and the net position, from these books' side.
+
+    `net` > 0: the partner owes this side that much (minor units); < 0: this side owes it.
+    The partner's own statement of the same trades has the opposite `net`.
+    """
+
+    partner: str
+    lines: tuple[Line, ...]
+    net: int
+
+
+def statement(lines: Iterable[Line], partner: str) -> Statement:
+    """The lines where `partner` is a party, and what they net to."""
+    mine = tuple(line for line in lines if partner in (line.buyer, line.seller))
+    net = sum(line.amount if line.debtor == partner else -line.amount
+              for line in mine if line.debtor is not None)
+    return Statement(partner, mine, net)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """An agent's money on these books, minor units."""
+
+    available: int = 0
+    held: int = 0
+    receivable: int = 0
+    """Owed to the agent by signed receipts."""
+    payable: int = 0
+    """Owed by the agent by signed receipts."""
+
+
+def differences(ours: Statement, theirs: Statement) -> list[str]:
+    """Every way two statements of the same trades disagree; empty when they reconcile."""
+    mine = {line.agreement_id: line for line in ours.lines}
+    other = {line.agreement_id: line for line in theirs.lines}
+    found = []
+    for agreement_id in sorted(mine.keys() - other.keys()):
+        found.append(f"{agreement_id[:16]}: on our books, missing on the partner's")
+    for agreement_id in sorted(other.keys() - mine.keys()):
+        found.append(f"{agreement_id[:16]}: on the partner's books, missing on ours")
+    for agreement_id in sorted(mine.keys() & other.keys()):
+        a, b = mine[agreement_id], other[agreement_id]
+        if (a.verdict, a.amount, a.receipt_id) != (b.verdict, b.amount, b.receipt_id):
+            found.append(f"{agreement_id[:16]}: ours {a.verdict} {a.amount}, the partner's "
+                         f"{b.verdict} {b.amount}"
+                         + (" (a receipt the partner never got)" if b.verdict == "open" else "")
+                         + (" (a receipt we never got)" if a.verdict == "open" else ""))
+    return found
