@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aaex_agents import Context
-from marketplace.trade.delegation import ServiceSeller
+from marketplace.trade.selling import ServiceSeller
 
 
 class MovingAverageForecaster(ServiceSeller):

@@ -31,15 +31,11 @@ from marketplace.contracts.agreement import SignedAgreement
 from marketplace.contracts.ledger import LedgerConfig, open_ledger
 from marketplace.contracts.receipt import SignedReceipt
 from marketplace.trade.contracting import seller_countersigner
-from marketplace.trade.delegation import (
-    Backoff,
-    Delegator,
-    ServiceSeller,
-    settle_on,
-)
+from marketplace.trade.delegation import Backoff, Delegator
 from marketplace.trade.errors import DelegationFailed
 from marketplace.trade.market import MarketSettings, NodeMarket
 from marketplace.trade.policy import Wallet
+from marketplace.trade.selling import ServiceSeller
 from marketplace.trade.strategies import LINEAR, SellerStrategy
 from tests.market_kit import OWNER
 
@@ -73,18 +69,31 @@ def make(cls: type[Averager], cost: float) -> Averager:
 
 
 class Book:
-    """Records what delegation settles (the ledger's role, kept in memory here)."""
+    """Records what delegation books (the ledger's role, kept in memory here); with `ledger`
+    it also passes every call on to it."""
 
-    def __init__(self) -> None:
-        self.holds: list[str] = []
+    def __init__(self, ledger: Any = None) -> None:
+        self.holds: dict[str, SignedAgreement] = {}
+        self.deliveries: list[str] = []
         self.receipts: list[SignedReceipt] = []
+        self.ledger = ledger
 
-    async def settle(self, agreement: SignedAgreement, receipt: SignedReceipt | None) -> None:
-        if receipt is None:
-            self.holds.append(agreement.id)
-        else:
-            receipt.verify_against(agreement)
-            self.receipts.append(receipt)
+    async def record_agreement(self, signed: SignedAgreement, *, role: Any = "buyer",
+                               task: Any = None) -> None:
+        self.holds[signed.id] = signed
+        if self.ledger is not None:
+            await self.ledger.record_agreement(signed, role=role, task=task)
+
+    async def record_delivery(self, agreement_id: str, delivery: Any) -> None:
+        self.deliveries.append(agreement_id)
+        if self.ledger is not None:
+            await self.ledger.record_delivery(agreement_id, delivery)
+
+    async def settle(self, receipt: SignedReceipt) -> None:
+        receipt.verify_against(self.holds[receipt.receipt.agreement_id])
+        self.receipts.append(receipt)
+        if self.ledger is not None:
+            await self.ledger.settle(receipt)
 
 
 async def test_a_failing_provider_is_banned_and_the_subtask_re_awarded() -> None:
@@ -97,7 +106,7 @@ async def test_a_failing_provider_is_banned_and_the_subtask_re_awarded() -> None
     async def find(capability: str, where: str | None) -> list[str]:
         return [hanging.address, honest.address]
 
-    delegator = Delegator(planner.identity, find=find, settle=book.settle,
+    delegator = Delegator(planner.identity, find=find, books=book,
                           wallet=Wallet(budget=20, per_seller=10, per_task=10),
                           negotiation_window=0.5)
     async with open_runtime([planner, hanging, honest], transports=[network.transport()]) as rt:
@@ -126,7 +135,7 @@ async def test_a_task_the_seller_cannot_read_gets_a_clear_reason_and_the_seller_
     async def find(capability: str, where: str | None) -> list[str]:
         return [strict.address]
 
-    delegator = Delegator(planner.identity, find=find, settle=book.settle,
+    delegator = Delegator(planner.identity, find=find, books=book,
                           wallet=Wallet(budget=20, per_seller=20, per_task=10),
                           negotiation_window=0.3, backoff=Backoff(base=0.001))
     async with open_runtime([planner, strict], transports=[MemoryNetwork().transport()]) as rt:
@@ -233,13 +242,8 @@ async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_pa
                 open_runtime(planner, transports=[HttpTransport()],
                              directory=directory) as rt:
             await ledger.deposit(planner.address, 20 * credit)
-            record = settle_on(ledger)
-
-            async def settle(agreement: SignedAgreement, receipt: SignedReceipt | None) -> None:
-                await record(agreement, receipt)
-                await book.settle(agreement, receipt)
-
-            delegator = Delegator(planner.identity, find=find, settle=settle,
+            book.ledger = ledger
+            delegator = Delegator(planner.identity, find=find, books=book,
                                   wallet=Wallet(budget=20, per_seller=10, per_task=10),
                                   negotiation_window=1.0)
             done = await delegator.delegate(rt.context(planner), "forecast.demand",
@@ -330,7 +334,7 @@ async def test_ledger_counts_match_what_was_recorded_and_settled(tmp_path: Path)
         await ledger.deposit(planner.address, 10_000_000)
         await ledger.deposit(honest.address, 10_000_000)
         assert await ledger.counts() == (0, 0)
-        delegator = Delegator(planner.identity, find=find, settle=settle_on(ledger),
+        delegator = Delegator(planner.identity, find=find, books=ledger,
                               wallet=Wallet(budget=9, per_seller=9, per_task=9),
                               negotiation_window=0.3)
         await delegator.delegate(rt.context(planner), "forecast.demand", {"history": [1.0]},

@@ -27,7 +27,8 @@ from typing import Any
 from aaex_agents import Agent, Context, Message, handler
 from aaex_agents.errors import LLMError, UsageError
 from aaex_agents.llm import LLM, system, user
-from marketplace.trade.delegation import Delegated, ServiceSeller
+from marketplace.trade.delegation import Delegated
+from marketplace.trade.selling import ServiceSeller
 from marketplace.trade.errors import DelegationFailed
 
 from . import data, forecasting, routing

@@ -16,6 +16,7 @@ is unloaded, and the ledger closes last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -34,7 +35,7 @@ from aaex_agents import (
 )
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.directory import Directory
-from aaex_agents.errors import KeyFileError, UsageError
+from aaex_agents.errors import AaexError, KeyFileError, UsageError
 from aaex_agents.llm import LLMMetrics, LLMService
 from aaex_agents.runtime import Runtime
 from aaex_agents.transport.base import Transport
@@ -49,6 +50,8 @@ from ..trade.contracting import seller_countersigner
 from ..trade.market import NodeMarket, discovery_finder
 from ..trade.negotiation import Seller
 from ..trade.policy import AccessControl, AccessList
+from ..trade.recovery import resolve_open
+from ..trade.selling import ServiceSeller
 from ..trade.strategies import SellerStrategy
 from .api import prometheus, serve_admin, uptime_since
 from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
@@ -171,11 +174,13 @@ def load_or_create_identity(path: Any) -> Identity:
         return identity
 
 
-def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock) -> Agent:
+def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
+                ledger: Ledger | None = None) -> Agent:
     """Construct the agent `spec` names, with its own key under the data dir.
 
     A `Seller` gets its strategy from the settings (`cost`, `exponent`, `latency_ms`, ...),
-    its countersigner, and the node's whitelist for its capability.
+    its countersigner, and the node's whitelist for its capability; a `ServiceSeller` also
+    keeps its books on the node's `ledger`.
 
     Raises:
         ConfigError: the class is not an Agent, or a setting is not accepted.
@@ -193,6 +198,8 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock) -> Agent:
                                                          agents=rules or frozenset())})
             strategy_fields = {k: settings.pop(k) for k in list(settings)
                                if k in SellerStrategy.__dataclass_fields__}
+            if issubclass(cls, ServiceSeller):
+                settings["ledger"] = ledger
             return cls(identity, name=spec.name, strategy=SellerStrategy(**strategy_fields),
                        countersign=seller_countersigner(identity, clock), admit=gate.admit,
                        clock=clock, **settings)
@@ -225,12 +232,43 @@ async def _drain(node: Node, timeout: float) -> None:
     node.draining.set()
     clock = node.runtime.clock
     deadline = clock.now() + timeout
+
+    def open_work(now: float) -> tuple[int, int]:
+        owed = sum(s.owed_work(int(now * 1000)) for s in sellers
+                   if isinstance(s, ServiceSeller))
+        return sum(s.live_dialogues(now) for s in sellers), owed
+
     while (now := clock.now()) < deadline:
-        if sum(s.live_dialogues(now) for s in sellers) == 0:
+        if open_work(now) == (0, 0):
+            logger.info("drain: every negotiation ended and every agreed task was delivered "
+                        "or passed its deadline")
             return
         await clock.sleep(0.05)
-    logger.warning("drain: %d negotiation(s) still open after %.0f s; stopping anyway",
-                   sum(s.live_dialogues(clock.now()) for s in sellers), timeout)
+    negotiations, owed = open_work(clock.now())
+    logger.warning("drain: stopping after %.0f s with %d negotiation(s) open and %d agreed "
+                   "task(s) undelivered", timeout, negotiations, owed)
+
+
+async def _resolve_forever(node: Node) -> None:
+    """Resolve the open purchases at start, then every `market.resolve_period` seconds."""
+    settings, runtime = node.config.market, node.runtime
+    if node.market is None:
+        return
+    while True:
+        try:
+            await resolve_open(node.ledger, node.market, dict(runtime.agents),
+                               runtime.context, grace=settings.grace)
+        except AaexError:  # the books could not be read this time; the next pass retries
+            logger.error("resolving open agreements failed", exc_info=True)
+        await runtime.clock.sleep(settings.resolve_period)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("%s failed", task.get_name(), exc_info=task.exception())
 
 
 @asynccontextmanager
@@ -250,10 +288,10 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
     config.ledger_path.parent.mkdir(parents=True, exist_ok=True)
     clock = clock or SystemClock()
     identity = load_or_create_identity(config.identity)
-    agents = [build_agent(spec, config, clock) for spec in config.agents]
     async with AsyncExitStack() as stack:
         ledger = await stack.enter_async_context(open_ledger(
-            config.ledger_path, config=LedgerConfig(clock=clock)))
+            config.ledger_path, config=LedgerConfig(clock=clock, owner=identity)))
+        agents = [build_agent(spec, config, clock, ledger) for spec in config.agents]
         # Before the runtime, so it closes after it: handlers may use ctx.llm until the end.
         llm = await stack.enter_async_context(open_node_llm(config.llm))
         host: Libp2pHost | None = None
@@ -292,6 +330,8 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
         admin_host, admin_port = split_host_port(config.admin)
         node.admin_url = await stack.enter_async_context(serve_admin(node, admin_host,
                                                                      admin_port))
+        resolving = asyncio.create_task(_resolve_forever(node), name="node.resolve")
+        stack.push_async_callback(_cancel, resolving)
         logger.info("node %s up: %d agent(s), admin %s", identity.address, len(agents),
                     node.admin_url)
         yield node

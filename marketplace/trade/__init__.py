@@ -6,16 +6,7 @@ signed agreement; `delegation` buys a task end to end; `market` is the node's ma
 that hands agents a delegator. Builds on `marketplace.contracts`, never on the node.
 """
 
-from .delegation import (
-    Attempt,
-    Backoff,
-    Delegated,
-    Delegator,
-    Deliver,
-    ReceiptNotice,
-    ServiceSeller,
-    Task,
-)
+from .delegation import Attempt, Backoff, Books, Delegated, Delegator
 from .errors import DelegationFailed, Refusal, SpendingRefused, TradeError
 from .market import MarketSettings, NodeMarket
 from .negotiation import (
@@ -32,6 +23,7 @@ from .negotiation import (
     negotiate,
 )
 from .policy import AccessControl, AccessList, RateLimit, Wallet
+from .selling import Deliver, DeliveryQuery, ReceiptNotice, ServiceSeller, Task
 from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy, Weights
 
 __all__ = [
@@ -41,6 +33,7 @@ __all__ = [
     "Agreed",
     "Attempt",
     "Backoff",
+    "Books",
     "BuyerStrategy",
     "BuyerUtility",
     "CallForProposals",
@@ -50,6 +43,7 @@ __all__ = [
     "DelegationFailed",
     "Delegator",
     "Deliver",
+    "DeliveryQuery",
     "Dialogue",
     "DialogueState",
     "MarketSettings",

@@ -1,134 +1,59 @@
 """Delegation: getting a subtask done by the market, rerouting when a provider fails.
 
-Discover -> negotiate with the top k -> award -> await within the SLA -> verify -> receipt ->
-settle; on a timeout, a breach or a dead peer, ban that peer with exponential backoff and
-re-award only that subtask inside the end-to-end deadline.
+Discover -> negotiate with the top k -> award (escrow) -> send the task -> await within the
+SLA -> keep the signed delivery -> verify -> receipt -> settle -> tell the seller; on a
+timeout, a breach or a dead peer, ban that peer with exponential backoff and re-award only
+that subtask inside the end-to-end deadline.
 
-    delegator = Delegator(identity, find=..., wallet=Wallet(...), settle=ledger_settle)
+    delegator = Delegator(identity, find=..., wallet=Wallet(...), books=ledger)
     done = await delegator.delegate(ctx, "forecast.demand", {"stores": [1, 2]},
                                     budget=5.0, deadline=60)
 
-Sellers answer tasks by subclassing `ServiceSeller` and implementing `perform`.
-Independent subtasks run in parallel with `delegate_all` (Petals reroutes only the failed
-span of a chain; here only the failed subtask is redone).
+Every step that moves money is on the buyer's books before the next starts, so a buyer that
+dies anywhere resumes with `resolve` (marketplace.trade.recovery drives it): a kept delivery
+is judged and settled, a missed one is asked for, and one that never came is refunded once
+its deadline and the grace have passed. Sellers are `marketplace.trade.selling.ServiceSeller`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from aaex_agents import Context, Identity, Message, handler
+from aaex_agents import Context, Identity
 from aaex_agents.clock import Clock
 from aaex_agents.errors import AaexError, UsageError
 
 from ..contracts.agreement import MINOR_UNITS, SignedAgreement
-from ..contracts.errors import ContractRejected
-from ..contracts.ledger import Ledger
 from ..contracts.receipt import SignedReceipt, make_receipt
 from ..contracts.reputation import ReputationBook
 from ..contracts.sla import Delivery
-from .contracting import buyer_signer, task_hash
+from .contracting import buyer_signer
 from .errors import DelegationFailed
-from .negotiation import CallForProposals, Decline, Seller, negotiate, new_dialogue_id
+from .negotiation import CallForProposals, Decline, negotiate, new_dialogue_id
 from .policy import Wallet
+from .selling import Deliver, DeliveryQuery, ReceiptNotice, Task, delivery_is_genuine
 from .strategies import BuyerStrategy, BuyerUtility
 
 logger = logging.getLogger(__name__)
 
 
-class Task(Message, type="market.task/1"):
-    """The work itself, sent to the seller with the agreement both signed."""
+class Books(Protocol):
+    """Where a buyer keeps its purchases (a `marketplace.contracts.ledger.Ledger`)."""
 
-    agreement: bytes
-    task: dict[str, Any]
+    async def record_agreement(self, signed: SignedAgreement, *, role: Any = "buyer",
+                               task: Mapping[str, Any] | None = None) -> object:
+        """Record the purchase and hold its price in escrow."""
 
+    async def record_delivery(self, agreement_id: str,
+                              delivery: Mapping[str, Any]) -> object:
+        """Keep the seller-signed delivery before judging it."""
 
-class Deliver(Message, type="market.deliver/1"):
-    """The seller's result, with its hash and the seller's own timings (informative)."""
-
-    agreement_id: str
-    result: dict[str, Any]
-    result_hash: str
-    started_at_ms: int
-    finished_at_ms: int
-
-
-class ReceiptNotice(Message, type="market.receipt/1"):
-    """The buyer's signed receipt, sent to the seller for its records and reputation."""
-
-    receipt: bytes
-
-
-def result_hash(result: dict[str, Any]) -> str:
-    """sha256 of a result's canonical JSON."""
-    return hashlib.sha256(json.dumps(result, sort_keys=True, separators=(",", ":"),
-                                     default=str).encode()).hexdigest()
-
-
-class ServiceSeller(Seller):
-    """A seller that also performs the work it sold. Implement `perform`."""
-
-    async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
-        """Do the task and return the result (JSON-like). Subclasses implement it."""
-        raise UsageError(f"{type(self).__name__} must implement perform(ctx, task)")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.receipts: list[SignedReceipt] = []
-        self._results: dict[str, Deliver] = {}
-
-    @handler
-    async def on_task(self, ctx: Context, msg: Task) -> Deliver | Decline:
-        """Perform a task we agreed to, once; a repeated task gets the same delivery."""
-        try:
-            signed = SignedAgreement.from_wire(msg.agreement)
-        except ContractRejected as exc:
-            return Decline(dialogue="", reason="bad_agreement", detail=str(exc))
-        agreement = signed.agreement
-        dialogue = self.dialogues.get(agreement.dialogue_id)
-        if (agreement.seller != self.address or agreement.buyer != ctx.sender
-                or dialogue is None or dialogue.agreement != msg.agreement):
-            # The wire form is canonical, so the agreement we countersigned compares as bytes.
-            return Decline(dialogue=agreement.dialogue_id, reason="unknown_agreement")
-        if agreement.terms.task_hash != task_hash(msg.task):
-            return Decline(dialogue=agreement.dialogue_id, reason="task_mismatch",
-                           detail="the task is not the one that was priced")
-        if signed.id in self._results:
-            return self._results[signed.id]
-        started = _ms(ctx.clock)
-        self.queue_depth += 1
-        try:
-            result = await self.perform(ctx, msg.task)
-        except (KeyError, TypeError, ValueError) as exc:
-            # The task does not have the shape `perform` needs: say so to the buyer (who
-            # settles it as not delivered) instead of an anonymous handler failure.
-            return Decline(dialogue=agreement.dialogue_id, reason="bad_task",
-                           detail=f"{type(exc).__name__}: {exc}")
-        finally:
-            self.queue_depth -= 1
-        delivered = Deliver(agreement_id=signed.id, result=result,
-                            result_hash=result_hash(result), started_at_ms=started,
-                            finished_at_ms=_ms(ctx.clock))
-        self._results[signed.id] = delivered
-        return delivered
-
-    @handler
-    async def on_receipt(self, ctx: Context, msg: ReceiptNotice) -> None:
-        """Keep verified receipts for our own agreements (the input of reputation)."""
-        try:
-            receipt = SignedReceipt.from_wire(msg.receipt)
-            receipt.verify()
-        except ContractRejected as exc:
-            ctx.logger.warning("receipt from %s refused: %s", ctx.sender, exc)
-            return
-        if receipt.receipt.seller == self.address and receipt.receipt.buyer == ctx.sender:
-            self.receipts.append(receipt)
+    async def settle(self, signed: SignedReceipt) -> object:
+        """Pay or refund by the receipt, exactly once."""
 
 
 @dataclass
@@ -203,32 +128,20 @@ class Backoff:
 Finder = Callable[[str, str | None], Awaitable[Sequence[str]]]
 """(capability, where) -> candidate seller addresses, best first (e.g. discovery lookup and
 ranking); `where` holds constraints on the ads in the query language, or None."""
-Settle = Callable[[SignedAgreement, SignedReceipt | None], Awaitable[None]]
-"""Called with (agreement, None) when awarded (escrow hold), then (agreement, receipt)."""
-
-
-def settle_on(ledger: Ledger) -> Settle:
-    """Settle delegations on `ledger`: hold escrow at award, pay or refund on the receipt."""
-    async def settle(agreement: SignedAgreement, receipt: SignedReceipt | None) -> None:
-        if receipt is None:
-            await ledger.record_agreement(agreement)
-        else:
-            await ledger.settle(receipt)
-    return settle
-
-
 class Delegator:
     """A buyer's delegation engine. It alone signs agreements, through its wallet."""
 
     def __init__(self, identity: Identity, *, find: Finder, wallet: Wallet,
-                 settle: Settle | None = None, strategy: BuyerStrategy | None = None,
+                 books: Books | None = None, strategy: BuyerStrategy | None = None,
                  backoff: Backoff | None = None, negotiation_window: float = 2.0,
                  reputation: ReputationBook | None = None) -> None:
         self._identity = identity
         self.reputation = reputation or ReputationBook()
         self._find = find
         self._wallet = wallet
-        self._settle = settle
+        self._books = books
+        self.in_flight: set[str] = set()
+        """Agreements a `delegate` call of this process is working on (recovery skips them)."""
         self._strategy = strategy or BuyerStrategy()
         self.backoff = backoff or Backoff()
         self._window = negotiation_window
@@ -294,48 +207,105 @@ class Delegator:
 
     async def _perform(self, ctx: Context, signed: SignedAgreement, task: dict[str, Any],
                        end: float) -> tuple[dict[str, Any] | None, SignedReceipt, str]:
-        """Send the task, wait within the SLA, judge the delivery, settle.
+        """Escrow, send the task, wait within the SLA, keep and judge the delivery, settle.
 
         Never raises for a failing seller: that is a `not_delivered` or `breached` receipt,
         returned with what went wrong (empty when it delivered).
         """
         agreement = signed.agreement
-        if self._settle is not None:
-            await self._settle(signed, None)
-        clock = ctx.clock
-        started = _ms(clock)
-        wait = max(0.05, min(end - clock.now(), agreement.terms.max_latency_ms / 1000 * 1.5,
-                             (agreement.terms.deadline_ms - started) / 1000))
-        delivery, result, detail = None, None, ""
+        self.in_flight.add(signed.id)
         try:
-            reply = await ctx.ask(agreement.seller, Task(agreement=signed.to_wire(), task=task),
-                                  timeout=wait)
-            if isinstance(reply, Deliver) and reply.agreement_id == signed.id \
-                    and reply.result_hash == result_hash(reply.result):
-                result = reply.result
-                delivery = Delivery(result_hash=reply.result_hash, started_at_ms=started,
-                                    finished_at_ms=max(started, _ms(clock)))
-            elif isinstance(reply, Decline):
-                detail = f"{reply.reason}: {reply.detail}" if reply.detail else reply.reason
-            else:
-                detail = f"unusable delivery ({type(reply).__name__})"
-        except (AaexError, TimeoutError) as exc:
-            detail = str(exc) or type(exc).__name__
-            logger.info("%s did not deliver: %s", agreement.seller, detail)
+            if self._books is not None:
+                await self._books.record_agreement(signed, role="buyer", task=task)
+            clock = ctx.clock
+            started = _ms(clock)
+            wait = max(0.05, min(end - clock.now(), agreement.terms.max_latency_ms / 1000 * 1.5,
+                                 (agreement.terms.deadline_ms - started) / 1000))
+            delivery, result, detail = None, None, ""
+            try:
+                reply = await ctx.ask(agreement.seller,
+                                      Task(agreement=signed.to_wire(), task=task), timeout=wait)
+                if isinstance(reply, Deliver) and reply.agreement_id == signed.id \
+                        and delivery_is_genuine(reply, agreement.seller):
+                    if self._books is not None:
+                        await self._books.record_delivery(signed.id, reply.model_dump())
+                    result = reply.result
+                    delivery = Delivery(result_hash=reply.result_hash, started_at_ms=started,
+                                        finished_at_ms=max(started, _ms(clock)))
+                elif isinstance(reply, Decline):
+                    detail = f"{reply.reason}: {reply.detail}" if reply.detail else reply.reason
+                else:
+                    detail = f"unusable delivery ({type(reply).__name__})"
+            except (AaexError, TimeoutError) as exc:
+                detail = str(exc) or type(exc).__name__
+                logger.info("%s did not deliver: %s", agreement.seller, detail)
+            receipt = await self._settle(ctx, signed, delivery)
+        finally:
+            self.in_flight.discard(signed.id)
+        return result, receipt, detail
+
+    async def _settle(self, ctx: Context, signed: SignedAgreement,
+                      delivery: Delivery | None) -> SignedReceipt:
+        """Sign the receipt for `delivery` (None: nothing came), book it, tell the seller."""
+        agreement = signed.agreement
         receipt = SignedReceipt.create(
-            make_receipt(agreement, delivery, issued_at_ms=_ms(clock)),
-            self._identity)
+            make_receipt(agreement, delivery, issued_at_ms=_ms(ctx.clock)), self._identity)
         if receipt.receipt.verdict != "met":
             self._wallet.release(agreement.seller, agreement.terms.price / MINOR_UNITS)
         self.reputation.add_agreement(signed)
         self.reputation.add_receipt(receipt)
-        if self._settle is not None:
-            await self._settle(signed, receipt)
+        if self._books is not None:
+            await self._books.settle(receipt)
         try:
             await ctx.send(agreement.seller, ReceiptNotice(receipt=receipt.to_wire()), timeout=2)
         except (AaexError, TimeoutError) as exc:
-            logger.debug("receipt not delivered to %s: %s", agreement.seller, exc)
-        return result, receipt, detail
+            logger.info("receipt not delivered to %s (it can ask again): %s",
+                        agreement.seller, exc)
+        return receipt
+
+    async def resolve(self, ctx: Context, signed: SignedAgreement, task: dict[str, Any] | None,
+                      kept: Mapping[str, Any] | None, *, grace: float) -> str:
+        """Bring one open purchase found on the books (after a restart) to its end.
+
+        A delivery kept on the books is judged and settled. Otherwise the seller is asked
+        for the delivery it keeps; when it never got the task and time is left, the task is
+        sent again. With no delivery once the deadline and `grace` seconds have passed, the
+        purchase is settled as not delivered: the price comes back, the seller owes the
+        penalty. A kept or recovered delivery is judged by the seller-signed times.
+
+        Returns what happened: ``settled``, ``waiting`` (ask again later) or ``resent``.
+        """
+        if signed.id in self.in_flight:
+            return "waiting"
+        agreement = signed.agreement
+        deliver = Deliver.model_validate(kept) if kept is not None else None
+        if deliver is None:
+            try:
+                reply = await ctx.ask(agreement.seller, DeliveryQuery(agreement_id=signed.id),
+                                      timeout=5)
+            except (AaexError, TimeoutError) as exc:
+                reply = Decline(dialogue="", reason="unreachable", detail=str(exc))
+            if isinstance(reply, Deliver) and reply.agreement_id == signed.id \
+                    and delivery_is_genuine(reply, agreement.seller):
+                deliver = reply
+                if self._books is not None:
+                    await self._books.record_delivery(signed.id, reply.model_dump())
+            elif (isinstance(reply, Decline) and reply.reason in ("not_delivered", "no_task")
+                    and task is not None
+                    and _ms(ctx.clock) < agreement.terms.deadline_ms):
+                end = agreement.terms.deadline_ms / 1000
+                await self._perform(ctx, signed, task, end)
+                return "resent"
+        if deliver is not None:
+            started = max(agreement.agreed_at_ms, deliver.started_at_ms)
+            await self._settle(ctx, signed, Delivery(
+                result_hash=deliver.result_hash, started_at_ms=started,
+                finished_at_ms=max(started, deliver.finished_at_ms)))
+            return "settled"
+        if _ms(ctx.clock) > agreement.terms.deadline_ms + grace * 1000:
+            await self._settle(ctx, signed, None)
+            return "settled"
+        return "waiting"
 
     async def delegate_all(self, ctx: Context, subtasks: Sequence[tuple[str, dict[str, Any]]],
                            *, budget: float, deadline: float) -> list[Delegated | DelegationFailed]:

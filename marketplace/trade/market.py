@@ -20,7 +20,7 @@ from discovery.query import Query, Utility, parse_where
 
 from ..contracts.ledger import Ledger
 from ..contracts.reputation import ReputationBook
-from .delegation import Backoff, Delegator, Finder, settle_on
+from .delegation import Backoff, Delegator, Finder
 from .policy import Wallet
 
 if TYPE_CHECKING:  # the DHT pulls in libp2p; reading a node's config must not
@@ -37,6 +37,9 @@ class MarketSettings:
         per_task: what one agreement may cost.
         negotiation_window: seconds sellers get to answer a call for proposals.
         ban_seconds: first ban of a provider that failed; doubles on each further failure.
+        grace: seconds past an agreement's deadline before an undelivered purchase is
+            refunded (a seller's late delivery may still be on its way).
+        resolve_period: seconds between passes over the open purchases (see recovery).
     """
 
     budget: float = 100.0
@@ -44,9 +47,12 @@ class MarketSettings:
     per_task: float = 20.0
     negotiation_window: float = 2.0
     ban_seconds: float = 30.0
+    grace: float = 30.0
+    resolve_period: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("budget", "per_seller", "per_task", "negotiation_window", "ban_seconds"):
+        for name in ("budget", "per_seller", "per_task", "negotiation_window", "ban_seconds",
+                     "grace", "resolve_period"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"market.{name} must be positive, got {getattr(self, name)}")
 
@@ -93,7 +99,7 @@ class NodeMarket:
             delegator = Delegator(
                 agent.identity, find=self._find,
                 wallet=Wallet(budget=s.budget, per_seller=s.per_seller, per_task=s.per_task),
-                settle=settle_on(self._ledger) if self._ledger is not None else None,
+                books=self._ledger,
                 backoff=Backoff(base=s.ban_seconds), negotiation_window=s.negotiation_window,
                 reputation=self.reputation)
             self.delegators[address] = delegator

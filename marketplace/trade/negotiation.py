@@ -154,6 +154,13 @@ class Seller(Agent):
         self.accepting = True
         """False while the node drains: new calls are declined, open dialogues may finish."""
 
+    async def agreed(self, wire: bytes) -> None:
+        """Called with each agreement this seller countersigns, before the buyer hears of it.
+
+        Subclasses keep books here (`ServiceSeller` records the sale); raise `Refusal` to
+        decline after all.
+        """
+
     def live_dialogues(self, now: float) -> int:
         """Dialogues still negotiating (not agreed or closed, deadline not passed)."""
         return sum(1 for d in self.dialogues.values()
@@ -246,6 +253,7 @@ class Seller(Agent):
                 raise Refusal("out_of_order", "nothing was offered yet")
             signed = self._countersign(msg.agreement, dialogue.buyer, dialogue.cfp,
                                        dialogue.offer)
+            await self.agreed(signed)
         except Refusal as refusal:
             return Decline(dialogue=msg.dialogue, reason=refusal.reason, detail=refusal.detail)
         dialogue.state = DialogueState.AGREED

@@ -16,7 +16,7 @@ from typing import Any
 from aaex_agents import Context, HttpTransport, Identity, open_runtime
 from aaex_agents.testing import stop_on_stdin_close_or_signal
 from marketplace.trade.contracting import seller_countersigner
-from marketplace.trade.delegation import ServiceSeller
+from marketplace.trade.selling import ServiceSeller
 from marketplace.trade.strategies import SellerStrategy
 
 WORK_SECONDS = 0.0

@@ -1,0 +1,253 @@
+"""The seller's side of a delegation: do the work sold, deliver it signed, keep the books.
+
+A `ServiceSeller` negotiates (it is a `Seller`), then performs the tasks it agreed to. With a
+ledger (the node passes its own) it records every sale it countersigns, the delivery it made
+and the receipt it gets, so its books show what it is owed and owes without trusting the
+buyer's. A delivery is kept until its receipt arrives: a buyer that died before reading it
+asks again with `DeliveryQuery` and gets the same signed delivery; a task for an agreement
+on the books is served after a restart too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aaex_agents import Context, Identity, Message, handler
+from aaex_agents.clock import Clock
+from aaex_agents.errors import UsageError
+from aaex_agents.identity import verify_signature
+
+from ..contracts.agreement import SignedAgreement
+from ..contracts.errors import AlreadySettled, ContractRejected, LedgerError, UnknownAgreement
+from ..contracts.ledger import Ledger
+from ..contracts.receipt import SignedReceipt
+from .contracting import task_hash
+from .errors import Refusal
+from .negotiation import Decline, DialogueState, Seller
+
+logger = logging.getLogger(__name__)
+
+_DELIVERY_TAG = b"aaex/delivery/1\x00"
+
+
+class Task(Message, type="market.task/1"):
+    """The work itself, sent to the seller with the agreement both signed."""
+
+    agreement: bytes
+    task: dict[str, Any]
+
+
+class Deliver(Message, type="market.deliver/2"):
+    """The seller's result, its hash and the seller's timings, signed by the seller.
+
+    The signature binds the times to the agreement, so a buyer that reads the delivery late
+    (after a restart) judges it by when the seller says it finished, and can prove it.
+    """
+
+    agreement_id: str
+    result: dict[str, Any]
+    result_hash: str
+    started_at_ms: int
+    finished_at_ms: int
+    signature: str
+    """The seller's Ed25519 signature (hex) of `delivery_signing_bytes`."""
+
+
+class DeliveryQuery(Message, type="market.delivery_query/1"):
+    """A buyer asks for the delivery of an agreement (after a restart, or when it is late)."""
+
+    agreement_id: str
+
+
+class ReceiptNotice(Message, type="market.receipt/1"):
+    """The buyer's signed receipt, sent to the seller for its records and reputation."""
+
+    receipt: bytes
+
+
+def result_hash(result: Mapping[str, Any]) -> str:
+    """sha256 of a result's canonical JSON."""
+    return hashlib.sha256(json.dumps(result, sort_keys=True, separators=(",", ":"),
+                                     default=str).encode()).hexdigest()
+
+
+def delivery_signing_bytes(agreement_id: str, result_digest: str, started_at_ms: int,
+                           finished_at_ms: int) -> bytes:
+    """What a seller signs when it delivers."""
+    return _DELIVERY_TAG + json.dumps(
+        [agreement_id, result_digest, started_at_ms, finished_at_ms],
+        separators=(",", ":")).encode()
+
+
+def sign_delivery(identity: Identity, agreement_id: str, result: dict[str, Any],
+                  started_at_ms: int, finished_at_ms: int) -> Deliver:
+    """A delivery of `result`, signed by the seller `identity`."""
+    digest = result_hash(result)
+    signature = identity.sign(delivery_signing_bytes(agreement_id, digest, started_at_ms,
+                                                     finished_at_ms))
+    return Deliver(agreement_id=agreement_id, result=result, result_hash=digest,
+                   started_at_ms=started_at_ms, finished_at_ms=finished_at_ms,
+                   signature=signature.hex())
+
+
+def delivery_is_genuine(deliver: Deliver, seller: str) -> bool:
+    """True when `deliver` hashes right and is signed by `seller`."""
+    if deliver.result_hash != result_hash(deliver.result):
+        return False
+    try:
+        return verify_signature(seller, delivery_signing_bytes(
+            deliver.agreement_id, deliver.result_hash, deliver.started_at_ms,
+            deliver.finished_at_ms), bytes.fromhex(deliver.signature))
+    except (UsageError, ValueError):
+        return False
+
+
+def _ms(clock: Clock) -> int:
+    return int(clock.now() * 1000)
+
+
+class ServiceSeller(Seller):
+    """A seller that also performs the work it sold. Implement `perform`.
+
+    Pass `ledger` (the node does) to keep the seller's books: sales, deliveries, receipts.
+    """
+
+    async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
+        """Do the task and return the result (JSON-like). Subclasses implement it."""
+        raise UsageError(f"{type(self).__name__} must implement perform(ctx, task)")
+
+    def __init__(self, *args: Any, ledger: Ledger | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ledger = ledger
+        self.receipts: list[SignedReceipt] = []
+        self._results: dict[str, Deliver] = {}
+        self._working: set[str] = set()
+
+    async def agreed(self, wire: bytes) -> None:
+        """Record the sale we just countersigned on our own books (no escrow: see books).
+
+        Raises:
+            Refusal: the books cannot be written; the sale is declined rather than unbooked.
+        """
+        if self.ledger is not None:
+            try:
+                await self.ledger.record_agreement(SignedAgreement.from_wire(wire),
+                                                   role="seller")
+            except (LedgerError, ContractRejected) as exc:
+                raise Refusal("books_unavailable", str(exc)) from exc
+
+    def owed_work(self, now_ms: int) -> int:
+        """Agreements we countersigned and have not delivered whose deadline is still ahead.
+
+        The node's drain waits for these before it stops (see marketplace.node).
+        """
+        return sum(1 for d in self.dialogues.values()
+                   if d.state is DialogueState.AGREED and d.agreement is not None
+                   and (signed := SignedAgreement.from_wire(d.agreement)).id not in self._results
+                   and signed.agreement.terms.deadline_ms > now_ms)
+
+    async def _is_our_sale(self, signed: SignedAgreement, wire: bytes) -> bool:
+        dialogue = self.dialogues.get(signed.agreement.dialogue_id)
+        # The wire form is canonical, so the agreement we countersigned compares as bytes.
+        if dialogue is not None and dialogue.agreement == wire:
+            return True
+        if self.ledger is None:
+            return False
+        try:  # after a restart the dialogue is gone, but the books remember the sale
+            return await self.ledger.agreement(signed.id) == signed
+        except UnknownAgreement:
+            return False
+
+    async def _kept_delivery(self, agreement_id: str) -> Deliver | None:
+        kept = self._results.get(agreement_id)
+        if kept is None and self.ledger is not None:
+            stored = await self.ledger.delivery(agreement_id)
+            if stored is not None:
+                kept = Deliver.model_validate(stored)
+                self._results[agreement_id] = kept
+        return kept
+
+    @handler
+    async def on_task(self, ctx: Context, msg: Task) -> Deliver | Decline:
+        """Perform a task we agreed to, once; a repeated task gets the same delivery."""
+        try:
+            signed = SignedAgreement.from_wire(msg.agreement)
+        except ContractRejected as exc:
+            return Decline(dialogue="", reason="bad_agreement", detail=str(exc))
+        agreement = signed.agreement
+        if (agreement.seller != self.address or agreement.buyer != ctx.sender
+                or not await self._is_our_sale(signed, msg.agreement)):
+            return Decline(dialogue=agreement.dialogue_id, reason="unknown_agreement")
+        if agreement.terms.task_hash != task_hash(msg.task):
+            return Decline(dialogue=agreement.dialogue_id, reason="task_mismatch",
+                           detail="the task is not the one that was priced")
+        kept = await self._kept_delivery(signed.id)
+        if kept is not None:
+            return kept
+        if signed.id in self._working:
+            return Decline(dialogue=agreement.dialogue_id, reason="in_progress",
+                           detail="the task is being performed; ask for the delivery later")
+        started = _ms(ctx.clock)
+        self.queue_depth += 1
+        self._working.add(signed.id)
+        try:
+            result = await self.perform(ctx, msg.task)
+        except (KeyError, TypeError, ValueError) as exc:
+            # The task does not have the shape `perform` needs: say so to the buyer (who
+            # settles it as not delivered) instead of an anonymous handler failure.
+            return Decline(dialogue=agreement.dialogue_id, reason="bad_task",
+                           detail=f"{type(exc).__name__}: {exc}")
+        finally:
+            self.queue_depth -= 1
+            self._working.discard(signed.id)
+        delivered = sign_delivery(self.identity, signed.id, result, started, _ms(ctx.clock))
+        if self.ledger is not None:
+            await self.ledger.record_delivery(signed.id, delivered.model_dump())
+        self._results[signed.id] = delivered
+        return delivered
+
+    @handler
+    async def on_delivery_query(self, ctx: Context, msg: DeliveryQuery) -> Deliver | Decline:
+        """Hand a buyer the delivery it missed; say why when there is none."""
+        kept = await self._kept_delivery(msg.agreement_id)
+        if kept is not None and await self._buyer_of(msg.agreement_id) == ctx.sender:
+            return kept
+        if kept is None and msg.agreement_id in self._working:
+            return Decline(dialogue="", reason="in_progress", detail="the task is being performed")
+        return Decline(dialogue="", reason="not_delivered",
+                       detail="no delivery of this agreement to you is kept here")
+
+    async def _buyer_of(self, agreement_id: str) -> str | None:
+        for dialogue in self.dialogues.values():
+            if dialogue.agreement is not None and \
+                    SignedAgreement.from_wire(dialogue.agreement).id == agreement_id:
+                return dialogue.buyer
+        if self.ledger is not None:
+            try:
+                return (await self.ledger.agreement(agreement_id)).agreement.buyer
+            except UnknownAgreement:
+                return None
+        return None
+
+    @handler
+    async def on_receipt(self, ctx: Context, msg: ReceiptNotice) -> None:
+        """Keep verified receipts for our own agreements; settle them on our books."""
+        try:
+            receipt = SignedReceipt.from_wire(msg.receipt)
+            receipt.verify()
+        except ContractRejected as exc:
+            ctx.logger.warning("receipt from %s refused: %s", ctx.sender, exc)
+            return
+        if receipt.receipt.seller != self.address or receipt.receipt.buyer != ctx.sender:
+            return
+        self.receipts.append(receipt)
+        if self.ledger is not None:
+            try:
+                await self.ledger.settle(receipt)
+            except (UnknownAgreement, ContractRejected, AlreadySettled, LedgerError) as exc:
+                ctx.logger.warning("receipt %s not booked: %s", receipt.id[:12], exc)
+        self._results.pop(receipt.receipt.agreement_id, None)
