@@ -3,8 +3,11 @@
 Publish its record and ads, refresh them on a timer, and withdraw them on a clean shutdown.
 
 Ads live `2 x refresh_period`: one missed refresh is survived, and a node killed without
-withdrawing disappears from every lookup within two periods. Sequence numbers are the
-publication time in milliseconds, so they grow across restarts without stored state.
+withdrawing disappears from every lookup within two periods. Index nodes refuse ads signed
+to live longer than their `IndexLimits.max_lifetime` (by default a refresh period of at most
+15 minutes, plus clock skew), so a longer period is refused here, at construction. Sequence
+numbers are the publication time in milliseconds, so they grow across restarts without
+stored state.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from aaex_agents.errors import TransportError, UsageError
 from aaex_agents.identity import Identity
 
 from .dht import Discovery
+from .index import CLOCK_SKEW
 from .records import (
     AccessPolicy,
     AgentRecord,
@@ -53,6 +57,11 @@ class Advertiser:
                  protocols: Sequence[str] = (), clock: Clock | None = None) -> None:
         if refresh_period <= 0:
             raise UsageError("refresh_period must be positive seconds")
+        longest = (discovery.config.index.max_lifetime - CLOCK_SKEW) / 2
+        if refresh_period > longest:
+            raise UsageError(f"refresh_period {refresh_period:g} s would sign ads for "
+                             f"{2 * refresh_period:g} s, longer than index nodes accept; use "
+                             f"at most {longest:g} s")
         self._discovery = discovery
         self._identity = identity
         self._offers = list(offers)
@@ -63,6 +72,11 @@ class Advertiser:
         self._last_seq = 0
         self.published = 0
         self.acknowledgements: dict[str, int] = {}
+
+    @property
+    def address(self) -> str:
+        """The advertised agent's address."""
+        return self._identity.address
 
     def _next_seq(self) -> int:
         self._last_seq = max(self._last_seq + 1, int(self._clock.now() * 1000))

@@ -18,7 +18,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -35,7 +35,7 @@ from aaex_agents.errors import PeerUnreachable, TransportClosed, UsageError
 from aaex_agents.transport.libp2p import Libp2pHost, read_frame, reset_quietly, write_frame
 
 from .errors import RecordKeyMismatch, RecordRejected
-from .index import AdIndex
+from .index import AdIndex, IndexLimits
 from .query import Query
 from .records import (
     AGENT_NAMESPACE,
@@ -64,6 +64,8 @@ class DiscoveryConfig:
         cache_ttl: seconds a lookup result is reused (never past an ad's expiry).
         call_timeout: timeout of each DHT walk or index call.
         dht_concurrency: DHT operations in flight per process (py-libp2p is CPU-bound).
+        index: what this node holds as an index node: ad lifetime cap, per-shard,
+            per-advertiser and total bounds (see `IndexLimits` for the defaults).
     """
 
     shards: int = 4
@@ -72,6 +74,7 @@ class DiscoveryConfig:
     cache_ttl: float = 30.0
     call_timeout: float = 20.0
     dht_concurrency: int = 4
+    index: IndexLimits = field(default_factory=IndexLimits)
 
     def __post_init__(self) -> None:
         for name in ("shards", "replication", "query_nodes", "dht_concurrency"):
@@ -131,7 +134,7 @@ class Discovery:
         self.node = node
         self.config = config
         self._clock = clock
-        self.index = AdIndex()
+        self.index = AdIndex(config.shards, config.index)
         self.stats = DiscoveryStats()
         self._limit = asyncio.Semaphore(config.dht_concurrency)
         self._ad_cache: dict[str, tuple[float, list[ServiceAd]]] = {}

@@ -16,6 +16,7 @@ import json
 import logging
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -29,8 +30,9 @@ from aaex_agents.transport.libp2p import Libp2pHost, Libp2pTransport, open_libp2
 from discovery.advertiser import Advertiser, Offer
 from discovery.dht import Discovery, DiscoveryConfig
 from discovery.directory import DhtDirectory
+from discovery.index import IndexLimits
 from discovery.query import Query, parse_where
-from discovery.records import PriceModel, SlaOffer, agent_record_key
+from discovery.records import PriceModel, ServiceAd, SlaOffer, agent_record_key, shard_of
 
 logger = logging.getLogger(__name__)
 
@@ -110,17 +112,63 @@ class Swarm:
         return {"results": results}
 
     async def spray(self, node: int, wire: str, capability: str, peers: list[str],
-                    shards: int) -> dict[str, Any]:
-        """Send a raw (possibly forged) ad straight to the index of every listed peer."""
+                    shards: int, only: int | None = None) -> dict[str, Any]:
+        """Send a raw (possibly forged) ad straight to the index of every listed peer.
+
+        It is offered for every shard in turn (one reply each), or only for shard `only`.
+        """
         discovery = self.discoveries[node]
         data = bytes.fromhex(wire)
+        targets = range(shards) if only is None else [only]
         replies = []
         for peer in peers:
             async def call(peer_id: str = peer) -> Any:
                 return [await discovery._t_index_call(ID.from_base58(peer_id), ["put", data, s])
-                        for s in range(shards)]
+                        for s in targets]
             replies.append(await discovery.node.bridge.call(call, timeout=30))
         return {"replies": replies, "capability": capability}
+
+    async def flood(self, node: int, capability: str, count: int, peers: list[str],
+                    shards: int, ttl: float = 600.0, same_key: bool = False) -> dict[str, Any]:
+        """Send `count` valid ads straight to every listed peer's index, on their own shard.
+
+        Each ad comes from a fresh key (or all from one key when `same_key`), signed to live
+        `ttl` seconds. With `same_key` the ads are for `count` capability names derived from
+        `capability`, since one key holds one ad per capability. Returns the replies counted
+        by outcome ("ok" or the refusal reason).
+        """
+        discovery = self.discoveries[node]
+        one = Identity.generate()
+        sla = SlaOffer(p50_ms=100, p95_ms=250, deadline_s=60, availability=0.99)
+        ads: list[tuple[bytes, int]] = []
+        for i in range(count):
+            identity = one if same_key else Identity.generate()
+            name = f"{capability}_{i}" if same_key else capability
+            ad = ServiceAd(address=identity.address, seq=1, expires_at=time.time() + ttl,
+                           capability=name, price=PriceModel(amount=0.01), sla=sla)
+            ads.append((ad.sign(identity), shard_of(identity.address, shards)))
+
+        async def send_all() -> list[str]:
+            outcomes = []
+            for peer in peers:
+                for wire, shard in ads:
+                    reply = await discovery._t_index_call(ID.from_base58(peer),
+                                                          ["put", wire, shard])
+                    outcomes.append("unreachable" if not reply else
+                                    "ok" if reply[0] == "ok" else str(reply[1]))
+            return outcomes
+
+        outcomes = await discovery.node.bridge.call(send_all, timeout=300)
+        return {"outcomes": dict(Counter(outcomes))}
+
+    async def republish(self) -> dict[str, Any]:
+        """Refresh every ad this process advertised (what each advertiser's timer does)."""
+        acks: dict[str, int] = {}
+        for advertiser in self.advertisers:
+            await advertiser.publish()
+            acks.update({f"{advertiser.address}:{c}": n
+                         for c, n in advertiser.acknowledgements.items()})
+        return {"acks": acks}
 
     async def spray_record(self, node: int, wire: str, address: str,
                            peers: list[str]) -> dict[str, Any]:
@@ -217,8 +265,8 @@ class Swarm:
 
 _COMMANDS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     name: getattr(Swarm, name) for name in (
-        "publish", "lookup", "spray", "spray_record", "holds_record", "resolve", "host_echo",
-        "ask_echo", "peers", "disconnect", "stats", "withdraw_all")}
+        "publish", "lookup", "spray", "flood", "republish", "spray_record", "holds_record",
+        "resolve", "host_echo", "ask_echo", "peers", "disconnect", "stats", "withdraw_all")}
 
 
 async def _join(discovery: Discovery, seeds: list[str], gate: asyncio.Semaphore) -> int:
@@ -227,9 +275,9 @@ async def _join(discovery: Discovery, seeds: list[str], gate: asyncio.Semaphore)
 
 
 async def run_swarm(nodes: int, seeds: list[str], *, shards: int, refresh_period: float,
-                    join_concurrency: int) -> None:
+                    join_concurrency: int, index: IndexLimits | None = None) -> None:
     """Start the nodes, join them, then serve commands from stdin until told to quit."""
-    config = DiscoveryConfig(shards=shards)
+    config = DiscoveryConfig(shards=shards, index=index or IndexLimits())
     async with AsyncExitStack() as stack:
         hosts = [await stack.enter_async_context(open_libp2p_host()) for _ in range(nodes)]
         discoveries = [await Discovery.start(h, config) for h in hosts]
@@ -271,6 +319,11 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--refresh-period", type=float, default=300.0)
     parser.add_argument("--join-concurrency", type=int, default=3)
+    defaults = IndexLimits()
+    for name in ("max_per_shard", "max_per_advertiser", "max_total"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int,
+                            default=getattr(defaults, name),
+                            help="index node bound (see discovery.index.IndexLimits)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -279,7 +332,10 @@ def main() -> None:
     logging.getLogger("libp2p").setLevel(logging.ERROR)
     asyncio.run(run_swarm(args.nodes, args.seed, shards=args.shards,
                           refresh_period=args.refresh_period,
-                          join_concurrency=args.join_concurrency))
+                          join_concurrency=args.join_concurrency,
+                          index=IndexLimits(max_per_shard=args.max_per_shard,
+                                            max_per_advertiser=args.max_per_advertiser,
+                                            max_total=args.max_total)))
 
 
 if __name__ == "__main__":

@@ -23,9 +23,12 @@ class SwarmProcess:
 
     @classmethod
     async def start(cls, nodes: int, seeds: Sequence[str] = (), *, shards: int = 4,
-                    refresh_period: float = 300.0) -> SwarmProcess:
+                    refresh_period: float = 300.0, **index_limits: int) -> SwarmProcess:
+        """Start a worker; `index_limits` are IndexLimits fields, e.g. max_total=50."""
         args = [sys.executable, "-m", "tests.swarm", "--nodes", str(nodes),
                 "--shards", str(shards), "--refresh-period", str(refresh_period)]
+        for name, value in index_limits.items():
+            args += [f"--{name.replace('_', '-')}", str(value)]
         for seed in seeds:
             args += ["--seed", seed]
         return cls(await JsonLinesProcess.start(args, cwd=ROOT))

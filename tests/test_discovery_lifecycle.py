@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from aaex_agents import Agent, Context, Identity, Message, handler, open_runtime
+import pytest
+
+from aaex_agents import Agent, Context, Identity, Message, UsageError, handler, open_runtime
 from aaex_agents.transport.libp2p import Libp2pTransport, open_libp2p_host
-from discovery.advertiser import Offer, open_advertiser
+from discovery.advertiser import Advertiser, Offer, open_advertiser
 from discovery.dht import DiscoveryConfig, open_discovery
 from discovery.directory import DhtDirectory
 from discovery.query import Query
@@ -67,3 +69,10 @@ async def test_lookup_results_are_cached_until_they_expire() -> None:
             again = await discovery.lookup(Query("greet.people", max_price=1.0))
             assert again == first and discovery.stats.walks == walks
             assert discovery.stats.cache_hits == 1
+
+
+async def test_a_refresh_period_index_nodes_would_refuse_is_refused_at_once() -> None:
+    async with open_libp2p_host() as host, open_discovery(host) as discovery:
+        with pytest.raises(UsageError, match="use at most 900 s"):
+            Advertiser(discovery, Identity.generate(), [OFFER], refresh_period=3600)
+        Advertiser(discovery, Identity.generate(), [OFFER], refresh_period=900)

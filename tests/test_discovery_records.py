@@ -1,4 +1,4 @@
-"""Discovery records, the index store, the DHT validator and the query language, offline."""
+"""Discovery records, the DHT validator and the query language, offline."""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ from discovery.errors import (
     MalformedRecord,
     RecordExpired,
     RecordKeyMismatch,
-    StaleRecord,
 )
-from discovery.index import AdIndex
 from discovery.query import And, Compare, Not, Or, Query, Utility, parse_where
 from discovery.records import (
     AgentRecord,
@@ -91,31 +89,6 @@ def test_forged_expired_and_malformed_ads_are_refused() -> None:
     spaced = body.replace(b",", b", ", 1)
     with pytest.raises(MalformedRecord, match="canonical"):
         ServiceAd.verify(msgpack.packb([kind, spaced, signature]), now=NOW)
-
-
-def test_index_keeps_the_newest_refuses_stale_and_hides_tombstones() -> None:
-    index = AdIndex()
-    index.put(ad(seq=2).sign(SELLER), shard=0, now=NOW)
-    index.put(ad(seq=2).sign(SELLER), shard=0, now=NOW)  # the same again: idempotent
-    with pytest.raises(StaleRecord):
-        index.put(ad(seq=1, price=0.1).sign(SELLER), shard=0, now=NOW)
-    held = index.get("forecast.demand", 0, now=NOW)
-    assert [ServiceAd.verify(w, now=NOW).seq for w in held] == [2]
-    index.put(ad(seq=3, withdrawn=True).sign(SELLER), shard=0, now=NOW)
-    assert index.get("forecast.demand", 0, now=NOW) == []
-    index.put(ad(OTHER, ttl=5).sign(OTHER), shard=0, now=NOW)
-    assert len(index.get("forecast.demand", 0, now=NOW)) == 1
-    assert index.get("forecast.demand", 0, now=NOW + 10) == []  # expired and dropped
-
-
-def test_index_memory_is_bounded() -> None:
-    index = AdIndex(max_per_shard=5)
-    sellers = [Identity.generate() for _ in range(12)]
-    for i, seller in enumerate(sellers):
-        index.put(ad(seller, ttl=60 + i).sign(seller), shard=1, now=NOW)
-    assert len(index) == 5
-    kept = {ServiceAd.verify(w, now=NOW).address for w in index.get("forecast.demand", 1, now=NOW)}
-    assert kept == {s.address for s in sellers[-5:]}  # the longest-lived survive
 
 
 def test_validator_checks_signature_key_proof_expiry_and_picks_highest_seq() -> None:
