@@ -29,14 +29,14 @@ from aaex_agents.errors import AaexError, UsageError
 
 from ..contracts.agreement import MINOR_UNITS, SignedAgreement
 from ..contracts.receipt import SignedReceipt, make_receipt
-from ..contracts.reputation import ReputationBook
+from ..contracts.reputation import ReputationBook, Score
 from ..contracts.sla import Delivery
 from .contracting import buyer_signer
 from .errors import DelegationFailed
 from .negotiation import CallForProposals, Decline, negotiate, new_dialogue_id
 from .policy import Wallet
 from .selling import Deliver, DeliveryQuery, ReceiptNotice, Task, delivery_is_genuine
-from .strategies import BuyerStrategy, BuyerUtility
+from .strategies import BuyerStrategy, BuyerUtility, Weights
 
 logger = logging.getLogger(__name__)
 
@@ -128,15 +128,45 @@ class Backoff:
 Finder = Callable[[str, str | None], Awaitable[Sequence[str]]]
 """(capability, where) -> candidate seller addresses, best first (e.g. discovery lookup and
 ranking); `where` holds constraints on the ads in the query language, or None."""
+def shortlist(found: Sequence[str], scores: Mapping[str, Score], top_k: int) -> list[str]:
+    """The `top_k` sellers to invite: best reputation first, one place kept for a newcomer.
+
+    Sorting is stable, so the finder's order breaks ties. Sorting alone would never invite
+    an unrated seller (scored `NEUTRAL`) while `top_k` rated sellers score above it, and it
+    could then never earn the ratings that would let it in; so when `top_k` is 2 or more
+    and no unrated seller made the cut, the first unrated one in that order takes the last
+    place. Whether it wins is the buyer utility's call (a newcomer is judged at face value).
+    A seller rated below the newcomer's neutral score is never invited in its stead, so the
+    newcomer's place cannot let a badly rated seller past a well rated one.
+
+    Raises:
+        KeyError: a seller in `found` has no score.
+    """
+    chosen = sorted(found, key=lambda s: -scores[s].score)
+    rest, chosen = chosen[top_k:], chosen[:top_k]
+    if top_k >= 2 and not any(scores[s].raters == 0 for s in chosen):
+        newcomer = next((s for s in rest if scores[s].raters == 0), None)
+        if newcomer is not None:
+            chosen[-1] = newcomer
+    return chosen
+
+
 class Delegator:
-    """A buyer's delegation engine. It alone signs agreements, through its wallet."""
+    """A buyer's delegation engine. It alone signs agreements, through its wallet.
+
+    `weights` say how the buyer values price, latency, deadline, penalty and the seller's
+    reputation (from `reputation`, the book of verified receipts) when it awards; see
+    `BuyerUtility` for how reputation discounts price and the bound that gives.
+    """
 
     def __init__(self, identity: Identity, *, find: Finder, wallet: Wallet,
                  books: Books | None = None, strategy: BuyerStrategy | None = None,
                  backoff: Backoff | None = None, negotiation_window: float = 2.0,
-                 reputation: ReputationBook | None = None) -> None:
+                 reputation: ReputationBook | None = None,
+                 weights: Weights | None = None) -> None:
         self._identity = identity
         self.reputation = reputation or ReputationBook()
+        self.weights = weights or Weights()
         self._find = find
         self._wallet = wallet
         self._books = books
@@ -169,10 +199,11 @@ class Delegator:
         while (now := clock.now()) < end:
             found = [s for s in await self._find(capability, where)
                      if not self.backoff.banned(s, now)]
-            # Reputation (from verified receipts only) orders the candidates; the finder's
-            # order breaks ties, so unrated sellers keep their ranking.
-            scores = {s: self.reputation.score(s).score for s in found}
-            candidates = sorted(found, key=lambda s: -scores[s])[:top_k]
+            # Reputation (from verified receipts only) orders the candidates, keeping a place
+            # for a newcomer, and weighs in the award (`BuyerUtility`).
+            rated = {s: self.reputation.score(s) for s in found}
+            candidates = shortlist(found, rated, top_k)
+            scores = {s: rated[s].score for s in candidates}
             if not candidates:
                 break
             remaining = end - now
@@ -181,7 +212,8 @@ class Delegator:
                 max_latency_ms=max_latency_ms, max_deadline_s=remaining,
                 wanted_penalty=penalty, respond_by=now + min(self._window, remaining / 2))
             utility = BuyerUtility(max_price=budget, max_latency_ms=max_latency_ms,
-                                   max_deadline_s=remaining, wanted_penalty=penalty)
+                                   max_deadline_s=remaining, wanted_penalty=penalty,
+                                   weights=self.weights)
             outcome = await negotiate(ctx, candidates, cfp, utility=utility,
                                       strategy=self._strategy,
                                       sign=self._wallet.guard(buyer_signer(self._identity, clock)),

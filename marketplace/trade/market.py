@@ -5,11 +5,13 @@ deadline=...)``. The node answers that with one `Delegator` per buying agent (a 
 signs agreements as its agent, so it cannot be shared), all of them finding providers through
 the node's discovery, settling on the node's ledger and learning from one reputation book.
 Each agent spends from its own `Wallet`, sized by the node's ``[market]`` settings, so one
-runaway agent cannot spend what the others were given.
+runaway agent cannot spend what the others were given; the same settings weigh price,
+latency, deadline, penalty and reputation when a delegator awards.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +24,7 @@ from ..contracts.ledger import Ledger
 from ..contracts.reputation import ReputationBook
 from .delegation import Backoff, Delegator, Finder
 from .policy import Wallet
+from .strategies import MAX_REPUTATION_EXPONENT, Weights
 
 if TYPE_CHECKING:  # the DHT pulls in libp2p; reading a node's config must not
     from discovery.dht import Discovery
@@ -29,7 +32,7 @@ if TYPE_CHECKING:  # the DHT pulls in libp2p; reading a node's config must not
 
 @dataclass(frozen=True, kw_only=True)
 class MarketSettings:
-    """Spending limits and pacing of every buying agent on a node.
+    """Spending limits, pacing and award weights of every buying agent on a node.
 
     Attributes:
         budget: what one agent may commit in total, in credits.
@@ -40,6 +43,15 @@ class MarketSettings:
         grace: seconds past an agreement's deadline before an undelivered purchase is
             refunded (a seller's late delivery may still be on its way).
         resolve_period: seconds between passes over the open purchases (see recovery).
+        price_weight: how much price matters when awarding (weights are relative, >= 0).
+        latency_weight: how much the promised latency matters.
+        deadline_weight: how much the promised deadline matters.
+        penalty_weight: how much the breach penalty (insurance) matters.
+        reputation_weight: how much the seller's reputation matters as an issue of its own.
+        reputation_exponent: how strongly reputation discounts price (0 to 10; 0 = not at
+            all). With 1, a price is judged per delivered result: a seller rated at most
+            0.2 never wins over one rated at least 0.8 that charges up to four times as much
+            (`marketplace.trade.strategies.BuyerUtility` has the bound and its proof).
     """
 
     budget: float = 100.0
@@ -49,12 +61,36 @@ class MarketSettings:
     ban_seconds: float = 30.0
     grace: float = 30.0
     resolve_period: float = 5.0
+    price_weight: float = 0.5
+    latency_weight: float = 0.2
+    deadline_weight: float = 0.1
+    penalty_weight: float = 0.1
+    reputation_weight: float = 0.1
+    reputation_exponent: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("budget", "per_seller", "per_task", "negotiation_window", "ban_seconds",
                      "grace", "resolve_period"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"market.{name} must be positive, got {getattr(self, name)}")
+        weights = ("price_weight", "latency_weight", "deadline_weight", "penalty_weight",
+                   "reputation_weight")
+        for name in weights:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UsageError(f"market.{name} must be a finite number >= 0, got {value}")
+        if sum(getattr(self, name) for name in weights) <= 0:
+            raise UsageError("market.*_weight: at least one weight must be positive")
+        if not 0 <= self.reputation_exponent <= MAX_REPUTATION_EXPONENT:
+            raise UsageError(f"market.reputation_exponent must be between 0 and "
+                             f"{MAX_REPUTATION_EXPONENT:g}, got {self.reputation_exponent}")
+
+    def weights(self) -> Weights:
+        """The award weights every delegator of the node uses."""
+        return Weights(price=self.price_weight, latency=self.latency_weight,
+                       deadline=self.deadline_weight, penalty=self.penalty_weight,
+                       reputation=self.reputation_weight,
+                       reputation_exponent=self.reputation_exponent)
 
 
 def discovery_finder(discovery: Discovery, utility: Utility | None = None) -> Finder:
@@ -101,6 +137,6 @@ class NodeMarket:
                 wallet=Wallet(budget=s.budget, per_seller=s.per_seller, per_task=s.per_task),
                 books=self._ledger,
                 backoff=Backoff(base=s.ban_seconds), negotiation_window=s.negotiation_window,
-                reputation=self.reputation)
+                reputation=self.reputation, weights=s.weights())
             self.delegators[address] = delegator
         return delegator

@@ -26,6 +26,7 @@ from aaex_agents import Agent, Context, Message, Protocol, handler
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.errors import AaexError, TransportError, UsageError
 
+from ..contracts.reputation import NEUTRAL
 from .errors import Refusal
 from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy
 
@@ -307,7 +308,8 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
     sellers there are, and a number of messages that does not grow with them. The buyer
     accepts as soon as its best offer reaches its current aspiration (`strategy`), or at the
     last round if the best offer is above its reserve; then it signs the agreement and asks
-    the winner to countersign.
+    the winner to countersign. `reputation` maps sellers to their scores in [0, 1] (a seller
+    missing from it counts as unrated, `NEUTRAL`); `utility` weighs them into every bid.
     A seller that declines, fails or times out drops out; it never stops the others. If the
     chosen seller does not countersign, `release(seller, price)` gives back what signing
     committed (e.g. `Wallet.release`) and the next best offer is tried.
@@ -333,7 +335,7 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
             return
         if isinstance(reply, Propose):
             bid.offer = Offer(reply.price, reply.latency_ms, reply.deadline_s, reply.penalty)
-            bid.utility = utility.of(bid.offer, reputation.get(seller, 0.5))
+            bid.utility = utility.of(bid.offer, reputation.get(seller, NEUTRAL))
             bid.rounds = reply.round
         elif isinstance(reply, Decline):
             bid.declined, bid.offer, bid.utility = reply.reason, None, 0.0
@@ -355,8 +357,8 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
             break
         counters = [(b.seller, CounterOffer(dialogue=cfp.dialogue, round=round_,
                                             price=round(utility.price_for(
-                                                target, b.offer, reputation.get(b.seller, 0.5)),
-                                                6)))
+                                                target, b.offer,
+                                                reputation.get(b.seller, NEUTRAL)), 6)))
                     for b in live if b.offer is not None]
         await asyncio.gather(*(ask(s, m) for s, m in counters))
         result.round_trips += 1

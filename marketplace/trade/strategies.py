@@ -10,9 +10,12 @@ offers between nodes.)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from aaex_agents.errors import UsageError
+
+from ..contracts.reputation import NEUTRAL
 
 BOULWARE, LINEAR, CONCEDER = 4.0, 1.0, 0.25
 
@@ -27,15 +30,62 @@ class Offer:
     penalty: float
 
 
+ISSUE_WEIGHTS = ("price", "latency", "deadline", "penalty", "reputation")
+MAX_REPUTATION_EXPONENT = 10.0
+"""Beyond this, trust factors stop meaning anything (2 ** 10 already counts a seller rated 1.0
+as charging a thousandth of its price) and would overflow further on."""
+TRUST_FLOOR = 0.1
+"""The lowest reputation a trust factor is computed from. A single rater who saw one failure
+puts a seller at 0; without a floor no price would make it worth anything, so it could
+never win again, even alone, nor earn its way back. At the floor its price counts five
+times over (default exponent). The floor is below 0.2, so it leaves the bound of
+`BuyerUtility` for sellers rated up to 0.2 as it is."""
+
+
 @dataclass(frozen=True)
 class Weights:
-    """How much each issue matters to a buyer (normalised internally)."""
+    """How much each issue matters to a buyer, and how strongly reputation discounts price.
+
+    The five issue weights are normalised internally (only their ratios matter) and must be
+    finite and non-negative, not all zero. `reputation_exponent` (0 to 10) sets how a
+    seller's reputation scales the price the buyer sees; 0 turns that off (see
+    `BuyerUtility`). The bound `BuyerUtility` documents needs an exponent above 0.5.
+
+    Raises:
+        UsageError: a weight or the exponent out of range (named).
+    """
 
     price: float = 0.5
     latency: float = 0.2
     deadline: float = 0.1
     penalty: float = 0.1
     reputation: float = 0.1
+    reputation_exponent: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ISSUE_WEIGHTS:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UsageError(f"Weights.{name} must be a finite number >= 0, got {value}")
+        if self.total <= 0:
+            raise UsageError("the sum of the Weights must be positive; all five are 0")
+        if not 0 <= self.reputation_exponent <= MAX_REPUTATION_EXPONENT:
+            raise UsageError(f"Weights.reputation_exponent must be between 0 and "
+                             f"{MAX_REPUTATION_EXPONENT:g}, got {self.reputation_exponent}")
+
+    @property
+    def total(self) -> float:
+        """The sum of the five issue weights (what they are normalised by)."""
+        return self.price + self.latency + self.deadline + self.penalty + self.reputation
+
+    def trust(self, reputation: float) -> float:
+        """The factor a seller's price is divided by: ``(max(r, TRUST_FLOOR) / NEUTRAL) ** e``.
+
+        1 for an unrated seller (`NEUTRAL`); with the default exponent 2 for one rated 1.0
+        and 0.2 for one rated 0.1 or less. `reputation` is clamped into [0, 1] first.
+        """
+        r = min(1.0, max(TRUST_FLOOR, reputation))
+        return float((r / NEUTRAL) ** self.reputation_exponent)
 
 
 @dataclass(frozen=True)
@@ -43,7 +93,40 @@ class BuyerUtility:
     """A buyer's utility of an offer, in [0, 1].
 
     Cheaper, faster, sooner, better insured and from a better-reputed seller is better; each
-    issue is scaled by the buyer's own limits.
+    issue is scaled by the buyer's own limits and weighted by `weights`.
+
+    Reputation acts on price. A seller's score ``r`` is the share of its agreements that
+    its raters saw met, in effect the chance that paying it gets the work done; so the buyer
+    judges a price ``p`` as a price per delivered result, relative to an unrated seller:
+    ``p / t(r)`` with the trust factor ``t(r) = (max(r, TRUST_FLOOR) / NEUTRAL) ** e``, ``e``
+    being `Weights.reputation_exponent`. The price issue scores
+    ``P = max(0, 1 - p / (max_price * t))``, and reputation is also an issue of its own with
+    weight `Weights.reputation` (a taste for reliability beyond money). Offers beyond the
+    buyer's limits score 0 as before.
+
+    Bound. Take two offers equal in latency, deadline and penalty, within the buyer's
+    limits, from sellers rated ``r_l < r_h`` (``r_h > NEUTRAL``): the low-rated one at price
+    ``p_c``, the high-rated one at ``p_d < p_c * (r_h / max(r_l, TRUST_FLOOR)) ** e``. Then
+    ``t_h / t_l`` exceeds ``p_d / p_c``, so ``p_d / t_h < p_c / t_l``: the high-rated offer's
+    price score before clipping is above the low-rated one's, and clipping at 0 keeps the
+    order, ``P_d >= P_c``. Every other issue is equal but reputation, which favours the
+    high-rated seller, so its utility is strictly higher as soon as the reputation weight
+    is positive, or the price weight is and ``p_c > 0`` (then ``P_d > P_c``, since
+    ``t_h > 1`` keeps ``P_d`` above 0). With the defaults (``e = 1``) and
+    ``r_l <= 0.2``, ``r_h >= 0.8`` the ratio is at least 4: a seller rated at most 0.2 never
+    wins over one rated at least 0.8 that charges up to four times as much (the market
+    asks for twice, which any exponent above 0.5 gives). A property test checks it, on the
+    utility and through a real negotiation.
+
+    Newcomers. An unrated seller has the book's neutral score, 0.5, hence ``t = 1``: its
+    price is taken at face value, and its utility is exactly what it was before reputation
+    counted. Against a seller rated ``r``, other issues equal, it wins when
+    ``w_p * (P(p_r, r) - P(p_n, NEUTRAL)) < w_r * (0.5 - r)`` with the normalised weights
+    ``w``. With the defaults: against a seller rated 0.2 it wins at up to 2.5 times that
+    seller's price (5 times against one rated 0.1 or less); against one rated 1.0 it must
+    ask less than half that seller's price minus a tenth of the buyer's maximum price. The
+    delegator also keeps a place in its shortlist for an unrated seller, so a newcomer is
+    always asked to bid (`marketplace.trade.delegation.shortlist`).
     """
 
     max_price: float
@@ -56,29 +139,36 @@ class BuyerUtility:
         if self.max_price <= 0 or self.max_latency_ms <= 0 or self.max_deadline_s <= 0:
             raise UsageError("BuyerUtility limits must be positive")
 
-    def of(self, offer: Offer, reputation: float = 0.5) -> float:
+    def of(self, offer: Offer, reputation: float = NEUTRAL) -> float:
         """Utility of `offer` from a seller with `reputation` in [0, 1]; 0 if out of bounds."""
         if (offer.price > self.max_price or offer.latency_ms > self.max_latency_ms
                 or offer.deadline_s > self.max_deadline_s):
             return 0.0
         w = self.weights
-        total = w.price + w.latency + w.deadline + w.penalty + w.reputation
+        priced = max(0.0, 1 - offer.price / self.max_price / w.trust(reputation))
         insured = 1.0 if self.wanted_penalty <= 0 else min(1.0, offer.penalty / self.wanted_penalty)
-        score = (w.price * (1 - offer.price / self.max_price)
+        score = (w.price * priced
                  + w.latency * (1 - offer.latency_ms / self.max_latency_ms)
                  + w.deadline * (1 - offer.deadline_s / self.max_deadline_s)
-                 + w.penalty * insured + w.reputation * reputation)
-        return score / total
+                 + w.penalty * insured + w.reputation * min(1.0, max(0.0, reputation)))
+        return score / w.total
 
-    def price_for(self, target: float, offer: Offer, reputation: float = 0.5) -> float:
-        """The price at which `offer` (other issues kept) reaches utility `target`."""
-        at_zero = self.of(Offer(0.0, offer.latency_ms, offer.deadline_s, offer.penalty),
-                          reputation)
+    def price_for(self, target: float, offer: Offer, reputation: float = NEUTRAL) -> float:
+        """The highest price at which `offer` (other issues kept) reaches utility `target`.
+
+        0 when even a free offer falls short; `offer.price` when price does not move the
+        utility (a zero price weight).
+        """
         w = self.weights
-        total = w.price + w.latency + w.deadline + w.penalty + w.reputation
-        per_unit = w.price / total / self.max_price  # utility lost per unit of price
+        per_unit = w.price / w.total / self.max_price / w.trust(reputation)
         if per_unit <= 0:
             return offer.price
+        at_zero = self.of(Offer(0.0, offer.latency_ms, offer.deadline_s, offer.penalty),
+                          reputation)
+        if target <= at_zero - w.price / w.total:
+            # Reached even with the price issue at 0, where a low trust factor puts any price
+            # above max_price * trust: the buyer's own limit is the answer.
+            return self.max_price
         return max(0.0, min(self.max_price, (at_zero - target) / per_unit))
 
 
