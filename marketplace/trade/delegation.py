@@ -249,6 +249,8 @@ class Delegator:
         try:
             if self._books is not None:
                 await self._books.record_agreement(signed, role="buyer", task=task)
+            logger.info("escrowed %s with %s", signed.id[:12], agreement.seller,
+                        extra={"event": "escrowed", "agreement_id": signed.id})
             clock = ctx.clock
             started = _ms(clock)
             wait = max(0.05, min(end - clock.now(), agreement.terms.max_latency_ms / 1000 * 1.5,
@@ -261,6 +263,8 @@ class Delegator:
                         and delivery_is_genuine(reply, agreement.seller):
                     if self._books is not None:
                         await self._books.record_delivery(signed.id, reply.model_dump())
+                    logger.info("delivery of %s kept", signed.id[:12],
+                                extra={"event": "delivered", "agreement_id": signed.id})
                     result = reply.result
                     delivery = Delivery(result_hash=reply.result_hash, started_at_ms=started,
                                         finished_at_ms=max(started, _ms(clock)))
@@ -288,6 +292,9 @@ class Delegator:
         self.reputation.add_receipt(receipt)
         if self._books is not None:
             await self._books.settle(receipt)
+        logger.info("settled %s: %s", signed.id[:12], receipt.receipt.verdict,
+                    extra={"event": "settled", "agreement_id": signed.id,
+                           "verdict": receipt.receipt.verdict})
         try:
             await ctx.send(agreement.seller, ReceiptNotice(receipt=receipt.to_wire()), timeout=2)
         except (AaexError, TimeoutError) as exc:

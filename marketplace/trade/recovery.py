@@ -4,9 +4,11 @@ A buyer can die between any two steps of a delegation (escrow held, task sent, d
 received, receipt signed). Each step is on its books before the next begins, so after a
 restart `resolve_open` finds every agreement still open and brings it to its end through
 `Delegator.resolve`: settled by a kept or recovered delivery, the task sent again while time
-is left, or refunded as not delivered once its deadline plus `grace` has passed. Settlement
-is exactly once on the books (the ledger refuses a second payout), so running this while a
-delegation is still live, or twice, is harmless.
+is left, or refunded as not delivered once its deadline plus `grace` has passed. A sale on a
+seller's books whose task never came is closed (``lapse``) after the same deadline and grace;
+a sale that was delivered waits for the buyer's receipt, which the buyer's own pass sends.
+Settlement is exactly once on the books (the ledger refuses a second payout), so running
+this while a delegation is still live, or twice, is harmless.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from aaex_agents import Agent, Context
+from aaex_agents.clock import Clock
 from aaex_agents.errors import AaexError
 
 from ..contracts.ledger import Ledger
@@ -25,16 +28,26 @@ logger = logging.getLogger(__name__)
 
 
 async def resolve_open(ledger: Ledger, market: NodeMarket, agents: dict[str, Agent],
-                       context: Callable[[Agent], Context], *, grace: float) -> Counter[str]:
+                       context: Callable[[Agent], Context], *, grace: float,
+                       clock: Clock) -> Counter[str]:
     """One pass over the open purchases of the hosted `agents`; counts what happened.
 
     Never raises for one agreement: a failure is logged and the agreement stays open for
     the next pass.
     """
     outcomes: Counter[str] = Counter()
+    now_ms = int(clock.now() * 1000)
     for open_ in await ledger.open_agreements():
+        terms = open_.signed.agreement.terms
+        if open_.role == "seller":
+            # A sale whose buyer never sent the task (it died before booking the purchase):
+            # closed on our books once the deadline and the grace are past; nobody owes.
+            if open_.delivery is None and now_ms > terms.deadline_ms + grace * 1000:
+                await ledger.lapse(open_.signed.id, "no task before the deadline")
+                outcomes["lapsed"] += 1
+            continue
         buyer = agents.get(open_.signed.agreement.buyer)
-        if open_.role != "buyer" or buyer is None:
+        if buyer is None:
             continue
         try:
             outcome = await market.for_agent(buyer.address).resolve(

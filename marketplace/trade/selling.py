@@ -194,6 +194,8 @@ class ServiceSeller(Seller):
         started = _ms(ctx.clock)
         self.queue_depth += 1
         self._working.add(signed.id)
+        logger.info("task of %s started", signed.id[:12],
+                    extra={"event": "sale_task_started", "agreement_id": signed.id})
         try:
             result = await self.perform(ctx, msg.task)
         except (KeyError, TypeError, ValueError) as exc:

@@ -1,0 +1,55 @@
+"""Agents for the two-operator tests, named in node TOML files (`tests.peers.market_agents:...`).
+
+`SlowForecaster` sells forecasts and takes `work_seconds` per task (time to kill its buyer
+mid-task). `StandingBuyer` buys `orders` forecasts one after the other, once in its life:
+what it has bought is in its storage, so a restarted node does not buy again (what is open
+is for the node's recovery to finish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aaex_agents import Agent, Context, on_interval
+from marketplace.trade.errors import DelegationFailed
+from marketplace.trade.selling import ServiceSeller
+
+
+class SlowForecaster(ServiceSeller):
+    capability = "forecast.demand"
+
+    def __init__(self, *args: Any, work_seconds: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.work_seconds = work_seconds
+
+    async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(self.work_seconds)
+        history = task["history"]
+        return {"forecast": sum(history) / len(history)}
+
+
+class StandingBuyer(Agent):
+    def __init__(self, *args: Any, orders: int = 1, budget: float = 5.0,
+                 deadline: float = 20.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.orders, self.budget, self.deadline = orders, budget, deadline
+        self._busy = False
+
+    @on_interval(0.5)
+    async def buy(self, ctx: Context) -> None:
+        placed = int(await ctx.storage.get("placed", 0))
+        if self._busy or placed >= self.orders:
+            return
+        self._busy = True
+        await ctx.storage.set("placed", placed + 1)  # before buying: never twice after a crash
+        try:
+            done = await ctx.delegate("forecast.demand", {"history": [placed, placed + 2]},
+                                      budget=self.budget, deadline=self.deadline,
+                                      max_latency_ms=10_000)
+            ctx.logger.info("bought %s", done.agreement_id[:12],
+                            extra={"event": "bought", "agreement_id": done.agreement_id})
+        except DelegationFailed as failed:
+            ctx.logger.warning("order failed: %s", failed)
+        finally:
+            self._busy = False

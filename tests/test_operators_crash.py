@@ -1,0 +1,180 @@
+"""Two operators' nodes, each its own `aaex node run` process, key, config and ledger: the buyer
+is SIGKILLed at each step of a purchase and restarted, the seller is SIGTERMed right after it
+countersigned. Every agreement ends settled (or refunded) once on both books, and both verify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from marketplace.contracts.agreement import MINOR_UNITS
+from marketplace.contracts.ledger import open_ledger
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SELLER_TOML = """
+[node]
+identity = "seller.key"
+data_dir = "seller-data"
+http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+p2p = ["/ip4/127.0.0.1/tcp/0"]
+refresh_period = 60
+drain_timeout = {drain}
+
+[[agents]]
+name = "forecaster"
+class = "tests.peers.market_agents:SlowForecaster"
+settings = {{ cost = 1.0, exponent = 1.0, latency_ms = 5000, deadline_s = 12, work_seconds = {work} }}
+"""
+
+BUYER_TOML = """
+[node]
+identity = "buyer.key"
+data_dir = "buyer-data"
+http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+p2p = ["/ip4/127.0.0.1/tcp/0"]
+seeds = ["{seed}"]
+refresh_period = 60
+
+[market]
+grace = 2
+resolve_period = 0.5
+negotiation_window = 1.0
+
+[[agents]]
+name = "buyer"
+class = "tests.peers.market_agents:StandingBuyer"
+settings = {{ orders = 1, budget = 5.0, deadline = 15.0 }}
+"""
+
+
+class NodeProcess:
+    """`python -m marketplace.cli --log-format json node run`; its log events are collected."""
+
+    def __init__(self, process: asyncio.subprocess.Process, ready: dict[str, Any]) -> None:
+        self.process, self.ready = process, ready
+        self.events: list[dict[str, Any]] = []
+        self._new = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, config: Path) -> NodeProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "marketplace.cli", "--log-format", "json", "node", "run",
+            "--config", str(config), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 60)
+        assert line, "the node exited before it was ready"
+        return cls(process, json.loads(line))
+
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        while line := await self.process.stderr.readline():
+            try:
+                self.events.append(json.loads(line))
+            except ValueError:
+                continue
+            self._new.set()
+
+    async def event(self, name: str, timeout: float = 30) -> dict[str, Any]:
+        """Wait for the first log record with ``event == name``."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for record in self.events:
+                    if record.get("event") == name:
+                        return record
+                self._new.clear()
+                await self._new.wait()
+
+    async def stop(self, signum: int = signal.SIGTERM) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(signum)
+        code = await asyncio.wait_for(self.process.wait(), 60)
+        await asyncio.wait_for(self._reader, 10)
+        return code
+
+
+@asynccontextmanager
+async def running(config: Path) -> AsyncIterator[NodeProcess]:
+    node = await NodeProcess.start(config)
+    try:
+        yield node
+    finally:
+        await node.stop(signal.SIGKILL if node.process.returncode is None else signal.SIGTERM)
+
+
+async def _fund(path: Path, key: Path, agent_key: Path, credits: float) -> None:
+    from aaex_agents import Identity
+    from marketplace.contracts.ledger import LedgerConfig
+
+    async with open_ledger(path, config=LedgerConfig(owner=Identity.load(key))) as ledger:
+        await ledger.deposit(Identity.load(agent_key).address, int(credits * MINOR_UNITS))
+
+
+async def _books(path: Path) -> tuple[list[Any], list[Any], Any]:
+    async with open_ledger(path) as ledger:
+        await ledger.verify()
+        return await ledger.open_agreements(), await ledger.lines(), await ledger.balances()
+
+
+async def _settled_on_both(buyer_books: Path, seller_books: Path,
+                           timeout: float = 60) -> tuple[list[Any], list[Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        open_buyer, buyer_lines, _ = await _books(buyer_books)
+        open_seller, seller_lines, _ = await _books(seller_books)
+        if buyer_lines and not open_buyer and not open_seller:
+            return buyer_lines, seller_lines
+        assert time.monotonic() < deadline, (open_buyer, open_seller)
+        await asyncio.sleep(0.3)
+
+
+def _configs(tmp_path: Path, work: float, drain: float = 10) -> tuple[Path, Path]:
+    seller = tmp_path / "seller.toml"
+    seller.write_text(SELLER_TOML.format(work=work, drain=drain))
+    return seller, tmp_path / "buyer.toml"
+
+
+@pytest.mark.parametrize("kill_at", ["escrowed", "task_running", "delivered"])
+async def test_a_buyer_killed_at_any_step_settles_once_after_its_restart(
+        tmp_path: Path, kill_at: str) -> None:
+    seller_toml, buyer_toml = _configs(tmp_path, work=1.5)
+    async with running(seller_toml) as seller:
+        buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
+        # fund the buyer on its own books before its node first starts (the node is offline)
+        first = await NodeProcess.start(buyer_toml)
+        await first.stop()
+        await _fund(tmp_path / "buyer-data" / "ledger.sqlite", tmp_path / "buyer.key",
+                    tmp_path / "buyer-data" / "agents" / "buyer.key", 10)
+        buyer = await NodeProcess.start(buyer_toml)
+        if kill_at == "escrowed":
+            await buyer.event("escrowed")
+        elif kill_at == "task_running":
+            await seller.event("sale_task_started")
+        else:
+            await buyer.event("delivered")
+        assert await buyer.stop(signal.SIGKILL) == -signal.SIGKILL
+        async with running(buyer_toml):
+            buyer_lines, seller_lines = await _settled_on_both(
+                tmp_path / "buyer-data" / "ledger.sqlite",
+                tmp_path / "seller-data" / "ledger.sqlite")
+    assert [line.verdict for line in buyer_lines] == ["met"]  # the seller delivered in time
+    assert [(s.agreement_id, s.verdict, s.amount) for s in seller_lines] == [
+        (b.agreement_id, b.verdict, b.amount) for b in buyer_lines]
+    _, _, balances = await _books(tmp_path / "buyer-data" / "ledger.sqlite")
+    seller_address = buyer_lines[0].seller
+    assert balances[seller_address].available == buyer_lines[0].price  # paid exactly once
+    assert all(b.held == 0 for b in balances.values())
