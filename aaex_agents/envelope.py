@@ -16,10 +16,11 @@ from __future__ import annotations
 import heapq
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 
-from .address import public_key_from_address
+from .address import ADDRESS_LENGTH, public_key_from_address
 from .errors import (
     BadSignature,
     EnvelopeExpired,
@@ -29,9 +30,11 @@ from .errors import (
     OversizeFrame,
     ReplayedEnvelope,
     UsageError,
+    clip,
+    quote,
 )
 from .identity import SIGNATURE_BYTES, Identity, verify_signature
-from .model import Message, encode_payload, require_type_name
+from .model import MAX_TYPE_NAME_LENGTH, Message, encode_payload, require_type_name
 
 ENVELOPE_TAG = "aaex/envelope"
 ENVELOPE_VERSION = 1
@@ -99,42 +102,46 @@ def seal(identity: Identity, *, target: str, message: Message, now: float, ttl: 
 def decode_frame(frame: bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Envelope:
     """Decode the structure of `frame` without trusting it (the signature is not checked).
 
+    Everything here runs before the signature is verified, for anyone who can open a
+    connection, so the work is bounded by the frame's length at C speed: nested arrays or
+    maps are refused before they are built, and every string field is checked against its
+    fixed size or maximum before it is parsed (the address checksum only runs on a string of
+    an address's exact length). Error messages quote at most a few dozen characters.
+
     Raises:
         OversizeFrame: `frame` is longer than `max_bytes`.
         MalformedEnvelope: anything else wrong with the bytes; the message names the field.
     """
     if len(frame) > max_bytes:
         raise OversizeFrame(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes}")
-    try:
-        outer = msgpack.unpackb(frame, raw=False)
-        if not (isinstance(outer, list) and len(outer) == 2):
-            raise MalformedEnvelope("frame is not a [body, signature] pair")
-        body, signature = outer
-        if not isinstance(body, bytes) or not isinstance(signature, bytes):
-            raise MalformedEnvelope("body and signature must be bytes")
-        fields = msgpack.unpackb(body, raw=False)
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise MalformedEnvelope(f"frame is not valid msgpack: {exc}") from exc
+    body, signature = _flat_array(frame, 2, "frame is not a [body, signature] pair")
+    if not isinstance(body, bytes) or not isinstance(signature, bytes):
+        raise MalformedEnvelope("body and signature must be bytes")
     if len(signature) != SIGNATURE_BYTES:
         raise MalformedEnvelope(f"signature is {len(signature)} bytes, not {SIGNATURE_BYTES}")
-    if not (isinstance(fields, list) and len(fields) == 11):
-        raise MalformedEnvelope("body is not an 11-field envelope array")
+    fields = _flat_array(body, 11, "body is not an 11-field envelope array")
     (tag, version, message_id, sender, target, session, in_reply_to, message_type, sent_at_ms,
      expires_at_ms, payload) = fields
     if tag != ENVELOPE_TAG:
-        raise MalformedEnvelope(f"body tag is {tag!r}, not {ENVELOPE_TAG!r}")
+        raise MalformedEnvelope(f"body tag is {quote(tag)}, not {ENVELOPE_TAG!r}")
     if type(version) is not int or version != ENVELOPE_VERSION:
-        raise MalformedEnvelope(f"envelope version {version!r} is not supported")
+        raise MalformedEnvelope(f"envelope version {quote(version)} is not supported")
     _expect(message_id, bytes, "message_id", size=ID_BYTES)
     _expect(session, bytes, "session", size=ID_BYTES)
     if in_reply_to is not None:
         _expect(in_reply_to, bytes, "in_reply_to", size=ID_BYTES)
     _expect(message_type, str, "message_type")
+    if not 0 < len(message_type) <= MAX_TYPE_NAME_LENGTH:
+        raise MalformedEnvelope(f"message_type is {len(message_type)} characters; type names "
+                                f"have 1 to {MAX_TYPE_NAME_LENGTH}")
     _expect(sent_at_ms, int, "sent_at_ms")
     _expect(expires_at_ms, int, "expires_at_ms")
     _expect(payload, bytes, "payload")
     for name, value in (("sender", sender), ("target", target)):
         _expect(value, str, name)
+        if len(value) != ADDRESS_LENGTH:
+            raise MalformedEnvelope(f"{name} is {len(value)} characters; an AAEX address has "
+                                    f"{ADDRESS_LENGTH}")
         try:
             public_key_from_address(value)
         except UsageError as exc:
@@ -143,6 +150,35 @@ def decode_frame(frame: bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> E
         raise MalformedEnvelope("expires_at_ms is earlier than sent_at_ms")
     return Envelope(message_id, sender, target, session, in_reply_to, message_type, sent_at_ms,
                     expires_at_ms, payload, body, signature, version)
+
+
+# First bytes of msgpack arrays and maps (fixmap, fixarray, array 16/32, map 16/32).
+_CONTAINER_MARKERS = frozenset([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
+
+
+def _flat_array(data: bytes, count: int, wrong_shape: str) -> list[Any]:
+    """Unpack `data` as a msgpack array of exactly `count` scalars, and nothing after it.
+
+    A nested array or map is refused by its first byte, before msgpack builds it: an
+    envelope has none, and a frame of nested containers would otherwise cost one Python
+    object per byte before anything is verified.
+    """
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(data), 1))
+    unpacker.feed(data)
+    values: list[Any] = []
+    try:
+        if unpacker.read_array_header() != count:
+            raise MalformedEnvelope(wrong_shape)
+        for _ in range(count):
+            position = unpacker.tell()
+            if position < len(data) and data[position] in _CONTAINER_MARKERS:
+                raise MalformedEnvelope(f"{wrong_shape}: it nests an array or map")
+            values.append(unpacker.unpack())
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise MalformedEnvelope(f"{wrong_shape}: not valid msgpack ({clip(str(exc))})") from exc
+    if unpacker.tell() != len(data):
+        raise MalformedEnvelope(f"{wrong_shape}: {len(data) - unpacker.tell()} bytes follow it")
+    return values
 
 
 def _expect(value: object, kind: type, name: str, *, size: int | None = None) -> None:

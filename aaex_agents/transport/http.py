@@ -26,8 +26,9 @@ from ..errors import (
     TransportClosed,
     TransportError,
     UsageError,
+    clip,
 )
-from .base import FrameHandler, Transport
+from .base import DETAIL_LIMIT, FrameHandler, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -107,12 +108,13 @@ class HttpTransport(Transport):
         if status in (400, 413):
             try:
                 reason = json.loads(body)
-                raise PeerRejected(str(reason["reason"]), str(reason.get("detail", "")))
+                raise PeerRejected(clip(str(reason["reason"])),
+                                   clip(str(reason.get("detail", "")), DETAIL_LIMIT))
             except (ValueError, KeyError, TypeError):
                 raise PeerRejected("oversize" if status == 413 else "rejected",
-                                   body[:200].decode(errors="replace")) from None
+                                   clip(body[:DETAIL_LIMIT].decode(errors="replace"))) from None
         raise TransportError(f"{endpoint} answered HTTP {status}: "
-                             f"{body[:200].decode(errors='replace')}")
+                             f"{clip(body[:DETAIL_LIMIT].decode(errors='replace'))}")
 
     @override
     @asynccontextmanager
@@ -132,7 +134,7 @@ class HttpTransport(Transport):
             try:
                 reply = await handler(frame)
             except EnvelopeRejected as exc:
-                return _rejection(400, exc.reason, str(exc))
+                return _rejection(400, exc.reason, clip(str(exc), DETAIL_LIMIT))
             except Exception:
                 logger.error("envelope handler failed on %s", request.remote, exc_info=True)
                 return web.Response(status=500, text="internal error\n")
