@@ -13,7 +13,6 @@ records, agreements), so a signature can never be lifted from one context into a
 
 from __future__ import annotations
 
-import heapq
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -28,13 +27,13 @@ from .errors import (
     LifetimeTooLong,
     MalformedEnvelope,
     OversizeFrame,
-    ReplayedEnvelope,
     UsageError,
     clip,
     quote,
 )
 from .identity import SIGNATURE_BYTES, Identity, verify_signature
 from .model import MAX_TYPE_NAME_LENGTH, Message, encode_payload, require_type_name
+from .replay import ReplayGuard
 
 ENVELOPE_TAG = "aaex/envelope"
 ENVELOPE_VERSION = 1
@@ -197,79 +196,41 @@ class EnvelopePolicy:
         clock_skew: seconds a peer's clock may differ from ours (default 10 s).
         max_lifetime: longest expires-at minus sent-at accepted (default 10 min); bounds
             how long a message id must be remembered.
-        replay_capacity: message ids remembered at most (default 100,000, ~20 MB); when
-            full, the oldest are forgotten and envelopes that expire before them are refused.
+        replay_capacity: message ids remembered at most, across senders (default 100,000,
+            ~20 MB); when full, the sender holding the most forgets its oldest, and its
+            envelopes that expire before them are refused (see `aaex_agents.replay`).
+        replay_senders: senders whose ids are remembered at once (default 1,000); each keeps
+            at least its newest replay_capacity / replay_senders ids whatever others send.
+        replay_floors: senders displaced from the replay window whose last sent-at is kept
+            exactly (default 50,000, ~10 MB); beyond, floors share 8-byte slots.
     """
 
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     clock_skew: float = 10.0
     max_lifetime: float = 600.0
     replay_capacity: int = 100_000
+    replay_senders: int = 1_000
+    replay_floors: int = 50_000
 
     def __post_init__(self) -> None:
-        for name in ("max_frame_bytes", "clock_skew", "max_lifetime", "replay_capacity"):
+        for name in ("max_frame_bytes", "clock_skew", "max_lifetime", "replay_capacity",
+                     "replay_senders", "replay_floors"):
             value = getattr(self, name)
             if value <= 0:
                 raise UsageError(f"EnvelopePolicy.{name} must be positive, got {value!r}")
 
-
-class ReplayWindow:
-    """Remembers accepted message ids until they expire, in bounded memory.
-
-    An id needs remembering only while its envelope could still pass the expiry check, so
-    ids are forgotten once expired. If more than `capacity` are live at once, the one
-    expiring first is forgotten and `floor_ms` rises to its expiry: any envelope expiring at
-    or before the floor is then refused, since it might be a replay of a forgotten id.
-    Memory stays bounded and safety is kept; only very old-dated traffic is refused.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._live: set[bytes] = set()
-        self._by_expiry: list[tuple[int, bytes]] = []
-        self.floor_ms = 0
-
-    def __len__(self) -> int:
-        return len(self._live)
-
-    def admit(self, message_id: bytes, expires_at_ms: int, horizon_ms: int) -> None:
-        """Record `message_id`; ids expiring before `horizon_ms` are dropped first.
-
-        Raises:
-            ReplayedEnvelope: the id is already recorded, or expires at or before the floor.
-        """
-        heap = self._by_expiry
-        while heap and heap[0][0] < horizon_ms:
-            expiry, forgotten = heapq.heappop(heap)
-            self._live.discard(forgotten)
-            # Remember how far we forgot: if the wall clock later steps back, an envelope
-            # expiring before this would be "in date" again and its id no longer known.
-            self.floor_ms = max(self.floor_ms, expiry)
-        if message_id in self._live:
-            raise ReplayedEnvelope(f"message id {message_id.hex()} was already accepted")
-        if expires_at_ms <= self.floor_ms:
-            raise ReplayedEnvelope(
-                "envelope expires before the oldest id the replay window still remembers; "
-                "resend it with a fresh id")
-        self._live.add(message_id)
-        heapq.heappush(heap, (expires_at_ms, message_id))
-        if len(heap) > self._capacity:
-            expiry, forgotten = heapq.heappop(heap)
-            self._live.discard(forgotten)
-            self.floor_ms = max(self.floor_ms, expiry)
-
-    def __repr__(self) -> str:
-        return f"<ReplayWindow {len(self._live)}/{self._capacity} floor={self.floor_ms}>"
+    def new_replay_guard(self) -> ReplayGuard:
+        """An empty replay guard sized by this policy (one per receiver)."""
+        return ReplayGuard(capacity=self.replay_capacity, senders=self.replay_senders,
+                           floors=self.replay_floors,
+                           clock_skew_ms=int(self.clock_skew * 1000))
 
 
-def check_fresh(envelope: Envelope, *, now: float, policy: EnvelopePolicy,
-                replay: ReplayWindow) -> None:
-    """Check time and replay for an envelope whose signature has already been verified.
-
-    Verify first: a forged envelope must not be able to occupy the replay window.
+def check_times(envelope: Envelope, *, now: float, policy: EnvelopePolicy) -> None:
+    """Check an envelope's dates against `now` and the policy; records nothing.
 
     Raises:
-        EnvelopeExpired, EnvelopeFromFuture, LifetimeTooLong, ReplayedEnvelope
+        EnvelopeExpired, EnvelopeFromFuture, LifetimeTooLong
     """
     now_ms = int(now * 1000)
     skew_ms = int(policy.clock_skew * 1000)
@@ -285,4 +246,28 @@ def check_fresh(envelope: Envelope, *, now: float, policy: EnvelopePolicy,
             f"{envelope.message_type} asks to live "
             f"{(envelope.expires_at_ms - envelope.sent_at_ms) / 1000:.0f} s; at most "
             f"{policy.max_lifetime:.0f} s is accepted")
-    replay.admit(envelope.message_id, envelope.expires_at_ms, now_ms - skew_ms)
+
+
+def remember(envelope: Envelope, *, now: float, replay: ReplayGuard) -> None:
+    """Record an accepted envelope's id in `replay`; the last check, after every other one.
+
+    Raises:
+        ReplayedEnvelope: the id was already accepted, or the envelope is dated before what
+            the guard has forgotten of its sender.
+    """
+    replay.admit(envelope.sender, envelope.message_id, envelope.sent_at_ms,
+                 envelope.expires_at_ms, int(now * 1000))
+
+
+def check_fresh(envelope: Envelope, *, now: float, policy: EnvelopePolicy,
+                replay: ReplayGuard) -> None:
+    """`check_times`, then `remember`: for a receiver with no checks after the dates.
+
+    Verify first: a forged envelope must not be able to occupy the replay guard. A receiver
+    that also checks the type and payload (the runtime) calls `remember` after those.
+
+    Raises:
+        EnvelopeExpired, EnvelopeFromFuture, LifetimeTooLong, ReplayedEnvelope
+    """
+    check_times(envelope, now=now, policy=policy)
+    remember(envelope, now=now, replay=replay)

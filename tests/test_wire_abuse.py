@@ -22,6 +22,7 @@ import pytest
 from aaex_agents import (
     Agent,
     Context,
+    EnvelopePolicy,
     HttpTransport,
     Message,
     PeerRejected,
@@ -239,3 +240,78 @@ async def test_garbage_address_frames_in_flight_do_not_stop_a_valid_request(kind
             assert "characters; an AAEX address has" in rejection.detail
             assert len(rejection.detail) <= DETAIL_LIMIT
         assert peer.runtime.metrics.rejected["malformed"] == 10
+
+
+# --- replay-window flood ----------------------------------------------------------------------
+
+FLOOD = EnvelopePolicy(replay_capacity=64, replay_senders=8, replay_floors=4096)
+
+
+def assert_bounded(runtime: Runtime) -> None:
+    guard = runtime.replay_guard
+    assert len(guard) <= FLOOD.replay_capacity
+    assert guard.senders <= FLOOD.replay_senders
+    assert guard.floors <= FLOOD.replay_floors
+
+
+async def flood(peer: Hosted, message: Message, *, keys: list[Identity],
+                expected: set[str]) -> None:
+    """One envelope per key, all in flight at once: 599 s lifetime, dated 9 s ahead."""
+    async def one(key: Identity) -> None:
+        _, frame = seal(key, target=peer.sink.address, message=message,
+                        now=time.time() + 9, ttl=599)
+        try:
+            await peer.client.request(peer.endpoint, frame, timeout=60)
+        except PeerRejected as exc:
+            assert exc.reason in expected, exc
+
+    async with asyncio.TaskGroup() as group:
+        for key in keys:
+            group.create_task(one(key))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("attack", [Orphan(), Ping(n=-1)], ids=["unhandled", "handled"])
+async def test_a_flood_from_fresh_keys_never_refuses_a_legitimate_sender(
+        kind: str, attack: Message) -> None:
+    # The attack that locked everyone out for ~10 minutes: more validly signed envelopes
+    # than the replay window holds, each from a fresh key, living 599 s. An unhandled type
+    # used to be recorded anyway; a handled one is recorded, but per sender.
+    legit = Identity.generate()
+    async with hosted(kind, config=RuntimeConfig(policy=FLOOD)) as peer:
+        answered: list[bytes] = []
+        for round_ in range(25):
+            await flood(peer, attack, keys=[Identity.generate() for _ in range(16)],
+                        expected=set() if isinstance(attack, Ping) else {"unknown_type"})
+            assert_bounded(peer.runtime)
+            frame, reply = await peer.ask(legit, Ping(n=round_), now=time.time())
+            assert reply == Pong(n=round_)
+            answered.append(frame)
+        assert len(answered) == 25  # every legitimate request was answered
+        for frame in answered:  # and none of them can be played again
+            with pytest.raises(PeerRejected) as caught:
+                await peer.client.request(peer.endpoint, frame, timeout=60)
+            assert caught.value.reason == "replayed"
+        guard = peer.runtime.replay_guard
+        assert guard.hot_folds == 0
+        if isinstance(attack, Orphan):
+            assert peer.runtime.metrics.rejected["unknown_type"] == 25 * 16
+            assert guard.senders == 1  # refused envelopes took no room at all
+
+
+async def test_one_key_flooding_cannot_displace_another_sender() -> None:
+    legit, mallory = Identity.generate(), Identity.generate()
+    async with hosted("http", config=RuntimeConfig(policy=FLOOD)) as peer:
+        early = [(await peer.ask(legit, Ping(n=n), now=time.time()))[0] for n in range(3)]
+        for _ in range(10):
+            await flood(peer, Ping(n=-1), keys=[mallory] * 20, expected=set())
+            assert_bounded(peer.runtime)
+        _, reply = await peer.ask(legit, Ping(n=99), now=time.time())
+        assert reply == Pong(n=99)
+        for frame in early:  # still known by id: nothing of the legitimate sender was lost
+            with pytest.raises(PeerRejected) as caught:
+                await peer.client.request(peer.endpoint, frame, timeout=60)
+            assert caught.value.reason == "replayed"
+            assert "already accepted" in caught.value.detail
+        assert peer.runtime.replay_guard.senders == 2
+        assert peer.runtime.replay_guard.floors == 0
