@@ -18,6 +18,8 @@ from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aaex_agents import (
     Agent,
@@ -315,3 +317,83 @@ async def test_one_key_flooding_cannot_displace_another_sender() -> None:
             assert "already accepted" in caught.value.detail
         assert peer.runtime.replay_guard.senders == 2
         assert peer.runtime.replay_guard.floors == 0
+
+
+# --- wire fuzz ----------------------------------------------------------------------------------
+
+FUZZ_NOW = 1_750_000_000.0
+FUZZ_SENDER = Identity(b"\x11" * 32)
+
+mutations = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 2**20)),
+    st.tuples(st.just("truncate"), st.integers(0, 2**20)),
+    st.tuples(st.just("insert"), st.integers(0, 2**20), st.binary(min_size=1, max_size=16)),
+    st.tuples(st.just("swap"), st.integers(0, 10), st.integers(0, 10), st.booleans()),
+    st.tuples(st.just("payload"), st.integers(0, 2**20)),
+    st.tuples(st.just("retype"), st.sampled_from(
+        [Orphan.message_type, Blob.message_type, Digest.message_type, "x.y/1", ""])),
+)
+
+
+def mutate(frame: bytes, mutation: tuple[Any, ...], signer: Identity) -> bytes:
+    """Bit flip, truncation, byte insertion, two body fields swapped (maybe re-signed), or,
+    re-signed by the sender, a bit of the payload flipped or another type name."""
+    kind = mutation[0]
+    if kind == "flip":
+        bit = mutation[1] % (len(frame) * 8)
+        flipped = bytearray(frame)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        return bytes(flipped)
+    if kind == "truncate":
+        return frame[: mutation[1] % len(frame)]
+    if kind == "insert":
+        at = mutation[1] % (len(frame) + 1)
+        return frame[:at] + mutation[2] + frame[at:]
+    body, signature = msgpack.unpackb(frame)
+    fields = msgpack.unpackb(body)
+    resign = True
+    if kind == "swap":
+        _, first, second, resign = mutation
+        fields[first], fields[second] = fields[second], fields[first]
+    elif kind == "payload":
+        fields[10] = mutate(fields[10], ("flip", mutation[1]), signer)
+    else:
+        fields[7] = mutation[1]
+    body = msgpack.packb(fields)
+    return msgpack.packb([body, signer.sign(body) if resign else signature])
+
+
+@pytest.fixture(params=KINDS)
+async def fuzz_peer(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Hosted, list[bytes]]]:
+    async with hosted(request.param, clock=ManualClock(FUZZ_NOW)) as peer:
+        target = peer.sink.address
+        first, ping = seal(FUZZ_SENDER, target=target, message=Ping(n=1), now=FUZZ_NOW, ttl=60)
+        _, blob = seal(FUZZ_SENDER, target=target, message=Blob(data=bytes(range(256))),
+                       now=FUZZ_NOW, ttl=60)
+        _, follow_up = seal(FUZZ_SENDER, target=target, message=Ping(n=2), now=FUZZ_NOW,
+                            ttl=60, session=first.session, in_reply_to=first.message_id)
+        yield peer, [ping, blob, follow_up]
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(index=st.integers(0, 2), mutation=mutations)
+async def test_mutated_frames_are_refused_with_a_reason_and_the_server_stays_up(
+        fuzz_peer: tuple[Hosted, list[bytes]], index: int, mutation: tuple[Any, ...]) -> None:
+    peer, bases = fuzz_peer
+    base = bases[index]
+    frame = mutate(base, mutation, FUZZ_SENDER)
+    try:
+        await peer.client.request(peer.endpoint, frame, timeout=30)
+    except PeerRejected as exc:
+        assert exc.reason in REASONS, exc
+        assert len(exc.detail) <= DETAIL_LIMIT
+    else:
+        sent, original = decode_frame(frame), decode_frame(base)
+        sent.verify()
+        resigned = mutation[0] in ("payload", "retype") or (mutation[0] == "swap" and mutation[3])
+        if not resigned:  # nobody signed anything new: it must say what the original said
+            assert (sent.body, sent.signature) == (original.body, original.signature)
+    assert peer.runtime.metrics.handler_errors == 0
+    _, reply = await peer.ask(FUZZ_SENDER, Ping(n=3), now=FUZZ_NOW)  # still serving
+    assert reply == Pong(n=3)
