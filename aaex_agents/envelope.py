@@ -102,10 +102,11 @@ def decode_frame(frame: bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> E
     """Decode the structure of `frame` without trusting it (the signature is not checked).
 
     Everything here runs before the signature is verified, for anyone who can open a
-    connection, so the work is bounded by the frame's length at C speed: nested arrays or
-    maps are refused before they are built, and every string field is checked against its
-    fixed size or maximum before it is parsed (the address checksum only runs on a string of
-    an address's exact length). Error messages quote at most a few dozen characters.
+    connection, so the work is bounded by the frame's length at C speed: the outer pair is
+    split by its headers, nested arrays or maps in a large body are refused before they are
+    built, and every string field is checked against its fixed size or maximum before it is
+    parsed (the address checksum only runs on a string of an address's exact length).
+    Error messages quote at most a few dozen characters.
 
     Raises:
         OversizeFrame: `frame` is longer than `max_bytes`.
@@ -113,12 +114,10 @@ def decode_frame(frame: bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> E
     """
     if len(frame) > max_bytes:
         raise OversizeFrame(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes}")
-    body, signature = _flat_array(frame, 2, "frame is not a [body, signature] pair")
-    if not isinstance(body, bytes) or not isinstance(signature, bytes):
-        raise MalformedEnvelope("body and signature must be bytes")
+    body, signature = _split_frame(frame)
     if len(signature) != SIGNATURE_BYTES:
         raise MalformedEnvelope(f"signature is {len(signature)} bytes, not {SIGNATURE_BYTES}")
-    fields = _flat_array(body, 11, "body is not an 11-field envelope array")
+    fields = _body_fields(body)
     (tag, version, message_id, sender, target, session, in_reply_to, message_type, sent_at_ms,
      expires_at_ms, payload) = fields
     if tag != ENVELOPE_TAG:
@@ -151,32 +150,71 @@ def decode_frame(frame: bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> E
                     expires_at_ms, payload, body, signature, version)
 
 
-# First bytes of msgpack arrays and maps (fixmap, fixarray, array 16/32, map 16/32).
+_FIXARRAY_OF_TWO = 0x92
+_BIN_LENGTH_BYTES = {0xC4: 1, 0xC5: 2, 0xC6: 4}  # msgpack bin 8, bin 16, bin 32
+_STR_MARKERS = frozenset([*range(0xA0, 0xC0), 0xD9, 0xDA, 0xDB])
 _CONTAINER_MARKERS = frozenset([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
+_SMALL_BODY_BYTES = 4096
+"""Bodies up to this size are unpacked in one call: even all nested arrays, they cost no
+more than one signature check. Larger ones are read field by field (see `_body_fields`)."""
 
 
-def _flat_array(data: bytes, count: int, wrong_shape: str) -> list[Any]:
-    """Unpack `data` as a msgpack array of exactly `count` scalars, and nothing after it.
+def _split_frame(frame: bytes) -> tuple[bytes, bytes]:
+    """Split the outer ``[body, signature]`` by its headers, without unpacking anything."""
+    if not frame or frame[0] != _FIXARRAY_OF_TWO:
+        raise MalformedEnvelope("frame is not a [body, signature] pair")
+    body, end = _bin_at(frame, 1)
+    signature, end = _bin_at(frame, end)
+    if end != len(frame):
+        raise MalformedEnvelope(f"frame has {len(frame) - end} bytes after [body, signature]")
+    return body, signature
 
-    A nested array or map is refused by its first byte, before msgpack builds it: an
-    envelope has none, and a frame of nested containers would otherwise cost one Python
-    object per byte before anything is verified.
+
+def _bin_at(frame: bytes, at: int) -> tuple[bytes, int]:
+    """The msgpack bin starting at `at`, and where it ends."""
+    if at >= len(frame):
+        raise MalformedEnvelope("frame is cut short: not a [body, signature] pair")
+    marker = frame[at]
+    width = _BIN_LENGTH_BYTES.get(marker)
+    if width is None:
+        if marker in _STR_MARKERS:
+            raise MalformedEnvelope("body and signature must be bytes")
+        raise MalformedEnvelope("frame is not a [body, signature] pair")
+    start = at + 1 + width
+    end = start + int.from_bytes(frame[at + 1:start], "big")
+    if start > len(frame) or end > len(frame):
+        raise MalformedEnvelope(f"frame is cut short: {end - len(frame)} bytes missing")
+    return frame[start:end], end
+
+
+def _body_fields(body: bytes) -> list[Any]:
+    """Unpack the body as an array of 11 fields.
+
+    A nested array or map in a large body is refused by its first byte, before msgpack
+    builds it: an envelope has none, and a megabyte of nested arrays would otherwise cost
+    tens of milliseconds before anything is verified. A small body takes one C call.
     """
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(data), 1))
-    unpacker.feed(data)
-    values: list[Any] = []
+    wrong_shape = "body is not an 11-field envelope array"
     try:
-        if unpacker.read_array_header() != count:
+        if len(body) <= _SMALL_BODY_BYTES:
+            fields = msgpack.unpackb(body, raw=False, max_array_len=11, max_map_len=0)
+            if not (isinstance(fields, list) and len(fields) == 11):
+                raise MalformedEnvelope(wrong_shape)
+            return fields
+        unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(body))
+        unpacker.feed(body)
+        if unpacker.read_array_header() != 11:
             raise MalformedEnvelope(wrong_shape)
-        for _ in range(count):
+        values: list[Any] = []
+        for _ in range(11):
             position = unpacker.tell()
-            if position < len(data) and data[position] in _CONTAINER_MARKERS:
+            if position < len(body) and body[position] in _CONTAINER_MARKERS:
                 raise MalformedEnvelope(f"{wrong_shape}: it nests an array or map")
             values.append(unpacker.unpack())
     except (ValueError, msgpack.UnpackException) as exc:
         raise MalformedEnvelope(f"{wrong_shape}: not valid msgpack ({clip(str(exc))})") from exc
-    if unpacker.tell() != len(data):
-        raise MalformedEnvelope(f"{wrong_shape}: {len(data) - unpacker.tell()} bytes follow it")
+    if unpacker.tell() != len(body):
+        raise MalformedEnvelope(f"{wrong_shape}: {len(body) - unpacker.tell()} bytes follow it")
     return values
 
 
