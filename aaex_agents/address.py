@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .errors import UsageError
+from .errors import UsageError, quote
 
 PREFIX = "aaex"
 _CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _CHAR_VALUE = {c: i for i, c in enumerate(_CHARSET)}
 _GENERATORS = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
 _KEY_BYTES = 32
+ADDRESS_LENGTH = len(PREFIX) + 1 + (_KEY_BYTES * 8 + 4) // 5 + 6
+"""Characters in every address: prefix, separator, 52 data characters, 6 of checksum (63)."""
+_BECH32_MAX_LENGTH = 90  # BIP-173: no bech32 string is longer
 
 
 def _polymod(values: list[int]) -> int:
@@ -70,6 +73,11 @@ def public_key_from_address(address: str) -> bytes:
     """
     if not isinstance(address, str):
         raise UsageError(f"an address is a str like 'aaex1...', got {type(address).__name__}")
+    # Bound the work before anything else: the checksum costs time in the length, and an
+    # address may come from a peer who has not yet proven anything (an unverified envelope).
+    if len(address) > _BECH32_MAX_LENGTH:
+        raise UsageError(f"address {quote(address)} is {len(address)} characters; an AAEX "
+                         f"address has {ADDRESS_LENGTH}")
     return _decode(address)
 
 

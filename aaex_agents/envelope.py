@@ -13,13 +13,13 @@ records, agreements), so a signature can never be lifted from one context into a
 
 from __future__ import annotations
 
-import heapq
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 
-from .address import public_key_from_address
+from .address import ADDRESS_LENGTH, public_key_from_address
 from .errors import (
     BadSignature,
     EnvelopeExpired,
@@ -27,11 +27,13 @@ from .errors import (
     LifetimeTooLong,
     MalformedEnvelope,
     OversizeFrame,
-    ReplayedEnvelope,
     UsageError,
+    clip,
+    quote,
 )
 from .identity import SIGNATURE_BYTES, Identity, verify_signature
-from .model import Message, encode_payload, require_type_name
+from .model import MAX_TYPE_NAME_LENGTH, Message, encode_payload, require_type_name
+from .replay import ReplayGuard
 
 ENVELOPE_TAG = "aaex/envelope"
 ENVELOPE_VERSION = 1
@@ -99,42 +101,45 @@ def seal(identity: Identity, *, target: str, message: Message, now: float, ttl: 
 def decode_frame(frame: bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Envelope:
     """Decode the structure of `frame` without trusting it (the signature is not checked).
 
+    Everything here runs before the signature is verified, for anyone who can open a
+    connection, so the work is bounded by the frame's length at C speed: the outer pair is
+    split by its headers, nested arrays or maps in a large body are refused before they are
+    built, and every string field is checked against its fixed size or maximum before it is
+    parsed (the address checksum only runs on a string of an address's exact length).
+    Error messages quote at most a few dozen characters.
+
     Raises:
         OversizeFrame: `frame` is longer than `max_bytes`.
         MalformedEnvelope: anything else wrong with the bytes; the message names the field.
     """
     if len(frame) > max_bytes:
         raise OversizeFrame(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes}")
-    try:
-        outer = msgpack.unpackb(frame, raw=False)
-        if not (isinstance(outer, list) and len(outer) == 2):
-            raise MalformedEnvelope("frame is not a [body, signature] pair")
-        body, signature = outer
-        if not isinstance(body, bytes) or not isinstance(signature, bytes):
-            raise MalformedEnvelope("body and signature must be bytes")
-        fields = msgpack.unpackb(body, raw=False)
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise MalformedEnvelope(f"frame is not valid msgpack: {exc}") from exc
+    body, signature = _split_frame(frame)
     if len(signature) != SIGNATURE_BYTES:
         raise MalformedEnvelope(f"signature is {len(signature)} bytes, not {SIGNATURE_BYTES}")
-    if not (isinstance(fields, list) and len(fields) == 11):
-        raise MalformedEnvelope("body is not an 11-field envelope array")
+    fields = _body_fields(body)
     (tag, version, message_id, sender, target, session, in_reply_to, message_type, sent_at_ms,
      expires_at_ms, payload) = fields
     if tag != ENVELOPE_TAG:
-        raise MalformedEnvelope(f"body tag is {tag!r}, not {ENVELOPE_TAG!r}")
+        raise MalformedEnvelope(f"body tag is {quote(tag)}, not {ENVELOPE_TAG!r}")
     if type(version) is not int or version != ENVELOPE_VERSION:
-        raise MalformedEnvelope(f"envelope version {version!r} is not supported")
+        raise MalformedEnvelope(f"envelope version {quote(version)} is not supported")
     _expect(message_id, bytes, "message_id", size=ID_BYTES)
     _expect(session, bytes, "session", size=ID_BYTES)
     if in_reply_to is not None:
         _expect(in_reply_to, bytes, "in_reply_to", size=ID_BYTES)
     _expect(message_type, str, "message_type")
+    if not 0 < len(message_type) <= MAX_TYPE_NAME_LENGTH:
+        raise MalformedEnvelope(f"message_type is {len(message_type)} characters; type names "
+                                f"have 1 to {MAX_TYPE_NAME_LENGTH}")
     _expect(sent_at_ms, int, "sent_at_ms")
     _expect(expires_at_ms, int, "expires_at_ms")
     _expect(payload, bytes, "payload")
     for name, value in (("sender", sender), ("target", target)):
         _expect(value, str, name)
+        if len(value) != ADDRESS_LENGTH:
+            raise MalformedEnvelope(f"{name} is {len(value)} characters; an AAEX address has "
+                                    f"{ADDRESS_LENGTH}")
         try:
             public_key_from_address(value)
         except UsageError as exc:
@@ -143,6 +148,74 @@ def decode_frame(frame: bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> E
         raise MalformedEnvelope("expires_at_ms is earlier than sent_at_ms")
     return Envelope(message_id, sender, target, session, in_reply_to, message_type, sent_at_ms,
                     expires_at_ms, payload, body, signature, version)
+
+
+_FIXARRAY_OF_TWO = 0x92
+_BIN_LENGTH_BYTES = {0xC4: 1, 0xC5: 2, 0xC6: 4}  # msgpack bin 8, bin 16, bin 32
+_STR_MARKERS = frozenset([*range(0xA0, 0xC0), 0xD9, 0xDA, 0xDB])
+_CONTAINER_MARKERS = frozenset([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
+_SMALL_BODY_BYTES = 4096
+"""Bodies up to this size are unpacked in one call: even all nested arrays, they cost no
+more than one signature check. Larger ones are read field by field (see `_body_fields`)."""
+
+
+def _split_frame(frame: bytes) -> tuple[bytes, bytes]:
+    """Split the outer ``[body, signature]`` by its headers, without unpacking anything."""
+    if not frame or frame[0] != _FIXARRAY_OF_TWO:
+        raise MalformedEnvelope("frame is not a [body, signature] pair")
+    body, end = _bin_at(frame, 1)
+    signature, end = _bin_at(frame, end)
+    if end != len(frame):
+        raise MalformedEnvelope(f"frame has {len(frame) - end} bytes after [body, signature]")
+    return body, signature
+
+
+def _bin_at(frame: bytes, at: int) -> tuple[bytes, int]:
+    """The msgpack bin starting at `at`, and where it ends."""
+    if at >= len(frame):
+        raise MalformedEnvelope("frame is cut short: not a [body, signature] pair")
+    marker = frame[at]
+    width = _BIN_LENGTH_BYTES.get(marker)
+    if width is None:
+        if marker in _STR_MARKERS:
+            raise MalformedEnvelope("body and signature must be bytes")
+        raise MalformedEnvelope("frame is not a [body, signature] pair")
+    start = at + 1 + width
+    end = start + int.from_bytes(frame[at + 1:start], "big")
+    if start > len(frame) or end > len(frame):
+        raise MalformedEnvelope(f"frame is cut short: {end - len(frame)} bytes missing")
+    return frame[start:end], end
+
+
+def _body_fields(body: bytes) -> list[Any]:
+    """Unpack the body as an array of 11 fields.
+
+    A nested array or map in a large body is refused by its first byte, before msgpack
+    builds it: an envelope has none, and a megabyte of nested arrays would otherwise cost
+    tens of milliseconds before anything is verified. A small body takes one C call.
+    """
+    wrong_shape = "body is not an 11-field envelope array"
+    try:
+        if len(body) <= _SMALL_BODY_BYTES:
+            fields = msgpack.unpackb(body, raw=False, max_array_len=11, max_map_len=0)
+            if not (isinstance(fields, list) and len(fields) == 11):
+                raise MalformedEnvelope(wrong_shape)
+            return fields
+        unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(body))
+        unpacker.feed(body)
+        if unpacker.read_array_header() != 11:
+            raise MalformedEnvelope(wrong_shape)
+        values: list[Any] = []
+        for _ in range(11):
+            position = unpacker.tell()
+            if position < len(body) and body[position] in _CONTAINER_MARKERS:
+                raise MalformedEnvelope(f"{wrong_shape}: it nests an array or map")
+            values.append(unpacker.unpack())
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise MalformedEnvelope(f"{wrong_shape}: not valid msgpack ({clip(str(exc))})") from exc
+    if unpacker.tell() != len(body):
+        raise MalformedEnvelope(f"{wrong_shape}: {len(body) - unpacker.tell()} bytes follow it")
+    return values
 
 
 def _expect(value: object, kind: type, name: str, *, size: int | None = None) -> None:
@@ -161,79 +234,41 @@ class EnvelopePolicy:
         clock_skew: seconds a peer's clock may differ from ours (default 10 s).
         max_lifetime: longest expires-at minus sent-at accepted (default 10 min); bounds
             how long a message id must be remembered.
-        replay_capacity: message ids remembered at most (default 100,000, ~20 MB); when
-            full, the oldest are forgotten and envelopes that expire before them are refused.
+        replay_capacity: message ids remembered at most, across senders (default 100,000,
+            ~20 MB); when full, the sender holding the most forgets its oldest, and its
+            envelopes that expire before them are refused (see `aaex_agents.replay`).
+        replay_senders: senders whose ids are remembered at once (default 1,000); each keeps
+            at least its newest replay_capacity / replay_senders ids whatever others send.
+        replay_floors: senders displaced from the replay window whose last sent-at is kept
+            exactly (default 50,000, ~10 MB); beyond, floors share 8-byte slots.
     """
 
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     clock_skew: float = 10.0
     max_lifetime: float = 600.0
     replay_capacity: int = 100_000
+    replay_senders: int = 1_000
+    replay_floors: int = 50_000
 
     def __post_init__(self) -> None:
-        for name in ("max_frame_bytes", "clock_skew", "max_lifetime", "replay_capacity"):
+        for name in ("max_frame_bytes", "clock_skew", "max_lifetime", "replay_capacity",
+                     "replay_senders", "replay_floors"):
             value = getattr(self, name)
             if value <= 0:
                 raise UsageError(f"EnvelopePolicy.{name} must be positive, got {value!r}")
 
-
-class ReplayWindow:
-    """Remembers accepted message ids until they expire, in bounded memory.
-
-    An id needs remembering only while its envelope could still pass the expiry check, so
-    ids are forgotten once expired. If more than `capacity` are live at once, the one
-    expiring first is forgotten and `floor_ms` rises to its expiry: any envelope expiring at
-    or before the floor is then refused, since it might be a replay of a forgotten id.
-    Memory stays bounded and safety is kept; only very old-dated traffic is refused.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._live: set[bytes] = set()
-        self._by_expiry: list[tuple[int, bytes]] = []
-        self.floor_ms = 0
-
-    def __len__(self) -> int:
-        return len(self._live)
-
-    def admit(self, message_id: bytes, expires_at_ms: int, horizon_ms: int) -> None:
-        """Record `message_id`; ids expiring before `horizon_ms` are dropped first.
-
-        Raises:
-            ReplayedEnvelope: the id is already recorded, or expires at or before the floor.
-        """
-        heap = self._by_expiry
-        while heap and heap[0][0] < horizon_ms:
-            expiry, forgotten = heapq.heappop(heap)
-            self._live.discard(forgotten)
-            # Remember how far we forgot: if the wall clock later steps back, an envelope
-            # expiring before this would be "in date" again and its id no longer known.
-            self.floor_ms = max(self.floor_ms, expiry)
-        if message_id in self._live:
-            raise ReplayedEnvelope(f"message id {message_id.hex()} was already accepted")
-        if expires_at_ms <= self.floor_ms:
-            raise ReplayedEnvelope(
-                "envelope expires before the oldest id the replay window still remembers; "
-                "resend it with a fresh id")
-        self._live.add(message_id)
-        heapq.heappush(heap, (expires_at_ms, message_id))
-        if len(heap) > self._capacity:
-            expiry, forgotten = heapq.heappop(heap)
-            self._live.discard(forgotten)
-            self.floor_ms = max(self.floor_ms, expiry)
-
-    def __repr__(self) -> str:
-        return f"<ReplayWindow {len(self._live)}/{self._capacity} floor={self.floor_ms}>"
+    def new_replay_guard(self) -> ReplayGuard:
+        """An empty replay guard sized by this policy (one per receiver)."""
+        return ReplayGuard(capacity=self.replay_capacity, senders=self.replay_senders,
+                           floors=self.replay_floors,
+                           clock_skew_ms=int(self.clock_skew * 1000))
 
 
-def check_fresh(envelope: Envelope, *, now: float, policy: EnvelopePolicy,
-                replay: ReplayWindow) -> None:
-    """Check time and replay for an envelope whose signature has already been verified.
-
-    Verify first: a forged envelope must not be able to occupy the replay window.
+def check_times(envelope: Envelope, *, now: float, policy: EnvelopePolicy) -> None:
+    """Check an envelope's dates against `now` and the policy; records nothing.
 
     Raises:
-        EnvelopeExpired, EnvelopeFromFuture, LifetimeTooLong, ReplayedEnvelope
+        EnvelopeExpired, EnvelopeFromFuture, LifetimeTooLong
     """
     now_ms = int(now * 1000)
     skew_ms = int(policy.clock_skew * 1000)
@@ -249,4 +284,28 @@ def check_fresh(envelope: Envelope, *, now: float, policy: EnvelopePolicy,
             f"{envelope.message_type} asks to live "
             f"{(envelope.expires_at_ms - envelope.sent_at_ms) / 1000:.0f} s; at most "
             f"{policy.max_lifetime:.0f} s is accepted")
-    replay.admit(envelope.message_id, envelope.expires_at_ms, now_ms - skew_ms)
+
+
+def remember(envelope: Envelope, *, now: float, replay: ReplayGuard) -> None:
+    """Record an accepted envelope's id in `replay`; the last check, after every other one.
+
+    Raises:
+        ReplayedEnvelope: the id was already accepted, or the envelope is dated before what
+            the guard has forgotten of its sender.
+    """
+    replay.admit(envelope.sender, envelope.message_id, envelope.sent_at_ms,
+                 envelope.expires_at_ms, int(now * 1000))
+
+
+def check_fresh(envelope: Envelope, *, now: float, policy: EnvelopePolicy,
+                replay: ReplayGuard) -> None:
+    """`check_times`, then `remember`: for a receiver with no checks after the dates.
+
+    Verify first: a forged envelope must not be able to occupy the replay guard. A receiver
+    that also checks the type and payload (the runtime) calls `remember` after those.
+
+    Raises:
+        EnvelopeExpired, EnvelopeFromFuture, LifetimeTooLong, ReplayedEnvelope
+    """
+    check_times(envelope, now=now, policy=policy)
+    remember(envelope, now=now, replay=replay)

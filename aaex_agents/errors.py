@@ -51,6 +51,29 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+QUOTE_LIMIT = 80
+"""Most characters of outside input (a peer's field, a file's value) an error message quotes."""
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """`repr(value)`, cut to `limit` characters with an ellipsis.
+
+    Error messages travel back to peers and into logs: quoting a peer's 1 MiB field in full
+    would echo it to the sender and fill the log, so every quote of outside input is bounded.
+    Strings and bytes are sliced before `repr`, so the cost does not grow with the input.
+    """
+    if isinstance(value, str | bytes) and len(value) > limit:
+        value = value[:limit]
+        text = repr(value)
+        return text[: limit - 1] + "…"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clip(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """`text` cut to `limit` characters with an ellipsis (for details sent back to a peer)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 class AaexError(Exception):
     """Base of every error raised by AAEX."""

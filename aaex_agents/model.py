@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import InvalidPayload, UsageError
 
 TYPE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+/[1-9][0-9]{0,5}\Z")
+MAX_TYPE_NAME_LENGTH = 128
+"""Longest type name; receivers refuse longer ones before checking the signature."""
 
 M = TypeVar("M", bound="Message")
 
@@ -49,10 +51,12 @@ class Message(BaseModel):
         cls.message_type = None
         if type is None:
             return
-        if not isinstance(type, str) or not TYPE_NAME_PATTERN.match(type):
+        if (not isinstance(type, str) or len(type) > MAX_TYPE_NAME_LENGTH
+                or not TYPE_NAME_PATTERN.match(type)):
             raise UsageError(
                 f"{cls.__qualname__}: type name {type!r} is not of the form "
-                "'area.name/VERSION', e.g. type=\"market.quote_request/1\"")
+                f"'area.name/VERSION' of at most {MAX_TYPE_NAME_LENGTH} characters, e.g. "
+                "type=\"market.quote_request/1\"")
         previous = _catalog.get(type)
         if previous is not None and _origin(previous) != _origin(cls):
             raise UsageError(

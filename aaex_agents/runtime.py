@@ -26,7 +26,7 @@ from .agent import Agent
 from .clock import Clock, SystemClock
 from .context import Context
 from .directory import Directory, StaticDirectory
-from .envelope import Envelope, EnvelopePolicy, ReplayWindow, check_fresh, decode_frame, seal
+from .envelope import Envelope, EnvelopePolicy, check_times, decode_frame, remember, seal
 from .errors import (
     EnvelopeRejected,
     InvalidPayload,
@@ -43,6 +43,7 @@ from .errors import (
 )
 from .handlers import HandlerSpec, IntervalSpec
 from .model import ErrorReply, Message, decode_payload, message_class
+from .replay import ReplayGuard
 from .services import NO_SERVICES, Services
 from .storage import AgentStorage
 from .transport.base import Transport
@@ -114,7 +115,7 @@ class Runtime:
         self.directory = directory
         self.config = config
         self._clock = clock
-        self._replay = ReplayWindow(config.policy.replay_capacity)
+        self._replay = config.policy.new_replay_guard()
         self._storages: dict[str, AgentStorage] = {}
         self._task_group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -129,6 +130,11 @@ class Runtime:
         return self._clock
 
     @property
+    def replay_guard(self) -> ReplayGuard:
+        """The message ids accepted so far, per sender (read its sizes; do not admit)."""
+        return self._replay
+
+    @property
     def agents(self) -> Mapping[str, Agent]:
         """The hosted agents by address."""
         return dict(self._agents)
@@ -139,17 +145,22 @@ class Runtime:
 
     # -- inbound ------------------------------------------------------------------------
     async def _on_frame(self, frame: bytes) -> bytes | None:
-        """Transport entry point: verify, dispatch, seal the reply. Rejections raise."""
+        """Transport entry point: verify, dispatch, seal the reply. Rejections raise.
+
+        The message id is recorded last, once the envelope passed every other check: an
+        envelope refused for any reason takes no room in the replay guard.
+        """
         try:
             if self.state is not RuntimeState.RUNNING:
                 raise ReceiverStopping("this runtime is stopping")
-            envelope = self._admit(frame)
+            envelope = self._check(frame)
             agent = self._agents[envelope.target]
             entry = agent.handler_table.by_type.get(envelope.message_type)
             if entry is None:
                 raise UnknownMessageType(
                     f"{agent.name} has no handler for {envelope.message_type}")
             message = decode_payload(entry[0], envelope.payload)
+            remember(envelope, now=self._clock.now(), replay=self._replay)
         except EnvelopeRejected as exc:
             self.metrics.rejected[exc.reason] += 1
             logger.debug("rejected envelope: %s", exc)
@@ -163,10 +174,11 @@ class Runtime:
                               session=envelope.session, in_reply_to=envelope.message_id)
         return reply_frame
 
-    def _admit(self, frame: bytes, *, target: str | None = None) -> Envelope:
-        """Every check an inbound frame passes, requests and replies alike.
+    def _check(self, frame: bytes, *, target: str | None = None) -> Envelope:
+        """Every check an inbound frame passes, requests and replies alike, but replay.
 
         `target` is the agent a reply must be addressed to; without it, any hosted agent.
+        The caller records the id with `remember` once its own checks passed too.
         """
         envelope = decode_frame(frame, max_bytes=self.config.policy.max_frame_bytes)
         if target is not None and envelope.target != target:
@@ -174,8 +186,7 @@ class Runtime:
         if envelope.target not in self._agents:
             raise WrongTarget(f"{envelope.target} is not hosted here")
         envelope.verify()
-        check_fresh(envelope, now=self._clock.now(), policy=self.config.policy,
-                    replay=self._replay)
+        check_times(envelope, now=self._clock.now(), policy=self.config.policy)
         return envelope
 
     async def _dispatch(self, agent: Agent, spec: HandlerSpec, envelope: Envelope,
@@ -218,13 +229,14 @@ class Runtime:
         if reply_frame is None:
             return request, None
         try:
-            reply = self._admit(reply_frame, target=agent.address)
+            reply = self._check(reply_frame, target=agent.address)
+            if reply.sender != to or reply.in_reply_to != request.message_id:
+                raise UnexpectedReply(f"the reply to {message.message_type} did not come from "
+                                      f"{to} in answer to it")
+            remember(reply, now=self._clock.now(), replay=self._replay)
         except EnvelopeRejected as exc:
             self.metrics.rejected[exc.reason] += 1
             raise UnexpectedReply(f"reply from {to} was rejected: {exc}") from exc
-        if reply.sender != to or reply.in_reply_to != request.message_id:
-            raise UnexpectedReply(f"the reply to {message.message_type} did not come from {to} "
-                                  "in answer to it")
         return request, reply
 
     async def _deliver(self, to: str, frame: bytes, timeout: float) -> bytes | None:

@@ -50,7 +50,7 @@ from aaex_agents import (
     handler,
     open_runtime,
 )
-from aaex_agents.envelope import EnvelopePolicy, ReplayWindow, check_fresh, decode_frame, seal
+from aaex_agents.envelope import EnvelopePolicy, check_fresh, decode_frame, seal
 from aaex_agents.identity import Identity
 from aaex_agents.model import decode_payload
 from bench.stats import percentile  # linear interpolation, as the uAgents baseline
@@ -297,7 +297,7 @@ class SealOpenLoop:
         self._sender, receiver = Identity.generate(), Identity.generate()
         self._target = receiver.address
         self._policy = EnvelopePolicy()
-        self._replay = ReplayWindow(self._policy.replay_capacity)
+        self._replay = self._policy.new_replay_guard()
         self._message = EchoRequest(id=1, payload="x" * payload_bytes)
         envelope, _ = seal(self._sender, target=self._target, message=self._message,
                            now=time.time(), ttl=60.0)

@@ -25,7 +25,6 @@ from aaex_agents.envelope import (
     ENVELOPE_VERSION,
     Envelope,
     EnvelopePolicy,
-    ReplayWindow,
     check_fresh,
     decode_frame,
     seal,
@@ -44,6 +43,7 @@ from aaex_agents.errors import (
 )
 from aaex_agents.identity import Identity
 from aaex_agents.model import Message, decode_payload
+from aaex_agents.replay import ReplayGuard, ReplayWindow
 
 ALICE = Identity(b"\x01" * 32)
 BOB = Identity(b"\x02" * 32)
@@ -75,9 +75,9 @@ def make(message: Message | None = None, *, sender: Identity = ALICE, target: Id
 
 
 def accept(frame: bytes, *, now: float, policy: EnvelopePolicy = POLICY,
-           replay: ReplayWindow | None = None) -> Envelope:
+           replay: ReplayGuard | None = None) -> Envelope:
     """The receiver's chain: decode, verify, then check time and replay."""
-    window = replay if replay is not None else ReplayWindow(policy.replay_capacity)
+    window = replay if replay is not None else policy.new_replay_guard()
     envelope = decode_frame(frame, max_bytes=policy.max_frame_bytes)
     envelope.verify()
     check_fresh(envelope, now=now, policy=policy, replay=window)
@@ -182,7 +182,7 @@ def test_seal_refuses_bad_arguments(call: Any) -> None:
 
 
 @pytest.mark.parametrize("field", ["max_frame_bytes", "clock_skew", "max_lifetime",
-                                   "replay_capacity"])
+                                   "replay_capacity", "replay_senders", "replay_floors"])
 @pytest.mark.parametrize("value", [0, -1])
 def test_policy_refuses_non_positive_values(field: str, value: int) -> None:
     with pytest.raises(UsageError, match=field):
@@ -492,7 +492,7 @@ def test_lifetime_boundary() -> None:
 
 
 def test_rejected_envelope_does_not_occupy_the_replay_window() -> None:
-    window = ReplayWindow(10)
+    window = POLICY.new_replay_guard()
     _, frame = make(now=NOW + 60)
     with pytest.raises(EnvelopeFromFuture):
         accept(frame, now=NOW, replay=window)
@@ -505,7 +505,7 @@ def test_rejected_envelope_does_not_occupy_the_replay_window() -> None:
 
 
 def test_same_frame_twice_is_a_replay() -> None:
-    window = ReplayWindow(POLICY.replay_capacity)
+    window = POLICY.new_replay_guard()
     accept(BASE_FRAME, now=NOW, replay=window)
     with pytest.raises(ReplayedEnvelope):
         accept(BASE_FRAME, now=NOW + 1, replay=window)
@@ -516,7 +516,7 @@ def test_same_frame_twice_is_a_replay() -> None:
 
 
 def test_id_is_remembered_until_expiry_and_then_refused_as_expired() -> None:
-    window = ReplayWindow(POLICY.replay_capacity)
+    window = POLICY.new_replay_guard()
     _, old_frame = make(ttl=30.0)
     accept(old_frame, now=NOW, replay=window)
     # At expiry + skew the envelope still passes the time checks, so its id must be kept.
@@ -540,7 +540,7 @@ def test_replay_is_refused_after_the_clock_steps_back() -> None:
     # A wall clock can step backwards (an NTP correction). The window forgets an id once a
     # later admission sees it expired; if the clock then steps back, the same envelope is
     # again within its validity window and must still be refused.
-    window = ReplayWindow(POLICY.replay_capacity)
+    window = POLICY.new_replay_guard()
     clock = ManualClock(NOW)
     _, old_frame = make(ttl=30.0)
     accept(old_frame, now=clock.now(), replay=window)
@@ -581,7 +581,7 @@ def test_full_window_stays_bounded_and_raises_its_floor() -> None:
 
 def test_full_window_through_check_fresh() -> None:
     policy = EnvelopePolicy(replay_capacity=3)
-    window = ReplayWindow(policy.replay_capacity)
+    window = policy.new_replay_guard()
     frames = [make(ttl=10.0 + n)[1] for n in range(6)]
     for frame in frames:
         accept(frame, now=NOW, policy=policy, replay=window)
@@ -688,7 +688,7 @@ def test_every_rejection_has_a_distinct_stable_reason() -> None:
 
 
 def _replayed() -> None:
-    window = ReplayWindow(10)
+    window = POLICY.new_replay_guard()
     accept(BASE_FRAME, now=NOW, replay=window)
     accept(BASE_FRAME, now=NOW, replay=window)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -33,8 +34,8 @@ async def memory_pair() -> AsyncIterator[TransportPair]:
 
 
 @asynccontextmanager
-async def http_pair() -> AsyncIterator[TransportPair]:
-    server = HttpTransport(max_frame_bytes=64 * 1024, shutdown_timeout=0.2)
+async def http_pair(limit: int = 64 * 1024) -> AsyncIterator[TransportPair]:
+    server = HttpTransport(max_frame_bytes=limit, shutdown_timeout=0.2)
     client = HttpTransport()
     try:
         yield server, client
@@ -44,8 +45,8 @@ async def http_pair() -> AsyncIterator[TransportPair]:
 
 
 @asynccontextmanager
-async def libp2p_pair() -> AsyncIterator[TransportPair]:
-    config = Libp2pConfig(dht=False, max_frame_bytes=64 * 1024)
+async def libp2p_pair(limit: int = 64 * 1024) -> AsyncIterator[TransportPair]:
+    config = Libp2pConfig(dht=False, max_frame_bytes=limit)
     async with open_libp2p_host(config) as first, open_libp2p_host(config) as second:
         server, client = Libp2pTransport(first), Libp2pTransport(second)
         try:
@@ -161,3 +162,51 @@ async def test_libp2p_refuses_oversize_frames() -> None:
             await client.request(endpoint, b"x" * (64 * 1024 + 1), timeout=5)
         assert caught.value.reason == "oversize"
         assert await client.request(endpoint, b"ok", timeout=5) == b"ko"
+
+
+# --- whole frames up to the limit -------------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+async def _digest(frame: bytes) -> bytes | None:
+    """Answers with the length and SHA-256 of what arrived: a short reply for any frame."""
+    return len(frame).to_bytes(4, "big") + hashlib.sha256(frame).digest()
+
+
+@pytest.mark.parametrize("pair", [http_pair, libp2p_pair], ids=["http", "libp2p"])
+async def test_frames_up_to_the_limit_arrive_whole(
+        pair: Callable[[int], AbstractAsyncContextManager[TransportPair]]) -> None:
+    # A large body reaches the server in several network reads; the handler must see all
+    # of it (HTTP once passed on whatever one read returned: "incomplete input").
+    async with pair(MIB) as (server, client), server.serve(_digest) as endpoint:
+        assert endpoint is not None
+        for size in (1_000, 200_000, 900_000, MIB - 1, MIB):
+            frame = bytes(range(256)) * (size // 256) + b"\x07" * (size % 256)
+            reply = await client.request(endpoint, frame, timeout=30)
+            assert reply == size.to_bytes(4, "big") + hashlib.sha256(frame).digest(), size
+        with pytest.raises(PeerRejected) as caught:
+            await client.request(endpoint, b"x" * (MIB + 1), timeout=30)
+        assert caught.value.reason == "oversize"
+        assert await client.request(endpoint, b"after", timeout=30) == await _digest(b"after")
+
+
+async def test_http_refuses_an_oversize_chunked_body_without_a_length() -> None:
+    # No Content-Length to refuse early: the server reads limit + 1 bytes, then stops.
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(65):
+            yield b"x" * 1024
+
+    async with http_pair() as (server, _), server.serve(_digest) as endpoint:
+        assert endpoint is not None
+        async with aiohttp.ClientSession() as session:
+            async with session.post(endpoint, data=chunks()) as response:
+                assert response.status == 413
+                assert (await response.json())["reason"] == "oversize"
+            async with session.post(endpoint, data=_one_chunk(b"y" * 64 * 1024)) as response:
+                assert response.status == 200
+                assert await response.read() == await _digest(b"y" * 64 * 1024)
+
+
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data

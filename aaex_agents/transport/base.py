@@ -10,6 +10,9 @@ import abc
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
+DETAIL_LIMIT = 300
+"""Longest rejection detail a transport sends to, or takes from, a peer (characters)."""
+
 FrameHandler = Callable[[bytes], Awaitable[bytes | None]]
 """Called with each inbound frame; returns the reply frame or None.
 

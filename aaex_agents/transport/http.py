@@ -26,8 +26,9 @@ from ..errors import (
     TransportClosed,
     TransportError,
     UsageError,
+    clip,
 )
-from .base import FrameHandler, Transport
+from .base import DETAIL_LIMIT, FrameHandler, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,9 @@ class HttpTransport(Transport):
     Args:
         host: interface to listen on; the default keeps the agent on loopback.
         port: TCP port; 0 lets the OS choose (read the endpoint from `serve`).
-        max_frame_bytes: larger request bodies are refused with 413 before being read.
+        max_frame_bytes: larger request bodies are refused with 413, by their Content-Length
+            before being read, or once that many bytes have been read; larger replies are
+            dropped the same way.
         connections_per_host: keep-alive pool size per peer.
         advertise_host: host name peers should use, when it differs from `host`.
         shutdown_timeout: on leaving `serve`, how long in-flight requests may still run
@@ -87,7 +90,7 @@ class HttpTransport(Transport):
             async with asyncio.timeout(timeout):
                 async with session.post(endpoint, data=frame,
                                         headers={"Content-Type": _CONTENT_TYPE}) as response:
-                    body = await response.read()
+                    body = await read_body(response.content, self._max_frame_bytes)
                     status = response.status
         except TimeoutError:
             raise RequestTimeout(f"{endpoint} did not answer within {timeout} s") from None
@@ -95,6 +98,9 @@ class HttpTransport(Transport):
             raise PeerUnreachable(f"cannot reach {endpoint}: {exc}") from exc
         except aiohttp.ClientError as exc:
             raise TransportError(f"HTTP exchange with {endpoint} failed: {exc}") from exc
+        if body is None:
+            raise TransportError(f"{endpoint} answered with more than {self._max_frame_bytes} "
+                                 "bytes; the reply was dropped")
         if status == 200:
             return body
         if status == 204:
@@ -102,12 +108,13 @@ class HttpTransport(Transport):
         if status in (400, 413):
             try:
                 reason = json.loads(body)
-                raise PeerRejected(str(reason["reason"]), str(reason.get("detail", "")))
+                raise PeerRejected(clip(str(reason["reason"])),
+                                   clip(str(reason.get("detail", "")), DETAIL_LIMIT))
             except (ValueError, KeyError, TypeError):
                 raise PeerRejected("oversize" if status == 413 else "rejected",
-                                   body[:200].decode(errors="replace")) from None
+                                   clip(body[:DETAIL_LIMIT].decode(errors="replace"))) from None
         raise TransportError(f"{endpoint} answered HTTP {status}: "
-                             f"{body[:200].decode(errors='replace')}")
+                             f"{clip(body[:DETAIL_LIMIT].decode(errors='replace'))}")
 
     @override
     @asynccontextmanager
@@ -121,13 +128,13 @@ class HttpTransport(Transport):
             if length is not None and length > max_bytes:
                 return _rejection(413, "oversize",
                                   f"{length} bytes exceeds the limit of {max_bytes}")
-            frame = await request.content.read(max_bytes + 1)
-            if len(frame) > max_bytes:
+            frame = await read_body(request.content, max_bytes)
+            if frame is None:
                 return _rejection(413, "oversize", f"body exceeds the limit of {max_bytes} bytes")
             try:
                 reply = await handler(frame)
             except EnvelopeRejected as exc:
-                return _rejection(400, exc.reason, str(exc))
+                return _rejection(400, exc.reason, clip(str(exc), DETAIL_LIMIT))
             except Exception:
                 logger.error("envelope handler failed on %s", request.remote, exc_info=True)
                 return web.Response(status=500, text="internal error\n")
@@ -158,6 +165,25 @@ class HttpTransport(Transport):
 
     def __repr__(self) -> str:
         return f"<HttpTransport {self._host}:{self._port} {'closed' if self._closed else 'open'}>"
+
+
+async def read_body(content: aiohttp.StreamReader, limit: int) -> bytes | None:
+    """The whole body of a request or response, or None once it passes `limit` bytes.
+
+    `StreamReader.read(n)` returns what is buffered, up to n bytes, not n bytes: one call
+    cuts a large body wherever the network split it. This reads to the end, and stops
+    after `limit + 1` bytes, so an oversize body is never held in full.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await content.read(limit + 1 - size)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
 
 
 def _rejection(status: int, reason: str, detail: str) -> web.Response:

@@ -40,8 +40,9 @@ from ..errors import (
     TransportClosed,
     TransportError,
     UsageError,
+    clip,
 )
-from .base import FrameHandler, Transport
+from .base import DETAIL_LIMIT, FrameHandler, Transport
 from .trio_bridge import TrioBridge, shielded
 
 logger = logging.getLogger(__name__)
@@ -341,7 +342,7 @@ class Libp2pTransport(Transport):
         try:
             reply = await self._node.bridge.call_asyncio(handler, frame)
         except EnvelopeRejected as exc:
-            return _rejection(exc.reason, str(exc))
+            return _rejection(exc.reason, clip(str(exc), DETAIL_LIMIT))
         except Exception:
             logger.error("envelope handler failed", exc_info=True)
             return bytes([_FAILED])
@@ -384,9 +385,11 @@ def _decode_response(endpoint: str, response: bytes) -> bytes | None:
     if status == _REJECTED:
         try:
             reason = json.loads(body)
-            raise PeerRejected(str(reason["reason"]), str(reason.get("detail", "")))
+            raise PeerRejected(clip(str(reason["reason"])),
+                               clip(str(reason.get("detail", "")), DETAIL_LIMIT))
         except (ValueError, KeyError, TypeError):
-            raise PeerRejected("rejected", body[:200].decode(errors="replace")) from None
+            raise PeerRejected("rejected",
+                               clip(body[:DETAIL_LIMIT].decode(errors="replace"))) from None
     raise TransportError(f"{endpoint} failed to handle the envelope (status {status})")
 
 

@@ -1,0 +1,434 @@
+"""Abuse benchmark: floods against a real receiver, with legitimate traffic interleaved.
+
+    python -m bench.abuse                      # HTTP and libp2p, 10 s per flood
+    python -m bench.abuse --seconds 3          # shorter
+    python -m bench.abuse --transports http
+
+Three processes on one machine: a server (``--role server``) hosting a `Sink` agent with the
+default `EnvelopePolicy`, an attacker (``--role attack``), and this parent, which sends
+legitimate requests back to back (one in flight) and measures them. For each transport:
+
+* ``idle``: legitimate traffic alone, for a baseline.
+* ``replay``: the replay-window flood. Every envelope is validly signed by a fresh key,
+  lives 599 s and is dated 9 s ahead; half name a type the sink does not handle, half a
+  handled one. (Before per-sender replay state, capacity + 1 of them locked every other
+  sender out for ~10 minutes.)
+* ``garbage``: unsigned 1 MiB frames whose sender "address" is a million characters long.
+  (Before the field-size checks, each cost ~0.9 s of the receiver's event loop.)
+
+Reported per phase: legitimate requests answered / sent, their p50 and p99 latency, attack
+frames sent per second, and the server's resident memory (RSS) after the phase. The last
+line of stdout is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from aaex_agents import (
+    Agent,
+    Context,
+    EnvelopePolicy,
+    HttpTransport,
+    Message,
+    PeerRejected,
+    RuntimeConfig,
+    Transport,
+    TransportError,
+    handler,
+    open_runtime,
+)
+from aaex_agents.envelope import (
+    DEFAULT_MAX_FRAME_BYTES,
+    ENVELOPE_TAG,
+    ENVELOPE_VERSION,
+    decode_frame,
+    seal,
+)
+from aaex_agents.identity import Identity
+from aaex_agents.testing import stop_on_stdin_close_or_signal
+from aaex_agents.transport.libp2p import Libp2pConfig, Libp2pTransport, open_libp2p_host
+from bench.stats import percentile
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 30.0
+PHASES = ("idle", "replay", "garbage")
+
+
+class Ping(Message, type="bench.abuse_ping/1"):
+    """A legitimate request (and, from fresh keys, the handled half of the flood)."""
+
+    n: int
+
+
+class Pong(Message, type="bench.abuse_pong/1"):
+    """The sink's answer."""
+
+    n: int
+
+
+class Orphan(Message, type="bench.abuse_orphan/1"):
+    """A type the sink has no handler for."""
+
+
+class Sink(Agent):
+    """Answers every Ping."""
+
+    @handler
+    async def on_ping(self, ctx: Context, msg: Ping) -> Pong:
+        return Pong(n=msg.n)
+
+
+# -- transports ---------------------------------------------------------------------------
+@asynccontextmanager
+async def client_transport(kind: str) -> AsyncIterator[Transport]:
+    """A transport that can reach a server of `kind`; closed on exit."""
+    async with AsyncExitStack() as stack:
+        transport: Transport
+        if kind == "http":
+            transport = HttpTransport()
+        else:
+            host = await stack.enter_async_context(open_libp2p_host(Libp2pConfig(dht=False)))
+            transport = Libp2pTransport(host)
+        stack.push_async_callback(transport.aclose)
+        yield transport
+
+
+# -- server role --------------------------------------------------------------------------
+def rss_kib(pid: int) -> int:
+    """Resident memory of process `pid` in KiB (0 where /proc is absent)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+async def serve(kind: str, replay_capacity: int | None) -> int:
+    """Host the sink on `kind` until stdin closes; then print its counters."""
+    sink = Sink(name="sink")
+    policy = (EnvelopePolicy() if replay_capacity is None
+              else EnvelopePolicy(replay_capacity=replay_capacity))
+    async with stop_on_stdin_close_or_signal() as stop, AsyncExitStack() as stack:
+        server: Transport
+        if kind == "http":
+            server = HttpTransport()
+        else:
+            host = await stack.enter_async_context(open_libp2p_host(Libp2pConfig(dht=False)))
+            server = Libp2pTransport(host)
+        runtime = await stack.enter_async_context(
+            open_runtime(sink, transports=[server], config=RuntimeConfig(policy=policy)))
+        print(json.dumps({"address": sink.address, "endpoint": runtime.endpoints[0]}),
+              flush=True)
+        await stop.wait()
+        guard = runtime.replay_guard
+        print(json.dumps({"received": runtime.metrics.received,
+                          "rejected": dict(runtime.metrics.rejected),
+                          "replay_ids": len(guard), "replay_senders": guard.senders,
+                          "replay_floors": guard.floors, "hot_folds": guard.hot_folds}),
+              flush=True)
+    return 0
+
+
+# -- attack role --------------------------------------------------------------------------
+def garbage_frame(target: str, size: int) -> bytes:
+    """An unsigned frame of `size` bytes whose sender is a huge non-address."""
+    now_ms = int(time.time() * 1000)
+    fields: list[Any] = [ENVELOPE_TAG, ENVELOPE_VERSION, os.urandom(16), "", target,
+                         os.urandom(16), None, Ping.message_type, now_ms, now_ms + 60_000,
+                         msgpack.packb({"n": 0})]
+    length = size
+    for _ in range(5):
+        fields[3] = "aaex1" + "q" * length
+        frame = msgpack.packb([msgpack.packb(fields), os.urandom(64)])
+        if len(frame) == size:
+            break
+        length -= len(frame) - size
+    return frame
+
+
+async def attack(kind: str, mode: str, endpoint: str, target: str, seconds: float,
+                 concurrency: int) -> int:
+    """Flood `endpoint` for `seconds` with `concurrency` frames in flight; print counts."""
+    sent = 0
+    outcomes: dict[str, int] = {}
+    garbage = garbage_frame(target, DEFAULT_MAX_FRAME_BYTES - 1024) if mode == "garbage" else b""
+    async with client_transport(kind) as transport:
+        print(json.dumps({"ready": True}), flush=True)
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal sent
+            while time.perf_counter() < deadline:
+                if mode == "garbage":
+                    frame = garbage
+                else:
+                    message: Message = Orphan() if sent % 2 else Ping(n=-1)
+                    _, frame = seal(Identity.generate(), target=target, message=message,
+                                    now=time.time() + 9, ttl=599)
+                sent += 1
+                try:
+                    await transport.request(endpoint, frame, timeout=REQUEST_TIMEOUT_S)
+                    outcome = "answered"
+                except PeerRejected as exc:
+                    outcome = exc.reason
+                except TransportError as exc:
+                    outcome = type(exc).__name__
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(worker())
+        wall = time.perf_counter() - started
+    print(json.dumps({"sent": sent, "per_s": sent / wall, "outcomes": outcomes}), flush=True)
+    return 0
+
+
+# -- parent role --------------------------------------------------------------------------
+@dataclass
+class Phase:
+    """Figures of one phase on one transport."""
+
+    transport: str
+    phase: str
+    legit_sent: int
+    legit_answered: int
+    legit_ratio: float
+    legit_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    legit_failures: dict[str, int]
+    attack_sent: int
+    attack_per_s: float
+    attack_outcomes: dict[str, int]
+    server_rss_mib: float
+
+
+async def child(*args: str) -> asyncio.subprocess.Process:
+    """Start ``python -m bench.abuse`` with `args`, stdout piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.abuse", *args, cwd=REPO_ROOT,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+
+
+async def read_json(process: asyncio.subprocess.Process, timeout: float) -> dict[str, Any]:
+    """The next stdout line of `process`, as JSON."""
+    if process.stdout is None:
+        raise RuntimeError("child has no stdout pipe")
+    line = await asyncio.wait_for(process.stdout.readline(), timeout=timeout)
+    if not line:
+        raise RuntimeError("child exited without reporting")
+    result: dict[str, Any] = json.loads(line)
+    return result
+
+
+async def legit_traffic(transport: Transport, endpoint: str, target: str, sender: Identity,
+                        until: asyncio.Event, counter: list[int],
+                        failures: dict[str, int]) -> list[float]:
+    """Back-to-back Pings until `until` is set; latencies (ms) of the answered ones.
+
+    Each failure is counted in `failures` under its rejection reason or error type.
+    """
+    latencies: list[float] = []
+    while not until.is_set():
+        n = counter[0]
+        counter[0] += 1
+        request, frame = seal(sender, target=target, message=Ping(n=n), now=time.time(),
+                              ttl=60)
+        started = time.perf_counter()
+        try:
+            reply_frame = await transport.request(endpoint, frame, timeout=REQUEST_TIMEOUT_S)
+        except PeerRejected as exc:
+            failures[exc.reason] = failures.get(exc.reason, 0) + 1
+            continue
+        except TransportError as exc:
+            failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+            continue
+        took = (time.perf_counter() - started) * 1e3
+        if reply_frame is None:
+            continue
+        reply = decode_frame(reply_frame)
+        reply.verify()
+        if reply.in_reply_to == request.message_id and reply.sender == target:
+            latencies.append(took)
+    return latencies
+
+
+async def run_transport(kind: str, args: argparse.Namespace) -> tuple[list[Phase], Any]:
+    """Start a server on `kind`, run every phase against it, stop it."""
+    extra = [] if args.replay_capacity is None else ["--replay-capacity",
+                                                     str(args.replay_capacity)]
+    server = await child("--role", "server", "--kind", kind, *extra)
+    try:
+        info = await read_json(server, START_TIMEOUT_S)
+        endpoint, target = str(info["endpoint"]), str(info["address"])
+        phases: list[Phase] = []
+        sender = Identity.generate()
+        async with client_transport(kind) as transport:
+            for phase in args.phases:
+                progress(f"[{kind}] {phase} for {args.seconds} s")
+                counter = [0]
+                failures: dict[str, int] = {}
+                stop = asyncio.Event()
+                attacker = None
+                if phase != "idle":
+                    attacker = await child("--role", "attack", "--kind", kind, "--mode", phase,
+                                           "--endpoint", endpoint, "--target", target,
+                                           "--seconds", str(args.seconds),
+                                           "--concurrency", str(args.concurrency))
+                report: dict[str, Any] = {"sent": 0, "per_s": 0.0, "outcomes": {}}
+                if attacker is not None:
+                    await read_json(attacker, START_TIMEOUT_S)  # attacking from now on
+                started = time.perf_counter()
+                async with asyncio.TaskGroup() as group:
+                    legit = group.create_task(
+                        legit_traffic(transport, endpoint, target, sender, stop, counter,
+                                      failures))
+                    if attacker is not None:
+                        report = await read_json(attacker, args.seconds + 120)
+                        await attacker.wait()
+                    else:
+                        await asyncio.sleep(args.seconds)
+                    stop.set()
+                wall = time.perf_counter() - started
+                latencies = legit.result()
+                phases.append(Phase(
+                    transport=kind, phase=phase, legit_sent=counter[0],
+                    legit_answered=len(latencies),
+                    legit_ratio=len(latencies) / counter[0] if counter[0] else float("nan"),
+                    legit_per_s=len(latencies) / wall,
+                    p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99),
+                    max_ms=max(latencies, default=float("nan")), legit_failures=failures,
+                    attack_sent=int(report["sent"]), attack_per_s=float(report["per_s"]),
+                    attack_outcomes=dict(report["outcomes"]),
+                    server_rss_mib=rss_kib(server.pid) / 1024))
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+    counters = await read_json(server, 30)
+    await asyncio.wait_for(server.wait(), timeout=30)
+    return phases, counters
+
+
+def table(phases: list[Phase]) -> str:
+    """Aligned plain-text table, one row per transport and phase."""
+    rows = [("transport", "phase", "legit ok", "ratio", "legit/s", "p50 ms", "p99 ms",
+             "max ms", "attack/s", "server RSS MiB")]
+    for p in phases:
+        rows.append((p.transport, p.phase, f"{p.legit_answered}/{p.legit_sent}",
+                     f"{p.legit_ratio:.3f}", f"{p.legit_per_s:,.0f}", f"{p.p50_ms:.2f}",
+                     f"{p.p99_ms:.2f}", f"{p.max_ms:.0f}",
+                     f"{p.attack_per_s:,.0f}" if p.phase != "idle" else "-",
+                     f"{p.server_rss_mib:.0f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+        cells += [cell.rjust(width) for cell, width in zip(row[2:], widths[2:], strict=True)]
+        lines.append("  ".join(cells))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def progress(text: str) -> None:
+    """Progress goes to stderr, so stdout holds the table and the JSON line only."""
+    print(text, file=sys.stderr, flush=True)
+
+
+async def parent(args: argparse.Namespace) -> int:
+    """Run every transport, print the table and the JSON line."""
+    phases: list[Phase] = []
+    servers: dict[str, Any] = {}
+    for kind in args.transports:
+        measured, counters = await run_transport(kind, args)
+        phases.extend(measured)
+        servers[kind] = counters
+    print(f"aaex_agents abuse benchmark: {args.seconds} s per phase, {args.concurrency} attack "
+          f"frames in flight, one legitimate request in flight; Python "
+          f"{platform.python_version()}, {os.cpu_count()} CPUs")
+    print()
+    print(table(phases))
+    print()
+    for kind, counters in servers.items():
+        print(f"{kind} server: {json.dumps(counters)}")
+    print()
+    failed = any(p.legit_ratio < 1.0 for p in phases)
+    rounded = [{k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(p).items()}
+               for p in phases]
+    print(json.dumps({"bench": "aaex_agents.abuse", "seconds": args.seconds,
+                      "concurrency": args.concurrency, "phases": rounded,
+                      "servers": servers, "legit_all_answered": not failed,
+                      "python": platform.python_version(), "cpus": os.cpu_count()}))
+    return 1 if failed else 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(prog="python -m bench.abuse", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--role", choices=["parent", "server", "attack"], default="parent",
+                        help="internal: the child processes")
+    parser.add_argument("--kind", choices=["http", "libp2p"], default="http",
+                        help="internal: the transport of a child")
+    parser.add_argument("--mode", choices=["replay", "garbage"], default="replay",
+                        help="internal: the attack a child runs")
+    parser.add_argument("--endpoint", help="internal: where the attacker sends")
+    parser.add_argument("--target", help="internal: the sink's address")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="length of each phase (default 10 s)")
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="attack frames in flight (default 8)")
+    parser.add_argument("--replay-capacity", type=int, default=None,
+                        help="the server's EnvelopePolicy.replay_capacity (default: the "
+                        "policy's default); a small one shows a replay flood sooner")
+    parser.add_argument("--transports", type=lambda text: text.split(","),
+                        default=["http", "libp2p"],
+                        help="comma-separated: http, libp2p (default both)")
+    parser.add_argument("--phases", type=lambda text: text.split(","), default=list(PHASES),
+                        help=f"comma-separated, from {', '.join(PHASES)} (default all)")
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.concurrency <= 0:
+        parser.error("--seconds and --concurrency must be positive")
+    for kind in args.transports:
+        if kind not in ("http", "libp2p"):
+            parser.error(f"unknown transport {kind!r}; choose from http, libp2p")
+    for phase in args.phases:
+        if phase not in PHASES:
+            parser.error(f"unknown phase {phase!r}; choose from {', '.join(PHASES)}")
+    if args.role == "attack" and (args.endpoint is None or args.target is None):
+        parser.error("--role attack needs --endpoint and --target")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m bench.abuse``."""
+    args = parse_args(argv)
+    if args.role == "server":
+        return asyncio.run(serve(args.kind, args.replay_capacity))
+    if args.role == "attack":
+        return asyncio.run(attack(args.kind, args.mode, args.endpoint, args.target,
+                                  args.seconds, args.concurrency))
+    return asyncio.run(parent(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
