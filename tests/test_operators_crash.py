@@ -35,8 +35,12 @@ drain_timeout = {drain}
 [[agents]]
 name = "forecaster"
 class = "tests.peers.market_agents:SlowForecaster"
-settings = {{ cost = 1.0, exponent = 1.0, latency_ms = 5000, deadline_s = 12,
-              work_seconds = {work} }}
+[agents.settings]
+cost = 1.0
+exponent = 1.0
+latency_ms = 5000
+deadline_s = 12
+work_seconds = {work}
 """
 
 BUYER_TOML = """
