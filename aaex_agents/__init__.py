@@ -3,7 +3,7 @@
 Layout: identity and envelopes (`identity`, `address`, `envelope`), messages (`model`,
 `protocol`), agents (`agent`, `handlers`, `context`, `runtime`, `storage`, `directory`),
 transports (`transport/`), the node's language model (`llm/`), and the public test kit
-(`testing`).
+(`testing`). Other agent networks (uAgents) are reached through `interop`.
 """
 
 from .agent import Agent
@@ -27,6 +27,7 @@ from .errors import (
     LLMTimeout,
     LLMUnavailable,
     MalformedEnvelope,
+    MissingExpiry,
     OversizeFrame,
     PeerRejected,
     PeerUnreachable,
@@ -40,6 +41,7 @@ from .errors import (
     TransportError,
     UnexpectedReply,
     UnknownMessageType,
+    UnsignedEnvelope,
     UsageError,
     WrongTarget,
 )
@@ -85,6 +87,7 @@ __all__ = [
     "MemoryNetwork",
     "MemoryTransport",
     "Message",
+    "MissingExpiry",
     "OversizeFrame",
     "PeerRejected",
     "PeerUnreachable",
@@ -105,6 +108,7 @@ __all__ = [
     "TransportError",
     "UnexpectedReply",
     "UnknownMessageType",
+    "UnsignedEnvelope",
     "UsageError",
     "WrongTarget",
     "handler",
