@@ -39,10 +39,12 @@ def test_testing_kit_members() -> None:
 def test_interop_members() -> None:
     assert set(aaex_agents.interop.__all__) == {
         "CHAT_ACK_DIGEST", "CHAT_MESSAGE_DIGEST", "CHAT_PROTOCOL_DIGEST", "CHAT_SCHEMAS",
-        "ERROR_MESSAGE_DIGEST", "AddressBinding", "ChatAcknowledgement", "ChatMessage",
-        "MetadataContent", "Resource", "ResourceContent", "SchemaTable", "TextContent",
-        "UAgentsKey", "UEnvelope", "admit", "is_uagents_address", "parse_envelope",
-        "seal_envelope", "session_uuid", "uagents_address", "verify_digest"}
+        "ERROR_MESSAGE_DIGEST", "SUBMIT_PATH", "AddressBinding", "ChatAcknowledgement",
+        "ChatMessage", "Gateway", "InteropMetrics", "MetadataContent", "Resource",
+        "ResourceContent", "SchemaTable", "TextContent", "UAgentsConfig", "UAgentsGateway",
+        "UAgentsKey", "UEnvelope", "add_uagents_routes", "admit", "is_uagents_address",
+        "no_chat_handler", "open_uagents_gateway", "parse_envelope", "seal_envelope",
+        "serve_uagents", "session_uuid", "uagents_address", "verify_digest"}
 
 
 def test_every_rejection_has_its_own_reason() -> None:
