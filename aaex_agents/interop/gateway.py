@@ -26,6 +26,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ AskMode = Literal["sync", "async"]
 Describe = Callable[["Agent"], str]
 """What an agent without a chat handler says to a chat message (the node: its offers)."""
 _Key = tuple[str, str, uuid.UUID]  # (our agent1 address, peer, session)
+_DESCRIBED_SESSIONS = 10_000  # sessions remembered as already told what an agent is
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,6 +155,7 @@ class UAgentsGateway(Gateway):
         self._replay = ReplayWindow(config.policy.replay_capacity)
         self._awaiting: dict[_Key, tuple[asyncio.Future[UEnvelope], Collection[str] | None]] = {}
         self._held: dict[_Key, asyncio.Future[UEnvelope]] = {}
+        self._described: OrderedDict[_Key, None] = OrderedDict()
         self._client_session: aiohttp.ClientSession | None = None
         self._task_group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -271,7 +274,8 @@ class UAgentsGateway(Gateway):
 
         The chat protocol asks every receiver to acknowledge a ChatMessage, so the gateway
         does, before the handler's answer. An agent without a chat handler answers with
-        `describe(agent)`; an acknowledgement without a handler needs no answer.
+        `describe(agent)`, once per session: a chat bot that answers everything would
+        otherwise talk with it forever. An acknowledgement without a handler needs no answer.
         """
         if message is None:
             logger.warning("%s: %s sent an ErrorMessage: %s", agent.name, envelope.sender,
@@ -281,9 +285,13 @@ class UAgentsGateway(Gateway):
         if isinstance(message, ChatMessage):
             acknowledgement = [ChatAcknowledgement(acknowledged_msg_id=message.msg_id)]
         if spec is None:
-            if isinstance(message, ChatMessage):
-                return [*acknowledgement, ChatMessage.of_text(self._describe(agent))]
-            return []
+            key = (envelope.target, envelope.sender, envelope.session)
+            if not isinstance(message, ChatMessage) or key in self._described:
+                return acknowledgement
+            self._described[key] = None
+            if len(self._described) > _DESCRIBED_SESSIONS:
+                self._described.popitem(last=False)
+            return [*acknowledgement, ChatMessage.of_text(self._describe(agent))]
         context_envelope = Envelope(
             message_id=envelope.digest()[:16], sender=envelope.sender, target=agent.address,
             session=envelope.session.bytes, in_reply_to=None,
@@ -492,6 +500,20 @@ class UAgentsGateway(Gateway):
                                   f"{cls.message_type}: {exc.error_count()} error(s)") from exc
 
     # -- tasks ------------------------------------------------------------------------------
+    @property
+    def idle(self) -> bool:
+        """True when no answer is being worked out or sent."""
+        return not self._tasks
+
+    async def wait_idle(self) -> None:
+        """Return once no answer is being worked out or sent (tests, orderly shutdown).
+
+        An answer POSTed to another gateway is taken there (its handler task exists) before
+        the POST returns, so gateways that are idle one after the other are quiescent.
+        """
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         if self._task_group is None or self._closed:
             work.close()
