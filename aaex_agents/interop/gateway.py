@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from typing_extensions import override
 
 from ..clock import Clock, SystemClock
-from ..envelope import Envelope, EnvelopePolicy, ReplayWindow
+from ..envelope import EnvelopePolicy, ReplayWindow
 from ..errors import (
     EnvelopeRejected,
     InvalidPayload,
@@ -56,7 +56,7 @@ from ..errors import (
 )
 from ..handlers import HandlerSpec
 from ..model import ErrorReply, Message
-from .base import Gateway, InteropMetrics
+from .base import Gateway, InteropMetrics, handler_for, run_handler
 from .chat import CHAT_SCHEMAS, ChatAcknowledgement, ChatMessage
 from .uagents import (
     ERROR_MESSAGE_DIGEST,
@@ -256,8 +256,8 @@ class UAgentsGateway(Gateway):
         if cls is None:
             raise UnknownMessageType(f"{agent.name} knows no uAgents message with schema "
                                      f"{envelope.schema_digest}; map it in the schema table")
-        entry = agent.handler_table.by_type.get(str(cls.message_type))
-        if entry is None and cls not in (ChatMessage, ChatAcknowledgement):
+        spec = handler_for(agent, cls)
+        if spec is None and cls not in (ChatMessage, ChatAcknowledgement):
             raise UnknownMessageType(f"{agent.name} has no handler for {cls.message_type}")
         try:
             message = cls.model_validate_json(envelope.payload_json())
@@ -266,7 +266,7 @@ class UAgentsGateway(Gateway):
             where = ".".join(str(part) for part in first["loc"]) or "(root)"
             raise InvalidPayload(f"payload does not validate as {cls.message_type}: {where}: "
                                  f"{first['msg']}") from None
-        return message, entry[1] if entry is not None else None
+        return message, spec
 
     async def _answers(self, agent: Agent, envelope: UEnvelope, message: Message | None,
                        spec: HandlerSpec | None) -> list[Message]:
@@ -292,13 +292,10 @@ class UAgentsGateway(Gateway):
             if len(self._described) > _DESCRIBED_SESSIONS:
                 self._described.popitem(last=False)
             return [*acknowledgement, ChatMessage.of_text(self._describe(agent))]
-        context_envelope = Envelope(
-            message_id=envelope.digest()[:16], sender=envelope.sender, target=agent.address,
-            session=envelope.session.bytes, in_reply_to=None,
-            message_type=str(type(message).message_type),
-            sent_at_ms=int(self._clock.now() * 1000),
-            expires_at_ms=(envelope.expires or 0) * 1000, payload=b"", body=b"", signature=b"")
-        answer = await self._runtime._dispatch(agent, spec, context_envelope, message)
+        answer = await run_handler(self._runtime, agent, spec, message, sender=envelope.sender,
+                                   session=envelope.session.bytes,
+                                   message_id=envelope.digest()[:16], now=self._clock.now(),
+                                   expires_at_ms=(envelope.expires or 0) * 1000)
         if isinstance(answer, ChatAcknowledgement):
             acknowledgement = []
         return [*acknowledgement, *([answer] if answer is not None else [])]

@@ -41,6 +41,7 @@ from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
 from ..trade.contracting import seller_countersigner
 from ..contracts.ledger import Ledger, open_ledger
 from .llm import open_node_llm
+from .interop import Interop, interop_status, open_interop
 from ..trade.negotiation import Seller
 from ..trade.policy import AccessControl, AccessList
 from ..trade.strategies import SellerStrategy
@@ -67,6 +68,8 @@ class Node:
     started: float = field(default_factory=time.monotonic)
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when shutdown begins: new negotiations are declined from then on."""
+    interop: Interop | None = None
+    """The uAgents and A2A listener; None when `[interop]` sets no `listen`."""
 
     def status(self) -> dict[str, Any]:
         """What `aaex node status` shows."""
@@ -78,7 +81,8 @@ class Node:
             "uptime_s": round(uptime_since(self.started), 1),
             "routing_table": (self.host.dht.get_routing_table_size()
                               if self.host and self.host.dht else 0),
-            "llm": self._llm_status()}
+            "llm": self._llm_status(),
+            "interop": interop_status(self.runtime, self.interop)}
 
     def _llm_status(self) -> dict[str, Any] | None:
         if self.llm is None:
@@ -122,6 +126,8 @@ class Node:
                  len(self.discovery.index))]
         if self.llm is not None:
             samples += llm_samples(self.llm.metrics)
+        if self.interop is not None:  # interop: uAgents and A2A traffic by protocol, reason
+            samples += self.interop.metrics.samples()
         samples.append(("aaex_uptime_seconds", "Seconds since start", {},
                         round(uptime_since(self.started), 3)))
         return prometheus(samples)
@@ -267,6 +273,9 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
         # Runs after the advertisers have withdrawn (exit order is reversed), before the
         # runtime stops: nobody finds us any more, and open negotiations may still finish.
         stack.push_async_callback(_drain, node, config.drain_timeout)
+        if config.interop.enabled:  # interop: uAgents and A2A on their own listener
+            node.interop = await stack.enter_async_context(open_interop(
+                runtime, config.interop, offers=offers_of))
         if discovery is not None:
             http_endpoints = [e for e in runtime.endpoints if e.startswith("http")]
             for agent in agents:
@@ -274,7 +283,8 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
                 advertiser = await stack.enter_async_context(open_advertiser(
                     discovery, agent.identity, offers, refresh_period=config.refresh_period,
                     http_endpoints=http_endpoints,
-                    protocols=[p.name for p in agent.protocols]))
+                    protocols=[p.name for p in agent.protocols],
+                    uagents=node.interop.bindings[agent.address] if node.interop else None))
                 node.advertisers.append(advertiser)
         admin_host, admin_port = split_host_port(config.admin)
         node.admin_url = await stack.enter_async_context(serve_admin(node, admin_host,
