@@ -12,6 +12,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +28,14 @@ from aaex_agents.interop import (
     open_uagents_gateway,
     serve_uagents,
 )
-from tests.peers.uagents_launch import UAgentsPeer, run_uagents_peer
+from marketplace.node.config import parse_config
+from marketplace.node.node import open_node
+from tests.peers.uagents_launch import (
+    UAgentsPeer,
+    free_port,
+    run_uagents_peer,
+    uagents_address_of_seed,
+)
 
 UAGENTS_PYTHON = os.environ.get("AAEX_UAGENTS_PYTHON", "")
 pytestmark = [
@@ -207,3 +215,30 @@ async def test_every_real_uagents_signature_verifies(world: World) -> None:
     assert world.sync_gw.metrics.received["uagents"] - before == 20
     assert not world.sync_gw.metrics.rejected
     assert not world.async_gw.metrics.rejected
+
+
+async def test_a_configured_node_tells_uagents_what_it_sells(tmp_path: Path) -> None:
+    # The node learns where the uAgents agent is from [interop.uagents.peers], so its address
+    # and port are fixed before either starts.
+    seed, port = "aaex e2e node peer", free_port()
+    peer_address = uagents_address_of_seed(seed)
+    config = parse_config({
+        "node": {"http": "127.0.0.1:0", "admin": "127.0.0.1:0", "p2p": []},
+        "agents": [{"name": "forecaster", "class": "tests.peers.seller_peer:ForecastSeller",
+                    "settings": {"cost": 2.0}}],
+        "interop": {"listen": "127.0.0.1:0", "uagents": {
+            "peers": {peer_address: f"http://127.0.0.1:{port}/submit"}}}}, base=tmp_path)
+    async with open_node(config) as node:
+        assert node.interop is not None
+        target = next(iter(node.interop.bindings.values())).uagents
+        async with run_uagents_peer(UAGENTS_PYTHON, seed=seed, port=port, rules={
+                target: node.interop.url + "/submit"}) as peer:
+            assert peer.address == peer_address
+            result = await peer.command(to=target, kind="chat", text="what do you sell?",
+                                        sync=True)
+            assert (result["status"], result["reply_kind"]) == ("ok", "ack"), result
+            entries = await peer_log_until(peer, lambda log: any(
+                e["kind"] == "chat" and e["sender"] == target for e in log))
+        text = next(e["text"] for e in entries if e["sender"] == target)
+        assert "forecast.demand" in text and "credit per task" in text
+        assert not node.interop.metrics.rejected

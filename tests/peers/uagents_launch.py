@@ -51,6 +51,18 @@ class UAgentsPeer:
             return entries
 
 
+def uagents_address_of_seed(seed: str) -> str:
+    """The address uAgents gives `Agent(seed=seed)` (index 0), computed without uAgents."""
+    import hashlib
+
+    from aaex_agents.interop import UAgentsKey
+
+    def sha(data: bytes) -> bytes:
+        return hashlib.sha256(data).digest()
+
+    return UAgentsKey(sha(sha(b"agent\x00") + sha(seed.encode()))).address
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (uvicorn cannot report a port-0 choice)."""
     with socket.socket() as probe:
@@ -75,10 +87,13 @@ async def _wait_ready(session: aiohttp.ClientSession, endpoint: str, address: st
 
 @asynccontextmanager
 async def run_uagents_peer(python: str, *, seed: str, rules: Mapping[str, str],
-                           name: str = "uagents-peer",
+                           name: str = "uagents-peer", port: int | None = None,
                            timeout: float = 90.0) -> AsyncIterator[UAgentsPeer]:
-    """Run the peer until the block exits (then close its stdin and wait for it)."""
-    port = free_port()
+    """Run the peer until the block exits (then close its stdin and wait for it).
+
+    `port` defaults to a free one; give it when the peer's URL must be known beforehand.
+    """
+    port = port or free_port()
     settings = json.dumps({"seed": seed, "port": port, "rules": dict(rules), "name": name})
     process = await asyncio.create_subprocess_exec(
         python, str(SCRIPT), settings, stdin=asyncio.subprocess.PIPE,
