@@ -44,6 +44,14 @@ class UAgentsPeer:
             result: dict[str, Any] = await response.json(content_type=None)
             return result
 
+    async def bench(self, *, to: str, n: int, sync: bool) -> dict[str, Any]:
+        """Have the peer time `n` sequential Ping -> Pong round trips to `to`."""
+        payload = {"to": to, "n": n, "sync": sync}
+        async with asyncio.timeout(60 + n), self.session.post(
+                f"{self.base_url}/bench", json=payload) as response:
+            result: dict[str, Any] = await response.json(content_type=None)
+            return result
+
     async def log(self) -> list[dict[str, Any]]:
         """What the peer's handlers received so far."""
         async with asyncio.timeout(10), self.session.get(f"{self.base_url}/log") as response:

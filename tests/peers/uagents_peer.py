@@ -12,7 +12,8 @@ readiness probe before it sends.
 It speaks the standard chat protocol (acknowledges every ChatMessage and answers "echo: ..."
 unless the text already starts with "echo:") and a Ping/Pong protocol. A test drives it over
 loopback HTTP: ``POST /cmd`` makes it send (optionally waiting for the reply, async or sync
-mode), ``GET /log`` lists what it received. Prints one JSON line {"address", "endpoint"} at
+mode), ``POST /bench`` times `n` sequential Ping round trips (bench/interop.py), ``GET /log``
+lists what it received. Prints one JSON line {"address", "endpoint"} at
 start; exits when stdin closes or on SIGTERM.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,6 +65,20 @@ class CmdResult(Model):
 
 class Log(Model):
     entries: list[dict[str, Any]]
+
+
+class BenchCmd(Model):
+    to: str
+    n: int
+    sync: bool = False
+    timeout: int = 20
+
+
+class BenchResult(Model):
+    n: int
+    ok: int
+    seconds: float
+    latencies_ms: list[float]
 
 
 class OfflineAgent(Agent):
@@ -131,6 +147,21 @@ def main() -> None:
         if isinstance(reply, ChatMessage):
             return CmdResult(status="ok", reply_kind="chat", reply_text=reply.text())
         return CmdResult(status="ok", reply_kind="pong", reply_text=getattr(reply, "text", None))
+
+    @agent.on_rest_post("/bench", BenchCmd, BenchResult)
+    async def bench(ctx: Context, cmd: BenchCmd) -> BenchResult:
+        """`n` sequential Ping -> Pong round trips to `cmd.to`, timed here."""
+        latencies: list[float] = []
+        ok = 0
+        started = time.perf_counter()
+        for n in range(cmd.n):
+            sent = time.perf_counter()
+            reply, _ = await ctx.send_and_receive(cmd.to, Ping(text=str(n)), response_type=Pong,
+                                                  sync=cmd.sync, timeout=cmd.timeout)
+            latencies.append((time.perf_counter() - sent) * 1000)
+            ok += reply is not None
+        return BenchResult(n=cmd.n, ok=ok, seconds=time.perf_counter() - started,
+                           latencies_ms=latencies)
 
     @agent.on_rest_get("/log", Log)
     async def read_log(ctx: Context) -> Log:
