@@ -257,17 +257,30 @@ async def test_submit_refuses_a_wrong_content_type_and_probes_readiness(pair: Pa
                 assert response.headers["x-uagents-status"] == expected
 
 
+async def sync_exchange(url: str, request: UEnvelope) -> UEnvelope:
+    async with aiohttp.ClientSession() as session, session.post(
+            url, data=request.to_json(), headers={"Content-Type": "application/json",
+                                                  "x-uagents-connection": "sync"}) as response:
+        return UEnvelope.model_validate_json(await response.read())
+
+
 async def test_sync_request_gets_the_first_answer_in_the_response(pair: Pair) -> None:
     _, b, _, bob, _ = pair
     request = envelope_to(b.gateway.address_of(bob), digest=PING_DIGEST, payload={"text": "s"})
-    async with aiohttp.ClientSession() as session, session.post(
-            b.url, data=request.to_json(), headers={"Content-Type": "application/json",
-                                                    "x-uagents-connection": "sync"}) as response:
-        reply = UEnvelope.model_validate_json(await response.read())
+    reply = await sync_exchange(b.url, request)
     assert (reply.sender, reply.target, reply.session) == (request.target, request.sender,
                                                            request.session)
     assert reply.schema_digest == PONG_DIGEST and reply.verify()  # we sign our sync replies
     assert json.loads(reply.payload_json()) == {"text": "pong: s"}
+
+
+async def test_sync_replies_can_go_unsigned_as_uagents_sends_them() -> None:
+    bob = Shop("bob")
+    async with open_runtime(bob) as runtime, open_uagents_gateway(runtime, UAgentsConfig(
+            schemas=SCHEMAS, sign_sync_replies=False)) as gateway, serve_uagents(gateway) as url:
+        reply = await sync_exchange(url, envelope_to(gateway.address_of(bob), digest=PING_DIGEST,
+                                                     payload={"text": "u"}))
+    assert reply.signature is None and json.loads(reply.payload_json()) == {"text": "pong: u"}
 
 
 def test_config_checks_name_the_field() -> None:

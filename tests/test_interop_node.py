@@ -65,6 +65,7 @@ def agent_named(node: Node, name: str) -> Agent:
     ({"uagents": {"schemas": {"demo.ping/1": "model:abc"}}}, "interop.uagents.schemas"),
     ({"uagents": {"relay": 1}}, "interop.uagents: unknown field(s) ['relay']"),
     ({"public_url": "ftp://x"}, "interop.public_url"),
+    ({"sign_sync_replies": "no"}, "interop.sign_sync_replies = 'no': write true or false"),
 ])
 def test_bad_interop_config_names_the_field(tmp_path: Path, interop: dict[str, Any],
                                             message: str) -> None:

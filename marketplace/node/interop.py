@@ -4,6 +4,7 @@
     listen = "127.0.0.1:8702"        # absent: interop is off
     public_url = "http://appliance.lan:8702"   # optional: the base A2A cards advertise
     ask_mode = "sync"                # how ctx.ask reaches uAgents: "sync" or "async"
+    sign_sync_replies = true         # false: answer sync requests unsigned, as uAgents does
 
     [interop.uagents.peers]          # where uAgents agents are (no Almanac)
     "agent1q..." = "http://127.0.0.1:8000/submit"
@@ -52,7 +53,7 @@ from .a2a import CARD_PATH, A2AService, Offers, describe
 
 logger = logging.getLogger(__name__)
 
-_KEYS = {"listen", "public_url", "ask_mode", "uagents"}
+_KEYS = {"listen", "public_url", "ask_mode", "sign_sync_replies", "uagents"}
 _UAGENTS_KEYS = {"peers", "schemas"}
 
 
@@ -67,6 +68,8 @@ class InteropSettings:
             response, the default) or "async" (the reply POSTed to our ``/submit``).
         peers: ``agent1...`` address -> its submit URL, for replies and for sending.
         schemas: AAEX message type name -> uAgents schema digest, beyond the chat protocol.
+        sign_sync_replies: sign the reply to a uAgents sync request (default True); see
+            `UAgentsConfig.sign_sync_replies` for the cost to a uAgents sender.
     """
 
     listen: str | None = None
@@ -74,6 +77,7 @@ class InteropSettings:
     ask_mode: AskMode = "sync"
     peers: Mapping[str, str] = field(default_factory=dict)
     schemas: Mapping[str, str] = field(default_factory=dict)
+    sign_sync_replies: bool = True
 
     def __post_init__(self) -> None:
         if self.listen is not None and _host_port(self.listen) is None:
@@ -139,13 +143,16 @@ def parse_interop(table: Mapping[str, Any]) -> InteropSettings:
     for key in ("listen", "public_url", "ask_mode"):
         if key in table and not isinstance(table[key], str):
             raise UsageError(f"interop.{key} = {table[key]!r}: write a string")
+    sign = table.get("sign_sync_replies", True)
+    if not isinstance(sign, bool):
+        raise UsageError(f"interop.sign_sync_replies = {sign!r}: write true or false")
     peers, schemas = uagents.get("peers", {}), uagents.get("schemas", {})
     for name, value in (("peers", peers), ("schemas", schemas)):
         if not isinstance(value, dict):
             raise UsageError(f"interop.uagents.{name} must be a table of strings")
     return InteropSettings(listen=table.get("listen"), public_url=table.get("public_url"),
                            ask_mode=table.get("ask_mode", "sync"), peers=dict(peers),
-                           schemas=dict(schemas))
+                           schemas=dict(schemas), sign_sync_replies=sign)
 
 
 def _host_port(value: str) -> tuple[str, int] | None:
@@ -205,7 +212,8 @@ async def open_interop(runtime: Runtime, settings: InteropSettings, *,
     host, port = _host_port(settings.listen) or ("127.0.0.1", 0)
     metrics = InteropMetrics()
     config = UAgentsConfig(peers=settings.peers, schemas=settings.schema_table(),
-                           ask_mode=settings.ask_mode, policy=runtime.config.policy)
+                           ask_mode=settings.ask_mode, policy=runtime.config.policy,
+                           sign_sync_replies=settings.sign_sync_replies)
 
     def say_what_it_sells(agent: Agent) -> str:
         return describe(agent, offers(agent))
