@@ -4,7 +4,7 @@ Layout: identity and envelopes (`identity`, `address`, `envelope`), messages (`m
 `protocol`), agents (`agent`, `handlers`, `context`, `runtime`, `storage`, `directory`,
 `services`),
 transports (`transport/`), the node's language model (`llm/`), and the public test kit
-(`testing`).
+(`testing`). Other agent networks (uAgents) are reached through `interop`.
 """
 
 from .agent import Agent
@@ -28,6 +28,7 @@ from .errors import (
     LLMTimeout,
     LLMUnavailable,
     MalformedEnvelope,
+    MissingExpiry,
     OversizeFrame,
     PeerRejected,
     PeerUnreachable,
@@ -41,6 +42,7 @@ from .errors import (
     TransportError,
     UnexpectedReply,
     UnknownMessageType,
+    UnsignedEnvelope,
     UsageError,
     WrongTarget,
 )
@@ -91,6 +93,7 @@ __all__ = [
     "MemoryNetwork",
     "MemoryTransport",
     "Message",
+    "MissingExpiry",
     "OversizeFrame",
     "PeerRejected",
     "PeerUnreachable",
@@ -111,6 +114,7 @@ __all__ = [
     "TransportError",
     "UnexpectedReply",
     "UnknownMessageType",
+    "UnsignedEnvelope",
     "UsageError",
     "WrongTarget",
     "handler",

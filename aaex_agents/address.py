@@ -103,6 +103,39 @@ def _decode(address: str) -> bytes:
     return key
 
 
+def bech32_encode(prefix: str, data: bytes) -> str:
+    """Encode `data` as bech32 with `prefix` (BIP-173 checksum, no length limit).
+
+    For foreign identifiers built the same way (uAgents' ``agent1...`` keys and ``sig1...``
+    signatures); AAEX addresses use `address_from_public_key`.
+    """
+    values = _regroup(data, 8, 5, pad=True)
+    polymod = _polymod(_expand_prefix(prefix) + values + [0] * 6) ^ 1
+    checksum = [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
+    return prefix + "1" + "".join(_CHARSET[d] for d in values + checksum)
+
+
+def bech32_decode(text: str) -> tuple[str, bytes]:
+    """Return the prefix and the bytes of a bech32 string.
+
+    Raises:
+        ValueError: not lower case, no separator, a character outside bech32, a bad
+            checksum or non-zero padding; the message says which.
+    """
+    if text.lower() != text:
+        raise ValueError(f"{text[:24]!r} must be lower case")
+    prefix, sep, rest = text.rpartition("1")
+    if not sep or not prefix:
+        raise ValueError(f"{text[:24]!r} has no bech32 prefix")
+    try:
+        values = [_CHAR_VALUE[c] for c in rest]
+    except KeyError as exc:
+        raise ValueError(f"{text[:24]!r} has a character outside bech32: {exc}") from None
+    if len(values) < 7 or _polymod(_expand_prefix(prefix) + values) != 1:
+        raise ValueError(f"{text[:24]!r} fails its bech32 checksum")
+    return prefix, bytes(_regroup(values[:-6], 5, 8, pad=False))
+
+
 def is_address(text: object) -> bool:
     """True when `text` is a well-formed AAEX address."""
     try:

@@ -11,10 +11,12 @@ Whose fault it is decides where an error sits in the tree::
     │   ├── MalformedEnvelope       bytes that do not decode as an envelope
     │   ├── OversizeFrame           larger than the configured frame limit
     │   ├── BadSignature            signature does not verify against the sender's key
+    │   │   └── UnsignedEnvelope    a foreign envelope (uAgents) that carries no signature
     │   ├── WrongTarget             addressed to an agent that is not here
     │   ├── EnvelopeExpired         its expires-at is in the past
     │   ├── EnvelopeFromFuture      sent-at is ahead of our clock by more than the skew
     │   ├── LifetimeTooLong         valid for longer than the receiver remembers message ids
+    │   ├── MissingExpiry           a foreign envelope (uAgents) without an expiry time
     │   ├── ReplayedEnvelope        this message id was already accepted
     │   ├── UnknownMessageType      the receiver has no handler for the type name
     │   ├── InvalidPayload          the payload does not validate as the named type
@@ -128,6 +130,15 @@ class BadSignature(EnvelopeRejected):
     reason = "bad_signature"
 
 
+class UnsignedEnvelope(BadSignature):
+    """A foreign envelope (uAgents) carries no signature, or comes from a ``user...`` sender.
+
+    uAgents accepts those from users; AAEX agents take only signed traffic.
+    """
+
+    reason = "unsigned"
+
+
 class WrongTarget(EnvelopeRejected):
     """The envelope is addressed to an agent that this receiver does not host."""
 
@@ -150,6 +161,15 @@ class LifetimeTooLong(EnvelopeRejected):
     """The envelope asks to stay valid longer than the receiver's replay window covers."""
 
     reason = "lifetime_too_long"
+
+
+class MissingExpiry(EnvelopeRejected):
+    """A foreign envelope (uAgents) has no expiry, so it could be replayed forever.
+
+    uAgents makes `expires` optional and never checks it; AAEX requires it.
+    """
+
+    reason = "no_expiry"
 
 
 class ReplayedEnvelope(EnvelopeRejected):

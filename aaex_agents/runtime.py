@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .agent import Agent
 from .clock import Clock, SystemClock
@@ -47,6 +47,9 @@ from .replay import ReplayGuard
 from .services import NO_SERVICES, Services
 from .storage import AgentStorage
 from .transport.base import Transport
+
+if TYPE_CHECKING:
+    from .interop.base import Gateway
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +126,8 @@ class Runtime:
         self.metrics = RuntimeMetrics()
         self.state = RuntimeState.STARTING
         self.services = services
+        self.gateways: list[Gateway] = []
+        """Other networks' agents, reached by address (interop: `open_uagents_gateway`)."""
 
     @property
     def clock(self) -> Clock:
@@ -264,6 +269,10 @@ class Runtime:
                   reply_type: type[Message] | None = None, session: bytes | None = None,
                   timeout: float | None = None) -> Message:
         """See `Context.ask`."""
+        gateway = self._gateway_for(to)
+        if gateway is not None:  # interop: a foreign address (agent1...) goes to its network
+            return await gateway.ask(agent, to, message, reply_type=reply_type, session=session,
+                                     timeout=timeout)
         _, reply = await self._exchange(agent, to, message, session=session, in_reply_to=None,
                                         timeout=timeout)
         if reply is None:
@@ -303,10 +312,18 @@ class Runtime:
     async def send(self, agent: Agent, to: str, message: Message, *, session: bytes | None = None,
                    in_reply_to: bytes | None = None, timeout: float | None = None) -> None:
         """See `Context.send`."""
+        gateway = self._gateway_for(to)
+        if gateway is not None:  # interop: a foreign address (agent1...) goes to its network
+            await gateway.send(agent, to, message, session=session, in_reply_to=in_reply_to,
+                               timeout=timeout)
+            return
         _, reply = await self._exchange(agent, to, message, session=session,
                                         in_reply_to=in_reply_to, timeout=timeout)
         if reply is not None:
             self._spawn(self._handle_reply(agent, reply), f"reply:{reply.message_type}")
+
+    def _gateway_for(self, to: str) -> Gateway | None:
+        return next((g for g in self.gateways if g.handles(to)), None) if self.gateways else None
 
     async def _handle_reply(self, agent: Agent, reply: Envelope) -> None:
         """Give a reply that came back to `send` to the agent's handler for its type."""

@@ -22,6 +22,7 @@ from typing import Any
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.errors import TransportError, UsageError
 from aaex_agents.identity import Identity
+from aaex_agents.interop.binding import AddressBinding
 
 from .dht import Discovery
 from .index import CLOCK_SKEW
@@ -54,7 +55,8 @@ class Advertiser:
 
     def __init__(self, discovery: Discovery, identity: Identity, offers: Sequence[Offer], *,
                  refresh_period: float, http_endpoints: Sequence[str] = (),
-                 protocols: Sequence[str] = (), clock: Clock | None = None) -> None:
+                 protocols: Sequence[str] = (), clock: Clock | None = None,
+                 uagents: AddressBinding | None = None) -> None:
         if refresh_period <= 0:
             raise UsageError("refresh_period must be positive seconds")
         longest = (discovery.config.index.max_lifetime - CLOCK_SKEW) / 2
@@ -68,6 +70,7 @@ class Advertiser:
         self._period = refresh_period
         self._http = list(http_endpoints)
         self._protocols = list(protocols)
+        self._uagents = uagents
         self._clock = clock or SystemClock()
         self._last_seq = 0
         self.published = 0
@@ -99,7 +102,7 @@ class Advertiser:
         record = AgentRecord(
             address=self._identity.address, seq=self._next_seq(), expires_at=expires,
             peer_id=node.peer_id, peer_addrs=node.addrs, http_endpoints=self._http,
-            protocols=self._protocols,
+            protocols=self._protocols, uagents=self._uagents,
             proof=ProofOfRepresentation.create(self._identity, node.peer_id, expires))
         await self._discovery.publish_record(record.sign(self._identity))
         for offer in self._offers:
@@ -130,10 +133,16 @@ class Advertiser:
 async def open_advertiser(discovery: Discovery, identity: Identity, offers: Sequence[Offer], *,
                           refresh_period: float = 300.0, http_endpoints: Sequence[str] = (),
                           protocols: Sequence[str] = (), clock: Clock | None = None,
-                          withdraw_timeout: float = 10.0) -> AsyncIterator[Advertiser]:
-    """Publish now, keep refreshing while the block runs, withdraw on exit (bounded)."""
+                          withdraw_timeout: float = 10.0,
+                          uagents: AddressBinding | None = None) -> AsyncIterator[Advertiser]:
+    """Publish now, keep refreshing while the block runs, withdraw on exit (bounded).
+
+    `uagents` is the agent's signed uAgents address binding, published in its record when
+    the node serves uAgents.
+    """
     advertiser = Advertiser(discovery, identity, offers, refresh_period=refresh_period,
-                            http_endpoints=http_endpoints, protocols=protocols, clock=clock)
+                            http_endpoints=http_endpoints, protocols=protocols, clock=clock,
+                            uagents=uagents)
     await advertiser.publish()
     async with asyncio.TaskGroup() as tasks:
         refresher = tasks.create_task(advertiser.serve_refresh(), name="advertiser.refresh")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from aaex_agents.address import public_key_from_address
 from aaex_agents.errors import UsageError
 from aaex_agents.identity import Identity, verify_signature
+from aaex_agents.interop.binding import AddressBinding
 
 from .errors import BadRecordSignature, MalformedRecord, RecordExpired
 
@@ -32,6 +33,11 @@ class SignedRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     kind: ClassVar[str]
+    omit_when_none: ClassVar[frozenset[str]] = frozenset()
+    """Optional fields added later, left out of the signed body while None.
+
+    Records signed before such a field existed keep their canonical form and signatures.
+    """
 
     address: str
     """The signing agent."""
@@ -136,12 +142,25 @@ class AgentRecord(SignedRecord):
     """Protocol names the agent speaks."""
     proof: ProofOfRepresentation
     """The agent's signed binding to `peer_id`."""
+    uagents: AddressBinding | None = None
+    """The agent's uAgents address (``agent1...``), bound by both keys; None when the node
+    does not serve uAgents. Left out of the signed body while None (see `omit_when_none`)."""
+
+    omit_when_none: ClassVar[frozenset[str]] = frozenset({"uagents"})
 
     def check_proof(self, now: float) -> None:
-        """Raise BadRecordSignature unless the proof binds this agent to `peer_id` now."""
+        """Raise BadRecordSignature unless the record's bindings hold.
+
+        The proof must bind this agent to `peer_id` now; a uAgents address binding, when
+        present, must name this agent and be signed by both keys.
+        """
         if not self.proof.holds_for(self.address, self.peer_id, now):
             raise BadRecordSignature(f"agent record of {self.address}: the proof of "
                                      f"representation does not bind it to {self.peer_id}")
+        if self.uagents is not None and (self.uagents.aaex != self.address
+                                         or not self.uagents.holds()):
+            raise BadRecordSignature(f"agent record of {self.address}: its uAgents address "
+                                     "binding is not signed by both of its keys")
 
     def endpoints(self) -> list[str]:
         """Every envelope endpoint, fastest transport first (HTTP on a LAN beats libp2p)."""
@@ -195,7 +214,9 @@ class ServiceAd(SignedRecord):
 
 
 def _canonical(record: BaseModel) -> bytes:
-    document: dict[str, Any] = record.model_dump(mode="json")
+    omitted = {name for name in getattr(record, "omit_when_none", ())
+               if getattr(record, name) is None}
+    document: dict[str, Any] = record.model_dump(mode="json", exclude=omitted)
     return json.dumps(document, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False).encode()
 

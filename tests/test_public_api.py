@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aaex_agents
+import aaex_agents.interop
 import aaex_agents.testing
 
 EXPECTED = {
@@ -15,6 +16,8 @@ EXPECTED = {
     "RuntimeConfig", "RuntimeMetrics", "StaticDirectory", "StorageError", "SystemClock",
     "Transport", "TransportClosed", "TransportError", "UnexpectedReply", "UnknownMessageType",
     "UsageError", "WrongTarget", "handler", "on_interval", "open_runtime", "verify_signature",
+    # rules for foreign (uAgents) envelopes
+    "MissingExpiry", "UnsignedEnvelope",
     # the node's language model
     "Completion", "LLM", "LLMError", "LLMOutputInvalid", "LLMRequestFailed", "LLMService",
     "LLMServiceConfig", "LLMTimeout", "LLMUnavailable", "open_llm_service",
@@ -35,11 +38,22 @@ def test_testing_kit_members() -> None:
         "ScriptedPeer", "stop_on_stdin_close_or_signal"}
 
 
+def test_interop_members() -> None:
+    assert set(aaex_agents.interop.__all__) == {
+        "CHAT_ACK_DIGEST", "CHAT_MESSAGE_DIGEST", "CHAT_PROTOCOL_DIGEST", "CHAT_SCHEMAS",
+        "ERROR_MESSAGE_DIGEST", "SUBMIT_PATH", "AddressBinding", "ChatAcknowledgement",
+        "ChatMessage", "Gateway", "InteropMetrics", "MetadataContent", "Resource",
+        "ResourceContent", "SchemaTable", "TextContent", "UAgentsConfig", "UAgentsGateway",
+        "UAgentsKey", "UEnvelope", "add_uagents_routes", "admit", "is_uagents_address",
+        "no_chat_handler", "open_uagents_gateway", "parse_envelope", "seal_envelope",
+        "serve_uagents", "session_uuid", "uagents_address", "verify_digest"}
+
+
 def test_every_rejection_has_its_own_reason() -> None:
     rejections = [getattr(aaex_agents, n) for n in aaex_agents.__all__
                   if isinstance(getattr(aaex_agents, n), type)
                   and issubclass(getattr(aaex_agents, n), aaex_agents.EnvelopeRejected)
                   and getattr(aaex_agents, n) is not aaex_agents.EnvelopeRejected]
     reasons = [cls.reason for cls in rejections]
-    assert len(rejections) == 11
+    assert len(rejections) == 13
     assert len(set(reasons)) == len(reasons)

@@ -48,6 +48,7 @@ from aaex_agents.address import public_key_from_address
 from aaex_agents.errors import UsageError
 
 from ..trade.market import MarketSettings
+from .interop import InteropSettings, parse_interop  # interop: the [interop] section
 
 
 class ConfigError(UsageError):
@@ -166,6 +167,8 @@ class NodeConfig:
         llm: the language model the agents share; the default has none.
         market: spending limits of the agents that buy through `ctx.delegate`.
         ledger: the ledger file; None keeps it in the data dir (see `ledger_path`).
+        interop: the uAgents and A2A listener (``[interop]``, see `node/interop.py`); off
+            by default.
     """
 
     identity: Path
@@ -181,6 +184,7 @@ class NodeConfig:
     llm: LLMSpec = field(default_factory=LLMSpec)
     market: MarketSettings = field(default_factory=MarketSettings)
     ledger: Path | None = None
+    interop: InteropSettings = field(default_factory=InteropSettings)
 
     def __post_init__(self) -> None:
         for name in ("http", "admin"):
@@ -248,10 +252,10 @@ def load_config(path: str | Path) -> NodeConfig:
 
 def parse_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
     """Build a NodeConfig from parsed TOML (see `load_config`)."""
-    unknown = set(document) - {"node", "agents", "whitelists", "llm", "market"}
+    unknown = set(document) - {"node", "agents", "whitelists", "llm", "market", "interop"}
     if unknown:
         raise ConfigError(f"unknown section(s) {sorted(unknown)}; use [node], [[agents]], "
-                          "[whitelists], [llm], [market]")
+                          "[whitelists], [llm], [market], [interop]")
     node = _table(document.get("node", {}), "node")
     bad = set(node) - _NODE_KEYS
     if bad:
@@ -283,6 +287,10 @@ def parse_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
         whitelists[capability] = frozenset(addresses)
     llm = parse_llm(_table(document.get("llm", {}), "llm"), base=base)
     market = parse_market(_table(document.get("market", {}), "market"))
+    try:  # interop: parsed by marketplace/node/interop.py, which names the field
+        interop = parse_interop(_table(document.get("interop", {}), "interop"))
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         return NodeConfig(
             identity=base / str(node.get("identity", "node.key")),
@@ -292,7 +300,8 @@ def parse_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
             seeds=tuple(_strings(node, "seeds", [])), agents=tuple(agents),
             whitelists=whitelists, refresh_period=float(node.get("refresh_period", 300.0)),
             drain_timeout=float(node.get("drain_timeout", 10.0)), llm=llm,
-            market=market, ledger=base / str(node["ledger"]) if "ledger" in node else None)
+            market=market, ledger=base / str(node["ledger"]) if "ledger" in node else None,
+            interop=interop)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"node: {exc}") from exc
 

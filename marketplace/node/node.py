@@ -55,6 +55,7 @@ from ..trade.selling import ServiceSeller
 from ..trade.strategies import SellerStrategy
 from .api import prometheus, serve_admin, uptime_since
 from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
+from .interop import Interop, interop_status, open_interop
 from .llm import open_node_llm
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class Node:
     started: float = field(default_factory=time.monotonic)
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when shutdown begins: new negotiations are declined from then on."""
+    interop: Interop | None = None
+    """The uAgents and A2A listener; None when `[interop]` sets no `listen`."""
 
     def status(self) -> dict[str, Any]:
         """What `aaex node status` shows."""
@@ -90,7 +93,8 @@ class Node:
             "uptime_s": round(uptime_since(self.started), 1),
             "routing_table": (self.host.dht.get_routing_table_size()
                               if self.host and self.host.dht else 0),
-            "llm": self._llm_status()}
+            "llm": self._llm_status(),
+            "interop": interop_status(self.runtime, self.interop)}
 
     def _llm_status(self) -> dict[str, Any] | None:
         if self.llm is None:
@@ -134,6 +138,8 @@ class Node:
                  len(self.discovery.index))]
         if self.llm is not None:
             samples += llm_samples(self.llm.metrics)
+        if self.interop is not None:  # interop: uAgents and A2A traffic by protocol, reason
+            samples += self.interop.metrics.samples()
         samples.append(("aaex_uptime_seconds", "Seconds since start", {},
                         round(uptime_since(self.started), 3)))
         return prometheus(samples)
@@ -318,6 +324,9 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
         # Runs after the advertisers have withdrawn (exit order is reversed), before the
         # runtime stops: nobody finds us any more, and open negotiations may still finish.
         stack.push_async_callback(_drain, node, config.drain_timeout)
+        if config.interop.enabled:  # interop: uAgents and A2A on their own listener
+            node.interop = await stack.enter_async_context(open_interop(
+                runtime, config.interop, offers=offers_of))
         if discovery is not None:
             http_endpoints = [e for e in runtime.endpoints if e.startswith("http")]
             for agent in agents:
@@ -325,7 +334,8 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
                 advertiser = await stack.enter_async_context(open_advertiser(
                     discovery, agent.identity, offers, refresh_period=config.refresh_period,
                     http_endpoints=http_endpoints,
-                    protocols=[p.name for p in agent.protocols]))
+                    protocols=[p.name for p in agent.protocols],
+                    uagents=node.interop.bindings[agent.address] if node.interop else None))
                 node.advertisers.append(advertiser)
         admin_host, admin_port = split_host_port(config.admin)
         node.admin_url = await stack.enter_async_context(serve_admin(node, admin_host,

@@ -1,0 +1,94 @@
+"""What the runtime needs from a foreign network, and the counters every bridge keeps.
+
+A `Gateway` claims the addresses of one foreign network (``agent1...`` for uAgents); the
+runtime hands it every `send` and `ask` to such an address, so an agent talks to a foreign
+agent exactly as it talks to an AAEX one.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..envelope import Envelope
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+    from ..handlers import HandlerSpec
+    from ..model import Message
+    from ..runtime import Runtime
+
+Sample = tuple[str, str, dict[str, str], float]
+"""(name, help, labels, value): one Prometheus sample."""
+
+
+class Gateway(abc.ABC):
+    """Carries AAEX messages to the agents of another network."""
+
+    @abc.abstractmethod
+    def handles(self, address: str) -> bool:
+        """True when `address` belongs to this gateway's network."""
+
+    @abc.abstractmethod
+    async def ask(self, agent: Agent, to: str, message: Message, *,
+                  reply_type: type[Message] | None, session: bytes | None,
+                  timeout: float | None) -> Message:
+        """Deliver `message` from `agent` to `to` and return the reply (see `Context.ask`)."""
+
+    @abc.abstractmethod
+    async def send(self, agent: Agent, to: str, message: Message, *, session: bytes | None,
+                   in_reply_to: bytes | None, timeout: float | None) -> None:
+        """Deliver `message` from `agent` to `to`; a reply goes to the agent's handlers."""
+
+
+@dataclass
+class InteropMetrics:
+    """Interop traffic by protocol (``uagents``, ``a2a``); rejections also by reason.
+
+    Plain counters, so a node can publish them however it exports metrics (`samples`).
+    """
+
+    received: Counter[str] = field(default_factory=Counter)
+    sent: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def reject(self, protocol: str, reason: str) -> None:
+        """Count one refused message."""
+        self.rejected[(protocol, reason)] += 1
+
+    def samples(self) -> list[Sample]:
+        """Prometheus samples: ``aaex_interop_{received,sent,rejected}_total``."""
+        out: list[Sample] = []
+        out += [("aaex_interop_received_total", "Interop messages accepted, by protocol",
+                 {"protocol": p}, n) for p, n in sorted(self.received.items())]
+        out += [("aaex_interop_sent_total", "Interop messages sent, by protocol",
+                 {"protocol": p}, n) for p, n in sorted(self.sent.items())]
+        out += [("aaex_interop_rejected_total", "Interop messages refused, by protocol and reason",
+                 {"protocol": p, "reason": r}, n) for (p, r), n in sorted(self.rejected.items())]
+        return out
+
+
+def handler_for(agent: Agent, cls: type[Message]) -> HandlerSpec | None:
+    """The agent's handler for messages of type `cls`, if it has one."""
+    entry = agent.handler_table.by_type.get(str(cls.message_type))
+    return entry[1] if entry is not None else None
+
+
+async def run_handler(runtime: Runtime, agent: Agent, spec: HandlerSpec, message: Message, *,
+                      sender: str, session: bytes, message_id: bytes, now: float,
+                      expires_at_ms: int) -> Message | None:
+    """Run a handler for a message that came from another network, as the runtime would.
+
+    The handler sees `sender` as `ctx.sender` and `session` as `ctx.session`; its failure is
+    logged and answered with an `ErrorReply`, exactly as for AAEX traffic.
+    """
+    # Only `ctx` reads this envelope (sender, session): nothing is signed or verified here,
+    # the gateway has already applied the foreign network's checks.
+    envelope = Envelope(message_id=message_id, sender=sender, target=agent.address,
+                        session=session, in_reply_to=None,
+                        message_type=str(type(message).message_type),
+                        sent_at_ms=int(now * 1000), expires_at_ms=expires_at_ms, payload=b"",
+                        body=b"", signature=b"")
+    return await runtime._dispatch(agent, spec, envelope, message)

@@ -1,0 +1,588 @@
+"""The uAgents gateway: AAEX agents talk to uAgents agents, both ways, with no Almanac.
+
+    async with open_runtime(agents) as runtime:
+        async with open_uagents_gateway(runtime, UAgentsConfig(peers={peer: url})) as gateway:
+            async with serve_uagents(gateway, "127.0.0.1", 0) as submit_url:
+                await runtime.context(shop).ask(peer, ChatMessage.of_text("hi"))
+
+Each hosted agent also answers at its ``agent1...`` address (`address_of`), with a key
+derived from its own seed. Outbound, `ctx.send` and `ctx.ask` to an ``agent1`` address come
+here (the runtime asks every gateway whether it `handles` the address): the message is
+mapped to its schema digest, signed with the agent's secp256k1 key and POSTed to the peer's
+``/submit`` from `UAgentsConfig.peers`. `ask` uses uAgents' sync mode by default (the reply
+comes back in the HTTP response) or async mode (the reply is POSTed to our ``/submit`` in the
+same session). Inbound, `submit` applies AAEX's rules (signature, expiry, lifetime, replay;
+see `uagents.admit`), then runs the agent's handler for the mapped type and sends its answer
+back: in the HTTP response for a sync request, else POSTed to the peer.
+
+Divergences from uAgents, on purpose: unsigned and expiry-less envelopes are refused
+(uAgents accepts both); a sync reply is signed unless `sign_sync_replies` is off (uAgents
+leaves it unsigned, and we accept an unsigned one only as the answer on the connection we
+opened ourselves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import aiohttp
+from pydantic import ValidationError
+from typing_extensions import override
+
+from ..clock import Clock, SystemClock
+from ..envelope import EnvelopePolicy
+from ..errors import (
+    EnvelopeRejected,
+    InvalidPayload,
+    MalformedEnvelope,
+    PeerRejected,
+    PeerUnreachable,
+    ReceiverStopping,
+    RemoteHandlerError,
+    RequestTimeout,
+    TransportClosed,
+    TransportError,
+    UnexpectedReply,
+    UnknownMessageType,
+    UsageError,
+    WrongTarget,
+)
+from ..handlers import HandlerSpec
+from ..model import ErrorReply, Message
+from ..replay import ReplayWindow
+from .base import Gateway, InteropMetrics, handler_for, run_handler
+from .chat import CHAT_SCHEMAS, ChatAcknowledgement, ChatMessage
+from .uagents import (
+    ERROR_MESSAGE_DIGEST,
+    SchemaTable,
+    UAgentsKey,
+    UEnvelope,
+    admit,
+    error_json,
+    is_uagents_address,
+    parse_envelope,
+    public_key_of,
+    seal_envelope,
+    session_uuid,
+)
+
+if TYPE_CHECKING:
+    from ..agent import Agent
+    from ..runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL = "uagents"
+AskMode = Literal["sync", "async"]
+Describe = Callable[["Agent"], str]
+"""What an agent without a chat handler says to a chat message (the node: its offers)."""
+_Key = tuple[str, str, uuid.UUID]  # (our agent1 address, peer, session)
+_DESCRIBED_SESSIONS = 10_000  # sessions remembered as already told what an agent is
+
+
+@dataclass(frozen=True, kw_only=True)
+class UAgentsConfig:
+    """How AAEX agents reach uAgents agents.
+
+    Attributes:
+        peers: ``agent1...`` address -> its ``http://host:port/submit``; where replies and
+            messages to that agent go (no Almanac lookup).
+        schemas: AAEX message types <-> uAgents schema digests, beyond the chat protocol's
+            (which are always included).
+        policy: limits for inbound envelopes (frame size, clock skew, longest lifetime,
+            replay memory); the runtime's defaults.
+        ask_mode: "sync" (default): `ask` holds the HTTP request open for the reply, one
+            round trip; "async": the reply is POSTed back to our ``/submit``.
+        envelope_ttl: seconds our envelopes stay valid (default 30, as uAgents' `ctx.send`).
+        request_timeout: default timeout of `send` and `ask` (default 30 s).
+        sign_sync_replies: sign the reply returned to a sync request (default True). uAgents
+            leaves those unsigned, and its sender verifies one only when it is signed, in
+            pure-Python ECDSA: measured here, that verification cuts a uAgents sender's
+            sync round trips to us about threefold (bench/interop.py). False answers as
+            uAgents does; the sender then trusts the reply as the answer on its own
+            connection only.
+    """
+
+    peers: Mapping[str, str] = field(default_factory=dict)
+    schemas: SchemaTable = field(default_factory=SchemaTable)
+    policy: EnvelopePolicy = field(default_factory=EnvelopePolicy)
+    ask_mode: AskMode = "sync"
+    envelope_ttl: int = 30
+    request_timeout: float = 30.0
+    sign_sync_replies: bool = True
+
+    def __post_init__(self) -> None:
+        for address, endpoint in self.peers.items():
+            try:
+                public_key_of(address)
+            except UsageError as exc:
+                raise UsageError(f"UAgentsConfig.peers: {exc}") from None
+            if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+                raise UsageError(f"UAgentsConfig.peers[{address[:16]}...] = {endpoint!r}: write "
+                                 "the peer's submit URL, e.g. \"http://127.0.0.1:8000/submit\"")
+        if self.ask_mode not in ("sync", "async"):
+            raise UsageError(f"UAgentsConfig.ask_mode = {self.ask_mode!r}: write \"sync\" or "
+                             "\"async\"")
+        if not 0 < self.envelope_ttl <= self.policy.max_lifetime:
+            raise UsageError(f"UAgentsConfig.envelope_ttl = {self.envelope_ttl}: must be positive "
+                             f"and at most policy.max_lifetime ({self.policy.max_lifetime})")
+        if self.request_timeout <= 0:
+            raise UsageError("UAgentsConfig.request_timeout must be positive seconds")
+
+
+def no_chat_handler(agent: Agent) -> str:
+    """The default answer of an agent that has no chat handler."""
+    return (f"{agent.name} does not chat; it answers typed AAEX messages at {agent.address}.")
+
+
+class UAgentsGateway(Gateway):
+    """Bridges the hosted agents of one runtime to uAgents. Open it with `open_uagents_gateway`."""
+
+    def __init__(self, runtime: Runtime, config: UAgentsConfig, *, clock: Clock,
+                 metrics: InteropMetrics, describe: Describe) -> None:
+        self._runtime = runtime
+        self.config = config
+        self.schemas = CHAT_SCHEMAS.merged(config.schemas)
+        self.metrics = metrics
+        self._clock = clock
+        self._describe = describe
+        self._keys: dict[str, UAgentsKey] = {}
+        self._agents: dict[str, Agent] = {}
+        for agent in runtime.agents.values():
+            key = UAgentsKey.from_identity(agent.identity)
+            self._keys[agent.address] = key
+            self._agents[key.address] = agent
+        self._peers = dict(config.peers)
+        self._replay = ReplayWindow(config.policy.replay_capacity)
+        self._awaiting: dict[_Key, tuple[asyncio.Future[UEnvelope], Collection[str] | None]] = {}
+        self._held: dict[_Key, asyncio.Future[UEnvelope]] = {}
+        self._described: OrderedDict[_Key, None] = OrderedDict()
+        self._client_session: aiohttp.ClientSession | None = None
+        self._task_group: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- addresses ------------------------------------------------------------------------
+    @property
+    def addresses(self) -> dict[str, str]:
+        """Each hosted agent's AAEX address -> its uAgents address."""
+        return {address: key.address for address, key in self._keys.items()}
+
+    def address_of(self, agent: Agent | str) -> str:
+        """The ``agent1...`` address of a hosted agent (or of its AAEX address).
+
+        Raises:
+            UsageError: the agent is not hosted by this runtime.
+        """
+        address = agent if isinstance(agent, str) else agent.address
+        key = self._keys.get(address)
+        if key is None:
+            raise UsageError(f"{address} is not hosted by this gateway's runtime")
+        return key.address
+
+    def key_of(self, agent: Agent) -> UAgentsKey:
+        """The secp256k1 key of a hosted agent (for its signed address binding)."""
+        self.address_of(agent)
+        return self._keys[agent.address]
+
+    def add_peer(self, address: str, endpoint: str) -> None:
+        """Reach the uAgents agent `address` at `endpoint` (its ``.../submit`` URL).
+
+        Raises:
+            UsageError: not an ``agent1`` address, or not an http(s) URL.
+        """
+        UAgentsConfig(peers={address: endpoint})  # the same checks as the configuration
+        self._peers[address] = endpoint
+
+    @override
+    def handles(self, address: str) -> bool:
+        return is_uagents_address(address)
+
+    def readiness(self, address: str | None) -> str:
+        """The readiness uAgents' probe gets for `address`: ready, not-ready, indeterminate."""
+        from ..runtime import RuntimeState
+
+        if address is None:
+            return "indeterminate"
+        running = self._runtime.state is RuntimeState.RUNNING and not self._closed
+        return "ready" if running and address in self._agents else "not-ready"
+
+    # -- inbound --------------------------------------------------------------------------
+    async def submit(self, body: bytes, *, sync: bool) -> UEnvelope | None:
+        """Take one envelope POSTed to ``/submit``; return the reply for a sync request.
+
+        Checks, in order: structure, target hosted here, AAEX's rules (`uagents.admit`), a
+        known schema digest and a handler for it, a payload that validates. An envelope that
+        answers one of our async asks completes it; any other runs the agent's handler, now
+        for a sync request (its first answer is returned), else in the background.
+
+        Raises:
+            EnvelopeRejected: any check failed (its `reason` is counted in `metrics`).
+        """
+        from ..runtime import RuntimeState
+
+        try:
+            if self._runtime.state is not RuntimeState.RUNNING or self._closed:
+                raise ReceiverStopping("this node is stopping")
+            envelope = parse_envelope(body, max_bytes=self.config.policy.max_frame_bytes)
+            agent = self._agents.get(envelope.target)
+            if agent is None:
+                raise WrongTarget(f"{envelope.target} is not hosted here")
+            admit(envelope, now=self._clock.now(), policy=self.config.policy,
+                  replay=self._replay)
+            waiting = self._awaiting.get((envelope.target, envelope.sender, envelope.session))
+            if waiting is not None and not waiting[0].done() and (
+                    waiting[1] is None or envelope.schema_digest in waiting[1]):
+                waiting[0].set_result(envelope)
+                self.metrics.received[PROTOCOL] += 1
+                return None
+            message, spec = self._decode(agent, envelope)
+        except EnvelopeRejected as exc:
+            self.metrics.reject(PROTOCOL, exc.reason)
+            logger.debug("refused uAgents envelope: %s", exc)
+            raise
+        self.metrics.received[PROTOCOL] += 1
+        if sync:
+            return await self._answer_held(agent, envelope, message, spec)
+        self._spawn(self._answer_later(agent, envelope, message, spec),
+                    f"uagents.answer:{envelope.sender[:16]}")
+        return None
+
+    def _decode(self, agent: Agent, envelope: UEnvelope) -> tuple[Message | None,
+                                                                   HandlerSpec | None]:
+        """The message and the handler for it; (None, None) for an ErrorMessage."""
+        if envelope.schema_digest == ERROR_MESSAGE_DIGEST:
+            return None, None
+        cls = self.schemas.class_for(envelope.schema_digest)
+        if cls is None:
+            raise UnknownMessageType(f"{agent.name} knows no uAgents message with schema "
+                                     f"{envelope.schema_digest}; map it in the schema table")
+        spec = handler_for(agent, cls)
+        if spec is None and cls not in (ChatMessage, ChatAcknowledgement):
+            raise UnknownMessageType(f"{agent.name} has no handler for {cls.message_type}")
+        try:
+            message = cls.model_validate_json(envelope.payload_json())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(root)"
+            raise InvalidPayload(f"payload does not validate as {cls.message_type}: {where}: "
+                                 f"{first['msg']}") from None
+        return message, spec
+
+    async def _answers(self, agent: Agent, envelope: UEnvelope, message: Message | None,
+                       spec: HandlerSpec | None) -> list[Message]:
+        """Run the handler; return what goes back, in order.
+
+        The chat protocol asks every receiver to acknowledge a ChatMessage, so the gateway
+        does, before the handler's answer. An agent without a chat handler answers with
+        `describe(agent)`, once per session: a chat bot that answers everything would
+        otherwise talk with it forever. An acknowledgement without a handler needs no answer.
+        """
+        if message is None:
+            logger.warning("%s: %s sent an ErrorMessage: %s", agent.name, envelope.sender,
+                           envelope.payload_json()[:200])
+            return []
+        acknowledgement: list[Message] = []
+        if isinstance(message, ChatMessage):
+            acknowledgement = [ChatAcknowledgement(acknowledged_msg_id=message.msg_id)]
+        if spec is None:
+            key = (envelope.target, envelope.sender, envelope.session)
+            if not isinstance(message, ChatMessage) or key in self._described:
+                return acknowledgement
+            self._described[key] = None
+            if len(self._described) > _DESCRIBED_SESSIONS:
+                self._described.popitem(last=False)
+            return [*acknowledgement, ChatMessage.of_text(self._describe(agent))]
+        answer = await run_handler(self._runtime, agent, spec, message, sender=envelope.sender,
+                                   session=envelope.session.bytes,
+                                   message_id=envelope.digest()[:16], now=self._clock.now(),
+                                   expires_at_ms=(envelope.expires or 0) * 1000)
+        if isinstance(answer, ChatAcknowledgement):
+            acknowledgement = []
+        return [*acknowledgement, *([answer] if answer is not None else [])]
+
+    async def _answer_held(self, agent: Agent, envelope: UEnvelope, message: Message | None,
+                           spec: HandlerSpec | None) -> UEnvelope:
+        """A sync request: the first answer goes back in the HTTP response, the rest by POST.
+
+        As in uAgents, the request is held until the agent's first message back to the
+        sender (its return value, or a `ctx.send` while it runs), at most until the
+        envelope expires; then an ErrorMessage answers.
+        """
+        key = (envelope.target, envelope.sender, envelope.session)
+        held: asyncio.Future[UEnvelope] = asyncio.get_running_loop().create_future()
+        self._held[key] = held
+        try:
+            later: list[UEnvelope] = []
+            for answer in await self._answers(agent, envelope, message, spec):
+                sealed = self._seal(agent, envelope.sender, answer, envelope.session)
+                if held.done():
+                    later.append(sealed)
+                elif self.config.sign_sync_replies:
+                    held.set_result(sealed)
+                else:  # as uAgents answers: the sender checks a signature only if present
+                    held.set_result(sealed.model_copy(update={"signature": None}))
+            if later:
+                self._spawn(self._post_all(later), f"uagents.later:{envelope.sender[:16]}")
+            if not held.done():
+                remaining = max(0.0, (envelope.expires or 0) - self._clock.now())
+                try:
+                    async with asyncio.timeout(remaining):
+                        return await held
+                except TimeoutError:
+                    return self._seal_error(agent, envelope, "Query envelope expired")
+            return held.result()
+        finally:
+            self._held.pop(key, None)
+
+    async def _answer_later(self, agent: Agent, envelope: UEnvelope, message: Message | None,
+                            spec: HandlerSpec | None) -> None:
+        for answer in await self._answers(agent, envelope, message, spec):
+            try:
+                await self.send(agent, envelope.sender, answer, session=envelope.session.bytes,
+                                in_reply_to=None, timeout=None)
+            except (TransportError, UsageError) as exc:
+                logger.warning("%s: answer to %s not delivered: %s", agent.name,
+                               envelope.sender, exc)
+
+    async def _post_all(self, envelopes: list[UEnvelope]) -> None:
+        for envelope in envelopes:
+            try:
+                await self._post(envelope, sync=False, timeout=self.config.request_timeout)
+            except TransportError as exc:
+                logger.warning("answer to %s not delivered: %s", envelope.target, exc)
+
+    # -- outbound -------------------------------------------------------------------------
+    def _seal(self, agent: Agent, to: str, message: Message, session: uuid.UUID) -> UEnvelope:
+        key = self._keys[agent.address]
+        expires = int(self._clock.now()) + self.config.envelope_ttl
+        if isinstance(message, ErrorReply):  # a failed handler: uAgents' ErrorMessage
+            return seal_envelope(key, target=to, schema_digest=ERROR_MESSAGE_DIGEST,
+                                 payload_json=error_json(f"[{message.code}] {message.detail}"),
+                                 session=session, expires=expires)
+        cls = type(message)
+        return seal_envelope(key, target=to, schema_digest=self.schemas.digest_of(cls),
+                             payload_json=message.model_dump_json(), session=session,
+                             expires=expires, protocol_digest=self.schemas.protocol_of(cls))
+
+    def _seal_error(self, agent: Agent, envelope: UEnvelope, text: str) -> UEnvelope:
+        return seal_envelope(self._keys[agent.address], target=envelope.sender,
+                             schema_digest=ERROR_MESSAGE_DIGEST, payload_json=error_json(text),
+                             session=envelope.session,
+                             expires=int(self._clock.now()) + self.config.envelope_ttl)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise TransportClosed("this uAgents gateway was closed; open a new one")
+        if self._client_session is None:
+            # No aiohttp timeout: every exchange is bounded by its own asyncio.timeout.
+            self._client_session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None),
+                skip_auto_headers=("User-Agent", "Accept-Encoding"))
+        return self._client_session
+
+    async def _post(self, envelope: UEnvelope, *, sync: bool, timeout: float) -> bytes:
+        """POST `envelope` to its target's submit URL; return the 200 body.
+
+        Raises:
+            PeerUnreachable: no URL is configured for the target, or nothing answered there.
+            RequestTimeout, PeerRejected (the peer's 400 and its reason), TransportError.
+        """
+        endpoint = self._peers.get(envelope.target)
+        if endpoint is None:
+            raise PeerUnreachable(f"no endpoint is known for {envelope.target}; add it under "
+                                  "[interop.uagents.peers] (UAgentsConfig.peers)")
+        headers = {"Content-Type": "application/json"}
+        if sync:
+            headers["x-uagents-connection"] = "sync"
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._client().post(endpoint, data=envelope.to_json(),
+                                               headers=headers) as response:
+                    body = await response.read()
+                    status = response.status
+        except TimeoutError:
+            raise RequestTimeout(f"{endpoint} did not answer within {timeout} s") from None
+        except aiohttp.ClientConnectionError as exc:
+            raise PeerUnreachable(f"cannot reach {endpoint}: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"HTTP exchange with {endpoint} failed: {exc}") from exc
+        if status == 200:
+            self.metrics.sent[PROTOCOL] += 1
+            return body
+        if status in (400, 413):
+            reason, detail = _peer_reason(status, body)
+            raise PeerRejected(reason, detail)
+        raise TransportError(f"{endpoint} answered HTTP {status}: "
+                             f"{body[:200].decode(errors='replace')}")
+
+    @override
+    async def ask(self, agent: Agent, to: str, message: Message, *,
+                  reply_type: type[Message] | None, session: bytes | None,
+                  timeout: float | None) -> Message:
+        limit = self.config.request_timeout if timeout is None else timeout
+        envelope = self._seal(agent, to, message, session_uuid(session))
+        if self.config.ask_mode == "sync":
+            reply = self._sync_reply(envelope, await self._post(envelope, sync=True,
+                                                                timeout=limit))
+            return self._decode_reply(reply, reply_type)
+        key = (envelope.sender, to, envelope.session)
+        if key in self._awaiting:
+            raise UsageError(f"{agent.name} already awaits a reply from {to} in this session; "
+                             "ask one at a time per session")
+        expected = None if reply_type is None else {self.schemas.digest_of(reply_type),
+                                                    ERROR_MESSAGE_DIGEST}
+        waiter: asyncio.Future[UEnvelope] = asyncio.get_running_loop().create_future()
+        self._awaiting[key] = (waiter, expected)
+        try:
+            async with asyncio.timeout(limit):
+                await self._post(envelope, sync=False, timeout=limit)
+                reply = await waiter
+        except TimeoutError:
+            raise RequestTimeout(f"{to} did not answer {message.message_type} within "
+                                 f"{limit} s") from None
+        finally:
+            self._awaiting.pop(key, None)
+        return self._decode_reply(reply, reply_type)
+
+    @override
+    async def send(self, agent: Agent, to: str, message: Message, *, session: bytes | None,
+                   in_reply_to: bytes | None, timeout: float | None) -> None:
+        envelope = self._seal(agent, to, message, session_uuid(session))
+        held = self._held.get((envelope.sender, to, envelope.session))
+        if held is not None and not held.done():  # answers a sync request we hold open
+            held.set_result(envelope)
+            return
+        await self._post(envelope, sync=False,
+                         timeout=self.config.request_timeout if timeout is None else timeout)
+
+    def _sync_reply(self, request: UEnvelope, body: bytes) -> UEnvelope:
+        """Check the envelope a sync request got back in its HTTP response.
+
+        uAgents does not sign it; an unsigned one is accepted only here, as the answer on
+        the connection we opened to the configured endpoint. A signature, when present,
+        must verify.
+        """
+        try:
+            reply = parse_envelope(body, max_bytes=self.config.policy.max_frame_bytes)
+        except EnvelopeRejected as exc:
+            raise UnexpectedReply(f"{request.target} answered with no envelope: {exc}") from exc
+        if (reply.sender, reply.target, reply.session) != (request.target, request.sender,
+                                                           request.session):
+            raise UnexpectedReply(f"the sync reply is not from {request.target} to "
+                                  f"{request.sender} in session {request.session}")
+        if reply.signature is not None and not reply.verify():
+            raise UnexpectedReply(f"the sync reply from {request.target} has a bad signature")
+        return reply
+
+    def _decode_reply(self, reply: UEnvelope, reply_type: type[Message] | None) -> Message:
+        try:
+            text = reply.payload_json()
+        except MalformedEnvelope as exc:
+            raise UnexpectedReply(f"reply from {reply.sender}: {exc}") from exc
+        if reply.schema_digest == ERROR_MESSAGE_DIGEST:
+            try:
+                error = str(json.loads(text).get("error", text))
+            except (ValueError, AttributeError):
+                error = text[:200]
+            raise RemoteHandlerError("uagents_error", error)
+        cls = self.schemas.class_for(reply.schema_digest)
+        if cls is None:
+            raise UnexpectedReply(f"{reply.sender} replied with schema {reply.schema_digest}, "
+                                  "which is not in the schema table")
+        if reply_type is not None and cls is not reply_type:
+            raise UnexpectedReply(f"{reply.sender} replied {cls.message_type}; expected "
+                                  f"{reply_type.message_type}")
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as exc:
+            raise UnexpectedReply(f"reply from {reply.sender} does not validate as "
+                                  f"{cls.message_type}: {exc.error_count()} error(s)") from exc
+
+    # -- tasks ------------------------------------------------------------------------------
+    @property
+    def idle(self) -> bool:
+        """True when no answer is being worked out or sent."""
+        return not self._tasks
+
+    async def wait_idle(self) -> None:
+        """Return once no answer is being worked out or sent (tests, orderly shutdown).
+
+        An answer POSTed to another gateway is taken there (its handler task exists) before
+        the POST returns, so gateways that are idle one after the other are quiescent.
+        """
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        if self._task_group is None or self._closed:
+            work.close()
+            logger.debug("uAgents gateway is closed; %s not started", name)
+            return
+        task = self._task_group.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def __repr__(self) -> str:
+        return (f"<UAgentsGateway agents={len(self._agents)} peers={len(self._peers)} "
+                f"ask={self.config.ask_mode} tasks={len(self._tasks)}"
+                f"{' closed' if self._closed else ''}>")
+
+
+def _peer_reason(status: int, body: bytes) -> tuple[str, str]:
+    """The rejection reason of a peer's 400: ours carry `reason`, uAgents' only `error`."""
+    text = body[:300].decode(errors="replace")
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        if isinstance(document.get("reason"), str):
+            return document["reason"], str(document.get("error", ""))
+        text = str(document.get("error", text))
+    if status == 413:
+        return "oversize", text
+    lowered = text.lower()
+    if "route" in lowered:
+        return "wrong_target", text
+    if "schema" in lowered:
+        return "malformed", text
+    if "signature" in lowered or "verif" in lowered:
+        return "bad_signature", text
+    return "rejected", text
+
+
+@asynccontextmanager
+async def open_uagents_gateway(runtime: Runtime, config: UAgentsConfig | None = None, *,
+                               clock: Clock | None = None, metrics: InteropMetrics | None = None,
+                               describe: Describe | None = None,
+                               ) -> AsyncIterator[UAgentsGateway]:
+    """Bridge `runtime`'s agents to uAgents until the block exits.
+
+    Entering registers the gateway with the runtime, so `ctx.send`/`ctx.ask` to ``agent1``
+    addresses work; serve `submit` (e.g. `serve_uagents`) for inbound traffic. Leaving
+    unregisters it, cancels the answers still being sent and closes its HTTP client.
+    """
+    gateway = UAgentsGateway(runtime, config or UAgentsConfig(), clock=clock or SystemClock(),
+                             metrics=metrics or InteropMetrics(),
+                             describe=describe or no_chat_handler)
+    async with asyncio.TaskGroup() as task_group:
+        gateway._task_group = task_group
+        runtime.gateways.append(gateway)
+        try:
+            yield gateway
+        finally:
+            runtime.gateways.remove(gateway)
+            gateway._closed = True
+            for task in list(gateway._tasks):
+                task.cancel()
+            if gateway._client_session is not None:
+                await gateway._client_session.close()

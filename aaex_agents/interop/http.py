@@ -1,0 +1,73 @@
+"""uAgents' HTTP face: ``POST /submit`` for envelopes, ``HEAD /submit`` for readiness.
+
+Status codes as uAgents uses them: 200 with ``{}`` (or, for a sync request, the reply
+envelope), 400 ``{"error": ..., "reason": ...}`` for a refused envelope (`reason` is AAEX's
+rejection code; uAgents reads `error`), 413 for a body over the frame limit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+from ..errors import EnvelopeRejected
+from .gateway import UAgentsGateway
+
+logger = logging.getLogger(__name__)
+
+SUBMIT_PATH = "/submit"
+
+
+def add_uagents_routes(app: web.Application, gateway: UAgentsGateway) -> None:
+    """Serve `gateway` at ``/submit`` of `app` (POST envelopes, HEAD readiness)."""
+
+    async def submit(request: web.Request) -> web.Response:
+        if "application/json" not in request.headers.get("Content-Type", ""):
+            return _refusal(400, "malformed", "invalid content-type; send application/json")
+        length = request.content_length
+        limit = gateway.config.policy.max_frame_bytes
+        if length is not None and length > limit:
+            return _refusal(413, "oversize", f"{length} bytes exceeds the limit of {limit}")
+        body = await request.content.read(limit + 1)
+        sync = request.headers.get("x-uagents-connection") == "sync"
+        try:
+            reply = await gateway.submit(body, sync=sync)
+        except EnvelopeRejected as exc:
+            return _refusal(413 if exc.reason == "oversize" else 400, exc.reason, str(exc))
+        if reply is None:
+            return web.json_response({})
+        return web.Response(body=reply.to_json(), content_type="application/json")
+
+    async def readiness(request: web.Request) -> web.Response:
+        status = gateway.readiness(request.headers.get("x-uagents-address"))
+        return web.Response(headers={"x-uagents-status": status})
+
+    app.router.add_post(SUBMIT_PATH, submit)
+    app.router.add_route("HEAD", SUBMIT_PATH, readiness)
+
+
+@asynccontextmanager
+async def serve_uagents(gateway: UAgentsGateway, host: str = "127.0.0.1",
+                        port: int = 0) -> AsyncIterator[str]:
+    """Serve only ``/submit`` on `host:port` until the block exits; yields its URL."""
+    app = web.Application(client_max_size=gateway.config.policy.max_frame_bytes + 1)
+    add_uagents_routes(app, gateway)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        url = f"http://{host}:{runner.addresses[0][1]}{SUBMIT_PATH}"
+        logger.info("serving uAgents envelopes at %s", url)
+        yield url
+    finally:
+        await runner.cleanup()
+
+
+def _refusal(status: int, reason: str, detail: str) -> web.Response:
+    return web.Response(status=status, text=json.dumps({"error": detail, "reason": reason}),
+                        content_type="application/json")
