@@ -89,6 +89,10 @@ class Book:
         if self.ledger is not None:
             await self.ledger.record_delivery(agreement_id, delivery)
 
+    async def record_notified(self, agreement_id: str) -> None:
+        if self.ledger is not None:
+            await self.ledger.record_notified(agreement_id)
+
     async def settle(self, receipt: SignedReceipt) -> None:
         receipt.verify_against(self.holds[receipt.receipt.agreement_id])
         self.receipts.append(receipt)

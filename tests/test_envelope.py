@@ -666,6 +666,9 @@ EXPECTED_REASONS = {
     "UnknownMessageType": "unknown_type",
     "InvalidPayload": "invalid_payload",
     "ReceiverStopping": "stopping",
+    # uAgents traffic (aaex_agents.interop): unsigned, or without an expiry
+    "UnsignedEnvelope": "unsigned",
+    "MissingExpiry": "no_expiry",
 }
 
 

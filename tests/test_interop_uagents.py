@@ -14,7 +14,7 @@ import pytest
 
 from aaex_agents.address import bech32_decode, bech32_encode
 from aaex_agents.clock import ManualClock
-from aaex_agents.envelope import EnvelopePolicy, ReplayWindow
+from aaex_agents.envelope import EnvelopePolicy
 from aaex_agents.errors import (
     BadSignature,
     EnvelopeExpired,
@@ -48,6 +48,7 @@ from aaex_agents.interop import (
 )
 from aaex_agents.interop.uagents import SECP256K1_ORDER
 from aaex_agents.model import Message
+from aaex_agents.replay import ReplayWindow
 
 # -- golden vectors (uagents-core 0.4.12) -------------------------------------------------
 GOLDEN_CHAT_MESSAGE = "model:2601825997203ee07dbb9ff6e7c71ae7bdaf6a7c8b817361f2f88f4b29c68d0c"

@@ -25,7 +25,7 @@ from .errors import ContractRejected, LedgerTampered
 from .receipt import SignedReceipt
 
 EntryKind = Literal["deposit", "withdraw", "agreement", "hold", "delivery", "release", "refund",
-                    "lapse", "access"]
+                    "notified", "access"]
 GENESIS = bytes(32)
 """The `prev_hash` of the first entry."""
 _HASH_TAG = b"aaex/ledger/1\x00"
@@ -190,10 +190,9 @@ class Replay:
         elif kind == "delivery":
             if body["agreement_id"] not in self._agreements:
                 return "records a delivery for an agreement not recorded before it"
-        elif kind == "lapse":
-            if self._roles.get(body["agreement_id"]) != "seller" or settles != body["agreement_id"]:
-                return "lapses an agreement not recorded before it as a sale"
-            self._settled += 1
+        elif kind == "notified":
+            if body["agreement_id"] not in self._agreements:
+                return "notes a receipt sent for an agreement not recorded before it"
         elif kind != "access":
             return f"has an unknown kind {kind!r}"
         return None

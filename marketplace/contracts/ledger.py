@@ -320,30 +320,34 @@ class Ledger:
                                 delivered=agreement_id)
         return await self._write(record)
 
-    async def lapse(self, agreement_id: str, reason: str) -> Entry:
-        """Close a sale whose buyer never sent the task before the deadline and grace.
+    async def record_notified(self, agreement_id: str) -> Entry:
+        """Note that the seller has taken the receipt of purchase `agreement_id`.
 
-        Nothing moves and nobody owes anything: the buyer never escrowed it (it died before
-        recording the purchase) or never asked for the work. Closing twice returns the
-        first entry.
-
-        Raises:
-            UnknownAgreement: no sale `agreement_id` is recorded here.
-            UsageError: it is a purchase, or a delivery was made (that waits for a receipt).
+        Until then the node sends it again on every recovery pass (see
+        `unnotified_receipts`). Noting twice returns the first entry.
         """
-        body = {"agreement_id": agreement_id, "reason": reason, "at_ms": self._now_ms()}
+        body = {"agreement_id": agreement_id, "at_ms": self._now_ms()}
 
-        def close(c: sqlite3.Connection) -> Entry:
-            done = c.execute("SELECT seq FROM entries WHERE settled = ?",
-                             (agreement_id,)).fetchone()
+        def note(c: sqlite3.Connection) -> Entry:
+            done = c.execute("SELECT seq FROM entries WHERE kind = 'notified' AND "
+                             "agreement_id = ?", (agreement_id,)).fetchone()
             if done is not None:
                 return store.entry_at(c, done[0])
-            if store.role_of(c, agreement_id) != "seller" or c.execute(
-                    "SELECT 1 FROM entries WHERE delivered = ?", (agreement_id,)).fetchone():
-                raise UsageError(f"agreement {agreement_id[:12]} is not an undelivered sale")
-            return store.append(c, "lapse", body, agreement_id=agreement_id,
-                                settled=agreement_id)
-        return await self._write(close)
+            store.role_of(c, agreement_id)
+            return store.append(c, "notified", body, agreement_id=agreement_id)
+        return await self._write(note)
+
+    async def unnotified_receipts(self) -> list[tuple[SignedAgreement, SignedReceipt]]:
+        """Settled purchases whose seller has not taken the receipt yet."""
+        def read(c: sqlite3.Connection) -> list[tuple[SignedAgreement, SignedReceipt]]:
+            rows = c.execute(
+                "SELECT a.body, s.body FROM entries s JOIN entries a ON a.recorded = s.settled "
+                "WHERE s.settled IS NOT NULL AND json_extract(s.body, '$.role') = 'buyer' "
+                "AND s.settled NOT IN (SELECT agreement_id FROM entries WHERE kind = 'notified')"
+                " ORDER BY s.seq").fetchall()
+            return [(store.decode_agreement(a), SignedReceipt.from_wire(
+                bytes.fromhex(json.loads(s)["receipt"]))) for a, s in rows]
+        return await self._run(read)
 
     async def record_access(self, actor: str, data: str, purpose: str, *,
                             agreement_id: str | None = None) -> Entry:
@@ -421,16 +425,9 @@ class Ledger:
                 "SELECT a.body, s.body FROM entries a LEFT JOIN entries s "
                 "ON s.settled = a.recorded WHERE a.recorded IS NOT NULL ORDER BY a.seq"
             ).fetchall()
-            found = []
-            for a, s in rows:
-                settled = None if s is None else json.loads(s)
-                if settled is not None and "receipt" not in settled:  # a lapsed sale
-                    found.append(replace(line_of(store.decode_agreement(a), None),
-                                         verdict="lapsed"))
-                    continue
-                found.append(line_of(store.decode_agreement(a), None if settled is None else
-                                     SignedReceipt.from_wire(bytes.fromhex(settled["receipt"]))))
-            return found
+            return [line_of(store.decode_agreement(a), None if s is None else
+                            SignedReceipt.from_wire(bytes.fromhex(json.loads(s)["receipt"])))
+                    for a, s in rows]
         return await self._run(read)
 
     async def statement(self, partner: str) -> Statement:
@@ -462,7 +459,7 @@ class Ledger:
         def read(c: sqlite3.Connection) -> list[tuple[SignedAgreement, SignedReceipt]]:
             rows = c.execute(
                 "SELECT a.body, s.body FROM entries s JOIN entries a ON a.recorded = s.settled "
-                "WHERE s.settled IS NOT NULL AND s.kind != 'lapse' ORDER BY s.seq").fetchall()
+                "WHERE s.settled IS NOT NULL ORDER BY s.seq").fetchall()
             return [(store.decode_agreement(a), SignedReceipt.from_wire(
                 bytes.fromhex(json.loads(s)["receipt"]))) for a, s in rows]
         return await self._run(read)

@@ -245,8 +245,6 @@ def settlement_of(c: sqlite3.Connection, agreement_id: str) -> Settlement | None
     if row is None:
         return None
     body = json.loads(row[1])
-    if "receipt_id" not in body:  # a lapsed sale: the buyer never sent the task
-        return Settlement(agreement_id, "", "not_delivered", 0, 0, row[0])
     return Settlement(agreement_id, body["receipt_id"], body["verdict"], body["to_seller"],
                       body["to_buyer"], row[0])
 

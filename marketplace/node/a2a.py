@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from aaex_agents import Agent
 from aaex_agents.envelope import new_id
+from aaex_agents.errors import UsageError
 from aaex_agents.interop import AddressBinding, ChatMessage, InteropMetrics
 from aaex_agents.interop.base import handler_for, run_handler
 from aaex_agents.model import ErrorReply
@@ -83,8 +84,11 @@ class OfferLike(Protocol):
 Offers = Callable[[Agent], Sequence[OfferLike]]
 
 
-class RpcError(Exception):
-    """An error answered to the JSON-RPC caller; `code` and `reason` from the table above."""
+class RpcError(UsageError):
+    """An error answered to the JSON-RPC caller; `code` and `reason` from the table above.
+
+    The caller misused the A2A API (a UsageError of theirs); it never leaves the listener.
+    """
 
     def __init__(self, error: tuple[int, str], message: str) -> None:
         self.code, self.reason = error

@@ -263,7 +263,7 @@ async def _resolve_forever(node: Node) -> None:
     while True:
         try:
             await resolve_open(node.ledger, node.market, dict(runtime.agents),
-                               runtime.context, grace=settings.grace, clock=runtime.clock)
+                               runtime.context, grace=settings.grace)
         except AaexError:  # the books could not be read this time; the next pass retries
             logger.error("resolving open agreements failed", exc_info=True)
         await runtime.clock.sleep(settings.resolve_period)

@@ -55,6 +55,9 @@ class Books(Protocol):
     async def settle(self, signed: SignedReceipt) -> object:
         """Pay or refund by the receipt, exactly once."""
 
+    async def record_notified(self, agreement_id: str) -> object:
+        """Note that the seller took the receipt."""
+
 
 @dataclass
 class Attempt:
@@ -295,12 +298,25 @@ class Delegator:
         logger.info("settled %s: %s", signed.id[:12], receipt.receipt.verdict,
                     extra={"event": "settled", "agreement_id": signed.id,
                            "verdict": receipt.receipt.verdict})
-        try:
-            await ctx.send(agreement.seller, ReceiptNotice(receipt=receipt.to_wire()), timeout=2)
-        except (AaexError, TimeoutError) as exc:
-            logger.info("receipt not delivered to %s (it can ask again): %s",
-                        agreement.seller, exc)
+        await self.notify(ctx, signed, receipt)
         return receipt
+
+    async def notify(self, ctx: Context, signed: SignedAgreement,
+                     receipt: SignedReceipt) -> bool:
+        """Hand the seller its receipt; True once it took it (then noted on the books).
+
+        A seller that is down gets it again on a later recovery pass, so its own books
+        learn of the settlement, a penalty included, once it is back.
+        """
+        seller = signed.agreement.seller
+        try:
+            await ctx.send(seller, ReceiptNotice(receipt=receipt.to_wire()), timeout=2)
+        except (AaexError, TimeoutError) as exc:
+            logger.info("receipt not delivered to %s (sent again later): %s", seller, exc)
+            return False
+        if self._books is not None:
+            await self._books.record_notified(signed.id)
+        return True
 
     async def resolve(self, ctx: Context, signed: SignedAgreement, task: dict[str, Any] | None,
                       kept: Mapping[str, Any] | None, *, grace: float) -> str:

@@ -4,9 +4,11 @@ A buyer can die between any two steps of a delegation (escrow held, task sent, d
 received, receipt signed). Each step is on its books before the next begins, so after a
 restart `resolve_open` finds every agreement still open and brings it to its end through
 `Delegator.resolve`: settled by a kept or recovered delivery, the task sent again while time
-is left, or refunded as not delivered once its deadline plus `grace` has passed. A sale on a
-seller's books whose task never came is closed (``lapse``) after the same deadline and grace;
-a sale that was delivered waits for the buyer's receipt, which the buyer's own pass sends.
+is left, or refunded as not delivered once its deadline plus `grace` has passed. A receipt the
+seller did not get (it was down) is sent again on every pass until the seller has taken it,
+so a seller's books learn of every settlement, penalties included, once it is back. A sale
+whose buyer died before booking it stays open on the seller's books: no money is involved,
+and reconciliation shows it.
 Settlement is exactly once on the books (the ledger refuses a second payout), so running
 this while a delegation is still live, or twice, is harmless.
 """
@@ -18,7 +20,6 @@ from collections import Counter
 from collections.abc import Callable
 
 from aaex_agents import Agent, Context
-from aaex_agents.clock import Clock
 from aaex_agents.errors import AaexError
 
 from ..contracts.ledger import Ledger
@@ -28,26 +29,16 @@ logger = logging.getLogger(__name__)
 
 
 async def resolve_open(ledger: Ledger, market: NodeMarket, agents: dict[str, Agent],
-                       context: Callable[[Agent], Context], *, grace: float,
-                       clock: Clock) -> Counter[str]:
+                       context: Callable[[Agent], Context], *, grace: float) -> Counter[str]:
     """One pass over the open purchases of the hosted `agents`; counts what happened.
 
     Never raises for one agreement: a failure is logged and the agreement stays open for
     the next pass.
     """
     outcomes: Counter[str] = Counter()
-    now_ms = int(clock.now() * 1000)
     for open_ in await ledger.open_agreements():
-        terms = open_.signed.agreement.terms
-        if open_.role == "seller":
-            # A sale whose buyer never sent the task (it died before booking the purchase):
-            # closed on our books once the deadline and the grace are past; nobody owes.
-            if open_.delivery is None and now_ms > terms.deadline_ms + grace * 1000:
-                await ledger.lapse(open_.signed.id, "no task before the deadline")
-                outcomes["lapsed"] += 1
-            continue
         buyer = agents.get(open_.signed.agreement.buyer)
-        if buyer is None:
+        if open_.role != "buyer" or buyer is None:
             continue
         try:
             outcome = await market.for_agent(buyer.address).resolve(
@@ -60,4 +51,9 @@ async def resolve_open(ledger: Ledger, market: NodeMarket, agents: dict[str, Age
         if outcome == "settled":
             logger.info("resolved open agreement %s with %s", open_.signed.id[:12],
                         open_.signed.agreement.seller)
+    for signed, receipt in await ledger.unnotified_receipts():
+        buyer = agents.get(signed.agreement.buyer)
+        if buyer is not None and await market.for_agent(buyer.address).notify(
+                context(buyer), signed, receipt):
+            outcomes["notified"] += 1
     return outcomes
