@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from decimal import Decimal
 
 import pytest
@@ -10,6 +11,9 @@ import pytest
 from aaex_agents import UsageError
 from aaex_agents.testing import ManualClock
 from marketplace.cli.console import Progress, display_width, render_table
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+"""Escape codes (colour, cursor moves, erase line), removed to read what a terminal shows."""
 
 
 class TerminalDouble(io.StringIO):
@@ -29,7 +33,7 @@ def test_numbers_right_strings_left_with_a_rule_under_the_header() -> None:
     )
     assert table.splitlines() == [
         "store  units  price  note",
-        "-----  -----  -----  ----",
+        "-------------------------",
         "S01        7    1.5  ok",
         "S10     1200  12.25",
         "S2        -3    0.0  True",
@@ -39,8 +43,10 @@ def test_numbers_right_strings_left_with_a_rule_under_the_header() -> None:
 def test_title_goes_above_and_align_overrides_the_default() -> None:
     table = render_table(["id", "cost"], [("a", "1.0 km"), ("bb", "12.5 km")],
                          align="lr", title="Routes")
-    assert table.splitlines() == ["Routes", "id     cost", "--  -------", "a    1.0 km",
+    assert table.splitlines() == ["Routes", "id     cost", "-----------", "a    1.0 km",
                                   "bb  12.5 km"]
+    wide = "Routes: 12.5 km in total, feasible"
+    assert render_table(["a"], [(1,)], title=wide).splitlines() == [wide, "a", "-", "1"]
 
 
 def test_wide_and_combining_characters_keep_columns_aligned() -> None:
@@ -52,15 +58,16 @@ def test_wide_and_combining_characters_keep_columns_aligned() -> None:
     assert display_width("東京") == 4 and display_width("Zu\u0308rich") == 6
 
 
-def test_no_trailing_spaces_and_one_line_per_row() -> None:
-    table = render_table(["a", "b"], [("x\ny", ""), ("long text", "")])
+def test_plain_text_one_line_per_row_and_no_trailing_spaces() -> None:
+    table = render_table(["a", "b"], [("x\ny", ""), ("long text", ""), ("[bold]z[/]", ":smile:")])
     assert table.splitlines()[2] == "x y"
+    assert table.splitlines()[4] == "[bold]z[/]  :smile:"  # no markup, no emoji, no colour
     assert all(line == line.rstrip() for line in table.splitlines())
-    assert len(table.splitlines()) == 4
+    assert len(table.splitlines()) == 5 and "\x1b" not in table
 
 
 def test_an_empty_table_is_header_and_rule() -> None:
-    assert render_table(["seq", "kind"], []) == "seq  kind\n---  ----"
+    assert render_table(["seq", "kind"], []) == "seq  kind\n---------"
 
 
 def test_mismatched_rows_and_align_are_named() -> None:
@@ -73,7 +80,9 @@ def test_mismatched_rows_and_align_are_named() -> None:
 # --- Progress, not a terminal --------------------------------------------------------------
 
 
-def test_a_pipe_gets_one_plain_line_per_status_and_a_final_line() -> None:
+def test_a_pipe_gets_one_plain_line_per_status_and_a_final_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich would take a pipe for a terminal with it
     stream, clock = io.StringIO(), ManualClock()
     with Progress(total=4, label="demo", stream=stream, clock=clock) as progress:
         progress.update(status="forecasting")
@@ -116,20 +125,21 @@ def test_closed_progress_refuses_reuse_and_repr_shows_state() -> None:
 # --- Progress on a terminal --------------------------------------------------------------
 
 
-def test_a_terminal_gets_one_line_redrawn_with_carriage_returns() -> None:
+def test_a_terminal_gets_one_line_redrawn_in_place() -> None:
     stream, clock = TerminalDouble(), ManualClock()
     with Progress(total=10, label="demo", stream=stream, clock=clock) as progress:
         clock.advance(12.34)
-        progress.update(advance=3, status="forecasting S01-S05")
+        progress.update(advance=3, status="forecasting [S01-S05]")
         progress.update(advance=7, status="routing")
     out = stream.getvalue()
-    frames = out.split("\r")
-    assert "demo [######..............] 3/10 forecasting S01-S05  12.3 s" in frames
-    # The shorter frame is padded with spaces over the longer one before it, no escape codes.
-    assert any(f.startswith("demo [####################] 10/10 routing  12.3 s   ") for f in frames)
-    assert "\x1b" not in out
+    frames = [ANSI.sub("", frame) for frame in out.split("\r")]
+    # rich's line: label, bar, count, status (as typed, no markup), elapsed seconds.
+    assert any(f.startswith("demo ") and f.endswith(" 3/10 forecasting [S01-S05] 12.3 s")
+               for f in frames)
+    assert any(f.startswith("demo ") and " 10/10 routing 12.3 s" in f for f in frames)
+    # Each redraw returns to the line's start and erases it: one line, redrawn in place.
+    assert out.count("\r\x1b[2K") >= 2
     assert out.endswith("demo: 10/10 done in 12.3 s\n")
-    assert out.count("\n") == 1
 
 
 def test_log_on_a_terminal_prints_above_and_redraws_the_bar() -> None:
@@ -137,10 +147,9 @@ def test_log_on_a_terminal_prints_above_and_redraws_the_bar() -> None:
     with Progress(total=2, label="demo", stream=stream, clock=ManualClock()) as progress:
         progress.update(advance=1, status="a")
         progress.log("hello")
-    lines = stream.getvalue().split("\n")
-    assert lines[0].rstrip().endswith("hello")
-    assert lines[0].split("\r")[-1] == "hello"
-    assert "demo [##########..........] 1/2 a  0.0 s" in lines[1].split("\r")
+    before, after = ANSI.sub("", stream.getvalue()).split("hello\n")
+    assert before.endswith("\r")  # the bar was erased for the line
+    assert after.split("\r")[0].endswith(" 1/2 a 0.0 s")  # and drawn again below it
 
 
 def test_small_steps_on_a_terminal_are_redrawn_at_most_every_tenth_of_a_second() -> None:

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -36,19 +37,63 @@ settings = { cost = 2.0, exponent = 4.0 }
 
 
 @pytest.mark.parametrize(("document", "message"), [
-    ({"node": {"htp": "x"}}, "unknown field(s) ['htp']"),
+    ({"node": {"htp": "x"}}, "node.htp: unknown key; did you mean 'http'?"),
     ({"node": {"http": "localhost"}}, "node.http = 'localhost': write host:port"),
     ({"agents": [{"name": "a"}]}, "agents[0].class is required"),
     ({"agents": [{"name": "a", "class": "no_colon"}]}, "write 'package.module:ClassName'"),
-    ({"agents": [{"name": "a", "class": "x:Y", "colour": 1}]}, "unknown field(s) ['colour']"),
+    ({"agents": [{"name": "a", "class": "x:Y", "colour": 1}]}, "agents[0].colour: unknown key"),
     ({"whitelists": {"forecast.demand": ["aaex1bad"]}}, "whitelists.forecast.demand"),
-    ({"node": {"seeds": "one"}}, "node.seeds must be a list of strings"),
-    ({"nodes": {}}, "unknown section(s) ['nodes']"),
+    ({"node": {"seeds": "one"}}, "node.seeds = 'one': write a list"),
+    ({"node": {"p2p": ["/ip4/127.0.0.1/tcp/0", 7]}}, "node.p2p[1] = 7: write a string"),
+    ({"node": {"drain_timeout": -1}}, "node.drain_timeout = -1: must be zero or more"),
+    ({"node": "x"}, "node = 'x': write a table"),
+    ({"nodes": {}}, "nodes: unknown key; did you mean 'node'?"),
+    ({"http": "127.0.0.1:0"}, "http: unknown key"),  # a [node] key above the [node] header
 ])
 def test_bad_config_names_the_field(document: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigError) as caught:
         parse_config(document, base=Path("."))
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"costt": 2.0}, "agents.forecaster.settings.costt: unknown key; did you mean 'cost'?"),
+    ({"cost": "cheap"}, "agents.forecaster.settings.cost = 'cheap': write a number"),
+    ({"exponent": 4.0}, "agents.forecaster.settings.cost is required"),
+    ({"cost": 2.0, "max_dialogues": 2.5}, "settings.max_dialogues = 2.5: write an integer"),
+])
+def test_agent_settings_are_checked_against_the_class(tmp_path: Path, settings: dict[str, Any],
+                                                      message: str) -> None:
+    from marketplace.node.node import build_agent
+
+    config = parse_config({"agents": [{"name": "forecaster", "settings": settings,
+                                       "class": "tests.peers.seller_peer:ForecastSeller"}]},
+                          base=tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        build_agent(config.agents[0], config)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    (NODE_TOML.replace("cost = 2.0", 'cost = "cheap"'),
+     "aaex: agents.forecaster.settings.cost = 'cheap': write a number"),
+    (NODE_TOML.replace("refresh_period", "refresh_perod"),
+     "aaex: node.refresh_perod: unknown key; did you mean 'refresh_period'?"),
+])
+def test_node_run_with_a_bad_config_prints_one_line_and_fails(tmp_path: Path, toml: str,
+                                                              message: str) -> None:
+    import subprocess
+
+    from aaex_agents import Identity
+
+    Identity.generate().save(tmp_path / "node.key")  # no "created key" log line before the error
+    (tmp_path / "bad.toml").write_text(toml)
+    result = subprocess.run([sys.executable, "-m", "marketplace.cli", "node", "run", "--config",
+                             str(tmp_path / "bad.toml")], capture_output=True, text=True,
+                            timeout=60, check=False, cwd=ROOT)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [result.stderr.strip()]  # one line, no traceback
+    assert result.stderr.startswith(message)
 
 
 def test_config_file_errors(tmp_path: Path) -> None:

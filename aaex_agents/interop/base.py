@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from ..model import Message
     from ..runtime import Runtime
 
-Sample = tuple[str, str, dict[str, str], float]
 """(name, help, labels, value): one Prometheus sample."""
 
 
@@ -57,17 +56,6 @@ class InteropMetrics:
     def reject(self, protocol: str, reason: str) -> None:
         """Count one refused message."""
         self.rejected[(protocol, reason)] += 1
-
-    def samples(self) -> list[Sample]:
-        """Prometheus samples: ``aaex_interop_{received,sent,rejected}_total``."""
-        out: list[Sample] = []
-        out += [("aaex_interop_received_total", "Interop messages accepted, by protocol",
-                 {"protocol": p}, n) for p, n in sorted(self.received.items())]
-        out += [("aaex_interop_sent_total", "Interop messages sent, by protocol",
-                 {"protocol": p}, n) for p, n in sorted(self.sent.items())]
-        out += [("aaex_interop_rejected_total", "Interop messages refused, by protocol and reason",
-                 {"protocol": p, "reason": r}, n) for (p, r), n in sorted(self.rejected.items())]
-        return out
 
 
 def handler_for(agent: Agent, cls: type[Message]) -> HandlerSpec | None:

@@ -1,38 +1,38 @@
-"""Terminal output for people watching long work: aligned tables and a progress line.
+"""Terminal output for people watching long work: aligned tables and a progress line, by `rich`.
 
-Why here and not a dependency: the CLI and the supply-chain demo need two small things (a
-table that lines up and a progress display that behaves in CI logs) and `rich` or `tqdm` would
-bring far more than that. Both write plain text only:
-
-- `render_table` returns a string; the caller prints it.
-- `Progress` redraws one line with a carriage return on a terminal, and on anything else (a
-  pipe, a CI log, a file) prints one plain line each time the step text changes, so logs keep
-  no carriage returns or escape codes. It never starts a task or a thread: it draws only when
-  called, so the elapsed time it shows is as fresh as the last call.
+- `render_table` returns a string; the caller prints it. `rich` lays it out, counting terminal
+  columns (wide East Asian characters take two, combining marks none), and the result is
+  plain text: no colour, no escape codes, no trailing spaces.
+- `Progress` shows a `rich` progress line redrawn in place on a terminal, and on anything else
+  (a pipe, a CI log, a file) prints one plain line each time the step text changes, so logs
+  keep no carriage returns or escape codes. It never starts a task or a thread (`rich`'s
+  auto-refresh is off): it draws only when called, so the elapsed time it shows is as fresh
+  as the last call.
 """
 
 from __future__ import annotations
 
-import os
+import io
 import sys
-import unicodedata
 from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
 from types import TracebackType
 from typing import Self, TextIO
 
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console
+from rich.progress import BarColumn, ProgressColumn, TaskID, TextColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Column, Table
+
 from aaex_agents import Clock, SystemClock, UsageError
 
 __all__ = ["Progress", "display_width", "render_table"]
 
-_GUTTER = "  "
-"""Between two columns; matches the CLI's tables from before this module existed."""
-
-
-def _cell_text(value: object) -> str:
-    # A line break inside a cell would break every column after it, so cells are one line.
-    return "" if value is None else " ".join(str(value).splitlines())
+_RULE_UNDER_HEADER = box.Box("    \n    \n -- \n    \n    \n    \n    \n    \n", ascii=True)
+"""No borders, no column lines: only a rule of "-" under the header, plain in any log."""
 
 
 def display_width(text: str) -> int:
@@ -41,17 +41,12 @@ def display_width(text: str) -> int:
     Why not `len`: a table of store names in Japanese, or with accents written as combining
     marks, would otherwise lose its alignment.
     """
-    width = 0
-    for char in text:
-        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
-            continue
-        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
-    return width
+    return cell_len(text)
 
 
-def _pad(text: str, width: int, align: str) -> str:
-    fill = " " * (width - display_width(text))
-    return fill + text if align == "r" else text + fill
+def _cell_text(value: object) -> str:
+    # A line break inside a cell would break every column after it, so cells are one line.
+    return "" if value is None else " ".join(str(value).splitlines())
 
 
 def _is_number(value: object) -> bool:
@@ -64,6 +59,12 @@ def _default_align(column: list[object]) -> str:
     return "r" if values and all(_is_number(v) for v in values) else "l"
 
 
+def _plain_console(stream: TextIO, width: int) -> Console:
+    """A console that writes text as given: no markup, colour, emoji or highlighting."""
+    return Console(file=stream, width=width, force_terminal=False, color_system=None,
+                   markup=False, emoji=False, highlight=False)
+
+
 def render_table(
     headers: Sequence[str],
     rows: Sequence[Sequence[object]],
@@ -73,11 +74,11 @@ def render_table(
 ) -> str:
     r"""Lay out rows as text columns with a rule under the header, for people to read.
 
-    Cells are shown with `str()` (None as empty). A column whose cells are all numbers is
-    right-aligned so that digits line up; any other column is left-aligned. Format floats
-    yourself (e.g. `f"{x:.1f}"`) and pass `align` when a column of formatted numbers should
-    stay right-aligned. Widths count terminal columns, so wide and combining characters line
-    up. Lines carry no trailing spaces.
+    Cells are shown with `str()` (None as empty), as plain text (``[bold]`` stays as typed).
+    A column whose cells are all numbers is right-aligned so that digits line up; any other
+    column is left-aligned. Format floats yourself (e.g. `f"{x:.1f}"`) and pass `align` when
+    a column of formatted numbers should stay right-aligned. Widths count terminal columns, so
+    wide and combining characters line up. Lines carry no trailing spaces.
 
     Args:
         headers: Column names; they set the number of columns.
@@ -107,21 +108,21 @@ def render_table(
             f"render_table: align={align!r} for {columns} columns; pass one letter per "
             f"column, each 'l' or 'r', e.g. {'l' + 'r' * (columns - 1)!r}"
         )
-    cells = [[_cell_text(h) for h in headers], *[[_cell_text(c) for c in row] for row in rows]]
-    widths = [max(display_width(line[i]) for line in cells) for i in range(columns)]
+    # Two spaces between columns: one of padding, one for the (blank) column line.
+    table = Table(box=_RULE_UNDER_HEADER, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0),
+                  header_style="")
+    for header, letter in zip(headers, align, strict=True):
+        table.add_column(_cell_text(header), justify="right" if letter == "r" else "left",
+                         no_wrap=True)
+    for row in rows:
+        table.add_row(*(_cell_text(cell) for cell in row))
+    out = io.StringIO()
+    # Wide enough that nothing wraps: the table takes its natural width.
+    _plain_console(out, width=1_000_000).print(table)
+    lines = [line.rstrip() for line in out.getvalue().splitlines()]
+    # The title is a line of its own, not rich's: rich would wrap it to the table's width.
+    return "\n".join([title, *lines] if title else lines)
 
-    def line(texts: list[str]) -> str:
-        return _GUTTER.join(_pad(t, w, a) for t, w, a in zip(texts, widths, align, strict=True))
-
-    lines = [line(texts).rstrip() for texts in cells]
-    lines.insert(1, _GUTTER.join("-" * w for w in widths))
-    if title:
-        lines.insert(0, title)
-    return "\n".join(lines)
-
-
-_BAR_WIDTH = 20
-"""Characters inside the brackets of the progress bar."""
 
 _MIN_REDRAW_S = 0.1
 """On a terminal, a count that moves less than a percent is redrawn at most this often (a new
@@ -129,32 +130,11 @@ status or a whole percent always redraws), so a loop that advances thousands of 
 few hundred writes rather than thousands."""
 
 
-def _terminal_columns(stream: TextIO) -> int:
-    # Not shutil.get_terminal_size: it measures stdout, and the progress line goes to `stream`.
-    try:
-        return os.get_terminal_size(stream.fileno()).columns
-    except (AttributeError, ValueError, OSError):
-        return 80
-
-
-def _clip(text: str, width: int) -> str:
-    # A line longer than the terminal wraps, and "\r" then returns only to the wrapped part,
-    # leaving the rest on screen; so the live line is cut to fit.
-    if display_width(text) <= width:
-        return text
-    out = ""
-    for char in text:
-        if display_width(out + char) > width - 1:
-            break
-        out += char
-    return out + "…"
-
-
 class Progress:
     r"""Progress of a count of items or of named steps, written to a text stream.
 
-    On a terminal (`stream.isatty()`) the progress is one line redrawn in place with "\r",
-    e.g. `supply-chain demo [######..............] 3/10 forecasting S01-S05  12.3 s`. On anything
+    On a terminal (`stream.isatty()`) the progress is one `rich` line redrawn in place, e.g.
+    ``supply-chain demo ━━━━━━━━━━━━━━━━━━━━ 3/10 forecasting S01-S05 12.3 s``. On anything
     else a line is printed each time the status text changes, and never a "\r" or an escape
     code. Closing prints a last line with the elapsed seconds; as a context manager it closes on
     exit, saying "stopped" instead of "done" when the block raised. A call does a write or two
@@ -193,11 +173,16 @@ class Progress:
         self.label = label
         self.completed = 0
         self.status = ""
-        self._stream = stream
         self._clock = clock or SystemClock()
         self._started = self._clock.now()
         self._live = bool(getattr(stream, "isatty", lambda: False)())
-        self._drawn = 0  # display width of the live line now on screen; 0 when none
+        # Decided here, not by rich's environment rules (FORCE_COLOR...), so a pipe stays plain.
+        self._console = Console(file=stream, force_terminal=self._live, markup=False,
+                                emoji=False, highlight=False)
+        self._task = TaskID(0)
+        # Made now, so its elapsed time counts from here; it writes nothing until started.
+        self._bar = self._live_line() if self._live else None
+        self._shown = False
         self._last_draw = float("-inf")
         self._drawn_key: tuple[str, int] | None = None
         self._closed = False
@@ -250,7 +235,7 @@ class Progress:
                     or self._clock.now() - self._last_draw >= _MIN_REDRAW_S):
                 self._draw()
         elif changed:
-            self._write(self._plain_line() + "\n")
+            self._print(self._plain_line())
 
     def log(self, line: str) -> None:
         """Print a line above the progress line without breaking it.
@@ -259,12 +244,7 @@ class Progress:
             UsageError: The progress is closed; print directly instead.
         """
         self._check_open("log")
-        if self._live:
-            self._write(self._erase() + line + "\n")
-            self._drawn = 0
-            self._draw()
-        else:
-            self._write(line + "\n")
+        self._print(line)  # on a terminal, rich prints it above the live line and redraws
 
     def close(self, *, failed: bool = False) -> None:
         """Print the last line: "done" (or "stopped", if `failed`), the count and the seconds.
@@ -274,10 +254,10 @@ class Progress:
         """
         self._check_open("close")
         self._closed = True
+        if self._bar is not None and self._shown:
+            self._bar.stop()  # transient: the live line is erased, the cursor shown again
         word = "stopped after" if failed else "done in"
-        final = f"{self._prefix()}{self._count()} {word} {self.elapsed:.1f} s".strip()
-        self._write((self._erase() if self._live else "") + final + "\n")
-        self._drawn = 0
+        self._print(f"{self._prefix()}{self._count()} {word} {self.elapsed:.1f} s".strip())
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -298,24 +278,12 @@ class Progress:
     def _count(self) -> str:
         return f"{self.completed}/{self.total}" if self.total is not None else str(self.completed)
 
-    def _bar(self) -> str:
-        if not self.total:
-            return ""
-        filled = min(_BAR_WIDTH, _BAR_WIDTH * self.completed // self.total)
-        return "[" + "#" * filled + "." * (_BAR_WIDTH - filled) + "] "
-
-    def _live_line(self) -> str:
-        label = f"{self.label} " if self.label else ""
-        status = f" {self.status}" if self.status else ""
-        return f"{label}{self._bar()}{self._count()}{status}  {self.elapsed:.1f} s"
-
     def _plain_line(self) -> str:
         status = f" {self.status}" if self.status else ""
         return f"{self._prefix()}{self._count()}{status} ({self.elapsed:.1f} s)"
 
-    def _erase(self) -> str:
-        # Spaces, not an escape code, blank the old line: any terminal understands them.
-        return "\r" + " " * self._drawn + "\r" if self._drawn else ""
+    def _print(self, line: str) -> None:
+        self._console.print(line, soft_wrap=True)  # soft: a long line is not cut into two
 
     def _draw_key(self) -> tuple[str, int]:
         # What a redraw must not skip: a new status, and the count moving a whole percent.
@@ -325,13 +293,30 @@ class Progress:
         return self.status, -1
 
     def _draw(self) -> None:
-        text = _clip(self._live_line(), _terminal_columns(self._stream) - 1)
-        width = display_width(text)
-        self._write("\r" + text + " " * max(0, self._drawn - width))
-        self._drawn = width
+        if self._bar is None:
+            return
+        self._bar.update(self._task, completed=self.completed, status=self.status)
+        if self._shown:
+            self._bar.refresh()
+        else:
+            self._bar.start()  # draws the first frame
+            self._shown = True
         self._drawn_key = self._draw_key()
         self._last_draw = self._clock.now()
 
-    def _write(self, text: str) -> None:
-        self._stream.write(text)
-        self._stream.flush()
+    def _live_line(self) -> RichProgress:
+        """The rich display: label, bar (with a total), count, status, elapsed seconds."""
+        count = "{task.completed:.0f}" + ("/{task.total:.0f}" if self.total is not None else "")
+        columns: list[ProgressColumn] = [
+            TextColumn("{task.description}", markup=False),
+            *([BarColumn(bar_width=20)] if self.total is not None else []),
+            TextColumn(count, markup=False),
+            # The status is cut, not wrapped, when the terminal is narrow: one line.
+            TextColumn("{task.fields[status]}", markup=False,
+                       table_column=Column(no_wrap=True, overflow="ellipsis")),
+            TextColumn("{task.elapsed:.1f} s", markup=False)]
+        bar = RichProgress(*columns, console=self._console, auto_refresh=False, transient=True,
+                           redirect_stdout=False, redirect_stderr=False,
+                           get_time=self._clock.now)
+        self._task = bar.add_task(self.label, total=self.total, status=self.status)
+        return bar

@@ -1,4 +1,4 @@
-"""The node's local admin API (JSON) and its Prometheus `/metrics`.
+"""The node's local admin API (JSON) and its Prometheus `/metrics` (see `metrics`).
 
 Read-only views of what the node owns: status, agents, ads held and published, dialogues,
 agreements, ledger entries and balances. It listens on loopback by default: it is for the
@@ -16,9 +16,11 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from prometheus_client.exposition import choose_encoder
 
 from ..contracts.errors import LedgerTampered
 from ..trade.negotiation import Seller
+from .metrics import node_registry
 
 if TYPE_CHECKING:
     from .node import Node
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # The live web view: one static page that polls the JSON endpoints below (package data).
-_PAGE = resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
+_PAGE = resources.files("marketplace.node").joinpath("static/index.html").read_text(
+    encoding="utf-8")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -88,13 +91,12 @@ def build_app(node: Node) -> web.Application:
     async def page(request: web.Request) -> web.Response:
         return web.Response(text=_PAGE, content_type="text/html", charset="utf-8")
 
+    registry, collector = node_registry(node)
+
     async def metrics(request: web.Request) -> web.Response:
-        recorded, settled = await node.ledger.counts()
-        ledger_samples: list[tuple[str, str, dict[str, str], float]] = [
-            ("aaex_agreements_total", "Agreements recorded in the ledger", {}, recorded),
-            ("aaex_settlements_total", "Agreements settled (paid or refunded)", {}, settled)]
-        return web.Response(text=node.metrics_text(ledger_samples), content_type="text/plain",
-                            charset="utf-8")
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        collector.ledger_counts = await node.ledger.counts()  # then read in one go, no await
+        return web.Response(body=encode(registry), headers={"Content-Type": content_type})
 
     for path, view in (("/", page), ("/status", status), ("/agents", agents), ("/ads", ads),
                        ("/dialogues", dialogues), ("/agreements", agreements),
@@ -116,21 +118,6 @@ async def serve_admin(node: Node, host: str, port: int) -> AsyncIterator[str]:
         yield url
     finally:
         await runner.cleanup()
-
-
-def prometheus(samples: list[tuple[str, str, dict[str, str], float]]) -> str:
-    """Prometheus text exposition of (name, help, labels, value) samples."""
-    lines: list[str] = []
-    seen: set[str] = set()
-    for name, help_text, labels, value in samples:
-        if name not in seen:
-            seen.add(name)
-            # Prometheus naming: counters, and only counters, end in _total.
-            kind = "counter" if name.endswith("_total") else "gauge"
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        label_text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        lines.append(f"{name}{{{label_text}}} {value}" if label_text else f"{name} {value}")
-    return "\n".join(lines) + "\n"
 
 
 def uptime_since(started: float) -> float:

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +36,7 @@ from aaex_agents import (
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.directory import Directory
 from aaex_agents.errors import AaexError, KeyFileError, UsageError
-from aaex_agents.llm import LLMMetrics, LLMService
+from aaex_agents.llm import LLMService
 from aaex_agents.runtime import Runtime
 from aaex_agents.transport.base import Transport
 from aaex_agents.transport.libp2p import Libp2pConfig, Libp2pHost, Libp2pTransport, open_libp2p_host
@@ -53,10 +53,11 @@ from ..trade.policy import AccessControl, AccessList
 from ..trade.recovery import resolve_open
 from ..trade.selling import ServiceSeller
 from ..trade.strategies import SellerStrategy
-from .api import prometheus, serve_admin, uptime_since
+from .api import serve_admin, uptime_since
 from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
 from .interop import Interop, interop_status, open_interop
 from .llm import open_node_llm
+from .metrics import metrics_text
 
 logger = logging.getLogger(__name__)
 
@@ -109,62 +110,9 @@ class Node:
                 for advertiser in self.advertisers
                 for capability, acks in advertiser.acknowledgements.items()]
 
-    def metrics_text(self, extra: Sequence[tuple[str, str, dict[str, str], float]] = ()) -> str:
-        """Prometheus exposition of the node's counters (plus `extra` samples)."""
-        m = self.runtime.metrics
-        samples: list[tuple[str, str, dict[str, str], float]] = [*extra,
-            ("aaex_messages_in_total", "Envelopes accepted and handled", {}, m.received),
-            ("aaex_messages_out_total", "Envelopes sent", {}, m.sent),
-            ("aaex_handler_errors_total", "Handler failures answered with an error", {},
-             m.handler_errors)]
-        samples += [("aaex_messages_rejected_total", "Envelopes refused, by reason",
-                     {"reason": reason}, count) for reason, count in sorted(m.rejected.items())]
-        sellers = [a for a in self.runtime.agents.values() if isinstance(a, Seller)]
-        states: dict[str, int] = {}
-        for seller in sellers:
-            for dialogue in seller.dialogues.values():
-                states[dialogue.state.value] = states.get(dialogue.state.value, 0) + 1
-        samples += [("aaex_negotiations_total", "Negotiations seen by this node's sellers",
-                     {"state": state}, count) for state, count in sorted(states.items())]
-        if self.discovery is not None:
-            stats = self.discovery.stats
-            samples += [
-                ("aaex_dht_lookups_total", "Capability lookups", {}, stats.lookups),
-                ("aaex_dht_lookup_cache_hits_total", "Lookups answered from cache", {},
-                 stats.cache_hits),
-                ("aaex_dht_records_rejected_total", "Invalid records dropped", {},
-                 stats.rejected),
-                ("aaex_index_held_ads", "Ads this node holds as an index node", {},
-                 len(self.discovery.index))]
-        if self.llm is not None:
-            samples += llm_samples(self.llm.metrics)
-        if self.interop is not None:  # interop: uAgents and A2A traffic by protocol, reason
-            samples += self.interop.metrics.samples()
-        samples.append(("aaex_uptime_seconds", "Seconds since start", {},
-                        round(uptime_since(self.started), 3)))
-        return prometheus(samples)
-
-
-def llm_samples(m: LLMMetrics) -> list[tuple[str, str, dict[str, str], float]]:
-    """Prometheus samples of the shared LLM service's counters.
-
-    The generation rate is measured over the time the engine was busy, so idle time does not
-    dilute it; it reads 0 until a request has finished.
-    """
-    samples: list[tuple[str, str, dict[str, str], float]] = [
-        ("aaex_llm_requests_total", "LLM requests that reached the engine", {}, m.requests),
-        ("aaex_llm_completed_total", "LLM requests answered", {}, m.completed)]
-    samples += [("aaex_llm_errors_total", "LLM requests failed, by error", {"error": error},
-                 count) for error, count in sorted(m.errors.items())]
-    return [*samples,
-            ("aaex_llm_prompt_tokens_total", "Prompt tokens of answered requests", {},
-             m.prompt_tokens),
-            ("aaex_llm_completion_tokens_total", "Tokens generated for answered requests", {},
-             m.completion_tokens),
-            ("aaex_llm_tokens_per_second", "Generated tokens per second while busy", {},
-             round(m.tokens_per_second or 0.0, 3)),
-            ("aaex_llm_queue_wait_seconds_max", "Longest wait of a request for the engine",
-             {}, round(m.queue_wait_max, 6))]
+    def metrics_text(self) -> str:
+        """Prometheus exposition of the node's counters (`/metrics` adds the ledger's)."""
+        return metrics_text(self)
 
 
 def load_or_create_identity(path: Any) -> Identity:

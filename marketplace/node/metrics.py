@@ -1,0 +1,139 @@
+"""The node's Prometheus metrics: one `prometheus_client` registry per node, read at scrape time.
+
+The node keeps its figures where they are counted (the runtime, the sellers' dialogues, the
+DHT, the LLM service, the ledger); `NodeCollector` reads them when `/metrics` is scraped, so
+nothing is counted twice and nothing needs updating on the hot path. `prometheus_client` writes
+the exposition, escaping label values (a reason or an error name may hold any character).
+
+    registry, collector = node_registry(node)
+    collector.ledger_counts = await node.ledger.counts()   # the one figure read async
+    body = generate_latest(registry)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from ..trade.negotiation import Seller
+
+if TYPE_CHECKING:
+    from aaex_agents.llm import LLMMetrics
+
+    from .node import Node
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=value)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _counted_by(name: str, documentation: str, label: str,
+                counts: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, count in sorted(counts.items()):
+        family.add_metric([key], count)
+    return family
+
+
+class NodeCollector:
+    """Collects a node's live figures each time its registry is read.
+
+    Attributes:
+        ledger_counts: (agreements recorded, agreements settled) of the ledger, which only an
+            async call can read: the scraper sets it before each read; None leaves them out.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self.ledger_counts: tuple[int, int] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        """The node's metrics now; names end in ``_total`` for counters and only for them."""
+        node, m = self._node, self._node.runtime.metrics
+        if self.ledger_counts is not None:
+            recorded, settled = self.ledger_counts
+            yield _counter("aaex_agreements_total", "Agreements recorded in the ledger", recorded)
+            yield _counter("aaex_settlements_total", "Agreements settled (paid or refunded)",
+                           settled)
+        yield _counter("aaex_messages_in_total", "Envelopes accepted and handled", m.received)
+        yield _counter("aaex_messages_out_total", "Envelopes sent", m.sent)
+        yield _counter("aaex_handler_errors_total", "Handler failures answered with an error",
+                       m.handler_errors)
+        yield _counted_by("aaex_messages_rejected_total", "Envelopes refused, by reason",
+                          "reason", m.rejected)
+        states: dict[str, int] = {}
+        for agent in node.runtime.agents.values():
+            if isinstance(agent, Seller):
+                for dialogue in agent.dialogues.values():
+                    states[dialogue.state.value] = states.get(dialogue.state.value, 0) + 1
+        yield _counted_by("aaex_negotiations_total", "Negotiations seen by this node's sellers",
+                          "state", states)
+        if node.discovery is not None:
+            stats = node.discovery.stats
+            yield _counter("aaex_dht_lookups_total", "Capability lookups", stats.lookups)
+            yield _counter("aaex_dht_lookup_cache_hits_total", "Lookups answered from cache",
+                           stats.cache_hits)
+            yield _counter("aaex_dht_records_rejected_total", "Invalid records dropped",
+                           stats.rejected)
+            yield _gauge("aaex_index_held_ads", "Ads this node holds as an index node",
+                         len(node.discovery.index))
+        if node.llm is not None:
+            yield from llm_metrics(node.llm.metrics)
+        if node.interop is not None:  # uAgents and A2A traffic, by protocol and reason
+            interop = node.interop.metrics
+            yield _counted_by("aaex_interop_received_total",
+                              "Interop messages accepted, by protocol", "protocol",
+                              interop.received)
+            yield _counted_by("aaex_interop_sent_total", "Interop messages sent, by protocol",
+                              "protocol", interop.sent)
+            rejected = CounterMetricFamily("aaex_interop_rejected_total",
+                                           "Interop messages refused, by protocol and reason",
+                                           labels=["protocol", "reason"])
+            for (protocol, reason), count in sorted(interop.rejected.items()):
+                rejected.add_metric([protocol, reason], count)
+            yield rejected
+        yield _gauge("aaex_uptime_seconds", "Seconds since start", time.monotonic() - node.started)
+
+
+def llm_metrics(m: LLMMetrics) -> Iterator[Metric]:
+    """The shared LLM service's counters.
+
+    The generation rate is measured over the time the engine was busy, so idle time does not
+    dilute it; it reads 0 until a request has finished.
+    """
+    yield _counter("aaex_llm_requests_total", "LLM requests that reached the engine",
+                   m.requests)
+    yield _counter("aaex_llm_completed_total", "LLM requests answered", m.completed)
+    yield _counted_by("aaex_llm_errors_total", "LLM requests failed, by error", "error",
+                      m.errors)
+    yield _counter("aaex_llm_prompt_tokens_total", "Prompt tokens of answered requests",
+                   m.prompt_tokens)
+    yield _counter("aaex_llm_completion_tokens_total", "Tokens generated for answered requests",
+                   m.completion_tokens)
+    yield _gauge("aaex_llm_tokens_per_second", "Generated tokens per second while busy",
+                 m.tokens_per_second or 0.0)
+    yield _gauge("aaex_llm_queue_wait_seconds_max", "Longest wait of a request for the engine",
+                 m.queue_wait_max)
+
+
+def node_registry(node: Node) -> tuple[CollectorRegistry, NodeCollector]:
+    """A registry of `node`'s metrics alone (not the process-wide default registry)."""
+    registry = CollectorRegistry(auto_describe=False)
+    collector = NodeCollector(node)
+    registry.register(collector)
+    return registry, collector
+
+
+def metrics_text(node: Node) -> str:
+    """The Prometheus text exposition of `node`'s metrics, less the ledger's (see the module)."""
+    registry, _ = node_registry(node)
+    return generate_latest(registry).decode()
