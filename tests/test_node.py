@@ -70,7 +70,7 @@ def test_agent_settings_are_checked_against_the_class(tmp_path: Path, settings: 
                                        "class": "tests.peers.seller_peer:ForecastSeller"}]},
                           base=tmp_path)
     with pytest.raises(ConfigError) as caught:
-        build_agent(config.agents[0], config)
+        build_agent(config.agents[0], config, SystemClock())
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
