@@ -5,7 +5,8 @@ ledger (the node passes its own) it records every sale it countersigns, the deli
 and the receipt it gets, so its books show what it is owed and owes without trusting the
 buyer's. A delivery is kept until its receipt arrives: a buyer that died before reading it
 asks again with `DeliveryQuery` and gets the same signed delivery; a task for an agreement
-on the books is served after a restart too.
+on the books is served after a restart too. It answers a buyer's `StatementQuery` from the
+same books (marketplace.trade.statements).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..contracts.receipt import SignedReceipt
 from .contracting import task_hash
 from .errors import Refusal
 from .negotiation import Decline, DialogueState, Seller
+from .statements import StatementQuery, StatementReply, answer_statement
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +234,12 @@ class ServiceSeller(Seller):
             except UnknownAgreement:
                 return None
         return None
+
+    @handler
+    async def on_statement_query(self, ctx: Context,
+                                 msg: StatementQuery) -> StatementReply | Decline:
+        """Our books' statement of our trades with the asker, and nothing else."""
+        return await answer_statement(self.ledger, self.address, ctx.sender)
 
     @handler
     async def on_receipt(self, ctx: Context, msg: ReceiptNotice) -> None:
