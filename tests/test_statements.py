@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,8 @@ async def test_both_sides_reconcile_and_no_other_partys_deal_is_shown(tmp_path: 
                 await delegator.delegate(buyer_ctx, "forecast.demand", {"history": history},
                                          budget=5.0, deadline=10, max_latency_ms=500,
                                          progress=lambda event, _: events.append(event))
+            # Delivered and receipted: nothing is owed, so a draining node need not wait.
+            assert shop.owed_work(int(time.time() * 1000)) == 0
             answer = await buyer_ctx.ask(shop.address, StatementQuery())
             from_buyer = await reconcile(buyer_ctx, purchases, shop.address)
             from_seller = await reconcile(seller_ctx, sales, shopper.address)

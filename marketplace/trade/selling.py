@@ -128,6 +128,8 @@ class ServiceSeller(Seller):
         self.receipts: list[SignedReceipt] = []
         self._results: dict[str, Deliver] = {}
         self._working: set[str] = set()
+        self._receipted: set[str] = set()
+        """Agreements whose receipt arrived: their work is over, whatever the verdict."""
 
     async def agreed(self, wire: bytes) -> None:
         """Record the sale we just countersigned on our own books (no escrow: see books).
@@ -150,6 +152,7 @@ class ServiceSeller(Seller):
         return sum(1 for d in self.dialogues.values()
                    if d.state is DialogueState.AGREED and d.agreement is not None
                    and (signed := SignedAgreement.from_wire(d.agreement)).id not in self._results
+                   and signed.id not in self._receipted
                    and signed.agreement.terms.deadline_ms > now_ms)
 
     async def _is_our_sale(self, signed: SignedAgreement, wire: bytes) -> bool:
@@ -259,3 +262,4 @@ class ServiceSeller(Seller):
             except (UnknownAgreement, ContractRejected, AlreadySettled, LedgerError) as exc:
                 ctx.logger.warning("receipt %s not booked: %s", receipt.id[:12], exc)
         self._results.pop(receipt.receipt.agreement_id, None)
+        self._receipted.add(receipt.receipt.agreement_id)
