@@ -132,11 +132,12 @@ async def test_two_operators_fund_trade_and_reconcile_from_the_terminal(
             code, out, _ = await aaex(capsys, "account", "deposit", "--config", str(buyer_toml),
                                       "shopper", "25")
             assert code == 0 and "deposited 25 credits to shopper" in out
-            for _ in range(2):
+            # Once through the config's data dir, once naming the admin URL and token file.
+            for node in (["--config", str(buyer_toml), "--where", "strategy_exponent == 4.0"],
+                         ["--admin", admin, "--token-file", str(token_file)]):
                 code, out, err = await aaex(
-                    capsys, "market", "buy", "forecast.demand", "--config", str(buyer_toml),
-                    "--agent", "shopper", "--task", str(task), "--budget", "10",
-                    "--deadline", "30", "--json")
+                    capsys, "market", "buy", "forecast.demand", *node, "--agent", "shopper",
+                    "--task", str(task), "--budget", "10", "--deadline", "30", "--json")
                 assert code == 0, err
                 done = json.loads(out)
                 assert done["event"] == "done" and done["result"] == {"forecast": [20.0]}
@@ -177,6 +178,11 @@ async def test_two_operators_fund_trade_and_reconcile_from_the_terminal(
         code, out, _ = await aaex(capsys, "ledger", "verify", str(buyer_dir / "data" /
                                                                     "ledger.sqlite"))
         assert code == 0
+        # A node killed without cleaning up leaves a stale admin.json: the books still read.
+        (buyer_dir / "data" / "admin.json").write_text(json.dumps(
+            {"url": "http://127.0.0.1:9", "node": shopper["address"]}))
+        code, out, err = await aaex(capsys, "account", "show", "--config", str(buyer_toml))
+        assert code == 0 and "stale admin.json" in err and "shopper" in out
         code, _, err = await aaex(capsys, "account", "reconcile", "--config", str(buyer_toml),
                                   "--with", forecaster)
         assert code == 2 and "node not running" in err
