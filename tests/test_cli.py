@@ -82,7 +82,8 @@ def test_ledger_show_and_verify_then_tampering_is_found(
     asyncio.run(fund())
     assert main(["ledger", "show", str(path), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["balances"][funded] == {"available": 7_000_000, "held": 0}
+    assert shown["balances"][funded] == {"available": "7", "available_micro": 7_000_000,
+                                         "held": "0", "held_micro": 0}
     assert [e["kind"] for e in shown["entries"]] == ["deposit", "deposit"]
     assert main(["ledger", "verify", str(path)]) == 0
     assert "ledger verified: 2 entries" in capsys.readouterr().out

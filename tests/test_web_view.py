@@ -48,8 +48,8 @@ async def test_the_admin_api_serves_the_web_view(tmp_path: Path) -> None:
             assert response.status == 200
             assert response.content_type == "text/html"
             page = await response.text()
-    for endpoint in ("/status", "/agents", "/ads", "/dialogues", "/agreements", "/balances",
-                     "/ledger"):
+    for endpoint in ("/status", "/agents", "/ads", "/accounts", "/dialogues", "/agreements",
+                     "/balances", "/ledger"):
         assert endpoint in page
 
 
@@ -65,13 +65,13 @@ async def test_the_web_view_renders_live_node_state_in_chromium(tmp_path: Path) 
                 dialogue=new_dialogue_id(), capability="forecast.demand", max_price=10,
                 max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 60))
             assert isinstance(reply, Propose)
-        await node.ledger.deposit(buyer.address, 3_000_000)
+        await node.ledger.deposit(buyer.address, 3_250_000)
 
         dom = (await _chromium(node.admin_url + "/", "--dump-dom",
                                profile=tmp_path / "profile-dom")).decode()
         assert "forecaster" in dom                      # rendered from /agents
         assert "proposed" in dom                        # the live dialogue, from /dialogues
-        assert "3000000" in dom                         # the deposit, from /balances
+        assert "3.25" in dom                            # the deposit in credits, /balances
         assert "chain verified" in dom                  # from /ledger
         assert 'id="status">running' in dom       # the page reached the node
 

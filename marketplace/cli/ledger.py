@@ -28,6 +28,7 @@ def register(commands: Any) -> None:
 
 
 def _ledger_show(args: argparse.Namespace) -> int:
+    from ..contracts.credits import format_credits
     from ..contracts.ledger import open_ledger
 
     async def read() -> tuple[dict[str, Any], list[Any]]:
@@ -39,13 +40,15 @@ def _ledger_show(args: argparse.Namespace) -> int:
 
     balances, entries = asyncio.run(read())
     if args.json:
-        print(json.dumps({"balances": {a: {"available": v, "held": h}
+        print(json.dumps({"balances": {a: {"available": format_credits(v), "available_micro": v,
+                                           "held": format_credits(h), "held_micro": h}
                                        for a, (v, h) in balances.items()},
                           "entries": [{"seq": e.seq, "kind": e.kind, "hash": e.hash,
                                        "body": e.body} for e in entries]}))
         return 0
-    print(render_table(["address", "available", "held"],
-                 [(a, v, h) for a, (v, h) in balances.items()]))
+    print(render_table(["address", "available (credits)", "held (credits)"],
+                       [(a, format_credits(v), format_credits(h))
+                        for a, (v, h) in balances.items()], align="lrr"))
     print()
     print(render_table(["seq", "kind", "hash", "agreement"],
                  [(e.seq, e.kind, e.hash[:16], str(e.body.get("agreement_id", ""))[:16])

@@ -3,13 +3,19 @@
     aaex keys new agent.key [--passphrase-env VAR] [--force]
     aaex keys show agent.key [--passphrase-env VAR] [--json]
     aaex node run --config node.toml
-    aaex node status --admin http://127.0.0.1:8701 [--json]
+    aaex node status --config node.toml | --admin http://127.0.0.1:8701 [--json]
+    aaex account deposit|withdraw --config node.toml AGENT CREDITS
+    aaex account show --config node.toml [--json]
+    aaex account statement|reconcile --config node.toml --with ADDRESS [--json]
     aaex ledger show|verify data/ledger.sqlite [--json]
     aaex market search forecast.demand --seed /ip4/.../p2p/... [--where ...] [--max-price 5]
+    aaex market buy forecast.demand --config node.toml --agent NAME --task task.json
+        --budget 5 --deadline 60 [--where ...] [--json]
     aaex demo supply-chain [--stores 20] [--out supply-chain-demo] [--json]
 
-One module per command group (`keys`, `nodes`, `ledger`, `market`, `demos`), each adding
-its subcommands with `register`. The CLI is the application: it alone configures logging
+One module per command group (`keys`, `nodes`, `account`, `ledger`, `market`, `demos`),
+each adding its subcommands with `register`; `admin_client` is how a command reaches a
+running node (or finds it stopped). The CLI is the application: it alone configures logging
 (`logs`) and calls `asyncio.run`.
 """
 
@@ -22,7 +28,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aaex_agents import AaexError
 
-from . import demos, keys, ledger, logs, market, nodes
+from . import account, demos, keys, ledger, logs, market, nodes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-format", choices=["text", "json"], default="text",
                         help="json: one JSON object per log line, for log collectors")
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in (keys, nodes, ledger, market, demos):
+    for group in (keys, nodes, account, ledger, market, demos):
         group.register(commands)
     return parser
 

@@ -1,12 +1,29 @@
-"""`aaex market search`: find sellers of a capability through the DHT."""
+"""`aaex market search|buy`: find sellers of a capability, or buy through a running node.
+
+    aaex market search forecast.demand --seed /ip4/.../p2p/...
+    aaex market buy forecast.demand --config node.toml --agent shopper --task task.json \
+        --budget 5 --deadline 60 [--where "region == 'eu'"] [--json]
+
+`buy` asks the node (its admin API, with the token from its data dir; or `--admin URL
+--token-file FILE`) to delegate the task as one of its agents, and prints each step as the
+node reports it: sellers found, offers, the agreement and its terms, the delivery, the
+receipt, the settlement, then the result. It exits 0 on a met delivery and 1 when no seller
+delivered (with every attempt's reason).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-from typing import Any
+import sys
+from pathlib import Path
+from typing import Any, TextIO
 
+from aaex_agents.errors import UsageError
+
+from ..contracts.credits import parse_credits
+from .admin_client import explicit_access, must_run, reach, stream
 from .console import render_table
 
 
@@ -23,6 +40,21 @@ def register(commands: Any) -> None:
     search.add_argument("--limit", type=int)
     search.add_argument("--json", action="store_true")
     search.set_defaults(run=_market_search)
+    buy = market_commands.add_parser("buy", help="buy a task through a running node")
+    buy.add_argument("capability")
+    node = buy.add_mutually_exclusive_group(required=True)
+    node.add_argument("--config", help="the node's TOML file (finds its admin API and token)")
+    node.add_argument("--admin", help="the node's admin URL (with --token-file)")
+    buy.add_argument("--token-file", help="the node's admin.token, with --admin")
+    buy.add_argument("--agent", required=True, help="the node's agent that buys (name or "
+                     "address)")
+    buy.add_argument("--task", required=True, help="JSON file with the task")
+    buy.add_argument("--budget", required=True, help="the most to pay, in credits")
+    buy.add_argument("--deadline", required=True, type=float, help="seconds to get it done")
+    buy.add_argument("--where", help="constraints on the sellers' ads, e.g. \"region == 'eu'\"")
+    buy.add_argument("--json", action="store_true", help="print only the final JSON document; "
+                     "progress goes to stderr")
+    buy.set_defaults(run=_market_buy)
 
 
 
@@ -49,3 +81,80 @@ def _market_search(args: argparse.Namespace) -> int:
                  [(ad.address, f"{ad.price.amount:g} {ad.price.currency}", ad.sla.p95_ms,
                    ad.sla.deadline_s, json.dumps(ad.attributes)) for ad in ads]))
     return 0
+
+
+def _read_task(path: str) -> dict[str, Any]:
+    try:
+        task = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--task {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"--task {path}: not JSON ({exc})") from None
+    if not isinstance(task, dict):
+        raise UsageError(f"--task {path}: the task must be a JSON object")
+    return task
+
+
+def _market_buy(args: argparse.Namespace) -> int:
+    from ..node.config import load_config
+
+    parse_credits(args.budget, "--budget")  # refused here, before the node is asked
+    body = {"agent": args.agent, "capability": args.capability, "task": _read_task(args.task),
+            "budget": args.budget, "deadline": args.deadline, "where": args.where}
+    if args.admin is not None and args.token_file is None:
+        raise UsageError("--admin needs --token-file (the node's data_dir/admin.token)")
+    out = sys.stderr if args.json else sys.stdout
+
+    async def run() -> dict[str, Any]:
+        if args.config is not None:
+            access = must_run(await reach(load_config(args.config)))
+        else:
+            access = explicit_access(args.admin, args.token_file)
+        last: dict[str, Any] = {"event": "failed", "reason": "the node's answer broke off",
+                                "attempts": []}
+        async with stream(access, "/market/buy", body, timeout=args.deadline + 60) as events:
+            async for event in events:
+                _show_event(event, out)
+                last = event
+        return last
+
+    last = asyncio.run(run())
+    if args.json:
+        print(json.dumps(last))
+    return 0 if last.get("event") == "done" else 1
+
+
+def _show_event(event: dict[str, Any], out: TextIO) -> None:
+    """One progress line for a person."""
+    kind = event.get("event")
+    if kind == "sellers":
+        found = event.get("found", [])
+        text = f"found {len(found)} seller(s) of {event.get('capability')}"
+    elif kind == "offers":
+        offers = [f"{o['seller'][:16]}… {o['price']} credits" if o.get("price") is not None
+                  else f"{o['seller'][:16]}… declined ({o.get('declined')})"
+                  for o in event.get("offers", [])]
+        text = "offers: " + ("; ".join(offers) or "none")
+    elif kind == "agreement":
+        text = (f"agreement {event['agreement_id'][:16]} with {event['seller']}: "
+                f"{event['price']} credits, penalty {event['penalty']}, "
+                f"latency ≤ {event['max_latency_ms']} ms")
+    elif kind == "delivery":
+        text = ("delivered" if event.get("delivered") else
+                f"not delivered: {event.get('detail') or 'no answer'}")
+    elif kind == "receipt":
+        text = f"receipt {event['receipt_id'][:16]}: {event['verdict']}"
+    elif kind == "settled":
+        text = (f"settled: paid {event['to_seller']} credits to the seller"
+                if event.get("verdict") == "met" else
+                f"settled: {event['to_buyer']} credits back to us ({event.get('verdict')})")
+    elif kind == "done":
+        text = (f"done: {event['price']} credits to {event['seller']}\n"
+                f"result: {json.dumps(event.get('result'))}")
+    elif kind == "failed":
+        reasons = [f"  {a['seller']}: {a['verdict']} {a.get('detail') or ''}".rstrip()
+                   for a in event.get("attempts", [])]
+        text = "\n".join([f"failed: {event.get('reason')}", *reasons])
+    else:
+        text = json.dumps(event)
+    print(text, file=out, flush=True)

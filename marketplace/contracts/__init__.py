@@ -1,12 +1,15 @@
 """Contracts: what two parties sign, and the books they keep of it.
 
 `agreement`, `sla` and `receipt` (with `signing` for their canonical bytes) are the signed
-objects; `ledger` settles them over the hash chain of `chain`; `reputation` scores sellers from
-receipts; `errors` names every refusal. Imports nothing else from the marketplace.
+objects; `ledger` settles them over the hash chain of `chain`, and `books` reads what each
+party owes from them; `credits` converts amounts between what a person types and what the
+books count; `reputation` scores sellers from receipts; `errors` names every refusal.
+Imports nothing else from the marketplace.
 """
 
-from .agreement import MINOR_UNITS, Agreement, SignedAgreement, Terms, to_minor_units
+from .agreement import Agreement, SignedAgreement, Terms, to_minor_units
 from .chain import LedgerReport
+from .credits import MINOR_UNITS, format_credits, parse_credits
 from .errors import (
     AlreadySettled,
     BadContractSignature,
@@ -64,7 +67,9 @@ __all__ = [
     "UnknownAgreement",
     "Verdict",
     "check_sla",
+    "format_credits",
     "make_receipt",
     "open_ledger",
+    "parse_credits",
     "to_minor_units",
 ]

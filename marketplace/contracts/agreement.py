@@ -22,12 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aaex_agents.errors import UsageError
 from aaex_agents.identity import Identity, verify_signature
 
+from .credits import MINOR_UNITS as MINOR_UNITS
 from .errors import BadContractSignature
 from .signing import Address, content_id, decode_wire, encode_wire, signing_bytes
 
 AGREEMENT_TAG = "aaex/agreement/1"
-MINOR_UNITS = 1_000_000
-"""Smallest units per whole unit of a currency: prices are micro-credits."""
 
 _HEX64 = r"^[0-9a-f]{64}$"
 _ID_TEXT = r"^[A-Za-z0-9_.:-]{1,128}$"

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .agreement import SignedAgreement
+from .credits import format_credits
 from .receipt import SignedReceipt
 
 
@@ -108,8 +109,8 @@ def differences(ours: Statement, theirs: Statement) -> list[str]:
     for agreement_id in sorted(mine.keys() & other.keys()):
         a, b = mine[agreement_id], other[agreement_id]
         if (a.verdict, a.amount, a.receipt_id) != (b.verdict, b.amount, b.receipt_id):
-            found.append(f"{agreement_id[:16]}: ours {a.verdict} {a.amount}, the partner's "
-                         f"{b.verdict} {b.amount}"
+            found.append(f"{agreement_id[:16]}: ours {a.verdict} {format_credits(a.amount)}, "
+                         f"the partner's {b.verdict} {format_credits(b.amount)} (credits)"
                          + (" (a receipt the partner never got)" if b.verdict == "open" else "")
                          + (" (a receipt we never got)" if a.verdict == "open" else ""))
     return found

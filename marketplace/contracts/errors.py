@@ -25,6 +25,8 @@ from typing import ClassVar
 
 from aaex_agents.errors import AaexError
 
+from .credits import format_credits
+
 
 class ContractRejected(AaexError):
     """A signed agreement or receipt failed verification; nothing relies on it.
@@ -86,15 +88,20 @@ class LedgerFull(LedgerError):
 
 
 class InsufficientFunds(LedgerError):
-    """An escrow hold needs more than the payer's available balance; nothing was held."""
+    """An escrow hold or a withdrawal needs more than the payer has available; nothing moved.
+
+    `needed` and `available` are minor units (micro-credits); the message says credits.
+    """
 
     def __init__(self, address: str, needed: int, available: int, currency: str) -> None:
         self.address = address
         self.needed = needed
         self.available = available
         self.currency = currency
-        super().__init__(f"{address} has {available} {currency} available; {needed} needed. "
-                         "Deposit more before agreeing.")
+        unit = "credits" if currency == "credit" else currency
+        super().__init__(f"{address} has {format_credits(available)} {unit} available, "
+                         f"{format_credits(needed)} {unit} needed (held escrow does not "
+                         "count); fund it with `aaex account deposit`")
 
 
 class AlreadySettled(LedgerError):

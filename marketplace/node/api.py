@@ -1,8 +1,11 @@
 """The node's local admin API (JSON) and its Prometheus `/metrics` (see `metrics`).
 
 Read-only views of what the node owns: status, agents, ads held and published, dialogues,
-agreements, ledger entries and balances. It listens on loopback by default: it is for the
-operator of this appliance, not for peers (peers talk envelopes).
+agreements, ledger entries and balances, with amounts in decimal credits (and the exact
+micro-credits as ``*_micro`` fields). The operator's routes that change something (deposit,
+withdraw, reconcile, buy) live in `admin_writes` and take the token the node wrote at start.
+It listens on loopback by default: it is for the operator of this appliance, not for peers
+(peers talk envelopes).
 """
 
 from __future__ import annotations
@@ -18,8 +21,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from ..contracts.errors import LedgerTampered
-from ..trade.negotiation import Seller
+from ..contracts.agreement import SignedAgreement
+from ..contracts.books import Line
+from ..contracts.errors import ContractRejected, LedgerTampered
+from ..contracts.ledger import Entry
+from ..trade.negotiation import Dialogue, DialogueState, Seller
+from .accounts import money
+from .admin_writes import add_operator_routes
 from .metrics import node_registry
 
 if TYPE_CHECKING:
@@ -39,8 +47,40 @@ def _json(document: Any) -> web.Response:
                         content_type="application/json")
 
 
-def build_app(node: Node) -> web.Application:
-    """The admin application for `node`."""
+def dialogue_state(dialogue: Dialogue, lines: dict[str, Line], delivered: set[str],
+                   now_ms: int) -> str:
+    """What a seller's dialogue came to, as the seller's books tell it.
+
+    A countersigned dialogue is an agreement only once work follows: one that is not on the
+    books, or whose deadline passed with no delivery, reads "countersigned, no task".
+    """
+    if dialogue.state is not DialogueState.AGREED or dialogue.agreement is None:
+        return dialogue.state.value
+    try:
+        signed = SignedAgreement.from_wire(dialogue.agreement)
+    except ContractRejected:
+        return "countersigned, unreadable"
+    line = lines.get(signed.id)
+    if line is not None and line.verdict != "open":
+        return f"settled ({line.verdict})"
+    if signed.id in delivered:
+        return "delivered"
+    if line is None or signed.agreement.terms.deadline_ms < now_ms:
+        return "countersigned, no task"
+    return "agreed"
+
+
+def _entry_amount(entry: Entry) -> dict[str, Any]:
+    """The money an entry moves, if any, in credits."""
+    field = {"deposit": "amount", "withdraw": "amount", "hold": "price",
+             "release": "to_seller", "refund": "to_buyer"}.get(entry.kind)
+    if field is None or not isinstance(entry.body.get(field), int):
+        return {}
+    return money("amount", entry.body[field])
+
+
+def build_app(node: Node, token: str | None = None) -> web.Application:
+    """The admin application for `node`; with `token`, also the operator's write routes."""
     app = web.Application()
 
     async def status(request: web.Request) -> web.Response:
@@ -56,20 +96,28 @@ def build_app(node: Node) -> web.Application:
         return _json({"published": node.published_ads(), "held_by_this_index_node": held})
 
     async def dialogues(request: web.Request) -> web.Response:
+        lines = {line.agreement_id: line for line in await node.ledger.lines()}
+        delivered = {o.signed.id for o in await node.ledger.open_agreements()
+                     if o.delivery is not None}
+        now_ms = int(node.runtime.clock.now() * 1000)
         rows = []
         for agent in node.runtime.agents.values():
             if isinstance(agent, Seller):
                 rows += [{"seller": agent.name, "dialogue": d.id, "buyer": d.buyer,
-                          "state": d.state.value, "round": d.round,
-                          "price": d.offer.price if d.offer else None}
+                          "state": dialogue_state(d, lines, delivered, now_ms),
+                          "round": d.round,
+                          "price": round(d.offer.price, 6) if d.offer else None}
                          for d in agent.dialogues.values()]
         return _json(rows)
 
     async def agreements(request: web.Request) -> web.Response:
-        signed = await node.ledger.agreements()
-        return _json([{"id": s.id, "buyer": s.agreement.buyer, "seller": s.agreement.seller,
-                       "capability": s.agreement.terms.capability,
-                       "price": s.agreement.terms.price} for s in signed])
+        hosted = {agent.address for agent in node.runtime.agents.values()}
+        return _json([{"id": line.agreement_id, "buyer": line.buyer, "seller": line.seller,
+                       "side": "sale" if line.seller in hosted else "purchase",
+                       "capability": line.capability, **money("price", line.price),
+                       "verdict": line.verdict, "debtor": line.debtor,
+                       "creditor": line.creditor, **money("owed", line.amount)}
+                      for line in await node.ledger.lines()])
 
     async def ledger(request: web.Request) -> web.Response:
         limit = int(request.query.get("limit", "200"))
@@ -81,11 +129,13 @@ def build_app(node: Node) -> web.Application:
         except LedgerTampered as exc:
             verified, problem, head_hash = False, str(exc), None
         return _json({"verified": verified, "problem": problem, "head": head_hash,
-                      "entries": [{"seq": e.seq, "kind": e.kind, "hash": e.hash}
+                      "entries": [{"seq": e.seq, "kind": e.kind, "hash": e.hash,
+                                   "agreement": e.body.get("agreement_id"),
+                                   "address": e.body.get("address"), **_entry_amount(e)}
                                   for e in entries]})
 
     async def balances(request: web.Request) -> web.Response:
-        return _json({a: {"available": b.available, "held": b.held}
+        return _json({a: {**money("available", b.available), **money("held", b.held)}
                       for a, b in (await node.ledger.balances()).items()})
 
     async def page(request: web.Request) -> web.Response:
@@ -102,13 +152,19 @@ def build_app(node: Node) -> web.Application:
                        ("/dialogues", dialogues), ("/agreements", agreements),
                        ("/ledger", ledger), ("/balances", balances), ("/metrics", metrics)):
         app.router.add_get(path, view)
+    if token is not None:
+        add_operator_routes(app, node, token)
     return app
 
 
 @asynccontextmanager
-async def serve_admin(node: Node, host: str, port: int) -> AsyncIterator[str]:
-    """Serve the admin API until the block exits; yields its base URL once listening."""
-    runner = web.AppRunner(build_app(node), access_log=None, shutdown_timeout=2.0)
+async def serve_admin(node: Node, host: str, port: int,
+                      token: str | None = None) -> AsyncIterator[str]:
+    """Serve the admin API until the block exits; yields its base URL once listening.
+
+    With `token`, the operator's write routes are served too (see `admin_writes`).
+    """
+    runner = web.AppRunner(build_app(node, token), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -6,10 +6,11 @@
 The node owns, in start order: the ledger, the language model its agents share as `ctx.llm`
 (when `[llm]` names one), the libp2p host and DHT (joined through the seeds), the
 transports (HTTP and libp2p), the runtime hosting the configured agents, one advertiser per
-selling agent, and the admin API with `/metrics`. `open_node` returns only when all of them
-listen. Leaving it closes them in reverse: the admin API stops, the ads are withdrawn
-(signed tombstones), sellers decline new calls while open negotiations get up to
-`drain_timeout` to finish, the runtime stops, the transports and the host close, the model
+selling agent, and the admin API with `/metrics` (its write routes take the token written to
+``data_dir/admin.token``; ``data_dir/admin.json`` says where it listens). `open_node` returns
+only when all of them listen. Leaving it closes them in reverse: the admin API stops, the ads
+are withdrawn (signed tombstones), sellers decline new calls while open negotiations get up
+to `drain_timeout` to finish, the runtime stops, the transports and the host close, the model
 is unloaded, and the ledger closes last.
 """
 
@@ -46,6 +47,7 @@ from discovery.directory import DhtDirectory
 from discovery.records import PriceModel, SlaOffer
 
 from ..contracts.ledger import Ledger, LedgerConfig, open_ledger
+from ..trade.buying import Buyer
 from ..trade.contracting import seller_countersigner
 from ..trade.market import NodeMarket, discovery_finder
 from ..trade.negotiation import Seller
@@ -53,6 +55,7 @@ from ..trade.policy import AccessControl, AccessList
 from ..trade.recovery import resolve_open
 from ..trade.selling import ServiceSeller
 from ..trade.strategies import SellerStrategy
+from .accounts import issue_token, publish_admin, withdraw_admin
 from .api import serve_admin, uptime_since
 from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
 from .interop import Interop, interop_status, open_interop
@@ -133,8 +136,8 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
     """Construct the agent `spec` names, with its own key under the data dir.
 
     A `Seller` gets its strategy from the settings (`cost`, `exponent`, `latency_ms`, ...),
-    its countersigner, and the node's whitelist for its capability; a `ServiceSeller` also
-    keeps its books on the node's `ledger`.
+    its countersigner, and the node's whitelist for its capability; a `ServiceSeller` and a
+    `Buyer` also keep their books on the node's `ledger` (to answer statements).
 
     Raises:
         ConfigError: the class is not an Agent, or a setting is not accepted.
@@ -157,6 +160,8 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
             return cls(identity, name=spec.name, strategy=SellerStrategy(**strategy_fields),
                        countersign=seller_countersigner(identity, clock), admit=gate.admit,
                        clock=clock, **settings)
+        if issubclass(cls, Buyer):
+            settings["ledger"] = ledger
         return cls(identity, name=spec.name, **settings)
     except (TypeError, UsageError) as exc:
         raise ConfigError(f"agents.{spec.name}.settings: {exc}") from exc
@@ -286,8 +291,12 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
                     uagents=node.interop.bindings[agent.address] if node.interop else None))
                 node.advertisers.append(advertiser)
         admin_host, admin_port = split_host_port(config.admin)
+        token = issue_token(config.data_dir)
         node.admin_url = await stack.enter_async_context(serve_admin(node, admin_host,
-                                                                     admin_port))
+                                                                     admin_port, token))
+        # The CLI finds the admin API (its port may have been 0) and the token through these.
+        publish_admin(config.data_dir, node.admin_url, identity.address)
+        stack.callback(withdraw_admin, config.data_dir, node.admin_url)
         resolving = asyncio.create_task(_resolve_forever(node), name="node.resolve")
         stack.push_async_callback(_cancel, resolving)
         logger.info("node %s up: %d agent(s), admin %s", identity.address, len(agents),

@@ -2,10 +2,12 @@
 
 `strategies` (concession and utility) drive `negotiation` (contract-net with alternating
 offers); `policy` guards access and spending; `contracting` turns an accepted offer into a
-signed agreement; `delegation` buys a task end to end; `market` is the node's market service
-that hands agents a delegator. Builds on `marketplace.contracts`, never on the node.
+signed agreement; `delegation` buys a task end to end and `selling` performs it; `buying` is
+the agent that buys; `statements` lets the two compare books; `market` is the node's market
+service that hands agents a delegator. Builds on `marketplace.contracts`, never on the node.
 """
 
+from .buying import Buyer
 from .delegation import Attempt, Backoff, Books, Delegated, Delegator
 from .errors import DelegationFailed, Refusal, SpendingRefused, TradeError
 from .market import MarketSettings, NodeMarket
@@ -24,6 +26,13 @@ from .negotiation import (
 )
 from .policy import AccessControl, AccessList, RateLimit, Wallet
 from .selling import Deliver, DeliveryQuery, ReceiptNotice, ServiceSeller, Task
+from .statements import (
+    Reconciliation,
+    StatementLine,
+    StatementQuery,
+    StatementReply,
+    reconcile,
+)
 from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy, Weights
 
 __all__ = [
@@ -34,6 +43,7 @@ __all__ = [
     "Attempt",
     "Backoff",
     "Books",
+    "Buyer",
     "BuyerStrategy",
     "BuyerUtility",
     "CallForProposals",
@@ -52,15 +62,20 @@ __all__ = [
     "Offer",
     "Propose",
     "RateLimit",
+    "Reconciliation",
     "ReceiptNotice",
     "Refusal",
     "Seller",
     "SellerStrategy",
     "ServiceSeller",
     "SpendingRefused",
+    "StatementLine",
+    "StatementQuery",
+    "StatementReply",
     "Task",
     "TradeError",
     "Wallet",
     "Weights",
     "negotiate",
+    "reconcile",
 ]

@@ -27,7 +27,8 @@ from aaex_agents import Context, Identity
 from aaex_agents.clock import Clock
 from aaex_agents.errors import AaexError, UsageError
 
-from ..contracts.agreement import MINOR_UNITS, SignedAgreement
+from ..contracts.agreement import SignedAgreement, to_minor_units
+from ..contracts.credits import MINOR_UNITS, format_credits
 from ..contracts.receipt import SignedReceipt, make_receipt
 from ..contracts.reputation import ReputationBook, Score
 from ..contracts.sla import Delivery
@@ -154,6 +155,24 @@ def shortlist(found: Sequence[str], scores: Mapping[str, Score], top_k: int) -> 
     return chosen
 
 
+Progress = Callable[[str, dict[str, Any]], None]
+"""(event, details) as a delegation goes: ``sellers``, ``offers``, ``agreement``, then
+``delivery``, ``receipt`` and ``settled`` for each award. Amounts are decimal credits
+(strings). What an operator watching a purchase sees (``aaex market buy``)."""
+
+
+def _report_award(progress: Progress, signed: SignedAgreement, receipt: SignedReceipt,
+                  delivered: bool, detail: str) -> None:
+    """The delivery, receipt and settlement events of one award."""
+    agreement_id, seller = signed.id, signed.agreement.seller
+    r = receipt.receipt
+    progress("delivery", {"agreement_id": agreement_id, "seller": seller,
+                          "delivered": delivered, "detail": detail})
+    progress("receipt", {"agreement_id": agreement_id, "receipt_id": receipt.id,
+                         "verdict": r.verdict})
+    progress("settled", {"agreement_id": agreement_id, "verdict": r.verdict,
+                         "to_seller": format_credits(r.release),
+                         "to_buyer": format_credits(r.refund)})
 class Delegator:
     """A buyer's delegation engine. It alone signs agreements, through its wallet.
 
@@ -182,11 +201,12 @@ class Delegator:
     async def delegate(self, ctx: Context, capability: str, task: Mapping[str, Any], *,
                        budget: float, deadline: float, where: str | None = None,
                        max_latency_ms: float = 30_000, penalty: float = 0.0,
-                       top_k: int = 3) -> Delegated:
+                       top_k: int = 3, progress: Progress | None = None) -> Delegated:
         """Get `task` done by the best provider of `capability` within `deadline` seconds.
 
         `ctx` is the context of the delegator's own agent (the node's market hands each
         agent its own delegator); every time read and wait goes through `ctx.clock`.
+        `progress`, when given, hears each step as it happens (see `Progress`).
 
         Raises:
             DelegationFailed: every attempt failed or the deadline passed.
@@ -196,6 +216,7 @@ class Delegator:
             raise UsageError(f"delegate needs a positive budget and deadline, got budget="
                              f"{budget} and deadline={deadline}")
         task = dict(task)
+        report = progress or (lambda event, details: None)
         clock = ctx.clock
         end = clock.now() + deadline
         attempts: list[Attempt] = []
@@ -207,6 +228,7 @@ class Delegator:
             rated = {s: self.reputation.score(s) for s in found}
             candidates = shortlist(found, rated, top_k)
             scores = {s: rated[s].score for s in candidates}
+            report("sellers", {"capability": capability, "found": candidates})
             if not candidates:
                 break
             remaining = end - now
@@ -223,13 +245,25 @@ class Delegator:
                                       reputation=scores,
                                       release=self._wallet.release,
                                       timeout=min(5.0, remaining))
+            report("offers", {"offers": [
+                {"seller": bid.seller, "declined": bid.declined,
+                 "price": None if bid.offer is None
+                 else format_credits(to_minor_units(round(bid.offer.price, 6)))}
+                for bid in outcome.bids]})
             if outcome.agreement is None or outcome.winner is None:
                 for bid in outcome.bids:
                     attempts.append(Attempt(bid.seller, "no_agreement", detail=str(bid.declined)))
                     self.backoff.ban(bid.seller, clock.now())
                 continue
             signed = SignedAgreement.from_wire(outcome.agreement)
+            terms = signed.agreement.terms
+            report("agreement", {
+                "agreement_id": signed.id, "seller": outcome.winner,
+                "price": format_credits(terms.price), "penalty": format_credits(terms.penalty),
+                "max_latency_ms": terms.max_latency_ms, "deadline_ms": terms.deadline_ms})
             result, receipt, detail = await self._perform(ctx, signed, task, end)
+            if progress is not None:
+                _report_award(progress, signed, receipt, result is not None, detail)
             attempts.append(Attempt(outcome.winner, receipt.receipt.verdict, signed.id, detail))
             if receipt.receipt.verdict == "met" and result is not None:
                 self.backoff.forgive(outcome.winner)

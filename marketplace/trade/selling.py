@@ -5,7 +5,8 @@ ledger (the node passes its own) it records every sale it countersigns, the deli
 and the receipt it gets, so its books show what it is owed and owes without trusting the
 buyer's. A delivery is kept until its receipt arrives: a buyer that died before reading it
 asks again with `DeliveryQuery` and gets the same signed delivery; a task for an agreement
-on the books is served after a restart too.
+on the books is served after a restart too. It answers a buyer's `StatementQuery` from the
+same books (marketplace.trade.statements).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..contracts.receipt import SignedReceipt
 from .contracting import task_hash
 from .errors import Refusal
 from .negotiation import Decline, DialogueState, Seller
+from .statements import StatementQuery, StatementReply, answer_statement
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +128,8 @@ class ServiceSeller(Seller):
         self.receipts: list[SignedReceipt] = []
         self._results: dict[str, Deliver] = {}
         self._working: set[str] = set()
+        self._receipted: set[str] = set()
+        """Agreements whose receipt arrived: their work is over, whatever the verdict."""
 
     async def agreed(self, wire: bytes) -> None:
         """Record the sale we just countersigned on our own books (no escrow: see books).
@@ -148,6 +152,7 @@ class ServiceSeller(Seller):
         return sum(1 for d in self.dialogues.values()
                    if d.state is DialogueState.AGREED and d.agreement is not None
                    and (signed := SignedAgreement.from_wire(d.agreement)).id not in self._results
+                   and signed.id not in self._receipted
                    and signed.agreement.terms.deadline_ms > now_ms)
 
     async def _is_our_sale(self, signed: SignedAgreement, wire: bytes) -> bool:
@@ -236,6 +241,12 @@ class ServiceSeller(Seller):
         return None
 
     @handler
+    async def on_statement_query(self, ctx: Context,
+                                 msg: StatementQuery) -> StatementReply | Decline:
+        """Our books' statement of our trades with the asker, and nothing else."""
+        return await answer_statement(self.ledger, self.address, ctx.sender)
+
+    @handler
     async def on_receipt(self, ctx: Context, msg: ReceiptNotice) -> None:
         """Keep verified receipts for our own agreements; settle them on our books."""
         try:
@@ -253,3 +264,4 @@ class ServiceSeller(Seller):
             except (UnknownAgreement, ContractRejected, AlreadySettled, LedgerError) as exc:
                 ctx.logger.warning("receipt %s not booked: %s", receipt.id[:12], exc)
         self._results.pop(receipt.receipt.agreement_id, None)
+        self._receipted.add(receipt.receipt.agreement_id)

@@ -1,0 +1,143 @@
+"""Statements over the market protocol: two parties compare their books without a third.
+
+    buyer agent                                   seller agent
+    StatementQuery  ───────────────────────────▶  StatementReply(lines, net) | Decline
+
+Each side keeps its own books (marketplace.contracts.books). To reconcile, an agent asks its
+partner for the partner's statement of their trades; the asker is the envelope's signed
+sender, and the answer lists only the agreements between the asker and the answering agent,
+never another party's deals (a node's ledger holds the trades of every agent it hosts). The
+asker restricts its own books the same way and compares the two with `books.differences`:
+the lines name debtor and creditor, so they read the same from both sides, and the nets are
+opposite.
+
+Both `ServiceSeller` and `Buyer` answer with `answer_statement`; `reconcile` asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+from aaex_agents import Context, Message
+from aaex_agents.errors import AaexError
+
+from ..contracts.books import Line, Statement, differences, statement
+from ..contracts.credits import format_credits
+from ..contracts.ledger import Ledger
+from .negotiation import Decline
+
+
+class StatementQuery(Message, type="market.statement_query/1"):
+    """Asks the receiving agent for its statement of its trades with the sender."""
+
+
+class StatementLine(BaseModel):
+    """One agreement and the debt it created, as `marketplace.contracts.books.Line`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    agreement_id: str
+    """The agreement's id (hex sha256 of what both signed)."""
+    buyer: str
+    """The buyer's address."""
+    seller: str
+    """The seller's address."""
+    capability: str
+    """What was bought."""
+    price: int
+    """Agreed price, micro-credits."""
+    verdict: str
+    """``met``, ``breached``, ``not_delivered``, or ``open`` while no receipt settled it."""
+    debtor: str | None
+    """Who owes `amount` (None while open)."""
+    creditor: str | None
+    """Who is owed `amount` (None while open)."""
+    amount: int
+    """What `debtor` owes `creditor`, micro-credits."""
+    receipt_id: str | None = None
+    """The id of the buyer-signed receipt that settled it."""
+
+    @classmethod
+    def of(cls, line: Line) -> StatementLine:
+        """The wire form of a books line."""
+        return cls(agreement_id=line.agreement_id, buyer=line.buyer, seller=line.seller,
+                   capability=line.capability, price=line.price, verdict=line.verdict,
+                   debtor=line.debtor, creditor=line.creditor, amount=line.amount,
+                   receipt_id=line.receipt_id)
+
+    def line(self) -> Line:
+        """Back to a books line."""
+        return Line(agreement_id=self.agreement_id, buyer=self.buyer, seller=self.seller,
+                    capability=self.capability, price=self.price, verdict=self.verdict,
+                    debtor=self.debtor, creditor=self.creditor, amount=self.amount,
+                    receipt_id=self.receipt_id)
+
+
+class StatementReply(Message, type="market.statement/1"):
+    """The answering agent's statement of its trades with the asker."""
+
+    lines: tuple[StatementLine, ...]
+    """Every agreement between the two, in the order the answering books recorded them."""
+    net: int
+    """From the answering agent's side, micro-credits: > 0 the asker owes it that much."""
+
+
+def statement_between(lines: Iterable[Line], me: str, partner: str) -> Statement:
+    """The lines between `me` and `partner` only, from `me`'s side (see books.statement)."""
+    return statement((line for line in lines if {line.buyer, line.seller} == {me, partner}),
+                     partner)
+
+
+async def answer_statement(ledger: Ledger | None, me: str,
+                           asker: str | None) -> StatementReply | Decline:
+    """What the agent at `me` answers a `StatementQuery` from `asker`."""
+    if ledger is None or asker is None:
+        return Decline(dialogue="", reason="no_books",
+                       detail="this agent keeps no books (it was started without a ledger)")
+    mine = statement_between(await ledger.lines(), me, asker)
+    return StatementReply(lines=tuple(StatementLine.of(line) for line in mine.lines),
+                          net=mine.net)
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Our statement with a partner, the partner's, and every way they disagree."""
+
+    agent: str
+    """Our agent, whose trades with `partner` were compared."""
+    partner: str
+    ours: Statement
+    theirs: Statement | None
+    """None when the partner did not answer (then `differences` says why)."""
+    differences: tuple[str, ...]
+
+
+async def reconcile(ctx: Context, ledger: Ledger, partner: str, *,
+                    timeout: float = 10.0) -> Reconciliation:
+    """Compare the books of `ctx`'s agent with `partner`'s statement of the same trades.
+
+    Never raises for the partner: an unreachable or bookless partner is a difference.
+    """
+    me = ctx.address
+    ours = statement_between(await ledger.lines(), me, partner)
+    try:
+        reply = await ctx.ask(partner, StatementQuery(), timeout=timeout)
+    except (AaexError, TimeoutError) as exc:
+        why = f"the partner did not answer: {exc or type(exc).__name__}"
+        return Reconciliation(me, partner, ours, None, (why,))
+    if not isinstance(reply, StatementReply):
+        detail = (f"{reply.reason}: {reply.detail}" if isinstance(reply, Decline)
+                  else type(reply).__name__)
+        return Reconciliation(me, partner, ours, None,
+                              (f"the partner gave no statement ({detail})",))
+    theirs = Statement(me, tuple(line.line() for line in reply.lines), reply.net)
+    found = [f"{line.agreement_id[:16]}: the partner lists a trade that is not between us"
+             for line in theirs.lines if {line.buyer, line.seller} != {me, partner}]
+    found += differences(ours, theirs)
+    if ours.net != -theirs.net:
+        found.append(f"net: ours {format_credits(ours.net)}, the partner's "
+                     f"{format_credits(theirs.net)} (credits; they should be opposite)")
+    return Reconciliation(me, partner, ours, theirs, tuple(found))

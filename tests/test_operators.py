@@ -1,0 +1,188 @@
+"""Two operators, one market: two `aaex node run` processes trade from the terminal alone.
+
+Each node has its own TOML, key, data dir and ledger; the buyer's node joins the DHT through
+the seller's. The operators fund with `aaex account deposit`, buy with `aaex market buy`,
+and compare books with `aaex account statement` and `aaex account reconcile`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import stat
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from marketplace.cli.main import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SELLER_TOML = """
+[node]
+http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+p2p = ["/ip4/127.0.0.1/tcp/0"]
+drain_timeout = 2
+
+[[agents]]
+name = "forecaster"
+class = "tests.peers.seller_peer:ForecastSeller"
+settings = { cost = 2.0, exponent = 4.0 }
+"""
+
+BUYER_TOML = """
+[node]
+http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+p2p = ["/ip4/127.0.0.1/tcp/0"]
+seeds = ["{seed}"]
+drain_timeout = 2
+
+[market]
+negotiation_window = 0.5
+
+[[agents]]
+name = "shopper"
+class = "marketplace:Buyer"
+"""
+
+
+@asynccontextmanager
+async def running_node(config: Path) -> AsyncIterator[dict[str, Any]]:
+    """`aaex node run --config` in its own process; yields its ready line; SIGTERM at exit."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "marketplace.cli", "node", "run", "--config", str(config),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=(config.parent / "node.log").open("wb"))
+    assert process.stdout is not None
+    try:
+        ready = json.loads(await asyncio.wait_for(process.stdout.readline(), 60))
+        yield ready
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                assert await asyncio.wait_for(process.wait(), 30) == 0
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+                raise
+
+
+async def aaex(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run `aaex ARGV` as an operator would (off the event loop: the CLI runs its own)."""
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def post(url: str, body: object, token: str | None) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    async with aiohttp.ClientSession() as http, \
+            http.post(url, data=json.dumps(body), headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def test_two_operators_fund_trade_and_reconcile_from_the_terminal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seller_dir, buyer_dir = tmp_path / "seller", tmp_path / "buyer"
+    seller_dir.mkdir()
+    buyer_dir.mkdir()
+    seller_toml, buyer_toml = seller_dir / "node.toml", buyer_dir / "node.toml"
+    seller_toml.write_text(SELLER_TOML)
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"history": [10, 20, 30]}))
+
+    async with running_node(seller_toml) as seller_ready:
+        buyer_toml.write_text(BUYER_TOML.format(seed=seller_ready["p2p"][0]))
+        async with running_node(buyer_toml) as buyer_ready:
+            admin, token_file = buyer_ready["admin"], buyer_dir / "data" / "admin.token"
+            assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+            assert stat.S_IMODE((buyer_dir / "data").stat().st_mode) == 0o700
+            token = token_file.read_text().strip()
+            code, out, _ = await aaex(capsys, "account", "show", "--config", str(buyer_toml),
+                                      "--json")
+            assert code == 0
+            [shopper] = json.loads(out)
+            assert (shopper["agent"], shopper["available"]) == ("shopper", "0")
+            code, out, _ = await aaex(capsys, "account", "show", "--config", str(seller_toml),
+                                      "--json")
+            forecaster = json.loads(out)[0]["address"]
+
+            # Write routes need the node's token; bad input is a 400 naming the field.
+            deposit = admin + "/account/deposit"
+            assert (await post(deposit, {"agent": "shopper", "amount": 5}, None))[0] == 401
+            assert (await post(deposit, {"agent": "shopper", "amount": 5}, "nope"))[0] == 401
+            for body, field in (({"agent": "shopper", "amount": "lots"}, "amount"),
+                                ({"agent": "shopper", "amount": -2}, "amount"),
+                                ({"agent": "shopper"}, "amount"),
+                                ({"agent": "nobody", "amount": 1}, "agent"),
+                                ({"amount": 1}, "agent")):
+                status, answer = await post(deposit, body, token)
+                assert status == 400 and answer["error"].startswith(f"{field}: "), answer
+
+            code, out, _ = await aaex(capsys, "account", "deposit", "--config", str(buyer_toml),
+                                      "shopper", "25")
+            assert code == 0 and "deposited 25 credits to shopper" in out
+            # Once through the config's data dir, once naming the admin URL and token file.
+            for node in (["--config", str(buyer_toml), "--where", "strategy_exponent == 4.0"],
+                         ["--admin", admin, "--token-file", str(token_file)]):
+                code, out, err = await aaex(
+                    capsys, "market", "buy", "forecast.demand", *node, "--agent", "shopper",
+                    "--task", str(task), "--budget", "10", "--deadline", "30", "--json")
+                assert code == 0, err
+                done = json.loads(out)
+                assert done["event"] == "done" and done["result"] == {"forecast": [20.0]}
+                assert done["seller"] == forecaster and done["verdict"] == "met"
+                for step in ("found 1 seller(s)", "agreement ", "delivered", "receipt ",
+                             "settled: paid"):
+                    assert step in err
+
+            code, out, _ = await aaex(capsys, "account", "statement", "--config",
+                                      str(buyer_toml), "--with", forecaster, "--json")
+            ours = json.loads(out)
+            code, out, _ = await aaex(capsys, "account", "statement", "--config",
+                                      str(seller_toml), "--with", shopper["address"], "--json")
+            theirs = json.loads(out)
+            assert len(ours["lines"]) == 2 and ours["lines"] == theirs["lines"]
+            assert ours["net_micro"] == -theirs["net_micro"] < 0
+            assert {line["verdict"] for line in ours["lines"]} == {"met"}
+            for config, partner in ((buyer_toml, forecaster), (seller_toml, shopper["address"])):
+                code, out, _ = await aaex(capsys, "account", "reconcile", "--config",
+                                          str(config), "--with", partner)
+                assert code == 0 and ": agree" in out
+
+            code, out, _ = await aaex(capsys, "node", "status", "--config", str(seller_toml),
+                                      "--json")
+            status = json.loads(out)
+            assert status["accounts"][0]["receivable"] == theirs["net"]
+            assert status["open_agreements"] == []
+            code, out, _ = await aaex(capsys, "node", "status", "--config", str(seller_toml))
+            assert "accounts (credits)" in out and "ads published" in out
+
+        # The buyer's node is stopped: money still moves on its books, signed by its key.
+        assert not (buyer_dir / "data" / "admin.json").exists()
+        spent = 25 - float(ours["net"].lstrip("-"))
+        code, out, err = await aaex(capsys, "account", "deposit", "--config", str(buyer_toml),
+                                    "shopper", "1.5", "--json")
+        assert code == 0 and "node not running" in err
+        assert json.loads(out)["account"]["available"] == f"{spent + 1.5:g}"
+        code, out, _ = await aaex(capsys, "ledger", "verify", str(buyer_dir / "data" /
+                                                                    "ledger.sqlite"))
+        assert code == 0
+        # A node killed without cleaning up leaves a stale admin.json: the books still read.
+        (buyer_dir / "data" / "admin.json").write_text(json.dumps(
+            {"url": "http://127.0.0.1:9", "node": shopper["address"]}))
+        code, out, err = await aaex(capsys, "account", "show", "--config", str(buyer_toml))
+        assert code == 0 and "stale admin.json" in err and "shopper" in out
+        code, _, err = await aaex(capsys, "account", "reconcile", "--config", str(buyer_toml),
+                                  "--with", forecaster)
+        assert code == 2 and "node not running" in err
