@@ -247,6 +247,8 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
     config.ledger_path.parent.mkdir(parents=True, exist_ok=True)
     clock = clock or SystemClock()
     identity = load_or_create_identity(config.identity)
+    for spec in config.agents:  # a bad class or setting fails before anything is opened
+        spec.load_class()
     async with AsyncExitStack() as stack:
         ledger = await stack.enter_async_context(open_ledger(
             config.ledger_path, config=LedgerConfig(clock=clock, owner=identity)))
