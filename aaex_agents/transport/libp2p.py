@@ -24,6 +24,7 @@ import multiaddr
 from libp2p import new_host
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.exceptions import BaseLibp2pError
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.peerinfo import info_from_p2p_addr
@@ -43,17 +44,19 @@ from ..errors import (
     clip,
 )
 from .base import DETAIL_LIMIT, FrameHandler, Transport
-from .trio_bridge import TrioBridge, shielded
+from .trio_bridge import RESOURCE_ERRORS, TrioBridge, shielded
 
 logger = logging.getLogger(__name__)
 
 ENVELOPE_PROTOCOL = TProtocol("/aaex/envelope/1.0.0")
 _LENGTH = struct.Struct(">I")
 _REPLY, _NO_REPLY, _REJECTED, _FAILED = 0, 1, 2, 3
-# Streams and connections of py-libp2p raise a zoo of exception types (IOException,
-# StreamError, MuxedStreamError, SwarmException, trio's BrokenResourceError, ...); the
-# boundary below catches them as one and translates them into ours.
-_LIBP2P_FAILURE = Exception
+# Streams and connections of py-libp2p raise a zoo of exception types: its own tree
+# (IOException, StreamError, MuxedStreamError, SwarmException, all BaseLibp2pError), trio's
+# Broken/ClosedResourceError, OSError from sockets, ValueError from a bad multiaddr or peer
+# id, and TimeoutError. The boundary below catches exactly these and translates them.
+_LIBP2P_FAILURES: tuple[type[Exception], ...] = (
+    BaseLibp2pError, *RESOURCE_ERRORS, OSError, ValueError, TimeoutError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,7 +210,7 @@ async def open_libp2p_host(config: Libp2pConfig | None = None) -> AsyncIterator[
             holder = bridge.open_in_trio(lambda: _run_host(settings, streams_opened),
                                          timeout=settings.start_timeout)
             running = await holder.__aenter__()
-        except _LIBP2P_FAILURE as exc:
+        except _LIBP2P_FAILURES as exc:
             raise TransportError(f"libp2p host did not start: {exc}") from exc
         try:
             host, dht = running
@@ -260,7 +263,7 @@ class Libp2pTransport(Transport):
         try:
             self._node.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
             stream = await self._node.host.new_stream(info.peer_id, [ENVELOPE_PROTOCOL])
-        except _LIBP2P_FAILURE as exc:
+        except _LIBP2P_FAILURES as exc:
             raise PeerUnreachable(f"cannot open a stream to {endpoint}: {exc}") from exc
         return await self._exchange(idle, stream, endpoint, frame)
 
@@ -274,7 +277,7 @@ class Libp2pTransport(Transport):
             finished = True
         except OversizeFrame as exc:
             raise TransportError(f"{endpoint} sent an oversize response: {exc}") from exc
-        except _LIBP2P_FAILURE as exc:
+        except _LIBP2P_FAILURES as exc:
             raise PeerUnreachable(f"stream to {endpoint} failed: {exc}") from exc
         finally:
             if not finished:
@@ -313,7 +316,7 @@ class Libp2pTransport(Transport):
                         break
                     await write_frame(stream, await self._handle(handler, frame))
                 await stream.close()
-            except _LIBP2P_FAILURE as exc:
+            except _LIBP2P_FAILURES as exc:
                 logger.debug("inbound envelope stream ended: %s", exc)
                 await reset_quietly(stream)
             finally:
@@ -436,6 +439,6 @@ async def reset_quietly(stream: Any) -> None:
     """Trio side: reset a stream, ignoring a stream that is already gone."""
     try:
         await stream.reset()
-    except _LIBP2P_FAILURE as exc:
+    except _LIBP2P_FAILURES as exc:
         logger.debug("stream reset failed: %s", exc)
 

@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+RESOURCE_ERRORS: tuple[type[Exception], ...] = (trio.BrokenResourceError,
+                                                trio.ClosedResourceError)
+"""What trio raises on a stream the other side broke or we closed (for `except` clauses
+outside this module, which is the only one that imports trio)."""
+
 
 class TrioBridge:
     """A trio event loop in its own thread, driven from asyncio."""
