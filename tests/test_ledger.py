@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -443,3 +444,21 @@ async def test_buyer_and_seller_books_give_the_same_statement(tmp_path: Path) ->
         gaps = differences(await other.statement(BUYER.address), ours)
         assert any("missing on ours" in gap for gap in gaps)
         assert any("receipt we never got" in gap for gap in gaps)
+
+
+async def test_verify_reads_one_snapshot_while_another_process_appends(tmp_path: Path) -> None:
+    """`aaex ledger verify` runs beside the node: the head it reads matches the entries."""
+    path = tmp_path / "ledger.db"
+    await _build(path)
+    async with open_ledger(path, config=LedgerConfig(owner=OWNER)) as writer, \
+            open_ledger(path) as reader:
+        async def write() -> None:
+            for _ in range(300):
+                await writer.deposit(STRANGER.address, 1)
+
+        appending = asyncio.create_task(write())
+        reports = []
+        while not appending.done():
+            reports.append(await reader.verify())
+        await appending
+    assert len(reports) > 3 and reports[-1].entries >= reports[0].entries

@@ -9,7 +9,6 @@ import asyncio
 import json
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -135,16 +134,15 @@ async def _books(path: Path) -> tuple[list[Any], list[Any], Any]:
         return await ledger.open_agreements(), await ledger.lines(), await ledger.balances()
 
 
-async def _settled_on_both(buyer_books: Path, seller_books: Path,
-                           timeout: float = 60) -> tuple[list[Any], list[Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        open_buyer, buyer_lines, _ = await _books(buyer_books)
-        open_seller, seller_lines, _ = await _books(seller_books)
-        if buyer_lines and not open_buyer and not open_seller:
-            return buyer_lines, seller_lines
-        assert time.monotonic() < deadline, (open_buyer, open_seller)
-        await asyncio.sleep(0.3)
+async def _settled_on_both(buyer: NodeProcess, seller: NodeProcess, buyer_books: Path,
+                           seller_books: Path) -> tuple[list[Any], list[Any]]:
+    """Once the restarted buyer settled and the seller booked the receipt, both books."""
+    await buyer.event("settled")
+    await seller.event("receipt_booked")
+    open_buyer, buyer_lines, _ = await _books(buyer_books)
+    open_seller, seller_lines, _ = await _books(seller_books)
+    assert (open_buyer, open_seller) == ([], [])
+    return buyer_lines, seller_lines
 
 
 def _configs(tmp_path: Path, work: float, drain: float = 10) -> tuple[Path, Path]:
@@ -172,9 +170,9 @@ async def test_a_buyer_killed_at_any_step_settles_once_after_its_restart(
         else:
             await buyer.event("delivered")
         assert await buyer.stop(signal.SIGKILL) == -signal.SIGKILL
-        async with running(buyer_toml):
+        async with running(buyer_toml) as restarted:
             buyer_lines, seller_lines = await _settled_on_both(
-                tmp_path / "buyer-data" / "ledger.sqlite",
+                restarted, seller, tmp_path / "buyer-data" / "ledger.sqlite",
                 tmp_path / "seller-data" / "ledger.sqlite")
     assert [line.verdict for line in buyer_lines] == ["met"]  # the seller delivered in time
     assert [(s.agreement_id, s.verdict, s.amount) for s in seller_lines] == [

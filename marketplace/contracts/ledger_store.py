@@ -250,7 +250,20 @@ def settlement_of(c: sqlite3.Connection, agreement_id: str) -> Settlement | None
 
 
 def verify(c: sqlite3.Connection, expected_head: tuple[int, str] | None) -> LedgerReport:
-    """Replay the whole chain and compare the stored balances with what it implies."""
+    """Replay the whole chain and compare the stored balances with what it implies.
+
+    One read transaction, so the entries, the head and the balances are one snapshot even
+    while another process (the node) appends.
+    """
+    c.execute("BEGIN")
+    try:
+        return _verify_snapshot(c, expected_head)
+    finally:
+        c.execute("ROLLBACK")
+
+
+def _verify_snapshot(c: sqlite3.Connection,
+                     expected_head: tuple[int, str] | None) -> LedgerReport:
     check = c.execute("PRAGMA quick_check").fetchone()[0]
     if check != "ok":
         raise LedgerCorrupt(f"SQLite finds the ledger damaged: {check}")

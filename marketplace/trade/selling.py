@@ -263,5 +263,10 @@ class ServiceSeller(Seller):
                 await self.ledger.settle(receipt)
             except (UnknownAgreement, ContractRejected, AlreadySettled, LedgerError) as exc:
                 ctx.logger.warning("receipt %s not booked: %s", receipt.id[:12], exc)
+            else:
+                logger.info("receipt of %s booked: %s", receipt.receipt.agreement_id[:12],
+                            receipt.receipt.verdict,
+                            extra={"event": "receipt_booked",
+                                   "agreement_id": receipt.receipt.agreement_id})
         self._results.pop(receipt.receipt.agreement_id, None)
         self._receipted.add(receipt.receipt.agreement_id)

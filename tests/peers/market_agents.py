@@ -8,7 +8,6 @@ is for the node's recovery to finish).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aaex_agents import Agent, Context, on_interval
@@ -24,7 +23,7 @@ class SlowForecaster(ServiceSeller):
         self.work_seconds = work_seconds
 
     async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
-        await asyncio.sleep(self.work_seconds)
+        await ctx.clock.sleep(self.work_seconds)
         history = task["history"]
         return {"forecast": sum(history) / len(history)}
 

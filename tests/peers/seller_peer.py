@@ -27,7 +27,7 @@ class ForecastSeller(ServiceSeller):
 
     async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
         print(json.dumps({"task_started": task}), flush=True)
-        await asyncio.sleep(WORK_SECONDS)
+        await ctx.clock.sleep(WORK_SECONDS)
         return {"forecast": [sum(task.get("history", [])) / max(1, len(task.get("history", [])))]}
 
 
