@@ -7,9 +7,9 @@ strategies. All five meet in the libp2p DHT through the planner's node, find eac
 capability and trade with signed envelopes. The planner is funded as an operator funds an
 agent: `POST /account/deposit` on its node's admin API with the token from its data dir,
 which is what `aaex account deposit` sends. The first forecaster that starts a task is killed
-with SIGKILL mid-task, so the planner has to reroute its subtasks; the demo then starts that
-node again from its config and data dir, the planner's recovery hands it the receipts it
-missed, and its own books show the penalty it owes.
+with SIGKILL mid-task, so the planner has to reroute its subtasks; once the job is done, the
+demo starts that node again from its config and data dir, the planner's recovery hands it the
+receipts it missed, and its own books show the penalty it owes.
 
 Both sides keep books: the planner's ledger holds its purchases (and the escrow of their
 prices), each provider's ledger its sales. After the providers stop, the demo reads each
@@ -141,10 +141,10 @@ def node_document(name: str, agents: list[dict[str, Any]], *, seeds: list[str], 
 
 
 @asynccontextmanager
-async def _running(folder: Path, nodes: list[ProviderNode], restarts: list[asyncio.Task[None]],
+async def _running(folder: Path, nodes: list[ProviderNode],
                    on_event: Callable[[ProviderNode, dict[str, Any]], None],
                    options: DemoOptions) -> AsyncIterator[None]:
-    """Start every provider node; on the way out, stop them (and any restart under way)."""
+    """Start every provider node; on the way out, stop them (a restarted one included)."""
     try:
         for node in nodes:
             await node.start(on_event)
@@ -152,9 +152,6 @@ async def _running(folder: Path, nodes: list[ProviderNode], restarts: list[async
         write_nodes_file(folder, nodes)
         yield
     finally:
-        for task in restarts:
-            task.cancel()
-        await asyncio.gather(*restarts, return_exceptions=True)
         await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)
 
 
@@ -224,15 +221,9 @@ async def run_demo(options: DemoOptions, step: Step | None = None,
     providers = [ProviderNode(spec, folder / f"{spec.name}.toml", folder / f"{spec.name}.log")
                  for spec in PROVIDERS]
     kills: list[ProviderNode] = []
-    restarts: list[asyncio.Task[None]] = []
 
     def elapsed() -> float:
         return time.monotonic() - started
-
-    async def restart(node: ProviderNode) -> None:
-        await node.restart(on_event, options.startup_timeout, elapsed)
-        write_nodes_file(folder, providers)
-        tell(f"restarted {node.spec.name} from its config and data dir")
 
     def on_event(node: ProviderNode, event: dict[str, Any]) -> None:
         if (options.kill and not kills and event.get("event") == "task_started"
@@ -240,8 +231,6 @@ async def run_demo(options: DemoOptions, step: Step | None = None,
             node.kill(elapsed())
             kills.append(node)
             tell(f"killed {node.spec.name} (SIGKILL) while it performed a forecast")
-            restarts.append(asyncio.create_task(restart(node),
-                                                name=f"demo.restart.{node.spec.name}"))
 
     async with open_node(load_config(planner_config)) as node:
         if node.host is None:
@@ -250,7 +239,7 @@ async def run_demo(options: DemoOptions, step: Step | None = None,
             provider.config.write_text(_toml(provider_document(provider.spec, node.host.addrs,
                                                                options.llm)))
         say("starting 4 provider nodes")
-        async with _running(folder, providers, restarts, on_event, options):
+        async with _running(folder, providers, on_event, options):
             say("waiting for the market to form")
             await _await_market(node, {FORECAST: 2, ROUTING: 2}, options.startup_timeout)
             await _fund(node)
@@ -261,7 +250,12 @@ async def run_demo(options: DemoOptions, step: Step | None = None,
                 warehouse=warehouse.address, groups=options.groups, zones=options.zones,
                 on_step=say)
             say("closing the books on both sides")
-            await asyncio.gather(*restarts)  # the killed node is back: recovery reaches it
+            for killed in kills:
+                # Only now: a node loading its model while the others work would slow them
+                # past their SLAs on a small machine. Its receipts wait on the planner's books.
+                await killed.restart(on_event, options.startup_timeout, elapsed)
+                write_nodes_file(folder, providers)
+                tell(f"restarted {killed.spec.name} from its config and data dir")
             untaken = await _await_receipts(node.ledger, options.books_timeout)
             say("writing the report")
             report = await _report(outcome, node, providers, kills, folder)
