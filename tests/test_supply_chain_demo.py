@@ -2,7 +2,9 @@
 
 The demo runs as a user runs it (the console script in a child process, which starts four
 provider nodes of its own, each with the CPU model); the test then checks the report against
-the ledger file and an independent plan checker instead of trusting the report's own words.
+the ledger files of both sides and an independent plan checker instead of trusting the
+report's own words. A second, smaller run is SIGKILLed once its providers are up: none of
+them may outlive it, and the previous run found in its folder must still be there.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +25,10 @@ for _module in ("numpy", "statsmodels", "pyvrp", "matplotlib", "llama_cpp"):
     pytest.importorskip(_module, reason=f"{_module} comes with the cpu and demo extras")
 
 from aaex_examples.supply_chain import routing  # noqa: E402
-from marketplace.contracts.agreement import MINOR_UNITS  # noqa: E402
-from marketplace.contracts.ledger import open_ledger  # noqa: E402
+from marketplace.contracts.books import Position, Statement, differences  # noqa: E402
+from marketplace.contracts.ledger import Ledger, open_ledger  # noqa: E402
+from marketplace.node.accounts import agent_addresses  # noqa: E402
+from marketplace.node.config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 STORES = 8
@@ -97,12 +104,11 @@ def test_the_killed_providers_work_is_rerouted_and_paid_once(
         assert task["attempts"][-1]["verdict"] == "met"
         assert task["provider"] != killed["provider"]
 
-    async def read() -> tuple[Any, list[Any], dict[str, Any]]:
+    async def read() -> tuple[Any, list[Any]]:
         async with open_ledger(Path(report["ledger"]["path"])) as ledger:
-            return await ledger.verify(), await ledger.settled_receipts(), \
-                await ledger.balances()
+            return await ledger.verify(), await ledger.settled_receipts()
 
-    verification, settled, balances = asyncio.run(read())
+    verification, settled = asyncio.run(read())
     assert verification.agreements == verification.settled == len(settled)
     by_agreement = {signed.id: receipt.receipt for signed, receipt in settled}
     assert len(by_agreement) == len(settled)  # each agreement settled once
@@ -110,11 +116,135 @@ def test_the_killed_providers_work_is_rerouted_and_paid_once(
         met = [a for a in task["attempts"] if a["verdict"] == "met"]
         assert len(met) == 1  # paid once per subtask
         assert by_agreement[met[0]["agreement_id"]].release > 0
-    paid_to_killed = [r for r in by_agreement.values()
-                      if r.seller == killed["address"] and r.release > 0]
-    assert paid_to_killed == []
-    penalties = sum(r.penalty for r in by_agreement.values() if r.seller == killed["address"])
-    assert balances[killed["address"]].available == 20 * MINOR_UNITS - penalties
+
+
+def _node_books(out: Path, name: str) -> Path:
+    return load_config(out / f"{name}.toml").ledger_path
+
+
+async def _read_books(path: Path, partner: str
+                      ) -> tuple[Statement, dict[str, Position], list[Any]]:
+    async with open_ledger(path) as ledger:
+        await ledger.verify()
+        return await ledger.statement(partner), await ledger.positions(), \
+            await _all_entries(ledger)
+
+
+async def _all_entries(ledger: Ledger) -> list[Any]:
+    found, after = [], 0
+    while batch := await ledger.entries(after=after):
+        found += batch
+        after = batch[-1].seq
+    return found
+
+
+@pytest.mark.timeout(600)
+def test_both_sides_books_agree_and_the_killed_provider_owes_the_penalty(
+        demo: tuple[dict[str, Any], Path, int]) -> None:
+    """Read from the ledger files of both sides, not from the report."""
+    report, out = demo[0], demo[1]
+    killed = report["killed"]
+    assert killed["restarted_at_s"] is not None
+    planner = agent_addresses(load_config(out / "planner.toml"))["planner"]
+    providers = {n["name"]: n["agent_address"] for n in report["nodes"] if n["name"] != "planner"}
+    killed_address = providers[killed["provider"]]
+
+    async def read() -> tuple[dict[str, Statement], dict[str, Position], list[Any],
+                              dict[str, tuple[Statement, dict[str, Position], list[Any]]]]:
+        async with open_ledger(_node_books(out, "planner")) as ledger:
+            statements = {name: await ledger.statement(address)
+                          for name, address in providers.items()}
+            positions, entries = await ledger.positions(), await _all_entries(ledger)
+        books = {name: await _read_books(_node_books(out, name), planner) for name in providers}
+        return statements, positions, entries, books
+
+    statements, positions, entries, books = asyncio.run(read())
+    # Funded through the admin API, the planner only: no seller lodges a bond any more.
+    deposits = [e.body for e in entries if e.kind == "deposit"]
+    assert [d["address"] for d in deposits] == [planner]
+    assert any(json.loads(line).get("logger") == "marketplace.node.admin_writes"
+               and "deposit of 100 credits for planner" in json.loads(line)["message"]
+               for line in (out / "planner.log").read_text().splitlines())
+    # The planner never paid the killed provider; its books hold the penalty it is owed.
+    assert [e for e in entries if e.kind == "release" and e.body["seller"] == killed_address
+            ] == []
+    penalties = sum(e.body["penalty"] for e in entries
+                    if e.kind == "refund" and e.body["seller"] == killed_address)
+    assert penalties > 0
+    assert positions[killed_address] == Position(0, 0, 0, penalties)
+    assert statements[killed["provider"]].net == penalties  # it owes the planner
+    # The killed provider's own books, written by its node after the restart, say the same.
+    theirs, their_positions, _ = books[killed["provider"]]
+    assert their_positions[killed_address].payable == penalties
+    assert their_positions[killed_address].receivable == 0
+    assert theirs.net == -penalties
+    assert {line.verdict for line in theirs.lines} == {"not_delivered"}
+    # Every provider's statement with the planner matches the planner's, line by line.
+    for name in providers:
+        ours, theirs = statements[name], books[name][0]
+        assert differences(ours, theirs) == [], name
+        assert ours.net == -theirs.net
+        assert [line.verdict for line in ours.lines if line.verdict == "open"] == []
+    assert report["books"]["agreed"] and report["books"]["receipts_untaken"] == []
+    assert all(row["agreed"] for row in report["books"]["providers"])
+
+
+def _alive(pid: int, marker: str) -> bool:
+    """True while `pid` runs and is the process we started (its command names `marker`)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z" and marker in command
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.timeout(300)
+def test_providers_die_with_a_killed_demo_and_a_previous_run_is_kept(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    (out / "planner-data").mkdir(parents=True)
+    (out / "planner-data" / "ledger.sqlite").write_bytes(b"the previous run's ledger")
+    (out / "report.json").write_text('{"previous": true}')
+    (out / "planner.log").write_text("the previous run's log\n")
+    (out / "notes.txt").write_text("not the demo's")
+    errors = (tmp_path / "stderr.txt").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "marketplace.cli", "demo", "supply-chain", "--stores", "8",
+         "--llm", "none", "--no-kill", "--out", str(out)], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=errors, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        nodes = out / "nodes.json"
+        deadline = time.monotonic() + 180
+        while not nodes.exists():  # written once every provider node is up
+            assert process.poll() is None, (tmp_path / "stderr.txt").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the providers did not start"
+            time.sleep(0.2)
+        pids = [p["pid"] for p in json.loads(nodes.read_text())["providers"]]
+        assert len(pids) == 4 and all(_alive(pid, str(out)) for pid in pids)
+        process.send_signal(signal.SIGKILL)  # no cleanup of the demo's runs
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+        errors.close()
+    deadline = time.monotonic() + 10
+    while (left := [pid for pid in pids if _alive(pid, str(out))]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in left:  # tidy up before failing
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "provider nodes outlived the demo"
+    # The previous run was moved aside whole, nothing of it deleted or overwritten.
+    [previous] = [p for p in out.iterdir() if p.name.startswith("previous-")]
+    assert (previous / "planner-data" / "ledger.sqlite").read_bytes() == \
+        b"the previous run's ledger"
+    assert (previous / "report.json").read_text() == '{"previous": true}'
+    assert (previous / "planner.log").read_text() == "the previous run's log\n"
+    assert (out / "notes.txt").read_text() == "not the demo's"
+    assert not (out / "report.json").exists()  # this run never got that far
+    assert "the previous run's log" not in (out / "planner.log").read_text()
 
 
 @pytest.mark.timeout(600)

@@ -1,41 +1,49 @@
 """`aaex demo supply-chain`: a replenishment job bought on a live market of five nodes.
 
 The planner's node (planner + warehouse) runs in this process; four provider nodes run as
-`aaex node run` child processes, each with its own key, ledger, LLM and one provider agent:
-two forecasters and two routers with different costs, SLAs and concession strategies. All
-five meet in the libp2p DHT through the planner's node, find each other by capability and
-trade with signed envelopes. The first forecaster that starts a task is killed with SIGKILL
-mid-task, so the planner has to reroute its subtasks; its bond pays for that.
+`aaex node run` child processes (`children`), each with its own key, ledger, LLM and one
+provider agent: two forecasters and two routers with different costs, SLAs and concession
+strategies. All five meet in the libp2p DHT through the planner's node, find each other by
+capability and trade with signed envelopes. The planner is funded as an operator funds an
+agent: `POST /account/deposit` on its node's admin API with the token from its data dir,
+which is what `aaex account deposit` sends. The first forecaster that starts a task is killed
+with SIGKILL mid-task, so the planner has to reroute its subtasks; once the job is done, the
+demo starts that node again from its config and data dir, the planner's recovery hands it the
+receipts it missed, and its own books show the penalty it owes.
 
-What comes out, in the output folder: the node configurations, each node's log, the
-planner's ledger, ``report.json``, ``forecast.png`` and ``routes.png``; on the terminal a
-summary. `run_demo` returns the report, which tests check.
+Both sides keep books: the planner's ledger holds its purchases (and the escrow of their
+prices), each provider's ledger its sales. After the providers stop, the demo reads each
+provider's ledger file and compares its statement with the planner's
+(`marketplace.contracts.books.differences`).
+
+What comes out, in the output folder: the node configurations, each node's log, every
+node's ledger, ``nodes.json`` (the provider processes), ``report.json``, ``forecast.png`` and
+``routes.png``; on the terminal a summary. A previous run's files there are first moved to
+``previous-<time>/`` (`set_aside_previous`), never deleted. `run_demo` returns the report,
+which tests check.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
-import os
-import shutil
-import signal
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from aaex_agents.errors import AaexError
 from discovery.query import Query
+from marketplace.cli.admin_client import must_run, reach, request
 from marketplace.contracts.agreement import MINOR_UNITS
-from marketplace.contracts.errors import LedgerTampered
-from marketplace.contracts.ledger import Ledger
+from marketplace.contracts.books import Position, differences
+from marketplace.contracts.errors import LedgerError, LedgerTampered
+from marketplace.contracts.ledger import Ledger, open_ledger
+from marketplace.node.accounts import account_document, statement_document
 from marketplace.node.config import load_config
 from marketplace.node.node import Node, open_node
 from marketplace.trade.delegation import Delegated
@@ -43,20 +51,9 @@ from marketplace.trade.strategies import BOULWARE, CONCEDER, LINEAR
 
 from . import data
 from .agents import FORECAST, ROUTING, Planner, PlanOutcome, Warehouse
+from .children import NODES_FILE, ProviderNode, ProviderSpec, write_nodes_file
 
 AGENTS = "aaex_examples.supply_chain.agents"
-
-
-@dataclass(frozen=True)
-class ProviderSpec:
-    """One provider node of the demo."""
-
-    name: str
-    agent_class: str
-    cost: float
-    exponent: float
-    latency_ms: float
-    deadline_s: float = 240.0
 
 
 PROVIDERS = (
@@ -76,12 +73,15 @@ class DemoOptions:
     """How big a demo to run, and where to put what it makes.
 
     Attributes:
-        out: output folder (emptied of a previous run's files first).
+        out: output folder; a previous run's files there are moved to
+            ``previous-<time>/`` first.
         stores: stores to supply; groups: forecast subtasks; zones: routing subtasks.
         trucks, capacity: the fleet; capacity None sizes trucks from recent sales.
         llm: "llamacpp" (the CPU model on every node) or "none".
         kill: kill the first forecaster that starts a task.
         startup_timeout: seconds each provider node may take to start.
+        books_timeout: seconds, after the job, for every provider to take its receipts
+            (the killed one once it is back).
     """
 
     out: Path = Path("supply-chain-demo")
@@ -94,11 +94,12 @@ class DemoOptions:
     llm: str = "llamacpp"
     kill: bool = True
     startup_timeout: float = 180.0
+    books_timeout: float = 60.0
     seed: int = 7
 
 
 Step = Callable[[str], None]
-DEMO_STEPS = 8
+DEMO_STEPS = 9
 """Calls of `step` in a run that completes (a progress bar's total)."""
 
 
@@ -139,95 +140,17 @@ def node_document(name: str, agents: list[dict[str, Any]], *, seeds: list[str], 
     return document
 
 
-@dataclass
-class ProviderNode:
-    """A provider node running as a child process."""
-
-    spec: ProviderSpec
-    process: asyncio.subprocess.Process
-    log: Path
-    status: dict[str, Any] = field(default_factory=dict)
-    address: str = ""
-    killed_at: float | None = None
-    pump: asyncio.Task[None] | None = None
-
-    async def stop(self) -> None:
-        """SIGTERM, then wait (the node withdraws its ads and drains); SIGKILL if stuck."""
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 30)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        if self.pump is not None:
-            await asyncio.gather(self.pump, return_exceptions=True)
-
-
-def _pipe(stream: asyncio.StreamReader | None) -> asyncio.StreamReader:
-    if stream is None:  # the child was started without this pipe: a bug here, not bad input
-        raise AaexError("a provider node's output is not piped to the demo")
-    return stream
-
-
-async def _pump(node: ProviderNode, on_event: Callable[[ProviderNode, dict[str, Any]], None]
-                ) -> None:
-    """Copy the child's JSON log lines to its log file, reporting structured events."""
-    with node.log.open("ab") as sink:
-        async for line in _pipe(node.process.stderr):
-            sink.write(line)
-            sink.flush()
-            if b'"event"' in line:
-                with contextlib.suppress(ValueError):
-                    on_event(node, json.loads(line))
-
-
-async def _start_provider(spec: ProviderSpec, folder: Path, seeds: list[str], llm: str,
-                          timeout: float) -> ProviderNode:
-    config = folder / f"{spec.name}.toml"
-    config.write_text(_toml(node_document(spec.name, [{
-        "name": spec.name, "class": f"{AGENTS}:{spec.agent_class}",
-        "settings": {"cost": spec.cost, "exponent": spec.exponent,
-                     "latency_ms": spec.latency_ms, "deadline_s": spec.deadline_s}}],
-        seeds=seeds, llm=llm)))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "marketplace.cli", "--log-format", "json", "node", "run",
-        "--config", str(config), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    return ProviderNode(spec, process, folder / f"{spec.name}.log")
-
-
-async def _await_ready(node: ProviderNode, timeout: float) -> None:
-    try:
-        line = await asyncio.wait_for(_pipe(node.process.stdout).readline(), timeout)
-    except TimeoutError:
-        raise AaexError(f"{node.spec.name} did not start within {timeout:.0f} s; "
-                        f"see {node.log}") from None
-    if not line:
-        await node.process.wait()
-        raise AaexError(f"{node.spec.name} exited ({node.process.returncode}) while starting;"
-                        f" see {node.log}")
-    node.status = json.loads(line)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, \
-            session.get(node.status["admin"].rstrip("/") + "/agents") as response:
-        agents = await response.json()
-    node.address = agents[0]["address"]
-
-
 @asynccontextmanager
-async def _providers(folder: Path, seeds: list[str], options: DemoOptions,
-                     on_event: Callable[[ProviderNode, dict[str, Any]], None]
-                     ) -> AsyncIterator[list[ProviderNode]]:
-    nodes: list[ProviderNode] = []
+async def _running(folder: Path, nodes: list[ProviderNode],
+                   on_event: Callable[[ProviderNode, dict[str, Any]], None],
+                   options: DemoOptions) -> AsyncIterator[None]:
+    """Start every provider node; on the way out, stop them (a restarted one included)."""
     try:
-        for spec in PROVIDERS:
-            node = await _start_provider(spec, folder, seeds, options.llm,
-                                         options.startup_timeout)
-            node.pump = asyncio.create_task(_pump(node, on_event))
-            nodes.append(node)
-        await asyncio.gather(*(_await_ready(n, options.startup_timeout) for n in nodes))
-        yield nodes
+        for node in nodes:
+            await node.start(on_event)
+        await asyncio.gather(*(n.ready(options.startup_timeout) for n in nodes))
+        write_nodes_file(folder, nodes)
+        yield
     finally:
         await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)
 
@@ -268,16 +191,21 @@ async def run_demo(options: DemoOptions, step: Step | None = None,
     """Run the whole demo and write its files; returns the report (also in report.json).
 
     `step` is told each stage as it begins (`DEMO_STEPS` of them), `note` what happens
-    between (the kill).
+    between (the kill, the restart). A previous run's files in the output folder are moved
+    aside first, except ``planner.log``, which the CLI has already set aside and opened for
+    this run.
 
     Raises:
-        AaexError: a node did not start, or the market did not form in time.
+        AaexError: a node did not start (or restart), the market did not form in time, or
+            the planner's node refused the deposit of its budget.
     """
     say = step or (lambda text: None)
     tell = note or (lambda text: None)
     started = time.monotonic()
     folder = options.out.resolve()
-    _clean(folder)
+    moved = set_aside_previous(folder, keep={PLANNER_LOG})
+    if moved is not None:
+        tell(f"the previous run's files are in {moved}")
     capacity = options.capacity or default_capacity(options)
     planner_config = folder / "planner.toml"
     planner_config.write_text(_toml(node_document("planner", [
@@ -285,67 +213,171 @@ async def run_demo(options: DemoOptions, step: Step | None = None,
         {"name": "warehouse", "class": f"{AGENTS}:Warehouse",
          "settings": {"stores": options.stores, "seed": options.seed}}],
         seeds=[], llm=options.llm,
-        market={"budget": 100.0, "per_seller": 60.0, "per_task": 20.0,
-                "negotiation_window": 3.0, "ban_seconds": 600.0})))
+        market={"budget": float(BUDGET), "per_seller": 60.0, "per_task": 20.0,
+                "negotiation_window": 3.0, "ban_seconds": 600.0,
+                # Recovery hands a restarted seller the receipts it missed on its next pass.
+                "resolve_period": RESOLVE_PERIOD_S})))
     say("starting the planner's node")
+    providers = [ProviderNode(spec, folder / f"{spec.name}.toml", folder / f"{spec.name}.log")
+                 for spec in PROVIDERS]
     kills: list[ProviderNode] = []
+
+    def elapsed() -> float:
+        return time.monotonic() - started
 
     def on_event(node: ProviderNode, event: dict[str, Any]) -> None:
         if (options.kill and not kills and event.get("event") == "task_started"
                 and event.get("capability") == FORECAST):
-            node.process.kill()  # SIGKILL: no goodbye, the task is lost mid-way
-            node.killed_at = time.monotonic() - started
+            node.kill(elapsed())
             kills.append(node)
             tell(f"killed {node.spec.name} (SIGKILL) while it performed a forecast")
 
     async with open_node(load_config(planner_config)) as node:
         if node.host is None:
             raise AaexError("the planner's node runs no libp2p host: give it node.p2p addresses")
+        for provider in providers:
+            provider.config.write_text(_toml(provider_document(provider.spec, node.host.addrs,
+                                                               options.llm)))
         say("starting 4 provider nodes")
-        async with _providers(folder, node.host.addrs, options, on_event) as providers:
+        async with _running(folder, providers, on_event, options):
             say("waiting for the market to form")
             await _await_market(node, {FORECAST: 2, ROUTING: 2}, options.startup_timeout)
-            await _fund(node.ledger, node, providers)
+            await _fund(node)
             planner = _agent(node, Planner)
             warehouse = _agent(node, Warehouse)
             outcome = await planner.plan(
                 node.runtime.context(planner), request_text(options, capacity),
                 warehouse=warehouse.address, groups=options.groups, zones=options.zones,
                 on_step=say)
+            say("closing the books on both sides")
+            for killed in kills:
+                # Only now: a node loading its model while the others work would slow them
+                # past their SLAs on a small machine. Its receipts wait on the planner's books.
+                await killed.restart(on_event, options.startup_timeout, elapsed)
+                write_nodes_file(folder, providers)
+                tell(f"restarted {killed.spec.name} from its config and data dir")
+            untaken = await _await_receipts(node.ledger, options.books_timeout)
             say("writing the report")
             report = await _report(outcome, node, providers, kills, folder)
-    report["elapsed_s"] = round(time.monotonic() - started, 1)
+        # The providers have stopped: their ledger files are complete.
+        report["books"] = await _books(node.ledger, planner.address, providers, untaken)
+    report["elapsed_s"] = round(elapsed(), 1)
     await asyncio.to_thread(_write_pictures, outcome, report, folder)  # matplotlib: seconds
     (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
     return report
 
 
+BUDGET = 100
+"""Credits deposited for the planner (its node's market budget is the same)."""
+RESOLVE_PERIOD_S = 0.5
+"""How often the planner's node passes over open purchases and receipts not yet taken."""
 PLANNER_LOG = "planner.log"
-"""The in-process node's log; the CLI opens it before the run, so cleaning keeps it."""
+"""The in-process node's log; the CLI sets a previous run aside before it opens it."""
+RUN_FILES = ("-data", ".key", ".log", ".toml", ".png", "report.json", NODES_FILE, ".partial")
+"""Endings of the names a run writes into its folder."""
 
 
-def _clean(folder: Path) -> None:
-    """Empty what a previous run left (keys, ledgers, logs), keep anything else."""
+def set_aside_previous(folder: Path, *, keep: Collection[str] = ()) -> Path | None:
+    """Move a previous run's files (keys, ledgers, logs, configs, report) to a new subfolder.
+
+    A run's ledgers hold the record of its money, so they are never deleted: a second run
+    moves the first one's files to ``previous-<UTC time>/`` and starts afresh. Names in
+    `keep`, and anything a run does not write, stay. Returns the new subfolder, or None
+    when there was nothing to move.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    for child in folder.iterdir():
-        if child.name == PLANNER_LOG:
-            continue
-        if child.name.endswith(("-data", ".key", ".log", ".toml", ".png", "report.json")):
-            if child.is_dir():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+    found = sorted(child for child in folder.iterdir()
+                   if child.name.endswith(RUN_FILES) and child.name not in keep)
+    if not found:
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = folder / f"previous-{stamp}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder / f"previous-{stamp}-{n}"
+    target.mkdir()
+    for child in found:
+        child.rename(target / child.name)
+    return target
+
+
+def provider_document(spec: ProviderSpec, seeds: list[str], llm: str) -> dict[str, Any]:
+    """The TOML document of one provider node."""
+    return node_document(spec.name, [{
+        "name": spec.name, "class": f"{AGENTS}:{spec.agent_class}",
+        "settings": {"cost": spec.cost, "exponent": spec.exponent,
+                     "latency_ms": spec.latency_ms, "deadline_s": spec.deadline_s}}],
+        seeds=seeds, llm=llm)
 
 
 def _agent(node: Node, cls: type[Any]) -> Any:
     return next(a for a in node.runtime.agents.values() if isinstance(a, cls))
 
 
-async def _fund(ledger: Ledger, node: Node, providers: list[ProviderNode]) -> None:
-    """The planner's budget, and each provider's bond, posted with the planner's ledger."""
-    await ledger.deposit(_agent(node, Planner).address, 100 * MINOR_UNITS, memo="budget")
+async def _fund(node: Node) -> None:
+    """Deposit the planner's budget as its operator would: `aaex account deposit`.
+
+    That command finds the running node through its data dir (``admin.json``, and the
+    token in ``admin.token``) and sends ``POST /account/deposit``; so does this. Sellers
+    need no money: a sale holds nothing, the buyer's books escrow the price.
+
+    Raises:
+        AdminRefused: the node refused the deposit (its reason in one line).
+        NodeNotRunning: the node's admin API cannot be found.
+    """
+    access = must_run(await reach(node.config))
+    await request(access, "POST", "/account/deposit",
+                  body={"agent": "planner", "amount": str(BUDGET), "memo": "budget"})
+
+
+async def _await_receipts(ledger: Ledger, timeout: float) -> list[str]:
+    """Wait until every seller took its receipt; the agreement ids of those not taken.
+
+    The planner's node hands each receipt to its seller when it settles, and again on each
+    recovery pass (every `RESOLVE_PERIOD_S`) while the seller was unreachable.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        untaken = [signed.id for signed, _ in await ledger.unnotified_receipts()]
+        if not untaken or time.monotonic() > deadline:
+            return untaken
+        await asyncio.sleep(RESOLVE_PERIOD_S / 2)
+
+
+async def _books(ledger: Ledger, planner: str, providers: list[ProviderNode],
+                 untaken: list[str]) -> dict[str, Any]:
+    """Each provider's statement with the planner, on both sides' books, and whether they agree.
+
+    The provider's side is read from its own ledger file after it stopped: what its node
+    recorded, not what the planner believes.
+    """
+    rows = []
     for provider in providers:
-        await ledger.deposit(provider.address, 20 * MINOR_UNITS, memo="bond")
+        ours = await ledger.statement(provider.address)
+        path = load_config(provider.config).ledger_path
+        row: dict[str, Any] = {"provider": provider.spec.name, "address": provider.address,
+                               "ledger": str(path), "planner_books": statement_document(ours),
+                               "provider_books": None, "provider_account": None,
+                               "verified": False}
+        try:
+            async with open_ledger(path) as books:
+                theirs = await books.statement(planner)
+                position = (await books.positions()).get(provider.address, Position())
+                await books.verify()
+        except LedgerError as exc:  # unreadable or tampered: the comparison says so
+            gaps = [f"the provider's ledger fails: {exc}"]
+        else:
+            gaps = differences(ours, theirs)
+            if ours.net != -theirs.net:
+                gaps.append(f"nets do not cancel: {ours.net} and {theirs.net} micro-credits")
+            row.update(provider_books=statement_document(theirs), verified=True,
+                       provider_account=account_document(provider.spec.name,
+                                                         provider.address, position))
+        row.update(agreed=not gaps, differences=gaps)
+        rows.append(row)
+    return {"planner": planner, "agreed": all(r["agreed"] for r in rows),
+            "receipts_untaken": untaken, "providers": rows}
 
 
 async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode],
@@ -397,9 +429,13 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
                             "seller": names.get(r.seller, r.seller), "verdict": r.verdict,
                             "paid": r.release / MINOR_UNITS,
                             "penalty": r.penalty / MINOR_UNITS})
-    balances = {names.get(a, a):
-                {"available": b.available / MINOR_UNITS, "held": b.held / MINOR_UNITS}
-                for a, b in (await ledger.balances()).items()}
+    # Money on the planner's books: its own, and the prices released to its sellers there;
+    # receivable and payable are what signed receipts say each party owes (books.Line).
+    positions = {names.get(a, a): {"address": a, "available": x.available / MINOR_UNITS,
+                                   "held": x.held / MINOR_UNITS,
+                                   "receivable": x.receivable / MINOR_UNITS,
+                                   "payable": x.payable / MINOR_UNITS}
+                 for a, x in (await ledger.positions()).items()}
     interpretation = outcome.interpretation
     plan = outcome.plan
     problem = outcome.problem
@@ -414,10 +450,13 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
             {"name": p.spec.name, "agent_address": p.address,
              "peer_id": p.status.get("peer_id"), "cost": p.spec.cost,
              "exponent": p.spec.exponent, "latency_ms": p.spec.latency_ms,
-             "killed": p is killed} for p in providers],
+             "pid": p.process.pid if p.process else None, "killed": p is killed}
+            for p in providers],
         "killed": None if killed is None else {
             "provider": killed.spec.name, "address": killed.address,
             "at_s": round(killed.killed_at or 0.0, 1),
+            "restarted_at_s": None if killed.restarted_at is None else
+            round(killed.restarted_at, 1),
             "subtasks": [t["label"] for t in subtasks if t["rerouted"]]},
         "subtasks": subtasks,
         "forecast": {
@@ -445,7 +484,7 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
                    "head": getattr(verification, "head", None),
                    "agreements": getattr(verification, "agreements", None),
                    "settled": getattr(verification, "settled", None),
-                   "settlements": settlements, "balances": balances},
+                   "settlements": settlements, "positions": positions},
         "files": {"report": str(folder / "report.json"),
                   "forecast_png": str(folder / "forecast.png"),
                   "routes_png": str(folder / "routes.png")},
@@ -480,5 +519,10 @@ def failures(report: dict[str, Any]) -> list[str]:
         problems.append(f"subtasks not done: {failed}")
     if isinstance(report.get("dispatch"), dict) and "reason" in report["dispatch"]:
         problems.append(f"dispatch refused: {report['dispatch']['reason']}")
+    books = report.get("books") or {}
+    if books.get("receipts_untaken"):
+        problems.append(f"receipts no seller took: {len(books['receipts_untaken'])}")
+    for row in books.get("providers", []):
+        problems += [f"books with {row['provider']}: {gap}" for gap in row["differences"]]
     return problems
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from marketplace.cli.console import render_table
+from marketplace.contracts.credits import format_credits
 
 
 def _money(value: float | None) -> str:
@@ -12,7 +13,7 @@ def _money(value: float | None) -> str:
 
 
 def render_summary(report: dict[str, Any]) -> str:
-    """Job, subtasks, plan, settlements and checks, one table each."""
+    """Job, subtasks, plan, settlements, accounts and both sides' books, one table each."""
     job = report["job"]
     parts = [
         f"request: {report['request']}",
@@ -23,7 +24,8 @@ def render_summary(report: dict[str, Any]) -> str:
     if report["killed"]:
         killed = report["killed"]
         parts.append(f"killed: {killed['provider']} at {killed['at_s']} s, mid-task; "
-                     f"rerouted: {', '.join(killed['subtasks']) or 'nothing it held'}")
+                     f"rerouted: {', '.join(killed['subtasks']) or 'nothing it held'}; "
+                     f"restarted at {killed['restarted_at_s']} s")
     parts.append(render_table(
         ["subtask", "status", "provider", "price", "penalty", "SLA s", "took s", "attempts"],
         [(f"{t['capability']} {t['label']}", t["status"], t.get("provider", ""),
@@ -64,12 +66,44 @@ def render_summary(report: dict[str, Any]) -> str:
         title=f"Settlements ({ledger['entries']} ledger entries, "
               f"{'verified' if ledger['verified'] else 'BROKEN: ' + ledger['problem']})"))
     parts.append(render_table(
-        ["account", "available", "held"],
-        [(name, _money(b["available"]), _money(b["held"]))
-         for name, b in ledger["balances"].items()], align="lrr", title="Balances"))
+        ["account", "available", "held", "receivable", "payable"],
+        [(name, _money(b["available"]), _money(b["held"]), _money(b["receivable"]),
+          _money(b["payable"])) for name, b in ledger["positions"].items()],
+        align="lrrrr", title="Accounts on the planner's books (receivable, payable: what "
+                             "signed receipts say is owed)"))
+    if report.get("books"):
+        parts.append(render_books(report["books"]))
     files = report["files"]
     parts.append("files: " + ", ".join(files.values()))
     return "\n\n".join(parts)
+
+
+def render_books(books: dict[str, Any]) -> str:
+    """Each provider's statement with the planner as both sides' ledgers give it.
+
+    Each net is put as who owes whom, so the two columns read the same when the books agree.
+    """
+    rows = []
+    for row in books["providers"]:
+        theirs = row["provider_books"]
+        rows.append((row["provider"], len(row["planner_books"]["lines"]),
+                     _owed(row["planner_books"]["net_micro"], row["provider"], "planner"),
+                     "unreadable" if theirs is None else
+                     _owed(theirs["net_micro"], "planner", row["provider"]),
+                     "yes" if row["agreed"] else "NO: " + "; ".join(row["differences"])))
+    untaken = books["receipts_untaken"]
+    return render_table(
+        ["provider", "agreements", "planner's ledger", "provider's ledger", "agree"], rows,
+        align="lrlll", title="Both sides' books: statements between the planner and each "
+        "provider" + (f" ({len(untaken)} receipt(s) never taken)" if untaken else ""))
+
+
+def _owed(net_micro: int, partner: str, us: str) -> str:
+    """A statement's net (> 0: `partner` owes `us`) as a sentence."""
+    if net_micro == 0:
+        return "even"
+    debtor, creditor = (partner, us) if net_micro > 0 else (us, partner)
+    return f"{debtor} owes {creditor} {format_credits(abs(net_micro))}"
 
 
 def _seconds(milliseconds: float | None) -> str:
