@@ -28,8 +28,8 @@ from aaex_agents import Agent, Context, Message, handler
 from aaex_agents.errors import LLMError, UsageError
 from aaex_agents.llm import LLM, system, user
 from marketplace.trade.delegation import Delegated
-from marketplace.trade.selling import ServiceSeller
 from marketplace.trade.errors import DelegationFailed
+from marketplace.trade.selling import ServiceSeller
 
 from . import data, forecasting, routing
 from .job import Interpretation, JobError, ReplenishmentJob, interpret
