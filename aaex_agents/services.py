@@ -32,6 +32,10 @@ class DelegationAttempt(Protocol):
     def detail(self) -> str:
         """What went wrong, in words (empty when it was met)."""
 
+    @property
+    def agreement_id(self) -> str | None:
+        """The agreement of this award; None when no agreement was reached."""
+
 
 class Delegated(Protocol):
     """A subtask the market did: its result, who did it, and what it cost."""
