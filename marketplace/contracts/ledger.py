@@ -9,13 +9,18 @@ that no longer matches the last entry).
 
 Kinds and what they move (``available``/``held`` per address and currency):
 
-- ``deposit``   credit an address from outside (funding a buyer, or a seller's bond).
-- ``agreement`` a signed agreement, verified; written together with its ``hold``.
-- ``hold``      escrow at agreement: the buyer's price and the seller's bond move from
-  available to held. Refused with `InsufficientFunds` when either cannot cover it.
-- ``release``   on a *met* receipt: the price goes to the seller, the bond back to it.
-- ``refund``    on a *breached* or *not_delivered* receipt: the price goes back to the
-  buyer and the seller's bond (the agreed penalty) to the buyer too.
+- ``deposit``   credit an address from outside (funding a buying agent); signed by the
+  ledger's owner, the node's key, like ``withdraw`` (money paid out of the market).
+- ``agreement`` a signed agreement, verified, booked as a purchase (``role`` buyer, with its
+  task and its ``hold``) or as a sale (``role`` seller: nothing held).
+- ``hold``      escrow of a purchase: the buyer's price moves from available to held.
+  Refused with `InsufficientFunds` when it cannot cover it.
+- ``delivery``  the seller-signed delivery, kept by both sides until the receipt.
+- ``release``   on a *met* receipt: on a purchase, the price goes to the seller.
+- ``refund``    on a *breached* or *not_delivered* receipt: on a purchase, the price goes
+  back to the buyer; the penalty is a debt of the seller (`books`), not money held here.
+  On a sale either kind records the receipt and moves nothing.
+- ``notified``  the seller took the receipt of a purchase (until then it is sent again).
 - ``access``    an audit event: who used which data, when, for what purpose.
 
 Balances are kept in a table updated in the same transaction as the entry that moves them,
