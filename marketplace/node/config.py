@@ -231,6 +231,9 @@ def _settings_model(cls: type) -> type[_Settings]:
     default is required; one whose annotation cannot be resolved accepts any value.
     """
     fields: dict[str, Any] = _dataclass_fields(SellerStrategy) if issubclass(cls, Seller) else {}
+    if issubclass(cls, Seller):  # the class's own strategy defaults make those fields optional
+        for key, value in cls.strategy_defaults.items():
+            fields[key] = (fields[key][0], value)
     for klass in cls.__mro__[:-1]:  # up to, not including, object
         init = klass.__dict__.get("__init__")
         if init is None:

@@ -46,9 +46,11 @@ from discovery.dht import Discovery, open_discovery
 from discovery.directory import DhtDirectory
 from discovery.records import PriceModel, SlaOffer
 
+from ..contracts.credits import MINOR_UNITS
 from ..contracts.ledger import Ledger, LedgerConfig, open_ledger
 from ..trade.buying import Buyer
 from ..trade.contracting import seller_countersigner
+from ..trade.llm_seller import LlmSeller
 from ..trade.market import NodeMarket, discovery_finder
 from ..trade.negotiation import Seller
 from ..trade.policy import AccessControl, AccessList
@@ -153,8 +155,9 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
             rules = config.whitelists.get(capability)
             gate = AccessControl({capability: AccessList(open=rules is None,
                                                          agents=rules or frozenset())})
-            strategy_fields = {k: settings.pop(k) for k in list(settings)
-                               if k in SellerStrategy.__dataclass_fields__}
+            strategy_fields = {**cls.strategy_defaults,
+                               **{k: settings.pop(k) for k in list(settings)
+                                  if k in SellerStrategy.__dataclass_fields__}}
             if issubclass(cls, ServiceSeller):
                 settings["ledger"] = ledger
             return cls(identity, name=spec.name, strategy=SellerStrategy(**strategy_fields),
@@ -168,14 +171,43 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
 
 
 def offers_of(agent: Agent) -> list[Offer]:
-    """What a selling agent advertises: its capability at its current asking price."""
+    """What a selling agent advertises: its capability at its current asking price.
+
+    An `LlmSeller` advertises its price per output token, its model and what the node
+    measured of it (`LlmSeller.ad_attributes`).
+    """
     if not isinstance(agent, Seller) or not agent.capability:
         return []
+    if isinstance(agent, LlmSeller):
+        latency = agent.strategy.latency_ms
+        return [Offer(capability=agent.capability,
+                      price=PriceModel(kind="per_token",
+                                       amount=agent.output_per_1k / MINOR_UNITS / 1000),
+                      sla=SlaOffer(p50_ms=latency / 2, p95_ms=latency,
+                                   deadline_s=agent.strategy.deadline_s, availability=0.99),
+                      attributes=agent.ad_attributes())]
     ask = agent.strategy.ask(0.0, 1.0, agent.queue_depth)
     return [Offer(capability=agent.capability, price=PriceModel(amount=ask.price),
                   sla=SlaOffer(p50_ms=ask.latency_ms / 2, p95_ms=ask.latency_ms,
                                deadline_s=ask.deadline_s, availability=0.99),
                   attributes={"strategy_exponent": agent.strategy.exponent})]
+
+
+async def _bind_llm_sellers(agents: list[Agent], llm: LLMService | None) -> None:
+    """Let every `LlmSeller` describe the node's model in its ad; measure it first.
+
+    One short generation (8 tokens) at start gives the first ad a measured tokens/s and
+    time to first token instead of none.
+    """
+    sellers = [a for a in agents if isinstance(a, LlmSeller)]
+    if not sellers or llm is None:
+        return
+    try:
+        await llm.measure(max_tokens=8)
+    except AaexError:  # the ad goes out without the figures; the seller still sells
+        logger.warning("measuring the model for its ad failed", exc_info=True)
+    for seller in sellers:
+        seller.model_info = llm.describe
 
 
 async def _no_market(capability: str, where: str | None) -> list[str]:
@@ -248,13 +280,16 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
     clock = clock or SystemClock()
     identity = load_or_create_identity(config.identity)
     for spec in config.agents:  # a bad class or setting fails before anything is opened
-        spec.load_class()
+        if issubclass(spec.load_class(), LlmSeller) and config.llm.backend == "none":
+            raise ConfigError(f"agents.{spec.name}: an LlmSeller sells the node's model; add "
+                              "an [llm] section (e.g. backend = \"llamacpp\")")
     async with AsyncExitStack() as stack:
         ledger = await stack.enter_async_context(open_ledger(
             config.ledger_path, config=LedgerConfig(clock=clock, owner=identity)))
         agents = [build_agent(spec, config, clock, ledger) for spec in config.agents]
         # Before the runtime, so it closes after it: handlers may use ctx.llm until the end.
         llm = await stack.enter_async_context(open_node_llm(config.llm))
+        await _bind_llm_sellers(agents, llm)
         host: Libp2pHost | None = None
         discovery: Discovery | None = None
         transports: list[Transport] = []
