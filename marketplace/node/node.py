@@ -44,6 +44,7 @@ from aaex_agents.transport.libp2p import Libp2pConfig, Libp2pHost, Libp2pTranspo
 from discovery.advertiser import Advertiser, Offer, open_advertiser
 from discovery.dht import Discovery, open_discovery
 from discovery.directory import DhtDirectory
+from discovery.query import Query
 from discovery.records import PriceModel, SlaOffer
 
 from ..contracts.credits import MINOR_UNITS
@@ -60,6 +61,7 @@ from ..trade.strategies import SellerStrategy
 from .accounts import issue_token, publish_admin, withdraw_admin
 from .api import serve_admin, uptime_since
 from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
+from .gateway import open_gateway
 from .interop import Interop, interop_status, open_interop
 from .llm import open_node_llm
 from .metrics import metrics_text
@@ -88,6 +90,8 @@ class Node:
     """Set when shutdown begins: new negotiations are declined from then on."""
     interop: Interop | None = None
     """The uAgents and A2A listener; None when `[interop]` sets no `listen`."""
+    gateway_url: str | None = None
+    """The OpenAI-compatible gateway; None when `[gateway]` sets no `listen`."""
 
     def status(self) -> dict[str, Any]:
         """What `aaex node status` shows."""
@@ -100,7 +104,8 @@ class Node:
             "routing_table": (self.host.dht.get_routing_table_size()
                               if self.host and self.host.dht else 0),
             "llm": self._llm_status(),
-            "interop": interop_status(self.runtime, self.interop)}
+            "interop": interop_status(self.runtime, self.interop),
+            "gateway": self.gateway_url}
 
     def _llm_status(self) -> dict[str, Any] | None:
         if self.llm is None:
@@ -208,6 +213,14 @@ async def _bind_llm_sellers(agents: list[Agent], llm: LLMService | None) -> None
         logger.warning("measuring the model for its ad failed", exc_info=True)
     for seller in sellers:
         seller.model_info = llm.describe
+
+
+async def _advertised_models(discovery: Discovery | None) -> list[str]:
+    """The model ids the market's ``llm.chat`` sellers advertise (for ``/v1/models``)."""
+    if discovery is None:
+        return []
+    ads = await discovery.lookup(Query("llm.chat"))
+    return sorted({str(ad.attributes["model"]) for ad in ads if "model" in ad.attributes})
 
 
 async def _no_market(capability: str, where: str | None) -> list[str]:
@@ -331,6 +344,10 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
         token = issue_token(config.data_dir)
         node.admin_url = await stack.enter_async_context(serve_admin(node, admin_host,
                                                                      admin_port, token))
+        if config.gateway.enabled:  # the OpenAI-compatible gateway, keyed by the admin token
+            node.gateway_url = await stack.enter_async_context(open_gateway(
+                runtime, market, config.gateway, token=token, llm=llm,
+                models=lambda: _advertised_models(discovery)))
         # The CLI finds the admin API (its port may have been 0) and the token through these.
         publish_admin(config.data_dir, node.admin_url, identity.address)
         stack.callback(withdraw_admin, config.data_dir, node.admin_url)
