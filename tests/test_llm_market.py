@@ -165,6 +165,32 @@ async def test_a_budget_below_the_cap_is_declined_with_the_reason(
     assert (await buyer_books.balance(client.address)).available == FUNDS
 
 
+async def test_a_budget_too_small_bans_nobody_and_a_sufficient_one_buys_at_once(
+        service: LLMService, books: tuple[Ledger, Ledger]) -> None:
+    client = Client()
+    buyer_books, seller_books = books
+    await buyer_books.deposit(client.address, FUNDS)
+    seller = seller_of(LlmSeller, seller_books)
+
+    async def find(capability: str, where: str | None) -> list[str]:
+        return [seller.address]
+
+    delegator = Delegator(client.identity, find=find, books=buyer_books,
+                          wallet=Wallet(budget=5, per_seller=5, per_task=5),
+                          negotiation_window=0.5)
+    async with open_runtime([client, seller], transports=[MemoryNetwork().transport()],
+                            services=Services(llm=service)) as rt:
+        ctx = rt.context(client)
+        with pytest.raises(DelegationFailed) as caught:
+            await delegator.delegate(ctx, "llm.chat", TASK, budget=0.001, deadline=30,
+                                     max_latency_ms=60_000)
+        assert [a.detail for a in caught.value.attempts] == ["over_budget"]  # asked once
+        assert not delegator.backoff.banned(seller.address, now=ctx.clock.now())
+        done = await delegator.delegate(ctx, "llm.chat", TASK, budget=1.0, deadline=30,
+                                        max_latency_ms=60_000)
+    assert done.receipt.receipt.verdict == "met"
+
+
 # -- the contract forms, without the model --------------------------------------------------
 
 def _fixed_price_agreement() -> Agreement:

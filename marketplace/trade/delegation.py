@@ -42,6 +42,9 @@ from .strategies import BuyerStrategy, BuyerUtility, Weights
 
 logger = logging.getLogger(__name__)
 
+OVER_BUDGET = "over_budget"
+"""The reason a seller declines a call whose budget is below its quote (not a failure)."""
+
 
 class Books(Protocol):
     """Where a buyer keeps its purchases (a `marketplace.contracts.ledger.Ledger`)."""
@@ -262,7 +265,10 @@ class Delegator:
             if outcome.agreement is None or outcome.winner is None:
                 for bid in outcome.bids:
                     attempts.append(Attempt(bid.seller, "no_agreement", detail=str(bid.declined)))
-                    self.backoff.ban(bid.seller, clock.now())
+                    if bid.declined != OVER_BUDGET:  # our budget is no failing of the seller's
+                        self.backoff.ban(bid.seller, clock.now())
+                if outcome.bids and all(b.declined == OVER_BUDGET for b in outcome.bids):
+                    break  # every seller quoted above the budget: asking again changes nothing
                 continue
             signed = SignedAgreement.from_wire(outcome.agreement)
             terms = signed.agreement.terms

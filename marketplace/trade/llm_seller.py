@@ -44,6 +44,7 @@ from aaex_agents.llm.base import ChatMessage, Request
 from ..contracts.agreement import TokenTerms, to_minor_units
 from ..contracts.credits import MINOR_UNITS, format_credits
 from ..contracts.sla import INPUT_SLACK
+from .delegation import OVER_BUDGET
 from .errors import Refusal
 from .metering import prompt_bytes
 from .negotiation import CallForProposals
@@ -101,7 +102,7 @@ class LlmSeller(ServiceSeller):
 
     capability: ClassVar[str] = CAPABILITY
     strategy_defaults: ClassVar[Mapping[str, Any]] = {
-        "cost": 0.0, "latency_ms": 30_000.0, "deadline_s": 120.0, "penalty_rate": 0.0}
+        "cost": 0.0, "latency_ms": 20_000.0, "deadline_s": 120.0, "penalty_rate": 0.0}
 
     def __init__(self, *args: Any, price_in_per_1k: float = 0.01,
                  price_out_per_1k: float = 0.02, max_tokens_cap: int = 256,
@@ -142,7 +143,7 @@ class LlmSeller(ServiceSeller):
             raise Refusal("bad_task", str(exc)) from None
         budget = to_minor_units(max(0.0, cfp.max_price))
         if cap > budget:
-            raise Refusal("over_budget",
+            raise Refusal(OVER_BUDGET,
                           f"this request costs up to {format_credits(cap)} credits "
                           f"({terms.max_output_tokens} output tokens at "
                           f"{format_credits(self.output_per_1k)}/1k, input at "
