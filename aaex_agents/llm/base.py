@@ -90,6 +90,8 @@ class Completion:
         finish_reason: "stop" (the model ended), "length" (max_tokens reached) or the
             engine's own word.
         seconds: wall-clock time the engine spent on it.
+        ttft_seconds: time from the start to the first generated token, where the engine
+            sees it (llama.cpp does); None where it does not.
     """
 
     text: str
@@ -97,6 +99,7 @@ class Completion:
     model: str = ""
     finish_reason: str = "stop"
     seconds: float = 0.0
+    ttft_seconds: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,12 +111,16 @@ class ModelInfo:
         quantization: weight format, e.g. "Q4_1" or "bf16".
         backend: which engine runs it ("llama.cpp", "vllm", "openai-compatible").
         tokens_per_second: measured generation throughput; None until measured.
+        ttft_ms: mean measured time to first token, ms; None until measured.
+        context_length: the context window in tokens, where the engine says.
     """
 
     name: str
     quantization: str
     backend: str
     tokens_per_second: float | None = None
+    ttft_ms: float | None = None
+    context_length: int | None = None
 
 
 def user(text: str) -> ChatMessage:

@@ -146,7 +146,8 @@ class LlamaCppLLM(LLM):
         # The file name ("SmolLM2-135M-Instruct.Q4_1.gguf") names the model better than its
         # metadata, which carries the training run's name.
         name = path.name.removesuffix(".gguf").removesuffix(quantization).rstrip(".-")
-        info = ModelInfo(name=name or path.stem, quantization=quantization, backend="llama.cpp")
+        info = ModelInfo(name=name or path.stem, quantization=quantization, backend="llama.cpp",
+                         context_length=settings.n_ctx)
         logger.info("llama.cpp loaded %s (%s) in %.2f s", name, info.quantization,
                     time.monotonic() - started)
         return cls(llama, executor, info)
@@ -182,6 +183,7 @@ class LlamaCppLLM(LLM):
 
         def work() -> Completion:
             started = time.monotonic()
+            first: float | None = None
             pieces: list[str] = []
             finish = "stop"
             chunks = cast(Iterator[Any], self._llama.create_chat_completion(
@@ -195,6 +197,8 @@ class LlamaCppLLM(LLM):
                 choice = chunk["choices"][0]
                 text = choice["delta"].get("content")
                 if text:
+                    if first is None:
+                        first = time.monotonic() - started
                     pieces.append(text)
                     self.tokens_generated += 1
                 finish = choice.get("finish_reason") or finish
@@ -205,7 +209,7 @@ class LlamaCppLLM(LLM):
             prompt = evaluated - generated + (1 if finish == "length" else 0)
             return Completion(text="".join(pieces), usage=Usage(max(prompt, 0), generated),
                               model=self._info.name, finish_reason=finish,
-                              seconds=time.monotonic() - started)
+                              seconds=time.monotonic() - started, ttft_seconds=first)
 
         return await self._run(work, stop)
 

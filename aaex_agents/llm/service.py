@@ -124,12 +124,20 @@ class LLMMetrics:
     peak_in_flight: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    ttft_total: float = 0.0
+    """Seconds to first token, summed over the answered requests whose engine measured it."""
+    ttft_count: int = 0
     _throughput: _Throughput = field(default_factory=_Throughput, repr=False)
 
     @property
     def tokens_per_second(self) -> float | None:
         """Generated tokens per second while the engines were busy; None before any."""
         return self._throughput.tokens_per_second
+
+    @property
+    def mean_ttft_ms(self) -> float | None:
+        """Mean time to first token in ms, over the requests that measured it; None before."""
+        return self.ttft_total * 1000 / self.ttft_count if self.ttft_count else None
 
     @property
     def mean_queue_wait(self) -> float:
@@ -342,6 +350,9 @@ class LLMService:
             self.metrics.completed += 1
             self.metrics.prompt_tokens += completion.usage.prompt_tokens
             self.metrics.completion_tokens += tokens
+            if completion.ttft_seconds is not None:
+                self.metrics.ttft_total += completion.ttft_seconds
+                self.metrics.ttft_count += 1
             return completion
 
     @asynccontextmanager
@@ -361,7 +372,8 @@ class LLMService:
         main = max(self._versions.values(), key=lambda v: v.weight)
         info = main.llm.info
         return ModelInfo(name=info.name, quantization=info.quantization, backend=info.backend,
-                         tokens_per_second=main.throughput.tokens_per_second)
+                         tokens_per_second=main.throughput.tokens_per_second,
+                         ttft_ms=self.metrics.mean_ttft_ms, context_length=info.context_length)
 
     async def measure(self, *, max_tokens: int = 32, timeout: float | None = None) -> ModelInfo:
         """Run one short generation through the service, then `describe()`.

@@ -103,7 +103,8 @@ class VLLMEngine(LLM):
         except (RuntimeError, ValueError, OSError) as exc:
             raise LLMUnavailable(f"vLLM could not start {config.model}: {exc}") from exc
         name = config.name or Path(config.model).name
-        info = ModelInfo(name=name, quantization=config.quantization, backend="vllm")
+        info = ModelInfo(name=name, quantization=config.quantization, backend="vllm",
+                         context_length=config.max_model_len)
         logger.info("vLLM loaded %s in %.1f s", name, time.monotonic() - started)
         return cls(engine, engine.get_tokenizer(), info)
 

@@ -7,7 +7,7 @@ books count; `reputation` scores sellers from receipts; `errors` names every ref
 Imports nothing else from the marketplace.
 """
 
-from .agreement import Agreement, SignedAgreement, Terms, to_minor_units
+from .agreement import Agreement, SignedAgreement, Terms, TokenTerms, to_minor_units
 from .chain import LedgerReport
 from .credits import MINOR_UNITS, format_credits, parse_credits
 from .errors import (
@@ -34,7 +34,7 @@ from .ledger import (
 )
 from .receipt import Receipt, SignedReceipt, make_receipt
 from .reputation import ReputationBook, Score
-from .sla import Delivery, SlaOutcome, Verdict, check_sla
+from .sla import Delivery, SlaOutcome, TokenUsage, Verdict, check_sla, token_cost
 
 __all__ = [
     "MINOR_UNITS",
@@ -64,6 +64,8 @@ __all__ = [
     "SignedReceipt",
     "SlaOutcome",
     "Terms",
+    "TokenTerms",
+    "TokenUsage",
     "UnknownAgreement",
     "Verdict",
     "check_sla",
@@ -72,4 +74,5 @@ __all__ = [
     "open_ledger",
     "parse_credits",
     "to_minor_units",
+    "token_cost",
 ]

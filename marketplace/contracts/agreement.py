@@ -46,8 +46,39 @@ def to_minor_units(amount: float | Decimal | str) -> int:
     return int((value * MINOR_UNITS).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
+class TokenTerms(BaseModel):
+    """Per-token prices, the token cap and the generation SLA of a language-model sale.
+
+    With these in its `Terms`, the agreed `Terms.price` is the most the buyer can owe (the
+    cap it escrows); a met delivery pays the tokens the seller's engine counted at these
+    prices, and the rest of the escrow goes back (see marketplace.contracts.sla). Prices are
+    integer minor units per 1,000 tokens, like every amount in a contract.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_per_1k: int = Field(ge=0)
+    """Minor units per 1,000 prompt tokens."""
+    output_per_1k: int = Field(ge=0)
+    """Minor units per 1,000 generated tokens."""
+    max_output_tokens: int = Field(gt=0)
+    """The most tokens the seller may generate (and bill) for this task."""
+    max_ttft_ms: int = Field(gt=0)
+    """Longest time to the first generated token, as the seller's engine measured it."""
+    min_tokens_per_s: int = Field(default=0, ge=0)
+    """Slowest decoding speed promised (tokens per second after the first); 0: none."""
+
+
+def _unset(value: object) -> bool:
+    return value is None
+
+
 class Terms(BaseModel):
-    """What was agreed: the task, the price and the service level, with its penalty."""
+    """What was agreed: the task, the price and the service level, with its penalty.
+
+    `tokens` is optional and left out of the signed bytes when unset, so a fixed-price
+    agreement signs exactly the bytes it always did.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -66,6 +97,8 @@ class Terms(BaseModel):
     penalty: int = Field(default=0, ge=0)
     """Paid by the seller to the buyer on breach or non-delivery; the seller's bond, held
     from the seller at agreement so that it can always be paid."""
+    tokens: TokenTerms | None = Field(default=None, exclude_if=_unset)
+    """Per-token billing (a language-model sale); None: `price` is a fixed price."""
 
 
 class Agreement(BaseModel):

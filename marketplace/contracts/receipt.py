@@ -21,7 +21,7 @@ from aaex_agents.identity import Identity, verify_signature
 from .agreement import Agreement, SignedAgreement
 from .errors import BadContractSignature, ReceiptMismatch
 from .signing import Address, content_id, decode_wire, encode_wire, signing_bytes
-from .sla import Delivery, Verdict, check_sla
+from .sla import Delivery, TokenUsage, Verdict, check_sla
 
 RECEIPT_TAG = "aaex/receipt/1"
 _HEX64 = r"^[0-9a-f]{64}$"
@@ -51,6 +51,9 @@ class Receipt(BaseModel):
     penalty: int = Field(ge=0)
     """The seller's bond paid to the buyer."""
     issued_at_ms: int = Field(gt=0)
+    usage: TokenUsage | None = Field(default=None, exclude_if=lambda value: value is None)
+    """For a per-token sale: the token counts and timings the amounts follow from. Left out
+    of the signed bytes when unset, so a fixed-price receipt signs what it always did."""
 
     @model_validator(mode="after")
     def _shape(self) -> Self:
@@ -59,6 +62,8 @@ class Receipt(BaseModel):
             raise ValueError("a not_delivered receipt carries no result hash or timings")
         if self.verdict != "not_delivered" and any(f is None for f in facts):
             raise ValueError(f"a {self.verdict} receipt carries the result hash and timings")
+        if self.verdict == "not_delivered" and self.usage is not None:
+            raise ValueError("a not_delivered receipt carries no token usage")
         return self
 
     @property
@@ -75,7 +80,7 @@ class Receipt(BaseModel):
         if self.result_hash is None or self.started_at_ms is None or self.finished_at_ms is None:
             return None
         return Delivery(result_hash=self.result_hash, started_at_ms=self.started_at_ms,
-                        finished_at_ms=self.finished_at_ms)
+                        finished_at_ms=self.finished_at_ms, usage=self.usage)
 
 
 def make_receipt(agreement: Agreement, delivery: Delivery | None, *,
@@ -93,7 +98,7 @@ def make_receipt(agreement: Agreement, delivery: Delivery | None, *,
         started_at_ms=delivery.started_at_ms if delivery else None,
         finished_at_ms=delivery.finished_at_ms if delivery else None,
         release=outcome.release, refund=outcome.refund, penalty=outcome.penalty,
-        issued_at_ms=issued_at_ms)
+        issued_at_ms=issued_at_ms, usage=delivery.usage if delivery else None)
 
 
 class SignedReceipt(BaseModel):

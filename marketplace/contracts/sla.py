@@ -16,6 +16,21 @@ not_delivered  nothing           price back            the penalty
 
 A late result is a breach however late: the agreement priced the deadline, and a partial
 payment scale would be a second negotiation nobody signed.
+
+Per-token sales (`Terms.tokens` set): the agreed price is the cap the buyer escrowed. A met
+delivery releases ``min(price, (input_tokens * input_per_1k + output_tokens *
+output_per_1k) // 1000)`` (rounded down, in the buyer's favour) and refunds the rest. The
+token counts and timings are the seller's, signed in its delivery; what the buyer checks
+them against is in the `TokenUsage` too, so anyone recomputes the verdict:
+
+- the output tokens cannot exceed the returned text's UTF-8 bytes plus `OUTPUT_SLACK`
+  (no tokenizer makes a token of less than a byte, but an end token may carry no text),
+  nor the agreed token cap;
+- the input tokens cannot exceed the prompt's bytes (its canonical JSON, which grows with
+  every message as a chat template does) plus `INPUT_SLACK` (a default system prompt);
+- the time to first token and the decoding speed keep the agreed SLA.
+
+Over-reporting is a breach like a late result: the seller gets nothing and owes its penalty.
 """
 
 from __future__ import annotations
@@ -27,10 +42,69 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aaex_agents.errors import UsageError
 
-from .agreement import Agreement
+from .agreement import Agreement, TokenTerms
 
 Verdict = Literal["met", "breached", "not_delivered"]
 """The outcome a receipt states."""
+
+
+OUTPUT_SLACK = 2
+"""Tokens a reported output may exceed its text's bytes by (end-of-text tokens)."""
+INPUT_SLACK = 64
+"""Tokens a reported prompt may exceed its bytes by (a chat template's default system turn)."""
+
+
+def _unset(value: object) -> bool:
+    return value is None
+
+
+class TokenUsage(BaseModel):
+    """A per-token delivery: the seller's signed counts and timings, the buyer's byte counts.
+
+    The first four are what the seller's engine reported in its signed result; the byte
+    counts are the buyer's own measurement of the prompt it sent and the text it got.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    ttft_ms: int = Field(ge=0)
+    """Time to the first generated token."""
+    generation_ms: int = Field(ge=0)
+    """Time from the first generated token to the last."""
+    input_bytes: int = Field(ge=0)
+    """UTF-8 bytes of the prompt's canonical JSON (the task's messages)."""
+    output_bytes: int = Field(ge=0)
+    """UTF-8 bytes of the returned text."""
+
+
+def token_cost(tokens: TokenTerms, usage: TokenUsage) -> int:
+    """What `usage` costs at the agreed prices, in minor units, rounded down."""
+    return (usage.input_tokens * tokens.input_per_1k
+            + usage.output_tokens * tokens.output_per_1k) // 1000
+
+
+def usage_breaches(tokens: TokenTerms, usage: TokenUsage) -> list[str]:
+    """Every way `usage` breaks the per-token terms, in words; empty when it keeps them."""
+    reasons = []
+    if usage.output_tokens > usage.output_bytes + OUTPUT_SLACK:
+        reasons.append(f"reports {usage.output_tokens} output tokens for {usage.output_bytes} "
+                       "bytes of text (over-reported)")
+    if usage.output_tokens > tokens.max_output_tokens:
+        reasons.append(f"reports {usage.output_tokens} output tokens > the agreed cap "
+                       f"{tokens.max_output_tokens}")
+    if usage.input_tokens > usage.input_bytes + INPUT_SLACK:
+        reasons.append(f"reports {usage.input_tokens} input tokens for a {usage.input_bytes}-"
+                       "byte prompt (over-reported)")
+    if usage.ttft_ms > tokens.max_ttft_ms:
+        reasons.append(f"time to first token {usage.ttft_ms} ms > agreed {tokens.max_ttft_ms} ms")
+    decoded = usage.output_tokens - 1
+    if tokens.min_tokens_per_s and decoded > 0 \
+            and decoded * 1000 < tokens.min_tokens_per_s * usage.generation_ms:
+        speed = decoded * 1000 / max(1, usage.generation_ms)
+        reasons.append(f"{speed:.1f} tokens/s < agreed {tokens.min_tokens_per_s} tokens/s")
+    return reasons
 
 
 class Delivery(BaseModel):
@@ -47,6 +121,8 @@ class Delivery(BaseModel):
     """sha256 (hex) of the result as received."""
     started_at_ms: int = Field(gt=0)
     finished_at_ms: int = Field(gt=0)
+    usage: TokenUsage | None = Field(default=None, exclude_if=_unset)
+    """For a per-token sale: the counts and timings it is billed and judged by."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +166,16 @@ def check_sla(agreement: Agreement, delivery: Delivery | None) -> SlaOutcome:
     if delivery.finished_at_ms > terms.deadline_ms:
         reasons.append(f"arrived {delivery.finished_at_ms - terms.deadline_ms} ms after the "
                        "deadline")
+    if terms.tokens is not None:
+        if delivery.usage is None:
+            reasons.append("a per-token delivery must report its token usage")
+        else:
+            reasons.extend(usage_breaches(terms.tokens, delivery.usage))
     if reasons:
         return SlaOutcome("breached", latency, release=0, refund=terms.price,
                           penalty=terms.penalty, reasons=tuple(reasons))
+    if terms.tokens is not None and delivery.usage is not None:
+        release = min(terms.price, token_cost(terms.tokens, delivery.usage))
+        return SlaOutcome("met", latency, release=release, refund=terms.price - release,
+                          penalty=0)
     return SlaOutcome("met", latency, release=terms.price, refund=0, penalty=0)

@@ -81,6 +81,7 @@ from aaex_agents.errors import AaexError, UsageError
 from ..trade.market import MarketSettings
 from ..trade.negotiation import Seller
 from ..trade.strategies import SellerStrategy
+from .gateway import GatewaySettings, parse_gateway  # the [gateway] section
 from .interop import InteropSettings, parse_interop  # interop: the [interop] section
 
 
@@ -231,6 +232,9 @@ def _settings_model(cls: type) -> type[_Settings]:
     default is required; one whose annotation cannot be resolved accepts any value.
     """
     fields: dict[str, Any] = _dataclass_fields(SellerStrategy) if issubclass(cls, Seller) else {}
+    if issubclass(cls, Seller):  # the class's own strategy defaults make those fields optional
+        for key, value in cls.strategy_defaults.items():
+            fields[key] = (fields[key][0], value)
     for klass in cls.__mro__[:-1]:  # up to, not including, object
         init = klass.__dict__.get("__init__")
         if init is None:
@@ -392,6 +396,8 @@ class NodeConfig(_Table):
         ledger: the ledger file; None keeps it in the data dir (see `ledger_path`).
         interop: the uAgents and A2A listener (``[interop]``, see `node/interop.py`); off
             by default.
+        gateway: the OpenAI-compatible gateway (``[gateway]``, see `node/gateway.py`); off
+            by default.
     """
 
     identity: _RelativePath = Field(default=Path("node.key"), validate_default=True,
@@ -413,6 +419,7 @@ class NodeConfig(_Table):
     market: MarketSettings = Field(default_factory=MarketSettings)
     ledger: _RelativePath | None = Field(default=None, validation_alias=_node("ledger"))
     interop: InteropSettings = Field(default_factory=InteropSettings, exclude=True)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -526,13 +533,23 @@ def parse_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
     document = dict(document)
     try:  # interop: parsed by marketplace/node/interop.py, which names the field
         interop = parse_interop(_interop_table(document.pop("interop", {})))
+        gateway = parse_gateway(_table(document.pop("gateway", {}), "gateway"))
     except UsageError as exc:
         raise ConfigError(str(exc)) from None
     try:
         config = NodeConfig.model_validate(document, context={"base": base})
     except ValidationError as exc:
         raise _config_error(exc) from None
-    return config.model_copy(update={"interop": interop})
+    if gateway.enabled and gateway.agent not in {a.name for a in config.agents}:
+        raise ConfigError(f"gateway.agent = {gateway.agent!r}: no [[agents]] entry has that "
+                          "name; name the agent that buys for the gateway")
+    return config.model_copy(update={"interop": interop, "gateway": gateway})
+
+
+def _table(table: Any, name: str) -> Mapping[str, Any]:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{name} = {table!r}: write a table, e.g. [{name}]")
+    return table
 
 
 def _interop_table(table: Any) -> Mapping[str, Any]:

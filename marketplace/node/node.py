@@ -44,11 +44,14 @@ from aaex_agents.transport.libp2p import Libp2pConfig, Libp2pHost, Libp2pTranspo
 from discovery.advertiser import Advertiser, Offer, open_advertiser
 from discovery.dht import Discovery, open_discovery
 from discovery.directory import DhtDirectory
+from discovery.query import Query
 from discovery.records import PriceModel, SlaOffer
 
+from ..contracts.credits import MINOR_UNITS
 from ..contracts.ledger import Ledger, LedgerConfig, open_ledger
 from ..trade.buying import Buyer
 from ..trade.contracting import seller_countersigner
+from ..trade.llm_seller import LlmSeller
 from ..trade.market import NodeMarket, discovery_finder
 from ..trade.negotiation import Seller
 from ..trade.policy import AccessControl, AccessList
@@ -58,6 +61,7 @@ from ..trade.strategies import SellerStrategy
 from .accounts import issue_token, publish_admin, withdraw_admin
 from .api import serve_admin, uptime_since
 from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
+from .gateway import open_gateway
 from .interop import Interop, interop_status, open_interop
 from .llm import open_node_llm
 from .metrics import metrics_text
@@ -86,6 +90,8 @@ class Node:
     """Set when shutdown begins: new negotiations are declined from then on."""
     interop: Interop | None = None
     """The uAgents and A2A listener; None when `[interop]` sets no `listen`."""
+    gateway_url: str | None = None
+    """The OpenAI-compatible gateway; None when `[gateway]` sets no `listen`."""
 
     def status(self) -> dict[str, Any]:
         """What `aaex node status` shows."""
@@ -98,7 +104,8 @@ class Node:
             "routing_table": (self.host.dht.get_routing_table_size()
                               if self.host and self.host.dht else 0),
             "llm": self._llm_status(),
-            "interop": interop_status(self.runtime, self.interop)}
+            "interop": interop_status(self.runtime, self.interop),
+            "gateway": self.gateway_url}
 
     def _llm_status(self) -> dict[str, Any] | None:
         if self.llm is None:
@@ -153,8 +160,9 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
             rules = config.whitelists.get(capability)
             gate = AccessControl({capability: AccessList(open=rules is None,
                                                          agents=rules or frozenset())})
-            strategy_fields = {k: settings.pop(k) for k in list(settings)
-                               if k in SellerStrategy.__dataclass_fields__}
+            strategy_fields = {**cls.strategy_defaults,
+                               **{k: settings.pop(k) for k in list(settings)
+                                  if k in SellerStrategy.__dataclass_fields__}}
             if issubclass(cls, ServiceSeller):
                 settings["ledger"] = ledger
             return cls(identity, name=spec.name, strategy=SellerStrategy(**strategy_fields),
@@ -168,14 +176,51 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
 
 
 def offers_of(agent: Agent) -> list[Offer]:
-    """What a selling agent advertises: its capability at its current asking price."""
+    """What a selling agent advertises: its capability at its current asking price.
+
+    An `LlmSeller` advertises its price per output token, its model and what the node
+    measured of it (`LlmSeller.ad_attributes`).
+    """
     if not isinstance(agent, Seller) or not agent.capability:
         return []
+    if isinstance(agent, LlmSeller):
+        latency = agent.strategy.latency_ms
+        return [Offer(capability=agent.capability,
+                      price=PriceModel(kind="per_token",
+                                       amount=agent.output_per_1k / MINOR_UNITS / 1000),
+                      sla=SlaOffer(p50_ms=latency / 2, p95_ms=latency,
+                                   deadline_s=agent.strategy.deadline_s, availability=0.99),
+                      attributes=agent.ad_attributes())]
     ask = agent.strategy.ask(0.0, 1.0, agent.queue_depth)
     return [Offer(capability=agent.capability, price=PriceModel(amount=ask.price),
                   sla=SlaOffer(p50_ms=ask.latency_ms / 2, p95_ms=ask.latency_ms,
                                deadline_s=ask.deadline_s, availability=0.99),
                   attributes={"strategy_exponent": agent.strategy.exponent})]
+
+
+async def _bind_llm_sellers(agents: list[Agent], llm: LLMService | None) -> None:
+    """Let every `LlmSeller` describe the node's model in its ad; measure it first.
+
+    One short generation (8 tokens) at start gives the first ad a measured tokens/s and
+    time to first token instead of none.
+    """
+    sellers = [a for a in agents if isinstance(a, LlmSeller)]
+    if not sellers or llm is None:
+        return
+    try:
+        await llm.measure(max_tokens=8)
+    except AaexError:  # the ad goes out without the figures; the seller still sells
+        logger.warning("measuring the model for its ad failed", exc_info=True)
+    for seller in sellers:
+        seller.model_info = llm.describe
+
+
+async def _advertised_models(discovery: Discovery | None) -> list[str]:
+    """The model ids the market's ``llm.chat`` sellers advertise (for ``/v1/models``)."""
+    if discovery is None:
+        return []
+    ads = await discovery.lookup(Query("llm.chat"))
+    return sorted({str(ad.attributes["model"]) for ad in ads if "model" in ad.attributes})
 
 
 async def _no_market(capability: str, where: str | None) -> list[str]:
@@ -248,13 +293,16 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
     clock = clock or SystemClock()
     identity = load_or_create_identity(config.identity)
     for spec in config.agents:  # a bad class or setting fails before anything is opened
-        spec.load_class()
+        if issubclass(spec.load_class(), LlmSeller) and config.llm.backend == "none":
+            raise ConfigError(f"agents.{spec.name}: an LlmSeller sells the node's model; add "
+                              "an [llm] section (e.g. backend = \"llamacpp\")")
     async with AsyncExitStack() as stack:
         ledger = await stack.enter_async_context(open_ledger(
             config.ledger_path, config=LedgerConfig(clock=clock, owner=identity)))
         agents = [build_agent(spec, config, clock, ledger) for spec in config.agents]
         # Before the runtime, so it closes after it: handlers may use ctx.llm until the end.
         llm = await stack.enter_async_context(open_node_llm(config.llm))
+        await _bind_llm_sellers(agents, llm)
         host: Libp2pHost | None = None
         discovery: Discovery | None = None
         transports: list[Transport] = []
@@ -296,6 +344,10 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
         token = issue_token(config.data_dir)
         node.admin_url = await stack.enter_async_context(serve_admin(node, admin_host,
                                                                      admin_port, token))
+        if config.gateway.enabled:  # the OpenAI-compatible gateway, keyed by the admin token
+            node.gateway_url = await stack.enter_async_context(open_gateway(
+                runtime, market, config.gateway, token=token, llm=llm,
+                models=lambda: _advertised_models(discovery)))
         # The CLI finds the admin API (its port may have been 0) and the token through these.
         publish_admin(config.data_dir, node.admin_url, identity.address)
         stack.callback(withdraw_admin, config.data_dir, node.admin_url)

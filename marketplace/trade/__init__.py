@@ -10,6 +10,7 @@ service that hands agents a delegator. Builds on `marketplace.contracts`, never 
 from .buying import Buyer
 from .delegation import Attempt, Backoff, Books, Delegated, Delegator
 from .errors import DelegationFailed, Refusal, SpendingRefused, TradeError
+from .llm_seller import LlmSeller
 from .market import MarketSettings, NodeMarket
 from .negotiation import (
     Accept,
@@ -56,6 +57,7 @@ __all__ = [
     "DeliveryQuery",
     "Dialogue",
     "DialogueState",
+    "LlmSeller",
     "MarketSettings",
     "NegotiationResult",
     "NodeMarket",

@@ -31,15 +31,19 @@ from ..contracts.agreement import SignedAgreement, to_minor_units
 from ..contracts.credits import MINOR_UNITS, format_credits
 from ..contracts.receipt import SignedReceipt, make_receipt
 from ..contracts.reputation import ReputationBook, Score
-from ..contracts.sla import Delivery
+from ..contracts.sla import Delivery, TokenUsage
 from .contracting import buyer_signer
 from .errors import DelegationFailed
+from .metering import metered_usage
 from .negotiation import CallForProposals, Decline, negotiate, new_dialogue_id
 from .policy import Wallet
 from .selling import Deliver, DeliveryQuery, ReceiptNotice, Task, delivery_is_genuine
 from .strategies import BuyerStrategy, BuyerUtility, Weights
 
 logger = logging.getLogger(__name__)
+
+OVER_BUDGET = "over_budget"
+"""The reason a seller declines a call whose budget is below its quote (not a failure)."""
 
 
 class Books(Protocol):
@@ -155,6 +159,14 @@ def shortlist(found: Sequence[str], scores: Mapping[str, Score], top_k: int) -> 
     return chosen
 
 
+def _usage(signed: SignedAgreement, task: Mapping[str, Any],
+           result: Mapping[str, Any]) -> TokenUsage | None:
+    """The metered usage of a per-token sale's result; None for a fixed-price one."""
+    if signed.agreement.terms.tokens is None:
+        return None
+    return metered_usage(task, result)
+
+
 Progress = Callable[[str, dict[str, Any]], None]
 """(event, details) as a delegation goes: ``sellers``, ``offers``, ``agreement``, then
 ``delivery``, ``receipt`` and ``settled`` for each award. Amounts are decimal credits
@@ -253,7 +265,10 @@ class Delegator:
             if outcome.agreement is None or outcome.winner is None:
                 for bid in outcome.bids:
                     attempts.append(Attempt(bid.seller, "no_agreement", detail=str(bid.declined)))
-                    self.backoff.ban(bid.seller, clock.now())
+                    if bid.declined != OVER_BUDGET:  # our budget is no failing of the seller's
+                        self.backoff.ban(bid.seller, clock.now())
+                if outcome.bids and all(b.declined == OVER_BUDGET for b in outcome.bids):
+                    break  # every seller quoted above the budget: asking again changes nothing
                 continue
             signed = SignedAgreement.from_wire(outcome.agreement)
             terms = signed.agreement.terms
@@ -304,7 +319,8 @@ class Delegator:
                                 extra={"event": "delivered", "agreement_id": signed.id})
                     result = reply.result
                     delivery = Delivery(result_hash=reply.result_hash, started_at_ms=started,
-                                        finished_at_ms=max(started, _ms(clock)))
+                                        finished_at_ms=max(started, _ms(clock)),
+                                        usage=_usage(signed, task, reply.result))
                 elif isinstance(reply, Decline):
                     detail = f"{reply.reason}: {reply.detail}" if reply.detail else reply.reason
                 else:
@@ -323,8 +339,8 @@ class Delegator:
         agreement = signed.agreement
         receipt = SignedReceipt.create(
             make_receipt(agreement, delivery, issued_at_ms=_ms(ctx.clock)), self._identity)
-        if receipt.receipt.verdict != "met":
-            self._wallet.release(agreement.seller, agreement.terms.price / MINOR_UNITS)
+        if receipt.receipt.refund:  # all of it unless met; a per-token sale's unused rest
+            self._wallet.release(agreement.seller, receipt.receipt.refund / MINOR_UNITS)
         self.reputation.add_agreement(signed)
         self.reputation.add_receipt(receipt)
         if self._books is not None:
@@ -389,7 +405,8 @@ class Delegator:
             started = max(agreement.agreed_at_ms, deliver.started_at_ms)
             await self._settle(ctx, signed, Delivery(
                 result_hash=deliver.result_hash, started_at_ms=started,
-                finished_at_ms=max(started, deliver.finished_at_ms)))
+                finished_at_ms=max(started, deliver.finished_at_ms),
+                usage=_usage(signed, task or {}, deliver.result)))
             return "settled"
         if _ms(ctx.clock) > agreement.terms.deadline_ms + grace * 1000:
             await self._settle(ctx, signed, None)

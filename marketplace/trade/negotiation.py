@@ -18,7 +18,7 @@ import asyncio
 import enum
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -26,6 +26,7 @@ from aaex_agents import Agent, Context, Message, Protocol, handler
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.errors import AaexError, TransportError, UsageError
 
+from ..contracts.agreement import TokenTerms
 from ..contracts.reputation import NEUTRAL
 from .errors import Refusal
 from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy
@@ -58,6 +59,8 @@ class Propose(Message, type="market.propose/1"):
     latency_ms: float
     deadline_s: float
     penalty: float
+    tokens: TokenTerms | None = None
+    """Per-token prices and token cap; None for a fixed-price offer."""
 
 
 class CounterOffer(Message, type="market.counter/1"):
@@ -140,6 +143,8 @@ class Seller(Agent):
 
     protocols = (NEGOTIATION,)
     capability: ClassVar[str] = ""
+    strategy_defaults: ClassVar[Mapping[str, Any]] = {}
+    """Defaults of this class for `SellerStrategy` fields the node's settings leave out."""
 
     def __init__(self, *args: Any, strategy: SellerStrategy, countersign: Countersigner,
                  admit: Admission | None = None, max_dialogues: int = 10_000,
@@ -170,15 +175,24 @@ class Seller(Agent):
     def _elapsed(self, dialogue: Dialogue, now: float) -> tuple[float, float]:
         return now - dialogue.started, max(1e-3, dialogue.cfp.respond_by - dialogue.started)
 
+    def quote(self, cfp: CallForProposals, offer: Offer) -> Offer:
+        """The offer for this task, from the strategy's `offer`; raise Refusal to decline.
+
+        The default bids the strategy's offer as it is. A seller that prices each task
+        (per-token, by size) overrides it.
+        """
+        return offer
+
     def _propose(self, dialogue: Dialogue, offer: Offer) -> Propose:
         # Promise no later a deadline than the buyer can use: the work takes `latency_ms`,
         # so any deadline at least that long is one we can keep.
         offer = Offer(offer.price, offer.latency_ms,
-                      min(offer.deadline_s, dialogue.cfp.max_deadline_s), offer.penalty)
+                      min(offer.deadline_s, dialogue.cfp.max_deadline_s), offer.penalty,
+                      offer.tokens)
         dialogue.offer = offer
         return Propose(dialogue=dialogue.id, round=dialogue.round, price=offer.price,
                        latency_ms=offer.latency_ms, deadline_s=offer.deadline_s,
-                       penalty=offer.penalty)
+                       penalty=offer.penalty, tokens=offer.tokens)
 
     def _open(self, ctx: Context, dialogue_id: str, round_: int, now: float, *,
               accepting: bool = False) -> Dialogue:
@@ -219,7 +233,8 @@ class Seller(Agent):
                 await self._admit(str(ctx.sender), msg)
             self._forget_finished(now)
             dialogue = Dialogue(msg.dialogue, str(ctx.sender), msg, started=now)
-            offer = self.strategy.ask(*self._elapsed(dialogue, now), self.queue_depth)
+            offer = self.quote(msg, self.strategy.ask(*self._elapsed(dialogue, now),
+                                                      self.queue_depth))
             if offer.price > msg.max_price * 1.5 or offer.latency_ms > msg.max_latency_ms \
                     or offer.latency_ms / 1000 > msg.max_deadline_s:
                 raise Refusal("cannot_meet_terms", "price, latency or deadline out of reach")
@@ -242,6 +257,10 @@ class Seller(Agent):
         if self.strategy.accepts(msg.price, elapsed, horizon, self.queue_depth):
             ask = Offer(msg.price, ask.latency_ms, ask.deadline_s,
                         round(msg.price * self.strategy.penalty_rate, 6))
+        try:
+            ask = self.quote(dialogue.cfp, ask)
+        except Refusal as refusal:
+            return Decline(dialogue=msg.dialogue, reason=refusal.reason, detail=refusal.detail)
         return self._propose(dialogue, ask)
 
     @handler
@@ -334,7 +353,8 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
             bid.declined, bid.offer, bid.utility = f"error: {type(exc).__name__}", None, 0.0
             return
         if isinstance(reply, Propose):
-            bid.offer = Offer(reply.price, reply.latency_ms, reply.deadline_s, reply.penalty)
+            bid.offer = Offer(reply.price, reply.latency_ms, reply.deadline_s, reply.penalty,
+                              reply.tokens)
             bid.utility = utility.of(bid.offer, reputation.get(seller, NEUTRAL))
             bid.rounds = reply.round
         elif isinstance(reply, Decline):

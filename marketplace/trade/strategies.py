@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from aaex_agents.errors import UsageError
 
+from ..contracts.agreement import TokenTerms
 from ..contracts.reputation import NEUTRAL
 
 BOULWARE, LINEAR, CONCEDER = 4.0, 1.0, 0.25
@@ -22,12 +23,17 @@ BOULWARE, LINEAR, CONCEDER = 4.0, 1.0, 0.25
 
 @dataclass(frozen=True)
 class Offer:
-    """The issues negotiated: price, promised latency, deadline and the breach penalty."""
+    """The issues negotiated: price, promised latency, deadline and the breach penalty.
+
+    `tokens` makes it a per-token offer (a language model's): `price` is then the cap the
+    buyer escrows, and the agreement bills the tokens used at the prices it states.
+    """
 
     price: float
     latency_ms: float
     deadline_s: float
     penalty: float
+    tokens: TokenTerms | None = None
 
 
 ISSUE_WEIGHTS = ("price", "latency", "deadline", "penalty", "reputation")

@@ -1,0 +1,196 @@
+"""The appliance sells its language model: `LlmSeller`, the built-in ``llm.chat`` seller.
+
+    [llm]
+    backend = "llamacpp"                    # the shipped SmolLM2 when model_path is absent
+
+    [[agents]]
+    name = "llm"
+    class = "marketplace:LlmSeller"
+    settings = { price_in_per_1k = 0.01, price_out_per_1k = 0.02, max_tokens_cap = 256 }
+
+The task is an OpenAI-style chat request::
+
+    {"messages": [{"role": "user", "content": "..."}], "max_tokens": 64,
+     "temperature": 0.0, "json_schema": {...}, "stop": ["END"]}
+
+(``json_schema`` constrains decoding to that JSON schema; every field but ``messages`` is
+optional.) The seller quotes per token: the agreement states its prices per 1,000 input and
+output tokens, the token cap (the request's ``max_tokens``, at most `max_tokens_cap`) and its
+time-to-first-token and tokens/s promise (`TokenTerms`); the price negotiated is the most the
+request can cost, which the buyer escrows. The work runs on ``ctx.llm``, the node's shared
+model; the result, which the seller signs, carries the text and the usage its engine counted
+(``input_tokens``, ``output_tokens``, ``ttft_ms``, ``generation_ms``). The buyer settles the
+tokens used and gets the rest back (marketplace.contracts.sla). Prices are posted: a counter
+offer gets the same quote.
+
+Its ad carries the model, quantization, context length, the tokens/s and time to first token
+the node's LLM service measured, and the prices, as attributes buyers filter on
+(``--where "model == 'SmolLM2-135M-Instruct'"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from aaex_agents import Context
+from aaex_agents.errors import UsageError
+from aaex_agents.llm import ModelInfo
+from aaex_agents.llm.base import ChatMessage, Request
+
+from ..contracts.agreement import TokenTerms, to_minor_units
+from ..contracts.credits import MINOR_UNITS, format_credits
+from ..contracts.sla import INPUT_SLACK
+from .delegation import OVER_BUDGET
+from .errors import Refusal
+from .metering import prompt_bytes
+from .negotiation import CallForProposals
+from .selling import ServiceSeller
+from .strategies import Offer
+
+CAPABILITY = "llm.chat"
+
+
+def chat_request(task: Mapping[str, Any], *, cap: int) -> Request:
+    """The engine request a chat task asks for, its ``max_tokens`` held to `cap`.
+
+    Raises:
+        ValueError: the task is not a chat request (the message says which field).
+    """
+    messages = task.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("task.messages: give a non-empty list of {role, content} messages")
+    max_tokens = task.get("max_tokens", cap)
+    temperature = task.get("temperature", 0.0)
+    schema = task.get("json_schema")
+    stop = task.get("stop", [])
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens <= 0:
+        raise ValueError(f"task.max_tokens = {max_tokens!r}: give a positive integer")
+    if not isinstance(temperature, int | float) or isinstance(temperature, bool):
+        raise ValueError(f"task.temperature = {temperature!r}: give a number")
+    if schema is not None and not isinstance(schema, dict):
+        raise ValueError("task.json_schema: give a JSON schema object")
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise ValueError("task.stop: give a string or a list of strings")
+    try:
+        return Request(messages=tuple(_message(m) for m in messages),
+                       max_tokens=min(max_tokens, cap), temperature=float(temperature),
+                       json_schema=schema, stop=tuple(stop))
+    except UsageError as exc:
+        raise ValueError(f"task: {exc}") from None
+
+
+def _message(value: Any) -> ChatMessage:
+    if not isinstance(value, dict) or set(value) - {"role", "content"}:
+        raise ValueError(f"task.messages: {value!r} is not a {{role, content}} message")
+    return {"role": value.get("role"), "content": value.get("content")}  # type: ignore[typeddict-item]
+
+
+class LlmSeller(ServiceSeller):
+    """Sells chat completions of the node's model, billed per token (see the module doc).
+
+    Settings (credits for prices): `price_in_per_1k` and `price_out_per_1k`, per 1,000
+    input and output tokens; `max_tokens_cap`, the most tokens one request may generate;
+    `max_ttft_ms` and `min_tokens_per_s`, the generation SLA it promises (0: no speed
+    promise); `timeout`, seconds one generation may take.
+    """
+
+    capability: ClassVar[str] = CAPABILITY
+    strategy_defaults: ClassVar[Mapping[str, Any]] = {
+        "cost": 0.0, "latency_ms": 20_000.0, "deadline_s": 120.0, "penalty_rate": 0.0}
+
+    def __init__(self, *args: Any, price_in_per_1k: float = 0.01,
+                 price_out_per_1k: float = 0.02, max_tokens_cap: int = 256,
+                 max_ttft_ms: int = 30_000, min_tokens_per_s: int = 0, timeout: float = 120.0,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if max_tokens_cap <= 0 or max_ttft_ms <= 0 or min_tokens_per_s < 0 or timeout <= 0:
+            raise UsageError("LlmSeller: max_tokens_cap, max_ttft_ms and timeout must be "
+                             "positive, min_tokens_per_s >= 0")
+        self.input_per_1k = to_minor_units(price_in_per_1k)
+        self.output_per_1k = to_minor_units(price_out_per_1k)
+        self.max_tokens_cap = max_tokens_cap
+        self.max_ttft_ms = max_ttft_ms
+        self.min_tokens_per_s = min_tokens_per_s
+        self.timeout = timeout
+        self.model_info: Callable[[], ModelInfo] | None = None
+        """What the ad says of the model; the node binds its LLM service's `describe`."""
+
+    def cap_price(self, task: Mapping[str, Any]) -> tuple[int, TokenTerms]:
+        """The most `task` can cost (minor units) and the per-token terms it is sold on.
+
+        Raises:
+            ValueError: the task is not a chat request.
+        """
+        request = chat_request(task, cap=self.max_tokens_cap)
+        input_bound = prompt_bytes(task) + INPUT_SLACK
+        cost = input_bound * self.input_per_1k + request.max_tokens * self.output_per_1k
+        terms = TokenTerms(input_per_1k=self.input_per_1k, output_per_1k=self.output_per_1k,
+                           max_output_tokens=request.max_tokens, max_ttft_ms=self.max_ttft_ms,
+                           min_tokens_per_s=self.min_tokens_per_s)
+        return math.ceil(cost / 1000), terms
+
+    def quote(self, cfp: CallForProposals, offer: Offer) -> Offer:
+        """The posted per-token quote for this request; declines one over the budget."""
+        try:
+            cap, terms = self.cap_price(cfp.task)
+        except ValueError as exc:
+            raise Refusal("bad_task", str(exc)) from None
+        budget = to_minor_units(max(0.0, cfp.max_price))
+        if cap > budget:
+            raise Refusal(OVER_BUDGET,
+                          f"this request costs up to {format_credits(cap)} credits "
+                          f"({terms.max_output_tokens} output tokens at "
+                          f"{format_credits(self.output_per_1k)}/1k, input at "
+                          f"{format_credits(self.input_per_1k)}/1k), above the budget "
+                          f"{format_credits(budget)}")
+        price = float(Decimal(cap) / MINOR_UNITS)
+        return Offer(price, offer.latency_ms, offer.deadline_s,
+                     round(price * self.strategy.penalty_rate, 6), terms)
+
+    async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
+        """Run the chat request on the node's model; the result carries the engine's usage.
+
+        Raises:
+            ValueError: the task is not a chat request.
+            LLMError: the model failed or timed out (the buyer settles it as not delivered).
+        """
+        request = chat_request(task, cap=self.max_tokens_cap)
+        llm = ctx.llm
+        async with asyncio.timeout(self.timeout):
+            completion = await llm.generate(request)
+        ttft = completion.ttft_seconds if completion.ttft_seconds is not None \
+            else completion.seconds
+        return {"text": completion.text, "finish_reason": completion.finish_reason,
+                "model": completion.model or llm.info.name,
+                "usage": {"input_tokens": completion.usage.prompt_tokens,
+                          "output_tokens": completion.usage.completion_tokens,
+                          "ttft_ms": round(ttft * 1000),
+                          "generation_ms": max(0, round((completion.seconds - ttft) * 1000))}}
+
+    def ad_attributes(self) -> dict[str, str | int | float]:
+        """What the ad says: the model, what the node measured of it, the per-token prices.
+
+        The node's `offers_of` puts these into the signed ad; a figure not measured yet is
+        left out rather than advertised as zero.
+        """
+        info = self.model_info() if self.model_info is not None else None
+        attributes: dict[str, str | int | float] = {
+            "price_in_per_1k": self.input_per_1k / MINOR_UNITS,
+            "price_out_per_1k": self.output_per_1k / MINOR_UNITS,
+            "max_tokens_cap": self.max_tokens_cap, "max_ttft_ms": self.max_ttft_ms,
+            "min_tokens_per_s": self.min_tokens_per_s}
+        if info is not None:
+            measured: dict[str, str | int | float | None] = {
+                "model": info.name, "quantization": info.quantization, "backend": info.backend,
+                "context_length": info.context_length,
+                "tokens_per_s": None if info.tokens_per_second is None
+                else round(info.tokens_per_second, 2),
+                "ttft_ms": None if info.ttft_ms is None else round(info.ttft_ms, 1)}
+            attributes.update({k: v for k, v in measured.items() if v is not None})
+        return attributes
