@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from aaex_examples.supply_chain.grounding import ground, numbers_in
+
 for _module in ("numpy", "statsmodels", "pyvrp", "matplotlib", "llama_cpp"):
     pytest.importorskip(_module, reason=f"{_module} comes with the cpu and demo extras")
 
@@ -252,9 +254,13 @@ def test_providers_explain_their_results_with_their_llm(
         demo: tuple[dict[str, Any], Path, int]) -> None:
     report = demo[0]
     for task in report["subtasks"]:
-        text = task["explanation"]
-        assert text and not text.startswith("("), text  # "(no explanation: ...)" on failure
-        assert "SmolLM2" in task["explained_by"]["model"]
-        assert 0 < task["explained_by"]["tokens"] <= 48
+        text, by = task["explanation"], task["explained_by"]
+        assert by["raw"], task  # the model answered ("(no explanation: ...)" on failure)
+        assert "SmolLM2" in by["model"]
+        assert 0 < by["tokens"] <= 48
+        if not text.startswith("("):  # what survived names no number outside the facts
+            assert ground(text, by["facts"]).dropped == (), (text, by["facts"])
+        for sentence in by["dropped"]:  # each dropped sentence has an unbacked number
+            assert numbers_in(sentence) and ground(sentence, by["facts"]).kept == ""
     assert report["job_source"] in {"llm", "mixed", "fallback"}
     assert report["llm_answer"]  # the planner's model answered (checked field by field)

@@ -32,6 +32,7 @@ from marketplace.trade.errors import DelegationFailed
 from marketplace.trade.selling import ServiceSeller
 
 from . import data, forecasting, routing
+from .grounding import ground
 from .job import Interpretation, JobError, ReplenishmentJob, interpret
 
 logger = logging.getLogger(__name__)
@@ -132,15 +133,19 @@ class Warehouse(Agent):
 # -- providers ----------------------------------------------------------------------------
 
 async def explain(ctx: Context, facts: str) -> dict[str, Any]:
-    """The node's LLM explains a result: ``{"text", "model", "tokens"}``.
+    """The node's LLM explains a result, keeping only sentences the facts back.
 
-    Without a model, or when it fails, the text says so and `tokens` is 0: the result
+    Returns ``{"text", "raw", "dropped", "model", "tokens"}``: `text` is what survived the
+    grounding filter (`grounding.ground`: a sentence with a number that is not in the facts
+    is dropped), `raw` what the model wrote, `dropped` the sentences removed. Without a
+    model, or when it fails, `text` says so, `raw` is empty and `tokens` is 0: the result
     itself stands on its own.
     """
     try:
         llm: LLM = ctx.llm
     except UsageError:
-        return {"text": "(this node runs no language model)", "model": None, "tokens": 0}
+        return {"text": "(this node runs no language model)", "raw": "", "dropped": [],
+                "model": None, "tokens": 0}
     try:
         answer = await llm.chat(
             # Asked for advice rather than a summary: a small model given "explain this"
@@ -149,9 +154,12 @@ async def explain(ctx: Context, facts: str) -> dict[str, Any]:
              user(f"Facts:\n{facts}\n\nWhat should the store manager do? Answer in one "
                   "sentence.")], max_tokens=48, timeout=60)
     except LLMError as exc:
-        return {"text": f"(no explanation: {exc})", "model": None, "tokens": 0}
-    return {"text": answer.text.strip(), "model": answer.model,
-            "tokens": answer.usage.completion_tokens}
+        return {"text": f"(no explanation: {exc})", "raw": "", "dropped": [], "model": None,
+                "tokens": 0}
+    grounded = ground(answer.text, facts)
+    return {"text": grounded.kept or "(every sentence had a number the facts do not back)",
+            "raw": answer.text.strip(), "dropped": list(grounded.dropped),
+            "model": answer.model, "tokens": answer.usage.completion_tokens}
 
 
 def _log_task(ctx: Context, capability: str, size: int) -> None:

@@ -405,8 +405,9 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
                          latency_ms=result.receipt.receipt.latency_ms,
                          agreement_id=result.agreement.id,
                          explanation=result.result["explanation"]["text"],
-                         explained_by={k: result.result["explanation"][k]
-                                       for k in ("model", "tokens")})
+                         explained_by={**{k: result.result["explanation"].get(k)
+                                          for k in ("model", "tokens", "raw", "dropped")},
+                                       "facts": result.result.get("facts", "")})
             if task.capability == FORECAST:
                 for store, value in result.result["mase"].items():
                     scored[store] = {"provider": entry["provider"], "mase": value,

@@ -35,10 +35,15 @@ def render_summary(report: dict[str, Any]) -> str:
          for t in report["subtasks"]],
         align="lllrrrrl", title="Agreements (signed by planner and provider)"))
     parts.append(render_table(
-        ["subtask", "explanation by the provider's LLM"],
+        ["subtask", "model", "kept (every number is in the facts)", "dropped"],
         [(f"{t['capability']} {t['label']}",
-          _clip(t.get("explanation") or t.get("error", ""), 100)) for t in report["subtasks"]],
-        align="ll"))
+          str((t.get("explained_by") or {}).get("model") or "-"),
+          _clip(t.get("explanation") or t.get("error", ""), 80),
+          str(len((t.get("explained_by") or {}).get("dropped") or [])))
+         for t in report["subtasks"]],
+        align="lllr",
+        title="The providers' LLM explanations: a sentence with a number the facts do not "
+              "back is dropped (report.json keeps the model's raw text)"))
     forecast = report["forecast"]
     if forecast["stores"]:
         parts.append(render_table(
