@@ -243,8 +243,8 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
             `llm.base_url`; the LLM error is its cause).
         KeyFileError, LedgerError, TransportError: a resource could not be opened.
     """
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    config.ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    # 0700: the data dir holds the agents' keys and, by default, the ledger.
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     clock = clock or SystemClock()
     identity = load_or_create_identity(config.identity)
     for spec in config.agents:  # a bad class or setting fails before anything is opened
