@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
+from aaex_agents.transport.listener import ServerLimits, open_http_listener
+
 from ..contracts.agreement import SignedAgreement
 from ..contracts.books import Line
 from ..contracts.errors import ContractRejected, LedgerTampered
@@ -77,6 +79,10 @@ def _entry_amount(entry: Entry) -> dict[str, Any]:
     if field is None or not isinstance(entry.body.get(field), int):
         return {}
     return money("amount", entry.body[field])
+
+
+ADMIN_LIMITS = ServerLimits(max_connections=64, max_connections_per_ip=64)
+"""The admin API serves one operator on loopback: a terminal or two and the web view."""
 
 
 def build_app(node: Node, token: str | None = None) -> web.Application:
@@ -158,22 +164,21 @@ def build_app(node: Node, token: str | None = None) -> web.Application:
 
 
 @asynccontextmanager
-async def serve_admin(node: Node, host: str, port: int,
-                      token: str | None = None) -> AsyncIterator[str]:
+async def serve_admin(node: Node, host: str, port: int, token: str | None = None, *,
+                      limits: ServerLimits | None = None) -> AsyncIterator[str]:
     """Serve the admin API until the block exits; yields its base URL once listening.
 
     With `token`, the operator's write routes are served too (see `admin_writes`).
+
+    Raises:
+        AddressInUse, TransportError: `host:port` cannot be bound.
     """
-    runner = web.AppRunner(build_app(node, token), access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        url = f"http://{host}:{runner.addresses[0][1]}"
+    app = build_app(node, token)
+    async with open_http_listener(app, host, port, limits=limits or ADMIN_LIMITS,
+                                  name="admin") as listener:
+        url = f"http://{host}:{listener.port}"
         logger.info("admin API at %s", url)
         yield url
-    finally:
-        await runner.cleanup()
 
 
 def uptime_since(started: float) -> float:
