@@ -25,7 +25,8 @@ Whose fault it is decides where an error sits in the tree::
     │   ├── PeerUnreachable         nothing answered at any known endpoint
     │   ├── RequestTimeout          the peer did not answer in time (also a TimeoutError)
     │   ├── PeerRejected            the peer refused our envelope and said why
-    │   └── TransportClosed         you closed the transport and then used it
+    │   ├── TransportClosed         you closed the transport and then used it
+    │   └── AddressInUse            another socket listens on the address we were to listen on
     ├── ReplyError                  the peer answered, but not with what we can use
     │   ├── RemoteHandlerError      the peer's handler failed; carries its code and detail
     │   └── UnexpectedReply         a reply that is missing or of a type we did not ask for
@@ -198,6 +199,16 @@ class ReceiverStopping(EnvelopeRejected):
 
 class TransportError(AaexError):
     """The network failed to carry an envelope."""
+
+
+class AddressInUse(TransportError):
+    """Another socket already listens on `host:port`; choose another port, or 0 for any."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        super().__init__(f"cannot listen on {host}:{port}: the port is in use; choose another "
+                         "or 0")
 
 
 class PeerUnreachable(TransportError):

@@ -15,6 +15,10 @@ legitimate requests back to back (one in flight) and measures them. For each tra
   sender out for ~10 minutes.)
 * ``garbage``: unsigned 1 MiB frames whose sender "address" is a million characters long.
   (Before the field-size checks, each cost ~0.9 s of the receiver's event loop.)
+* ``slow`` (HTTP only): ``--connections`` (default 1,000) slow clients, each trickling a
+  request head one byte a second and reconnecting when cut. (Before the listener limits,
+  all were held open.) Outcomes: ``refused`` (503 at once: beyond the connection limits),
+  ``cut`` (closed while still sending: the header timeout), ``open_at_end``.
 
 Reported per phase: legitimate requests answered / sent, their p50 and p99 latency, attack
 frames sent per second, and the server's resident memory (RSS) after the phase. The last
@@ -28,6 +32,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -66,7 +71,7 @@ from bench.stats import percentile
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 30.0
-PHASES = ("idle", "replay", "garbage")
+PHASES = ("idle", "replay", "garbage", "slow")
 
 
 class Ping(Message, type="bench.abuse_ping/1"):
@@ -161,6 +166,51 @@ def garbage_frame(target: str, size: int) -> bytes:
             break
         length -= len(frame) - size
     return frame
+
+
+async def slow_clients(endpoint: str, seconds: float, connections: int) -> int:
+    """Hold `connections` slow clients on `endpoint` for `seconds`; print what happened."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, connections + 256)), hard))
+    host, port = endpoint.split("//")[1].split("/")[0].rsplit(":", 1)
+    outcomes: dict[str, int] = {}
+    opened = 0
+    print(json.dumps({"ready": True}), flush=True)
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def one() -> None:
+        nonlocal opened
+        while time.perf_counter() < deadline:
+            try:
+                reader, writer = await asyncio.open_connection(host, int(port))
+            except OSError as exc:
+                outcomes[type(exc).__name__] = outcomes.get(type(exc).__name__, 0) + 1
+                await asyncio.sleep(1)
+                continue
+            opened += 1
+            writer.write(b"POST /aaex/v1/envelope HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            outcome = "open_at_end"
+            try:
+                while time.perf_counter() < deadline:
+                    try:
+                        answer = await asyncio.wait_for(reader.read(64), 1.0)
+                    except TimeoutError:
+                        writer.write(b"a")  # one more byte of the header, a second later
+                        continue
+                    outcome = "refused" if answer.startswith(b"HTTP/1.1 503") else "cut"
+                    break
+            except ConnectionError:
+                outcome = "cut"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            writer.close()
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(connections):
+            group.create_task(one())
+    wall = time.perf_counter() - started
+    print(json.dumps({"sent": opened, "per_s": opened / wall, "outcomes": outcomes}), flush=True)
+    return 0
 
 
 async def attack(kind: str, mode: str, endpoint: str, target: str, seconds: float,
@@ -284,6 +334,8 @@ async def run_transport(kind: str, args: argparse.Namespace) -> tuple[list[Phase
         sender = Identity.generate()
         async with client_transport(kind) as transport:
             for phase in args.phases:
+                if phase == "slow" and kind != "http":
+                    continue  # slow clients are an HTTP matter; libp2p has its own limits
                 progress(f"[{kind}] {phase} for {args.seconds} s")
                 counter = [0]
                 failures: dict[str, int] = {}
@@ -293,7 +345,8 @@ async def run_transport(kind: str, args: argparse.Namespace) -> tuple[list[Phase
                     attacker = await child("--role", "attack", "--kind", kind, "--mode", phase,
                                            "--endpoint", endpoint, "--target", target,
                                            "--seconds", str(args.seconds),
-                                           "--concurrency", str(args.concurrency))
+                                           "--concurrency", str(args.concurrency),
+                                           "--connections", str(args.connections))
                 report: dict[str, Any] = {"sent": 0, "per_s": 0.0, "outcomes": {}}
                 if attacker is not None:
                     await read_json(attacker, START_TIMEOUT_S)  # attacking from now on
@@ -389,7 +442,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="internal: the child processes")
     parser.add_argument("--kind", choices=["http", "libp2p"], default="http",
                         help="internal: the transport of a child")
-    parser.add_argument("--mode", choices=["replay", "garbage"], default="replay",
+    parser.add_argument("--mode", choices=["replay", "garbage", "slow"], default="replay",
                         help="internal: the attack a child runs")
     parser.add_argument("--endpoint", help="internal: where the attacker sends")
     parser.add_argument("--target", help="internal: the sink's address")
@@ -397,6 +450,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="length of each phase (default 10 s)")
     parser.add_argument("--concurrency", type=int, default=8,
                         help="attack frames in flight (default 8)")
+    parser.add_argument("--connections", type=int, default=1000,
+                        help="slow clients of the slow phase (default 1000)")
     parser.add_argument("--replay-capacity", type=int, default=None,
                         help="the server's EnvelopePolicy.replay_capacity (default: the "
                         "policy's default); a small one shows a replay flood sooner")
@@ -424,6 +479,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.role == "server":
         return asyncio.run(serve(args.kind, args.replay_capacity))
+    if args.role == "attack" and args.mode == "slow":
+        return asyncio.run(slow_clients(args.endpoint, args.seconds, args.connections))
     if args.role == "attack":
         return asyncio.run(attack(args.kind, args.mode, args.endpoint, args.target,
                                   args.seconds, args.concurrency))

@@ -99,6 +99,13 @@ class Book:
         if self.ledger is not None:
             await self.ledger.settle(receipt)
 
+    @property
+    def owner(self) -> str | None:
+        return self.ledger.owner if self.ledger is not None else None
+
+    async def checkpoint(self) -> Any:
+        return await self.ledger.checkpoint()
+
 
 async def test_a_failing_provider_is_banned_and_the_subtask_re_awarded() -> None:
     hanging = make(HangingSellerFault, cost=0.5)  # cheapest: it wins first

@@ -159,7 +159,15 @@ async def test_two_operators_fund_trade_and_reconcile_from_the_terminal(
             for config, partner in ((buyer_toml, forecaster), (seller_toml, shopper["address"])):
                 code, out, _ = await aaex(capsys, "account", "reconcile", "--config",
                                           str(config), "--with", partner)
-                assert code == 0 and ": agree" in out
+                assert code == 0 and ": agree" in out and "signed its ledger at entry" in out
+            # The seller node's signed head, as the buyer's operator got it, pins its books.
+            code, out, _ = await aaex(capsys, "account", "reconcile", "--config",
+                                      str(buyer_toml), "--with", forecaster, "--json")
+            (kept := tmp_path / "seller-checkpoint.json").write_text(
+                json.dumps(json.loads(out)["agents"][0]["checkpoint"]))
+            code, out, _ = await aaex(capsys, "ledger", "verify", str(
+                seller_dir / "data" / "ledger.sqlite"), "--against", str(kept))
+            assert code == 0 and "unchanged up to the checkpoint" in out
 
             code, out, _ = await aaex(capsys, "node", "status", "--config", str(seller_toml),
                                       "--json")

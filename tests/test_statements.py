@@ -6,16 +6,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aaex_agents import Context, MemoryNetwork, open_runtime
+from aaex_agents import Agent, Context, MemoryNetwork, open_runtime
 from marketplace import Buyer
+from marketplace.contracts.checkpoint import Checkpoint
 from marketplace.contracts.ledger import LedgerConfig, open_ledger
 from marketplace.trade.contracting import seller_countersigner
 from marketplace.trade.delegation import Delegator
 from marketplace.trade.policy import Wallet
-from marketplace.trade.selling import ServiceSeller
+from marketplace.trade.selling import ReceiptNotice, ServiceSeller
 from marketplace.trade.statements import StatementQuery, StatementReply, reconcile
 from marketplace.trade.strategies import LINEAR, SellerStrategy
-from tests.market_kit import OWNER, SELLER, STRANGER, agreement, receipt
+from tests.market_kit import OWNER, SELLER, STRANGER, agreement, identity, receipt
+
+BUYER_NODE = identity("buyer-node")
+"""The key of the buyer's node, which signs its books (the seller's node signs with OWNER)."""
 
 
 class Averager(ServiceSeller):
@@ -31,9 +35,9 @@ def seller(ledger: Any, identity: Any = SELLER) -> Averager:
 
 
 async def test_both_sides_reconcile_and_no_other_partys_deal_is_shown(tmp_path: Path) -> None:
-    config = LedgerConfig(owner=OWNER)
-    async with open_ledger(tmp_path / "seller.db", config=config) as sales, \
-            open_ledger(tmp_path / "buyer.db", config=config) as purchases:
+    async with open_ledger(tmp_path / "seller.db", config=LedgerConfig(owner=OWNER)) as sales, \
+            open_ledger(tmp_path / "buyer.db",
+                        config=LedgerConfig(owner=BUYER_NODE)) as purchases:
         shop, shopper = seller(sales), Buyer(name="shopper", ledger=purchases)
         await purchases.deposit(shopper.address, 20_000_000)
         # The seller node's books also hold our seller's sale to someone else, and another
@@ -68,6 +72,17 @@ async def test_both_sides_reconcile_and_no_other_partys_deal_is_shown(tmp_path: 
             await sales.record_agreement(extra, role="seller")
             gaps = await reconcile(buyer_ctx, purchases, shop.address)
 
+            # Each side now holds the other node's signed head: the buyer's came with the
+            # receipts, the seller's with its statement.
+            from_receipts = shop.checkpoints[BUYER_NODE.address]
+            await purchases.verify(against=from_receipts)
+            assert from_buyer.checkpoint is not None
+            assert from_buyer.checkpoint.ledger == OWNER.address
+            await sales.verify(against=from_buyer.checkpoint)
+            assert from_seller.checkpoint is not None
+            assert from_seller.checkpoint.ledger == BUYER_NODE.address
+            assert from_seller.checkpoint.seq > from_receipts.seq > 0
+
     assert events == ["sellers", "offers", "agreement", "delivery", "receipt", "settled"] * 2
     assert isinstance(answer, StatementReply) and len(answer.lines) == 2
     assert {(line.buyer, line.seller) for line in answer.lines} == {(shopper.address,
@@ -90,3 +105,27 @@ async def test_a_partner_without_books_is_a_difference_not_a_crash(tmp_path: Pat
                                      timeout=1)
     assert found.theirs is None and "no_books" in found.differences[0]
     assert silent.theirs is None and "did not answer" in silent.differences[0]
+
+
+async def test_a_seller_keeps_only_the_newest_genuine_checkpoint_of_a_node(
+        tmp_path: Path) -> None:
+    async with open_ledger(tmp_path / "seller.db", config=LedgerConfig(owner=OWNER)) as sales:
+        shop, shopper = seller(sales), Agent(name="shopper")
+        signed = agreement(shopper.identity, SELLER, n=3)
+        await sales.record_agreement(signed, role="seller")
+        paid = receipt(signed, shopper.identity)
+
+        def head(seq: int, fill: str = "ab") -> Checkpoint:
+            return Checkpoint.create(BUYER_NODE, seq=seq, hash=fill * 32, entries=seq,
+                                     at_ms=seq)
+
+        newer, older = head(7), head(5)
+        forged = head(9).model_copy(update={"hash": "cd" * 32})
+        async with open_runtime([shop, shopper],
+                                transports=[MemoryNetwork().transport()]) as runtime:
+            ctx = runtime.context(shopper)
+            for checkpoint in (newer, older, forged):
+                await ctx.send(shop.address, ReceiptNotice(receipt=paid.to_wire(),
+                                                           checkpoint=checkpoint))
+    assert shop.checkpoints == {BUYER_NODE.address: newer}
+    assert [r.id for r in shop.receipts] == [paid.id] * 3

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from ..errors import EnvelopeRejected
+from ..transport.listener import open_http_listener
 from .gateway import UAgentsGateway
 
 logger = logging.getLogger(__name__)
@@ -53,19 +54,16 @@ def add_uagents_routes(app: web.Application, gateway: UAgentsGateway) -> None:
 @asynccontextmanager
 async def serve_uagents(gateway: UAgentsGateway, host: str = "127.0.0.1",
                         port: int = 0) -> AsyncIterator[str]:
-    """Serve only ``/submit`` on `host:port` until the block exits; yields its URL."""
+    """Serve only ``/submit`` on `host:port` until the block exits; yields its URL.
+
+    The listener has the default `ServerLimits` (see `aaex_agents.transport.listener`).
+    """
     app = web.Application(client_max_size=gateway.config.policy.max_frame_bytes + 1)
     add_uagents_routes(app, gateway)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        url = f"http://{host}:{runner.addresses[0][1]}{SUBMIT_PATH}"
+    async with open_http_listener(app, host, port, name="uagents") as listener:
+        url = f"http://{host}:{listener.port}{SUBMIT_PATH}"
         logger.info("serving uAgents envelopes at %s", url)
         yield url
-    finally:
-        await runner.cleanup()
 
 
 def _refusal(status: int, reason: str, detail: str) -> web.Response:

@@ -29,10 +29,13 @@ from ..errors import (
     clip,
 )
 from .base import DETAIL_LIMIT, FrameHandler, Transport
+from .listener import ServerLimits, open_http_listener
 
 logger = logging.getLogger(__name__)
 
 ENVELOPE_PATH = "/aaex/v1/envelope"
+CLIENT_IDLE_S = 5.0
+"""Seconds a pooled client connection may stay idle; under every server's header timeout."""
 _CONTENT_TYPE = "application/x-aaex-envelope"
 
 
@@ -49,11 +52,17 @@ class HttpTransport(Transport):
         advertise_host: host name peers should use, when it differs from `host`.
         shutdown_timeout: on leaving `serve`, how long in-flight requests may still run
             before they are cancelled (default 5 s), so a stop is always bounded.
+        limits: what the server grants one client: header and body timeouts, connections
+            in all and per IP (default `ServerLimits()`; see `transport.listener`).
+
+    As a client it closes a pooled connection after 5 s idle, before a server with the
+    default `ServerLimits.header_timeout` (10 s) would close it under a new request.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, connections_per_host: int = 100,
-                 advertise_host: str | None = None, shutdown_timeout: float = 5.0) -> None:
+                 advertise_host: str | None = None, shutdown_timeout: float = 5.0,
+                 limits: ServerLimits | None = None) -> None:
         if max_frame_bytes <= 0 or connections_per_host <= 0 or shutdown_timeout < 0:
             raise UsageError("max_frame_bytes, connections_per_host and shutdown_timeout must "
                              "be positive")
@@ -63,6 +72,7 @@ class HttpTransport(Transport):
         self._advertise_host = advertise_host or host
         self._max_frame_bytes = max_frame_bytes
         self._connections_per_host = connections_per_host
+        self._limits = limits or ServerLimits()
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
 
@@ -75,7 +85,7 @@ class HttpTransport(Transport):
             raise TransportClosed("this HttpTransport was closed; create a new one")
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=self._connections_per_host,
-                                             keepalive_timeout=30)
+                                             keepalive_timeout=CLIENT_IDLE_S)
             # No aiohttp timeout: `request` bounds each exchange with its own asyncio.timeout,
             # and a second timer per request would only cost CPU on the hot path.
             self._session = aiohttp.ClientSession(
@@ -142,19 +152,12 @@ class HttpTransport(Transport):
                 return web.Response(status=204)
             return web.Response(body=reply, content_type=_CONTENT_TYPE)
 
-        server = web.Server(on_request, access_log=None)
-        runner = web.ServerRunner(server, handle_signals=False,
-                                  shutdown_timeout=self._shutdown_timeout)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self._host, self._port, reuse_address=True)
-            await site.start()
-            port = runner.addresses[0][1]
-            endpoint = f"http://{self._advertise_host}:{port}{ENVELOPE_PATH}"
+        async with open_http_listener(on_request, self._host, self._port,
+                                      limits=self._limits, name="envelopes",
+                                      shutdown_timeout=self._shutdown_timeout) as listener:
+            endpoint = f"http://{self._advertise_host}:{listener.port}{ENVELOPE_PATH}"
             logger.info("serving envelopes at %s", endpoint)
             yield endpoint
-        finally:
-            await runner.cleanup()
 
     @override
     async def aclose(self) -> None:

@@ -44,6 +44,7 @@ from ..errors import (
     clip,
 )
 from .base import DETAIL_LIMIT, FrameHandler, Transport
+from .listener import check_port_free
 from .trio_bridge import RESOURCE_ERRORS, TrioBridge, shielded
 
 logger = logging.getLogger(__name__)
@@ -191,16 +192,34 @@ async def _run_host(config: Libp2pConfig,
             yield host, dht
 
 
+def tcp_host_port(address: str) -> tuple[str, int] | None:
+    """``("127.0.0.1", 4001)`` for ``/ip4/127.0.0.1/tcp/4001``; None for other multiaddrs."""
+    parts = address.split("/")
+    if len(parts) >= 5 and parts[0] == "" and parts[1] in ("ip4", "ip6") and \
+            parts[3] == "tcp" and parts[4].isdigit():
+        return parts[2], int(parts[4])
+    return None
+
+
 @asynccontextmanager
 async def open_libp2p_host(config: Libp2pConfig | None = None) -> AsyncIterator[Libp2pHost]:
     """Start a libp2p host in its own trio thread; returns once it listens.
 
     Leaving the block stops the DHT, closes every connection and joins the thread.
 
+    py-libp2p listens with ``SO_REUSEPORT``, so it would share a port that another process
+    (or node) already listens on, and the kernel would split the connections between them.
+    Each fixed TCP port is therefore checked first with a plain socket (`check_port_free`).
+
     Raises:
-        TransportError: the host could not start (e.g. the port is taken).
+        AddressInUse: something already listens on a fixed port of `config.listen`.
+        TransportError: the host could not start for another reason.
     """
     settings = config or Libp2pConfig()
+    for address in settings.listen:
+        bound = tcp_host_port(address)
+        if bound is not None:
+            check_port_free(*bound)
     _adopt_libp2p_logging()
     bridge = TrioBridge()
     await bridge.start()

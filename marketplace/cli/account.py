@@ -186,4 +186,8 @@ def _reconcile(args: argparse.Namespace) -> int:
                   f"net {ours['net']} credits: {state}")
             for gap in agent["differences"]:
                 print(f"  {gap}")
+            if agent.get("checkpoint"):
+                head = agent["checkpoint"]
+                print(f"  the partner's node signed its ledger at entry {head['seq']} "
+                      f"({head['hash'][:16]}...); --json gives the checkpoint to keep")
     return 0 if document["agreed"] else 1

@@ -7,7 +7,8 @@
     aaex account deposit|withdraw --config node.toml AGENT CREDITS
     aaex account show --config node.toml [--json]
     aaex account statement|reconcile --config node.toml --with ADDRESS [--json]
-    aaex ledger show|verify data/ledger.sqlite [--json]
+    aaex ledger show|verify data/ledger.sqlite [--json] [--against CHECKPOINT]
+    aaex ledger checkpoint --config node.toml [--out FILE]
     aaex market search forecast.demand --seed /ip4/.../p2p/... [--where ...] [--max-price 5]
     aaex market buy forecast.demand --config node.toml --agent NAME --task task.json
         --budget 5 --deadline 60 [--where ...] [--json]

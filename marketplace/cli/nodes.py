@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import signal
 import sys
 from typing import Any
 
 import aiohttp
+
+from aaex_agents.errors import AaexError
 
 
 def register(commands: Any) -> None:
@@ -37,6 +40,7 @@ def _node_run(args: argparse.Namespace) -> int:
     from ..node.node import open_node
 
     config = load_config(args.config)
+    _raise_open_file_limit()
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -47,8 +51,50 @@ def _node_run(args: argparse.Namespace) -> int:
             print(json.dumps({"ready": True, **node.status()}), flush=True)
             await stop.wait()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except BaseExceptionGroup as group:  # a listener that failed inside the runtime's tasks
+        reason = _one_reason(group)
+        if reason is None:
+            raise
+        print(f"aaex: {reason}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _one_reason(group: BaseExceptionGroup[BaseException]) -> AaexError | None:
+    """The AAEX error behind `group` when it holds nothing else (then one line says it)."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    if leaves and all(isinstance(exc, AaexError) for exc in leaves):
+        reason: AaexError = leaves[0]  # type: ignore[assignment]
+        return reason
+    return None
+
+
+OPEN_FILES_WANTED = 65536
+
+
+def _raise_open_file_limit() -> None:
+    """Lift the soft open-file limit towards the hard one: each connection is a descriptor.
+
+    Many systems start processes at 1024, under what a node's listeners may hold by their
+    connection limits (see docs/security.md); servers raise it themselves, as this does.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard,
+                                                                          OPEN_FILES_WANTED)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):  # the node warns at start if it stays too low
+            return
 
 
 def _node_status(args: argparse.Namespace) -> int:

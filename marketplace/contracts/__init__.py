@@ -1,14 +1,16 @@
 """Contracts: what two parties sign, and the books they keep of it.
 
 `agreement`, `sla` and `receipt` (with `signing` for their canonical bytes) are the signed
-objects; `ledger` settles them over the hash chain of `chain`, and `books` reads what each
-party owes from them; `credits` converts amounts between what a person types and what the
-books count; `reputation` scores sellers from receipts; `errors` names every refusal.
+objects; `ledger` settles them over the hash chain of `chain` (pinned by the signed heads
+of `checkpoint`), and `books` reads what each party owes from them; `credits` converts
+amounts between what a person types and what the books count; `reputation` scores sellers
+from receipts; `errors` names every refusal.
 Imports nothing else from the marketplace.
 """
 
 from .agreement import Agreement, SignedAgreement, Terms, TokenTerms, to_minor_units
 from .chain import LedgerReport
+from .checkpoint import Checkpoint
 from .credits import MINOR_UNITS, format_credits, parse_credits
 from .errors import (
     AlreadySettled,
@@ -43,6 +45,7 @@ __all__ = [
     "AlreadySettled",
     "BadContractSignature",
     "Balance",
+    "Checkpoint",
     "ContractRejected",
     "Delivery",
     "Entry",

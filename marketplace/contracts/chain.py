@@ -121,7 +121,8 @@ class Replay:
             raise LedgerTampered(seq, f"its {kind} content was edited (hash mismatch)")
         head = self._expected_head
         if head is not None and seq == head[0] and stored_hash.hex() != head[1]:
-            raise LedgerTampered(seq, "differs from the head published earlier")
+            raise LedgerTampered(seq, "differs from the head published earlier (a checkpoint):"
+                                 " history up to it was rewritten")
         try:
             body = json.loads(raw)
             problem = self._check(kind, body, *columns)
@@ -151,7 +152,8 @@ class Replay:
                                  f"but entries stop at {last} (the newest entries were deleted)")
         if self._expected_head is not None and self._expected_head[0] > last:
             raise LedgerTampered(last + 1, f"missing: entry {self._expected_head[0]} was "
-                                 "published as the head earlier")
+                                 "published as the head earlier (a checkpoint): the newest "
+                                 "entries were cut")
         for key in sorted(set(stored_balances) | set(self._balances)):
             stored, replayed = stored_balances.get(key, [0, 0]), self._balances.get(key, [0, 0])
             if stored != replayed:

@@ -33,8 +33,12 @@ returns the first settlement, a different receipt for a settled agreement raises
 `AlreadySettled`.
 
 What the chain cannot do alone: someone who rewrites the whole file (every hash after an
-edit, and the head) makes a consistent forgery. Publish `head()` elsewhere (to a peer, in a
-signed message) and pass it back to `verify(expected_head=...)` to pin history up to then.
+edit, and the head), cuts the newest entries or appends one with a correct hash makes a
+consistent forgery. `checkpoint()` signs the head with the owner's key; a checkpoint that
+left the node (to a partner, to a file) pins history up to it: `verify(against=...)` finds
+the cut, the rewrite, or a forged checkpoint (see marketplace.contracts.checkpoint).
+
+A new file is created 0600 in a 0700 folder; `LedgerConfig(read_only=True)` audits one.
 
 SQLite blocks, so each ledger runs its connection on one worker thread of its own, like
 aaex_agents.storage: the event loop never waits on the disk.
@@ -62,6 +66,7 @@ from . import ledger_store as store
 from .agreement import SignedAgreement
 from .books import Line, Position, Statement, line_of, statement
 from .chain import EntryKind, LedgerReport, money_signing_bytes
+from .checkpoint import Checkpoint
 from .errors import (
     AlreadySettled,
     InsufficientFunds,
@@ -109,12 +114,17 @@ class LedgerConfig:
             Writing past it fails with `LedgerFull` and changes nothing, as a full disk does.
         clock: where entry times come from (default: the system clock).
         owner: the node's key, which signs every entry that creates or removes money
-            (deposits and withdrawals); None opens the ledger for reading and settling only.
+            (deposits and withdrawals) and every `Checkpoint`; None opens the ledger for
+            reading and settling only.
+        read_only: open an existing file read-only, to audit it (``aaex ledger verify``):
+            nothing is created or written, and every write raises LedgerError. A missing
+            file raises LedgerError instead of being created.
     """
 
     max_bytes: int | None = None
     clock: Clock = field(default_factory=SystemClock)
     owner: Identity | None = None
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         if self.max_bytes is not None and self.max_bytes < 64 * 1024:
@@ -138,6 +148,11 @@ class Ledger:
         self._config = config
         self._closed = False
         self.path = path
+
+    @property
+    def owner(self) -> str | None:
+        """The address of the key that signs this ledger's money and checkpoints, if given."""
+        return self._config.owner.address if self._config.owner is not None else None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -504,18 +519,39 @@ class Ledger:
             return seq, digest.hex()
         return await self._run(read)
 
-    async def verify(self, *, expected_head: tuple[int, str] | None = None) -> LedgerReport:
+    async def checkpoint(self) -> Checkpoint:
+        """The head of the chain, signed by the ledger's owner, as it is (no `verify`).
+
+        Raises:
+            UsageError: the ledger was opened without the owner's key.
+        """
+        owner = self._config.owner
+        if owner is None:
+            raise UsageError("checkpoint: this ledger was opened without the node's key; "
+                             "checkpoints are signed (open it with LedgerConfig(owner=...))")
+        seq, digest = await self.head()
+        return Checkpoint.create(owner, seq=seq, hash=digest, entries=seq,
+                                 at_ms=self._now_ms())
+
+    async def verify(self, *, expected_head: tuple[int, str] | None = None,
+                     against: Checkpoint | None = None) -> LedgerReport:
         """Check the whole chain, every contract in it, and the balances it implies.
 
         Args:
             expected_head: a `head()` published earlier; history up to it must be unchanged.
+            against: a checkpoint that left this node earlier: it must be signed by this
+                ledger's owner, its entry must still be there, with the same hash.
 
         Raises:
-            LedgerTampered: the first entry that was edited, reordered or deleted, or a
-                balance that does not follow from the entries; `seq` and `problem` say which.
+            LedgerTampered: the first entry edited, reordered or deleted (the newest ones
+                too, given `against`), or a balance the entries do not give; `seq` says which.
+            BadContractSignature: `against` is not signed by this ledger's owner.
             LedgerCorrupt: SQLite finds the file damaged.
+            UsageError: both `expected_head` and `against` were given.
         """
-        return await self._run(lambda c: store.verify(c, expected_head))
+        if expected_head is not None and against is not None:
+            raise UsageError("verify: give expected_head or against, not both")
+        return await self._run(lambda c: store.verify(c, expected_head, against))
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -538,7 +574,7 @@ class Ledger:
 @asynccontextmanager
 async def open_ledger(path: str | Path | None, *,
                       config: LedgerConfig | None = None) -> AsyncIterator[Ledger]:
-    """Open (creating if needed) the ledger at `path`; None keeps it in memory.
+    """Open (creating if needed, unless read-only) the ledger at `path`; None: in memory.
 
     The ledger is closed when the block exits. Opening does not walk the chain (that is
     `verify`, linear in the entries); it checks the file is an AAEX ledger.
@@ -546,7 +582,7 @@ async def open_ledger(path: str | Path | None, *,
     Raises:
         LedgerCorrupt: the file is not an SQLite database or not an AAEX ledger.
         LedgerError: it cannot be opened (permissions, a missing directory that cannot be
-            created...); the message has SQLite's or the OS's reason.
+            created, a missing file when read-only...); the message has the reason.
     """
     config = config or LedgerConfig()
     target = Path(path) if path is not None else None
@@ -554,8 +590,8 @@ async def open_ledger(path: str | Path | None, *,
     try:
         connection = await asyncio.get_running_loop().run_in_executor(
             executor, store.guarded, None, lambda _: store.connect(
-                target, config.max_bytes, config.owner.address if config.owner else None),
-            target)
+                target, config.max_bytes, config.owner.address if config.owner else None,
+                read_only=config.read_only), target)
     except BaseException:
         executor.shutdown(wait=False)
         raise

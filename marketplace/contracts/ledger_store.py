@@ -8,6 +8,7 @@ which owns the thread and is the only caller). sqlite3 errors are translated onc
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from typing import Any, Literal, TypeVar
 
 from .agreement import SignedAgreement
 from .chain import GENESIS, EntryKind, LedgerReport, Replay, canonical_body, effects, entry_hash
-from .errors import LedgerCorrupt, LedgerError, LedgerFull, UnknownAgreement
+from .checkpoint import Checkpoint
+from .errors import LedgerCorrupt, LedgerError, LedgerFull, LedgerTampered, UnknownAgreement
 from .sla import Verdict
 
 T = TypeVar("T")
@@ -99,15 +101,19 @@ class Settlement:
     """True when this receipt had already been settled and nothing moved this time."""
 
 
-def connect(path: Path | None, max_bytes: int | None,
-            owner: str | None = None) -> sqlite3.Connection:
-    """Open (creating) the SQLite file with the ledger's schema and pragmas."""
+def connect(path: Path | None, max_bytes: int | None, owner: str | None = None, *,
+            read_only: bool = False) -> sqlite3.Connection:
+    """Open the SQLite file with the ledger's schema and pragmas (creating it if needed).
+
+    A new file is created 0600 (SQLite gives its WAL and shared-memory files the same mode)
+    in a folder created 0700: it holds every agent's money. With `read_only`, the file must
+    exist and is opened read-only (an SQLite ``mode=ro`` URI): nothing is created or written,
+    not even the schema, so an audit cannot change what it audits.
+    """
+    if read_only:
+        return _connect_read_only(path, owner)
     if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LedgerError(f"cannot create the directory of ledger {path}: "
-                              f"{exc.strerror}") from exc
+        _create_private(path)
     # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a transaction
     # is exactly one ledger operation and takes the write lock before it reads the head.
     connection = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None,
@@ -122,10 +128,7 @@ def connect(path: Path | None, max_bytes: int | None,
         connection.executescript(_SCHEMA)
         connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)",
                            (LEDGER_FORMAT,))
-        found = connection.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-        if found is None or found[0] != LEDGER_FORMAT:
-            raise LedgerCorrupt(f"{path} is an SQLite database but not an AAEX ledger "
-                                f"(format {found[0] if found else None!r})")
+        _check_format(connection, path)
         if owner is not None:
             connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('owner', ?)",
                                (owner,))
@@ -137,6 +140,51 @@ def connect(path: Path | None, max_bytes: int | None,
         connection.close()
         raise
     return connection
+
+
+def _create_private(path: Path) -> None:
+    """Create the folder (0700) and an empty file (0600) for a new ledger at `path`."""
+    try:
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise LedgerError(f"cannot create ledger {path}: {exc.strerror}") from exc
+    os.close(descriptor)  # an empty file is an empty SQLite database
+
+
+def _connect_read_only(path: Path | None, owner: str | None) -> sqlite3.Connection:
+    if path is None:
+        raise LedgerError("a ledger in memory cannot be opened read-only; give its file")
+    if not path.is_file():
+        raise LedgerError(f"no ledger at {path}: the file does not exist")
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        connection.execute("PRAGMA busy_timeout=5000")
+        _check_format(connection, path)
+        kept = connection.execute("SELECT value FROM meta WHERE key = 'owner'").fetchone()
+        if owner is not None and kept is not None and kept[0] != owner:
+            raise LedgerError(f"ledger {path} belongs to node {kept[0]}, not to {owner}; "
+                              "open it with that node's key")
+    except sqlite3.OperationalError as exc:
+        connection.close()
+        if "no such table" in str(exc):
+            raise LedgerCorrupt(f"{path} is an SQLite database but not an AAEX ledger") from exc
+        raise
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _check_format(connection: sqlite3.Connection, path: Path | None) -> None:
+    found = connection.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+    if found is None or found[0] != LEDGER_FORMAT:
+        raise LedgerCorrupt(f"{path} is an SQLite database but not an AAEX ledger "
+                            f"(format {found[0] if found else None!r})")
 
 
 def guarded(connection: sqlite3.Connection | None, work: Callable[[Any], T],
@@ -249,33 +297,38 @@ def settlement_of(c: sqlite3.Connection, agreement_id: str) -> Settlement | None
                       body["to_buyer"], row[0])
 
 
-def verify(c: sqlite3.Connection, expected_head: tuple[int, str] | None) -> LedgerReport:
+def verify(c: sqlite3.Connection, expected_head: tuple[int, str] | None,
+           checkpoint: Checkpoint | None = None) -> LedgerReport:
     """Replay the whole chain and compare the stored balances with what it implies.
 
-    One read transaction, so the entries, the head and the balances are one snapshot even
-    while another process (the node) appends.
+    One read transaction: a node writing meanwhile (a CLI audit of a running node's file)
+    is seen as of one moment, never half.
     """
-    c.execute("BEGIN")
-    try:
-        return _verify_snapshot(c, expected_head)
-    finally:
-        c.execute("ROLLBACK")
-
-
-def _verify_snapshot(c: sqlite3.Connection,
-                     expected_head: tuple[int, str] | None) -> LedgerReport:
     check = c.execute("PRAGMA quick_check").fetchone()[0]
     if check != "ok":
         raise LedgerCorrupt(f"SQLite finds the ledger damaged: {check}")
-    owner = c.execute("SELECT value FROM meta WHERE key = 'owner'").fetchone()
-    replay = Replay(expected_head, owner=str(owner[0]) if owner else None)
-    for seq, kind, raw, prev, digest, recorded, settles, receipt_id in c.execute(
-            "SELECT seq, kind, body, prev_hash, hash, recorded, settled, receipt_id "
-            "FROM entries ORDER BY seq"):
-        replay.feed(seq, kind, raw, prev, digest, (recorded, settles, receipt_id))
-    stored = {(address, currency): [available, held] for address, currency, available, held
-              in c.execute("SELECT address, currency, available, held FROM balances")}
-    return replay.finish(head(c), stored)
+    c.execute("BEGIN")
+    try:
+        owner_row = c.execute("SELECT value FROM meta WHERE key = 'owner'").fetchone()
+        owner = str(owner_row[0]) if owner_row else None
+        if checkpoint is not None:
+            checkpoint.verify(owner)
+            expected_head = (checkpoint.seq, checkpoint.hash)
+        replay = Replay(expected_head, owner=owner)
+        for seq, kind, raw, prev, digest, recorded, settles, receipt_id in c.execute(
+                "SELECT seq, kind, body, prev_hash, hash, recorded, settled, receipt_id "
+                "FROM entries ORDER BY seq"):
+            replay.feed(seq, kind, raw, prev, digest, (recorded, settles, receipt_id))
+        stored = {(address, currency): [available, held] for address, currency, available,
+                  held in c.execute("SELECT address, currency, available, held FROM balances")}
+        report = replay.finish(head(c), stored)
+    finally:
+        c.execute("COMMIT")
+    if checkpoint is not None and report.entries < checkpoint.entries:
+        raise LedgerTampered(report.entries + 1, f"missing: the checkpoint counted "
+                             f"{checkpoint.entries} entries, the file holds {report.entries} "
+                             "(the newest entries were cut)")
+    return report
 
 
 def role_of(c: sqlite3.Connection, agreement_id: str) -> Role:

@@ -190,8 +190,12 @@ def statement_document(statement: Statement) -> dict[str, Any]:
 
 
 def reconciliation_document(name: str, found: Reconciliation) -> dict[str, Any]:
-    """One agent's reconciliation with a partner."""
+    """One agent's reconciliation with a partner, and the partner node's signed checkpoint.
+
+    Keep the checkpoint (``aaex ledger verify --against``): it pins the partner's books.
+    """
     return {"agent": name, "address": found.agent, "with": found.partner,
             "ours": statement_document(found.ours),
             "theirs": None if found.theirs is None else statement_document(found.theirs),
-            "differences": list(found.differences)}
+            "differences": list(found.differences),
+            "checkpoint": None if found.checkpoint is None else found.checkpoint.model_dump()}

@@ -6,14 +6,21 @@ micro-credits as ``*_micro`` fields). The operator's routes that change somethin
 withdraw, reconcile, buy) live in `admin_writes` and take the token the node wrote at start.
 It listens on loopback by default: it is for the operator of this appliance, not for peers
 (peers talk envelopes).
+
+A web page in the operator's browser can still reach loopback, and a DNS name that rebinds
+to 127.0.0.1 makes the browser treat our answers as that page's own. So every request must
+name the admin API itself in its ``Host`` header (the bound address, ``localhost`` or
+``127.0.0.1``, with the bound port), or it is refused with 403. A query parameter that does
+not parse is a 400 naming it. ``/ledger`` verifies the chain once per head, not per poll.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -21,10 +28,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
+from aaex_agents.errors import UsageError, quote
+from aaex_agents.transport.listener import ServerLimits, open_http_listener
+
 from ..contracts.agreement import SignedAgreement
 from ..contracts.books import Line
 from ..contracts.errors import ContractRejected, LedgerTampered
-from ..contracts.ledger import Entry
+from ..contracts.ledger import Entry, Ledger
 from ..trade.negotiation import Dialogue, DialogueState, Seller
 from .accounts import money
 from .admin_writes import add_operator_routes
@@ -42,8 +52,8 @@ _PAGE = resources.files("marketplace.node").joinpath("static/index.html").read_t
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _json(document: Any) -> web.Response:
-    return web.Response(text=json.dumps(document, default=str, indent=1),
+def _json(document: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(document, default=str, indent=1), status=status,
                         content_type="application/json")
 
 
@@ -79,9 +89,82 @@ def _entry_amount(entry: Entry) -> dict[str, Any]:
     return money("amount", entry.body[field])
 
 
-def build_app(node: Node, token: str | None = None) -> web.Application:
-    """The admin application for `node`; with `token`, also the operator's write routes."""
-    app = web.Application()
+MAX_LEDGER_LIMIT = 1000
+"""Most entries one ``/ledger`` answer lists."""
+ADMIN_LIMITS = ServerLimits(max_connections=64, max_connections_per_ip=64)
+"""The admin API serves one operator on loopback: a terminal or two and the web view."""
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """The integer query parameter `name`, `default` when absent.
+
+    Raises:
+        UsageError: it is not an integer from `low` to `high`; the message names it.
+    """
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{name}: {quote(text)} is not an integer") from None
+    if not low <= value <= high:
+        raise UsageError(f"{name}: must be from {low} to {high}, got {value}")
+    return value
+
+
+def local_host_names(host: str, port: int) -> frozenset[str]:
+    """The ``Host`` headers that name an admin API bound to `host:port`."""
+    literal = f"[{host}]" if ":" in host else host
+    names = {literal.lower(), "localhost", "127.0.0.1", "[::1]"}
+    return frozenset({f"{name}:{port}" for name in names}
+                     | (names if port == 80 else set()))
+
+
+def _guard(hosts: Collection[str] | None) -> Any:
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if hosts is not None and request.headers.get("Host", "").lower() not in hosts:
+            return _json({"error": f"Host {quote(request.headers.get('Host', ''))} is not this "
+                                   "admin API; use the URL it printed (http://127.0.0.1:PORT)"},
+                         status=403)
+        try:
+            return await handler(request)
+        except UsageError as exc:
+            return _json({"error": str(exc)}, status=400)
+    return guard
+
+
+class _VerifiedHead:
+    """The last `verify` report and the head it covers: one walk of the chain per head."""
+
+    def __init__(self) -> None:
+        self.head: tuple[int, str] | None = None
+        self.result: dict[str, Any] = {}
+        self.lock = asyncio.Lock()
+
+    async def of(self, ledger: Ledger) -> dict[str, Any]:
+        async with self.lock:
+            head = await ledger.head()
+            if head != self.head:
+                try:
+                    report = await ledger.verify()
+                    self.result = {"verified": True, "problem": None, "head": report.head}
+                except LedgerTampered as exc:
+                    self.result = {"verified": False, "problem": str(exc), "head": None}
+                self.head = head
+            return self.result
+
+
+def build_app(node: Node, token: str | None = None, *,
+              hosts: Collection[str] | None = None) -> web.Application:
+    """The admin application for `node`; with `token`, also the operator's write routes.
+
+    With `hosts`, a request whose ``Host`` header is not one of them is refused (403); it is
+    read per request, so the caller may fill it once the port is bound.
+    """
+    app = web.Application(middlewares=[_guard(hosts)])
+    verified = _VerifiedHead()
 
     async def status(request: web.Request) -> web.Response:
         return _json(node.status())
@@ -120,15 +203,10 @@ def build_app(node: Node, token: str | None = None) -> web.Application:
                       for line in await node.ledger.lines()])
 
     async def ledger(request: web.Request) -> web.Response:
-        limit = int(request.query.get("limit", "200"))
+        limit = query_int(request, "limit", 200, 1, MAX_LEDGER_LIMIT)
         head, _ = await node.ledger.head()
         entries = await node.ledger.entries(after=max(0, head - limit), limit=limit)
-        try:
-            report = await node.ledger.verify()
-            verified, problem, head_hash = True, None, report.head
-        except LedgerTampered as exc:
-            verified, problem, head_hash = False, str(exc), None
-        return _json({"verified": verified, "problem": problem, "head": head_hash,
+        return _json({**await verified.of(node.ledger),
                       "entries": [{"seq": e.seq, "kind": e.kind, "hash": e.hash,
                                    "agreement": e.body.get("agreement_id"),
                                    "address": e.body.get("address"), **_entry_amount(e)}
@@ -158,22 +236,24 @@ def build_app(node: Node, token: str | None = None) -> web.Application:
 
 
 @asynccontextmanager
-async def serve_admin(node: Node, host: str, port: int,
-                      token: str | None = None) -> AsyncIterator[str]:
+async def serve_admin(node: Node, host: str, port: int, token: str | None = None, *,
+                      limits: ServerLimits | None = None) -> AsyncIterator[str]:
     """Serve the admin API until the block exits; yields its base URL once listening.
 
-    With `token`, the operator's write routes are served too (see `admin_writes`).
+    With `token`, the operator's write routes are served too (see `admin_writes`). Requests
+    must name this API in their ``Host`` header (see the module docstring).
+
+    Raises:
+        AddressInUse, TransportError: `host:port` cannot be bound.
     """
-    runner = web.AppRunner(build_app(node, token), access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        url = f"http://{host}:{runner.addresses[0][1]}"
+    names: set[str] = set()  # filled once the port is known; until then everything is refused
+    app = build_app(node, token, hosts=names)
+    async with open_http_listener(app, host, port, limits=limits or ADMIN_LIMITS,
+                                  name="admin") as listener:
+        names.update(local_host_names(host, listener.port))
+        url = f"http://{host}:{listener.port}"
         logger.info("admin API at %s", url)
         yield url
-    finally:
-        await runner.cleanup()
 
 
 def uptime_since(started: float) -> float:

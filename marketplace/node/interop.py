@@ -48,6 +48,7 @@ from aaex_agents.interop.gateway import AskMode
 from aaex_agents.interop.uagents import public_key_of
 from aaex_agents.model import message_class
 from aaex_agents.runtime import Runtime
+from aaex_agents.transport.listener import open_http_listener
 
 from .a2a import CARD_PATH, A2AService, Offers, describe
 
@@ -200,12 +201,13 @@ async def open_interop(runtime: Runtime, settings: InteropSettings, *,
                        offers: Offers) -> AsyncIterator[Interop]:
     """Serve uAgents and A2A for `runtime`'s agents until the block exits.
 
-    Returns once listening. Leaving stops the listener (in-flight requests get 2 s), then
-    the gateway (answers still being sent are cancelled).
+    Returns once listening, with the default `ServerLimits` (header and body timeouts,
+    connections in all and per IP). Leaving stops the listener (in-flight requests get 2 s),
+    then the gateway (answers still being sent are cancelled).
 
     Raises:
         UsageError: `settings.listen` is not set, or a schema name is unknown.
-        OSError: the address cannot be bound.
+        AddressInUse, TransportError: the address cannot be bound.
     """
     if settings.listen is None:
         raise UsageError("open_interop needs interop.listen")
@@ -227,15 +229,9 @@ async def open_interop(runtime: Runtime, settings: InteropSettings, *,
         a2a = A2AService(runtime, base_url=settings.public_url or "", offers=offers,
                          metrics=metrics, bindings=bindings)
         a2a.add_routes(app)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-            url = f"http://{host}:{runner.addresses[0][1]}"
+        async with open_http_listener(app, host, port, name="interop") as listener:
+            url = f"http://{host}:{listener.port}"
             a2a.base_url = (settings.public_url or url).rstrip("/")  # known once bound
             logger.info("interop at %s: uAgents %s, A2A card %s", url, url + SUBMIT_PATH,
                         a2a.base_url + CARD_PATH)
             yield Interop(url, gateway, a2a, metrics, bindings)
-        finally:
-            await runner.cleanup()

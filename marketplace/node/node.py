@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -36,11 +38,18 @@ from aaex_agents import (
 )
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.directory import Directory
-from aaex_agents.errors import AaexError, KeyFileError, UsageError
+from aaex_agents.errors import AaexError, AddressInUse, KeyFileError, TransportError, UsageError
 from aaex_agents.llm import LLMService
 from aaex_agents.runtime import Runtime
 from aaex_agents.transport.base import Transport
-from aaex_agents.transport.libp2p import Libp2pConfig, Libp2pHost, Libp2pTransport, open_libp2p_host
+from aaex_agents.transport.libp2p import (
+    Libp2pConfig,
+    Libp2pHost,
+    Libp2pTransport,
+    open_libp2p_host,
+    tcp_host_port,
+)
+from aaex_agents.transport.listener import ServerLimits, check_port_free
 from discovery.advertiser import Advertiser, Offer, open_advertiser
 from discovery.dht import Discovery, open_discovery
 from discovery.directory import DhtDirectory
@@ -59,7 +68,7 @@ from ..trade.recovery import resolve_open
 from ..trade.selling import ServiceSeller
 from ..trade.strategies import SellerStrategy
 from .accounts import issue_token, publish_admin, withdraw_admin
-from .api import serve_admin, uptime_since
+from .api import ADMIN_LIMITS, serve_admin, uptime_since
 from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
 from .gateway import open_gateway
 from .interop import Interop, interop_status, open_interop
@@ -67,6 +76,9 @@ from .llm import open_node_llm
 from .metrics import metrics_text
 
 logger = logging.getLogger(__name__)
+
+FILES_RESERVE = 512
+"""Open files a node needs besides its listeners' connections: libp2p, the ledger, logs."""
 
 
 @dataclass
@@ -253,6 +265,65 @@ async def _drain(node: Node, timeout: float) -> None:
                    "task(s) undelivered", timeout, negotiations, owed)
 
 
+def _listen_fields(config: NodeConfig) -> list[tuple[str, str, str, int]]:
+    """(field, value, host, port) of every address the node will listen on."""
+    fields = []
+    for field_name, value in (("node.http", config.http), ("node.admin", config.admin),
+                              ("interop.listen", config.interop.listen or "")):
+        if value:
+            fields.append((field_name, value, *split_host_port(value)))
+    for address in config.p2p:
+        bound = tcp_host_port(address)
+        if bound is not None:
+            fields.append(("node.p2p", address, *bound))
+    return fields
+
+
+async def check_ports(config: NodeConfig) -> None:
+    """Fail in one line naming the setting when a fixed port of `config` is taken.
+
+    Run before anything opens, so a taken port costs no model load and no DHT join. The
+    check binds a plain socket (see `aaex_agents.transport.listener.check_port_free`): a
+    libp2p port another node holds is found too, though py-libp2p itself would share it.
+
+    Raises:
+        ConfigError: ``node.http = 127.0.0.1:8700: the port is in use; choose another or 0``,
+            two settings name the same address, a host does not resolve, or an address is
+            not this machine's.
+    """
+    seen: dict[tuple[str, int], str] = {}
+    loop = asyncio.get_running_loop()
+    for field_name, value, host, port in _listen_fields(config):
+        if port == 0:
+            continue
+        if (host, port) in seen:
+            raise ConfigError(f"{field_name} = {value}: {seen[host, port]} listens there "
+                              "already; choose another port or 0")
+        seen[host, port] = field_name
+        try:
+            found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            for ip in sorted({str(info[4][0]) for info in found}):
+                check_port_free(ip, port)
+        except socket.gaierror as exc:
+            raise ConfigError(f"{field_name} = {value}: cannot resolve {host!r} "
+                              f"({exc.strerror})") from None
+        except AddressInUse:
+            raise ConfigError(f"{field_name} = {value}: the port is in use; choose another "
+                              "or 0") from None
+        except TransportError as exc:
+            raise ConfigError(f"{field_name} = {value}: {exc}") from None
+
+
+def _check_open_file_limit() -> None:
+    """Warn when the listeners' connection limits could exhaust the open-file limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 2 * ServerLimits().max_connections + ADMIN_LIMITS.max_connections + FILES_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        logger.warning("the open-file limit is %d, under the %d the listeners may hold with "
+                       "their connection limits; raise it (ulimit -n %d)", soft, needed,
+                       needed)
+
+
 async def _resolve_forever(node: Node) -> None:
     """Resolve the open purchases at start, then every `market.resolve_period` seconds."""
     settings, runtime = node.config.market, node.runtime
@@ -283,13 +354,16 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
     market read time and sleep.
 
     Raises:
-        ConfigError: an agent cannot be built from the configuration, or the `[llm]` model
-            cannot start (the message names `llm.backend` and `llm.model_path` or
-            `llm.base_url`; the LLM error is its cause).
+        ConfigError: a port to listen on is taken (named, see `check_ports`), an agent
+            cannot be built from the configuration, or the `[llm]` model cannot start (the
+            message names `llm.backend` and `llm.model_path` or `llm.base_url`; the LLM
+            error is its cause).
         KeyFileError, LedgerError, TransportError: a resource could not be opened.
     """
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    config.ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    # 0700: the data dir holds the agents' keys and, by default, the ledger.
+    await check_ports(config)  # a taken port fails before anything opens
+    _check_open_file_limit()
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     clock = clock or SystemClock()
     identity = load_or_create_identity(config.identity)
     for spec in config.agents:  # a bad class or setting fails before anything is opened

@@ -28,7 +28,9 @@ from aaex_agents.clock import Clock
 from aaex_agents.errors import AaexError, UsageError
 
 from ..contracts.agreement import SignedAgreement, to_minor_units
+from ..contracts.checkpoint import Checkpoint
 from ..contracts.credits import MINOR_UNITS, format_credits
+from ..contracts.errors import LedgerError
 from ..contracts.receipt import SignedReceipt, make_receipt
 from ..contracts.reputation import ReputationBook, Score
 from ..contracts.sla import Delivery, TokenUsage
@@ -62,6 +64,13 @@ class Books(Protocol):
 
     async def record_notified(self, agreement_id: str) -> object:
         """Note that the seller took the receipt."""
+
+    @property
+    def owner(self) -> str | None:
+        """The node key that signs these books' checkpoints (None: it cannot sign)."""
+
+    async def checkpoint(self) -> Checkpoint:
+        """The books' head, signed by `owner`, to send along with a receipt."""
 
 
 @dataclass
@@ -359,8 +368,15 @@ class Delegator:
         learn of the settlement, a penalty included, once it is back.
         """
         seller = signed.agreement.seller
+        checkpoint = None
+        if self._books is not None and self._books.owner is not None:
+            try:
+                checkpoint = await self._books.checkpoint()
+            except LedgerError as exc:  # the receipt matters more than the checkpoint
+                logger.warning("no checkpoint sent with receipt %s: %s", receipt.id[:12], exc)
         try:
-            await ctx.send(seller, ReceiptNotice(receipt=receipt.to_wire()), timeout=2)
+            await ctx.send(seller, ReceiptNotice(receipt=receipt.to_wire(), checkpoint=checkpoint),
+                           timeout=2)
         except (AaexError, TimeoutError) as exc:
             logger.info("receipt not delivered to %s (sent again later): %s", seller, exc)
             return False

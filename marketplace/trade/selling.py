@@ -6,7 +6,9 @@ and the receipt it gets, so its books show what it is owed and owes without trus
 buyer's. A delivery is kept until its receipt arrives: a buyer that died before reading it
 asks again with `DeliveryQuery` and gets the same signed delivery; a task for an agreement
 on the books is served after a restart too. It answers a buyer's `StatementQuery` from the
-same books (marketplace.trade.statements).
+same books (marketplace.trade.statements). With each receipt comes the buyer node's signed
+checkpoint of its ledger; the seller keeps the newest one per node in `checkpoints` (in
+memory), so that node cannot later cut or rewrite its books up to there unnoticed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from aaex_agents.errors import UsageError
 from aaex_agents.identity import verify_signature
 
 from ..contracts.agreement import SignedAgreement
+from ..contracts.checkpoint import Checkpoint
 from ..contracts.errors import AlreadySettled, ContractRejected, LedgerError, UnknownAgreement
 from ..contracts.ledger import Ledger
 from ..contracts.receipt import SignedReceipt
@@ -69,6 +72,10 @@ class ReceiptNotice(Message, type="market.receipt/1"):
     """The buyer's signed receipt, sent to the seller for its records and reputation."""
 
     receipt: bytes
+    """The buyer-signed receipt, in its wire form (`SignedReceipt.to_wire`)."""
+    checkpoint: Checkpoint | None = None
+    """The buyer node's ledger head, signed by its key after it settled this receipt; the
+    seller keeps the newest from each node (None: the buyer's books have no key)."""
 
 
 def result_hash(result: Mapping[str, Any]) -> str:
@@ -130,6 +137,8 @@ class ServiceSeller(Seller):
         self._working: set[str] = set()
         self._receipted: set[str] = set()
         """Agreements whose receipt arrived: their work is over, whatever the verdict."""
+        self.checkpoints: dict[str, Checkpoint] = {}
+        """The newest verified checkpoint from each buyer node, by node address."""
 
     async def agreed(self, wire: bytes) -> None:
         """Record the sale we just countersigned on our own books (no escrow: see books).
@@ -270,3 +279,21 @@ class ServiceSeller(Seller):
                                    "agreement_id": receipt.receipt.agreement_id})
         self._results.pop(receipt.receipt.agreement_id, None)
         self._receipted.add(receipt.receipt.agreement_id)
+        if msg.checkpoint is not None:
+            self._keep_checkpoint(ctx, msg.checkpoint)
+
+    def _keep_checkpoint(self, ctx: Context, checkpoint: Checkpoint) -> None:
+        """Keep `checkpoint` if it verifies and is newer than the one kept for its node."""
+        try:
+            checkpoint.verify()
+        except ContractRejected as exc:
+            ctx.logger.warning("checkpoint from %s refused: %s", ctx.sender, exc)
+            return
+        kept = self.checkpoints.get(checkpoint.ledger)
+        if kept is not None and kept.seq == checkpoint.seq and kept.hash != checkpoint.hash:
+            ctx.logger.error("node %s signed two different heads at entry %d (%s..., %s...): "
+                             "its books forked; keeping the first", checkpoint.ledger,
+                             checkpoint.seq, kept.hash[:12], checkpoint.hash[:12])
+            return
+        if kept is None or checkpoint.seq > kept.seq:
+            self.checkpoints[checkpoint.ledger] = checkpoint

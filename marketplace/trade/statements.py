@@ -11,6 +11,10 @@ asker restricts its own books the same way and compares the two with `books.diff
 the lines name debtor and creditor, so they read the same from both sides, and the nets are
 opposite.
 
+A reply also carries the answering node's signed `Checkpoint` of its ledger, taken as it
+answered: whoever asked keeps it, and the answering node can no longer cut or rewrite that
+history without the checkpoint showing it (marketplace.contracts.checkpoint).
+
 Both `ServiceSeller` and `Buyer` answer with `answer_statement`; `reconcile` asks.
 """
 
@@ -25,7 +29,9 @@ from aaex_agents import Context, Message
 from aaex_agents.errors import AaexError
 
 from ..contracts.books import Line, Statement, differences, statement
+from ..contracts.checkpoint import Checkpoint
 from ..contracts.credits import format_credits
+from ..contracts.errors import ContractRejected
 from ..contracts.ledger import Ledger
 from .negotiation import Decline
 
@@ -83,6 +89,9 @@ class StatementReply(Message, type="market.statement/1"):
     """Every agreement between the two, in the order the answering books recorded them."""
     net: int
     """From the answering agent's side, micro-credits: > 0 the asker owes it that much."""
+    checkpoint: Checkpoint | None = None
+    """The answering node's ledger head, signed by its key as it answered (None: its
+    ledger has no key to sign with)."""
 
 
 def statement_between(lines: Iterable[Line], me: str, partner: str) -> Statement:
@@ -98,8 +107,9 @@ async def answer_statement(ledger: Ledger | None, me: str,
         return Decline(dialogue="", reason="no_books",
                        detail="this agent keeps no books (it was started without a ledger)")
     mine = statement_between(await ledger.lines(), me, asker)
+    checkpoint = await ledger.checkpoint() if ledger.owner is not None else None
     return StatementReply(lines=tuple(StatementLine.of(line) for line in mine.lines),
-                          net=mine.net)
+                          net=mine.net, checkpoint=checkpoint)
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,8 @@ class Reconciliation:
     theirs: Statement | None
     """None when the partner did not answer (then `differences` says why)."""
     differences: tuple[str, ...]
+    checkpoint: Checkpoint | None = None
+    """The partner node's signed ledger head, verified, when its answer carried one."""
 
 
 async def reconcile(ctx: Context, ledger: Ledger, partner: str, *,
@@ -136,8 +148,15 @@ async def reconcile(ctx: Context, ledger: Ledger, partner: str, *,
     theirs = Statement(me, tuple(line.line() for line in reply.lines), reply.net)
     found = [f"{line.agreement_id[:16]}: the partner lists a trade that is not between us"
              for line in theirs.lines if {line.buyer, line.seller} != {me, partner}]
+    checkpoint = reply.checkpoint
+    if checkpoint is not None:
+        try:
+            checkpoint.verify()
+        except ContractRejected as exc:
+            found.append(f"checkpoint: the partner's does not verify ({exc})")
+            checkpoint = None
     found += differences(ours, theirs)
     if ours.net != -theirs.net:
         found.append(f"net: ours {format_credits(ours.net)}, the partner's "
                      f"{format_credits(theirs.net)} (credits; they should be opposite)")
-    return Reconciliation(me, partner, ours, theirs, tuple(found))
+    return Reconciliation(me, partner, ours, theirs, tuple(found), checkpoint)
