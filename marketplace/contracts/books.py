@@ -21,7 +21,7 @@ has to lodge money with a buyer it has never met (see docs/settlement.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .agreement import SignedAgreement
@@ -95,6 +95,18 @@ class Position:
     """Owed to the agent by signed receipts."""
     payable: int = 0
     """Owed by the agent by signed receipts."""
+
+
+def positions(funds: Mapping[str, tuple[int, int]], lines: Iterable[Line]
+              ) -> dict[str, Position]:
+    """Per address: its (available, held) `funds` and what the `lines` say it is owed and owes."""
+    owed: dict[str, list[int]] = {}
+    for line in lines:
+        if line.debtor is not None and line.creditor is not None:
+            owed.setdefault(line.creditor, [0, 0])[0] += line.amount
+            owed.setdefault(line.debtor, [0, 0])[1] += line.amount
+    return {address: Position(*funds.get(address, (0, 0)), *owed.get(address, [0, 0]))
+            for address in sorted(funds.keys() | owed.keys())}
 
 
 def differences(ours: Statement, theirs: Statement) -> list[str]:

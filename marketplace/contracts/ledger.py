@@ -64,7 +64,7 @@ from aaex_agents.identity import Identity
 
 from . import ledger_store as store
 from .agreement import SignedAgreement
-from .books import Line, Position, Statement, line_of, statement
+from .books import Line, Position, Statement, line_of, positions, statement
 from .chain import EntryKind, LedgerReport, money_signing_bytes
 from .checkpoint import Checkpoint
 from .errors import (
@@ -459,16 +459,9 @@ class Ledger:
 
         `receivable` is what the address is owed and `payable` what it owes.
         """
-        owed: dict[str, list[int]] = {}
-        for line in await self.lines():
-            if line.debtor is not None and line.creditor is not None:
-                owed.setdefault(line.creditor, [0, 0])[0] += line.amount
-                owed.setdefault(line.debtor, [0, 0])[1] += line.amount
         balances = await self.balances(currency)
-        return {address: Position(balances.get(address, Balance()).available,
-                                  balances.get(address, Balance()).held,
-                                  *owed.get(address, [0, 0]))
-                for address in sorted(balances.keys() | owed.keys())}
+        return positions({a: (b.available, b.held) for a, b in balances.items()},
+                         await self.lines())
 
     async def settlement(self, agreement_id: str) -> Settlement | None:
         """How `agreement_id` was settled, or None while it is open."""
