@@ -283,12 +283,16 @@ class Discovery:
         """Trio side."""
         peers = await self._t_closest(capability_shard_key(capability, shard))
         acknowledged = 0
-        for peer in peers[: self.config.replication]:
+        for peer in _reachable_first(peers, self.config.replication):
             reply = await self._t_index_call(peer, ["put", wire, shard])
-            if reply and reply[0] == "ok":
+            if reply is None:
+                continue  # gone (a routing table keeps dead peers for a while): the next
+            if reply[0] == "ok":
                 acknowledged += 1
-            elif reply:
+            else:
                 logger.debug("index node %s refused the ad: %s", peer, reply)
+            if acknowledged >= self.config.replication:
+                break
         return acknowledged
 
     async def lookup(self, query: Query) -> list[ServiceAd]:
@@ -338,10 +342,16 @@ class Discovery:
         """Trio side: ask the closest index nodes of one shard, merging their answers."""
         peers = await self._t_closest(capability_shard_key(capability, shard))
         wires: list[bytes] = []
-        for peer in peers[: self.config.query_nodes]:
+        answered = 0
+        for peer in _reachable_first(peers, self.config.query_nodes):
             reply = await self._t_index_call(peer, ["get", capability, shard])
-            if reply and reply[0] == "ads" and isinstance(reply[1], list):
+            if reply is None:
+                continue  # a dead or broken peer does not count as one of the asked
+            answered += 1
+            if reply[0] == "ads" and isinstance(reply[1], list):
                 wires.extend(w for w in reply[1] if isinstance(w, bytes))
+            if answered >= self.config.query_nodes:
+                break
         return wires
 
     async def _t_closest(self, key: bytes) -> list[ID]:
@@ -464,3 +474,14 @@ async def _serve_refresh(discovery: Discovery, interval: float, seeds: Sequence[
                 await discovery.refresh_routing_table()
         except (TimeoutError, TransportClosed) as exc:
             logger.warning("routing table refresh failed: %s", exc)
+
+
+def _reachable_first(peers: list[ID], wanted: int) -> list[ID]:
+    """The closest `wanted` peers, then the rest in order, at most 3 x `wanted` in all.
+
+    A routing table keeps peers that went away (every `aaex market search` joins with a fresh
+    host that is gone a second later), and they can be the closest to a shard key. Callers
+    walk this list until `wanted` peers *answered*, so dead peers cost a failed dial each
+    instead of hiding the live index nodes behind them.
+    """
+    return peers[: max(wanted, 1) * 3]

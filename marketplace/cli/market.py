@@ -68,16 +68,7 @@ def _market_search(args: argparse.Namespace) -> int:
 
     async def search() -> list[Any]:
         async with open_libp2p_host() as host, open_discovery(host, seeds=args.seed) as found:
-            # A fresh host's first walk can race its own connections to the seeds (py-libp2p
-            # then skips a peer it just failed to reach): an empty answer is asked again a
-            # couple of times before it is believed.
-            for attempt in range(3):
-                ads = await found.lookup(query)
-                if ads or attempt == 2:
-                    return [ad for _, ad in Utility().rank(ads)]
-                found.clear_cache()
-                await asyncio.sleep(0.5 * (attempt + 1))
-            return []
+            return [ad for _, ad in Utility().rank(await found.lookup(query))]
 
     ads = asyncio.run(search())
     if args.json:
