@@ -120,12 +120,14 @@ async def running(config: Path) -> AsyncIterator[NodeProcess]:
         await node.stop(signal.SIGKILL if node.process.returncode is None else signal.SIGTERM)
 
 
-async def _fund(path: Path, key: Path, agent_key: Path, credits: float) -> None:
-    from aaex_agents import Identity
-    from marketplace.contracts.ledger import LedgerConfig
-
-    async with open_ledger(path, config=LedgerConfig(owner=Identity.load(key))) as ledger:
-        await ledger.deposit(Identity.load(agent_key).address, int(credits * MINOR_UNITS))
+async def _fund(buyer_toml: Path, credits: float) -> None:
+    """`aaex account deposit` while the buyer's node is stopped (on its ledger file)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "marketplace.cli", "account", "deposit", "--config",
+        str(buyer_toml), "buyer", str(credits), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, (out, err)
 
 
 async def _books(path: Path) -> tuple[list[Any], list[Any], Any]:
@@ -158,10 +160,8 @@ async def test_a_buyer_killed_at_any_step_settles_once_after_its_restart(
     async with running(seller_toml) as seller:
         buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
         # fund the buyer on its own books before its node first starts (the node is offline)
-        first = await NodeProcess.start(buyer_toml)
-        await first.stop()
-        await _fund(tmp_path / "buyer-data" / "ledger.sqlite", tmp_path / "buyer.key",
-                    tmp_path / "buyer-data" / "agents" / "buyer.key", 10)
+        await (await NodeProcess.start(buyer_toml)).stop()  # creates its keys and ledger
+        await _fund(buyer_toml, 10)
         buyer = await NodeProcess.start(buyer_toml)
         if kill_at == "escrowed":
             await buyer.event("escrowed")
@@ -181,3 +181,44 @@ async def test_a_buyer_killed_at_any_step_settles_once_after_its_restart(
     seller_address = buyer_lines[0].seller
     assert balances[seller_address].available == buyer_lines[0].price  # paid exactly once
     assert all(b.held == 0 for b in balances.values())
+
+
+async def test_a_buyer_killed_while_negotiating_holds_nothing_after_its_restart(
+        tmp_path: Path) -> None:
+    """Killed before it booked anything: nothing is held, and no book owes anything."""
+    seller_toml, buyer_toml = _configs(tmp_path, work=0.5)
+    async with running(seller_toml) as seller:
+        buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
+        await (await NodeProcess.start(buyer_toml)).stop()
+        await _fund(buyer_toml, 10)
+        buyer = await NodeProcess.start(buyer_toml)
+        await buyer.event("negotiating")
+        assert await buyer.stop(signal.SIGKILL) == -signal.SIGKILL
+        async with running(buyer_toml):
+            open_buyer, lines, balances = await _books(tmp_path / "buyer-data" / "ledger.sqlite")
+    assert (open_buyer, lines) == ([], [])
+    assert all(b.held == 0 for b in balances.values())
+    assert sum(b.available for b in balances.values()) == 10 * MINOR_UNITS
+    _, seller_lines, _ = await _books(tmp_path / "seller-data" / "ledger.sqlite")
+    # A sale the seller countersigned for the dead buyer stays open there: no money moved.
+    assert all(line.verdict == "open" and line.amount == 0 for line in seller_lines)
+
+
+async def test_a_seller_stopped_right_after_countersigning_still_delivers(
+        tmp_path: Path) -> None:
+    """SIGTERM between the countersignature and the task: the drain serves the agreed work."""
+    seller_toml, buyer_toml = _configs(tmp_path, work=0.5, drain=20)
+    async with running(seller_toml) as seller:
+        buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
+        await (await NodeProcess.start(buyer_toml)).stop()
+        await _fund(buyer_toml, 10)
+        async with running(buyer_toml) as buyer:
+            await seller.event("countersigned")
+            seller.process.send_signal(signal.SIGTERM)
+            settled = await buyer.event("settled")
+            assert await seller.stop() == 0
+    assert settled["verdict"] == "met"
+    drained = [e for e in seller.events if str(e.get("message", "")).startswith("drain:")]
+    assert drained and "delivered" in drained[-1]["message"], drained
+    _, seller_lines, _ = await _books(tmp_path / "seller-data" / "ledger.sqlite")
+    assert [line.verdict for line in seller_lines] in (["met"], ["open"])  # receipt may race

@@ -260,6 +260,8 @@ class Delegator:
             utility = BuyerUtility(max_price=budget, max_latency_ms=max_latency_ms,
                                    max_deadline_s=remaining, wanted_penalty=penalty,
                                    weights=self.weights)
+            logger.info("negotiating %s with %d seller(s)", capability, len(candidates),
+                        extra={"event": "negotiating", "dialogue": cfp.dialogue})
             outcome = await negotiate(ctx, candidates, cfp, utility=utility,
                                       strategy=self._strategy,
                                       sign=self._wallet.guard(buyer_signer(self._identity, clock)),

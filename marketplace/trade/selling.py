@@ -146,12 +146,14 @@ class ServiceSeller(Seller):
         Raises:
             Refusal: the books cannot be written; the sale is declined rather than unbooked.
         """
+        signed = SignedAgreement.from_wire(wire)
         if self.ledger is not None:
             try:
-                await self.ledger.record_agreement(SignedAgreement.from_wire(wire),
-                                                   role="seller")
+                await self.ledger.record_agreement(signed, role="seller")
             except (LedgerError, ContractRejected) as exc:
                 raise Refusal("books_unavailable", str(exc)) from exc
+        logger.info("sale %s countersigned for %s", signed.id[:12], signed.agreement.buyer,
+                    extra={"event": "countersigned", "agreement_id": signed.id})
 
     def owed_work(self, now_ms: int) -> int:
         """Agreements we countersigned and have not delivered whose deadline is still ahead.
