@@ -148,3 +148,11 @@ def test_the_demo_writes_node_configs_that_the_node_reads(tmp_path: Path) -> Non
     assert config.agents[0].settings == {"stores": 8, "seed": 7}
     assert config.llm.backend == "llamacpp" and config.market.ban_seconds == 600.0
     assert config.seeds == ("/ip4/127.0.0.1/tcp/1/p2p/x",)
+
+
+def test_the_rules_read_a_single_truck_or_van() -> None:
+    from aaex_examples.supply_chain.job import parse_request
+
+    job = parse_request("Replenish 8 stores tomorrow with 1 truck of 2,000 units.")
+    assert (job.horizon_days, job.stores, job.trucks, job.truck_capacity) == (1, 8, 1, 2000)
+    assert parse_request("Tomorrow: 6 stores, 1 van of 1500 units.").trucks == 1

@@ -44,7 +44,7 @@ FIELDS = tuple(ReplenishmentJob.model_fields)
 _NUMBER = r"(\d[\d,]*(?:\.\d+)?)"
 _PATTERNS: dict[str, tuple[str, ...]] = {
     "stores": (_NUMBER + r"\s+(?:\w+\s+)?stores",),
-    "trucks": (_NUMBER + r"\s+(?:\w+\s+)?(?:trucks|vans|vehicles)",),
+    "trucks": (_NUMBER + r"\s+(?:\w+\s+)?(?:trucks?|vans?|vehicles?)\b",),
     "truck_capacity": (r"(?:of|with|carrying|capacity(?:\s+of)?)\s+" + _NUMBER + r"\s+units",
                        _NUMBER + r"\s+units\s+(?:each|per truck|capacity)"),
     "safety_stock_pct": (_NUMBER + r"\s*%\s+safety",
