@@ -121,7 +121,7 @@ class Advertiser:
     async def serve_refresh(self) -> None:
         """Re-publish every `refresh_period` seconds; never returns (cancel it)."""
         while True:
-            await asyncio.sleep(self._period)
+            await self._clock.sleep(self._period)
             try:
                 await self.publish()
             except (TransportError, TimeoutError) as exc:

@@ -163,6 +163,11 @@ class Discovery:
         except Exception:
             logger.debug("index handler already removed", exc_info=True)
 
+    @property
+    def clock(self) -> Clock:
+        """Where this node's discovery reads time and sleeps."""
+        return self._clock
+
     def clear_cache(self) -> None:
         """Forget cached lookups and records: the next ones walk the DHT."""
         self._ad_cache.clear()
@@ -465,7 +470,7 @@ async def open_discovery(node: Libp2pHost, *, seeds: Sequence[str] = (),
 async def _serve_refresh(discovery: Discovery, interval: float, seeds: Sequence[str]) -> None:
     """Refresh forever (cancel to stop); a node left alone re-dials its seeds."""
     while True:
-        await asyncio.sleep(interval)
+        await discovery.clock.sleep(interval)
         try:
             if seeds and discovery.node.dht is not None and \
                     discovery.node.dht.get_routing_table_size() == 0:

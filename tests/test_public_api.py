@@ -57,3 +57,40 @@ def test_every_rejection_has_its_own_reason() -> None:
     reasons = [cls.reason for cls in rejections]
     assert len(rejections) == 13
     assert len(set(reasons)) == len(reasons)
+
+
+MARKETPLACE = {
+    "Accept", "AccessControl", "AccessEvent", "AccessList", "Agreed", "Agreement",
+    "AlreadySettled", "Attempt", "Backoff", "BadContractSignature", "Balance", "Books", "Buyer",
+    "BuyerStrategy", "BuyerUtility", "CallForProposals", "Checkpoint", "ConfigError",
+    "ContractRejected", "CounterOffer", "Decline", "Delegated", "DelegationFailed", "Delegator",
+    "Deliver", "Delivery", "DeliveryQuery", "Dialogue", "DialogueState", "Entry",
+    "InsufficientFunds", "Ledger", "LedgerConfig", "LedgerCorrupt", "LedgerError", "LedgerFull",
+    "LedgerReport", "LedgerTampered", "LlmSeller", "MINOR_UNITS", "MalformedContract",
+    "MarketSettings", "NegotiationResult", "Node", "NodeConfig", "NodeMarket", "Offer", "Propose",
+    "RateLimit", "Receipt", "ReceiptMismatch", "ReceiptNotice", "Reconciliation", "Refusal",
+    "ReputationBook", "Score", "Seller", "SellerStrategy", "ServiceSeller", "Settlement",
+    "SignedAgreement", "SignedReceipt", "SlaOutcome", "SpendingRefused", "StatementQuery",
+    "StatementReply", "Task", "Terms", "TokenTerms", "TokenUsage", "TradeError",
+    "UnknownAgreement", "Verdict", "Wallet", "Weights", "check_sla", "format_credits",
+    "load_config", "make_receipt", "negotiate", "open_ledger", "open_node", "parse_credits",
+    "reconcile", "to_minor_units",
+}
+
+DISCOVERY = {
+    "AccessPolicy", "Advertiser", "AgentRecord", "BadRecordSignature", "DhtDirectory",
+    "Discovery", "DiscoveryConfig", "MalformedRecord", "Offer", "PriceModel", "Query",
+    "RecordExpired", "RecordKeyMismatch", "RecordRejected", "ServiceAd", "SlaOffer",
+    "StaleRecord", "Utility", "open_advertiser", "open_discovery", "parse_where",
+}
+
+
+def test_marketplace_and_discovery_exports() -> None:
+    import discovery
+    import marketplace
+
+    assert set(marketplace.__all__) == MARKETPLACE
+    assert set(discovery.__all__) == DISCOVERY
+    for package in (marketplace, discovery):
+        for name in package.__all__:
+            assert getattr(package, name) is not None, name
