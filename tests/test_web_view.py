@@ -74,6 +74,8 @@ async def test_the_web_view_renders_live_node_state_in_chromium(tmp_path: Path) 
         assert "3.25" in dom                            # the deposit in credits, /balances
         assert "chain verified" in dom                  # from /ledger
         assert 'id="status">running' in dom       # the page reached the node
+        assert "agent1" in dom                          # each agent's uAgents address
+        assert "interop: off" in dom                    # and the interop endpoints
 
         shot = tmp_path / "web-view.png"
         await _chromium(node.admin_url + "/", f"--screenshot={shot}",
