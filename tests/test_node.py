@@ -211,6 +211,7 @@ async def test_shutdown_declines_new_calls_but_lets_open_negotiations_finish(
     from marketplace.node.node import open_node
     from marketplace.trade.contracting import buyer_signer
     from marketplace.trade.negotiation import Accept, Agreed, Decline
+    from marketplace.trade.selling import Deliver, Task
     from marketplace.trade.strategies import Offer
 
     config = parse_config({
@@ -241,4 +242,9 @@ async def test_shutdown_declines_new_calls_but_lets_open_negotiations_finish(
         agreed = await ctx.ask(seller.address, Accept(dialogue=call.dialogue, round=0,
                                                       agreement=signed))
         assert isinstance(agreed, Agreed)  # the open negotiation finished during the drain
+        assert seller.owed_work(int(time.time() * 1000)) == 1  # the drain waits for its task
+        assert not stopping.done()
+        delivered = await ctx.ask(seller.address, Task(agreement=agreed.agreement,
+                                                       task=call.task))
+        assert isinstance(delivered, Deliver)  # served during the drain
         await asyncio.wait_for(stopping, 30)  # and then the node stopped, well before 20 s
