@@ -58,6 +58,7 @@ from ..errors import (
 from ..handlers import HandlerSpec
 from ..model import ErrorReply, Message
 from ..replay import ReplayWindow
+from ..transport.http import post_bounded
 from .base import Gateway, InteropMetrics, handler_for, run_handler
 from .chat import CHAT_SCHEMAS, ChatAcknowledgement, ChatMessage
 from .uagents import (
@@ -403,18 +404,9 @@ class UAgentsGateway(Gateway):
         headers = {"Content-Type": "application/json"}
         if sync:
             headers["x-uagents-connection"] = "sync"
-        try:
-            async with asyncio.timeout(timeout):
-                async with self._client().post(endpoint, data=envelope.to_json(),
-                                               headers=headers) as response:
-                    body = await response.read()
-                    status = response.status
-        except TimeoutError:
-            raise RequestTimeout(f"{endpoint} did not answer within {timeout} s") from None
-        except aiohttp.ClientConnectionError as exc:
-            raise PeerUnreachable(f"cannot reach {endpoint}: {exc}") from exc
-        except aiohttp.ClientError as exc:
-            raise TransportError(f"HTTP exchange with {endpoint} failed: {exc}") from exc
+        status, body = await post_bounded(
+            self._client(), endpoint, envelope.to_json(), headers, timeout=timeout,
+            limit=self.config.policy.max_frame_bytes)
         if status == 200:
             self.metrics.sent[PROTOCOL] += 1
             return body

@@ -95,22 +95,9 @@ class HttpTransport(Transport):
 
     @override
     async def request(self, endpoint: str, frame: bytes, *, timeout: float) -> bytes | None:
-        session = self._client()
-        try:
-            async with asyncio.timeout(timeout):
-                async with session.post(endpoint, data=frame,
-                                        headers={"Content-Type": _CONTENT_TYPE}) as response:
-                    body = await read_body(response.content, self._max_frame_bytes)
-                    status = response.status
-        except TimeoutError:
-            raise RequestTimeout(f"{endpoint} did not answer within {timeout} s") from None
-        except aiohttp.ClientConnectionError as exc:
-            raise PeerUnreachable(f"cannot reach {endpoint}: {exc}") from exc
-        except aiohttp.ClientError as exc:
-            raise TransportError(f"HTTP exchange with {endpoint} failed: {exc}") from exc
-        if body is None:
-            raise TransportError(f"{endpoint} answered with more than {self._max_frame_bytes} "
-                                 "bytes; the reply was dropped")
+        status, body = await post_bounded(self._client(), endpoint, frame,
+                                          {"Content-Type": _CONTENT_TYPE}, timeout=timeout,
+                                          limit=self._max_frame_bytes)
         if status == 200:
             return body
         if status == 204:
@@ -168,6 +155,36 @@ class HttpTransport(Transport):
 
     def __repr__(self) -> str:
         return f"<HttpTransport {self._host}:{self._port} {'closed' if self._closed else 'open'}>"
+
+
+async def post_bounded(session: aiohttp.ClientSession, endpoint: str, data: bytes,
+                       headers: dict[str, str], *, timeout: float,
+                       limit: int) -> tuple[int, bytes]:
+    """POST `data` and return (status, body), the body read whole but never past `limit`.
+
+    The one place an outbound HTTP exchange is bounded in time and size, and where aiohttp's
+    errors become ours (the envelope transport and the uAgents gateway both post through it).
+
+    Raises:
+        RequestTimeout: no whole answer within `timeout` seconds.
+        PeerUnreachable: nothing accepted the connection.
+        TransportError: the exchange failed, or the answer passed `limit` bytes (dropped).
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.post(endpoint, data=data, headers=headers) as response:
+                body = await read_body(response.content, limit)
+                status = response.status
+    except TimeoutError:
+        raise RequestTimeout(f"{endpoint} did not answer within {timeout} s") from None
+    except aiohttp.ClientConnectionError as exc:
+        raise PeerUnreachable(f"cannot reach {endpoint}: {exc}") from exc
+    except aiohttp.ClientError as exc:
+        raise TransportError(f"HTTP exchange with {endpoint} failed: {exc}") from exc
+    if body is None:
+        raise TransportError(f"{endpoint} answered with more than {limit} bytes; the reply "
+                             "was dropped")
+    return status, body
 
 
 async def read_body(content: aiohttp.StreamReader, limit: int) -> bytes | None:
