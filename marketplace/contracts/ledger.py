@@ -73,6 +73,7 @@ from .errors import (
 )
 from .ledger_store import Balance as Balance
 from .ledger_store import Entry as Entry
+from .ledger_store import OpenAgreement as OpenAgreement
 from .ledger_store import Role as Role
 from .ledger_store import Settlement as Settlement
 from .receipt import SignedReceipt
@@ -91,18 +92,6 @@ class AccessEvent:
     purpose: str
     at_ms: int
     agreement_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OpenAgreement:
-    """An agreement not yet settled on these books, and what is known of it."""
-
-    signed: SignedAgreement
-    role: Role
-    task: dict[str, Any] | None
-    """The task as the buyer sent it (purchases only)."""
-    delivery: dict[str, Any] | None
-    """The delivery recorded for it, if one arrived (or was made)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +137,7 @@ class Ledger:
         self._config = config
         self._closed = False
         self.path = path
+        self._lines: tuple[int, list[Line]] | None = None
 
     @property
     def owner(self) -> str | None:
@@ -439,16 +429,27 @@ class Ledger:
         return await self._run(read)
 
     async def lines(self) -> list[Line]:
-        """Every agreement on these books with the debt its receipt created (books.Line)."""
-        def read(c: sqlite3.Connection) -> list[Line]:
+        """Every agreement on these books with the debt its receipt created (books.Line).
+
+        Decoding every agreement and receipt is linear in the books, and the admin views and
+        the web view ask every few seconds: the lines are kept until the head moves.
+        """
+        cached = self._lines
+
+        def read(c: sqlite3.Connection) -> tuple[int, list[Line]]:
+            seq, _ = store.head(c)
+            if cached is not None and cached[0] == seq:
+                return cached
             rows = c.execute(
                 "SELECT a.body, s.body FROM entries a LEFT JOIN entries s "
                 "ON s.settled = a.recorded WHERE a.recorded IS NOT NULL ORDER BY a.seq"
             ).fetchall()
-            return [line_of(store.decode_agreement(a), None if s is None else
-                            SignedReceipt.from_wire(bytes.fromhex(json.loads(s)["receipt"])))
-                    for a, s in rows]
-        return await self._run(read)
+            return seq, [line_of(store.decode_agreement(a), None if s is None else
+                                 SignedReceipt.from_wire(
+                                     bytes.fromhex(json.loads(s)["receipt"])))
+                         for a, s in rows]
+        self._lines = await self._run(read)
+        return list(self._lines[1])
 
     async def statement(self, partner: str) -> Statement:
         """Every agreement with `partner` and what it nets to (see books.statement)."""

@@ -101,6 +101,18 @@ class Settlement:
     """True when this receipt had already been settled and nothing moved this time."""
 
 
+@dataclass(frozen=True, slots=True)
+class OpenAgreement:
+    """An agreement not yet settled on these books, and what is known of it."""
+
+    signed: SignedAgreement
+    role: Role
+    task: dict[str, Any] | None
+    """The task as the buyer sent it (purchases only)."""
+    delivery: dict[str, Any] | None
+    """The delivery recorded for it, if one arrived (or was made)."""
+
+
 def connect(path: Path | None, max_bytes: int | None, owner: str | None = None, *,
             read_only: bool = False) -> sqlite3.Connection:
     """Open the SQLite file with the ledger's schema and pragmas (creating it if needed).
