@@ -21,6 +21,10 @@ class Clock(abc.ABC):
     def now(self) -> float:
         """Return the current time in seconds since the epoch."""
 
+    def now_ms(self) -> int:
+        """The current time in whole milliseconds since the epoch (contracts' unit)."""
+        return int(self.now() * 1000)
+
     @abc.abstractmethod
     async def sleep(self, seconds: float) -> None:
         """Wait `seconds` of this clock's time (cancellable like `asyncio.sleep`)."""

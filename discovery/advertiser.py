@@ -82,7 +82,7 @@ class Advertiser:
         return self._identity.address
 
     def _next_seq(self) -> int:
-        self._last_seq = max(self._last_seq + 1, int(self._clock.now() * 1000))
+        self._last_seq = max(self._last_seq + 1, self._clock.now_ms())
         return self._last_seq
 
     def _ad(self, offer: Offer, *, withdrawn: bool = False) -> bytes:

@@ -155,9 +155,6 @@ class Ledger:
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._run(lambda c: store.transaction(c, work))
 
-    def _now_ms(self) -> int:
-        return int(self._config.clock.now() * 1000)
-
     # -- writes ---------------------------------------------------------------------------
 
     async def deposit(self, address: str, amount: int, *, currency: str = "credit",
@@ -206,7 +203,8 @@ class Ledger:
             raise UsageError(f"{kind} amount must be a positive int of minor units, "
                              f"got {amount!r}")
         body: dict[str, Any] = {"address": address, "currency": currency, "amount": amount,
-                                "memo": memo, "at_ms": self._now_ms(), "signer": owner.address}
+                                "memo": memo, "at_ms": self._config.clock.now_ms(),
+                                "signer": owner.address}
         body["signature"] = owner.sign(money_signing_bytes(body)).hex()
         return body
 
@@ -228,7 +226,7 @@ class Ledger:
         signed.verify()
         agreement, terms = signed.agreement, signed.agreement.terms
         agreement_id = signed.id
-        now = self._now_ms()
+        now = self._config.clock.now_ms()
         body: dict[str, Any] = {"agreement_id": agreement_id, "wire": signed.to_wire().hex(),
                                 "role": role, "at_ms": now}
         if role == "buyer" and task is not None:
@@ -273,7 +271,7 @@ class Ledger:
         """
         receipt = signed.receipt
         agreement_id, receipt_id = receipt.agreement_id, signed.id
-        now = self._now_ms()
+        now = self._config.clock.now_ms()
 
         def settle(c: sqlite3.Connection) -> Settlement:
             previous = store.settlement_of(c, agreement_id)
@@ -318,7 +316,7 @@ class Ledger:
             LedgerFull, LedgerError: nothing was recorded.
         """
         body = {"agreement_id": agreement_id, "delivery": dict(delivery),
-                "at_ms": self._now_ms()}
+                "at_ms": self._config.clock.now_ms()}
 
         def record(c: sqlite3.Connection) -> Entry:
             existing = c.execute("SELECT seq FROM entries WHERE delivered = ?",
@@ -336,7 +334,7 @@ class Ledger:
         Until then the node sends it again on every recovery pass (see
         `unnotified_receipts`). Noting twice returns the first entry.
         """
-        body = {"agreement_id": agreement_id, "at_ms": self._now_ms()}
+        body = {"agreement_id": agreement_id, "at_ms": self._config.clock.now_ms()}
 
         def note(c: sqlite3.Connection) -> Entry:
             done = c.execute("SELECT seq FROM entries WHERE kind = 'notified' AND "
@@ -371,7 +369,7 @@ class Ledger:
             if not isinstance(value, str) or not value:
                 raise UsageError(f"record_access: {name} must be a non-empty str, got {value!r}")
         body = {"actor": actor, "data": data, "purpose": purpose,
-                "agreement_id": agreement_id, "at_ms": self._now_ms()}
+                "agreement_id": agreement_id, "at_ms": self._config.clock.now_ms()}
         return await self._write(lambda c: store.append(c, "access", body,
                                                    agreement_id=agreement_id))
 
@@ -525,7 +523,7 @@ class Ledger:
                              "checkpoints are signed (open it with LedgerConfig(owner=...))")
         seq, digest = await self.head()
         return Checkpoint.create(owner, seq=seq, hash=digest, entries=seq,
-                                 at_ms=self._now_ms())
+                                 at_ms=self._config.clock.now_ms())
 
     async def verify(self, *, expected_head: tuple[int, str] | None = None,
                      against: Checkpoint | None = None) -> LedgerReport:

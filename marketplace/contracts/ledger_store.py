@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS entries (
     receipt_id TEXT UNIQUE   -- on the settling entry: one receipt settles one agreement
 );
 CREATE INDEX IF NOT EXISTS entries_by_agreement ON entries (agreement_id);
+-- the recovery pass looks up the 'notified' entries every few seconds
+CREATE INDEX IF NOT EXISTS entries_by_kind ON entries (kind, agreement_id);
 CREATE TABLE IF NOT EXISTS balances (
     address   TEXT NOT NULL,
     currency  TEXT NOT NULL,

@@ -182,7 +182,7 @@ def build_app(node: Node, token: str | None = None, *,
         lines = {line.agreement_id: line for line in await node.ledger.lines()}
         delivered = {o.signed.id for o in await node.ledger.open_agreements()
                      if o.delivery is not None}
-        now_ms = int(node.runtime.clock.now() * 1000)
+        now_ms = node.runtime.clock.now_ms()
         rows = []
         for agent in node.runtime.agents.values():
             if isinstance(agent, Seller):

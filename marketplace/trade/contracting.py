@@ -43,7 +43,7 @@ def buyer_signer(identity: Identity, clock: Clock | None = None) -> AgreementSig
     clock = clock or SystemClock()
 
     def sign(dialogue: str, seller: str, cfp: CallForProposals, offer: Offer) -> bytes:
-        agreed_at = int(clock.now() * 1000)
+        agreed_at = clock.now_ms()
         agreement = Agreement(dialogue_id=dialogue, buyer=identity.address, seller=seller,
                               terms=terms_for(cfp, offer, agreed_at), agreed_at_ms=agreed_at)
         return encode_wire(AGREEMENT_TAG, agreement, [agreement.sign(identity)])
@@ -65,7 +65,7 @@ def seller_countersigner(identity: Identity, clock: Clock | None = None) -> Coun
             agreement.check_signature(buyer, buyer_signature)
         except ContractRejected as exc:
             raise Refusal("bad_agreement", str(exc)) from exc
-        now_ms = int(clock.now() * 1000)
+        now_ms = clock.now_ms()
         expected = terms_for(cfp, offer, agreement.agreed_at_ms)
         if agreement.buyer != buyer or agreement.seller != identity.address:
             raise Refusal("terms_mismatch", "the agreement names other parties")

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aaex_agents import Context, Identity
-from aaex_agents.clock import Clock
 from aaex_agents.errors import AaexError, UsageError
 
 from ..contracts.agreement import SignedAgreement, to_minor_units
@@ -109,10 +108,6 @@ class Delegated:
     def price(self) -> float:
         """What the agreement cost, in credits."""
         return self.agreement.agreement.terms.price / MINOR_UNITS
-
-
-def _ms(clock: Clock) -> int:
-    return int(clock.now() * 1000)
 
 
 @dataclass
@@ -315,7 +310,7 @@ class Delegator:
             logger.info("escrowed %s with %s", signed.id[:12], agreement.seller,
                         extra={"event": "escrowed", "agreement_id": signed.id})
             clock = ctx.clock
-            started = _ms(clock)
+            started = clock.now_ms()
             wait = max(0.05, min(end - clock.now(), agreement.terms.max_latency_ms / 1000 * 1.5,
                                  (agreement.terms.deadline_ms - started) / 1000))
             delivery, result, detail = None, None, ""
@@ -330,7 +325,7 @@ class Delegator:
                                 extra={"event": "delivered", "agreement_id": signed.id})
                     result = reply.result
                     delivery = Delivery(result_hash=reply.result_hash, started_at_ms=started,
-                                        finished_at_ms=max(started, _ms(clock)),
+                                        finished_at_ms=max(started, clock.now_ms()),
                                         usage=_usage(signed, task, reply.result))
                 elif isinstance(reply, Decline):
                     detail = f"{reply.reason}: {reply.detail}" if reply.detail else reply.reason
@@ -349,7 +344,7 @@ class Delegator:
         """Sign the receipt for `delivery` (None: nothing came), book it, tell the seller."""
         agreement = signed.agreement
         receipt = SignedReceipt.create(
-            make_receipt(agreement, delivery, issued_at_ms=_ms(ctx.clock)), self._identity)
+            make_receipt(agreement, delivery, issued_at_ms=ctx.clock.now_ms()), self._identity)
         if receipt.receipt.refund:  # all of it unless met; a per-token sale's unused rest
             self._wallet.release(agreement.seller, receipt.receipt.refund / MINOR_UNITS)
         self.reputation.add_agreement(signed)
@@ -415,7 +410,7 @@ class Delegator:
                     await self._books.record_delivery(signed.id, reply.model_dump())
             elif (isinstance(reply, Decline) and reply.reason in ("not_delivered", "no_task")
                     and task is not None
-                    and _ms(ctx.clock) < agreement.terms.deadline_ms):
+                    and ctx.clock.now_ms() < agreement.terms.deadline_ms):
                 end = agreement.terms.deadline_ms / 1000
                 await self._perform(ctx, signed, task, end)
                 return "resent"
@@ -426,7 +421,7 @@ class Delegator:
                 finished_at_ms=max(started, deliver.finished_at_ms),
                 usage=_usage(signed, task or {}, deliver.result)))
             return "settled"
-        if _ms(ctx.clock) > agreement.terms.deadline_ms + grace * 1000:
+        if ctx.clock.now_ms() > agreement.terms.deadline_ms + grace * 1000:
             await self._settle(ctx, signed, None)
             return "settled"
         return "waiting"

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from aaex_agents import Context, Identity, Message, handler
-from aaex_agents.clock import Clock
 from aaex_agents.errors import UsageError
 from aaex_agents.identity import verify_signature
 
@@ -115,10 +114,6 @@ def delivery_is_genuine(deliver: Deliver, seller: str) -> bool:
         return False
 
 
-def _ms(clock: Clock) -> int:
-    return int(clock.now() * 1000)
-
-
 class ServiceSeller(Seller):
     """A seller that also performs the work it sold. Implement `perform`.
 
@@ -207,7 +202,7 @@ class ServiceSeller(Seller):
         if signed.id in self._working:
             return Decline(dialogue=agreement.dialogue_id, reason="in_progress",
                            detail="the task is being performed; ask for the delivery later")
-        started = _ms(ctx.clock)
+        started = ctx.clock.now_ms()
         self.queue_depth += 1
         self._working.add(signed.id)
         logger.info("task of %s started", signed.id[:12],
@@ -222,7 +217,7 @@ class ServiceSeller(Seller):
         finally:
             self.queue_depth -= 1
             self._working.discard(signed.id)
-        delivered = sign_delivery(self.identity, signed.id, result, started, _ms(ctx.clock))
+        delivered = sign_delivery(self.identity, signed.id, result, started, ctx.clock.now_ms())
         if self.ledger is not None:
             await self.ledger.record_delivery(signed.id, delivered.model_dump())
         self._results[signed.id] = delivered
