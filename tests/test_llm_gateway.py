@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from marketplace.node.config import ConfigError, parse_config
-from tests.test_operators import aaex, post, running_node
+from tests.node_kit import running_node
+from tests.test_operators import aaex, post
 
 pytest.importorskip("llama_cpp", reason="the CPU model needs the cpu extra")
 openai = pytest.importorskip("openai", reason="the gateway test uses the official client")
@@ -69,9 +70,10 @@ async def test_the_openai_client_buys_completions_plain_and_streamed(
     buyer_dir.mkdir()
     seller_toml, buyer_toml = seller_dir / "node.toml", buyer_dir / "node.toml"
     seller_toml.write_text(SELLER_TOML)
-    async with running_node(seller_toml) as seller_ready:
-        buyer_toml.write_text(BUYER_TOML.format(seed=seller_ready["p2p"][0]))
-        async with running_node(buyer_toml) as buyer_ready:
+    async with running_node(seller_toml) as seller:
+        buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
+        async with running_node(buyer_toml) as buyer:
+            buyer_ready = buyer.ready
             token = (buyer_dir / "data" / "admin.token").read_text().strip()
             status, _ = await post(buyer_ready["admin"] + "/account/deposit",
                                    {"agent": "shopper", "amount": 5}, token)

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import stat
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,6 +18,7 @@ import aiohttp
 import pytest
 
 from marketplace.cli.main import main
+from tests.node_kit import running_node
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,28 +52,6 @@ class = "marketplace:Buyer"
 """
 
 
-@asynccontextmanager
-async def running_node(config: Path) -> AsyncIterator[dict[str, Any]]:
-    """`aaex node run --config` in its own process; yields its ready line; SIGTERM at exit."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "marketplace.cli", "node", "run", "--config", str(config),
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-        stderr=(config.parent / "node.log").open("wb"))
-    assert process.stdout is not None
-    try:
-        ready = json.loads(await asyncio.wait_for(process.stdout.readline(), 60))
-        yield ready
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                assert await asyncio.wait_for(process.wait(), 30) == 0
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-                raise
-
-
 async def aaex(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """Run `aaex ARGV` as an operator would (off the event loop: the CLI runs its own)."""
     capsys.readouterr()
@@ -102,9 +77,10 @@ async def test_two_operators_fund_trade_and_reconcile_from_the_terminal(
     task = tmp_path / "task.json"
     task.write_text(json.dumps({"history": [10, 20, 30]}))
 
-    async with running_node(seller_toml) as seller_ready:
-        buyer_toml.write_text(BUYER_TOML.format(seed=seller_ready["p2p"][0]))
-        async with running_node(buyer_toml) as buyer_ready:
+    async with running_node(seller_toml) as seller:
+        buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
+        async with running_node(buyer_toml) as buyer:
+            buyer_ready = buyer.ready
             admin, token_file = buyer_ready["admin"], buyer_dir / "data" / "admin.token"
             assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
             assert stat.S_IMODE((buyer_dir / "data").stat().st_mode) == 0o700

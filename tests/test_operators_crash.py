@@ -6,11 +6,8 @@ countersigned. Every agreement ends settled (or refunded) once on both books, an
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +15,7 @@ import pytest
 
 from marketplace.contracts.agreement import MINOR_UNITS
 from marketplace.contracts.ledger import open_ledger
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.node_kit import ROOT, NodeProcess, running_node
 
 SELLER_TOML = """
 [node]
@@ -64,62 +60,6 @@ settings = {{ orders = 1, budget = 5.0, deadline = 15.0 }}
 """
 
 
-class NodeProcess:
-    """`python -m marketplace.cli --log-format json node run`; its log events are collected."""
-
-    def __init__(self, process: asyncio.subprocess.Process, ready: dict[str, Any]) -> None:
-        self.process, self.ready = process, ready
-        self.events: list[dict[str, Any]] = []
-        self._new = asyncio.Event()
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(cls, config: Path) -> NodeProcess:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "marketplace.cli", "--log-format", "json", "node", "run",
-            "--config", str(config), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 60)
-        assert line, "the node exited before it was ready"
-        return cls(process, json.loads(line))
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        while line := await self.process.stderr.readline():
-            try:
-                self.events.append(json.loads(line))
-            except ValueError:
-                continue
-            self._new.set()
-
-    async def event(self, name: str, timeout: float = 30) -> dict[str, Any]:
-        """Wait for the first log record with ``event == name``."""
-        async with asyncio.timeout(timeout):
-            while True:
-                for record in self.events:
-                    if record.get("event") == name:
-                        return record
-                self._new.clear()
-                await self._new.wait()
-
-    async def stop(self, signum: int = signal.SIGTERM) -> int:
-        if self.process.returncode is None:
-            self.process.send_signal(signum)
-        code = await asyncio.wait_for(self.process.wait(), 60)
-        await asyncio.wait_for(self._reader, 10)
-        return code
-
-
-@asynccontextmanager
-async def running(config: Path) -> AsyncIterator[NodeProcess]:
-    node = await NodeProcess.start(config)
-    try:
-        yield node
-    finally:
-        await node.stop(signal.SIGKILL if node.process.returncode is None else signal.SIGTERM)
-
-
 async def _fund(buyer_toml: Path, credits: float) -> None:
     """`aaex account deposit` while the buyer's node is stopped (on its ledger file)."""
     process = await asyncio.create_subprocess_exec(
@@ -157,7 +97,7 @@ def _configs(tmp_path: Path, work: float, drain: float = 10) -> tuple[Path, Path
 async def test_a_buyer_killed_at_any_step_settles_once_after_its_restart(
         tmp_path: Path, kill_at: str) -> None:
     seller_toml, buyer_toml = _configs(tmp_path, work=1.5)
-    async with running(seller_toml) as seller:
+    async with running_node(seller_toml) as seller:
         buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
         # fund the buyer on its own books before its node first starts (the node is offline)
         await (await NodeProcess.start(buyer_toml)).stop()  # creates its keys and ledger
@@ -170,7 +110,7 @@ async def test_a_buyer_killed_at_any_step_settles_once_after_its_restart(
         else:
             await buyer.event("delivered")
         assert await buyer.stop(signal.SIGKILL) == -signal.SIGKILL
-        async with running(buyer_toml) as restarted:
+        async with running_node(buyer_toml) as restarted:
             buyer_lines, seller_lines = await _settled_on_both(
                 restarted, seller, tmp_path / "buyer-data" / "ledger.sqlite",
                 tmp_path / "seller-data" / "ledger.sqlite")
@@ -187,14 +127,14 @@ async def test_a_buyer_killed_while_negotiating_holds_nothing_after_its_restart(
         tmp_path: Path) -> None:
     """Killed before it booked anything: nothing is held, and no book owes anything."""
     seller_toml, buyer_toml = _configs(tmp_path, work=0.5)
-    async with running(seller_toml) as seller:
+    async with running_node(seller_toml) as seller:
         buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
         await (await NodeProcess.start(buyer_toml)).stop()
         await _fund(buyer_toml, 10)
         buyer = await NodeProcess.start(buyer_toml)
         await buyer.event("negotiating")
         assert await buyer.stop(signal.SIGKILL) == -signal.SIGKILL
-        async with running(buyer_toml):
+        async with running_node(buyer_toml):
             open_buyer, lines, balances = await _books(tmp_path / "buyer-data" / "ledger.sqlite")
     assert (open_buyer, lines) == ([], [])
     assert all(b.held == 0 for b in balances.values())
@@ -208,11 +148,11 @@ async def test_a_seller_stopped_right_after_countersigning_still_delivers(
         tmp_path: Path) -> None:
     """SIGTERM between the countersignature and the task: the drain serves the agreed work."""
     seller_toml, buyer_toml = _configs(tmp_path, work=0.5, drain=20)
-    async with running(seller_toml) as seller:
+    async with running_node(seller_toml) as seller:
         buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
         await (await NodeProcess.start(buyer_toml)).stop()
         await _fund(buyer_toml, 10)
-        async with running(buyer_toml) as buyer:
+        async with running_node(buyer_toml) as buyer:
             await seller.event("countersigned")
             seller.process.send_signal(signal.SIGTERM)
             settled = await buyer.event("settled")
