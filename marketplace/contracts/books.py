@@ -24,28 +24,42 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from pydantic import BaseModel, ConfigDict
+
 from .agreement import SignedAgreement
 from .credits import format_credits
 from .receipt import SignedReceipt
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    """One agreement between two parties and the debt it created (none while open)."""
+class Line(BaseModel):
+    """One agreement between two parties and the debt it created (none while open).
+
+    A pydantic model because partners exchange lines as they are (a statement's answer,
+    `marketplace.trade.statements`): the books and the wire share one shape.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     agreement_id: str
+    """The agreement's id (hex sha256 of what both signed)."""
     buyer: str
+    """The buyer's address."""
     seller: str
+    """The seller's address."""
     capability: str
+    """What was bought."""
     price: int
     """Agreed price, minor units."""
     verdict: str
     """``met``, ``breached``, ``not_delivered``, or ``open`` while no receipt settled it."""
     debtor: str | None
+    """Who owes `amount` (None while open)."""
     creditor: str | None
+    """Who is owed `amount` (None while open)."""
     amount: int
     """What `debtor` owes `creditor`, minor units (0 while open)."""
     receipt_id: str | None = None
+    """The id of the buyer-signed receipt that settled it."""
 
 
 def line_of(signed: SignedAgreement, receipt: SignedReceipt | None) -> Line:

@@ -29,7 +29,6 @@ from .policy import AccessControl, AccessList, RateLimit, Wallet
 from .selling import Deliver, DeliveryQuery, ReceiptNotice, ServiceSeller, Task
 from .statements import (
     Reconciliation,
-    StatementLine,
     StatementQuery,
     StatementReply,
     reconcile,
@@ -71,7 +70,6 @@ __all__ = [
     "SellerStrategy",
     "ServiceSeller",
     "SpendingRefused",
-    "StatementLine",
     "StatementQuery",
     "StatementReply",
     "Task",

@@ -23,8 +23,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
-
 from aaex_agents import Context, Message
 from aaex_agents.errors import AaexError
 
@@ -40,52 +38,10 @@ class StatementQuery(Message, type="market.statement_query/1"):
     """Asks the receiving agent for its statement of its trades with the sender."""
 
 
-class StatementLine(BaseModel):
-    """One agreement and the debt it created, as `marketplace.contracts.books.Line`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    agreement_id: str
-    """The agreement's id (hex sha256 of what both signed)."""
-    buyer: str
-    """The buyer's address."""
-    seller: str
-    """The seller's address."""
-    capability: str
-    """What was bought."""
-    price: int
-    """Agreed price, micro-credits."""
-    verdict: str
-    """``met``, ``breached``, ``not_delivered``, or ``open`` while no receipt settled it."""
-    debtor: str | None
-    """Who owes `amount` (None while open)."""
-    creditor: str | None
-    """Who is owed `amount` (None while open)."""
-    amount: int
-    """What `debtor` owes `creditor`, micro-credits."""
-    receipt_id: str | None = None
-    """The id of the buyer-signed receipt that settled it."""
-
-    @classmethod
-    def of(cls, line: Line) -> StatementLine:
-        """The wire form of a books line."""
-        return cls(agreement_id=line.agreement_id, buyer=line.buyer, seller=line.seller,
-                   capability=line.capability, price=line.price, verdict=line.verdict,
-                   debtor=line.debtor, creditor=line.creditor, amount=line.amount,
-                   receipt_id=line.receipt_id)
-
-    def line(self) -> Line:
-        """Back to a books line."""
-        return Line(agreement_id=self.agreement_id, buyer=self.buyer, seller=self.seller,
-                    capability=self.capability, price=self.price, verdict=self.verdict,
-                    debtor=self.debtor, creditor=self.creditor, amount=self.amount,
-                    receipt_id=self.receipt_id)
-
-
 class StatementReply(Message, type="market.statement/1"):
     """The answering agent's statement of its trades with the asker."""
 
-    lines: tuple[StatementLine, ...]
+    lines: tuple[Line, ...]
     """Every agreement between the two, in the order the answering books recorded them."""
     net: int
     """From the answering agent's side, micro-credits: > 0 the asker owes it that much."""
@@ -108,7 +64,7 @@ async def answer_statement(ledger: Ledger | None, me: str,
                        detail="this agent keeps no books (it was started without a ledger)")
     mine = statement_between(await ledger.lines(), me, asker)
     checkpoint = await ledger.checkpoint() if ledger.owner is not None else None
-    return StatementReply(lines=tuple(StatementLine.of(line) for line in mine.lines),
+    return StatementReply(lines=mine.lines,
                           net=mine.net, checkpoint=checkpoint)
 
 
@@ -145,7 +101,7 @@ async def reconcile(ctx: Context, ledger: Ledger, partner: str, *,
                   else type(reply).__name__)
         return Reconciliation(me, partner, ours, None,
                               (f"the partner gave no statement ({detail})",))
-    theirs = Statement(me, tuple(line.line() for line in reply.lines), reply.net)
+    theirs = Statement(me, reply.lines, reply.net)
     found = [f"{line.agreement_id[:16]}: the partner lists a trade that is not between us"
              for line in theirs.lines if {line.buyer, line.seller} != {me, partner}]
     checkpoint = reply.checkpoint
