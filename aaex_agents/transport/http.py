@@ -8,6 +8,7 @@ trip. Status codes: 200 reply frame, 204 no reply, 400 rejected (JSON `reason`, 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -37,6 +38,8 @@ ENVELOPE_PATH = "/aaex/v1/envelope"
 CLIENT_IDLE_S = 5.0
 """Seconds a pooled client connection may stay idle; under every server's header timeout."""
 _CONTENT_TYPE = "application/x-aaex-envelope"
+_STALE_RETRIES = 2
+"""Times a request is sent again when a pooled connection turns out closed by the server."""
 
 
 class HttpTransport(Transport):
@@ -172,9 +175,19 @@ async def post_bounded(session: aiohttp.ClientSession, endpoint: str, data: byte
     """
     try:
         async with asyncio.timeout(timeout):
-            async with session.post(endpoint, data=data, headers=headers) as response:
-                body = await read_body(response.content, limit)
-                status = response.status
+            for attempt in range(_STALE_RETRIES + 1):
+                try:
+                    response = await session.post(endpoint, data=data, headers=headers)
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                    if attempt == _STALE_RETRIES or not _closed_under_us(exc):
+                        raise
+                    logger.debug("%s closed a pooled connection under a request (%s); sending "
+                                 "again on another", endpoint, exc)
+                    continue
+                async with response:
+                    body = await read_body(response.content, limit)
+                    status = response.status
+                break
     except TimeoutError:
         raise RequestTimeout(f"{endpoint} did not answer within {timeout} s") from None
     except aiohttp.ClientConnectionError as exc:
@@ -185,6 +198,20 @@ async def post_bounded(session: aiohttp.ClientSession, endpoint: str, data: byte
         raise TransportError(f"{endpoint} answered with more than {limit} bytes; the reply "
                              "was dropped")
     return status, body
+
+
+def _closed_under_us(exc: aiohttp.ClientError) -> bool:
+    """Whether the server closed the connection before it answered a byte.
+
+    A server closes an idle keep-alive connection when its own idle timeout passes; a request
+    sent on it at that moment meets a reset (or a bare close). No answer has begun, so the
+    server did not take the frame: sending it again, on another connection, is safe (and a
+    signed envelope that did arrive is refused as a replay, never run twice).
+    """
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return True
+    return isinstance(exc, aiohttp.ClientOSError) and exc.errno in (errno.ECONNRESET,
+                                                                     errno.EPIPE)
 
 
 async def read_body(content: aiohttp.StreamReader, limit: int) -> bytes | None:
