@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -110,3 +111,25 @@ async def test_a_libp2p_host_leaves_no_thread_or_listener_behind() -> None:
     assert {t.name for t in threading.enumerate()} <= before
     with socket.socket() as probe:  # the port is free again: nothing listens on it
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def test_a_stopped_libp2p_host_closes_its_connections_so_peers_see_it_leave() -> None:
+    import multiaddr
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+
+    from aaex_agents.transport.libp2p import open_libp2p_host
+
+    async def connections_to(host: Any, peer: Any) -> int:
+        return len(host.host.get_network().connections.get(peer, []))
+
+    async with open_libp2p_host() as staying:
+        async with open_libp2p_host() as leaving:
+            info = info_from_p2p_addr(multiaddr.Multiaddr(staying.addrs[0]))
+            await leaving.bridge.call(leaving.host.connect, info, timeout=10)
+            left = leaving.host.get_id()
+            assert await staying.bridge.call(connections_to, staying, left, timeout=10) == 1
+        # The socket was closed, not left open in this process: the peer sees EOF at once
+        # (before the fix it kept the connection until a stream on it timed out).
+        async with asyncio.timeout(10):
+            while await staying.bridge.call(connections_to, staying, left, timeout=10):  # noqa: ASYNC110 - the swarm state lives on the trio side
+                await asyncio.sleep(0.05)

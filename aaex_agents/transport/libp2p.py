@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import multiaddr
+import trio
 from libp2p import new_host
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
@@ -52,6 +53,8 @@ logger = logging.getLogger(__name__)
 ENVELOPE_PROTOCOL = TProtocol("/aaex/envelope/1.0.0")
 _LENGTH = struct.Struct(">I")
 _REPLY, _NO_REPLY, _REJECTED, _FAILED = 0, 1, 2, 3
+_CLOSE_TIMEOUT_S = 5.0
+"""Bound on closing a host's connections when it stops."""
 # Streams and connections of py-libp2p raise a zoo of exception types: its own tree
 # (IOException, StreamError, MuxedStreamError, SwarmException, all BaseLibp2pError), trio's
 # Broken/ClosedResourceError, OSError from sockets, ValueError from a bad multiaddr or peer
@@ -183,13 +186,30 @@ async def _run_host(config: Libp2pConfig,
     host.new_stream = counted_new_stream  # type: ignore[method-assign, assignment]
     listen = [multiaddr.Multiaddr(a) for a in config.listen]
     async with host.run(listen):
-        if not config.dht:
-            yield host, None
-            return
-        # Registered before the first connection, so peers see the DHT protocol at once.
-        dht = KadDHT(host, DHTMode.SERVER)
-        async with background_trio_service(dht):
-            yield host, dht
+        try:
+            if not config.dht:
+                yield host, None
+                return
+            # Registered before the first connection, so peers see the DHT protocol at once.
+            dht = KadDHT(host, DHTMode.SERVER)
+            async with background_trio_service(dht):
+                yield host, dht
+        finally:
+            await _close_connections(host)
+
+
+async def _close_connections(host: Any) -> None:
+    """Trio side: close every connection of `host` before its service is stopped.
+
+    Stopping the host's service cancels the swarm first, and its own closing of the
+    connections then runs in a cancelled scope: the sockets stayed open. A process that
+    opened a host and went on (a test, an in-process `aaex market search`) leaked one
+    socket per peer, and each peer later waited out a timeout on a stream to it (a node's
+    withdrawal at shutdown took 10 s). Shielded and bounded, so a stuck peer cannot stall
+    the stop.
+    """
+    with shielded(), trio.move_on_after(_CLOSE_TIMEOUT_S):
+        await host.close()
 
 
 def tcp_host_port(address: str) -> tuple[str, int] | None:
