@@ -155,7 +155,7 @@ async def test_node_runs_from_config_serves_admin_and_metrics_and_stops_on_sigte
                     {seller: [endpoint]})) as runtime:
                 reply = await runtime.context(buyer).ask(seller, CallForProposals(
                     dialogue=new_dialogue_id(), capability="forecast.demand", max_price=10,
-                    max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 30))
+                    max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 3))
             assert isinstance(reply, Propose)
             dialogues = await get("/dialogues")
             assert isinstance(dialogues, list) and dialogues[0]["state"] == "proposed"

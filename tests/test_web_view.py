@@ -23,8 +23,9 @@ class Buyer(Agent):
 
 
 def node_config(tmp_path: Path):  # type: ignore[no-untyped-def]
+    # No drain: the open dialogue the page shows would otherwise hold the stop for 10 s.
     return parse_config({
-        "node": {"http": "127.0.0.1:0", "admin": "127.0.0.1:0", "p2p": []},
+        "node": {"http": "127.0.0.1:0", "admin": "127.0.0.1:0", "p2p": [], "drain_timeout": 0},
         "agents": [{"name": "forecaster", "class": "tests.peers.seller_peer:ForecastSeller",
                     "settings": {"cost": 2.0, "exponent": 4.0}}]}, base=tmp_path)
 
