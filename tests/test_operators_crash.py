@@ -99,8 +99,8 @@ async def test_a_buyer_killed_at_any_step_settles_once_after_its_restart(
     seller_toml, buyer_toml = _configs(tmp_path, work=1.5)
     async with running_node(seller_toml) as seller:
         buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
-        # fund the buyer on its own books before its node first starts (the node is offline)
-        await (await NodeProcess.start(buyer_toml)).stop()  # creates its keys and ledger
+        # fund the buyer on its own books before its node first starts: the deposit makes
+        # the keys the node's first start would, and the node then trades with those
         await _fund(buyer_toml, 10)
         buyer = await NodeProcess.start(buyer_toml)
         if kill_at == "escrowed":
@@ -129,7 +129,6 @@ async def test_a_buyer_killed_while_negotiating_holds_nothing_after_its_restart(
     seller_toml, buyer_toml = _configs(tmp_path, work=0.5)
     async with running_node(seller_toml) as seller:
         buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
-        await (await NodeProcess.start(buyer_toml)).stop()
         await _fund(buyer_toml, 10)
         buyer = await NodeProcess.start(buyer_toml)
         await buyer.event("negotiating")
@@ -150,7 +149,6 @@ async def test_a_seller_stopped_right_after_countersigning_still_delivers(
     seller_toml, buyer_toml = _configs(tmp_path, work=0.5, drain=20)
     async with running_node(seller_toml) as seller:
         buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
-        await (await NodeProcess.start(buyer_toml)).stop()
         await _fund(buyer_toml, 10)
         async with running_node(buyer_toml) as buyer:
             await seller.event("countersigned")

@@ -20,8 +20,6 @@ import asyncio
 import json
 from typing import Any
 
-from aaex_agents import Identity
-
 from ..contracts.books import Position
 from ..contracts.credits import parse_credits
 from ..contracts.ledger import LedgerConfig, open_ledger
@@ -30,6 +28,7 @@ from ..node.accounts import (
     accounts_document,
     agent_addresses,
     check_address,
+    create_missing_keys,
     money,
     resolve_agent,
     statement_document,
@@ -79,9 +78,9 @@ def _move(args: argparse.Namespace) -> int:
                                                      f"/account/{args.kind}", body=body)
             return document
         note(f"{reached.why_not}; writing {config.ledger_path} directly")
+        owner = create_missing_keys(config)  # a node that never ran can be funded
         name, address = resolve_agent(agent_addresses(config), args.agent, field="AGENT",
                                       config=config)
-        owner = Identity.load(config.identity)
         async with open_ledger(config.ledger_path, config=LedgerConfig(owner=owner)) as ledger:
             write = ledger.deposit if args.kind == "deposit" else ledger.withdraw
             entry = await write(address, amount, memo=args.memo or f"{args.kind} offline")

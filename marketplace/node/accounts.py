@@ -105,6 +105,31 @@ def agent_key_path(config: NodeConfig, name: str) -> Path:
     return config.data_dir / "agents" / f"{name}.key"
 
 
+def load_or_create_identity(path: Path) -> Identity:
+    """The key at `path`, created (mode 0600) when missing."""
+    try:
+        return Identity.load(path)
+    except KeyFileError:
+        if path.exists():
+            raise
+        identity = Identity.generate()
+        identity.save(path)
+        logger.info("created key %s for %s", path, identity.address)
+        return identity
+
+
+def create_missing_keys(config: NodeConfig) -> Identity:
+    """The node's key, after making every key of the node that is missing.
+
+    The keys a node's first start would make: so an operator can fund the agents of a
+    node that has not run yet, and the node then starts with those very keys.
+    """
+    owner = load_or_create_identity(config.identity)
+    for spec in config.agents:
+        load_or_create_identity(agent_key_path(config, spec.name))
+    return owner
+
+
 def agent_addresses(config: NodeConfig) -> dict[str, str]:
     """Name -> address of the configured agents whose keys exist (the node made them)."""
     found = {}

@@ -38,7 +38,7 @@ from aaex_agents import (
 )
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.directory import Directory
-from aaex_agents.errors import AaexError, AddressInUse, KeyFileError, TransportError, UsageError
+from aaex_agents.errors import AaexError, AddressInUse, TransportError, UsageError
 from aaex_agents.llm import LLMService
 from aaex_agents.runtime import Runtime
 from aaex_agents.transport.base import Transport
@@ -67,7 +67,13 @@ from ..trade.policy import AccessControl, AccessList
 from ..trade.recovery import resolve_open
 from ..trade.selling import ServiceSeller
 from ..trade.strategies import SellerStrategy
-from .accounts import issue_token, publish_admin, withdraw_admin
+from .accounts import (
+    agent_key_path,
+    issue_token,
+    load_or_create_identity,
+    publish_admin,
+    withdraw_admin,
+)
 from .api import ADMIN_LIMITS, serve_admin, uptime_since
 from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
 from .gateway import open_gateway
@@ -137,19 +143,6 @@ class Node:
         return metrics_text(self)
 
 
-def load_or_create_identity(path: Any) -> Identity:
-    """The key at `path`, created (mode 0600) when missing."""
-    try:
-        return Identity.load(path)
-    except KeyFileError:
-        if path.exists():
-            raise
-        identity = Identity.generate()
-        identity.save(path)
-        logger.info("created key %s for %s", path, identity.address)
-        return identity
-
-
 def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
                 ledger: Ledger | None = None) -> Agent:
     """Construct the agent `spec` names, with its own key under the data dir.
@@ -164,7 +157,7 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
     cls = spec.load_class()
     if not issubclass(cls, Agent):
         raise ConfigError(f"agents.{spec.name}.class: {spec.target} is not an Agent subclass")
-    identity = load_or_create_identity(config.data_dir / "agents" / f"{spec.name}.key")
+    identity = load_or_create_identity(agent_key_path(config, spec.name))
     settings = dict(spec.settings)
     try:
         if issubclass(cls, Seller):
