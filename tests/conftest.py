@@ -40,3 +40,26 @@ async def echo_process() -> AsyncIterator[PeerProcess]:
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+LONGEST_FIRST = (
+    "test_supply_chain_demo.py",
+    "test_operators_crash.py",
+    "test_discovery_network.py",
+    "test_discovery_flood.py",
+    "test_llm.py",
+    "test_node.py",
+    "test_llm_gateway.py",
+    "test_llm_openai_server.py",
+)
+"""Test files that take longest, slowest first. The suite runs on every core (pytest-xdist,
+one file per worker at a time): a long file handed out last would run alone at the end."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the longest files first (in the order above); the rest keep their order."""
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)

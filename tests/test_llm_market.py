@@ -39,10 +39,13 @@ from tests.market_kit import BUYER, OWNER, SELLER
 
 pytest.importorskip("llama_cpp", reason="the CPU model needs the cpu extra")
 
-from aaex_agents.llm import LlamaCppLLM
+from aaex_agents.llm import LlamaCppConfig, LlamaCppLLM
 
 FUNDS = 10 * MINOR_UNITS
 TASK = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
+
+ONE_THREAD = LlamaCppConfig(n_threads=1)
+"""The engine the tests load: one thread, as other tests run on the other core at once."""
 
 
 class OverReportingSellerFault(LlmSeller):
@@ -77,7 +80,7 @@ def seller_of(cls: type[LlmSeller], ledger: Ledger | None = None) -> LlmSeller:
 
 @pytest.fixture
 async def service() -> AsyncIterator[LLMService]:
-    async with open_llm_service(await LlamaCppLLM.load()) as opened:
+    async with open_llm_service(await LlamaCppLLM.load(ONE_THREAD)) as opened:
         yield opened
 
 
@@ -252,8 +255,8 @@ LLM_AGENT = {"name": "llm", "class": "marketplace:LlmSeller",
 
 async def test_a_node_with_llm_hosts_the_seller_and_its_ad_describes_the_model(
         tmp_path: Path) -> None:
-    config = parse_config({"node": NODE, "llm": {"backend": "llamacpp", "n_ctx": 512},
-                           "agents": [LLM_AGENT]}, base=tmp_path)
+    config = parse_config({"node": NODE, "agents": [LLM_AGENT], "llm": {
+        "backend": "llamacpp", "n_ctx": 512, "n_threads": 1}}, base=tmp_path)
     async with open_node(config) as node:
         [seller] = node.runtime.agents.values()
         assert isinstance(seller, LlmSeller) and seller.capability == "llm.chat"

@@ -32,7 +32,7 @@ class Capital(pydantic.BaseModel):
 async def llama_server(port: int, log: Path) -> AsyncIterator[str]:
     """`python -m llama_cpp.server` with the CPU model on 127.0.0.1:`port`, ready on entry."""
     argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path()),
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"]
     async with open_server(argv, port, log, timeout=90) as url:
         yield url
 

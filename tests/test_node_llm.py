@@ -126,7 +126,8 @@ async def test_a_node_without_llm_reports_none_and_no_llm_metrics(tmp_path: Path
 
 async def test_node_agents_share_the_configured_llamacpp_model(tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp", reason="the CPU model needs the cpu extra")
-    config = node_config(tmp_path, {"backend": "llamacpp", "n_ctx": 512, "timeout": 30})
+    config = node_config(tmp_path, {"backend": "llamacpp", "n_ctx": 512, "timeout": 30,
+                                    "n_threads": 1})
     async with open_node(config) as node:
         assert node.llm is not None
         before = samples(node.metrics_text())
