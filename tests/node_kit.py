@@ -43,11 +43,11 @@ class NodeProcess:
                 continue
             self._new.set()
 
-    async def event(self, name: str, timeout: float = 30) -> dict[str, Any]:
-        """Wait for the first log record with ``event == name``."""
+    async def event(self, name: str, timeout: float = 30, *, since: int = 0) -> dict[str, Any]:
+        """Wait for the first log record with ``event == name`` from record `since` on."""
         async with asyncio.timeout(timeout):
             while True:
-                for record in self.events:
+                for record in self.events[since:]:
                     if record.get("event") == name:
                         return record
                 self._new.clear()

@@ -1,6 +1,10 @@
 """Two operators' nodes, each its own `aaex node run` process, key, config and ledger: the buyer
 is SIGKILLed at each step of a purchase and restarted, the seller is SIGTERMed right after it
 countersigned. Every agreement ends settled (or refunded) once on both books, and both verify.
+
+The buyer-crash tests share one seller's node, as one operator's node serves many buyers;
+each test has a buyer (key, config, ledger) of its own and reads its own lines on the
+seller's books.
 """
 
 from __future__ import annotations
@@ -8,14 +12,19 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from marketplace.contracts.agreement import MINOR_UNITS
 from marketplace.contracts.ledger import open_ledger
 from tests.node_kit import ROOT, NodeProcess, running_node
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SELLER_TOML = """
 [node]
@@ -70,50 +79,71 @@ async def _fund(buyer_toml: Path, credits: float) -> None:
     assert process.returncode == 0, (out, err)
 
 
-async def _books(path: Path) -> tuple[list[Any], list[Any], Any]:
+async def _books(path: Path, buyer: str | None = None) -> tuple[list[Any], list[Any], Any]:
+    """Open agreements, lines and balances of the books at `path` (verified first); only
+    those with `buyer` when given (the seller's books hold every test's buyer)."""
     async with open_ledger(path) as ledger:
         await ledger.verify()
-        return await ledger.open_agreements(), await ledger.lines(), await ledger.balances()
+        open_, lines = await ledger.open_agreements(), await ledger.lines()
+        balances = await ledger.balances()
+    if buyer is not None:
+        open_ = [o for o in open_ if o.signed.agreement.buyer == buyer]
+        lines = [line for line in lines if line.buyer == buyer]
+    return open_, lines, balances
 
 
-async def _settled_on_both(buyer: NodeProcess, seller: NodeProcess, buyer_books: Path,
-                           seller_books: Path) -> tuple[list[Any], list[Any]]:
+@dataclass
+class Seller:
+    """The seller's node the buyer-crash tests share, each test with a buyer of its own."""
+
+    node: NodeProcess
+    books: Path
+
+    def mark(self) -> int:
+        """Where this test's events start in the seller's log."""
+        return len(self.node.events)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def seller(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Seller]:
+    base = tmp_path_factory.mktemp("seller")
+    config = base / "seller.toml"
+    config.write_text(SELLER_TOML.format(work=1.5, drain=10))
+    async with running_node(config) as node:
+        yield Seller(node, base / "seller-data" / "ledger.sqlite")
+
+
+async def _settled_on_both(buyer: NodeProcess, seller: Seller, since: int,
+                           buyer_books: Path) -> tuple[list[Any], list[Any]]:
     """Once the restarted buyer settled and the seller booked the receipt, both books."""
     await buyer.event("settled")
-    await seller.event("receipt_booked")
+    await seller.node.event("receipt_booked", since=since)
     open_buyer, buyer_lines, _ = await _books(buyer_books)
-    open_seller, seller_lines, _ = await _books(seller_books)
+    open_seller, seller_lines, _ = await _books(seller.books, buyer_lines[0].buyer)
     assert (open_buyer, open_seller) == ([], [])
     return buyer_lines, seller_lines
 
 
-def _configs(tmp_path: Path, work: float, drain: float = 10) -> tuple[Path, Path]:
-    seller = tmp_path / "seller.toml"
-    seller.write_text(SELLER_TOML.format(work=work, drain=drain))
-    return seller, tmp_path / "buyer.toml"
-
-
 @pytest.mark.parametrize("kill_at", ["escrowed", "task_running", "delivered"])
 async def test_a_buyer_killed_at_any_step_settles_once_after_its_restart(
-        tmp_path: Path, kill_at: str) -> None:
-    seller_toml, buyer_toml = _configs(tmp_path, work=1.5)
-    async with running_node(seller_toml) as seller:
-        buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
-        # fund the buyer on its own books before its node first starts: the deposit makes
-        # the keys the node's first start would, and the node then trades with those
-        await _fund(buyer_toml, 10)
-        buyer = await NodeProcess.start(buyer_toml)
-        if kill_at == "escrowed":
-            await buyer.event("escrowed")
-        elif kill_at == "task_running":
-            await seller.event("sale_task_started")
-        else:
-            await buyer.event("delivered")
-        assert await buyer.stop(signal.SIGKILL) == -signal.SIGKILL
-        async with running_node(buyer_toml) as restarted:
-            buyer_lines, seller_lines = await _settled_on_both(
-                restarted, seller, tmp_path / "buyer-data" / "ledger.sqlite",
-                tmp_path / "seller-data" / "ledger.sqlite")
+        tmp_path: Path, seller: Seller, kill_at: str) -> None:
+    since = seller.mark()
+    buyer_toml = tmp_path / "buyer.toml"
+    buyer_toml.write_text(BUYER_TOML.format(seed=seller.node.ready["p2p"][0]))
+    # fund the buyer on its own books before its node first starts: the deposit makes
+    # the keys the node's first start would, and the node then trades with those
+    await _fund(buyer_toml, 10)
+    buyer = await NodeProcess.start(buyer_toml)
+    if kill_at == "escrowed":
+        await buyer.event("escrowed")
+    elif kill_at == "task_running":
+        await seller.node.event("sale_task_started", since=since)
+    else:
+        await buyer.event("delivered")
+    assert await buyer.stop(signal.SIGKILL) == -signal.SIGKILL
+    async with running_node(buyer_toml) as restarted:
+        buyer_lines, seller_lines = await _settled_on_both(
+            restarted, seller, since, tmp_path / "buyer-data" / "ledger.sqlite")
     assert [line.verdict for line in buyer_lines] == ["met"]  # the seller delivered in time
     assert [(s.agreement_id, s.verdict, s.amount) for s in seller_lines] == [
         (b.agreement_id, b.verdict, b.amount) for b in buyer_lines]
@@ -124,21 +154,21 @@ async def test_a_buyer_killed_at_any_step_settles_once_after_its_restart(
 
 
 async def test_a_buyer_killed_while_negotiating_holds_nothing_after_its_restart(
-        tmp_path: Path) -> None:
+        tmp_path: Path, seller: Seller) -> None:
     """Killed before it booked anything: nothing is held, and no book owes anything."""
-    seller_toml, buyer_toml = _configs(tmp_path, work=0.5)
-    async with running_node(seller_toml) as seller:
-        buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
-        await _fund(buyer_toml, 10)
-        buyer = await NodeProcess.start(buyer_toml)
-        await buyer.event("negotiating")
-        assert await buyer.stop(signal.SIGKILL) == -signal.SIGKILL
-        async with running_node(buyer_toml):
-            open_buyer, lines, balances = await _books(tmp_path / "buyer-data" / "ledger.sqlite")
+    buyer_toml = tmp_path / "buyer.toml"
+    buyer_toml.write_text(BUYER_TOML.format(seed=seller.node.ready["p2p"][0]))
+    await _fund(buyer_toml, 10)
+    buyer = await NodeProcess.start(buyer_toml)
+    await buyer.event("negotiating")
+    assert await buyer.stop(signal.SIGKILL) == -signal.SIGKILL
+    async with running_node(buyer_toml):
+        open_buyer, lines, balances = await _books(tmp_path / "buyer-data" / "ledger.sqlite")
     assert (open_buyer, lines) == ([], [])
     assert all(b.held == 0 for b in balances.values())
     assert sum(b.available for b in balances.values()) == 10 * MINOR_UNITS
-    _, seller_lines, _ = await _books(tmp_path / "seller-data" / "ledger.sqlite")
+    buyer_address = next(iter(balances))
+    _, seller_lines, _ = await _books(seller.books, buyer_address)
     # A sale the seller countersigned for the dead buyer stays open there: no money moved.
     assert all(line.verdict == "open" and line.amount == 0 for line in seller_lines)
 
@@ -146,7 +176,8 @@ async def test_a_buyer_killed_while_negotiating_holds_nothing_after_its_restart(
 async def test_a_seller_stopped_right_after_countersigning_still_delivers(
         tmp_path: Path) -> None:
     """SIGTERM between the countersignature and the task: the drain serves the agreed work."""
-    seller_toml, buyer_toml = _configs(tmp_path, work=0.5, drain=20)
+    seller_toml, buyer_toml = tmp_path / "seller.toml", tmp_path / "buyer.toml"
+    seller_toml.write_text(SELLER_TOML.format(work=0.5, drain=20))
     async with running_node(seller_toml) as seller:
         buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
         await _fund(buyer_toml, 10)
