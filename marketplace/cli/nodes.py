@@ -37,9 +37,10 @@ def register(commands: Any) -> None:
 
 def _node_run(args: argparse.Namespace) -> int:
     from ..node.config import load_config
+
+    config = load_config(args.config)  # before libp2p is imported: a bad config fails fast
     from ..node.node import open_node
 
-    config = load_config(args.config)
     _raise_open_file_limit()
 
     async def run() -> None:
