@@ -18,8 +18,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from statsmodels.tools.sm_exceptions import ConvergenceWarning
-from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
 from .data import PERIOD
 
@@ -57,6 +55,11 @@ def holt_winters(series: list[float], horizon: int) -> list[float]:
     Raises:
         ValueError: The series is shorter than two weeks or the horizon is below 1.
     """
+    # statsmodels takes a second to import: only a node that forecasts pays for it, not a
+    # router or the planner, which import this module for `mase` and the data checks.
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
     _check_horizon(horizon)
     _check_history("<series>", series)
     model = ExponentialSmoothing(
