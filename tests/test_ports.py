@@ -41,6 +41,11 @@ SETTINGS = {
 }
 
 
+CLI_TELLING_IF_LIBP2P_LOADED = (
+    "import sys; from marketplace.cli.main import main; code = main(sys.argv[1:]); "
+    "print('libp2p loaded:', 'libp2p' in sys.modules); sys.exit(code)")
+
+
 @pytest.mark.parametrize("field", SETTINGS, ids=list(SETTINGS))
 def test_a_port_in_use_stops_the_node_in_one_line(tmp_path: Path, held_port: int,
                                                   field: str) -> None:
@@ -48,16 +53,17 @@ def test_a_port_in_use_stops_the_node_in_one_line(tmp_path: Path, held_port: int
     Identity.generate().save(tmp_path / "node.key")  # no "created key" log line first
     (tmp_path / "node.toml").write_text("[node]\n" + lines.format(port=held_port) + "\n")
     try:
-        result = subprocess.run([sys.executable, "-m", "marketplace.cli", "node", "run",
-                                 "--config", str(tmp_path / "node.toml")], capture_output=True,
-                                text=True, timeout=60, check=False, cwd=ROOT)
+        result = subprocess.run([sys.executable, "-c", CLI_TELLING_IF_LIBP2P_LOADED, "node",
+                                 "run", "--config", str(tmp_path / "node.toml")],
+                                capture_output=True, text=True, timeout=60, check=False,
+                                cwd=ROOT)
     except subprocess.TimeoutExpired as exc:  # it started: it shares the port
         raise AssertionError(f"the node started on a port in use: {exc.stdout!r}") from None
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [result.stderr.strip()]  # one line, no traceback
     assert result.stderr.strip() == (f"aaex: {field} = {value.format(port=held_port)}: the "
                                      "port is in use; choose another or 0")
-    assert result.stdout == ""
+    assert result.stdout == "libp2p loaded: False\n"  # named before the stack loads
 
 
 async def test_a_libp2p_host_does_not_share_a_port_in_use(held_port: int) -> None:
@@ -71,7 +77,7 @@ def test_two_settings_on_one_address_are_named(tmp_path: Path) -> None:
     import asyncio
 
     from marketplace.node.config import ConfigError, parse_config
-    from marketplace.node.node import check_ports
+    from marketplace.node.ports import check_ports
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -45,7 +45,7 @@ from ..errors import (
     clip,
 )
 from .base import DETAIL_LIMIT, FrameHandler, Transport
-from .listener import check_port_free
+from .listener import check_port_free, tcp_host_port
 from .trio_bridge import RESOURCE_ERRORS, TrioBridge, shielded
 
 logger = logging.getLogger(__name__)
@@ -223,15 +223,6 @@ async def _close_quietly(connection: Any) -> None:
         await connection.close()
     except _LIBP2P_FAILURES as exc:
         logger.debug("closing a connection failed (it is gone already?): %s", exc)
-
-
-def tcp_host_port(address: str) -> tuple[str, int] | None:
-    """``("127.0.0.1", 4001)`` for ``/ip4/127.0.0.1/tcp/4001``; None for other multiaddrs."""
-    parts = address.split("/")
-    if len(parts) >= 5 and parts[0] == "" and parts[1] in ("ip4", "ip6") and \
-            parts[3] == "tcp" and parts[4].isdigit():
-        return parts[2], int(parts[4])
-    return None
 
 
 @asynccontextmanager

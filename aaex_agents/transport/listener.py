@@ -291,3 +291,12 @@ def check_port_free(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             raise listen_error(host, port, exc) from exc
+
+
+def tcp_host_port(address: str) -> tuple[str, int] | None:
+    """``("127.0.0.1", 4001)`` for ``/ip4/127.0.0.1/tcp/4001``; None for other multiaddrs."""
+    parts = address.split("/")
+    if len(parts) >= 5 and parts[0] == "" and parts[1] in ("ip4", "ip6") and \
+            parts[3] == "tcp" and parts[4].isdigit():
+        return parts[2], int(parts[4])
+    return None

@@ -37,8 +37,11 @@ def register(commands: Any) -> None:
 
 def _node_run(args: argparse.Namespace) -> int:
     from ..node.config import load_config
+    from ..node.ports import check_ports
 
-    config = load_config(args.config)  # before libp2p is imported: a bad config fails fast
+    # Before libp2p is imported: a bad config or a taken port fails in half a second.
+    config = load_config(args.config)
+    asyncio.run(check_ports(config))
     from ..node.node import open_node
 
     _raise_open_file_limit()

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import resource
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -38,7 +37,7 @@ from aaex_agents import (
 )
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.directory import Directory
-from aaex_agents.errors import AaexError, AddressInUse, TransportError, UsageError
+from aaex_agents.errors import AaexError, UsageError
 from aaex_agents.llm import LLMService
 from aaex_agents.runtime import Runtime
 from aaex_agents.transport.base import Transport
@@ -47,9 +46,8 @@ from aaex_agents.transport.libp2p import (
     Libp2pHost,
     Libp2pTransport,
     open_libp2p_host,
-    tcp_host_port,
 )
-from aaex_agents.transport.listener import ServerLimits, check_port_free
+from aaex_agents.transport.listener import ServerLimits
 from discovery.advertiser import Advertiser, Offer, open_advertiser
 from discovery.dht import Discovery, open_discovery
 from discovery.directory import DhtDirectory
@@ -80,6 +78,7 @@ from .gateway import open_gateway
 from .interop import Interop, interop_status, open_interop
 from .llm import open_node_llm
 from .metrics import metrics_text
+from .ports import check_ports
 
 logger = logging.getLogger(__name__)
 
@@ -256,55 +255,6 @@ async def _drain(node: Node, timeout: float) -> None:
     negotiations, owed = open_work(clock.now())
     logger.warning("drain: stopping after %.0f s with %d negotiation(s) open and %d agreed "
                    "task(s) undelivered", timeout, negotiations, owed)
-
-
-def _listen_fields(config: NodeConfig) -> list[tuple[str, str, str, int]]:
-    """(field, value, host, port) of every address the node will listen on."""
-    fields = []
-    for field_name, value in (("node.http", config.http), ("node.admin", config.admin),
-                              ("interop.listen", config.interop.listen or "")):
-        if value:
-            fields.append((field_name, value, *split_host_port(value)))
-    for address in config.p2p:
-        bound = tcp_host_port(address)
-        if bound is not None:
-            fields.append(("node.p2p", address, *bound))
-    return fields
-
-
-async def check_ports(config: NodeConfig) -> None:
-    """Fail in one line naming the setting when a fixed port of `config` is taken.
-
-    Run before anything opens, so a taken port costs no model load and no DHT join. The
-    check binds a plain socket (see `aaex_agents.transport.listener.check_port_free`): a
-    libp2p port another node holds is found too, though py-libp2p itself would share it.
-
-    Raises:
-        ConfigError: ``node.http = 127.0.0.1:8700: the port is in use; choose another or 0``,
-            two settings name the same address, a host does not resolve, or an address is
-            not this machine's.
-    """
-    seen: dict[tuple[str, int], str] = {}
-    loop = asyncio.get_running_loop()
-    for field_name, value, host, port in _listen_fields(config):
-        if port == 0:
-            continue
-        if (host, port) in seen:
-            raise ConfigError(f"{field_name} = {value}: {seen[host, port]} listens there "
-                              "already; choose another port or 0")
-        seen[host, port] = field_name
-        try:
-            found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            for ip in sorted({str(info[4][0]) for info in found}):
-                check_port_free(ip, port)
-        except socket.gaierror as exc:
-            raise ConfigError(f"{field_name} = {value}: cannot resolve {host!r} "
-                              f"({exc.strerror})") from None
-        except AddressInUse:
-            raise ConfigError(f"{field_name} = {value}: the port is in use; choose another "
-                              "or 0") from None
-        except TransportError as exc:
-            raise ConfigError(f"{field_name} = {value}: {exc}") from None
 
 
 def _check_open_file_limit() -> None:
