@@ -115,21 +115,36 @@ async def test_a_libp2p_host_leaves_no_thread_or_listener_behind() -> None:
 
 async def test_a_stopped_libp2p_host_closes_its_connections_so_peers_see_it_leave() -> None:
     import multiaddr
+    import trio
+    from libp2p.abc import INotifee
     from libp2p.peer.peerinfo import info_from_p2p_addr
 
     from aaex_agents.transport.libp2p import open_libp2p_host
 
-    async def connections_to(host: Any, peer: Any) -> int:
-        return len(host.host.get_network().connections.get(peer, []))
+    class Departures(INotifee):
+        """Sets `gone` when the connection to `peer` closes (a notifee of the staying host)."""
 
+        def __init__(self) -> None:
+            self.peer: Any = None
+            self.gone = trio.Event()
+
+        async def disconnected(self, network: Any, conn: Any) -> None:
+            if conn.muxed_conn.peer_id == self.peer:
+                self.gone.set()
+
+        async def connected(self, network: Any, conn: Any) -> None: ...
+        async def opened_stream(self, network: Any, stream: Any) -> None: ...
+        async def closed_stream(self, network: Any, stream: Any) -> None: ...
+        async def listen(self, network: Any, multiaddr: Any) -> None: ...
+        async def listen_close(self, network: Any, multiaddr: Any) -> None: ...
+
+    departures = Departures()
     async with open_libp2p_host() as staying:
+        staying.host.get_network().register_notifee(departures)
         async with open_libp2p_host() as leaving:
+            departures.peer = leaving.host.get_id()
             info = info_from_p2p_addr(multiaddr.Multiaddr(staying.addrs[0]))
             await leaving.bridge.call(leaving.host.connect, info, timeout=10)
-            left = leaving.host.get_id()
-            assert await staying.bridge.call(connections_to, staying, left, timeout=10) == 1
         # The socket was closed, not left open in this process: the peer sees EOF at once
         # (before the fix it kept the connection until a stream on it timed out).
-        async with asyncio.timeout(10):
-            while await staying.bridge.call(connections_to, staying, left, timeout=10):  # noqa: ASYNC110 - the swarm state lives on the trio side
-                await asyncio.sleep(0.05)
+        await staying.bridge.call(departures.gone.wait, timeout=10)
