@@ -176,18 +176,18 @@ async def post_bounded(session: aiohttp.ClientSession, endpoint: str, data: byte
     try:
         async with asyncio.timeout(timeout):
             for attempt in range(_STALE_RETRIES + 1):
+                answered = False
                 try:
-                    response = await session.post(endpoint, data=data, headers=headers)
+                    async with session.post(endpoint, data=data, headers=headers) as response:
+                        answered = True
+                        body = await read_body(response.content, limit)
+                        status = response.status
+                    break
                 except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                    if attempt == _STALE_RETRIES or not _closed_under_us(exc):
+                    if answered or attempt == _STALE_RETRIES or not _closed_under_us(exc):
                         raise
                     logger.debug("%s closed a pooled connection under a request (%s); sending "
                                  "again on another", endpoint, exc)
-                    continue
-                async with response:
-                    body = await read_body(response.content, limit)
-                    status = response.status
-                break
     except TimeoutError:
         raise RequestTimeout(f"{endpoint} did not answer within {timeout} s") from None
     except aiohttp.ClientConnectionError as exc:
