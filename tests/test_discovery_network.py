@@ -178,6 +178,7 @@ async def test_a_killed_nodes_ads_are_gone_after_their_ttl(network: Network) -> 
     seed = network.workers[0].nodes[0]["addr"]
     doomed = await SwarmProcess.start(2, [seed], shards=SHARDS)
     try:
+        not_before = time.time() + 4.0  # the ad expires 4 s after it is made, so not sooner
         published = await doomed.call("publish", node=1, capability="inventory.check", ttl=4.0)
         assert published["acks"] >= 1
         before = await network.workers[0].call("lookup", node=2, capability="inventory.check")
@@ -185,6 +186,8 @@ async def test_a_killed_nodes_ads_are_gone_after_their_ttl(network: Network) -> 
     finally:
         doomed.kill()  # no withdrawal: the process dies at once
         await doomed.process.wait()
+    # Every lookup is a walk of the DHT: none before the ad can have expired.
+    await asyncio.sleep(max(0.0, not_before - time.time()))
     deadline = time.monotonic() + 30
     while True:
         after = await network.workers[0].call("lookup", node=2, capability="inventory.check")
