@@ -121,22 +121,35 @@ class UAgentsConfig:
     sign_sync_replies: bool = True
 
     def __post_init__(self) -> None:
-        for address, endpoint in self.peers.items():
-            try:
-                public_key_of(address)
-            except UsageError as exc:
-                raise UsageError(f"UAgentsConfig.peers: {exc}") from None
-            if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
-                raise UsageError(f"UAgentsConfig.peers[{address[:16]}...] = {endpoint!r}: write "
-                                 "the peer's submit URL, e.g. \"http://127.0.0.1:8000/submit\"")
-        if self.ask_mode not in ("sync", "async"):
-            raise UsageError(f"UAgentsConfig.ask_mode = {self.ask_mode!r}: write \"sync\" or "
-                             "\"async\"")
+        check_peers(self.peers, "UAgentsConfig.peers")
+        check_ask_mode(self.ask_mode, "UAgentsConfig.ask_mode")
         if not 0 < self.envelope_ttl <= self.policy.max_lifetime:
             raise UsageError(f"UAgentsConfig.envelope_ttl = {self.envelope_ttl}: must be positive "
                              f"and at most policy.max_lifetime ({self.policy.max_lifetime})")
         if self.request_timeout <= 0:
             raise UsageError("UAgentsConfig.request_timeout must be positive seconds")
+
+
+def check_peers(peers: Mapping[str, object], setting: str) -> None:
+    """Each key a uAgents address, each value a submit URL; `setting` names them in errors.
+
+    Raises:
+        UsageError: the first bad entry, named.
+    """
+    for address, endpoint in peers.items():
+        try:
+            public_key_of(address)
+        except UsageError as exc:
+            raise UsageError(f"{setting}: {exc}") from None
+        if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+            raise UsageError(f"{setting}.{address[:16]}... = {endpoint!r}: write the peer's "
+                             "submit URL, e.g. \"http://127.0.0.1:8000/submit\"")
+
+
+def check_ask_mode(value: object, setting: str) -> None:
+    """Raise UsageError naming `setting` unless `value` is an `AskMode`."""
+    if value not in ("sync", "async"):
+        raise UsageError(f"{setting} = {value!r}: write \"sync\" or \"async\"")
 
 
 def no_chat_handler(agent: Agent) -> str:

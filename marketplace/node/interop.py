@@ -44,8 +44,7 @@ from aaex_agents.interop import (
     add_uagents_routes,
     open_uagents_gateway,
 )
-from aaex_agents.interop.gateway import AskMode
-from aaex_agents.interop.uagents import public_key_of
+from aaex_agents.interop.gateway import AskMode, check_ask_mode, check_peers
 from aaex_agents.model import message_class
 from aaex_agents.runtime import Runtime
 from aaex_agents.transport.listener import open_http_listener
@@ -87,17 +86,8 @@ class InteropSettings:
         if self.public_url is not None and not self.public_url.startswith(
                 ("http://", "https://")):
             raise UsageError(f"interop.public_url = {self.public_url!r}: write an http(s) URL")
-        if self.ask_mode not in ("sync", "async"):
-            raise UsageError(f"interop.ask_mode = {self.ask_mode!r}: write \"sync\" or "
-                             "\"async\"")
-        for address, endpoint in self.peers.items():
-            try:
-                public_key_of(address)
-            except UsageError as exc:
-                raise UsageError(f"interop.uagents.peers: {exc}") from None
-            if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
-                raise UsageError(f"interop.uagents.peers.{address[:16]}... = {endpoint!r}: "
-                                 "write its submit URL, e.g. \"http://127.0.0.1:8000/submit\"")
+        check_ask_mode(self.ask_mode, "interop.ask_mode")
+        check_peers(self.peers, "interop.uagents.peers")
         for name, digest in self.schemas.items():
             if not isinstance(digest, str) or not digest.startswith("model:") or len(digest) != 70:
                 raise UsageError(f"interop.uagents.schemas.\"{name}\" = {digest!r}: write the "
