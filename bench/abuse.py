@@ -66,7 +66,7 @@ from aaex_agents.envelope import (
 from aaex_agents.identity import Identity
 from aaex_agents.testing import stop_on_stdin_close_or_signal
 from aaex_agents.transport.libp2p import Libp2pConfig, Libp2pTransport, open_libp2p_host
-from bench.stats import percentile
+from bench.stats import aligned, percentile, progress
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 60.0
@@ -391,20 +391,7 @@ def table(phases: list[Phase]) -> str:
                      f"{p.p99_ms:.2f}", f"{p.max_ms:.0f}",
                      f"{p.attack_per_s:,.0f}" if p.phase != "idle" else "-",
                      f"{p.server_rss_mib:.0f}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
-        cells += [cell.rjust(width) for cell, width in zip(row[2:], widths[2:], strict=True)]
-        lines.append("  ".join(cells))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def progress(text: str) -> None:
-    """Progress goes to stderr, so stdout holds the table and the JSON line only."""
-    print(text, file=sys.stderr, flush=True)
+    return aligned(rows, left=2)
 
 
 async def parent(args: argparse.Namespace) -> int:

@@ -53,7 +53,7 @@ from aaex_agents import (
 from aaex_agents.envelope import EnvelopePolicy, check_fresh, decode_frame, seal
 from aaex_agents.identity import Identity
 from aaex_agents.model import decode_payload
-from bench.stats import percentile  # linear interpolation, as the uAgents baseline
+from bench.stats import aligned, percentile, progress  # percentile: linear, as uAgents
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_UAGENTS_SCRIPT = Path("..") / "shared" / "peer-bench" / "uagents_baseline.py"
@@ -439,19 +439,7 @@ def table(ours: dict[str, float], theirs: dict[str, object] | None, in_flight: i
     rows.append(("seal+open per s (one process)", fmt(ours["seal_open_per_s"], 0), "-", "-"))
     rows.append(("raw sign+verify per s", fmt(ours["raw_sign_verify_per_s"], 0), "-", "-"))
     rows.append(("seal+open / raw sign+verify", fmt(ours["seal_open_vs_raw"], 3), "-", "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [row[i].rjust(widths[i]) for i in range(1, 4)]
-        lines.append("  ".join(cells))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def progress(text: str) -> None:
-    """Progress goes to stderr, so stdout holds the table and the JSON line only."""
-    print(text, file=sys.stderr, flush=True)
+    return aligned(rows, left=1)
 
 
 def measure(args: argparse.Namespace) -> dict[str, float]:
