@@ -106,7 +106,7 @@ class Runtime:
 
     def __init__(self, agents: Iterable[Agent], transports: Iterable[Transport],
                  directory: Directory, config: RuntimeConfig, clock: Clock,
-                 services: Services = NO_SERVICES) -> None:
+                 services: Services = NO_SERVICES, shared: Agent | None = None) -> None:
         self._agents: dict[str, Agent] = {}
         for agent in agents:
             if not isinstance(agent, Agent):
@@ -126,6 +126,7 @@ class Runtime:
         self.metrics = RuntimeMetrics()
         self.state = RuntimeState.STARTING
         self.services = services
+        self._shared = shared
         self.gateways: list[Gateway] = []
         """Other networks' agents, reached by address (interop: `open_uagents_gateway`)."""
 
@@ -160,7 +161,11 @@ class Runtime:
                 raise ReceiverStopping("this runtime is stopping")
             envelope = self._check(frame)
             agent = self._agents[envelope.target]
+            owner = agent
             entry = agent.handler_table.by_type.get(envelope.message_type)
+            if entry is None and self._shared is not None:
+                owner = self._shared
+                entry = owner.handler_table.by_type.get(envelope.message_type)
             if entry is None:
                 raise UnknownMessageType(
                     f"{agent.name} has no handler for {envelope.message_type}")
@@ -171,7 +176,7 @@ class Runtime:
             logger.debug("rejected envelope: %s", exc)
             raise
         self.metrics.received += 1
-        reply = await self._dispatch(agent, entry[1], envelope, message)
+        reply = await self._dispatch(agent, entry[1], envelope, message, owner=owner)
         if reply is None:
             return None
         _, reply_frame = seal(agent.identity, target=envelope.sender, message=reply,
@@ -195,14 +200,19 @@ class Runtime:
         return envelope
 
     async def _dispatch(self, agent: Agent, spec: HandlerSpec, envelope: Envelope,
-                        message: Message) -> Message | None:
-        """Run a user handler. Its failures are the user's: logged, answered, survived."""
+                        message: Message, *, owner: Agent | None = None) -> Message | None:
+        """Run a user handler. Its failures are the user's: logged, answered, survived.
+
+        `owner` is whose handler it is when not `agent`'s own (the runtime's shared
+        handlers); the context is always `agent`'s, the message's target.
+        """
+        owner = owner or agent
         ctx = Context(self, agent, self._storages[agent.address], envelope)
         try:
-            result = await spec.function(agent, ctx, message)
+            result = await spec.function(owner, ctx, message)
         except Exception as exc:
             self.metrics.handler_errors += 1
-            logger.error("%s.%s failed on %s from %s", type(agent).__name__, spec.name,
+            logger.error("%s.%s failed on %s from %s", type(owner).__name__, spec.name,
                          envelope.message_type, envelope.sender, exc_info=True)
             # The detail names the exception type only: its text may carry private data.
             return ErrorReply(code="handler_failed", detail=f"{type(exc).__name__} in {spec.name}")
@@ -211,7 +221,7 @@ class Runtime:
         self.metrics.handler_errors += 1
         expected = " | ".join([c.__name__ for c in spec.replies] + (["None"] * spec.reply_optional))
         logger.error("%s.%s returned %s, but it is declared to return %s",
-                     type(agent).__name__, spec.name, type(result).__name__, expected)
+                     type(owner).__name__, spec.name, type(result).__name__, expected)
         return ErrorReply(code="bad_reply", detail=f"{spec.name} returned an undeclared type")
 
     # -- outbound -----------------------------------------------------------------------
@@ -385,13 +395,18 @@ def _error_text(reply: Envelope) -> str:
 @asynccontextmanager
 async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[Transport] = (),
                        directory: Directory | None = None, config: RuntimeConfig | None = None,
-                       clock: Clock | None = None,
-                       services: Services = NO_SERVICES) -> AsyncIterator[Runtime]:
+                       clock: Clock | None = None, services: Services = NO_SERVICES,
+                       shared: Agent | None = None) -> AsyncIterator[Runtime]:
     """Host `agents` on `transports` until the block exits.
 
     `services` is what the node shares with its agents: the language model they reach as
     `ctx.llm` (its opener, `open_llm_service`, closes it, so runtimes may share it) and the
     market behind `ctx.delegate(...)`. The SDK never imports the market; the node passes it.
+
+    `shared` is an agent that is not hosted itself but whose handlers answer, for every
+    hosted agent, the message types that agent's own class has no handler for: what a node
+    answers on behalf of all its agents, whatever their class (the market's statements and
+    escrow queries). Its handlers get the target agent's context.
 
     Entering returns once every transport listens and every `on_start` hook has run.
     Leaving stops taking envelopes, runs each `on_stop` (bounded by `stop_timeout`),
@@ -406,7 +421,7 @@ async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[
     hosted = [agents] if isinstance(agents, Agent) else list(agents)
     settings = config or RuntimeConfig()
     runtime = Runtime(hosted, transports, directory or StaticDirectory(), settings,
-                      clock or SystemClock(), services)
+                      clock or SystemClock(), services, shared)
     try:
         async with asyncio.TaskGroup() as task_group, AsyncExitStack() as stack:
             runtime._task_group = task_group

@@ -24,9 +24,13 @@ class NodeProcess:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, config: Path) -> NodeProcess:
+    async def start(cls, config: Path, *, crash_at: str | None = None) -> NodeProcess:
+        """Start the node; with `crash_at`, it SIGKILLs itself the moment it logs that event
+        (tests/peers/crash_on_event.py), exactly between that step and the next."""
+        command = (["-m", "marketplace.cli"] if crash_at is None
+                   else ["-m", "tests.peers.crash_on_event", crash_at])
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "marketplace.cli", "--log-format", "json", "node", "run",
+            sys.executable, *command, "--log-format", "json", "node", "run",
             "--config", str(config), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         assert process.stdout is not None

@@ -102,6 +102,35 @@ async def test_ask_returns_the_typed_reply(network: MemoryNetwork) -> None:
         assert doubler.seen == [21]
 
 
+class Desk(Agent):
+    """Shared handlers: answers `Ask` for any hosted agent whose class does not, as that agent."""
+
+    def __init__(self) -> None:
+        super().__init__(name="desk")
+        self.answered_for: list[str] = []
+
+    @handler
+    async def on_ask(self, ctx: Context, msg: Ask) -> Answer:
+        self.answered_for.append(ctx.address)
+        return Answer(n=-msg.n)
+
+
+async def test_shared_handlers_answer_for_agents_whose_class_does_not(
+        network: MemoryNetwork) -> None:
+    doubler, collector, desk = Doubler(), Collector(), Desk()
+    async with open_runtime([doubler, collector], transports=[network.transport()],
+                            shared=desk) as runtime:
+        ctx = runtime.context(doubler)
+        # The collector has no handler for Ask: the desk answers, sealed as the collector
+        # (the runtime checks that the reply comes from the agent that was asked).
+        assert await ctx.ask(collector.address, Ask(n=3)) == Answer(n=-3)
+        # The doubler's own handler comes first.
+        assert await runtime.context(collector).ask(doubler.address, Ask(n=3)) == Answer(n=6)
+        assert desk.answered_for == [collector.address]
+        with pytest.raises(PeerRejected):  # still no handler for Other anywhere
+            await ctx.ask(collector.address, Other())
+
+
 async def test_agents_on_two_runtimes_reach_each_other_through_the_directory(
         network: MemoryNetwork) -> None:
     doubler, collector = Doubler(), Collector()

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aaex_agents import Context
 from aaex_agents.errors import AaexError
 from discovery.query import Query
 from marketplace.cli.admin_client import must_run, reach, request
@@ -47,6 +48,7 @@ from marketplace.node.accounts import account_document, statement_document
 from marketplace.node.config import load_config
 from marketplace.node.node import Node, open_node
 from marketplace.trade.delegation import Delegated
+from marketplace.trade.statements import reconcile
 from marketplace.trade.strategies import BOULWARE, CONCEDER, LINEAR
 
 from . import data
@@ -257,6 +259,8 @@ async def run_demo(options: DemoOptions, step: Step | None = None,
                 write_nodes_file(folder, providers)
                 tell(f"restarted {killed.spec.name} from its config and data dir")
             untaken = await _await_receipts(node.ledger, options.books_timeout)
+            await _await_books_agree(node.runtime.context(planner), node.ledger, providers,
+                                     options.books_timeout)
             say("writing the report")
             report = await _report(outcome, node, providers, kills, folder)
         # The providers have stopped: their ledger files are complete.
@@ -343,6 +347,26 @@ async def _await_receipts(ledger: Ledger, timeout: float) -> list[str]:
         if not untaken or time.monotonic() > deadline:
             return untaken
         await asyncio.sleep(RESOLVE_PERIOD_S / 2)
+
+
+async def _await_books_agree(ctx: Context, ledger: Ledger, providers: list[ProviderNode],
+                             timeout: float) -> None:
+    """Wait until each provider's statement with the planner matches the planner's books.
+
+    A provider killed mid-trade learns after its restart what it missed: the receipts (the
+    planner's recovery hands them over) and the sales whose countersignature never reached
+    the planner (the provider asks; the planner's books close them as expired, unfunded).
+    Asked over the market protocol, as an operator's ``aaex account reconcile`` asks; the
+    books check after the providers stop reads their ledger files and says what differs.
+    """
+    deadline = time.monotonic() + timeout
+    pending = list(providers)
+    while pending and time.monotonic() < deadline:
+        checks = await asyncio.gather(*(reconcile(ctx, ledger, p.address, timeout=5)
+                                        for p in pending))
+        pending = [p for p, check in zip(pending, checks, strict=True) if check.differences]
+        if pending:
+            await asyncio.sleep(RESOLVE_PERIOD_S)
 
 
 async def _books(ledger: Ledger, planner: str, providers: list[ProviderNode],

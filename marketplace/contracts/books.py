@@ -11,6 +11,7 @@ receipt        debt
 met            the buyer owes the seller the price
 breached       the seller owes the buyer the penalty
 not_delivered  the seller owes the buyer the penalty
+(expiry)       nothing: the buyer never escrowed it
 (none yet)     nothing yet: the agreement is open
 =============  ==========================================
 
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .agreement import SignedAgreement
 from .credits import format_credits
+from .expiry import SignedExpiry
 from .receipt import SignedReceipt
 
 
@@ -51,7 +53,8 @@ class Line(BaseModel):
     price: int
     """Agreed price, minor units."""
     verdict: str
-    """``met``, ``breached``, ``not_delivered``, or ``open`` while no receipt settled it."""
+    """``met``, ``breached``, ``not_delivered``, ``expired`` (closed by the buyer's signed word
+    that it never escrowed: nothing owed), or ``open`` while nothing closed it."""
     debtor: str | None
     """Who owes `amount` (None while open)."""
     creditor: str | None
@@ -59,14 +62,16 @@ class Line(BaseModel):
     amount: int
     """What `debtor` owes `creditor`, minor units (0 while open)."""
     receipt_id: str | None = None
-    """The id of the buyer-signed receipt that settled it."""
+    """The id of the buyer-signed receipt that settled it (or of the expiry)."""
 
 
-def line_of(signed: SignedAgreement, receipt: SignedReceipt | None) -> Line:
-    """The line of one agreement, settled by `receipt` or still open."""
+def line_of(signed: SignedAgreement, receipt: SignedReceipt | SignedExpiry | None) -> Line:
+    """The line of one agreement, settled by `receipt`, expired unfunded, or still open."""
     a = signed.agreement
     if receipt is None:
         verdict, debtor, creditor, amount, receipt_id = "open", None, None, 0, None
+    elif isinstance(receipt, SignedExpiry):
+        verdict, debtor, creditor, amount, receipt_id = "expired", None, None, 0, receipt.id
     elif receipt.receipt.verdict == "met":
         verdict, debtor, creditor = "met", a.buyer, a.seller
         amount, receipt_id = receipt.receipt.release, receipt.id

@@ -22,10 +22,11 @@ from aaex_agents.identity import verify_signature
 
 from .agreement import SignedAgreement
 from .errors import ContractRejected, LedgerTampered
+from .expiry import SignedExpiry
 from .receipt import SignedReceipt
 
 EntryKind = Literal["deposit", "withdraw", "agreement", "hold", "delivery", "release", "refund",
-                    "notified", "access"]
+                    "expire", "notified", "access"]
 GENESIS = bytes(32)
 """The `prev_hash` of the first entry."""
 _HASH_TAG = b"aaex/ledger/1\x00"
@@ -187,6 +188,8 @@ class Replay:
             self._holds[body["agreement_id"]] = body
         elif kind in ("release", "refund"):
             return self._check_settlement(kind, body, settles, receipt_id)
+        elif kind == "expire":
+            return self._check_expiry(body, settles, receipt_id)
         elif kind in MONEY_KINDS:
             return self._check_money(kind, body)
         elif kind == "delivery":
@@ -237,5 +240,25 @@ class Replay:
                 or receipt_id != signed.id
                 or kind != ("release" if receipt.verdict == "met" else "refund")):
             return "pays out other amounts than its receipt states"
+        self._settled += 1
+        return None
+
+    def _check_expiry(self, body: dict[str, Any], settles: str | None,
+                      receipt_id: str | None) -> str | None:
+        """An expiry closes an agreement recorded before it and never escrowed; it moves nothing."""
+        agreement_id = body["agreement_id"]
+        agreement = self._agreements.get(agreement_id)
+        if agreement is None or settles != agreement_id or \
+                self._roles.get(agreement_id) != body["role"]:
+            return "expires an agreement not recorded before it in this role"
+        try:
+            signed = SignedExpiry.from_wire(bytes.fromhex(body["expiry"]))
+            signed.verify_against(agreement)
+        except ContractRejected as exc:
+            return f"expiry does not verify: {exc}"
+        if agreement_id in self._holds:
+            return "expires an agreement that was escrowed (only a receipt closes those)"
+        if receipt_id != signed.id or (body["to_buyer"], body["to_seller"]) != (0, 0):
+            return "an expiry pays out money"
         self._settled += 1
         return None

@@ -13,7 +13,9 @@ Part of the AAEX error tree (see aaex_agents.errors)::
         ├── LedgerTampered          verify() found an edited, reordered or deleted entry (`seq`)
         ├── LedgerFull              the disk (or the configured size limit) is full
         ├── InsufficientFunds       a hold needs more than the payer has available
-        └── AlreadySettled          another receipt already settled this agreement
+        ├── AlreadySettled          another receipt already settled this agreement
+        ├── AgreementExpired        the buyer closed this agreement unfunded; it escrows nothing
+        └── EscrowHeld              the agreement is escrowed here, so it cannot expire
 
 A closed ledger used again raises aaex_agents.UsageError, as a closed agent store does.
 sqlite3 exceptions are translated in marketplace.contracts.ledger and never leave it.
@@ -106,3 +108,15 @@ class InsufficientFunds(LedgerError):
 
 class AlreadySettled(LedgerError):
     """A different receipt already settled this agreement; an agreement pays out once."""
+
+
+class AgreementExpired(LedgerError):
+    """The buyer's books closed this agreement as never escrowed; it can no longer be funded.
+
+    Raised to a delegation that tries to escrow an agreement after its buyer signed the
+    expiry a seller asked for (marketplace.contracts.expiry): nothing was held.
+    """
+
+
+class EscrowHeld(LedgerError):
+    """These books escrowed the agreement: its receipt closes it, never an expiry."""

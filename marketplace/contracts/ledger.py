@@ -53,7 +53,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -65,12 +65,13 @@ from aaex_agents.identity import Identity
 from . import ledger_store as store
 from .agreement import SignedAgreement
 from .books import Line, Position, Statement, line_of, positions, statement
-from .chain import EntryKind, LedgerReport, money_signing_bytes
+from .chain import LedgerReport, money_signing_bytes
 from .checkpoint import Checkpoint
 from .errors import (
-    AlreadySettled,
+    AgreementExpired,
     InsufficientFunds,
 )
+from .expiry import SignedExpiry
 from .ledger_store import Balance as Balance
 from .ledger_store import Entry as Entry
 from .ledger_store import OpenAgreement as OpenAgreement
@@ -236,6 +237,9 @@ class Ledger:
             existing = c.execute("SELECT seq FROM entries WHERE recorded = ?",
                                  (agreement_id,)).fetchone()
             if existing is not None:
+                if store.expiry_of(c, agreement_id) is not None:
+                    raise AgreementExpired(f"agreement {agreement_id[:12]} was closed as never "
+                                           "escrowed; nothing was held")
                 return store.entry_at(c, existing[0])
             if role == "buyer":
                 available = store.balance(c, agreement.buyer, terms.currency).available
@@ -266,43 +270,43 @@ class Ledger:
         Raises:
             UnknownAgreement: the agreement was never recorded here.
             BadContractSignature, ReceiptMismatch: the receipt does not verify against it.
-            AlreadySettled: a different receipt already settled that agreement.
+            AlreadySettled: a different receipt already settled that agreement (or it expired).
             LedgerFull, LedgerError: nothing was paid.
         """
-        receipt = signed.receipt
-        agreement_id, receipt_id = receipt.agreement_id, signed.id
         now = self._config.clock.now_ms()
 
-        def settle(c: sqlite3.Connection) -> Settlement:
-            previous = store.settlement_of(c, agreement_id)
-            if previous is not None:
-                if previous.receipt_id != receipt_id:
-                    raise AlreadySettled(
-                        f"agreement {agreement_id[:12]} was settled by receipt "
-                        f"{previous.receipt_id[:12]} at entry {previous.seq}; receipt "
-                        f"{receipt_id[:12]} pays nothing")
-                return replace(previous, duplicate=True)
-            agreement = store.agreement(c, agreement_id)
-            signed.verify_against(agreement)
-            terms = agreement.agreement.terms
-            to_seller, to_buyer = receipt.release, receipt.refund
-            kind: EntryKind = "release" if receipt.verdict == "met" else "refund"
-            entry = store.append(c, kind, {
-                "agreement_id": agreement_id, "receipt_id": receipt_id,
-                "receipt": signed.to_wire().hex(), "verdict": receipt.verdict,
-                "role": store.role_of(c, agreement_id),
-                "buyer": receipt.buyer, "seller": receipt.seller, "currency": terms.currency,
-                "price": terms.price, "penalty": receipt.penalty, "to_seller": to_seller,
-                "to_buyer": to_buyer, "at_ms": now},
-                agreement_id=agreement_id, settled=agreement_id, receipt_id=receipt_id)
-            return Settlement(agreement_id, receipt_id, receipt.verdict, to_seller, to_buyer,
-                              entry.seq)
-
-        settlement = await self._write(settle)
-        logger.debug("agreement %s settled (%s) at entry %d%s", agreement_id[:12],
+        settlement = await self._write(lambda c: store.settle(c, signed, now))
+        logger.debug("agreement %s settled (%s) at entry %d%s", settlement.agreement_id[:12],
                      settlement.verdict, settlement.seq,
                      " (duplicate receipt)" if settlement.duplicate else "")
         return settlement
+
+    async def close_expired(self, signed: SignedAgreement, expiry: SignedExpiry, *,
+                            role: Role) -> Settlement:
+        """Close `signed` as never escrowed, by its buyer's signed `expiry`, exactly once.
+
+        The agreement is recorded first when these books never saw it (a buyer that never
+        got the countersignature). Nothing moves and nobody owes anything. Closing again by
+        the same expiry returns the first closing (`duplicate=True`); from then on these
+        books refuse to escrow the agreement (`record_agreement` raises AgreementExpired).
+
+        Raises:
+            BadContractSignature, ReceiptMismatch: the expiry does not verify against it.
+            AlreadySettled: a receipt (or another expiry) already closed the agreement.
+            EscrowHeld: these books escrowed the agreement: a receipt will close it.
+            LedgerFull, LedgerError: nothing was written.
+        """
+        expiry.verify_against(signed)
+        now = self._config.clock.now_ms()
+
+        settlement = await self._write(
+            lambda c: store.close_expired(c, signed, expiry, role, now))
+        logger.debug("agreement %s expired at entry %d", signed.id[:12], settlement.seq)
+        return settlement
+
+    async def expiry(self, agreement_id: str) -> SignedExpiry | None:
+        """The buyer-signed expiry that closed `agreement_id`, or None."""
+        return await self._run(lambda c: store.expiry_of(c, agreement_id))
 
     async def record_delivery(self, agreement_id: str, delivery: Mapping[str, Any]) -> Entry:
         """Keep what was delivered for `agreement_id`: its result and the seller-signed times.
@@ -350,7 +354,8 @@ class Ledger:
         def read(c: sqlite3.Connection) -> list[tuple[SignedAgreement, SignedReceipt]]:
             rows = c.execute(
                 "SELECT a.body, s.body FROM entries s JOIN entries a ON a.recorded = s.settled "
-                "WHERE s.settled IS NOT NULL AND json_extract(s.body, '$.role') = 'buyer' "
+                "WHERE s.kind IN ('release', 'refund') AND json_extract(s.body, '$.role') = "
+                "'buyer' "
                 "AND s.settled NOT IN (SELECT agreement_id FROM entries WHERE kind = 'notified')"
                 " ORDER BY s.seq").fetchall()
             return [(store.decode_agreement(a), SignedReceipt.from_wire(
@@ -439,13 +444,11 @@ class Ledger:
             if cached is not None and cached[0] == seq:
                 return cached
             rows = c.execute(
-                "SELECT a.body, s.body FROM entries a LEFT JOIN entries s "
+                "SELECT a.body, s.kind, s.body FROM entries a LEFT JOIN entries s "
                 "ON s.settled = a.recorded WHERE a.recorded IS NOT NULL ORDER BY a.seq"
             ).fetchall()
-            return seq, [line_of(store.decode_agreement(a), None if s is None else
-                                 SignedReceipt.from_wire(
-                                     bytes.fromhex(json.loads(s)["receipt"])))
-                         for a, s in rows]
+            return seq, [line_of(store.decode_agreement(a), store.closing(kind, s))
+                         for a, kind, s in rows]
         self._lines = await self._run(read)
         return list(self._lines[1])
 
@@ -471,7 +474,7 @@ class Ledger:
         def read(c: sqlite3.Connection) -> list[tuple[SignedAgreement, SignedReceipt]]:
             rows = c.execute(
                 "SELECT a.body, s.body FROM entries s JOIN entries a ON a.recorded = s.settled "
-                "WHERE s.settled IS NOT NULL ORDER BY s.seq").fetchall()
+                "WHERE s.kind IN ('release', 'refund') ORDER BY s.seq").fetchall()
             return [(store.decode_agreement(a), SignedReceipt.from_wire(
                 bytes.fromhex(json.loads(s)["receipt"]))) for a, s in rows]
         return await self._run(read)

@@ -11,15 +11,28 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .agreement import SignedAgreement
 from .chain import GENESIS, EntryKind, LedgerReport, Replay, canonical_body, effects, entry_hash
 from .checkpoint import Checkpoint
-from .errors import LedgerCorrupt, LedgerError, LedgerFull, LedgerTampered, UnknownAgreement
+from .errors import (
+    AlreadySettled,
+    EscrowHeld,
+    LedgerCorrupt,
+    LedgerError,
+    LedgerFull,
+    LedgerTampered,
+    UnknownAgreement,
+)
+from .expiry import SignedExpiry
+from .receipt import SignedReceipt
 from .sla import Verdict
+
+Outcome = Verdict | Literal["expired"]
+"""How an agreement closed: a receipt's verdict, or ``expired`` (never escrowed)."""
 
 T = TypeVar("T")
 
@@ -92,7 +105,8 @@ class Settlement:
 
     agreement_id: str
     receipt_id: str
-    verdict: Verdict
+    """The settling receipt's id (the expiry's, for an expired agreement)."""
+    verdict: Outcome
     to_seller: int
     """Price (on met) plus the seller's own bond back."""
     to_buyer: int
@@ -309,6 +323,80 @@ def settlement_of(c: sqlite3.Connection, agreement_id: str) -> Settlement | None
     body = json.loads(row[1])
     return Settlement(agreement_id, body["receipt_id"], body["verdict"], body["to_seller"],
                       body["to_buyer"], row[0])
+
+
+def settle(c: sqlite3.Connection, signed: SignedReceipt, now: int) -> Settlement:
+    """Pay or refund by `signed`, once (see `Ledger.settle`)."""
+    receipt = signed.receipt
+    agreement_id, receipt_id = receipt.agreement_id, signed.id
+    previous = settlement_of(c, agreement_id)
+    if previous is not None:
+        if previous.receipt_id != receipt_id:
+            raise AlreadySettled(f"agreement {agreement_id[:12]} was settled by receipt "
+                                 f"{previous.receipt_id[:12]} at entry {previous.seq}; receipt "
+                                 f"{receipt_id[:12]} pays nothing")
+        return replace(previous, duplicate=True)
+    recorded = agreement(c, agreement_id)
+    signed.verify_against(recorded)
+    terms = recorded.agreement.terms
+    to_seller, to_buyer = receipt.release, receipt.refund
+    kind: EntryKind = "release" if receipt.verdict == "met" else "refund"
+    entry = append(c, kind, {
+        "agreement_id": agreement_id, "receipt_id": receipt_id,
+        "receipt": signed.to_wire().hex(), "verdict": receipt.verdict,
+        "role": role_of(c, agreement_id), "buyer": receipt.buyer, "seller": receipt.seller,
+        "currency": terms.currency, "price": terms.price, "penalty": receipt.penalty,
+        "to_seller": to_seller, "to_buyer": to_buyer, "at_ms": now},
+        agreement_id=agreement_id, settled=agreement_id, receipt_id=receipt_id)
+    return Settlement(agreement_id, receipt_id, receipt.verdict, to_seller, to_buyer, entry.seq)
+
+
+def close_expired(c: sqlite3.Connection, signed: SignedAgreement, expiry: SignedExpiry,
+                  role: Role, now: int) -> Settlement:
+    """Close an unescrowed agreement by its verified `expiry` (see `Ledger.close_expired`)."""
+    agreement_id, expiry_id = signed.id, expiry.id
+    terms = signed.agreement.terms
+    previous = settlement_of(c, agreement_id)
+    if previous is not None:
+        if previous.receipt_id != expiry_id:
+            raise AlreadySettled(f"agreement {agreement_id[:12]} was closed by "
+                                 f"{previous.receipt_id[:12]} at entry {previous.seq}")
+        return replace(previous, duplicate=True)
+    if c.execute("SELECT 1 FROM entries WHERE recorded = ?", (agreement_id,)).fetchone() is None:
+        append(c, "agreement", {"agreement_id": agreement_id, "wire": signed.to_wire().hex(),
+                                "role": role, "at_ms": now},
+               agreement_id=agreement_id, recorded=agreement_id)
+    recorded_role = role_of(c, agreement_id)
+    if c.execute("SELECT 1 FROM entries WHERE kind = 'hold' AND agreement_id = ?",
+                 (agreement_id,)).fetchone() is not None:
+        raise EscrowHeld(f"agreement {agreement_id[:12]} is escrowed on these books; "
+                         "its receipt closes it, not an expiry")
+    entry = append(c, "expire", {
+        "agreement_id": agreement_id, "receipt_id": expiry_id, "expiry": expiry.to_wire().hex(),
+        "verdict": "expired", "reason": expiry.expiry.reason, "role": recorded_role,
+        "buyer": signed.agreement.buyer, "seller": signed.agreement.seller,
+        "currency": terms.currency, "price": terms.price, "to_seller": 0, "to_buyer": 0,
+        "at_ms": now}, agreement_id=agreement_id, settled=agreement_id, receipt_id=expiry_id)
+    return Settlement(agreement_id, expiry_id, "expired", 0, 0, entry.seq)
+
+
+def closing(kind: str | None, raw: bytes | None) -> SignedReceipt | SignedExpiry | None:
+    """The receipt or expiry a settling entry carries (None: the agreement is open)."""
+    if kind is None or raw is None:
+        return None
+    body = json.loads(raw)
+    if kind == "expire":
+        return SignedExpiry.from_wire(bytes.fromhex(body["expiry"]))
+    return SignedReceipt.from_wire(bytes.fromhex(body["receipt"]))
+
+
+def expiry_of(c: sqlite3.Connection, agreement_id: str) -> SignedExpiry | None:
+    """The buyer-signed expiry that closed `agreement_id`, or None."""
+    row = c.execute("SELECT body FROM entries WHERE settled = ? AND kind = 'expire'",
+                    (agreement_id,)).fetchone()
+    if row is None:
+        return None
+    return SignedExpiry.from_wire(bytes.fromhex(json.loads(row[0])["expiry"]))
 
 
 def verify(c: sqlite3.Connection, expected_head: tuple[int, str] | None,

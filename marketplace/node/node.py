@@ -58,6 +58,7 @@ from ..contracts.credits import MINOR_UNITS
 from ..contracts.ledger import Ledger, LedgerConfig, open_ledger
 from ..trade.buying import Buyer
 from ..trade.contracting import seller_countersigner
+from ..trade.desk import MarketDesk
 from ..trade.llm_seller import LlmSeller
 from ..trade.market import NodeMarket, discovery_finder
 from ..trade.negotiation import Seller
@@ -339,7 +340,8 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
         runtime = await stack.enter_async_context(open_runtime(
             agents, transports=transports, directory=directory,
             config=RuntimeConfig(data_dir=config.data_dir / "storage"), clock=clock,
-            services=Services(llm=llm, market=market)))
+            services=Services(llm=llm, market=market),
+            shared=MarketDesk({a.address: a for a in agents}, ledger)))
         node = Node(config, identity, ledger, runtime, host, discovery, llm=llm, market=market)
         # Runs after the advertisers have withdrawn (exit order is reversed), before the
         # runtime stops: nobody finds us any more, and open negotiations may still finish.

@@ -29,7 +29,7 @@ from aaex_agents.errors import AaexError, UsageError
 from ..contracts.agreement import SignedAgreement, to_minor_units
 from ..contracts.checkpoint import Checkpoint
 from ..contracts.credits import MINOR_UNITS, format_credits
-from ..contracts.errors import LedgerError
+from ..contracts.errors import AgreementExpired, LedgerError
 from ..contracts.receipt import SignedReceipt, make_receipt
 from ..contracts.reputation import ReputationBook, Score
 from ..contracts.sla import Delivery, TokenUsage
@@ -282,7 +282,12 @@ class Delegator:
                 "agreement_id": signed.id, "seller": outcome.winner,
                 "price": format_credits(terms.price), "penalty": format_credits(terms.penalty),
                 "max_latency_ms": terms.max_latency_ms, "deadline_ms": terms.deadline_ms})
-            result, receipt, detail = await self._perform(ctx, signed, task, end)
+            try:
+                result, receipt, detail = await self._perform(ctx, signed, task, end)
+            except AgreementExpired as exc:  # we closed it unfunded when its seller asked
+                self._wallet.release(outcome.winner, terms.price / MINOR_UNITS)
+                attempts.append(Attempt(outcome.winner, "expired", signed.id, str(exc)))
+                continue
             if progress is not None:
                 _report_award(progress, signed, receipt, result is not None, detail)
             attempts.append(Attempt(outcome.winner, receipt.receipt.verdict, signed.id, detail))

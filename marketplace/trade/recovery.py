@@ -24,6 +24,7 @@ from aaex_agents.errors import AaexError
 
 from ..contracts.ledger import Ledger
 from .market import NodeMarket
+from .selling import ServiceSeller
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +38,13 @@ async def resolve_open(ledger: Ledger, market: NodeMarket, agents: dict[str, Age
     """
     outcomes: Counter[str] = Counter()
     for open_ in await ledger.open_agreements():
+        if open_.role == "seller":
+            seller = agents.get(open_.signed.agreement.seller)
+            if isinstance(seller, ServiceSeller) and open_.delivery is None:
+                outcomes[await seller.check_escrow(context(seller), open_.signed)] += 1
+            continue
         buyer = agents.get(open_.signed.agreement.buyer)
-        if open_.role != "buyer" or buyer is None:
+        if buyer is None:
             continue
         try:
             outcome = await market.for_agent(buyer.address).resolve(

@@ -30,6 +30,7 @@ from ..contracts.ledger import Ledger
 from ..contracts.receipt import SignedReceipt
 from .contracting import task_hash
 from .errors import Refusal
+from .escrow import ESCROW_QUERY_AFTER_MS, ask_escrow
 from .negotiation import Decline, DialogueState, Seller
 from .statements import StatementQuery, StatementReply, answer_statement
 
@@ -134,6 +135,10 @@ class ServiceSeller(Seller):
         """Agreements whose receipt arrived: their work is over, whatever the verdict."""
         self.checkpoints: dict[str, Checkpoint] = {}
         """The newest verified checkpoint from each buyer node, by node address."""
+        self._escrowed: set[str] = set()
+        """Sales whose buyer said it escrowed them (asked once per process)."""
+        self._expired: set[str] = set()
+        """Sales the buyer closed as never escrowed."""
 
     async def agreed(self, wire: bytes) -> None:
         """Record the sale we just countersigned on our own books (no escrow: see books).
@@ -150,6 +155,25 @@ class ServiceSeller(Seller):
         logger.info("sale %s countersigned for %s", signed.id[:12], signed.agreement.buyer,
                     extra={"event": "countersigned", "agreement_id": signed.id})
 
+    async def check_escrow(self, ctx: Context, signed: SignedAgreement) -> str:
+        """Ask the buyer of an open sale with no task yet whether it escrowed (see escrow).
+
+        Only once `ESCROW_QUERY_AFTER_MS` have passed since the agreed-at, and once per
+        process for a sale the buyer said it escrowed. Returns ``escrowed``, ``expired``,
+        ``unanswered`` or ``waiting`` (not asked).
+        """
+        sale = signed.id
+        if (self.ledger is None or sale in self._working or sale in self._escrowed
+                or sale in self._receipted or sale in self._results
+                or ctx.clock.now_ms() < signed.agreement.agreed_at_ms + ESCROW_QUERY_AFTER_MS):
+            return "waiting"
+        outcome = await ask_escrow(ctx, self.ledger, signed)
+        if outcome == "escrowed":
+            self._escrowed.add(sale)
+        elif outcome == "expired":
+            self._expired.add(sale)
+        return outcome
+
     def owed_work(self, now_ms: int) -> int:
         """Agreements we countersigned and have not delivered whose deadline is still ahead.
 
@@ -158,7 +182,7 @@ class ServiceSeller(Seller):
         return sum(1 for d in self.dialogues.values()
                    if d.state is DialogueState.AGREED and d.agreement is not None
                    and (signed := SignedAgreement.from_wire(d.agreement)).id not in self._results
-                   and signed.id not in self._receipted
+                   and signed.id not in self._receipted and signed.id not in self._expired
                    and signed.agreement.terms.deadline_ms > now_ms)
 
     async def _is_our_sale(self, signed: SignedAgreement, wire: bytes) -> bool:
@@ -193,6 +217,10 @@ class ServiceSeller(Seller):
         if (agreement.seller != self.address or agreement.buyer != ctx.sender
                 or not await self._is_our_sale(signed, msg.agreement)):
             return Decline(dialogue=agreement.dialogue_id, reason="unknown_agreement")
+        if signed.id in self._expired or (self.ledger is not None
+                                          and await self.ledger.expiry(signed.id) is not None):
+            return Decline(dialogue=agreement.dialogue_id, reason="agreement_expired",
+                           detail="you closed this agreement as never escrowed")
         if agreement.terms.task_hash != task_hash(msg.task):
             return Decline(dialogue=agreement.dialogue_id, reason="task_mismatch",
                            detail="the task is not the one that was priced")

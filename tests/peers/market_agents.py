@@ -1,13 +1,18 @@
 """Agents for the two-operator tests, named in node TOML files (`tests.peers.market_agents:...`).
 
 `SlowForecaster` sells forecasts and takes `work_seconds` per task (time to kill its buyer
-mid-task). `StandingBuyer` buys `orders` forecasts one after the other, once in its life:
+mid-task). `DiesAfterCountersigning` is one that SIGKILLs its own node the first time it has
+countersigned and booked a sale, before its answer leaves (a marker file says it died once).
+`StandingBuyer` buys `orders` forecasts one after the other, once in its life:
 what it has bought is in its storage, so a restarted node does not buy again (what is open
 is for the node's recovery to finish).
 """
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
 from typing import Any
 
 from aaex_agents import Agent, Context, on_interval
@@ -26,6 +31,18 @@ class SlowForecaster(ServiceSeller):
         await ctx.clock.sleep(self.work_seconds)
         history = task["history"]
         return {"forecast": sum(history) / len(history)}
+
+
+class DiesAfterCountersigning(SlowForecaster):
+    def __init__(self, *args: Any, marker: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.marker = Path(marker)
+
+    async def agreed(self, wire: bytes) -> None:
+        await super().agreed(wire)  # the sale is on our books
+        if not self.marker.exists():
+            self.marker.write_text("died after countersigning\n")
+            os.kill(os.getpid(), signal.SIGKILL)  # the Agreed reply never leaves
 
 
 class StandingBuyer(Agent):

@@ -1,0 +1,49 @@
+"""The node's market desk: what a node answers on behalf of every agent it hosts.
+
+A partner reconciling its books, or a seller asking whether a sale was escrowed, talks to an
+agent; but the books are the node's, and the agent may be any class an operator wrote (a
+planner that only buys through `ctx.delegate` declares no market handlers). The node passes
+a `MarketDesk` to its runtime as the shared handlers (`open_runtime(shared=...)`): for any
+hosted agent whose own class does not answer a `StatementQuery` or an `EscrowQuery`, the desk
+answers from the node's ledger, as that agent and only about that agent's trades.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aaex_agents import Agent, Context, handler
+
+from ..contracts.ledger import Ledger
+from .escrow import Escrowed, EscrowQuery, Expired, answer_escrow_query
+from .negotiation import Decline
+from .statements import StatementQuery, StatementReply, answer_statement
+
+
+class MarketDesk(Agent):
+    """Answers market bookkeeping for the node's `agents` from the node's `ledger`.
+
+    Never hosted itself (its own identity signs nothing): each answer is sealed by the
+    runtime as the agent the message was addressed to.
+    """
+
+    def __init__(self, agents: Mapping[str, Agent], ledger: Ledger) -> None:
+        super().__init__(name="market-desk")
+        self._agents = agents
+        self._ledger = ledger
+
+    @handler
+    async def on_statement_query(self, ctx: Context,
+                                 msg: StatementQuery) -> StatementReply | Decline:
+        """The addressed agent's statement of its trades with the asker, and nothing else."""
+        return await answer_statement(self._ledger, ctx.address, ctx.sender)
+
+    @handler
+    async def on_escrow_query(self, ctx: Context,
+                              msg: EscrowQuery) -> Escrowed | Expired | Decline:
+        """Whether the addressed agent escrowed the agreement its seller asks about."""
+        agent = self._agents.get(ctx.address)
+        if agent is None:
+            return Decline(dialogue="", reason="unknown_agent")
+        return await answer_escrow_query(self._ledger, agent.identity, ctx.sender, msg,
+                                         ctx.clock.now_ms())
