@@ -293,10 +293,21 @@ def check_port_free(host: str, port: int) -> None:
             raise listen_error(host, port, exc) from exc
 
 
+def host_port(value: str) -> tuple[str, int] | None:
+    """``("127.0.0.1", 8700)`` for ``"127.0.0.1:8700"``; None unless `value` is host:port.
+
+    The one reading of a listen address: a host, then ``:`` and a port from 0 to 65535 (the
+    last colon splits, so ``::1:8700`` is IPv6's loopback).
+    """
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        return None
+    return host, int(port)
+
+
 def tcp_host_port(address: str) -> tuple[str, int] | None:
     """``("127.0.0.1", 4001)`` for ``/ip4/127.0.0.1/tcp/4001``; None for other multiaddrs."""
     parts = address.split("/")
-    if len(parts) >= 5 and parts[0] == "" and parts[1] in ("ip4", "ip6") and \
-            parts[3] == "tcp" and parts[4].isdigit():
-        return parts[2], int(parts[4])
+    if len(parts) >= 5 and parts[0] == "" and parts[1] in ("ip4", "ip6") and parts[3] == "tcp":
+        return host_port(f"{parts[2]}:{parts[4]}")
     return None
