@@ -128,7 +128,7 @@ async def bench_market(*, runs: int, max_tokens: int, requests: int) -> dict[str
                     "overhead_pct": round((b_ms - d_ms) / d_ms * 100, 1), "clients": {}}
                 print(f"  market: direct {d_ms:.0f} ms, bought {b_ms:.0f} ms, overhead "
                       f"{b_ms - d_ms:.0f} ms ({figures['overhead_pct']}%)", flush=True)
-                token = (buyer.config.data_dir / "admin.token").read_text().strip()
+                token = (buyer.config.node.data_dir / "admin.token").read_text().strip()
                 if buyer.gateway_url is None:
                     raise RuntimeError("the buyer node serves no gateway")
                 async with aiohttp.ClientSession() as http:

@@ -58,12 +58,12 @@ def agent_named(node: Node, name: str) -> Agent:
 
 @pytest.mark.parametrize(("interop", "message"), [
     ({"listen": "nowhere"}, "interop.listen = 'nowhere': write host:port"),
-    ({"listen": "127.0.0.1:0", "port": 1}, "interop: unknown field(s) ['port']"),
+    ({"listen": "127.0.0.1:0", "port": 1}, "interop.port: unknown key"),
     ({"ask_mode": "later"}, "interop.ask_mode = 'later'"),
     ({"uagents": {"peers": {"aaex1nope": "http://x/submit"}}}, "interop.uagents.peers"),
     ({"uagents": {"peers": {UAgentsKey(b"\x01" * 32).address: "x"}}}, "submit URL"),
     ({"uagents": {"schemas": {"demo.ping/1": "model:abc"}}}, "interop.uagents.schemas"),
-    ({"uagents": {"relay": 1}}, "interop.uagents: unknown field(s) ['relay']"),
+    ({"uagents": {"relay": 1}}, "interop.uagents.relay: unknown key"),
     ({"public_url": "ftp://x"}, "interop.public_url"),
     ({"sign_sync_replies": "no"}, "interop.sign_sync_replies = 'no': write true or false"),
 ])

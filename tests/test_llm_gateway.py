@@ -139,7 +139,7 @@ async def test_the_openai_client_buys_completions_plain_and_streamed(
     ({"listen": "127.0.0.1:0"}, "gateway.agent: name the hosted agent"),
     ({"listen": "127.0.0.1:0", "agent": "ghost"}, "gateway.agent = 'ghost'"),
     ({"listen": "127.0.0.1:0", "agent": "shopper", "budget": -1}, "gateway.budget"),
-    ({"port": 1}, "gateway: unknown field(s) ['port']"),
+    ({"port": 1}, "gateway.port: unknown key"),
 ])
 def test_a_bad_gateway_section_is_one_line_naming_the_field(
         tmp_path: Path, table: dict[str, object], message: str) -> None:

@@ -106,8 +106,8 @@ def test_config_file_errors(tmp_path: Path) -> None:
     good = tmp_path / "node.toml"
     good.write_text(NODE_TOML)
     config = load_config(good)
-    assert config.identity == tmp_path / "node.key" and config.agents[0].name == "forecaster"
-    assert config.ledger_path == config.data_dir / "ledger.sqlite"
+    assert config.node.identity == tmp_path / "node.key" and config.agents[0].name == "forecaster"
+    assert config.ledger_path == config.node.data_dir / "ledger.sqlite"
     placed = parse_config({"node": {"ledger": "books/main.sqlite"}}, base=tmp_path)
     assert placed.ledger_path == tmp_path / "books" / "main.sqlite"
     unknown = tmp_path / "unknown.toml"

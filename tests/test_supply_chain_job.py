@@ -147,7 +147,7 @@ def test_the_demo_writes_node_configs_that_the_node_reads(tmp_path: Path) -> Non
     config = parse_config(tomllib.loads(text), base=tmp_path)
     assert config.agents[0].settings == {"stores": 8, "seed": 7}
     assert config.llm.backend == "llamacpp" and config.market.ban_seconds == 600.0
-    assert config.seeds == ("/ip4/127.0.0.1/tcp/1/p2p/x",)
+    assert config.node.seeds == ("/ip4/127.0.0.1/tcp/1/p2p/x",)
 
 
 def test_the_rules_read_a_single_truck_or_van() -> None:

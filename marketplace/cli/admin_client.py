@@ -52,15 +52,15 @@ class Reached:
 
 async def reach(config: NodeConfig) -> Reached:
     """The running node's admin API, or None and a sentence saying why not."""
-    access = find_admin(config.data_dir)
+    access = find_admin(config.node.data_dir)
     if access is None:
-        return Reached(None, f"node not running (no {config.data_dir / INFO_FILE})")
+        return Reached(None, f"node not running (no {config.node.data_dir / INFO_FILE})")
     try:
         status = await request(access, "GET", "/status", timeout=STATUS_TIMEOUT_S)
     except (aiohttp.ClientError, TimeoutError, AdminRefused):
         return Reached(None, f"node not running at {access.url} (stale {INFO_FILE})")
     try:
-        expected = Identity.load(config.identity).address
+        expected = Identity.load(config.node.identity).address
     except KeyFileError:
         expected = access.node
     if not isinstance(status, dict) or status.get("node") != expected:

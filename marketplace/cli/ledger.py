@@ -115,7 +115,7 @@ def _ledger_checkpoint(args: argparse.Namespace) -> int:
     from ..node.config import load_config
 
     config = load_config(args.config)
-    owner = Identity.load(config.identity)
+    owner = Identity.load(config.node.identity)
 
     async def sign() -> Checkpoint:
         async with open_ledger(config.ledger_path,

@@ -102,7 +102,7 @@ def find_admin(data_dir: Path) -> AdminAccess | None:
 
 def agent_key_path(config: NodeConfig, name: str) -> Path:
     """Where the node keeps the key of its agent `name` (see node.build_agent)."""
-    return config.data_dir / "agents" / f"{name}.key"
+    return config.node.data_dir / "agents" / f"{name}.key"
 
 
 def load_or_create_identity(path: Path) -> Identity:
@@ -124,7 +124,7 @@ def create_missing_keys(config: NodeConfig) -> Identity:
     The keys a node's first start would make: so an operator can fund the agents of a
     node that has not run yet, and the node then starts with those very keys.
     """
-    owner = load_or_create_identity(config.identity)
+    owner = load_or_create_identity(config.node.identity)
     for spec in config.agents:
         load_or_create_identity(agent_key_path(config, spec.name))
     return owner

@@ -18,7 +18,7 @@ A purchase is one signed delivery, so a streamed answer from the market arrives 
 sent as events once it is in; a local answer streams token by token. Responses carry
 OpenAI's ``usage`` and an ``aaex`` object (agreement, seller, amount paid and refunded).
 
-Only `parse_gateway` reads the TOML table; the rest takes `GatewaySettings`.
+`GatewaySettings` is the ``[gateway]`` table of the node's configuration.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from pydantic import Field, field_validator, model_validator
 
 from aaex_agents import Agent
 from aaex_agents.errors import AaexError, LLMError, UsageError
@@ -47,70 +48,53 @@ from ..trade.delegation import Delegated
 from ..trade.errors import DelegationFailed
 from ..trade.llm_seller import CAPABILITY, chat_request
 from ..trade.market import NodeMarket
+from .tables import HostPort, Table, problem, split_host_port
 
 logger = logging.getLogger(__name__)
 
 ANY_MODEL = "aaex:any"
 """The model id that takes any seller of ``llm.chat``."""
 BUDGET_HEADER = "X-AAEX-Budget"
-_KEYS = {"listen", "agent", "budget", "deadline"}
 _MODEL_ID = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,200}$")
 ModelLister = Callable[[], Awaitable[list[str]]]
 """The model ids the market's ``llm.chat`` sellers advertise now."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class GatewaySettings:
+class GatewaySettings(Table):
     """The ``[gateway]`` section.
 
     Attributes:
         listen: host:port of the gateway; None (the default) turns it off.
-        agent: name of the hosted agent that buys; required with `listen`.
+        agent: name of the hosted agent that buys; required with `listen` (`NodeConfig`
+            checks that an ``[[agents]]`` entry has that name).
         budget: credits one request may cost at most (default 1).
         deadline: seconds one request may take (default 60).
     """
 
-    listen: str | None = None
-    agent: str | None = None
+    listen: HostPort | None = None
+    agent: str | None = Field(default=None, min_length=1)
     budget: float = 1.0
-    deadline: float = 60.0
+    deadline: float = Field(default=60.0, gt=0)
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _credits(cls, value: Any) -> Any:
+        try:
+            return parse_credits(value, "gateway.budget") / MINOR_UNITS
+        except UsageError as exc:
+            raise problem(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _agent_with_listen(self) -> GatewaySettings:
+        if self.listen is not None and self.agent is None:
+            raise problem("gateway.agent: name the hosted agent that buys for the gateway, "
+                          "e.g. agent = \"shopper\"")
+        return self
 
     @property
     def enabled(self) -> bool:
         """True when the gateway listens."""
         return self.listen is not None
-
-
-def parse_gateway(table: Mapping[str, Any]) -> GatewaySettings:
-    """Build `GatewaySettings` from the ``[gateway]`` table.
-
-    Raises:
-        UsageError: an unknown field or a bad value; the message names ``gateway.<field>``.
-    """
-    bad = set(table) - _KEYS
-    if bad:
-        raise UsageError(f"gateway: unknown field(s) {sorted(bad)}; known: {sorted(_KEYS)}")
-    listen, agent = table.get("listen"), table.get("agent")
-    if listen is not None and (not isinstance(listen, str) or _host_port(listen) is None):
-        raise UsageError(f"gateway.listen = {listen!r}: write host:port, e.g. "
-                         "\"127.0.0.1:8703\"")
-    if agent is not None and (not isinstance(agent, str) or not agent):
-        raise UsageError(f"gateway.agent = {agent!r}: write the name of a hosted agent")
-    if listen is not None and agent is None:
-        raise UsageError("gateway.agent: name the hosted agent that buys for the gateway, "
-                         "e.g. agent = \"shopper\"")
-    budget = parse_credits(table.get("budget", 1.0), "gateway.budget") / MINOR_UNITS
-    deadline = table.get("deadline", 60.0)
-    if isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0:
-        raise UsageError(f"gateway.deadline = {deadline!r}: write a positive number of seconds")
-    return GatewaySettings(listen=listen, agent=agent, budget=budget, deadline=float(deadline))
-
-
-def _host_port(value: str) -> tuple[str, int] | None:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        return None
-    return host, int(port)
 
 
 class _Refused(Exception):
@@ -336,9 +320,9 @@ async def open_gateway(runtime: Runtime, market: NodeMarket, settings: GatewaySe
         UsageError: `settings` has no `listen`, or `agent` names no hosted agent.
         OSError: the address cannot be bound.
     """
-    address = _host_port(settings.listen or "")
-    if address is None:
+    if settings.listen is None:
         raise UsageError("open_gateway needs gateway.listen")
+    address = split_host_port(settings.listen)
     agent = next((a for a in runtime.agents.values() if a.name == settings.agent), None)
     if agent is None:
         raise UsageError(f"gateway.agent = {settings.agent!r}: no hosted agent has that name")

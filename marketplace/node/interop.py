@@ -17,8 +17,8 @@ A2A routes (`a2a`); it is not the admin API. Every hosted agent answers at its `
 address, derived from its own key. Its counters are `Interop.metrics` (`samples()` for
 Prometheus).
 
-Only the parser reads the TOML table; the rest takes `InteropSettings`. Nothing here imports
-libp2p, so reading a configuration stays fast.
+`InteropSettings` is the ``[interop]`` table of the node's configuration. Nothing here
+imports libp2p, so reading a configuration stays fast.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import AfterValidator, Field
 
 from aaex_agents import Agent
 from aaex_agents.errors import UsageError
@@ -44,21 +45,49 @@ from aaex_agents.interop import (
     add_uagents_routes,
     open_uagents_gateway,
 )
-from aaex_agents.interop.gateway import AskMode, check_ask_mode, check_peers
+from aaex_agents.interop.gateway import AskMode, check_peers
 from aaex_agents.model import message_class
 from aaex_agents.runtime import Runtime
 from aaex_agents.transport.listener import open_http_listener
 
 from .a2a import CARD_PATH, A2AService, Offers, describe
+from .tables import HostPort, Table, fix, problem, split_host_port
 
 logger = logging.getLogger(__name__)
 
-_KEYS = {"listen", "public_url", "ask_mode", "sign_sync_replies", "uagents"}
-_UAGENTS_KEYS = {"peers", "schemas"}
+def _digest(value: str) -> str:
+    if not value.startswith("model:") or len(value) != 70:
+        raise fix('write the uAgents schema digest, "model:" and 64 hex digits')
+    return value
 
 
-@dataclass(frozen=True, kw_only=True)
-class InteropSettings:
+def _peers(value: dict[str, str]) -> dict[str, str]:
+    try:
+        check_peers(value, "interop.uagents.peers")
+    except UsageError as exc:
+        raise problem(str(exc)) from None
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise fix("write an http(s) URL")
+    return value
+
+
+class UAgentsTables(Table):
+    """The ``[interop.uagents.*]`` tables.
+
+    Attributes:
+        peers: ``agent1...`` address -> its submit URL, for replies and for sending.
+        schemas: AAEX message type name -> uAgents schema digest, beyond the chat protocol.
+    """
+
+    peers: Annotated[dict[str, str], AfterValidator(_peers)] = Field(default_factory=dict)
+    schemas: dict[str, Annotated[str, AfterValidator(_digest)]] = Field(default_factory=dict)
+
+
+class InteropSettings(Table):
     """The ``[interop]`` section.
 
     Attributes:
@@ -66,32 +95,26 @@ class InteropSettings:
         public_url: base URL the A2A cards advertise; None: ``http://`` + the bound address.
         ask_mode: how `ctx.ask` reaches uAgents agents: "sync" (the reply in the HTTP
             response, the default) or "async" (the reply POSTed to our ``/submit``).
-        peers: ``agent1...`` address -> its submit URL, for replies and for sending.
-        schemas: AAEX message type name -> uAgents schema digest, beyond the chat protocol.
         sign_sync_replies: sign the reply to a uAgents sync request (default True); see
             `UAgentsConfig.sign_sync_replies` for the cost to a uAgents sender.
+        uagents: where uAgents peers are and the schema digests of our message types.
     """
 
-    listen: str | None = None
-    public_url: str | None = None
+    listen: HostPort | None = None
+    public_url: Annotated[str, AfterValidator(_http_url)] | None = None
     ask_mode: AskMode = "sync"
-    peers: Mapping[str, str] = field(default_factory=dict)
-    schemas: Mapping[str, str] = field(default_factory=dict)
     sign_sync_replies: bool = True
+    uagents: UAgentsTables = Field(default_factory=lambda: UAgentsTables())
 
-    def __post_init__(self) -> None:
-        if self.listen is not None and _host_port(self.listen) is None:
-            raise UsageError(f"interop.listen = {self.listen!r}: write host:port, e.g. "
-                             "\"127.0.0.1:8702\"")
-        if self.public_url is not None and not self.public_url.startswith(
-                ("http://", "https://")):
-            raise UsageError(f"interop.public_url = {self.public_url!r}: write an http(s) URL")
-        check_ask_mode(self.ask_mode, "interop.ask_mode")
-        check_peers(self.peers, "interop.uagents.peers")
-        for name, digest in self.schemas.items():
-            if not isinstance(digest, str) or not digest.startswith("model:") or len(digest) != 70:
-                raise UsageError(f"interop.uagents.schemas.\"{name}\" = {digest!r}: write the "
-                                 "uAgents schema digest, \"model:\" and 64 hex digits")
+    @property
+    def peers(self) -> Mapping[str, str]:
+        """``agent1...`` address -> its submit URL (``[interop.uagents.peers]``)."""
+        return self.uagents.peers
+
+    @property
+    def schemas(self) -> Mapping[str, str]:
+        """AAEX message type name -> uAgents digest (``[interop.uagents.schemas]``)."""
+        return self.uagents.schemas
 
     @property
     def enabled(self) -> bool:
@@ -113,44 +136,6 @@ class InteropSettings:
                                  "defined; name one that a hosted agent's module defines")
             table.add(cls, digest)
         return table
-
-
-def parse_interop(table: Mapping[str, Any]) -> InteropSettings:
-    """Build `InteropSettings` from the ``[interop]`` table (every field optional).
-
-    Raises:
-        UsageError: an unknown field or a bad value; the message names ``interop.<field>``.
-    """
-    bad = set(table) - _KEYS
-    if bad:
-        raise UsageError(f"interop: unknown field(s) {sorted(bad)}; known: {sorted(_KEYS)}")
-    uagents = table.get("uagents", {})
-    if not isinstance(uagents, dict):
-        raise UsageError("interop.uagents must be a table")
-    bad = set(uagents) - _UAGENTS_KEYS
-    if bad:
-        raise UsageError(f"interop.uagents: unknown field(s) {sorted(bad)}; known: "
-                         f"{sorted(_UAGENTS_KEYS)}")
-    for key in ("listen", "public_url", "ask_mode"):
-        if key in table and not isinstance(table[key], str):
-            raise UsageError(f"interop.{key} = {table[key]!r}: write a string")
-    sign = table.get("sign_sync_replies", True)
-    if not isinstance(sign, bool):
-        raise UsageError(f"interop.sign_sync_replies = {sign!r}: write true or false")
-    peers, schemas = uagents.get("peers", {}), uagents.get("schemas", {})
-    for name, value in (("peers", peers), ("schemas", schemas)):
-        if not isinstance(value, dict):
-            raise UsageError(f"interop.uagents.{name} must be a table of strings")
-    return InteropSettings(listen=table.get("listen"), public_url=table.get("public_url"),
-                           ask_mode=table.get("ask_mode", "sync"), peers=dict(peers),
-                           schemas=dict(schemas), sign_sync_replies=sign)
-
-
-def _host_port(value: str) -> tuple[str, int] | None:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        return None
-    return host, int(port)
 
 
 @dataclass
@@ -201,7 +186,7 @@ async def open_interop(runtime: Runtime, settings: InteropSettings, *,
     """
     if settings.listen is None:
         raise UsageError("open_interop needs interop.listen")
-    host, port = _host_port(settings.listen) or ("127.0.0.1", 0)
+    host, port = split_host_port(settings.listen)
     metrics = InteropMetrics()
     config = UAgentsConfig(peers=settings.peers, schemas=settings.schema_table(),
                            ask_mode=settings.ask_mode, policy=runtime.config.policy,

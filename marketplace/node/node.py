@@ -307,9 +307,9 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
     # 0700: the data dir holds the agents' keys and, by default, the ledger.
     await check_ports(config)  # a taken port fails before anything opens
     _check_open_file_limit()
-    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    config.node.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     clock = clock or SystemClock()
-    identity = load_or_create_identity(config.identity)
+    identity = load_or_create_identity(config.node.identity)
     for spec in config.agents:  # a bad class or setting fails before anything is opened
         if issubclass(spec.load_class(), LlmSeller) and config.llm.backend == "none":
             raise ConfigError(f"agents.{spec.name}: an LlmSeller sells the node's model; add "
@@ -325,13 +325,14 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
         discovery: Discovery | None = None
         transports: list[Transport] = []
         directory: Directory = StaticDirectory()
-        if config.http:
-            http_host, http_port = split_host_port(config.http)
+        if config.node.http:
+            http_host, http_port = split_host_port(config.node.http)
             transports.append(HttpTransport(host=http_host, port=http_port))
-        if config.p2p:
+        if config.node.p2p:
             host = await stack.enter_async_context(open_libp2p_host(Libp2pConfig(
-                listen=config.p2p, seed=identity.export_seed())))
-            discovery = await stack.enter_async_context(open_discovery(host, seeds=config.seeds))
+                listen=config.node.p2p, seed=identity.export_seed())))
+            discovery = await stack.enter_async_context(open_discovery(
+                host, seeds=config.node.seeds))
             transports.append(Libp2pTransport(host))
             directory = DhtDirectory(discovery)
         market = NodeMarket({a.address: a for a in agents}, find=(
@@ -339,13 +340,13 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
             ledger=ledger, settings=config.market)
         runtime = await stack.enter_async_context(open_runtime(
             agents, transports=transports, directory=directory,
-            config=RuntimeConfig(data_dir=config.data_dir / "storage"), clock=clock,
+            config=RuntimeConfig(data_dir=config.node.data_dir / "storage"), clock=clock,
             services=Services(llm=llm, market=market),
             shared=MarketDesk({a.address: a for a in agents}, ledger)))
         node = Node(config, identity, ledger, runtime, host, discovery, llm=llm, market=market)
         # Runs after the advertisers have withdrawn (exit order is reversed), before the
         # runtime stops: nobody finds us any more, and open negotiations may still finish.
-        stack.push_async_callback(_drain, node, config.drain_timeout)
+        stack.push_async_callback(_drain, node, config.node.drain_timeout)
         if config.interop.enabled:  # interop: uAgents and A2A on their own listener
             node.interop = await stack.enter_async_context(open_interop(
                 runtime, config.interop, offers=offers_of))
@@ -354,13 +355,13 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
             for agent in agents:
                 offers = offers_of(agent)
                 advertiser = await stack.enter_async_context(open_advertiser(
-                    discovery, agent.identity, offers, refresh_period=config.refresh_period,
+                    discovery, agent.identity, offers, refresh_period=config.node.refresh_period,
                     http_endpoints=http_endpoints,
                     protocols=[p.name for p in agent.protocols],
                     uagents=node.interop.bindings[agent.address] if node.interop else None))
                 node.advertisers.append(advertiser)
-        admin_host, admin_port = split_host_port(config.admin)
-        token = issue_token(config.data_dir)
+        admin_host, admin_port = split_host_port(config.node.admin)
+        token = issue_token(config.node.data_dir)
         node.admin_url = await stack.enter_async_context(serve_admin(node, admin_host,
                                                                      admin_port, token))
         if config.gateway.enabled:  # the OpenAI-compatible gateway, keyed by the admin token
@@ -368,8 +369,8 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
                 runtime, market, config.gateway, token=token, llm=llm,
                 models=lambda: _advertised_models(discovery)))
         # The CLI finds the admin API (its port may have been 0) and the token through these.
-        publish_admin(config.data_dir, node.admin_url, identity.address)
-        stack.callback(withdraw_admin, config.data_dir, node.admin_url)
+        publish_admin(config.node.data_dir, node.admin_url, identity.address)
+        stack.callback(withdraw_admin, config.node.data_dir, node.admin_url)
         resolving = asyncio.create_task(_resolve_forever(node), name="node.resolve")
         stack.push_async_callback(_cancel, resolving)
         logger.info("node %s up: %d agent(s), admin %s", identity.address, len(agents),

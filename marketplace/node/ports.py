@@ -18,11 +18,11 @@ from .config import ConfigError, NodeConfig, split_host_port
 def listen_fields(config: NodeConfig) -> list[tuple[str, str, str, int]]:
     """(field, value, host, port) of every address the node will listen on."""
     fields = []
-    for field_name, value in (("node.http", config.http), ("node.admin", config.admin),
+    for field_name, value in (("node.http", config.node.http), ("node.admin", config.node.admin),
                               ("interop.listen", config.interop.listen or "")):
         if value:
             fields.append((field_name, value, *split_host_port(value)))
-    for address in config.p2p:
+    for address in config.node.p2p:
         bound = tcp_host_port(address)
         if bound is not None:
             fields.append(("node.p2p", address, *bound))
