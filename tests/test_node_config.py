@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from aaex_agents.errors import UsageError
 from aaex_agents.transport.listener import tcp_host_port
-from marketplace.node.config import ConfigError, parse_config, split_host_port
+from marketplace.node.config import ConfigError, load_config, parse_config, split_host_port
 
 SHOPPER = {"name": "shopper", "class": "marketplace:Buyer"}
 
@@ -63,6 +64,31 @@ def test_host_port_is_read_one_way(value: str, parsed: tuple[str, int] | None) -
     else:
         assert split_host_port(value) == parsed
         assert parse_config({"node": {"http": value}}, base=Path(".")).node.http == value
+
+
+def test_agent_classes_next_to_the_config_load_without_touching_sys_path(
+        tmp_path: Path) -> None:
+    module = "config_folder_agents_7f3a"
+    (tmp_path / f"{module}.py").write_text(
+        "from marketplace import Buyer\n\nclass Shopper(Buyer):\n    pass\n")
+    package = tmp_path / "config_folder_pkg_7f3a"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "sellers.py").write_text(
+        "from marketplace import Buyer\n\nclass Other(Buyer):\n    pass\n")
+    (tmp_path / "node.toml").write_text(
+        f'[[agents]]\nname = "a"\nclass = "{module}:Shopper"\n\n'
+        '[[agents]]\nname = "b"\nclass = "config_folder_pkg_7f3a.sellers:Other"\n')
+    before = list(sys.path)
+    try:
+        config = load_config(tmp_path / "node.toml")
+        classes = [spec.load_class() for spec in config.agents]
+        assert sys.path == before
+        assert [c.__qualname__ for c in classes] == ["Shopper", "Other"]
+        assert Path(sys.modules[module].__file__ or "") == tmp_path / f"{module}.py"
+    finally:
+        for name in [n for n in sys.modules if n.startswith(("config_folder_", module))]:
+            del sys.modules[name]
 
 
 def test_a_missing_agent_module_is_named(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ type with what to write instead (``llm.n_ctx = 'big': write an integer``).
 
     [[agents]]
     name = "forecaster"
-    class = "examples.supply_chain.agents:Forecaster"
+    class = "examples.supply_chain.agents:Forecaster"   # module:Class; a module next to
+                                     # this file is found there first (sys.path is untouched)
     settings = { cost = 2.0 }        # checked against the class's keyword parameters
 
     [whitelists]
@@ -55,19 +56,23 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 import sys
 import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     ConfigDict,
     Field,
+    PrivateAttr,
     Strict,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -153,6 +158,8 @@ def _settings_model(cls: type) -> type[_Settings]:
 class AgentSpec(Table):
     """One agent the node hosts (an ``[[agents]]`` entry).
 
+    Read from a file, it remembers the file's folder, where `load_class` looks first.
+
     Attributes:
         name: unique name in this node (also its key file name).
         target: ``package.module:ClassName`` of an Agent subclass (``class`` in the file).
@@ -162,6 +169,13 @@ class AgentSpec(Table):
     name: str = Field(min_length=1)
     target: str = Field(validation_alias="class", min_length=1)
     settings: dict[str, Any] = Field(default_factory=dict)
+    _folder: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _remember_the_folder(self, info: ValidationInfo) -> AgentSpec:
+        base = (info.context or {}).get("base")
+        self._folder = None if base is None else Path(base).resolve()
+        return self
 
     @field_validator("target")
     @classmethod
@@ -173,6 +187,9 @@ class AgentSpec(Table):
     def load_class(self) -> type[Agent]:
         """Import the agent class and check `settings` against its constructor.
 
+        The module is looked for first in the configuration's folder (see `import_module`),
+        then on the import path.
+
         Raises:
             ConfigError: the target cannot be imported or is no Agent subclass, or a setting
                 is unknown to the class (named, with the closest one it accepts), of the wrong
@@ -180,8 +197,8 @@ class AgentSpec(Table):
         """
         module_name, _, class_name = self.target.partition(":")
         try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as exc:
+            cls = getattr(import_module(module_name, self._folder), class_name)
+        except (ImportError, AttributeError, ValueError) as exc:
             raise ConfigError(f"agents.{self.name}.class: cannot import {self.target!r} "
                               f"({exc}); write 'package.module:ClassName'") from exc
         if not isinstance(cls, type) or not issubclass(cls, Agent):
@@ -192,6 +209,43 @@ class AgentSpec(Table):
         except ValidationError as exc:
             raise config_error(exc, f"agents.{self.name}.settings") from None
         return cls
+
+
+def import_module(name: str, folder: Path | None) -> ModuleType:
+    """Import module `name`, its top package found in `folder` if it is there.
+
+    ``my_agents`` is ``folder/my_agents.py`` or the package ``folder/my_agents/``, loaded from
+    that file without adding `folder` to `sys.path` (the folder's other files stay out of
+    every later import); a name already imported, or not in `folder`, is imported as usual.
+
+    Raises:
+        ImportError: the module cannot be found or fails to import.
+    """
+    top = name.partition(".")[0]
+    if folder is not None and top.isidentifier() and top not in sys.modules:
+        _load_from(folder, top)
+    return importlib.import_module(name)
+
+
+def _load_from(folder: Path, name: str) -> None:
+    """Load module or package `name` from `folder` into `sys.modules`, if it is there."""
+    package, module = folder / name / "__init__.py", folder / f"{name}.py"
+    if package.is_file():
+        spec = importlib.util.spec_from_file_location(
+            name, package, submodule_search_locations=[str(package.parent)])
+    elif module.is_file():
+        spec = importlib.util.spec_from_file_location(name, module)
+    else:
+        return
+    if spec is None or spec.loader is None:
+        return
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded  # as the import system does: the module may import itself
+    try:
+        spec.loader.exec_module(loaded)
+    except BaseException:
+        del sys.modules[name]
+        raise
 
 
 # -- the language model ------------------------------------------------------------------------
@@ -362,8 +416,8 @@ class NodeConfig(Table):
 def load_config(path: str | Path) -> NodeConfig:
     """Read a node configuration; relative paths are relative to the file.
 
-    The file's folder is also put on the import path, so agent classes defined next to the
-    configuration can be named (``class = "my_agents:Seller"``).
+    Agent classes are looked for in the file's folder first (``class = "my_agents:Seller"``
+    for ``my_agents.py`` next to it; see `AgentSpec.load_class`); `sys.path` is left alone.
 
     Raises:
         ConfigError: unreadable file, bad TOML, unknown or mistyped field (named), or an
@@ -376,14 +430,13 @@ def load_config(path: str | Path) -> NodeConfig:
         raise ConfigError(f"cannot read {source}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from exc
-    folder = str(source.parent.resolve())
-    if folder not in sys.path:
-        sys.path.append(folder)
     return parse_config(document, base=source.parent)
 
 
 def parse_config(document: Mapping[str, Any], *, base: Path) -> NodeConfig:
     """Build a NodeConfig from parsed TOML (see `load_config`); paths are relative to `base`.
+
+    `base` is also the folder agent classes are looked for in first.
 
     Raises:
         ConfigError: every problem found, each naming its field and the fix, in one line.
