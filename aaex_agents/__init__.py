@@ -50,6 +50,7 @@ from .handlers import handler, on_interval
 from .identity import Identity, verify_signature
 from .llm import LLM, Completion, LLMService, LLMServiceConfig, open_llm_service
 from .model import ErrorReply, Message
+from .money import Credits
 from .protocol import Protocol
 from .runtime import Runtime, RuntimeConfig, RuntimeMetrics, open_runtime
 from .services import Delegated, Delegation, Market, Services
@@ -57,6 +58,7 @@ from .storage import AgentStorage
 from .transport import HttpTransport, MemoryNetwork, MemoryTransport, Transport
 
 __all__ = [
+    "Credits",
     "Delegated",
     "Delegation",
     "Market",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from .errors import UsageError
 from .identity import Identity
 from .model import Message
+from .money import ZERO, Credits
 from .storage import AgentStorage
 
 if TYPE_CHECKING:
@@ -82,9 +83,9 @@ class Context:
                              "and pass it as open_runtime(..., services=Services(llm=llm))")
         return service.for_agent(self._agent.address)
 
-    async def delegate(self, capability: str, task: Mapping[str, Any], *, budget: float,
+    async def delegate(self, capability: str, task: Mapping[str, Any], *, budget: Credits,
                        deadline: float, where: str | None = None,
-                       max_latency_ms: float = 30_000, penalty: float = 0.0,
+                       max_latency_ms: float = 30_000, penalty: Credits = ZERO,
                        top_k: int = 3) -> Delegated:
         """Have the market do `task`: discover, negotiate, award, verify, settle, reroute.
 

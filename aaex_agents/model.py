@@ -6,7 +6,9 @@
 
 The type name travels in the envelope, not in the payload, and is never derived from the
 schema: editing a docstring or adding a description cannot break peers (uAgents hashes the
-schema JSON). Change a field's meaning and you publish `/2`.
+schema JSON). Change a field's meaning and you publish `/2`, declared with
+``supersedes="area.name/1"``: a peer that still sends `/1` is refused with a reason that
+names `/2`, not with a bare "no handler".
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ M = TypeVar("M", bound="Message")
 # the asker did not list can still be decoded; it is keyed like a discriminated union and,
 # like one, two classes may not claim the same name.
 _catalog: dict[str, type[Message]] = {}
+# Retired type name -> the class that replaced it (`supersedes=`): a peer still sending the
+# old one is told which version this side speaks instead of "no handler".
+_retired: dict[str, type[Message]] = {}
 
 
 class Message(BaseModel):
@@ -46,7 +51,8 @@ class Message(BaseModel):
 
     message_type: ClassVar[str | None] = None
 
-    def __init_subclass__(cls, *, type: str | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, type: str | None = None, supersedes: str | None = None,
+                          **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.message_type = None
         if type is None:
@@ -65,11 +71,14 @@ class Message(BaseModel):
                 "version")
         cls.message_type = type
         _catalog[type] = cls
+        if supersedes is not None:
+            _retired[supersedes] = cls
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         # pydantic passes the class keywords here too; `type` was handled above.
         kwargs.pop("type", None)
+        kwargs.pop("supersedes", None)
         super().__pydantic_init_subclass__(**kwargs)
 
 
@@ -89,6 +98,12 @@ def _origin(cls: type) -> tuple[str, str]:
 def message_class(type_name: str) -> type[Message] | None:
     """Return the Message subclass defined with `type_name` in this process, if any."""
     return _catalog.get(type_name)
+
+
+def successor(type_name: str) -> str | None:
+    """The type name that replaced `type_name` (declared with ``supersedes=``), if any."""
+    cls = _retired.get(type_name)
+    return None if cls is None else cls.message_type
 
 
 def require_type_name(cls: type[Message]) -> str:

@@ -42,7 +42,7 @@ from .errors import (
     WrongTarget,
 )
 from .handlers import HandlerSpec, IntervalSpec
-from .model import ErrorReply, Message, decode_payload, message_class
+from .model import ErrorReply, Message, decode_payload, message_class, successor
 from .replay import ReplayGuard
 from .services import NO_SERVICES, Services
 from .storage import AgentStorage
@@ -167,8 +167,11 @@ class Runtime:
                 owner = self._shared
                 entry = owner.handler_table.by_type.get(envelope.message_type)
             if entry is None:
+                newer = successor(envelope.message_type)
                 raise UnknownMessageType(
-                    f"{agent.name} has no handler for {envelope.message_type}")
+                    f"{agent.name} has no handler for {envelope.message_type}" + (
+                        f": it is retired, this side speaks {newer} (upgrade the sender)"
+                        if newer is not None else ""))
             message = decode_payload(entry[0], envelope.payload)
             remember(envelope, now=self._clock.now(), replay=self._replay)
         except EnvelopeRejected as exc:

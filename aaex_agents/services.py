@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .money import ZERO, Credits
+
 if TYPE_CHECKING:
     from .context import Context
     from .llm.service import LLMService
@@ -53,8 +55,8 @@ class Delegated(Protocol):
         """The id of the agreement both sides signed."""
 
     @property
-    def price(self) -> float:
-        """What was paid, in credits."""
+    def price(self) -> Credits:
+        """What was agreed (for a per-token sale: the cap escrowed)."""
 
     @property
     def attempts(self) -> Sequence[DelegationAttempt]:
@@ -65,8 +67,8 @@ class Delegation(Protocol):
     """The market as one agent sees it: buys work as that agent, from its own wallet."""
 
     async def delegate(self, ctx: Context, capability: str, task: Mapping[str, Any], *,
-                       budget: float, deadline: float, where: str | None = None,
-                       max_latency_ms: float = 30_000, penalty: float = 0.0,
+                       budget: Credits, deadline: float, where: str | None = None,
+                       max_latency_ms: float = 30_000, penalty: Credits = ZERO,
                        top_k: int = 3) -> Delegated:
         """Get `task` done by the best provider of `capability` within `deadline` seconds.
 
@@ -74,11 +76,11 @@ class Delegation(Protocol):
             ctx: the buying agent's context (the market sends and asks through it).
             capability: what to buy, e.g. ``"forecast.demand"``.
             task: the work, as JSON-like data the seller's `perform` reads.
-            budget: the most to pay, in credits.
+            budget: the most to pay (``Credits.parse("5")`` is 5 credits).
             deadline: seconds from now by which the result must be in hand.
             where: constraints on the sellers' ads in the query language (``"region == 'eu'"``).
             max_latency_ms: the slowest delivery the buyer accepts.
-            penalty: what a seller must owe if it breaches, in credits.
+            penalty: what a seller must owe if it breaches.
             top_k: how many sellers to negotiate with at once.
 
         Raises:

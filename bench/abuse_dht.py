@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aaex_agents import Identity
+from aaex_agents import Credits, Identity
 from aaex_agents.testing import JsonLinesProcess
 from discovery.index import IndexLimits
 from discovery.records import PriceModel, ServiceAd, SlaOffer, shard_of
@@ -54,7 +54,7 @@ async def _worker(nodes: int, seeds: Sequence[str], limits: IndexLimits) -> Json
 
 def _signed(identity: Identity, *, seq: int, withdrawn: bool = False) -> str:
     return ServiceAd(address=identity.address, seq=seq, expires_at=time.time() + 600,
-                     capability=CAPABILITY, price=PriceModel(amount=1.0),
+                     capability=CAPABILITY, price=PriceModel(amount=Credits.parse(1)),
                      sla=SlaOffer(p50_ms=50, p95_ms=100, deadline_s=30, availability=0.99),
                      withdrawn=withdrawn).sign(identity).hex()
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 
+from aaex_agents import Credits
 from aaex_agents.llm import Request, user
 from marketplace.node.config import parse_config
 from marketplace.node.node import Node, open_node
@@ -70,7 +71,7 @@ async def _bought(buyer: Node, max_tokens: int) -> tuple[float, int]:
     task = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens}
     started = time.perf_counter()
     done = await buyer.market.for_agent(agent.address).delegate(
-        buyer.runtime.context(agent), "llm.chat", task, budget=1.0, deadline=60)
+        buyer.runtime.context(agent), "llm.chat", task, budget=Credits.parse(1), deadline=60)
     return time.perf_counter() - started, int(done.result["usage"]["output_tokens"])
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from aaex_agents import (
     Agent,
     Context,
+    Credits,
     HttpTransport,
     Identity,
     Message,
@@ -48,7 +49,7 @@ from marketplace.trade.strategies import (
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPABILITY = "bench.forecast"
-UTILITY = BuyerUtility(max_price=10.0, max_latency_ms=1000, max_deadline_s=300)
+UTILITY = BuyerUtility(max_price=Credits.parse(10), max_latency_ms=1000, max_deadline_s=300)
 
 ONE_ADDRESS = ServerLimits(max_connections_per_ip=ServerLimits().max_connections)
 """Every node of this benchmark is on 127.0.0.1, so the per-address connection limit would be
@@ -76,7 +77,8 @@ class BenchBuyer(Agent):
 def make_seller(index: int) -> BenchSeller:
     identity = Identity.generate()
     exponent = (BOULWARE, LINEAR, CONCEDER)[index % 3]
-    return BenchSeller(identity, strategy=SellerStrategy(cost=1.0 + index % 7 / 2,
+    cost = Credits.parse(1) + Credits(index % 7 * 500_000)
+    return BenchSeller(identity, strategy=SellerStrategy(cost=cost,
                                                          exponent=exponent, latency_ms=300),
                        countersign=seller_countersigner(identity))
 
@@ -85,7 +87,7 @@ def make_seller(index: int) -> BenchSeller:
 def call(seconds: float) -> CallForProposals:
     return CallForProposals(dialogue=new_dialogue_id(), capability=CAPABILITY,
                             task={"n": random.random()},
-                            max_price=10.0, max_latency_ms=1000, max_deadline_s=300,
+                            max_price=Credits.parse(10), max_latency_ms=1000, max_deadline_s=300,
                             respond_by=time.time() + seconds)
 
 

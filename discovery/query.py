@@ -5,7 +5,7 @@ price ceiling and SLA requirements. Expressions can be built in Python or parsed
 (the CLI's ``--where``), through a whitelist of Python's own expression grammar::
 
     Query("forecast.demand", where=parse_where("region == 'eu' and gpu in ['h100', 'a100']"),
-          max_price=5.0, max_p95_ms=2000)
+          max_price=Credits.parse("5"), max_p95_ms=2000)
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aaex_agents.errors import UsageError
+from aaex_agents.money import Credits
 
 from .records import AttributeValue, ServiceAd
 
@@ -143,7 +144,7 @@ class Query:
 
     capability: str
     where: Expr | None = None
-    max_price: float | None = None
+    max_price: Credits | None = None
     max_p95_ms: float | None = None
     max_deadline_s: float | None = None
     min_availability: float | None = None
@@ -184,13 +185,13 @@ class Utility:
         """Score and sort `ads`, best first; ties keep a stable order by address."""
         if not ads:
             return []
-        top_price = max(a.price.amount for a in ads) or 1.0
+        top_price = max(a.price.amount.micro for a in ads) or 1
         top_p95 = max(a.sla.p95_ms for a in ads) or 1.0
         measured = [self.measured_ms_of[a.address] for a in ads if a.address in self.measured_ms_of]
         top_measured = max(measured, default=1.0) or 1.0
         scored = []
         for ad in ads:
-            score = (self.price * (1 - ad.price.amount / top_price)
+            score = (self.price * (1 - ad.price.amount.micro / top_price)
                      + self.latency * (1 - ad.sla.p95_ms / top_p95)
                      + self.reputation * self.reputation_of.get(ad.address, 0.5))
             if ad.address in self.measured_ms_of:

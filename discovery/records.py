@@ -20,6 +20,7 @@ from aaex_agents.address import public_key_from_address
 from aaex_agents.errors import UsageError
 from aaex_agents.identity import Identity, verify_signature
 from aaex_agents.interop.binding import AddressBinding
+from aaex_agents.money import NonNegativeCredits
 
 from .errors import BadRecordSignature, MalformedRecord, RecordExpired
 
@@ -171,9 +172,10 @@ class PriceModel(BaseModel):
     """How the seller charges."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["fixed", "per_unit", "per_token"] = "fixed"
-    amount: float = Field(ge=0)
-    """Price per task, unit or token, in `currency`."""
+    kind: Literal["fixed", "per_unit", "per_1k_tokens"] = "fixed"
+    amount: NonNegativeCredits
+    """Price per task, per unit or per 1,000 tokens, in `currency` (integer micro-credits
+    on the wire)."""
     currency: str = "credit"
 
 
@@ -200,7 +202,9 @@ class AccessPolicy(BaseModel):
 class ServiceAd(SignedRecord):
     """One capability an agent sells, with price, SLA and attributes."""
 
-    kind: ClassVar[str] = "aaex/service-ad/1"
+    kind: ClassVar[str] = "aaex/service-ad/2"
+    """Version 2: `PriceModel.amount` is integer micro-credits (version 1 had a float);
+    a version-1 ad is refused as not a record of this kind."""
     capability: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
     """Dotted capability name, e.g. ``forecast.demand``."""
     capability_version: int = Field(default=1, ge=1)

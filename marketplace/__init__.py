@@ -11,8 +11,9 @@ which reading a config or verifying a ledger must not pay for.
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from aaex_agents.money import Credits
+
 from .contracts import (
-    MINOR_UNITS,
     AccessEvent,
     Agreement,
     AlreadySettled,
@@ -45,11 +46,8 @@ from .contracts import (
     UnknownAgreement,
     Verdict,
     check_sla,
-    format_credits,
     make_receipt,
     open_ledger,
-    parse_credits,
-    to_minor_units,
 )
 from .node.config import (
     ConfigError,
@@ -112,7 +110,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "MINOR_UNITS",
+    "Credits",
     "Accept",
     "AccessControl",
     "AccessEvent",
@@ -188,13 +186,10 @@ __all__ = [
     "Wallet",
     "Weights",
     "check_sla",
-    "format_credits",
     "load_config",
     "make_receipt",
     "negotiate",
     "open_ledger",
-    "parse_credits",
     "open_node",
     "reconcile",
-    "to_minor_units",
 ]

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 
-from aaex_agents import Identity
+from aaex_agents import Credits, Identity
 from marketplace.contracts.agreement import Agreement, SignedAgreement, Terms
 from marketplace.contracts.receipt import SignedReceipt, make_receipt
 from marketplace.contracts.sla import Delivery
 
 AGREED_AT_MS = 1_800_000_000_000
-PRICE = 5_000
-PENALTY = 1_500
+PRICE = Credits(5_000)
+PENALTY = Credits(1_500)
 
 
 def identity(name: str) -> Identity:
@@ -30,7 +30,7 @@ STRANGER = identity("stranger")
 
 
 def agreement(buyer: Identity = BUYER, seller: Identity = SELLER, *, n: int = 0,
-              price: int = PRICE, penalty: int = PENALTY, max_latency_ms: int = 1_000,
+              price: Credits = PRICE, penalty: Credits = PENALTY, max_latency_ms: int = 1_000,
               deadline_after_ms: int = 10_000) -> SignedAgreement:
     terms = Terms(task_hash=hashlib.sha256(f"task {n}".encode()).hexdigest(),
                   capability="forecast.demand", price=price, penalty=penalty,
@@ -58,3 +58,8 @@ def flip_bit(data: bytes, bit: int) -> bytes:
     out = bytearray(data)
     out[bit // 8] ^= 1 << (bit % 8)
     return bytes(out)
+
+
+def cr(credits: float | int | str) -> Credits:
+    """Decimal credits as a test writes them (``cr(2.5)``), exactly, zero allowed."""
+    return Credits.parse(credits, allow_zero=True)

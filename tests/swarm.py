@@ -33,6 +33,7 @@ from discovery.directory import DhtDirectory
 from discovery.index import IndexLimits
 from discovery.query import Query, parse_where
 from discovery.records import PriceModel, ServiceAd, SlaOffer, agent_record_key, shard_of
+from tests.market_kit import cr
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Swarm:
         """Advertise a new agent selling `capability` from `node`; one publication, no timer."""
         identity = Identity.generate()
         period = ttl / 2 if ttl else self.refresh_period
-        offer = Offer(capability=capability, price=PriceModel(amount=price),
+        offer = Offer(capability=capability, price=PriceModel(amount=cr(price)),
                       sla=SlaOffer(p50_ms=100, p95_ms=250, deadline_s=60, availability=0.99),
                       attributes=attributes or {})
         advertiser = Advertiser(self.discoveries[node], identity, [offer], refresh_period=period)
@@ -87,7 +88,7 @@ class Swarm:
                      max_price: float | None = None, fresh: bool = True) -> dict[str, Any]:
         """Look `capability` up from one node (or all), with a fresh cache by default."""
         query = Query(capability, where=parse_where(where) if where else None,
-                      max_price=max_price)
+                      max_price=None if max_price is None else cr(max_price))
         targets = range(len(self.discoveries)) if node == "all" else [int(node)]
         results = []
         for index in targets:
@@ -145,7 +146,7 @@ class Swarm:
             identity = one if same_key else Identity.generate()
             name = f"{capability}_{i}" if same_key else capability
             ad = ServiceAd(address=identity.address, seq=1, expires_at=time.time() + ttl,
-                           capability=name, price=PriceModel(amount=0.01), sla=sla)
+                           capability=name, price=PriceModel(amount=cr(0.01)), sla=sla)
             ads.append((ad.sign(identity), shard_of(identity.address, shards)))
 
         async def send_all() -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from aaex_agents import Credits
 from marketplace.node.config import parse_config
 from marketplace.node.node import Node, open_node
 
@@ -41,7 +42,7 @@ async def test_a_query_value_that_does_not_parse_is_a_400_naming_it(
 
 async def test_every_read_route_answers_junk_queries_without_failing(tmp_path: Path) -> None:
     async with open_node(node_config(tmp_path)) as node:
-        await node.ledger.deposit(node.runtime.agents[_shopper(node)].address, 5)
+        await node.ledger.deposit(node.runtime.agents[_shopper(node)].address, Credits(5))
         statuses = {}
         for route in ("/status", "/agents", "/ads", "/dialogues", "/agreements", "/balances",
                       "/accounts", "/statement?with=aaex1nope", "/statement?agent=x",
@@ -86,7 +87,7 @@ async def test_the_ledger_view_verifies_once_per_head(tmp_path: Path) -> None:
         answers = await asyncio.gather(*(_get(f"{node.admin_url}/ledger") for _ in range(5)))
         assert walks == [1]
         assert {document["verified"] for _, document in answers} == {True}
-        await node.ledger.deposit(node.runtime.agents[_shopper(node)].address, 5)
+        await node.ledger.deposit(node.runtime.agents[_shopper(node)].address, Credits(5))
         for _ in range(3):
             status, document = await _get(f"{node.admin_url}/ledger")
         assert walks == [2]

@@ -11,13 +11,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from aaex_agents.money import ZERO
 from marketplace.contracts.agreement import Agreement, SignedAgreement, Terms
 from marketplace.contracts.books import line_of
 from marketplace.node.api import dialogue_state
 from marketplace.node.config import parse_config
 from marketplace.node.node import open_node
 from marketplace.trade.negotiation import CallForProposals, Dialogue, DialogueState
-from tests.market_kit import BUYER, SELLER, receipt
+from tests.market_kit import BUYER, SELLER, cr, receipt
 
 
 def node_config(tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -105,7 +106,7 @@ async def test_the_token_guards_writes_and_money_reads_in_credits(tmp_path: Path
         status, events = await call("POST", "/market/buy", GOOD_BUY, auth)
         assert status == 200 and events[-1]["event"] == "failed"
         assert "no provider delivered" in events[-1]["reason"]
-        assert (await node.ledger.balance(shopper.address)).held == 0
+        assert (await node.ledger.balance(shopper.address)).held == ZERO
     assert not (data / "admin.json").exists()
 
 
@@ -116,7 +117,7 @@ def test_a_countersigned_dialogue_without_work_is_not_shown_as_agreed() -> None:
     signed = SignedAgreement.create(Agreement(
         dialogue_id="d1", buyer=BUYER.address, seller=SELLER.address, terms=terms,
         agreed_at_ms=now_ms), BUYER, SELLER)
-    cfp = CallForProposals(dialogue="d1", capability="forecast.demand", max_price=1,
+    cfp = CallForProposals(dialogue="d1", capability="forecast.demand", max_price=cr(1),
                            max_latency_ms=500, max_deadline_s=60, respond_by=0)
     agreed = Dialogue("d1", BUYER.address, cfp, started=0, state=DialogueState.AGREED,
                       agreement=signed.to_wire())

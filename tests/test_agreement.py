@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from aaex_agents import Identity, UsageError
+from aaex_agents import Credits, Identity, UsageError
 from aaex_agents.address import address_from_public_key
 from aaex_agents.identity import verify_signature
-from marketplace.contracts.agreement import Agreement, SignedAgreement, Terms, to_minor_units
+from aaex_agents.money import ZERO
+from marketplace.contracts.agreement import Agreement, SignedAgreement, Terms
 from marketplace.contracts.errors import (
     BadContractSignature,
     ContractRejected,
@@ -164,12 +165,12 @@ def test_sla_verdicts() -> None:
         return outcome.verdict, outcome.latency_ms, (outcome.release, outcome.refund,
                                                      outcome.penalty)
 
-    assert judge(start, start + 1_000) == ("met", 1_000, (PRICE, 0, 0))
-    assert judge(start, start + 1_001) == ("breached", 1_001, (0, PRICE, PENALTY))
+    assert judge(start, start + 1_000) == ("met", 1_000, (PRICE, ZERO, ZERO))
+    assert judge(start, start + 1_001) == ("breached", 1_001, (ZERO, PRICE, PENALTY))
     assert judge(AGREED_AT_MS + 4_500, AGREED_AT_MS + 5_001)[0] == "breached"  # past deadline
     missing = check_sla(body, None)
     assert (missing.verdict, missing.release, missing.refund, missing.penalty) == (
-        "not_delivered", 0, PRICE, PENALTY)
+        "not_delivered", ZERO, PRICE, PENALTY)
     with pytest.raises(UsageError, match="before it started"):
         judge(start, start - 1)
     with pytest.raises(UsageError, match="before the agreement"):
@@ -188,7 +189,7 @@ def test_sla_outcome_follows_the_terms_and_conserves_money(
     met = latency <= terms.max_latency_ms and started + latency <= terms.deadline_ms
     assert outcome.verdict == ("met" if met else "breached")
     assert outcome.release + outcome.refund == terms.price
-    assert outcome.penalty == (0 if met else terms.penalty)
+    assert outcome.penalty == (ZERO if met else terms.penalty)
     assert bool(outcome.reasons) == (not met)
 
 
@@ -199,7 +200,7 @@ def test_receipts_whose_arithmetic_does_not_follow_are_refused() -> None:
     lies = {
         "met despite the latency": {"verdict": "met", "release": PRICE, "refund": 0,
                                     "penalty": 0},
-        "penalty inflated": {"penalty": PENALTY + 1},
+        "penalty inflated": {"penalty": PENALTY + Credits(1)},
         "latency misstated": {"latency_ms": 900},
     }
     for lie, change in lies.items():
@@ -232,14 +233,6 @@ def test_receipt_shape_matches_its_verdict() -> None:
         issued_at_ms=AGREED_AT_MS + 6)
     with pytest.raises(ValidationError, match="carries the result"):
         Receipt.model_validate({**delivered.model_dump(), "latency_ms": None})
-
-
-def test_minor_units() -> None:
-    assert to_minor_units(0.1) + to_minor_units(0.2) == to_minor_units("0.3") == 300_000
-    assert to_minor_units(2) == 2_000_000
-    for bad in (-1, float("nan"), float("inf")):
-        with pytest.raises(UsageError):
-            to_minor_units(bad)
 
 
 def test_reprs_name_the_contract() -> None:

@@ -124,3 +124,51 @@ def test_packages_re_export_their_public_names(package: object) -> None:
     assert names and len(names) == len(set(names))
     for name in names:
         assert getattr(package, name) is not None, name
+
+
+MONEY_WORDS = ("price", "amount", "budget", "penalty", "cost", "fee", "cap", "stake",
+               "release", "refund", "available", "held", "receivable", "payable", "net",
+               "spent", "to_seller", "to_buyer", "per_1k")
+
+
+def _mentions_float(annotation: object) -> bool:
+    import typing
+    if annotation is float:
+        return True
+    return any(_mentions_float(arg) for arg in typing.get_args(annotation))
+
+
+def test_no_model_carries_money_as_a_float() -> None:
+    """One money type: every pydantic model's money field is `Credits`, never a float."""
+    from pydantic import BaseModel
+
+    for name in _modules():
+        if not name.endswith("__main__"):
+            importlib.import_module(name)
+    seen: set[type] = set()
+    pending: list[type] = [BaseModel]
+    floats = []
+    while pending:
+        cls = pending.pop()
+        for sub in cls.__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                pending.append(sub)
+    for model in seen:
+        if model.__module__.split(".")[0] not in ("aaex_agents", "discovery", "marketplace"):
+            continue
+        for field, info in model.model_fields.items():
+            money = any(word in field for word in MONEY_WORDS) and "weight" not in field
+            if money and _mentions_float(info.annotation):
+                floats.append(f"{model.__module__}.{model.__qualname__}.{field}")
+    assert floats == []
+
+
+def test_the_money_check_finds_a_float_price() -> None:
+    """The check above can fail: a model with `price: float` is what it looks for."""
+    from pydantic import BaseModel
+
+    class Leaky(BaseModel):
+        price: float | None = None
+
+    assert _mentions_float(Leaky.model_fields["price"].annotation)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aaex_agents import Identity
+from aaex_agents import Credits, Identity
 from marketplace.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,8 +76,8 @@ def test_ledger_show_and_verify_then_tampering_is_found(
 
     async def fund() -> None:
         async with open_ledger(path, config=LedgerConfig(owner=OWNER)) as ledger:
-            await ledger.deposit(funded, 5_000_000)
-            await ledger.deposit(funded, 2_000_000)
+            await ledger.deposit(funded, Credits(5_000_000))
+            await ledger.deposit(funded, Credits(2_000_000))
 
     asyncio.run(fund())
     assert main(["ledger", "show", str(path), "--json"]) == 0

@@ -16,6 +16,7 @@ import pytest
 from aaex_agents import (
     Agent,
     Context,
+    Credits,
     HttpTransport,
     Identity,
     MemoryNetwork,
@@ -26,6 +27,7 @@ from aaex_agents import (
     handler,
     open_runtime,
 )
+from aaex_agents.money import ZERO
 from aaex_agents.testing import ManualClock
 from marketplace.contracts.agreement import SignedAgreement
 from marketplace.contracts.ledger import LedgerConfig, open_ledger
@@ -37,7 +39,7 @@ from marketplace.trade.market import MarketSettings, NodeMarket
 from marketplace.trade.policy import Wallet
 from marketplace.trade.selling import ServiceSeller
 from marketplace.trade.strategies import LINEAR, SellerStrategy
-from tests.market_kit import OWNER
+from tests.market_kit import OWNER, cr
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,8 +110,8 @@ class Book:
 
 
 async def test_a_failing_provider_is_banned_and_the_subtask_re_awarded() -> None:
-    hanging = make(HangingSellerFault, cost=0.5)  # cheapest: it wins first
-    honest = make(Averager, cost=2.0)
+    hanging = make(HangingSellerFault, cost=cr(0.5))  # cheapest: it wins first
+    honest = make(Averager, cost=cr(2.0))
     planner = Planner()
     book = Book()
     network = MemoryNetwork()
@@ -118,11 +120,11 @@ async def test_a_failing_provider_is_banned_and_the_subtask_re_awarded() -> None
         return [hanging.address, honest.address]
 
     delegator = Delegator(planner.identity, find=find, books=book,
-                          wallet=Wallet(budget=20, per_seller=10, per_task=10),
+                          wallet=Wallet(budget=cr(20), per_seller=cr(10), per_task=cr(10)),
                           negotiation_window=0.5)
     async with open_runtime([planner, hanging, honest], transports=[network.transport()]) as rt:
         done = await delegator.delegate(rt.context(planner), "forecast.demand",
-                                        {"history": [10, 20, 30]}, budget=5.0, deadline=20,
+                                        {"history": [10, 20, 30]}, budget=cr(5.0), deadline=20,
                                         max_latency_ms=500)
     assert done.result == {"forecast": 20.0}
     assert [a.seller for a in done.attempts] == [hanging.address, honest.address]
@@ -131,7 +133,7 @@ async def test_a_failing_provider_is_banned_and_the_subtask_re_awarded() -> None
     verdicts = {r.receipt.seller: r.receipt.verdict for r in book.receipts}
     assert verdicts == {hanging.address: "not_delivered", honest.address: "met"}
     paid = {r.receipt.seller: r.receipt.release for r in book.receipts}
-    assert paid[hanging.address] == 0 and paid[honest.address] > 0
+    assert paid[hanging.address] == ZERO and paid[honest.address] > ZERO
     assert len(book.holds) == 2
     assert [r.receipt.verdict for r in honest.receipts] == ["met"]  # the seller got its receipt
     assert delegator.reputation.score(hanging.address).score == 0.0
@@ -139,7 +141,7 @@ async def test_a_failing_provider_is_banned_and_the_subtask_re_awarded() -> None
 
 
 async def test_a_task_the_seller_cannot_read_gets_a_clear_reason_and_the_seller_lives() -> None:
-    strict = make(Averager, cost=0.5)
+    strict = make(Averager, cost=cr(0.5))
     planner = Planner()
     book = Book()
 
@@ -147,17 +149,17 @@ async def test_a_task_the_seller_cannot_read_gets_a_clear_reason_and_the_seller_
         return [strict.address]
 
     delegator = Delegator(planner.identity, find=find, books=book,
-                          wallet=Wallet(budget=20, per_seller=20, per_task=10),
+                          wallet=Wallet(budget=cr(20), per_seller=cr(20), per_task=cr(10)),
                           negotiation_window=0.3, backoff=Backoff(base=0.001))
     async with open_runtime([planner, strict], transports=[MemoryNetwork().transport()]) as rt:
         with pytest.raises(DelegationFailed) as failed:
             await delegator.delegate(rt.context(planner), "forecast.demand", {"histry": [1]},
-                                     budget=5.0, deadline=1.5, max_latency_ms=500)
+                                     budget=cr(5.0), deadline=1.5, max_latency_ms=500)
         # The same seller still serves a well-formed task afterwards (once the buyer lifts
         # the bans its retries piled up).
         delegator.backoff.forgive(strict.address)
         done = await delegator.delegate(rt.context(planner), "forecast.demand",
-                                        {"history": [2.0, 4.0]}, budget=5.0, deadline=10,
+                                        {"history": [2.0, 4.0]}, budget=cr(5.0), deadline=10,
                                         max_latency_ms=500)
     first = failed.value.attempts[0]
     assert (first.verdict, first.detail) == ("not_delivered", "bad_task: KeyError: 'history'")
@@ -165,8 +167,8 @@ async def test_a_task_the_seller_cannot_read_gets_a_clear_reason_and_the_seller_
 
 
 async def test_reputation_from_receipts_reorders_providers_after_a_ban_expires() -> None:
-    hanging = make(HangingSellerFault, cost=0.5)  # cheapest, but it never delivers
-    honest = make(Averager, cost=2.0)
+    hanging = make(HangingSellerFault, cost=cr(0.5))  # cheapest, but it never delivers
+    honest = make(Averager, cost=cr(2.0))
     planner = Planner()
     network = MemoryNetwork()
 
@@ -174,14 +176,14 @@ async def test_reputation_from_receipts_reorders_providers_after_a_ban_expires()
         return [hanging.address, honest.address]
 
     delegator = Delegator(planner.identity, find=find, backoff=Backoff(base=0.001),
-                          wallet=Wallet(budget=50, per_seller=25, per_task=10),
+                          wallet=Wallet(budget=cr(50), per_seller=cr(25), per_task=cr(10)),
                           negotiation_window=0.3)
     async with open_runtime([planner, hanging, honest], transports=[network.transport()]) as rt:
         first = await delegator.delegate(rt.context(planner), "forecast.demand",
-                                         {"history": [1.0]}, budget=5.0, deadline=20,
+                                         {"history": [1.0]}, budget=cr(5.0), deadline=20,
                                          max_latency_ms=400, top_k=1)
         second = await delegator.delegate(rt.context(planner), "forecast.demand",
-                                          {"history": [2.0]}, budget=5.0, deadline=20,
+                                          {"history": [2.0]}, budget=cr(5.0), deadline=20,
                                           max_latency_ms=400, top_k=1)
     assert [a.seller for a in first.attempts] == [hanging.address, honest.address]
     # the ban has long expired, but the failed seller's receipt keeps it behind
@@ -189,7 +191,7 @@ async def test_reputation_from_receipts_reorders_providers_after_a_ban_expires()
 
 
 async def test_delegation_fails_cleanly_when_nobody_delivers() -> None:
-    hanging = make(HangingSellerFault, cost=0.5)
+    hanging = make(HangingSellerFault, cost=cr(0.5))
     planner = Planner()
     network = MemoryNetwork()
 
@@ -197,12 +199,12 @@ async def test_delegation_fails_cleanly_when_nobody_delivers() -> None:
         return [hanging.address]
 
     delegator = Delegator(planner.identity, find=find, backoff=Backoff(base=60),
-                          wallet=Wallet(budget=20, per_seller=10, per_task=10),
+                          wallet=Wallet(budget=cr(20), per_seller=cr(10), per_task=cr(10)),
                           negotiation_window=0.2)
     async with open_runtime([planner, hanging], transports=[network.transport()]) as rt:
         with pytest.raises(DelegationFailed) as failed:
             await delegator.delegate(rt.context(planner), "forecast.demand", {"history": [1]},
-                                     budget=5.0, deadline=3, max_latency_ms=300)
+                                     budget=cr(5.0), deadline=3, max_latency_ms=300)
     assert [a.verdict for a in failed.value.attempts] == ["not_delivered"]
 
 
@@ -252,13 +254,13 @@ async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_pa
                                config=LedgerConfig(owner=OWNER)) as ledger, \
                 open_runtime(planner, transports=[HttpTransport()],
                              directory=directory) as rt:
-            await ledger.deposit(planner.address, 20 * credit)
+            await ledger.deposit(planner.address, Credits(20 * credit))
             book.ledger = ledger
             delegator = Delegator(planner.identity, find=find, books=book,
-                                  wallet=Wallet(budget=20, per_seller=10, per_task=10),
+                                  wallet=Wallet(budget=cr(20), per_seller=cr(10), per_task=cr(10)),
                                   negotiation_window=1.0)
             done = await delegator.delegate(rt.context(planner), "forecast.demand",
-                                            {"history": [4, 6]}, budget=5.0, deadline=30,
+                                            {"history": [4, 6]}, budget=cr(5.0), deadline=30,
                                             max_latency_ms=3000)
             failed = next(r for r in book.receipts if r.receipt.seller == doomed["address"])
             again = await ledger.settle(book.receipts[-1])  # the same receipt twice pays once
@@ -281,9 +283,9 @@ async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_pa
         doomed["address"]: "not_delivered", survivor["address"]: "met"}
     price, penalty = done.agreement.agreement.terms.price, failed.receipt.penalty
     assert balances[survivor["address"]].available == price  # paid once
-    assert balances[doomed["address"]].available == 0  # paid nothing
-    assert balances[planner.address].available == 20 * credit - price
-    assert all(b.held == 0 for b in balances.values())
+    assert balances[doomed["address"]].available == ZERO  # paid nothing
+    assert balances[planner.address].available == Credits(20 * credit) - price
+    assert all(b.held == ZERO for b in balances.values())
     assert report.agreements == 2
     owed = positions[doomed["address"]]  # the dead provider owes the penalty, by its receipt
     assert (owed.payable, positions[planner.address].receivable) == (penalty, penalty)
@@ -301,13 +303,13 @@ class JobDone(Message, type="test_delegation.job_done/1"):
 class Coordinator(Agent):
     @handler
     async def on_job(self, ctx: Context, msg: Job) -> JobDone:
-        done = await ctx.delegate("forecast.demand", {"history": msg.history}, budget=5.0,
+        done = await ctx.delegate("forecast.demand", {"history": msg.history}, budget=cr(5.0),
                                   deadline=10, max_latency_ms=500)
         return JobDone(forecast=done.result["forecast"], seller=done.seller)
 
 
 async def test_handlers_reach_the_market_through_ctx_delegate() -> None:
-    honest = make(Averager, cost=1.0)
+    honest = make(Averager, cost=cr(1.0))
     coordinator, client = Coordinator(), Planner()
     network = MemoryNetwork()
 
@@ -324,7 +326,7 @@ async def test_handlers_reach_the_market_through_ctx_delegate() -> None:
 
     async with open_runtime([coordinator], transports=[MemoryNetwork().transport()]) as runtime:
         with pytest.raises(UsageError, match="has no market"):
-            await runtime.context(coordinator).delegate("forecast.demand", {}, budget=1,
+            await runtime.context(coordinator).delegate("forecast.demand", {}, budget=cr(1),
                                                         deadline=1)
 
 
@@ -332,7 +334,7 @@ async def test_ledger_counts_match_what_was_recorded_and_settled(tmp_path: Path)
     from marketplace.contracts.ledger import LedgerConfig, open_ledger
     from tests.market_kit import OWNER
 
-    honest = make(Averager, cost=1.0)
+    honest = make(Averager, cost=cr(1.0))
     planner = Planner()
     network = MemoryNetwork()
 
@@ -342,14 +344,14 @@ async def test_ledger_counts_match_what_was_recorded_and_settled(tmp_path: Path)
     async with open_ledger(tmp_path / "l.sqlite",
                            config=LedgerConfig(owner=OWNER)) as ledger, open_runtime(
             [planner, honest], transports=[network.transport()]) as rt:
-        await ledger.deposit(planner.address, 10_000_000)
-        await ledger.deposit(honest.address, 10_000_000)
+        await ledger.deposit(planner.address, Credits(10_000_000))
+        await ledger.deposit(honest.address, Credits(10_000_000))
         assert await ledger.counts() == (0, 0)
         delegator = Delegator(planner.identity, find=find, books=ledger,
-                              wallet=Wallet(budget=9, per_seller=9, per_task=9),
+                              wallet=Wallet(budget=cr(9), per_seller=cr(9), per_task=cr(9)),
                               negotiation_window=0.3)
         await delegator.delegate(rt.context(planner), "forecast.demand", {"history": [1.0]},
-                                 budget=5.0, deadline=10, max_latency_ms=400)
+                                 budget=cr(5.0), deadline=10, max_latency_ms=400)
         assert await ledger.counts() == (1, 1)
         assert len(await ledger.agreements()) == 1
 
@@ -364,20 +366,20 @@ class SlowWorker(Averager):
 
 async def test_delegation_times_delivery_on_the_runtimes_clock() -> None:
     """Deadlines, delivery times and bans come from the injected clock, not the wall."""
-    slow, planner, network = make(SlowWorker, cost=1.0), Planner(), MemoryNetwork()
+    slow, planner, network = make(SlowWorker, cost=cr(1.0)), Planner(), MemoryNetwork()
     clock = ManualClock(time.time())
 
     async def find(capability: str, where: str | None) -> list[str]:
         return [slow.address]
 
     delegator = Delegator(planner.identity, find=find,
-                          wallet=Wallet(budget=20, per_seller=10, per_task=10),
+                          wallet=Wallet(budget=cr(20), per_seller=cr(10), per_task=cr(10)),
                           backoff=Backoff(base=600), negotiation_window=0.5)
     async with open_runtime([planner, slow], transports=[network.transport()],
                             clock=clock) as rt:
         with pytest.raises(DelegationFailed) as failed:
             await delegator.delegate(rt.context(planner), "forecast.demand",
-                                     {"history": [1.0]}, budget=5.0, deadline=300,
+                                     {"history": [1.0]}, budget=cr(5.0), deadline=300,
                                      max_latency_ms=10_000)
     assert [a.verdict for a in failed.value.attempts] == ["breached"]  # 40 s > 10 s on the clock
     assert delegator.backoff.banned(slow.address, now=clock.now())

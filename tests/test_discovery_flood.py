@@ -17,6 +17,7 @@ import pytest_asyncio
 
 from aaex_agents import Identity
 from discovery.records import PriceModel, ServiceAd, SlaOffer, shard_of
+from tests.market_kit import cr
 from tests.swarm_harness import SwarmProcess
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -41,7 +42,7 @@ async def network() -> AsyncIterator[list[SwarmProcess]]:
 def _ad(identity: Identity, *, seq: int, withdrawn: bool = False,
         capability: str = CAPABILITY) -> bytes:
     return ServiceAd(address=identity.address, seq=seq, expires_at=time.time() + 600,
-                     capability=capability, price=PriceModel(amount=1.0),
+                     capability=capability, price=PriceModel(amount=cr(1.0)),
                      sla=SlaOffer(p50_ms=50, p95_ms=100, deadline_s=30, availability=0.99),
                      withdrawn=withdrawn).sign(identity)
 

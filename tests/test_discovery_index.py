@@ -19,6 +19,7 @@ from discovery.errors import (
 )
 from discovery.index import AdIndex, IndexLimits
 from discovery.records import PriceModel, ServiceAd, SlaOffer, shard_of
+from tests.market_kit import cr
 
 NOW = 1_800_000_000.0
 SELLER = Identity(b"\x01" * 32)
@@ -30,7 +31,7 @@ TEN_YEARS = 10 * 365 * 24 * 3600.0
 def ad(identity: Identity = SELLER, *, seq: int = 1, ttl: float = 600, price: float = 2.0,
        withdrawn: bool = False, capability: str = CAPABILITY, now: float = NOW) -> bytes:
     return ServiceAd(address=identity.address, seq=seq, expires_at=now + ttl,
-                     capability=capability, price=PriceModel(amount=price),
+                     capability=capability, price=PriceModel(amount=cr(price)),
                      sla=SlaOffer(p50_ms=50, p95_ms=100, deadline_s=60, availability=0.99),
                      withdrawn=withdrawn).sign(identity)
 

@@ -11,6 +11,7 @@ from discovery.dht import DiscoveryConfig, open_discovery
 from discovery.directory import DhtDirectory
 from discovery.query import Query
 from discovery.records import PriceModel, SlaOffer
+from tests.market_kit import cr
 
 
 class Hello(Message, type="test_discovery.hello/1"):
@@ -27,7 +28,7 @@ class Greeter(Agent):
         return Welcome(greeting=f"hello {msg.name}")
 
 
-OFFER = Offer(capability="greet.people", price=PriceModel(amount=0.5),
+OFFER = Offer(capability="greet.people", price=PriceModel(amount=cr(0.5)),
               sla=SlaOffer(p50_ms=5, p95_ms=10, deadline_s=5, availability=0.999),
               attributes={"language": "en"})
 
@@ -66,7 +67,7 @@ async def test_lookup_results_are_cached_until_they_expire() -> None:
         async with open_advertiser(discovery, seller, [OFFER], refresh_period=60):
             first = await discovery.lookup(Query("greet.people"))
             walks = discovery.stats.walks
-            again = await discovery.lookup(Query("greet.people", max_price=1.0))
+            again = await discovery.lookup(Query("greet.people", max_price=cr(1.0)))
             assert again == first and discovery.stats.walks == walks
             assert discovery.stats.cache_hits == 1
 

@@ -19,6 +19,7 @@ from discovery.records import (
     SlaOffer,
     shard_of,
 )
+from tests.market_kit import cr
 from tests.swarm_harness import SwarmProcess
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -57,7 +58,7 @@ async def network() -> AsyncIterator[Network]:
 def _ad(identity: Identity, *, seq: int = 1, price: float = 1.0, ttl: float = 120,
         capability: str = "forecast.demand") -> ServiceAd:
     return ServiceAd(address=identity.address, seq=seq, expires_at=time.time() + ttl,
-                     capability=capability, price=PriceModel(amount=price),
+                     capability=capability, price=PriceModel(amount=cr(price)),
                      sla=SlaOffer(p50_ms=50, p95_ms=100, deadline_s=30, availability=0.99))
 
 

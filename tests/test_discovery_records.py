@@ -28,6 +28,7 @@ from discovery.records import (
     capability_shard_key,
     shard_of,
 )
+from tests.market_kit import cr
 
 NOW = 1_800_000_000.0
 SELLER = Identity(b"\x01" * 32)
@@ -38,7 +39,7 @@ def ad(identity: Identity = SELLER, *, seq: int = 1, price: float = 2.0, p95: fl
        attributes: dict | None = None, withdrawn: bool = False,  # type: ignore[type-arg]
        capability: str = "forecast.demand", ttl: float = 60) -> ServiceAd:
     return ServiceAd(address=identity.address, seq=seq, expires_at=NOW + ttl,
-                     capability=capability, price=PriceModel(amount=price),
+                     capability=capability, price=PriceModel(amount=cr(price)),
                      sla=SlaOffer(p50_ms=p95 / 2, p95_ms=p95, deadline_s=60, availability=0.99),
                      attributes=attributes or {}, withdrawn=withdrawn)
 
@@ -131,8 +132,8 @@ def test_query_constraints() -> None:
     where = parse_where("region == 'eu' and (gpu in ['h100', 'a100'] or tokens_per_s > 100)")
     assert Query("forecast.demand", where=where).matches(eu)
     assert not Query("forecast.demand", where=where).matches(us)
-    assert Query("forecast.demand", max_price=5).matches(eu)
-    assert not Query("forecast.demand", max_price=5).matches(us)
+    assert Query("forecast.demand", max_price=cr(5)).matches(eu)
+    assert not Query("forecast.demand", max_price=cr(5)).matches(us)
     assert not Query("forecast.demand", max_p95_ms=500).matches(us)
     assert not Query("route.vrp").matches(eu)
     assert Query("forecast.demand", where=parse_where("quantized")).matches(eu)

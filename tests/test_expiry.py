@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from aaex_agents import UsageError
+from aaex_agents import Credits, UsageError
 from aaex_agents.clock import ManualClock
+from aaex_agents.money import ZERO
 from marketplace.contracts.books import differences
 from marketplace.contracts.errors import (
     AgreementExpired,
@@ -31,7 +32,7 @@ from marketplace.trade.escrow import Escrowed, EscrowQuery, Expired, answer_escr
 from marketplace.trade.negotiation import Decline
 from tests.market_kit import BUYER, OWNER, PRICE, SELLER, STRANGER, agreement, receipt
 
-FUNDS = 20_000
+FUNDS = Credits(20_000)
 
 
 @pytest.fixture
@@ -77,7 +78,7 @@ async def test_both_books_close_an_unfunded_agreement_as_expired_and_agree(
     assert isinstance(answer, Expired)
     expiry = SignedExpiry.from_wire(answer.expiry)
     closed = await seller_books.close_expired(signed, expiry, role="seller")
-    assert (closed.verdict, closed.to_seller, closed.to_buyer) == ("expired", 0, 0)
+    assert (closed.verdict, closed.to_seller, closed.to_buyer) == ("expired", ZERO, ZERO)
     # asked again (the answer was lost), the buyer gives the same signed expiry
     again = await answer_escrow_query(buyer_books, BUYER, SELLER.address,
                                       EscrowQuery(agreement=signed.to_wire()), now_ms=9_000)
@@ -86,10 +87,10 @@ async def test_both_books_close_an_unfunded_agreement_as_expired_and_agree(
 
     ours = await buyer_books.statement(SELLER.address)
     theirs = await seller_books.statement(BUYER.address)
-    assert differences(ours, theirs) == [] and ours.net == theirs.net == 0
+    assert differences(ours, theirs) == [] and ours.net == theirs.net == ZERO
     assert [(line.verdict, line.amount, line.receipt_id) for line in ours.lines] == [
-        ("expired", 0, expiry.id)]
-    assert await buyer_books.balance(BUYER.address) == Balance(FUNDS, 0)
+        ("expired", ZERO, expiry.id)]
+    assert await buyer_books.balance(BUYER.address) == Balance(FUNDS, ZERO)
     assert await buyer_books.open_agreements() == await seller_books.open_agreements() == []
     assert await buyer_books.unnotified_receipts() == []  # an expiry is no receipt to send
     assert await buyer_books.settled_receipts() == []  # nor a rating
@@ -101,7 +102,7 @@ async def test_both_books_close_an_unfunded_agreement_as_expired_and_agree(
         await buyer_books.record_agreement(signed)
     with pytest.raises(AlreadySettled):
         await seller_books.settle(receipt(signed, BUYER, latency_ms=200))
-    assert await buyer_books.balance(BUYER.address) == Balance(FUNDS, 0)
+    assert await buyer_books.balance(BUYER.address) == Balance(FUNDS, ZERO)
 
 
 async def test_an_escrowed_agreement_never_expires(buyer_books: Ledger) -> None:
@@ -145,7 +146,7 @@ async def test_verify_refuses_an_expiry_written_over_an_escrowed_agreement(
         "agreement_id": signed.id, "receipt_id": expiry.id, "expiry": expiry.to_wire().hex(),
         "verdict": "expired", "reason": "not_escrowed", "role": "buyer",
         "buyer": BUYER.address, "seller": SELLER.address, "currency": "credit",
-        "price": PRICE, "to_seller": 0, "to_buyer": 0, "at_ms": 5_000},
+        "price": PRICE.micro, "to_seller": 0, "to_buyer": 0, "at_ms": 5_000},
         agreement_id=signed.id, settled=signed.id, receipt_id=expiry.id))
     connection.close()
     async with open_ledger(path, config=LedgerConfig(owner=OWNER)) as books:

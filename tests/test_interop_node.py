@@ -156,7 +156,8 @@ async def test_a2a_sdk_client_chats_and_gets_quotes(node: Node) -> None:
         quoted = await send(seller, Part(data=_value(cfp)))
         assert quoted.task.status.state == TaskState.TASK_STATE_COMPLETED
         quote = MessageToDict(quoted.task.artifacts[0].parts[0].data)
-        assert quote["seller"] == forecaster.address and 0 < quote["price"] <= 10 * 1.5
+        assert quote["seller"] == forecaster.address
+        assert 0 < int(quote["price_micro"]) <= 15_000_000 and quote["price"]  # 1.5 x budget
         assert isinstance(forecaster, Seller)
         assert forecaster.dialogues[quote["dialogue"]].state is DialogueState.CLOSED
         # Terms it cannot meet: a rejected task with the decline reason.

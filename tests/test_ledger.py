@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from aaex_agents import UsageError
+from aaex_agents import Credits, UsageError
 from aaex_agents.clock import ManualClock
+from aaex_agents.money import ZERO
 from marketplace.contracts.books import differences
 from marketplace.contracts.chain import GENESIS, entry_hash
 from marketplace.contracts.errors import (
@@ -37,8 +38,8 @@ from tests.market_kit import (
     receipt,
 )
 
-FUNDS = 20_000
-BOND_FUNDS = 5_000
+FUNDS = Credits(20_000)
+BOND_FUNDS = Credits(5_000)
 
 
 @pytest.fixture
@@ -54,11 +55,11 @@ async def test_met_receipt_releases_the_price(ledger: Ledger) -> None:
     signed = agreement()
     await ledger.record_agreement(signed)
     assert await ledger.balance(BUYER.address) == Balance(FUNDS - PRICE, PRICE)
-    assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS, 0)  # no bond held here
+    assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS, ZERO)  # no bond held here
     settlement = await ledger.settle(receipt(signed, BUYER, latency_ms=200))
-    assert (settlement.verdict, settlement.to_seller, settlement.to_buyer) == ("met", PRICE, 0)
-    assert await ledger.balance(BUYER.address) == Balance(FUNDS - PRICE, 0)
-    assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS + PRICE, 0)
+    assert (settlement.verdict, settlement.to_seller, settlement.to_buyer) == ("met", PRICE, ZERO)
+    assert await ledger.balance(BUYER.address) == Balance(FUNDS - PRICE, ZERO)
+    assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS + PRICE, ZERO)
     report = await ledger.verify()
     assert (report.entries, report.agreements, report.settled) == (5, 1, 1)
 
@@ -70,9 +71,9 @@ async def test_breach_or_no_delivery_refunds_the_buyer_and_the_seller_owes_the_p
     await ledger.record_agreement(signed)
     settlement = await ledger.settle(receipt(signed, BUYER, latency_ms=latency))
     assert settlement.verdict == ("breached" if latency else "not_delivered")
-    assert (settlement.to_seller, settlement.to_buyer) == (0, PRICE)
-    assert await ledger.balance(BUYER.address) == Balance(FUNDS, 0)
-    assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS, 0)
+    assert (settlement.to_seller, settlement.to_buyer) == (ZERO, PRICE)
+    assert await ledger.balance(BUYER.address) == Balance(FUNDS, ZERO)
+    assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS, ZERO)
     positions = await ledger.positions()
     assert (positions[SELLER.address].payable, positions[BUYER.address].receivable) == (
         PENALTY, PENALTY)
@@ -89,11 +90,11 @@ async def test_the_same_receipt_twice_pays_once(ledger: Ledger) -> None:
     again = await ledger.settle(SignedReceipt.from_wire(signed_receipt.to_wire()))
     assert not first.duplicate and again.duplicate and again.seq == first.seq
     assert await ledger.settlement(signed.id) == first
-    assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS + PRICE, 0)
+    assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS + PRICE, ZERO)
     late = receipt(signed, BUYER, latency_ms=None)  # the buyer changes its story afterwards
     with pytest.raises(AlreadySettled, match="pays nothing"):
         await ledger.settle(late)
-    assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS + PRICE, 0)
+    assert await ledger.balance(SELLER.address) == Balance(BOND_FUNDS + PRICE, ZERO)
     assert (await ledger.verify()).settled == 1
 
 
@@ -126,9 +127,9 @@ async def test_recording_an_agreement_twice_holds_once(ledger: Ledger) -> None:
 async def test_a_hold_beyond_the_available_balance_is_refused(ledger: Ledger) -> None:
     head = await ledger.head()
     with pytest.raises(InsufficientFunds, match="available") as caught:
-        await ledger.record_agreement(agreement(price=FUNDS + 1))
-    assert (caught.value.needed, caught.value.available) == (FUNDS + 1, FUNDS)
-    await ledger.record_agreement(agreement(n=3, penalty=BOND_FUNDS + 1), role="seller")
+        await ledger.record_agreement(agreement(price=FUNDS + Credits(1)))
+    assert (caught.value.needed, caught.value.available) == (FUNDS + Credits(1), FUNDS)
+    await ledger.record_agreement(agreement(n=3, penalty=BOND_FUNDS + Credits(1)), role="seller")
     await ledger.record_agreement(agreement(n=1, price=FUNDS))  # exactly enough is enough
     with pytest.raises(InsufficientFunds):  # held funds are not available twice
         await ledger.record_agreement(agreement(n=2, price=1))
@@ -146,7 +147,8 @@ async def test_settlement_refuses_what_does_not_verify(ledger: Ledger) -> None:
         update={"buyer_signature": STRANGER.sign(receipt(signed, BUYER).receipt.signing_bytes())})
     with pytest.raises(BadContractSignature):
         await ledger.settle(forged)
-    lying = receipt(signed, BUYER, latency_ms=200).receipt.model_copy(update={"penalty": 1})
+    lying = receipt(signed, BUYER, latency_ms=200).receipt.model_copy(
+        update={"penalty": Credits(1)})
     with pytest.raises(ReceiptMismatch):
         await ledger.settle(SignedReceipt.create(lying, BUYER))
     assert await ledger.settlement(signed.id) is None
@@ -183,7 +185,7 @@ async def _build(path: Path) -> None:
         await ledger.record_agreement(second)                             # 6, 7
         await ledger.record_access(SELLER.address, "sales", "forecast")   # 8
         await ledger.settle(receipt(second, BUYER, latency_ms=None))      # 9
-        await ledger.deposit(BUYER.address, 100)                          # 10
+        await ledger.deposit(BUYER.address, Credits(100))                          # 10
 
 
 def _tamper(path: Path, *statements: str) -> None:
@@ -265,7 +267,7 @@ async def test_a_published_head_pins_history_against_a_full_rewrite(tmp_path: Pa
     await _build(path)
     async with open_ledger(path, config=LedgerConfig(owner=OWNER)) as ledger:
         published = await ledger.head()
-        await ledger.deposit(STRANGER.address, 1)  # history may grow after publishing
+        await ledger.deposit(STRANGER.address, Credits(1))  # history may grow after publishing
     await _verify(path, expected_head=published)
     _rewrite(path, 8, b"forecast", b"marketing")  # an audit event, which moves no money
     await _verify(path)  # the documented limit: a whole-file rewrite is consistent locally
@@ -278,8 +280,8 @@ async def test_a_full_rewrite_cannot_forge_what_the_parties_signed(tmp_path: Pat
     path = tmp_path / "ledger.db"
     await _build(path)
     # Entry 5 released PRICE to the seller; pay the buyer instead, re-hash it all.
-    _rewrite(path, 5, f'"to_buyer":0,"to_seller":{PRICE}'.encode(),
-             f'"to_buyer":{PRICE},"to_seller":0'.encode())
+    _rewrite(path, 5, f'"to_buyer":0,"to_seller":{PRICE.micro}'.encode(),
+             f'"to_buyer":{PRICE.micro},"to_seller":0'.encode())
     with pytest.raises(LedgerTampered, match="other amounts than its receipt") as caught:
         await _verify(path)
     assert caught.value.seq == 5
@@ -315,20 +317,20 @@ async def test_a_full_disk_refuses_the_write_and_loses_nothing(tmp_path: Path) -
         for filler in (memo, ""):  # fill with big entries, then the last gaps with small ones
             with pytest.raises(LedgerFull, match="nothing was written"):
                 for _ in range(10_000):
-                    await ledger.deposit(STRANGER.address, 1, memo=filler)
+                    await ledger.deposit(STRANGER.address, Credits(1), memo=filler)
                     deposited += 1
         assert 10 < deposited < 10_000
         head = await ledger.head()
         with pytest.raises(LedgerFull):
             await ledger.settle(receipt(signed, BUYER))
         assert await ledger.head() == head
-        assert await ledger.balance(STRANGER.address) == Balance(deposited, 0)
+        assert await ledger.balance(STRANGER.address) == Balance(Credits(deposited), ZERO)
         assert await ledger.settlement(signed.id) is None
         await ledger.verify()
     async with open_ledger(path) as ledger:  # space again: the same receipt now settles
         await ledger.settle(receipt(signed, BUYER))
         report = await ledger.verify()
-        assert report.deposits == {"credit": FUNDS + BOND_FUNDS + deposited}
+        assert report.deposits == {"credit": FUNDS + BOND_FUNDS + Credits(deposited)}
 
 
 async def test_a_file_that_is_not_a_ledger_is_refused(tmp_path: Path) -> None:
@@ -365,12 +367,12 @@ async def test_a_closed_ledger_says_so(tmp_path: Path) -> None:
         await ledger.balance(BUYER.address)
     async with open_ledger(None) as unowned:
         with pytest.raises(UsageError, match="without the node's key"):
-            await unowned.deposit(BUYER.address, 1)
+            await unowned.deposit(BUYER.address, Credits(1))
     async with open_ledger(None, config=LedgerConfig(owner=OWNER)) as memory:
-        with pytest.raises(UsageError, match="positive int"):
-            await memory.deposit(BUYER.address, 0)
+        with pytest.raises(UsageError, match="positive Credits"):
+            await memory.deposit(BUYER.address, Credits(0))
         with pytest.raises(UsageError, match="checksum"):
-            await memory.deposit(BUYER.address[:-1] + "q", 1)
+            await memory.deposit(BUYER.address[:-1] + "q", Credits(1))
 
 
 # -- money is signed; both sides keep books ----------------------------------------------------
@@ -406,9 +408,9 @@ async def test_a_ledger_opens_only_with_its_owners_key(tmp_path: Path) -> None:
 async def test_withdrawal_is_signed_and_bounded_by_the_available_funds(ledger: Ledger) -> None:
     await ledger.record_agreement(agreement())
     with pytest.raises(InsufficientFunds):  # held escrow cannot be withdrawn
-        await ledger.withdraw(BUYER.address, FUNDS - PRICE + 1)
+        await ledger.withdraw(BUYER.address, FUNDS - PRICE + Credits(1))
     await ledger.withdraw(BUYER.address, FUNDS - PRICE, memo="payout")
-    assert await ledger.balance(BUYER.address) == Balance(0, PRICE)
+    assert await ledger.balance(BUYER.address) == Balance(ZERO, PRICE)
     report = await ledger.verify()
     assert report.deposits == {"credit": FUNDS + BOND_FUNDS - (FUNDS - PRICE)}
 
@@ -454,7 +456,7 @@ async def test_verify_reads_one_snapshot_while_another_process_appends(tmp_path:
             open_ledger(path) as reader:
         async def write() -> None:
             for _ in range(300):
-                await writer.deposit(STRANGER.address, 1)
+                await writer.deposit(STRANGER.address, Credits(1))
 
         appending = asyncio.create_task(write())
         reports = []

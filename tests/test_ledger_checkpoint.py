@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from aaex_agents import Identity
+from aaex_agents import Credits, Identity
 from aaex_agents.clock import ManualClock
 from marketplace.cli.main import main
 from marketplace.contracts.chain import GENESIS, entry_hash
@@ -120,7 +120,7 @@ async def test_history_may_grow_after_a_checkpoint(tmp_path: Path) -> None:
     await _build(path)
     checkpoint = await _checkpoint(path)
     async with open_ledger(path, config=LedgerConfig(owner=OWNER)) as ledger:
-        await ledger.deposit(STRANGER.address, 1)
+        await ledger.deposit(STRANGER.address, Credits(1))
         report = await ledger.verify(against=checkpoint)
     assert report.entries == checkpoint.entries + 1
 
@@ -180,7 +180,7 @@ async def test_a_read_only_ledger_refuses_writes(tmp_path: Path) -> None:
     await _build(path)
     async with open_ledger(path, config=LedgerConfig(owner=OWNER, read_only=True)) as ledger:
         with pytest.raises(LedgerError, match="readonly"):
-            await ledger.deposit(BUYER.address, 1)
+            await ledger.deposit(BUYER.address, Credits(1))
         await ledger.verify()
 
 
@@ -189,7 +189,7 @@ async def test_a_new_ledger_is_created_private(tmp_path: Path) -> None:
     try:
         path = tmp_path / "data" / "ledger.sqlite"
         async with open_ledger(path, config=LedgerConfig(owner=OWNER)) as ledger:
-            await ledger.deposit(BUYER.address, 1)
+            await ledger.deposit(BUYER.address, Credits(1))
             modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
     finally:
         os.umask(old)
@@ -212,7 +212,7 @@ def test_cli_checkpoint_then_verify_against_it(
 
     async def fund(amount: int) -> None:
         async with open_ledger(path, config=LedgerConfig(owner=node)) as ledger:
-            await ledger.deposit(BUYER.address, amount)
+            await ledger.deposit(BUYER.address, Credits(amount))
 
     asyncio.run(fund(5))
     asyncio.run(fund(7))

@@ -18,6 +18,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from aaex_agents.money import ZERO, Credits
 from marketplace.contracts.ledger import Entry, Ledger, LedgerConfig, open_ledger
 from tests.market_kit import OWNER
 
@@ -36,7 +37,8 @@ async def _check(path: Path, agreed: set[str], settled: set[str]) -> tuple[int, 
     async with open_ledger(path, config=LedgerConfig(owner=OWNER)) as ledger:
         report = await ledger.verify()
         balances = await ledger.balances()
-        assert sum(b.available + b.held for b in balances.values()) == report.deposits["credit"]
+        assert sum((b.available + b.held for b in balances.values()), ZERO) == \
+            report.deposits["credit"]
         agreements = {a.id: a for a in await ledger.agreements()}
         assert agreed <= set(agreements), "an agreement reported as recorded was lost"
         for agreement_id in settled:
@@ -46,14 +48,14 @@ async def _check(path: Path, agreed: set[str], settled: set[str]) -> tuple[int, 
                           if e.kind in ("release", "refund"))
         assert all(count == 1 for count in payouts.values()), "an agreement was paid twice"
         # Balances again, from nothing but deposits, agreements and their settlements.
-        expected: dict[str, list[int]] = {}
+        expected: dict[str, list[Credits]] = {}
         for e in entries:
             if e.kind == "deposit":
-                expected.setdefault(e.body["address"], [0, 0])[0] += e.body["amount"]
+                expected.setdefault(e.body["address"], [ZERO, ZERO])[0] += Credits(e.body["amount"])
         for agreement_id, signed in agreements.items():
             terms, body = signed.agreement.terms, signed.agreement
-            buyer = expected.setdefault(body.buyer, [0, 0])
-            seller = expected.setdefault(body.seller, [0, 0])
+            buyer = expected.setdefault(body.buyer, [ZERO, ZERO])
+            seller = expected.setdefault(body.seller, [ZERO, ZERO])
             settlement = await ledger.settlement(agreement_id)
             if settlement is None:  # only the buyer's price is held; a penalty is a debt
                 buyer[0] -= terms.price

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from aaex_agents import Agent, Context, Identity, MemoryNetwork, Services, open_runtime
+from aaex_agents import Agent, Context, Credits, Identity, MemoryNetwork, Services, open_runtime
 from aaex_agents.llm import LLMService, open_llm_service
+from aaex_agents.money import ONE_CREDIT, ZERO
 from discovery.query import parse_where
 from marketplace.contracts.agreement import (
     Agreement,
@@ -23,7 +24,6 @@ from marketplace.contracts.agreement import (
     Terms,
     TokenTerms,
 )
-from marketplace.contracts.credits import MINOR_UNITS
 from marketplace.contracts.ledger import Ledger, LedgerConfig, open_ledger
 from marketplace.contracts.receipt import SignedReceipt, make_receipt
 from marketplace.contracts.sla import Delivery, TokenUsage, check_sla
@@ -35,13 +35,13 @@ from marketplace.trade.errors import DelegationFailed
 from marketplace.trade.llm_seller import LlmSeller
 from marketplace.trade.policy import Wallet
 from marketplace.trade.strategies import SellerStrategy
-from tests.market_kit import BUYER, OWNER, SELLER
+from tests.market_kit import BUYER, OWNER, SELLER, cr
 
 pytest.importorskip("llama_cpp", reason="the CPU model needs the cpu extra")
 
 from aaex_agents.llm import LlamaCppConfig, LlamaCppLLM
 
-FUNDS = 10 * MINOR_UNITS
+FUNDS = Credits.parse(10)
 TASK = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
 
 ONE_THREAD = LlamaCppConfig(n_threads=1)
@@ -93,7 +93,7 @@ async def books(tmp_path: Path) -> AsyncIterator[tuple[Ledger, Ledger]]:
 
 
 async def buy(service: LLMService, cls: type[LlmSeller], books: tuple[Ledger, Ledger],
-              budget: float = 1.0) -> tuple[Any, Ledger, Ledger, LlmSeller, Client]:
+              budget: Credits = ONE_CREDIT) -> tuple[Any, Ledger, Ledger, LlmSeller, Client]:
     """One purchase of TASK from a `cls` seller: (outcome, buyer books, seller books, ...)."""
     client = Client()
     buyer_books, seller_books = books
@@ -104,7 +104,7 @@ async def buy(service: LLMService, cls: type[LlmSeller], books: tuple[Ledger, Le
         return [seller.address]
 
     delegator = Delegator(client.identity, find=find, books=buyer_books,
-                          wallet=Wallet(budget=5, per_seller=5, per_task=5),
+                          wallet=Wallet(budget=cr(5), per_seller=cr(5), per_task=cr(5)),
                           negotiation_window=0.5)
     network = MemoryNetwork()
     async with open_runtime([client, seller], transports=[network.transport()],
@@ -126,14 +126,15 @@ async def test_a_met_per_token_sale_pays_the_tokens_and_releases_the_rest(
     usage = done.result["usage"]
     assert 0 < usage["output_tokens"] <= 8 and usage["input_tokens"] > 0
     receipt = done.receipt.receipt
-    expected = (usage["input_tokens"] * 500_000 + usage["output_tokens"] * 2_000_000) // 1000
+    expected = Credits(
+        (usage["input_tokens"] * 500_000 + usage["output_tokens"] * 2_000_000) // 1000)
     assert receipt.verdict == "met"
     assert receipt.usage is not None and receipt.usage.output_tokens == usage["output_tokens"]
     assert receipt.release == expected < terms.price
     assert receipt.refund == terms.price - expected
     done.receipt.verify_against(done.agreement)  # a third party gets the same arithmetic
     assert (await buyer_books.balance(client.address)).available == FUNDS - expected
-    assert (await buyer_books.balance(client.address)).held == 0
+    assert (await buyer_books.balance(client.address)).held == ZERO
     assert (await buyer_books.balance(seller.address)).available == expected
     await buyer_books.verify()  # the chain replays to the same balances
     line = (await seller_books.statement(client.address)).lines[0]
@@ -153,16 +154,16 @@ async def test_a_seller_that_over_reports_or_misses_its_ttft_is_breached_and_ref
     outcome = check_sla(agreement.agreement, signed_receipt.receipt.delivery())
     assert outcome.verdict == "breached" and any(reason in r for r in outcome.reasons)
     assert (signed_receipt.receipt.release, signed_receipt.receipt.refund) == (
-        0, agreement.agreement.terms.price)
+        ZERO, agreement.agreement.terms.price)
     balance = await buyer_books.balance(client.address)
-    assert (balance.available, balance.held) == (FUNDS, 0)  # all the escrow came back
-    assert (await buyer_books.balance(seller.address)).available == 0
+    assert (balance.available, balance.held) == (FUNDS, ZERO)  # all the escrow came back
+    assert (await buyer_books.balance(seller.address)).available == ZERO
     assert [r.receipt.verdict for r in seller.receipts] == ["breached"]
 
 
 async def test_a_budget_below_the_cap_is_declined_with_the_reason(
         service: LLMService, books: tuple[Ledger, Ledger]) -> None:
-    failed, buyer_books, _, _, client = await buy(service, LlmSeller, books, budget=0.001)
+    failed, buyer_books, _, _, client = await buy(service, LlmSeller, books, budget=cr(0.001))
     assert isinstance(failed, DelegationFailed)
     assert "over_budget" in failed.attempts[0].detail
     assert (await buyer_books.balance(client.address)).available == FUNDS
@@ -179,17 +180,17 @@ async def test_a_budget_too_small_bans_nobody_and_a_sufficient_one_buys_at_once(
         return [seller.address]
 
     delegator = Delegator(client.identity, find=find, books=buyer_books,
-                          wallet=Wallet(budget=5, per_seller=5, per_task=5),
+                          wallet=Wallet(budget=cr(5), per_seller=cr(5), per_task=cr(5)),
                           negotiation_window=0.5)
     async with open_runtime([client, seller], transports=[MemoryNetwork().transport()],
                             services=Services(llm=service)) as rt:
         ctx = rt.context(client)
         with pytest.raises(DelegationFailed) as caught:
-            await delegator.delegate(ctx, "llm.chat", TASK, budget=0.001, deadline=30,
+            await delegator.delegate(ctx, "llm.chat", TASK, budget=cr(0.001), deadline=30,
                                      max_latency_ms=60_000)
         assert [a.detail for a in caught.value.attempts] == ["over_budget"]  # asked once
         assert not delegator.backoff.banned(seller.address, now=ctx.clock.now())
-        done = await delegator.delegate(ctx, "llm.chat", TASK, budget=1.0, deadline=30,
+        done = await delegator.delegate(ctx, "llm.chat", TASK, budget=cr(1.0), deadline=30,
                                         max_latency_ms=60_000)
     assert done.receipt.receipt.verdict == "met"
 
@@ -198,7 +199,7 @@ async def test_a_budget_too_small_bans_nobody_and_a_sufficient_one_buys_at_once(
 
 def _fixed_price_agreement() -> Agreement:
     terms = Terms(task_hash="ab" * 32, capability="forecast.demand", price=1_500_000,
-                  max_latency_ms=500, deadline_ms=2_000_000_000_000, penalty=100)
+                  max_latency_ms=500, deadline_ms=2_000_000_000_000, penalty=Credits(100))
     return Agreement(dialogue_id="d1", buyer=BUYER.address, seller=SELLER.address, terms=terms,
                      agreed_at_ms=1_900_000_000_000, nonce="0" * 32)
 
@@ -238,7 +239,7 @@ def test_per_token_terms_are_signed_and_round_trip() -> None:
     delivery = Delivery(result_hash="cd" * 32, started_at_ms=1_900_000_000_001,
                         finished_at_ms=1_900_000_000_100, usage=usage)
     outcome = check_sla(agreement, delivery)
-    assert (outcome.verdict, outcome.release) == ("met", (30 * 1000 + 64 * 3000) // 1000)
+    assert (outcome.verdict, outcome.release) == ("met", Credits((30 * 1000 + 64 * 3000) // 1000))
     slow = usage.model_copy(update={"generation_ms": 63_000})  # 1 token/s < 5 promised
     assert check_sla(agreement, delivery.model_copy(update={"usage": slow})).verdict == "breached"
     missing = check_sla(agreement, delivery.model_copy(update={"usage": None}))
@@ -261,14 +262,15 @@ async def test_a_node_with_llm_hosts_the_seller_and_its_ad_describes_the_model(
         [seller] = node.runtime.agents.values()
         assert isinstance(seller, LlmSeller) and seller.capability == "llm.chat"
         [offer] = offers_of(seller)
-    assert offer.price.kind == "per_token" and offer.price.amount == pytest.approx(0.02 / 1000)
+    assert (offer.price.kind, offer.price.amount) == ("per_1k_tokens", cr(0.02))
     attributes = offer.attributes
     assert attributes["model"] == "SmolLM2-135M-Instruct"
     assert attributes["quantization"] == "Q4_1" and attributes["context_length"] == 512
     assert attributes["tokens_per_s"] > 0 and attributes["ttft_ms"] > 0  # measured at start
-    assert (attributes["price_in_per_1k"], attributes["price_out_per_1k"]) == (0.01, 0.02)
+    assert (attributes["price_in_per_1k_micro"], attributes["price_out_per_1k_micro"]) == (
+        10_000, 20_000)
     assert attributes["max_tokens_cap"] == 64
-    assert parse_where("model == 'SmolLM2-135M-Instruct' and price_out_per_1k <= 0.05"
+    assert parse_where("model == 'SmolLM2-135M-Instruct' and price_out_per_1k_micro <= 50000"
                        ).matches(attributes)
     assert not parse_where("model == 'Llama-3-8B'").matches(attributes)
 

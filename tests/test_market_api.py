@@ -6,13 +6,12 @@ import marketplace
 from aaex_agents import AaexError
 
 SETTLEMENT = {
-    "MINOR_UNITS", "AccessEvent", "Agreement", "AlreadySettled", "BadContractSignature",
+    "Credits", "AccessEvent", "Agreement", "AlreadySettled", "BadContractSignature",
     "Balance", "ContractRejected", "Delivery", "Entry", "InsufficientFunds", "Ledger",
     "LedgerConfig", "LedgerCorrupt", "LedgerError", "LedgerFull", "LedgerReport",
     "LedgerTampered", "MalformedContract", "Receipt", "ReceiptMismatch", "ReputationBook",
     "Score", "Settlement", "SignedAgreement", "SignedReceipt", "SlaOutcome", "Terms",
     "UnknownAgreement", "Verdict", "check_sla", "make_receipt", "open_ledger",
-    "to_minor_units",
 }
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from aaex_agents import Agent, Identity, MemoryNetwork, open_runtime
+from aaex_agents.money import ZERO
 from aaex_agents.runtime import Runtime
 from aaex_agents.testing import ManualClock
-from marketplace.contracts.agreement import SignedAgreement, to_minor_units
+from marketplace.contracts.agreement import SignedAgreement
 from marketplace.trade.contracting import buyer_signer, seller_countersigner
 from marketplace.trade.errors import SpendingRefused
 from marketplace.trade.negotiation import (
@@ -36,6 +37,7 @@ from marketplace.trade.strategies import (
     BuyerUtility,
     SellerStrategy,
 )
+from tests.market_kit import cr
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +53,7 @@ class Buyer(Agent):
 def seller(cost: float, exponent: float, *, latency: float = 400,
            admit: AccessControl | None = None, clock: ManualClock | None = None) -> Forecaster:
     identity = Identity.generate()
-    return Forecaster(identity, strategy=SellerStrategy(cost=cost, exponent=exponent,
+    return Forecaster(identity, strategy=SellerStrategy(cost=cr(cost), exponent=exponent,
                                                         latency_ms=latency),
                       countersign=seller_countersigner(identity),
                       admit=admit.admit if admit else None, clock=clock)
@@ -60,14 +62,14 @@ def seller(cost: float, exponent: float, *, latency: float = 400,
 def cfp(seconds: float = 2.0, **changes: object) -> CallForProposals:
     fields: dict[str, object] = dict(
         dialogue=new_dialogue_id(), capability="forecast.demand",
-        task={"stores": 20, "weeks": 1}, max_price=10.0, max_latency_ms=1000,
-        max_deadline_s=120, wanted_penalty=1.0, respond_by=time.time() + seconds)
+        task={"stores": 20, "weeks": 1}, max_price=cr(10.0), max_latency_ms=1000,
+        max_deadline_s=120, wanted_penalty=cr(1.0), respond_by=time.time() + seconds)
     fields.update(changes)
     return CallForProposals(**fields)  # type: ignore[arg-type]
 
 
-UTILITY = BuyerUtility(max_price=10.0, max_latency_ms=1000, max_deadline_s=120,
-                       wanted_penalty=1.0)
+UTILITY = BuyerUtility(max_price=cr(10), max_latency_ms=1000, max_deadline_s=120,
+                       wanted_penalty=cr(1.0))
 
 
 @asynccontextmanager
@@ -92,7 +94,7 @@ async def test_buyer_awards_the_best_of_three_strategies_and_both_sign() -> None
     assert signed.agreement.buyer == buyer.address
     assert signed.agreement.seller == result.winner
     assert result.offer is not None
-    assert signed.agreement.terms.price == to_minor_units(result.offer.price)
+    assert signed.agreement.terms.price == result.offer.price
     winner = next(s for s in sellers if s.address == result.winner)
     assert winner.dialogues[call.dialogue].state is DialogueState.AGREED
     assert result.round_trips <= 5  # CFP + at most 3 counter rounds + accept
@@ -135,10 +137,11 @@ async def test_unknown_finished_late_and_out_of_order_messages_change_nothing() 
         before = (dialogue.round, dialogue.state, dialogue.offer)
 
         cases = [
-            (ctx, CounterOffer(dialogue=new_dialogue_id(), round=1, price=1.0), "unknown_dialogue"),
-            (runtime.context(intruder), CounterOffer(dialogue=call.dialogue, round=1, price=1.0),
+            (ctx, CounterOffer(dialogue=new_dialogue_id(), round=1, price=cr(1)),
+             "unknown_dialogue"),
+            (runtime.context(intruder), CounterOffer(dialogue=call.dialogue, round=1, price=cr(1)),
              "not_your_dialogue"),
-            (ctx, CounterOffer(dialogue=call.dialogue, round=3, price=1.0), "out_of_order"),
+            (ctx, CounterOffer(dialogue=call.dialogue, round=3, price=cr(1)), "out_of_order"),
             (ctx, Accept(dialogue=call.dialogue, round=2, agreement=b"x"), "out_of_order"),
             (ctx, Accept(dialogue=call.dialogue, round=0, agreement=b"forged"), "bad_agreement"),
             (ctx, cfp(dialogue=call.dialogue), "duplicate_dialogue"),
@@ -150,7 +153,7 @@ async def test_unknown_finished_late_and_out_of_order_messages_change_nothing() 
 
         # accepting a price lower than the seller's offer is refused: terms must match
         assert dialogue.offer is not None
-        cheap = dialogue.offer.__class__(dialogue.offer.price / 2, dialogue.offer.latency_ms,
+        cheap = dialogue.offer.__class__(dialogue.offer.price // 2, dialogue.offer.latency_ms,
                                          dialogue.offer.deadline_s, dialogue.offer.penalty)
         lowball = buyer_signer(buyer.identity)(call.dialogue, target.address, call, cheap)
         reply = await ctx.ask(target.address, Accept(dialogue=call.dialogue, round=0,
@@ -170,25 +173,26 @@ async def test_unknown_finished_late_and_out_of_order_messages_change_nothing() 
         assert isinstance(await ctx.ask(target.address, late), Propose)
         clock.advance(0.3)  # the seller's clock passes the deadline
         reply = await ctx.ask(target.address, CounterOffer(dialogue=late.dialogue, round=1,
-                                                           price=1.0))
+                                                           price=cr(1)))
         assert isinstance(reply, Decline) and reply.reason == "deadline_passed"
 
 
 async def test_the_wallet_refuses_to_sign_beyond_policy_and_releases_on_decline() -> None:
-    wallet = Wallet(budget=5.0, per_seller=3.0, per_task=4.0)
+    wallet = Wallet(budget=cr(5.0), per_seller=cr(3.0), per_task=cr(4.0))
     sign = wallet.guard(buyer_signer(Identity.generate()))
     call = cfp()
     offer_type = __import__("marketplace.trade.strategies", fromlist=["Offer"]).Offer
     with pytest.raises(SpendingRefused, match="per-task"):
-        sign(call.dialogue, Identity.generate().address, call, offer_type(4.5, 100, 60, 1))
+        sign(call.dialogue, Identity.generate().address, call, offer_type(cr(4.5), 100, 60, cr(1)))
     seller_address = Identity.generate().address
-    sign(call.dialogue, seller_address, call, offer_type(2.5, 100, 60, 1))
+    sign(call.dialogue, seller_address, call, offer_type(cr(2.5), 100, 60, cr(1)))
     with pytest.raises(SpendingRefused, match="per-seller"):
-        sign(call.dialogue, seller_address, call, offer_type(1.0, 100, 60, 1))
+        sign(call.dialogue, seller_address, call, offer_type(cr(1.0), 100, 60, cr(1)))
     with pytest.raises(SpendingRefused, match="budget"):
-        sign(call.dialogue, Identity.generate().address, call, offer_type(3.0, 100, 60, 1))
-    wallet.release(seller_address, 2.5)
-    assert wallet.spent == 0.0
+        sign(call.dialogue, Identity.generate().address, call,
+             offer_type(cr(3.0), 100, 60, cr(1)))
+    wallet.release(seller_address, cr(2.5))
+    assert wallet.spent == ZERO
 
 
 async def test_three_seller_processes_with_different_strategies_over_http() -> None:

@@ -17,6 +17,7 @@ from aaex_agents import Agent, HttpTransport, StaticDirectory, open_runtime
 from aaex_agents.clock import SystemClock
 from marketplace.node.config import ConfigError, load_config, parse_config
 from marketplace.trade.negotiation import CallForProposals, Propose, new_dialogue_id
+from tests.market_kit import cr
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,7 +155,7 @@ async def test_node_runs_from_config_serves_admin_and_metrics_and_stops_on_sigte
             async with open_runtime(buyer, transports=[HttpTransport()], directory=StaticDirectory(
                     {seller: [endpoint]})) as runtime:
                 reply = await runtime.context(buyer).ask(seller, CallForProposals(
-                    dialogue=new_dialogue_id(), capability="forecast.demand", max_price=10,
+                    dialogue=new_dialogue_id(), capability="forecast.demand", max_price=cr(10),
                     max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 3))
             assert isinstance(reply, Propose)
             dialogues = await get("/dialogues")
@@ -227,14 +228,14 @@ async def test_shutdown_declines_new_calls_but_lets_open_negotiations_finish(
     async with open_runtime(buyer, transports=[HttpTransport()], directory=directory) as rt:
         ctx = rt.context(buyer)
         call = CallForProposals(dialogue=new_dialogue_id(), capability="forecast.demand",
-                                max_price=10, max_latency_ms=1000, max_deadline_s=60,
+                                max_price=cr(10), max_latency_ms=1000, max_deadline_s=60,
                                 respond_by=time.time() + 60)
         offer = await ctx.ask(seller.address, call)
         assert isinstance(offer, Propose)
         stopping = asyncio.ensure_future(node_cm.__aexit__(None, None, None))
         await asyncio.wait_for(node.draining.wait(), 10)  # the node has begun to drain
         late = await ctx.ask(seller.address, CallForProposals(
-            dialogue=new_dialogue_id(), capability="forecast.demand", max_price=10,
+            dialogue=new_dialogue_id(), capability="forecast.demand", max_price=cr(10),
             max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 60))
         assert isinstance(late, Decline) and late.reason == "shutting_down"
         signed = buyer_signer(buyer.identity)(call.dialogue, seller.address, call, Offer(

@@ -10,6 +10,7 @@ from aaex_agents import Agent
 from aaex_agents.errors import UsageError
 from marketplace.node.config import ConfigError, parse_config
 from marketplace.trade.market import MarketSettings, NodeMarket
+from tests.market_kit import cr
 
 
 def config(market: dict[str, object]) -> dict[str, object]:
@@ -18,7 +19,7 @@ def config(market: dict[str, object]) -> dict[str, object]:
 
 def test_market_settings_are_read_from_the_config() -> None:
     parsed = parse_config(config({"budget": 50, "per_task": 5.5}), base=Path("/tmp/x"))
-    assert parsed.market == MarketSettings(budget=50.0, per_task=5.5)
+    assert parsed.market == MarketSettings(budget=cr(50.0), per_task=cr(5.5))
     assert parse_config({"node": {}}, base=Path(".")).market == MarketSettings()
 
 
@@ -40,7 +41,7 @@ async def test_each_buying_agent_gets_its_own_delegator_and_wallet() -> None:
         return []
 
     market = NodeMarket({a.address: a for a in (first, second)}, find=find, ledger=None,
-                        settings=MarketSettings(budget=7))
+                        settings=MarketSettings(budget=cr(7)))
     one, other = market.for_agent(first.address), market.for_agent(second.address)
     assert one is market.for_agent(first.address) and one is not other
     assert one.reputation is other.reputation  # the node learns from every agent's receipts

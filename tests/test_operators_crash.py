@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from marketplace.contracts.agreement import MINOR_UNITS
+from aaex_agents import Credits
+from aaex_agents.money import ZERO
 from marketplace.contracts.ledger import open_ledger
 from tests.node_kit import ROOT, NodeProcess, running_node
 
@@ -158,7 +159,7 @@ async def test_a_buyer_killed_at_any_step_settles_once_after_its_restart(
     _, _, balances = await _books(tmp_path / "buyer-data" / "ledger.sqlite")
     seller_address = buyer_lines[0].seller
     assert balances[seller_address].available == buyer_lines[0].price  # paid exactly once
-    assert all(b.held == 0 for b in balances.values())
+    assert all(b.held == ZERO for b in balances.values())
 
 
 async def test_a_buyer_killed_while_negotiating_holds_nothing_after_its_restart(
@@ -173,13 +174,13 @@ async def test_a_buyer_killed_while_negotiating_holds_nothing_after_its_restart(
     async with running_node(buyer_toml):
         open_buyer, lines, balances = await _books(tmp_path / "buyer-data" / "ledger.sqlite")
     assert (open_buyer, lines) == ([], [])
-    assert all(b.held == 0 for b in balances.values())
-    assert sum(b.available for b in balances.values()) == 10 * MINOR_UNITS
+    assert all(b.held == ZERO for b in balances.values())
+    assert sum((b.available for b in balances.values()), Credits(0)) == Credits.parse(10)
     buyer_address = next(iter(balances))
     _, seller_lines, _ = await _books(seller.books, buyer_address)
     # A sale the seller countersigned for the dead buyer moved no money; the seller asks the
     # restarted buyer about it and both close it as expired (tests/test_operators_expiry.py).
-    assert all(line.verdict in ("open", "expired") and line.amount == 0
+    assert all(line.verdict in ("open", "expired") and line.amount == ZERO
                for line in seller_lines)
 
 

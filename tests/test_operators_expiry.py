@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from aaex_agents.money import ZERO
 from marketplace.contracts.ledger import open_ledger
 from tests.node_kit import NodeProcess, running_node
 from tests.test_operators import aaex
@@ -109,4 +110,4 @@ async def test_a_seller_killed_after_countersigning_closes_the_sale_as_expired_o
         async with open_ledger(books_path) as books:
             await books.verify()
             [line] = await books.lines()
-            assert (line.verdict, line.amount) == ("expired", 0)
+            assert (line.verdict, line.amount) == ("expired", ZERO)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aaex_agents import UsageError
+from aaex_agents import Credits, UsageError
 from marketplace.contracts.errors import BadContractSignature, ReceiptMismatch, UnknownAgreement
 from marketplace.contracts.ledger import LedgerConfig, open_ledger
 from marketplace.contracts.receipt import SignedReceipt
@@ -59,8 +59,8 @@ def test_scores_are_per_rater_first_then_the_median() -> None:
 
 async def test_a_book_fed_from_the_ledger(tmp_path: Path) -> None:
     async with open_ledger(tmp_path / "l.db", config=LedgerConfig(owner=OWNER)) as ledger:
-        await ledger.deposit(BUYER.address, 100_000)
-        await ledger.deposit(SELLER.address, 100_000)
+        await ledger.deposit(BUYER.address, Credits(100_000))
+        await ledger.deposit(SELLER.address, Credits(100_000))
         for n, latency in enumerate([200, 200, 5_000]):
             signed = agreement(n=n, max_latency_ms=1_000)
             await ledger.record_agreement(signed)

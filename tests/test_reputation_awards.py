@@ -16,8 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aaex_agents import Agent, Context, Identity, MemoryNetwork, Services, open_runtime
+from aaex_agents import Agent, Context, Credits, Identity, MemoryNetwork, Services, open_runtime
 from aaex_agents.errors import UsageError
+from aaex_agents.money import ZERO
 from marketplace.contracts.reputation import NEUTRAL, ReputationBook, Score
 from marketplace.trade.contracting import seller_countersigner
 from marketplace.trade.delegation import Delegated, Delegator, shortlist
@@ -25,7 +26,7 @@ from marketplace.trade.market import MarketSettings, NodeMarket
 from marketplace.trade.policy import Wallet
 from marketplace.trade.selling import ServiceSeller
 from marketplace.trade.strategies import LINEAR, BuyerUtility, Offer, SellerStrategy, Weights
-from tests.market_kit import agreement, identity, receipt
+from tests.market_kit import agreement, cr, identity, receipt
 
 CAPABILITY = "forecast.demand"
 LOW, HIGH = 0.2, 0.8
@@ -33,83 +34,91 @@ LOW, HIGH = 0.2, 0.8
 
 # -- the utility -------------------------------------------------------------------------
 
-limits = st.tuples(st.floats(0.01, 1e4), st.floats(1, 1e6), st.floats(0.1, 1e5),
-                   st.floats(0, 100))
+MICRO = 1_000_000
+limits = st.tuples(st.integers(10_000, 10**4 * MICRO), st.floats(1, 1e6), st.floats(0.1, 1e5),
+                   st.integers(0, 100 * MICRO))
+"""(max price, max latency, max deadline, wanted penalty); amounts in micro-credits."""
+
+
+def offer(price: float, latency: float, deadline: float, penalty: float = 0) -> Offer:
+    """An offer whose amounts are written in credits (exact for these tests' decimals)."""
+    return Offer(cr(price), latency, deadline, cr(penalty))
 
 
 @settings(max_examples=2_000, deadline=None)
 @given(limits=limits, data=st.data())
 def test_a_low_rated_seller_never_beats_a_high_rated_one_at_up_to_twice_its_price(
-        limits: tuple[float, float, float, float], data: st.DataObject) -> None:
+        limits: tuple[int, float, float, int], data: st.DataObject) -> None:
     max_price, max_latency, max_deadline, wanted_penalty = limits
-    utility = BuyerUtility(max_price=max_price, max_latency_ms=max_latency,
-                           max_deadline_s=max_deadline, wanted_penalty=wanted_penalty)
-    cheap = data.draw(st.floats(0, max_price), label="cheap price")
-    dear = data.draw(st.floats(cheap, min(2 * cheap, max_price)), label="dear price")
+    utility = BuyerUtility(max_price=Credits(max_price), max_latency_ms=max_latency,
+                           max_deadline_s=max_deadline, wanted_penalty=Credits(wanted_penalty))
+    cheap = data.draw(st.integers(0, max_price), label="cheap price")
+    dear = data.draw(st.integers(cheap, min(2 * cheap, max_price)), label="dear price")
     low = data.draw(st.floats(0, LOW), label="low rating")
     high = data.draw(st.floats(HIGH, 1), label="high rating")
     latency = data.draw(st.floats(0, max_latency), label="latency")
     deadline = data.draw(st.floats(0, max_deadline), label="deadline")
-    penalty = data.draw(st.floats(0, 200), label="penalty")
-    low_offer = Offer(cheap, latency, deadline, penalty)
-    high_offer = Offer(dear, latency, deadline, penalty)
+    penalty = Credits(data.draw(st.integers(0, 200 * MICRO), label="penalty"))
+    low_offer = Offer(Credits(cheap), latency, deadline, penalty)
+    high_offer = Offer(Credits(dear), latency, deadline, penalty)
     assert utility.of(high_offer, high) > utility.of(low_offer, low)
 
 
 @settings(max_examples=500, deadline=None)
 @given(limits=limits, data=st.data())
 def test_an_unrated_seller_is_judged_exactly_as_before_reputation_counted(
-        limits: tuple[float, float, float, float], data: st.DataObject) -> None:
+        limits: tuple[int, float, float, int], data: st.DataObject) -> None:
     """At the neutral score the utility is the old weighted sum (so the bench is unchanged)."""
     max_price, max_latency, max_deadline, wanted_penalty = limits
-    utility = BuyerUtility(max_price=max_price, max_latency_ms=max_latency,
-                           max_deadline_s=max_deadline, wanted_penalty=wanted_penalty)
-    offer = Offer(data.draw(st.floats(0, max_price)), data.draw(st.floats(0, max_latency)),
-                  data.draw(st.floats(0, max_deadline)), data.draw(st.floats(0, 200)))
-    insured = 1.0 if wanted_penalty <= 0 else min(1.0, offer.penalty / wanted_penalty)
-    before = (0.5 * (1 - offer.price / max_price) + 0.2 * (1 - offer.latency_ms / max_latency)
-              + 0.1 * (1 - offer.deadline_s / max_deadline) + 0.1 * insured + 0.1 * NEUTRAL)
-    assert utility.of(offer, NEUTRAL) == pytest.approx(before, abs=1e-12)
+    utility = BuyerUtility(max_price=Credits(max_price), max_latency_ms=max_latency,
+                           max_deadline_s=max_deadline, wanted_penalty=Credits(wanted_penalty))
+    bid = Offer(Credits(data.draw(st.integers(0, max_price))),
+                data.draw(st.floats(0, max_latency)), data.draw(st.floats(0, max_deadline)),
+                Credits(data.draw(st.integers(0, 200 * MICRO))))
+    insured = 1.0 if wanted_penalty <= 0 else min(1.0, bid.penalty.micro / wanted_penalty)
+    before = (0.5 * (1 - bid.price.micro / max_price)
+              + 0.2 * (1 - bid.latency_ms / max_latency)
+              + 0.1 * (1 - bid.deadline_s / max_deadline) + 0.1 * insured + 0.1 * NEUTRAL)
+    assert utility.of(bid, NEUTRAL) == pytest.approx(before, abs=1e-12)
     target = data.draw(st.floats(0, 1), label="target")
-    price = utility.price_for(target, offer, NEUTRAL)
-    old_price = max(0.0, min(max_price, (utility.of(Offer(0.0, offer.latency_ms,
-                                                          offer.deadline_s, offer.penalty))
+    price = utility.price_for(target, bid, NEUTRAL)
+    old_price = max(0.0, min(max_price, (utility.of(Offer(ZERO, bid.latency_ms,
+                                                          bid.deadline_s, bid.penalty))
                                          - target) / (0.5 / max_price)))
-    assert price == pytest.approx(old_price, rel=1e-9, abs=1e-9)
+    assert price.micro == pytest.approx(old_price, abs=1)  # rounded down to the micro-credit
 
 
 @settings(max_examples=500, deadline=None)
-@given(rating=st.floats(0, 1), target=st.floats(0, 1), price=st.floats(0.01, 10),
+@given(rating=st.floats(0, 1), target=st.floats(0, 1), price=st.integers(10_000, 10 * MICRO),
        latency=st.floats(0, 1000))
 def test_the_counter_price_reaches_the_target_utility(rating: float, target: float,
-                                                      price: float, latency: float) -> None:
-    utility = BuyerUtility(max_price=10, max_latency_ms=1000, max_deadline_s=60)
-    offer = Offer(price, latency, 30, 0)
-    counter = utility.price_for(target, offer, rating)
-    assert 0 <= counter <= 10
-    at_counter = Offer(counter, latency, 30, 0)
-    if counter > 0:  # a target out of reach even for free asks for 0
-        assert utility.of(at_counter, rating) >= target - 1e-9
-    if counter < 10:  # and the counter is the highest price that reaches it
-        assert utility.of(Offer(counter + 1e-3, latency, 30, 0), rating) <= target + 1e-9
+                                                      price: int, latency: float) -> None:
+    utility = BuyerUtility(max_price=cr(10), max_latency_ms=1000, max_deadline_s=60)
+    counter = utility.price_for(target, Offer(Credits(price), latency, 30, ZERO), rating)
+    assert ZERO <= counter <= cr(10)
+    if counter > ZERO:  # a target out of reach even for free asks for 0
+        assert utility.of(Offer(counter, latency, 30, ZERO), rating) >= target - 1e-9
+    if counter < cr(10):  # and the counter is the highest price that reaches it
+        assert utility.of(Offer(counter + Credits(1_000), latency, 30, ZERO),
+                          rating) <= target + 1e-9
 
 
 def test_the_finding_a_seller_rated_zero_loses_to_one_rated_one_at_half_as_much_again() -> None:
-    utility = BuyerUtility(max_price=10, max_latency_ms=1000, max_deadline_s=60)
-    assert utility.of(Offer(6.0, 300, 30, 0), 1.0) > utility.of(Offer(4.0, 300, 30, 0), 0.0)
+    utility = BuyerUtility(max_price=cr(10), max_latency_ms=1000, max_deadline_s=60)
+    assert utility.of(offer(6.0, 300, 30), 1.0) > utility.of(offer(4.0, 300, 30), 0.0)
     # with no reputation exponent and no reputation weight, price alone decides again
-    blind = BuyerUtility(max_price=10, max_latency_ms=1000, max_deadline_s=60,
+    blind = BuyerUtility(max_price=cr(10), max_latency_ms=1000, max_deadline_s=60,
                          weights=Weights(reputation=0.0, reputation_exponent=0.0))
-    assert blind.of(Offer(6.0, 300, 30, 0), 1.0) < blind.of(Offer(4.0, 300, 30, 0), 0.0)
+    assert blind.of(offer(6.0, 300, 30), 1.0) < blind.of(offer(4.0, 300, 30), 0.0)
 
 
 def test_a_seller_rated_zero_still_has_a_price() -> None:
     """The trust floor: one rater's failure does not price a seller out for good."""
-    utility = BuyerUtility(max_price=10, max_latency_ms=1000, max_deadline_s=60)
+    utility = BuyerUtility(max_price=cr(10), max_latency_ms=1000, max_deadline_s=60)
     assert Weights().trust(0.0) == Weights().trust(0.1) == pytest.approx(0.2)
     # it beats a seller rated 1.0 at the buyer's limit when it asks a twentieth of that
-    assert utility.of(Offer(0.5, 300, 30, 0), 0.0) > utility.of(Offer(10.0, 300, 30, 0), 1.0)
-    assert utility.of(Offer(2.0, 300, 30, 0), 0.0) < utility.of(Offer(10.0, 300, 30, 0), 1.0)
+    assert utility.of(offer(0.5, 300, 30), 0.0) > utility.of(offer(10.0, 300, 30), 1.0)
+    assert utility.of(offer(2.0, 300, 30), 0.0) < utility.of(offer(10.0, 300, 30), 1.0)
 
 
 @pytest.mark.parametrize(("changes", "named"), [
@@ -155,7 +164,8 @@ class Planner(Agent):
 def worker(name: str, cost: float) -> Worker:
     """A seller whose price is fixed at cost * 1.1 (no markup, so no concession)."""
     ident = identity(name)
-    return Worker(ident, strategy=SellerStrategy(cost=cost, markup=1.0, exponent=LINEAR,
+    return Worker(ident, strategy=SellerStrategy(cost=Credits.from_float(cost, rounding="down"),
+                                                 markup=1.0, exponent=LINEAR,
                                                  latency_ms=300),
                   countersign=seller_countersigner(ident))
 
@@ -170,7 +180,7 @@ def rate(book: ReputationBook, seller: Identity, met_out_of_five: list[int], tag
             book.add_receipt(receipt(signed, rater, latency_ms=200 if i < met else None))
 
 
-async def award(sellers: list[Worker], book: ReputationBook, budget: float,
+async def award(sellers: list[Worker], book: ReputationBook, budget: Credits,
                 top_k: int = 3) -> Delegated:
     planner = Planner()
 
@@ -178,7 +188,7 @@ async def award(sellers: list[Worker], book: ReputationBook, budget: float,
         return [s.address for s in sellers]  # the finder puts the cheap one first
 
     delegator = Delegator(planner.identity, find=find, reputation=book,
-                          wallet=Wallet(budget=100 * budget, per_seller=10 * budget,
+                          wallet=Wallet(budget=budget * 100, per_seller=budget * 10,
                                         per_task=budget), negotiation_window=0.5)
     async with open_runtime([planner, *sellers],
                             transports=[MemoryNetwork().transport()]) as runtime:
@@ -202,16 +212,16 @@ def test_the_high_rated_dearer_seller_wins_a_real_negotiation(
     rate(book, cheap.identity, low_votes, "low")
     rate(book, dear.identity, high_votes, "high")
     assert book.score(cheap.address).score <= LOW and book.score(dear.address).score >= HIGH
-    done = asyncio.run(award([cheap, dear], book, budget))
+    done = asyncio.run(award([cheap, dear], book, Credits.from_float(budget, rounding="down")))
     assert done.seller == dear.address
-    assert done.price <= budget and done.price <= 2 * cheap_cost * 1.1 + 1e-6
+    assert done.price.micro <= budget * MICRO and done.price.micro <= 2 * cheap_cost * 1.1e6 + 2
 
 
 async def test_a_newcomer_wins_over_a_low_rated_seller_even_somewhat_dearer() -> None:
     low, newcomer = worker("low", 2.0), worker("newcomer", 3.0)
     book = ReputationBook()
     rate(book, low.identity, [0, 1, 0], "low")
-    done = await award([low, newcomer], book, budget=10)
+    done = await award([low, newcomer], book, budget=cr(10))
     assert done.seller == newcomer.address
 
 
@@ -226,7 +236,7 @@ async def test_a_newcomer_beats_established_good_sellers_only_when_much_cheaper(
     book = ReputationBook()
     for k, seller in enumerate(good):
         rate(book, seller.identity, [5, 5, 5], f"good {k}")
-    done = await award([newcomer, *good], book, budget=10)
+    done = await award([newcomer, *good], book, budget=cr(10))
     assert (done.seller == newcomer.address) is newcomer_wins
 
 
@@ -254,7 +264,7 @@ async def test_market_settings_reach_every_delegator_and_its_awards() -> None:
         rate(market.reputation, dear.identity, [5, 5, 5], "dear")
         async with open_runtime([planner, cheap, dear], transports=[MemoryNetwork().transport()],
                                 services=Services(market=market)) as runtime:
-            done = await runtime.context(planner).delegate(CAPABILITY, {"n": 1}, budget=10,
+            done = await runtime.context(planner).delegate(CAPABILITY, {"n": 1}, budget=cr(10),
                                                            deadline=20, max_latency_ms=500)
         assert done.seller == (cheap if cheap_wins else dear).address
 

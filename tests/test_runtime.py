@@ -376,3 +376,28 @@ async def test_expired_envelopes_are_refused_with_an_injected_clock(
             await peer.transport.request(runtime.endpoints[0], frame, timeout=5)
         assert caught.value.reason == "expired"
         assert doubler.seen == []
+
+
+class AskV1(Message, type="test_runtime.versioned/1"):
+    n: float
+
+
+class AskV2(Message, type="test_runtime.versioned/2", supersedes="test_runtime.versioned/1"):
+    n: int
+
+
+class Versioned(Agent):
+    @handler
+    async def on_ask(self, ctx: Context, msg: AskV2) -> Answer:
+        return Answer(n=msg.n)
+
+
+async def test_a_retired_message_version_is_refused_with_the_version_to_speak(
+        network: MemoryNetwork) -> None:
+    new, old = Versioned(), Collector()
+    async with open_runtime([new, old], transports=[network.transport()]) as runtime:
+        ctx = runtime.context(old)
+        assert await ctx.ask(new.address, AskV2(n=2)) == Answer(n=2)
+        with pytest.raises(PeerRejected, match=r"retired, this side speaks "
+                                               r"test_runtime\.versioned/2"):
+            await ctx.ask(new.address, AskV1(n=2.5))

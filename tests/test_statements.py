@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aaex_agents import Agent, Context, MemoryNetwork, open_runtime
+from aaex_agents import Agent, Context, Credits, MemoryNetwork, open_runtime
+from aaex_agents.money import ZERO
 from marketplace import Buyer
 from marketplace.contracts.checkpoint import Checkpoint
 from marketplace.contracts.ledger import LedgerConfig, open_ledger
@@ -16,7 +17,7 @@ from marketplace.trade.policy import Wallet
 from marketplace.trade.selling import ReceiptNotice, ServiceSeller
 from marketplace.trade.statements import StatementQuery, StatementReply, reconcile
 from marketplace.trade.strategies import LINEAR, SellerStrategy
-from tests.market_kit import OWNER, SELLER, STRANGER, agreement, identity, receipt
+from tests.market_kit import OWNER, SELLER, STRANGER, agreement, cr, identity, receipt
 
 BUYER_NODE = identity("buyer-node")
 """The key of the buyer's node, which signs its books (the seller's node signs with OWNER)."""
@@ -30,7 +31,8 @@ class Averager(ServiceSeller):
 
 
 def seller(ledger: Any, identity: Any = SELLER) -> Averager:
-    return Averager(identity, strategy=SellerStrategy(cost=1.0, exponent=LINEAR, latency_ms=300),
+    return Averager(identity, strategy=SellerStrategy(cost=cr(1.0), exponent=LINEAR,
+                                                      latency_ms=300),
                     countersign=seller_countersigner(identity), ledger=ledger)
 
 
@@ -39,7 +41,7 @@ async def test_both_sides_reconcile_and_no_other_partys_deal_is_shown(tmp_path: 
             open_ledger(tmp_path / "buyer.db",
                         config=LedgerConfig(owner=BUYER_NODE)) as purchases:
         shop, shopper = seller(sales), Buyer(name="shopper", ledger=purchases)
-        await purchases.deposit(shopper.address, 20_000_000)
+        await purchases.deposit(shopper.address, Credits(20_000_000))
         # The seller node's books also hold our seller's sale to someone else, and another
         # hosted seller's sale to our buyer: neither is our seller's to tell.
         other = agreement(STRANGER, SELLER, n=7)
@@ -52,14 +54,14 @@ async def test_both_sides_reconcile_and_no_other_partys_deal_is_shown(tmp_path: 
 
         events: list[str] = []
         delegator = Delegator(shopper.identity, find=find, books=purchases,
-                              wallet=Wallet(budget=20, per_seller=20, per_task=10),
+                              wallet=Wallet(budget=cr(20), per_seller=cr(20), per_task=cr(10)),
                               negotiation_window=0.2)
         async with open_runtime([shop, shopper],
                                 transports=[MemoryNetwork().transport()]) as runtime:
             buyer_ctx, seller_ctx = runtime.context(shopper), runtime.context(shop)
             for history in ([1.0, 3.0], [5.0]):
                 await delegator.delegate(buyer_ctx, "forecast.demand", {"history": history},
-                                         budget=5.0, deadline=10, max_latency_ms=500,
+                                         budget=cr(5.0), deadline=10, max_latency_ms=500,
                                          progress=lambda event, _: events.append(event))
             # Delivered and receipted: nothing is owed, so a draining node need not wait.
             assert shop.owed_work(int(time.time() * 1000)) == 0
@@ -87,7 +89,7 @@ async def test_both_sides_reconcile_and_no_other_partys_deal_is_shown(tmp_path: 
     assert isinstance(answer, StatementReply) and len(answer.lines) == 2
     assert {(line.buyer, line.seller) for line in answer.lines} == {(shopper.address,
                                                                       shop.address)}
-    assert answer.net > 0  # the buyer owes the seller the two prices
+    assert answer.net > ZERO  # the buyer owes the seller the two prices
     assert from_buyer.differences == () and from_seller.differences == ()
     assert from_buyer.ours.net == -from_seller.ours.net == -answer.net
     assert [line.agreement_id for line in from_buyer.ours.lines] == \

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from aaex_agents.money import ZERO, Credits
 from aaex_examples.supply_chain.grounding import ground, numbers_in
 
 for _module in ("numpy", "statsmodels", "pyvrp", "matplotlib", "llama_cpp"):
@@ -117,7 +118,7 @@ def test_the_killed_providers_work_is_rerouted_and_paid_once(
     for task in report["subtasks"]:
         met = [a for a in task["attempts"] if a["verdict"] == "met"]
         assert len(met) == 1  # paid once per subtask
-        assert by_agreement[met[0]["agreement_id"]].release > 0
+        assert by_agreement[met[0]["agreement_id"]].release > ZERO
 
 
 def _node_books(out: Path, name: str) -> Path:
@@ -170,15 +171,15 @@ def test_both_sides_books_agree_and_the_killed_provider_owes_the_penalty(
     # The planner never paid the killed provider; its books hold the penalty it is owed.
     assert [e for e in entries if e.kind == "release" and e.body["seller"] == killed_address
             ] == []
-    penalties = sum(e.body["penalty"] for e in entries
-                    if e.kind == "refund" and e.body["seller"] == killed_address)
-    assert penalties > 0
-    assert positions[killed_address] == Position(0, 0, 0, penalties)
+    penalties = Credits(sum(e.body["penalty"] for e in entries
+                            if e.kind == "refund" and e.body["seller"] == killed_address))
+    assert penalties > ZERO
+    assert positions[killed_address] == Position(ZERO, ZERO, ZERO, penalties)
     assert statements[killed["provider"]].net == penalties  # it owes the planner
     # The killed provider's own books, written by its node after the restart, say the same.
     theirs, their_positions, _ = books[killed["provider"]]
     assert their_positions[killed_address].payable == penalties
-    assert their_positions[killed_address].receivable == 0
+    assert their_positions[killed_address].receivable == ZERO
     assert theirs.net == -penalties
     assert {line.verdict for line in theirs.lines} == {"not_delivered"}
     # Every provider's statement with the planner matches the planner's, line by line.

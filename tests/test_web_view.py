@@ -10,10 +10,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from aaex_agents import Agent, HttpTransport, StaticDirectory, open_runtime
+from aaex_agents import Agent, Credits, HttpTransport, StaticDirectory, open_runtime
 from marketplace.node.config import parse_config
 from marketplace.node.node import open_node
 from marketplace.trade.negotiation import CallForProposals, Propose, new_dialogue_id
+from tests.market_kit import cr
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -35,7 +36,7 @@ async def _chromium(url: str, *args: str, profile: Path) -> bytes:
     process = await asyncio.create_subprocess_exec(
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+        "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=cr(5000)",
         "--window-size=1280,900", *args, url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     out, _ = await asyncio.wait_for(process.communicate(), 90)
@@ -63,10 +64,10 @@ async def test_the_web_view_renders_live_node_state_in_chromium(tmp_path: Path) 
         async with open_runtime(buyer, transports=[HttpTransport()], directory=StaticDirectory(
                 {seller.address: list(node.runtime.endpoints)})) as runtime:
             reply = await runtime.context(buyer).ask(seller.address, CallForProposals(
-                dialogue=new_dialogue_id(), capability="forecast.demand", max_price=10,
+                dialogue=new_dialogue_id(), capability="forecast.demand", max_price=cr(10),
                 max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 60))
             assert isinstance(reply, Propose)
-        await node.ledger.deposit(buyer.address, 3_250_000)
+        await node.ledger.deposit(buyer.address, Credits(3_250_000))
 
         dom = (await _chromium(node.admin_url + "/", "--dump-dom",
                                profile=tmp_path / "profile-dom")).decode()

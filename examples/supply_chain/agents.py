@@ -27,6 +27,7 @@ from typing import Any
 from aaex_agents import Agent, Context, Message, handler
 from aaex_agents.errors import LLMError, UsageError
 from aaex_agents.llm import LLM, system, user
+from aaex_agents.money import ONE_CREDIT, Credits
 from marketplace.trade.delegation import Delegated
 from marketplace.trade.errors import DelegationFailed
 from marketplace.trade.selling import ServiceSeller
@@ -239,12 +240,12 @@ def plan_of(result: dict[str, Any], problem: routing.RoutingProblem) -> routing.
 class Terms:
     """What the planner offers for each subtask."""
 
-    forecast_budget: float = 6.0
-    routing_budget: float = 8.0
+    forecast_budget: Credits = ONE_CREDIT * 6
+    routing_budget: Credits = ONE_CREDIT * 8
     deadline_s: float = 240.0
     forecast_latency_ms: float = 60_000
     routing_latency_ms: float = 45_000
-    penalty: float = 1.0
+    penalty: Credits = ONE_CREDIT
 
 
 @dataclass
@@ -409,7 +410,7 @@ class Planner(Agent):
         return outcome
 
     async def _delegate(self, ctx: Context, tasks: list[Subtask],
-                        task_of: Callable[[Subtask], dict[str, Any]], budget: float,
+                        task_of: Callable[[Subtask], dict[str, Any]], budget: Credits,
                         latency_ms: float) -> None:
         async def one(task: Subtask) -> None:
             try:

@@ -40,7 +40,6 @@ from aaex_agents import Context
 from aaex_agents.errors import AaexError
 from discovery.query import Query
 from marketplace.cli.admin_client import must_run, reach, request
-from marketplace.contracts.agreement import MINOR_UNITS
 from marketplace.contracts.books import Position, differences
 from marketplace.contracts.errors import LedgerError, LedgerTampered
 from marketplace.contracts.ledger import Ledger, open_ledger
@@ -423,9 +422,9 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
             seller = result.agreement.agreement.seller
             terms = result.agreement.agreement.terms
             entry.update(status="done", provider=names.get(seller, seller),
-                         provider_address=seller, price=terms.price / MINOR_UNITS,
+                         provider_address=seller, **terms.price.document("price"),
                          max_latency_ms=terms.max_latency_ms,
-                         penalty=terms.penalty / MINOR_UNITS,
+                         **terms.penalty.document("penalty"),
                          latency_ms=result.receipt.receipt.latency_ms,
                          agreement_id=result.agreement.id,
                          explanation=result.result["explanation"]["text"],
@@ -452,14 +451,13 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
         r = receipt.receipt
         settlements.append({"agreement_id": signed.id,
                             "seller": names.get(r.seller, r.seller), "verdict": r.verdict,
-                            "paid": r.release / MINOR_UNITS,
-                            "penalty": r.penalty / MINOR_UNITS})
+                            **r.release.document("paid"), **r.penalty.document("penalty")})
     # Money on the planner's books: its own, and the prices released to its sellers there;
     # receivable and payable are what signed receipts say each party owes (books.Line).
-    positions = {names.get(a, a): {"address": a, "available": x.available / MINOR_UNITS,
-                                   "held": x.held / MINOR_UNITS,
-                                   "receivable": x.receivable / MINOR_UNITS,
-                                   "payable": x.payable / MINOR_UNITS}
+    positions = {names.get(a, a): {"address": a, **x.available.document("available"),
+                                   **x.held.document("held"),
+                                   **x.receivable.document("receivable"),
+                                   **x.payable.document("payable")}
                  for a, x in (await ledger.positions()).items()}
     interpretation = outcome.interpretation
     plan = outcome.plan

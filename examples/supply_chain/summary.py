@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from aaex_agents.money import Credits
 from marketplace.cli.console import render_table
-from marketplace.contracts.credits import format_credits
 
 
-def _money(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
+def _money(value: str | None) -> str:
+    """An amount as the report states it: exact decimal credits."""
+    return "" if value is None else value
 
 
 def render_summary(report: dict[str, Any]) -> str:
@@ -108,7 +109,7 @@ def _owed(net_micro: int, partner: str, us: str) -> str:
     if net_micro == 0:
         return "even"
     debtor, creditor = (partner, us) if net_micro > 0 else (us, partner)
-    return f"{debtor} owes {creditor} {format_credits(abs(net_micro))}"
+    return f"{debtor} owes {creditor} {Credits(abs(net_micro))}"
 
 
 def _seconds(milliseconds: float | None) -> str:

@@ -20,8 +20,9 @@ import asyncio
 import json
 from typing import Any
 
+from aaex_agents.money import Credits
+
 from ..contracts.books import Position
-from ..contracts.credits import parse_credits
 from ..contracts.ledger import LedgerConfig, open_ledger
 from ..node.accounts import (
     account_document,
@@ -29,7 +30,6 @@ from ..node.accounts import (
     agent_addresses,
     check_address,
     create_missing_keys,
-    money,
     resolve_agent,
     statement_document,
 )
@@ -68,7 +68,7 @@ def register(commands: Any) -> None:
 
 def _move(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    amount = parse_credits(args.amount, "AMOUNT")
+    amount = Credits.parse(args.amount, "AMOUNT")
 
     async def run() -> dict[str, Any]:
         reached = await reach(config)
@@ -85,7 +85,7 @@ def _move(args: argparse.Namespace) -> int:
             write = ledger.deposit if args.kind == "deposit" else ledger.withdraw
             entry = await write(address, amount, memo=args.memo or f"{args.kind} offline")
             position = (await ledger.positions()).get(address, Position())
-        return {args.kind: True, "entry": entry.seq, **money("amount", amount),
+        return {args.kind: True, "entry": entry.seq, **amount.document("amount"),
                 "account": account_document(name, address, position)}
 
     document = asyncio.run(run())

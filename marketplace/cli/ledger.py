@@ -43,7 +43,6 @@ def register(commands: Any) -> None:
 
 
 def _ledger_show(args: argparse.Namespace) -> int:
-    from ..contracts.credits import format_credits
     from ..contracts.ledger import LedgerConfig, open_ledger
 
     async def read() -> tuple[dict[str, Any], list[Any]]:
@@ -55,14 +54,13 @@ def _ledger_show(args: argparse.Namespace) -> int:
 
     balances, entries = asyncio.run(read())
     if args.json:
-        print(json.dumps({"balances": {a: {"available": format_credits(v), "available_micro": v,
-                                           "held": format_credits(h), "held_micro": h}
+        print(json.dumps({"balances": {a: {**v.document("available"), **h.document("held")}
                                        for a, (v, h) in balances.items()},
                           "entries": [{"seq": e.seq, "kind": e.kind, "hash": e.hash,
                                        "body": e.body} for e in entries]}))
         return 0
     print(render_table(["address", "available (credits)", "held (credits)"],
-                       [(a, format_credits(v), format_credits(h))
+                       [(a, str(v), str(h))
                         for a, (v, h) in balances.items()], align="lrr"))
     print()
     print(render_table(["seq", "kind", "hash", "agreement"],

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aaex_agents.errors import UsageError
+from aaex_agents.money import Credits
 
-from ..contracts.credits import parse_credits
 from .admin_client import explicit_access, must_run, reach, stream
 from .console import render_table
 
@@ -36,7 +36,7 @@ def register(commands: Any) -> None:
     search.add_argument("--seed", action="append", required=True,
                         help="multiaddr of a node to join through (repeatable)")
     search.add_argument("--where", help="attribute constraints, e.g. \"region == 'eu'\"")
-    search.add_argument("--max-price", type=float)
+    search.add_argument("--max-price", help="decimal credits, e.g. 2.5")
     search.add_argument("--limit", type=int)
     search.add_argument("--json", action="store_true")
     search.set_defaults(run=_market_search)
@@ -64,7 +64,8 @@ def _market_search(args: argparse.Namespace) -> int:
     from discovery.query import Query, Utility, parse_where
 
     query = Query(args.capability, where=parse_where(args.where) if args.where else None,
-                  max_price=args.max_price, limit=args.limit)
+                  max_price=None if args.max_price is None
+                  else Credits.parse(args.max_price, "--max-price"), limit=args.limit)
 
     async def search() -> list[Any]:
         async with open_libp2p_host() as host, open_discovery(host, seeds=args.seed) as found:
@@ -72,13 +73,14 @@ def _market_search(args: argparse.Namespace) -> int:
 
     ads = asyncio.run(search())
     if args.json:
-        print(json.dumps([json.loads(ad.model_dump_json()) for ad in ads]))
+        print(json.dumps([{**json.loads(ad.model_dump_json()),
+                           **ad.price.amount.document("price")} for ad in ads]))
         return 0
     if not ads:
         print(f"no seller of {args.capability} matches")
         return 0
     print(render_table(["address", "price", "p95 ms", "deadline s", "attributes"],
-                 [(ad.address, f"{ad.price.amount:g} {ad.price.currency}", ad.sla.p95_ms,
+                 [(ad.address, f"{ad.price.amount} {ad.price.currency}", ad.sla.p95_ms,
                    ad.sla.deadline_s, json.dumps(ad.attributes)) for ad in ads]))
     return 0
 
@@ -98,7 +100,7 @@ def _read_task(path: str) -> dict[str, Any]:
 def _market_buy(args: argparse.Namespace) -> int:
     from ..node.config import load_config
 
-    parse_credits(args.budget, "--budget")  # refused here, before the node is asked
+    Credits.parse(args.budget, "--budget")  # refused here, before the node is asked
     body = {"agent": args.agent, "capability": args.capability, "task": _read_task(args.task),
             "budget": args.budget, "deadline": args.deadline, "where": args.where}
     if args.admin is not None and args.token_file is None:
@@ -145,11 +147,13 @@ def _show_event(event: dict[str, Any], out: TextIO) -> None:
     elif kind == "receipt":
         text = f"receipt {event['receipt_id'][:16]}: {event['verdict']}"
     elif kind == "settled":
-        text = (f"settled: paid {event['to_seller']} credits to the seller"
+        text = (f"settled: paid {event['to_seller']} credits to the seller, "
+                f"{event['to_buyer']} back to us"
                 if event.get("verdict") == "met" else
                 f"settled: {event['to_buyer']} credits back to us ({event.get('verdict')})")
     elif kind == "done":
-        text = (f"done: {event['price']} credits to {event['seller']}\n"
+        text = (f"done: held {event['price']}, paid {event.get('paid', event['price'])}, "
+                f"refunded {event.get('refunded', '0')} credits; seller {event['seller']}\n"
                 f"result: {json.dumps(event.get('result'))}")
     elif kind == "failed":
         reasons = [f"  {a['seller']}: {a['verdict']} {a.get('detail') or ''}".rstrip()

@@ -2,16 +2,15 @@
 
 `agreement`, `sla` and `receipt` (with `signing` for their canonical bytes) are the signed
 objects; `ledger` settles them over the hash chain of `chain` (pinned by the signed heads
-of `checkpoint`), and `books` reads what each party owes from them; `credits` converts
-amounts between what a person types and what the books count; `reputation` scores sellers
+of `checkpoint`), and `books` reads what each party owes from them (every amount is an
+`aaex_agents.money.Credits`); `expiry` closes what was never escrowed; `reputation` scores sellers
 from receipts; `errors` names every refusal.
 Imports nothing else from the marketplace.
 """
 
-from .agreement import Agreement, SignedAgreement, Terms, TokenTerms, to_minor_units
+from .agreement import Agreement, SignedAgreement, Terms, TokenTerms
 from .chain import LedgerReport
 from .checkpoint import Checkpoint
-from .credits import MINOR_UNITS, format_credits, parse_credits
 from .errors import (
     AlreadySettled,
     BadContractSignature,
@@ -39,7 +38,6 @@ from .reputation import ReputationBook, Score
 from .sla import Delivery, SlaOutcome, TokenUsage, Verdict, check_sla, token_cost
 
 __all__ = [
-    "MINOR_UNITS",
     "AccessEvent",
     "Agreement",
     "AlreadySettled",
@@ -72,10 +70,7 @@ __all__ = [
     "UnknownAgreement",
     "Verdict",
     "check_sla",
-    "format_credits",
     "make_receipt",
     "open_ledger",
-    "parse_credits",
-    "to_minor_units",
     "token_cost",
 ]

@@ -6,23 +6,22 @@ bytes (``"aaex/agreement/1" || 0x00 || canonical JSON``, see marketplace.contrac
 `SignedAgreement` carries both signatures, and anyone holding only the two addresses can
 check it, because an address *is* its Ed25519 public key.
 
-Money is an integer count of the currency's smallest unit (micro-credits for ``credit``):
-a ledger must add up exactly, and floats do not. `to_minor_units` converts a negotiated
-float price once, at the edge. Times are Unix milliseconds, integers for the same reason.
+Money is `Credits` (aaex_agents.money): an integer count of micro-credits, which the signed
+bytes carry as that integer. A ledger must add up exactly, and floats do not. Times are
+Unix milliseconds, integers for the same reason.
 """
 
 from __future__ import annotations
 
 import os
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aaex_agents.errors import UsageError
 from aaex_agents.identity import Identity, verify_signature
+from aaex_agents.money import ZERO, NonNegativeCredits
 
-from .credits import MINOR_UNITS as MINOR_UNITS
 from .errors import BadContractSignature
 from .signing import Address, content_id, decode_wire, encode_wire, signing_bytes
 
@@ -32,35 +31,21 @@ _HEX64 = r"^[0-9a-f]{64}$"
 _ID_TEXT = r"^[A-Za-z0-9_.:-]{1,128}$"
 
 
-def to_minor_units(amount: float | Decimal | str) -> int:
-    """Convert a price in whole units (as strategies negotiate it) to integer minor units.
-
-    Rounds half to even at the micro-unit, so 0.1 + 0.2 credits agree everywhere.
-
-    Raises:
-        UsageError: `amount` is negative or not a finite number.
-    """
-    value = Decimal(str(amount)) if not isinstance(amount, Decimal) else amount
-    if not value.is_finite() or value < 0:
-        raise UsageError(f"an amount must be a finite number >= 0, got {amount!r}")
-    return int((value * MINOR_UNITS).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-
-
 class TokenTerms(BaseModel):
     """Per-token prices, the token cap and the generation SLA of a language-model sale.
 
     With these in its `Terms`, the agreed `Terms.price` is the most the buyer can owe (the
     cap it escrows); a met delivery pays the tokens the seller's engine counted at these
     prices, and the rest of the escrow goes back (see marketplace.contracts.sla). Prices are
-    integer minor units per 1,000 tokens, like every amount in a contract.
+    `Credits` per 1,000 tokens, like every amount in a contract.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    input_per_1k: int = Field(ge=0)
-    """Minor units per 1,000 prompt tokens."""
-    output_per_1k: int = Field(ge=0)
-    """Minor units per 1,000 generated tokens."""
+    input_per_1k: NonNegativeCredits
+    """Price of 1,000 prompt tokens."""
+    output_per_1k: NonNegativeCredits
+    """Price of 1,000 generated tokens."""
     max_output_tokens: int = Field(gt=0)
     """The most tokens the seller may generate (and bill) for this task."""
     max_ttft_ms: int = Field(gt=0)
@@ -86,15 +71,15 @@ class Terms(BaseModel):
     """sha256 (hex) of the task as the buyer described it; names the work, not a copy of it."""
     capability: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
     """The capability bought, e.g. ``forecast.demand``."""
-    price: int = Field(ge=0)
-    """Paid to the seller when the SLA is met, in minor units of `currency`."""
+    price: NonNegativeCredits
+    """Paid to the seller when the SLA is met, in `currency`."""
     currency: str = Field(default="credit", pattern=r"^[a-z][a-z0-9_]{0,15}$")
     """Currency of `price` and `penalty`."""
     max_latency_ms: int = Field(gt=0)
     """Longest time from the task's start to the result's arrival that still meets the SLA."""
     deadline_ms: int = Field(gt=0)
     """Unix ms by which the result must have arrived, whatever the latency."""
-    penalty: int = Field(default=0, ge=0)
+    penalty: NonNegativeCredits = ZERO
     """Paid by the seller to the buyer on breach or non-delivery; the seller's bond, held
     from the seller at agreement so that it can always be paid."""
     tokens: TokenTerms | None = Field(default=None, exclude_if=_unset)

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
+from aaex_agents.money import ZERO, Credits
+
 from .agreement import SignedAgreement
-from .credits import format_credits
 from .expiry import SignedExpiry
 from .receipt import SignedReceipt
 
@@ -50,8 +51,8 @@ class Line(BaseModel):
     """The seller's address."""
     capability: str
     """What was bought."""
-    price: int
-    """Agreed price, minor units."""
+    price: Credits
+    """Agreed price."""
     verdict: str
     """``met``, ``breached``, ``not_delivered``, ``expired`` (closed by the buyer's signed word
     that it never escrowed: nothing owed), or ``open`` while nothing closed it."""
@@ -59,8 +60,8 @@ class Line(BaseModel):
     """Who owes `amount` (None while open)."""
     creditor: str | None
     """Who is owed `amount` (None while open)."""
-    amount: int
-    """What `debtor` owes `creditor`, minor units (0 while open)."""
+    amount: Credits
+    """What `debtor` owes `creditor` (0 while open)."""
     receipt_id: str | None = None
     """The id of the buyer-signed receipt that settled it (or of the expiry)."""
 
@@ -69,9 +70,9 @@ def line_of(signed: SignedAgreement, receipt: SignedReceipt | SignedExpiry | Non
     """The line of one agreement, settled by `receipt`, expired unfunded, or still open."""
     a = signed.agreement
     if receipt is None:
-        verdict, debtor, creditor, amount, receipt_id = "open", None, None, 0, None
+        verdict, debtor, creditor, amount, receipt_id = "open", None, None, ZERO, None
     elif isinstance(receipt, SignedExpiry):
-        verdict, debtor, creditor, amount, receipt_id = "expired", None, None, 0, receipt.id
+        verdict, debtor, creditor, amount, receipt_id = "expired", None, None, ZERO, receipt.id
     elif receipt.receipt.verdict == "met":
         verdict, debtor, creditor = "met", a.buyer, a.seller
         amount, receipt_id = receipt.receipt.release, receipt.id
@@ -87,44 +88,44 @@ def line_of(signed: SignedAgreement, receipt: SignedReceipt | SignedExpiry | Non
 class Statement:
     """Every agreement with `partner` and the net position, from these books' side.
 
-    `net` > 0: the partner owes this side that much (minor units); < 0: this side owes it.
+    `net` > 0: the partner owes this side that much; < 0: this side owes it.
     The partner's own statement of the same trades has the opposite `net`.
     """
 
     partner: str
     lines: tuple[Line, ...]
-    net: int
+    net: Credits
 
 
 def statement(lines: Iterable[Line], partner: str) -> Statement:
     """The lines where `partner` is a party, and what they net to."""
     mine = tuple(line for line in lines if partner in (line.buyer, line.seller))
-    net = sum(line.amount if line.debtor == partner else -line.amount
-              for line in mine if line.debtor is not None)
+    net = sum((line.amount if line.debtor == partner else -line.amount
+               for line in mine if line.debtor is not None), ZERO)
     return Statement(partner, mine, net)
 
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """An agent's money on these books, minor units."""
+    """An agent's money on these books."""
 
-    available: int = 0
-    held: int = 0
-    receivable: int = 0
+    available: Credits = ZERO
+    held: Credits = ZERO
+    receivable: Credits = ZERO
     """Owed to the agent by signed receipts."""
-    payable: int = 0
+    payable: Credits = ZERO
     """Owed by the agent by signed receipts."""
 
 
-def positions(funds: Mapping[str, tuple[int, int]], lines: Iterable[Line]
+def positions(funds: Mapping[str, tuple[Credits, Credits]], lines: Iterable[Line]
               ) -> dict[str, Position]:
     """Per address: its (available, held) `funds` and what the `lines` say it is owed and owes."""
-    owed: dict[str, list[int]] = {}
+    owed: dict[str, list[Credits]] = {}
     for line in lines:
         if line.debtor is not None and line.creditor is not None:
-            owed.setdefault(line.creditor, [0, 0])[0] += line.amount
-            owed.setdefault(line.debtor, [0, 0])[1] += line.amount
-    return {address: Position(*funds.get(address, (0, 0)), *owed.get(address, [0, 0]))
+            owed.setdefault(line.creditor, [ZERO, ZERO])[0] += line.amount
+            owed.setdefault(line.debtor, [ZERO, ZERO])[1] += line.amount
+    return {address: Position(*funds.get(address, (ZERO, ZERO)), *owed.get(address, [ZERO, ZERO]))
             for address in sorted(funds.keys() | owed.keys())}
 
 
@@ -140,8 +141,8 @@ def differences(ours: Statement, theirs: Statement) -> list[str]:
     for agreement_id in sorted(mine.keys() & other.keys()):
         a, b = mine[agreement_id], other[agreement_id]
         if (a.verdict, a.amount, a.receipt_id) != (b.verdict, b.amount, b.receipt_id):
-            found.append(f"{agreement_id[:16]}: ours {a.verdict} {format_credits(a.amount)}, "
-                         f"the partner's {b.verdict} {format_credits(b.amount)} (credits)"
+            found.append(f"{agreement_id[:16]}: ours {a.verdict} {a.amount}, "
+                         f"the partner's {b.verdict} {b.amount} (credits)"
                          + (" (a receipt the partner never got)" if b.verdict == "open" else "")
                          + (" (a receipt we never got)" if a.verdict == "open" else ""))
     return found

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from aaex_agents.errors import UsageError
 from aaex_agents.identity import verify_signature
+from aaex_agents.money import Credits
 
 from .agreement import SignedAgreement
 from .errors import ContractRejected, LedgerTampered
@@ -47,7 +48,7 @@ class LedgerReport:
     entries: int
     head: str
     """Hex hash of the last entry (of GENESIS when empty); publish it to pin history."""
-    deposits: dict[str, int] = field(default_factory=dict)
+    deposits: dict[str, Credits] = field(default_factory=dict)
     """Deposited less withdrawn per currency; equals the sum of every available and held
     balance."""
     agreements: int = 0
@@ -160,7 +161,8 @@ class Replay:
             if stored != replayed:
                 raise LedgerTampered(last, f"stored balance of {key[0]} in {key[1]} is "
                                      f"{stored}, but the entries give {replayed}")
-        return LedgerReport(entries=last, head=self._prev_hash.hex(), deposits=self._deposits,
+        return LedgerReport(entries=last, head=self._prev_hash.hex(),
+                            deposits={c: Credits(v) for c, v in self._deposits.items()},
                             agreements=len(self._agreements), settled=self._settled)
 
     def _check(self, kind: str, body: dict[str, Any], recorded: str | None,
@@ -183,7 +185,7 @@ class Replay:
                 return "holds escrow for an agreement not recorded before it as a purchase"
             a, terms = agreement.agreement, agreement.agreement.terms
             if (body["price"], body["currency"], body["buyer"], body["seller"]) != (
-                    terms.price, terms.currency, a.buyer, a.seller):
+                    terms.price.micro, terms.currency, a.buyer, a.seller):
                 return "hold does not match its agreement's terms"
             self._holds[body["agreement_id"]] = body
         elif kind in ("release", "refund"):
@@ -235,7 +237,7 @@ class Replay:
         except ContractRejected as exc:
             return f"settling receipt does not verify: {exc}"
         receipt = signed.receipt
-        expected = (receipt.release, receipt.refund, receipt.penalty)
+        expected = (receipt.release.micro, receipt.refund.micro, receipt.penalty.micro)
         if ((body["to_seller"], body["to_buyer"], body["penalty"]) != expected
                 or receipt_id != signed.id
                 or kind != ("release" if receipt.verdict == "met" else "refund")):

@@ -26,8 +26,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from aaex_agents.errors import AaexError
-
-from .credits import format_credits
+from aaex_agents.money import Credits
 
 
 class ContractRejected(AaexError):
@@ -92,17 +91,18 @@ class LedgerFull(LedgerError):
 class InsufficientFunds(LedgerError):
     """An escrow hold or a withdrawal needs more than the payer has available; nothing moved.
 
-    `needed` and `available` are minor units (micro-credits); the message says credits.
+    `needed` and `available` are `Credits`; the message says them in decimal credits.
     """
 
-    def __init__(self, address: str, needed: int, available: int, currency: str) -> None:
+    def __init__(self, address: str, needed: Credits, available: Credits,
+                 currency: str) -> None:
         self.address = address
         self.needed = needed
         self.available = available
         self.currency = currency
         unit = "credits" if currency == "credit" else currency
-        super().__init__(f"{address} has {format_credits(available)} {unit} available, "
-                         f"{format_credits(needed)} {unit} needed (held escrow does not "
+        super().__init__(f"{address} has {available} {unit} available, "
+                         f"{needed} {unit} needed (held escrow does not "
                          "count); fund it with `aaex account deposit`")
 
 

@@ -61,6 +61,7 @@ from aaex_agents.address import public_key_from_address
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.errors import UsageError
 from aaex_agents.identity import Identity
+from aaex_agents.money import ZERO, Credits
 
 from . import ledger_store as store
 from .agreement import SignedAgreement
@@ -72,6 +73,7 @@ from .errors import (
     InsufficientFunds,
 )
 from .expiry import SignedExpiry
+from .ledger_store import AccessEvent as AccessEvent
 from .ledger_store import Balance as Balance
 from .ledger_store import Entry as Entry
 from .ledger_store import OpenAgreement as OpenAgreement
@@ -82,18 +84,6 @@ from .receipt import SignedReceipt
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-@dataclass(frozen=True, slots=True)
-class AccessEvent:
-    """An audit record: `actor` used `data` for `purpose` at `at_ms`."""
-
-    seq: int
-    actor: str
-    data: str
-    purpose: str
-    at_ms: int
-    agreement_id: str | None = None
-
 
 @dataclass(frozen=True, kw_only=True)
 class LedgerConfig:
@@ -158,24 +148,24 @@ class Ledger:
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def deposit(self, address: str, amount: int, *, currency: str = "credit",
+    async def deposit(self, address: str, amount: Credits, *, currency: str = "credit",
                       memo: str = "") -> Entry:
-        """Credit `amount` minor units to `address` (funding from outside the market).
+        """Credit `amount` to `address` (funding from outside the market).
 
         The entry is signed by the ledger's owner, so a deposit added by editing the file
         fails `verify`. Not idempotent: each call credits again.
 
         Raises:
-            UsageError: `address` is not an agent address, `amount` is not a positive int,
+            UsageError: `address` is not an agent address, `amount` is not positive Credits,
                 or the ledger was opened without an owner key.
             LedgerFull, LedgerError: nothing was credited.
         """
         body = self._money_body("deposit", address, amount, currency, memo)
         return await self._write(lambda c: store.append(c, "deposit", body))
 
-    async def withdraw(self, address: str, amount: int, *, currency: str = "credit",
+    async def withdraw(self, address: str, amount: Credits, *, currency: str = "credit",
                        memo: str = "") -> Entry:
-        """Debit `amount` minor units of `address`'s available funds (paid out of the market).
+        """Debit `amount` of `address`'s available funds (paid out of the market).
 
         Signed by the ledger's owner, like a deposit.
 
@@ -193,17 +183,17 @@ class Ledger:
             return store.append(c, "withdraw", body)
         return await self._write(debit)
 
-    def _money_body(self, kind: str, address: str, amount: int, currency: str,
+    def _money_body(self, kind: str, address: str, amount: Credits, currency: str,
                     memo: str) -> dict[str, Any]:
         owner = self._config.owner
         if owner is None:
             raise UsageError(f"{kind}: this ledger was opened without the node's key; money "
                              "entries are signed (open it with LedgerConfig(owner=...))")
         public_key_from_address(address)  # a mistyped address would strand the money
-        if type(amount) is not int or amount <= 0:
-            raise UsageError(f"{kind} amount must be a positive int of minor units, "
-                             f"got {amount!r}")
-        body: dict[str, Any] = {"address": address, "currency": currency, "amount": amount,
+        if not isinstance(amount, Credits) or amount <= ZERO:
+            raise UsageError(f"{kind} amount must be positive Credits, got {amount!r}")
+        body: dict[str, Any] = {"address": address, "currency": currency,
+                                "amount": amount.micro,
                                 "memo": memo, "at_ms": self._config.clock.now_ms(),
                                 "signer": owner.address}
         body["signature"] = owner.sign(money_signing_bytes(body)).hex()
@@ -252,7 +242,7 @@ class Ledger:
                 store.append(c, "hold", {
                     "agreement_id": agreement_id, "buyer": agreement.buyer,
                     "seller": agreement.seller, "currency": terms.currency,
-                    "price": terms.price, "at_ms": now}, agreement_id=agreement_id)
+                    "price": terms.price.micro, "at_ms": now}, agreement_id=agreement_id)
             return entry
 
         entry = await self._write(record)
@@ -389,7 +379,8 @@ class Ledger:
         rows = await self._run(lambda c: c.execute(
             "SELECT address, available, held FROM balances WHERE currency = ? ORDER BY address",
             (currency,)).fetchall())
-        return {address: Balance(available, held) for address, available, held in rows}
+        return {address: Balance(Credits(available), Credits(held))
+                for address, available, held in rows}
 
     async def agreement(self, agreement_id: str) -> SignedAgreement:
         """The signed agreement recorded under `agreement_id`.

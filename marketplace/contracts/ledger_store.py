@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from aaex_agents.money import ZERO, Credits
+
 from .agreement import SignedAgreement
 from .chain import GENESIS, EntryKind, LedgerReport, Replay, canonical_body, effects, entry_hash
 from .checkpoint import Checkpoint
@@ -91,12 +93,12 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Balance:
-    """Funds of one address in one currency, in minor units."""
+    """Funds of one address in one currency."""
 
-    available: int = 0
+    available: Credits = ZERO
     """Free to spend or to hold for a new agreement."""
-    held: int = 0
-    """In escrow: a buyer's price or a seller's bond for agreements not yet settled."""
+    held: Credits = ZERO
+    """In escrow: a buyer's price for agreements not yet settled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +109,26 @@ class Settlement:
     receipt_id: str
     """The settling receipt's id (the expiry's, for an expired agreement)."""
     verdict: Outcome
-    to_seller: int
-    """Price (on met) plus the seller's own bond back."""
-    to_buyer: int
-    """Refund plus penalty (on breach or non-delivery)."""
+    to_seller: Credits
+    """The price (on met), or what a per-token sale used of it."""
+    to_buyer: Credits
+    """The price back (breached, not delivered), or what a per-token sale left of it."""
     seq: int
     """The settling entry."""
     duplicate: bool = False
     """True when this receipt had already been settled and nothing moved this time."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEvent:
+    """An audit record: `actor` used `data` for `purpose` at `at_ms`."""
+
+    seq: int
+    actor: str
+    data: str
+    purpose: str
+    at_ms: int
+    agreement_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +311,7 @@ def balance(c: sqlite3.Connection, address: str, currency: str) -> Balance:
     """The balance of `address` in `currency` (zero when never seen)."""
     row = c.execute("SELECT available, held FROM balances WHERE address = ? AND currency = ?",
                     (address, currency)).fetchone()
-    return Balance(*row) if row else Balance()
+    return Balance(Credits(row[0]), Credits(row[1])) if row else Balance()
 
 
 def decode_agreement(raw: bytes) -> SignedAgreement:
@@ -321,8 +335,8 @@ def settlement_of(c: sqlite3.Connection, agreement_id: str) -> Settlement | None
     if row is None:
         return None
     body = json.loads(row[1])
-    return Settlement(agreement_id, body["receipt_id"], body["verdict"], body["to_seller"],
-                      body["to_buyer"], row[0])
+    return Settlement(agreement_id, body["receipt_id"], body["verdict"],
+                      Credits(body["to_seller"]), Credits(body["to_buyer"]), row[0])
 
 
 def settle(c: sqlite3.Connection, signed: SignedReceipt, now: int) -> Settlement:
@@ -345,8 +359,9 @@ def settle(c: sqlite3.Connection, signed: SignedReceipt, now: int) -> Settlement
         "agreement_id": agreement_id, "receipt_id": receipt_id,
         "receipt": signed.to_wire().hex(), "verdict": receipt.verdict,
         "role": role_of(c, agreement_id), "buyer": receipt.buyer, "seller": receipt.seller,
-        "currency": terms.currency, "price": terms.price, "penalty": receipt.penalty,
-        "to_seller": to_seller, "to_buyer": to_buyer, "at_ms": now},
+        "currency": terms.currency, "price": terms.price.micro,
+        "penalty": receipt.penalty.micro, "to_seller": to_seller.micro,
+        "to_buyer": to_buyer.micro, "at_ms": now},
         agreement_id=agreement_id, settled=agreement_id, receipt_id=receipt_id)
     return Settlement(agreement_id, receipt_id, receipt.verdict, to_seller, to_buyer, entry.seq)
 
@@ -375,9 +390,9 @@ def close_expired(c: sqlite3.Connection, signed: SignedAgreement, expiry: Signed
         "agreement_id": agreement_id, "receipt_id": expiry_id, "expiry": expiry.to_wire().hex(),
         "verdict": "expired", "reason": expiry.expiry.reason, "role": recorded_role,
         "buyer": signed.agreement.buyer, "seller": signed.agreement.seller,
-        "currency": terms.currency, "price": terms.price, "to_seller": 0, "to_buyer": 0,
+        "currency": terms.currency, "price": terms.price.micro, "to_seller": 0, "to_buyer": 0,
         "at_ms": now}, agreement_id=agreement_id, settled=agreement_id, receipt_id=expiry_id)
-    return Settlement(agreement_id, expiry_id, "expired", 0, 0, entry.seq)
+    return Settlement(agreement_id, expiry_id, "expired", ZERO, ZERO, entry.seq)
 
 
 def closing(kind: str | None, raw: bytes | None) -> SignedReceipt | SignedExpiry | None:

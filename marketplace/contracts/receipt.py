@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aaex_agents.errors import UsageError
 from aaex_agents.identity import Identity, verify_signature
+from aaex_agents.money import NonNegativeCredits
 
 from .agreement import Agreement, SignedAgreement
 from .errors import BadContractSignature, ReceiptMismatch
@@ -44,12 +45,12 @@ class Receipt(BaseModel):
     finished_at_ms: int | None = None
     latency_ms: int | None = None
     """finished - started: the measurement the verdict rests on."""
-    release: int = Field(ge=0)
+    release: NonNegativeCredits
     """Escrow paid to the seller."""
-    refund: int = Field(ge=0)
+    refund: NonNegativeCredits
     """Escrow returned to the buyer."""
-    penalty: int = Field(ge=0)
-    """The seller's bond paid to the buyer."""
+    penalty: NonNegativeCredits
+    """What the seller owes the buyer (a debt on both books)."""
     issued_at_ms: int = Field(gt=0)
     usage: TokenUsage | None = Field(default=None, exclude_if=lambda value: value is None)
     """For a per-token sale: the token counts and timings the amounts follow from. Left out

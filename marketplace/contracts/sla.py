@@ -41,6 +41,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from aaex_agents.errors import UsageError
+from aaex_agents.money import ZERO, Credits
 
 from .agreement import Agreement, TokenTerms
 
@@ -79,8 +80,8 @@ class TokenUsage(BaseModel):
     """UTF-8 bytes of the returned text."""
 
 
-def token_cost(tokens: TokenTerms, usage: TokenUsage) -> int:
-    """What `usage` costs at the agreed prices, in minor units, rounded down."""
+def token_cost(tokens: TokenTerms, usage: TokenUsage) -> Credits:
+    """What `usage` costs at the agreed prices, rounded down to the micro-credit."""
     return (usage.input_tokens * tokens.input_per_1k
             + usage.output_tokens * tokens.output_per_1k) // 1000
 
@@ -132,12 +133,12 @@ class SlaOutcome:
     verdict: Verdict
     latency_ms: int | None
     """Measured latency; None when nothing was delivered."""
-    release: int
+    release: Credits
     """Escrow paid to the seller."""
-    refund: int
+    refund: Credits
     """Escrow returned to the buyer."""
-    penalty: int
-    """The seller's bond paid to the buyer."""
+    penalty: Credits
+    """What the seller owes the buyer."""
     reasons: tuple[str, ...] = ()
     """For a breach: which promise failed, in words."""
 
@@ -151,7 +152,7 @@ def check_sla(agreement: Agreement, delivery: Delivery | None) -> SlaOutcome:
     """
     terms = agreement.terms
     if delivery is None:
-        return SlaOutcome("not_delivered", None, release=0, refund=terms.price,
+        return SlaOutcome("not_delivered", None, release=ZERO, refund=terms.price,
                           penalty=terms.penalty, reasons=("no result arrived",))
     if delivery.started_at_ms < agreement.agreed_at_ms:
         raise UsageError(f"delivery started at {delivery.started_at_ms}, before the agreement "
@@ -172,10 +173,10 @@ def check_sla(agreement: Agreement, delivery: Delivery | None) -> SlaOutcome:
         else:
             reasons.extend(usage_breaches(terms.tokens, delivery.usage))
     if reasons:
-        return SlaOutcome("breached", latency, release=0, refund=terms.price,
+        return SlaOutcome("breached", latency, release=ZERO, refund=terms.price,
                           penalty=terms.penalty, reasons=tuple(reasons))
     if terms.tokens is not None and delivery.usage is not None:
         release = min(terms.price, token_cost(terms.tokens, delivery.usage))
         return SlaOutcome("met", latency, release=release, refund=terms.price - release,
-                          penalty=0)
-    return SlaOutcome("met", latency, release=terms.price, refund=0, penalty=0)
+                          penalty=ZERO)
+    return SlaOutcome("met", latency, release=terms.price, refund=ZERO, penalty=ZERO)

@@ -32,6 +32,7 @@ from aaex_agents.errors import UsageError
 from aaex_agents.interop import AddressBinding, ChatMessage, InteropMetrics
 from aaex_agents.interop.base import handler_for, run_handler
 from aaex_agents.model import ErrorReply
+from aaex_agents.money import Credits
 from aaex_agents.runtime import Runtime
 from discovery.records import PriceModel, SlaOffer
 
@@ -97,9 +98,9 @@ class RpcError(UsageError):
 
 def offer_text(offer: OfferLike) -> str:
     """One offer in words: price, then SLA."""
-    per = {"fixed": "per task", "per_unit": "per unit", "per_token": "per token"}.get(
-        offer.price.kind, offer.price.kind)
-    return (f"{offer.capability} at {offer.price.amount:g} {offer.price.currency} {per}; "
+    per = {"fixed": "per task", "per_unit": "per unit",
+           "per_1k_tokens": "per 1,000 output tokens"}.get(offer.price.kind, offer.price.kind)
+    return (f"{offer.capability} at {offer.price.amount} {offer.price.currency} {per}; "
             f"p50 {offer.sla.p50_ms:g} ms, p95 {offer.sla.p95_ms:g} ms, delivery within "
             f"{offer.sla.deadline_s:g} s, availability {offer.sla.availability:.0%}")
 
@@ -124,7 +125,7 @@ def agent_card(agent: Agent, *, base_url: str, offers: Sequence[OfferLike],
                         "max_deadline_s) for a quote."),
         "tags": [offer.capability.split(".")[0], "aaex", "quote"],
         "examples": [json.dumps({"capability": offer.capability, "task": {},
-                                 "max_price": offer.price.amount * 2,
+                                 "max_price": str(offer.price.amount * 2),
                                  "max_latency_ms": offer.sla.p95_ms * 2,
                                  "max_deadline_s": offer.sla.deadline_s})],
         "inputModes": ["application/json"], "outputModes": ["application/json"],
@@ -288,6 +289,12 @@ class A2AService:
         now = time.time()
         fields = {"dialogue": uuid.uuid4().hex, "respond_by": now + QUOTE_WINDOW_S, **data}
         try:
+            for money in ("max_price", "wanted_penalty"):  # JSON states decimal credits
+                if money in fields:
+                    fields[money] = Credits.parse(fields[money], money, allow_zero=True)
+        except UsageError as exc:
+            raise RpcError(INVALID_PARAMS, f"not a call for proposals: {exc}") from None
+        try:
             cfp = CallForProposals.model_validate(fields)
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -303,11 +310,11 @@ class A2AService:
             agent.dialogues[cfp.dialogue].state = DialogueState.CLOSED
         if isinstance(answer, Propose):
             quote = {"seller": agent.address, "capability": cfp.capability,
-                     "dialogue": answer.dialogue, "price": answer.price,
+                     "dialogue": answer.dialogue, **answer.price.document("price"),
                      "latency_ms": answer.latency_ms, "deadline_s": answer.deadline_s,
-                     "penalty": answer.penalty, "valid_until": cfp.respond_by}
+                     **answer.penalty.document("penalty"), "valid_until": cfp.respond_by}
             return _task(task_id, context_id, "TASK_STATE_COMPLETED",
-                         f"Quote for {cfp.capability}: {answer.price:g}. To buy, negotiate "
+                         f"Quote for {cfp.capability}: {answer.price} credits. To buy, negotiate "
                          f"as an AAEX agent with {agent.address}; an A2A caller cannot sign "
                          "an agreement.", quote, artifact="quote")
         if isinstance(answer, Decline):

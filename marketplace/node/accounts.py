@@ -26,7 +26,6 @@ from aaex_agents.address import public_key_from_address
 from aaex_agents.errors import KeyFileError, UsageError
 
 from ..contracts.books import Line, Position, Statement
-from ..contracts.credits import format_credits
 from ..trade.statements import Reconciliation
 from .config import NodeConfig
 
@@ -181,16 +180,13 @@ def check_address(value: object, field: str) -> str:
     return value
 
 
-def money(name: str, micro: int) -> dict[str, Any]:
-    """``{name: "2.5", name_micro: 2500000}``: credits to read, micro-credits to compute."""
-    return {name: format_credits(micro), f"{name}_micro": micro}
 
 
 def account_document(name: str, address: str, position: Position) -> dict[str, Any]:
     """One agent's money: available, held, receivable and payable."""
-    return {"agent": name, "address": address, **money("available", position.available),
-            **money("held", position.held), **money("receivable", position.receivable),
-            **money("payable", position.payable)}
+    return {"agent": name, "address": address, **position.available.document("available"),
+            **position.held.document("held"), **position.receivable.document("receivable"),
+            **position.payable.document("payable")}
 
 
 def accounts_document(agents: Mapping[str, str],
@@ -203,15 +199,15 @@ def accounts_document(agents: Mapping[str, str],
 def line_document(line: Line) -> dict[str, Any]:
     """One agreement of a statement, amounts in credits."""
     return {"agreement_id": line.agreement_id, "buyer": line.buyer, "seller": line.seller,
-            "capability": line.capability, **money("price", line.price),
+            "capability": line.capability, **line.price.document("price"),
             "verdict": line.verdict, "debtor": line.debtor, "creditor": line.creditor,
-            **money("amount", line.amount), "receipt_id": line.receipt_id}
+            **line.amount.document("amount"), "receipt_id": line.receipt_id}
 
 
 def statement_document(statement: Statement) -> dict[str, Any]:
     """A statement: its lines and its net (> 0: the partner owes this side)."""
     return {"with": statement.partner, "lines": [line_document(x) for x in statement.lines],
-            **money("net", statement.net)}
+            **statement.net.document("net")}
 
 
 def reconciliation_document(name: str, found: Reconciliation) -> dict[str, Any]:

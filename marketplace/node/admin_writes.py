@@ -33,10 +33,10 @@ from aiohttp import web
 
 from aaex_agents import Agent
 from aaex_agents.errors import AaexError, UsageError
+from aaex_agents.money import Credits
 from discovery.query import parse_where
 
 from ..contracts.books import Position
-from ..contracts.credits import MINOR_UNITS, format_credits, parse_credits
 from ..contracts.errors import InsufficientFunds, LedgerError
 from ..trade.delegation import Delegated
 from ..trade.errors import DelegationFailed
@@ -45,7 +45,6 @@ from .accounts import (
     account_document,
     accounts_document,
     check_address,
-    money,
     reconciliation_document,
     resolve_agent,
     statement_document,
@@ -157,14 +156,14 @@ def add_operator_routes(app: web.Application, node: Node, token: str) -> None:
     async def move(request: web.Request, kind: str) -> web.Response:
         body = await _body(request)
         agent = agent_of(body.get("agent"))
-        amount = parse_credits(body.get("amount"), "amount")
+        amount = Credits.parse(body.get("amount"), "amount")
         memo = _text(body, "memo") or f"{kind} through the admin API"
         write = node.ledger.deposit if kind == "deposit" else node.ledger.withdraw
         entry = await write(agent.address, amount, memo=memo)
         position = (await node.ledger.positions()).get(agent.address, Position())
-        logger.info("%s of %s credits for %s (entry %d)", kind, format_credits(amount),
+        logger.info("%s of %s credits for %s (entry %d)", kind, amount,
                     agent.name, entry.seq)
-        return _json({kind: True, "entry": entry.seq, **money("amount", amount),
+        return _json({kind: True, "entry": entry.seq, **amount.document("amount"),
                       "account": account_document(agent.name, agent.address, position)})
 
     async def deposit(request: web.Request) -> web.Response:
@@ -197,7 +196,7 @@ def add_operator_routes(app: web.Application, node: Node, token: str) -> None:
         task = body.get("task", {})
         if not isinstance(task, dict):
             raise UsageError("task: give the task as a JSON object")
-        budget = parse_credits(body.get("budget"), "budget")
+        budget = Credits.parse(body.get("budget"), "budget")
         deadline = _seconds(body.get("deadline"), "deadline")
         where = _text(body, "where", limit=1000)
         if where is not None:
@@ -216,7 +215,7 @@ def add_operator_routes(app: web.Application, node: Node, token: str) -> None:
             try:
                 done = await delegator.delegate(
                     node.runtime.context(agent), capability, task,
-                    budget=budget / MINOR_UNITS, deadline=deadline, where=where,
+                    budget=budget, deadline=deadline, where=where,
                     progress=lambda event, details: events.put_nowait(
                         {"event": event, **details}))
                 events.put_nowait(_done(done))
@@ -272,7 +271,9 @@ async def _stream(response: web.StreamResponse,
 def _done(done: Delegated) -> dict[str, Any]:
     terms = done.agreement.agreement.terms
     return {"event": "done", "result": done.result, "agreement_id": done.agreement_id,
-            "seller": done.seller, **money("price", terms.price),
+            "seller": done.seller, **terms.price.document("price"),
+            **done.receipt.receipt.release.document("paid"),
+            **done.receipt.receipt.refund.document("refunded"),
             "receipt_id": done.receipt.id, "verdict": done.receipt.receipt.verdict,
             "attempts": [{"seller": a.seller, "verdict": a.verdict, "detail": a.detail,
                           "agreement_id": a.agreement_id} for a in done.attempts]}

@@ -29,6 +29,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from aaex_agents.errors import UsageError, quote
+from aaex_agents.money import Credits
 from aaex_agents.transport.listener import ServerLimits, open_http_listener
 
 from ..contracts.agreement import SignedAgreement
@@ -36,7 +37,6 @@ from ..contracts.books import Line
 from ..contracts.errors import ContractRejected, LedgerTampered
 from ..contracts.ledger import Entry, Ledger
 from ..trade.negotiation import Dialogue, DialogueState, Seller
-from .accounts import money
 from .admin_writes import add_operator_routes
 from .metrics import node_registry
 
@@ -86,7 +86,7 @@ def _entry_amount(entry: Entry) -> dict[str, Any]:
              "release": "to_seller", "refund": "to_buyer"}.get(entry.kind)
     if field is None or not isinstance(entry.body.get(field), int):
         return {}
-    return money("amount", entry.body[field])
+    return Credits(entry.body[field]).document("amount")
 
 
 MAX_LEDGER_LIMIT = 1000
@@ -189,7 +189,8 @@ def build_app(node: Node, token: str | None = None, *,
                 rows += [{"seller": agent.name, "dialogue": d.id, "buyer": d.buyer,
                           "state": dialogue_state(d, lines, delivered, now_ms),
                           "round": d.round,
-                          "price": round(d.offer.price, 6) if d.offer else None}
+                          **(d.offer.price.document("price") if d.offer
+                             else {"price": None, "price_micro": None})}
                          for d in agent.dialogues.values()]
         return _json(rows)
 
@@ -197,9 +198,9 @@ def build_app(node: Node, token: str | None = None, *,
         hosted = {agent.address for agent in node.runtime.agents.values()}
         return _json([{"id": line.agreement_id, "buyer": line.buyer, "seller": line.seller,
                        "side": "sale" if line.seller in hosted else "purchase",
-                       "capability": line.capability, **money("price", line.price),
+                       "capability": line.capability, **line.price.document("price"),
                        "verdict": line.verdict, "debtor": line.debtor,
-                       "creditor": line.creditor, **money("owed", line.amount)}
+                       "creditor": line.creditor, **line.amount.document("owed")}
                       for line in await node.ledger.lines()])
 
     async def ledger(request: web.Request) -> web.Response:
@@ -213,7 +214,7 @@ def build_app(node: Node, token: str | None = None, *,
                                   for e in entries]})
 
     async def balances(request: web.Request) -> web.Response:
-        return _json({a: {**money("available", b.available), **money("held", b.held)}
+        return _json({a: {**b.available.document("available"), **b.held.document("held")}
                       for a, b in (await node.ledger.balances()).items()})
 
     async def page(request: web.Request) -> web.Response:

@@ -81,6 +81,7 @@ from pydantic import (
 from aaex_agents.address import public_key_from_address
 from aaex_agents.agent import Agent
 from aaex_agents.errors import UsageError
+from aaex_agents.money import Credits, DecimalCredits
 
 from ..trade.market import MarketSettings
 from ..trade.negotiation import Seller
@@ -103,7 +104,8 @@ from .tables import split_host_port as split_host_port
 
 def _dataclass_fields(cls: type) -> dict[str, Any]:
     """``create_model`` fields of a dataclass: its annotations and defaults (``...``: none)."""
-    hints = typing.get_type_hints(cls)
+    hints = {name: DecimalCredits if hint is Credits else hint  # TOML states decimal credits
+             for name, hint in typing.get_type_hints(cls).items()}
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.default_factory is not dataclasses.MISSING:
@@ -390,7 +392,7 @@ class NodeConfig(Table):
             return value
         table = _MarketTable.model_validate(value)  # its errors keep their place: market.x
         try:
-            return MarketSettings(**table.model_dump())
+            return MarketSettings(**dict(table))  # the values as read: Credits stay Credits
         except UsageError as exc:  # MarketSettings checks its own invariants
             raise problem(str(exc)) from None
 

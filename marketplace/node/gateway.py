@@ -35,15 +35,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from aaex_agents import Agent
 from aaex_agents.errors import AaexError, LLMError, UsageError
 from aaex_agents.llm import LLMService
 from aaex_agents.llm.base import Completion
+from aaex_agents.money import ONE_CREDIT, Credits, DecimalCredits
 from aaex_agents.runtime import Runtime
 
-from ..contracts.credits import MINOR_UNITS, format_credits, parse_credits
 from ..trade.delegation import Delegated
 from ..trade.errors import DelegationFailed
 from ..trade.llm_seller import CAPABILITY, chat_request
@@ -73,16 +73,8 @@ class GatewaySettings(Table):
 
     listen: HostPort | None = None
     agent: str | None = Field(default=None, min_length=1)
-    budget: float = 1.0
+    budget: DecimalCredits = ONE_CREDIT
     deadline: float = Field(default=60.0, gt=0)
-
-    @field_validator("budget", mode="before")
-    @classmethod
-    def _credits(cls, value: Any) -> Any:
-        try:
-            return parse_credits(value, "gateway.budget") / MINOR_UNITS
-        except UsageError as exc:
-            raise problem(str(exc)) from None
 
     @model_validator(mode="after")
     def _agent_with_listen(self) -> GatewaySettings:
@@ -190,16 +182,16 @@ class Gateway:
             return await _stream(request, answer, usage)
         return web.json_response(_completion_body(answer))
 
-    def _budget(self, request: web.Request) -> float:
+    def _budget(self, request: web.Request) -> Credits:
         header = request.headers.get(BUDGET_HEADER)
         if header is None:
             return self._settings.budget
         try:
-            return parse_credits(header, BUDGET_HEADER) / MINOR_UNITS
+            return Credits.parse(header, BUDGET_HEADER)
         except UsageError as exc:
             raise _Refused(400, str(exc), param=BUDGET_HEADER) from None
 
-    async def _answer(self, model: str, task: dict[str, Any], budget: float) -> _Answer:
+    async def _answer(self, model: str, task: dict[str, Any], budget: Credits) -> _Answer:
         where = None if model == ANY_MODEL else f"model == '{model}'"
         delegator = self._market.for_agent(self._agent.address)
         try:
@@ -214,7 +206,7 @@ class Gateway:
                 raise _Refused(
                     402 if over else 502,
                     f"no seller of model {model!r} sold within the budget of "
-                    f"{format_credits(round(budget * MINOR_UNITS))} credits: {reasons}",
+                    f"{budget} credits: {reasons}",
                     kind="insufficient_budget" if over else "market_error",
                     code="over_budget" if over else "not_delivered") from None
             return await self._local(model, task)
@@ -270,8 +262,8 @@ def _bought(done: Delegated) -> _Answer:
                    int(usage.get("output_tokens", 0)),
                    {"source": "market", "agreement_id": done.agreement.id,
                     "seller": done.agreement.agreement.seller,
-                    "paid": format_credits(receipt.release),
-                    "refunded": format_credits(receipt.refund)})
+                    **receipt.release.document("paid"),
+                    **receipt.refund.document("refunded")})
 
 
 def _usage(answer: _Answer) -> dict[str, int]:

@@ -54,7 +54,6 @@ from discovery.directory import DhtDirectory
 from discovery.query import Query
 from discovery.records import PriceModel, SlaOffer
 
-from ..contracts.credits import MINOR_UNITS
 from ..contracts.ledger import Ledger, LedgerConfig, open_ledger
 from ..trade.buying import Buyer
 from ..trade.contracting import seller_countersigner
@@ -170,7 +169,8 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
                                   if k in SellerStrategy.__dataclass_fields__}}
             if issubclass(cls, ServiceSeller):
                 settings["ledger"] = ledger
-            return cls(identity, name=spec.name, strategy=SellerStrategy(**strategy_fields),
+            strategy = SellerStrategy.from_settings(**strategy_fields)
+            return cls(identity, name=spec.name, strategy=strategy,
                        countersign=seller_countersigner(identity, clock), admit=gate.admit,
                        clock=clock, **settings)
         if issubclass(cls, Buyer):
@@ -191,8 +191,7 @@ def offers_of(agent: Agent) -> list[Offer]:
     if isinstance(agent, LlmSeller):
         latency = agent.strategy.latency_ms
         return [Offer(capability=agent.capability,
-                      price=PriceModel(kind="per_token",
-                                       amount=agent.output_per_1k / MINOR_UNITS / 1000),
+                      price=PriceModel(kind="per_1k_tokens", amount=agent.output_per_1k),
                       sla=SlaOffer(p50_ms=latency / 2, p95_ms=latency,
                                    deadline_s=agent.strategy.deadline_s, availability=0.99),
                       attributes=agent.ad_attributes())]

@@ -14,7 +14,7 @@ from typing import Any
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.identity import Identity
 
-from ..contracts.agreement import AGREEMENT_TAG, Agreement, SignedAgreement, Terms, to_minor_units
+from ..contracts.agreement import AGREEMENT_TAG, Agreement, SignedAgreement, Terms
 from ..contracts.errors import ContractRejected
 from ..contracts.signing import decode_wire, encode_wire, sha256_hex
 from .errors import Refusal
@@ -31,11 +31,11 @@ def task_hash(task: dict[str, Any]) -> str:
 
 
 def terms_for(cfp: CallForProposals, offer: Offer, agreed_at_ms: int) -> Terms:
-    """The terms an offer stands for, in integer minor units and milliseconds."""
+    """The terms an offer stands for (its amounts as they are, times in milliseconds)."""
     return Terms(task_hash=task_hash(cfp.task), capability=cfp.capability,
-                 price=to_minor_units(offer.price), max_latency_ms=max(1, round(offer.latency_ms)),
+                 price=offer.price, max_latency_ms=max(1, round(offer.latency_ms)),
                  deadline_ms=agreed_at_ms + max(1, round(offer.deadline_s * 1000)),
-                 penalty=to_minor_units(offer.penalty), tokens=offer.tokens)
+                 penalty=offer.penalty, tokens=offer.tokens)
 
 
 def buyer_signer(identity: Identity, clock: Clock | None = None) -> AgreementSigner:

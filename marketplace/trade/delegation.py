@@ -7,7 +7,7 @@ that subtask inside the end-to-end deadline.
 
     delegator = Delegator(identity, find=..., wallet=Wallet(...), books=ledger)
     done = await delegator.delegate(ctx, "forecast.demand", {"stores": [1, 2]},
-                                    budget=5.0, deadline=60)
+                                    budget=Credits.parse("5"), deadline=60)
 
 Every step that moves money is on the buyer's books before the next starts, so a buyer that
 dies anywhere resumes with `resolve` (marketplace.trade.recovery drives it): a kept delivery
@@ -17,7 +17,6 @@ its deadline and the grace have passed. Sellers are `marketplace.trade.selling.S
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +24,10 @@ from typing import Any, Protocol
 
 from aaex_agents import Context, Identity
 from aaex_agents.errors import AaexError, UsageError
+from aaex_agents.money import ZERO, Credits
 
-from ..contracts.agreement import SignedAgreement, to_minor_units
+from ..contracts.agreement import SignedAgreement
 from ..contracts.checkpoint import Checkpoint
-from ..contracts.credits import MINOR_UNITS, format_credits
 from ..contracts.errors import AgreementExpired, LedgerError
 from ..contracts.receipt import SignedReceipt, make_receipt
 from ..contracts.reputation import ReputationBook, Score
@@ -105,9 +104,9 @@ class Delegated:
         return self.agreement.id
 
     @property
-    def price(self) -> float:
-        """What the agreement cost, in credits."""
-        return self.agreement.agreement.terms.price / MINOR_UNITS
+    def price(self) -> Credits:
+        """What was agreed (for a per-token sale: the cap escrowed)."""
+        return self.agreement.agreement.terms.price
 
 
 @dataclass
@@ -174,7 +173,8 @@ def _usage(signed: SignedAgreement, task: Mapping[str, Any],
 Progress = Callable[[str, dict[str, Any]], None]
 """(event, details) as a delegation goes: ``sellers``, ``offers``, ``agreement``, then
 ``delivery``, ``receipt`` and ``settled`` for each award. Amounts are decimal credits
-(strings). What an operator watching a purchase sees (``aaex market buy``)."""
+(strings) with their ``*_micro`` integer twin. What an operator watching a purchase sees
+(``aaex market buy``)."""
 
 
 def _report_award(progress: Progress, signed: SignedAgreement, receipt: SignedReceipt,
@@ -187,8 +187,7 @@ def _report_award(progress: Progress, signed: SignedAgreement, receipt: SignedRe
     progress("receipt", {"agreement_id": agreement_id, "receipt_id": receipt.id,
                          "verdict": r.verdict})
     progress("settled", {"agreement_id": agreement_id, "verdict": r.verdict,
-                         "to_seller": format_credits(r.release),
-                         "to_buyer": format_credits(r.refund)})
+                         **r.release.document("to_seller"), **r.refund.document("to_buyer")})
 class Delegator:
     """A buyer's delegation engine. It alone signs agreements, through its wallet.
 
@@ -215,8 +214,8 @@ class Delegator:
         self._window = negotiation_window
 
     async def delegate(self, ctx: Context, capability: str, task: Mapping[str, Any], *,
-                       budget: float, deadline: float, where: str | None = None,
-                       max_latency_ms: float = 30_000, penalty: float = 0.0,
+                       budget: Credits, deadline: float, where: str | None = None,
+                       max_latency_ms: float = 30_000, penalty: Credits = ZERO,
                        top_k: int = 3, progress: Progress | None = None) -> Delegated:
         """Get `task` done by the best provider of `capability` within `deadline` seconds.
 
@@ -228,7 +227,7 @@ class Delegator:
             DelegationFailed: every attempt failed or the deadline passed.
             UsageError: a non-positive budget or deadline.
         """
-        if budget <= 0 or deadline <= 0:
+        if not isinstance(budget, Credits) or budget <= ZERO or deadline <= 0:
             raise UsageError(f"delegate needs a positive budget and deadline, got budget="
                              f"{budget} and deadline={deadline}")
         task = dict(task)
@@ -265,8 +264,8 @@ class Delegator:
                                       timeout=min(5.0, remaining))
             report("offers", {"offers": [
                 {"seller": bid.seller, "declined": bid.declined,
-                 "price": None if bid.offer is None
-                 else format_credits(to_minor_units(round(bid.offer.price, 6)))}
+                 **(bid.offer.price.document("price") if bid.offer is not None
+                    else {"price": None, "price_micro": None})}
                 for bid in outcome.bids]})
             if outcome.agreement is None or outcome.winner is None:
                 for bid in outcome.bids:
@@ -280,12 +279,12 @@ class Delegator:
             terms = signed.agreement.terms
             report("agreement", {
                 "agreement_id": signed.id, "seller": outcome.winner,
-                "price": format_credits(terms.price), "penalty": format_credits(terms.penalty),
+                **terms.price.document("price"), **terms.penalty.document("penalty"),
                 "max_latency_ms": terms.max_latency_ms, "deadline_ms": terms.deadline_ms})
             try:
                 result, receipt, detail = await self._perform(ctx, signed, task, end)
             except AgreementExpired as exc:  # we closed it unfunded when its seller asked
-                self._wallet.release(outcome.winner, terms.price / MINOR_UNITS)
+                self._wallet.release(outcome.winner, terms.price)
                 attempts.append(Attempt(outcome.winner, "expired", signed.id, str(exc)))
                 continue
             if progress is not None:
@@ -351,7 +350,7 @@ class Delegator:
         receipt = SignedReceipt.create(
             make_receipt(agreement, delivery, issued_at_ms=ctx.clock.now_ms()), self._identity)
         if receipt.receipt.refund:  # all of it unless met; a per-token sale's unused rest
-            self._wallet.release(agreement.seller, receipt.receipt.refund / MINOR_UNITS)
+            self._wallet.release(agreement.seller, receipt.receipt.refund)
         self.reputation.add_agreement(signed)
         self.reputation.add_receipt(receipt)
         if self._books is not None:
@@ -430,14 +429,3 @@ class Delegator:
             await self._settle(ctx, signed, None)
             return "settled"
         return "waiting"
-
-    async def delegate_all(self, ctx: Context, subtasks: Sequence[tuple[str, dict[str, Any]]],
-                           *, budget: float, deadline: float) -> list[Delegated | DelegationFailed]:
-        """Delegate independent subtasks in parallel; each fails or succeeds on its own."""
-        async def one(capability: str, task: dict[str, Any]) -> Delegated | DelegationFailed:
-            try:
-                return await self.delegate(ctx, capability, task, budget=budget,
-                                           deadline=deadline)
-            except DelegationFailed as failed:
-                return failed
-        return list(await asyncio.gather(*(one(c, t) for c, t in subtasks)))

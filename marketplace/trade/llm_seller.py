@@ -31,18 +31,16 @@ the node's LLM service measured, and the prices, as attributes buyers filter on
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import Any, ClassVar
 
 from aaex_agents import Context
 from aaex_agents.errors import UsageError
 from aaex_agents.llm import ModelInfo
 from aaex_agents.llm.base import ChatMessage, Request
+from aaex_agents.money import ZERO, Credits
 
-from ..contracts.agreement import TokenTerms, to_minor_units
-from ..contracts.credits import MINOR_UNITS, format_credits
+from ..contracts.agreement import TokenTerms
 from ..contracts.sla import INPUT_SLACK
 from .delegation import OVER_BUDGET
 from .errors import Refusal
@@ -102,18 +100,20 @@ class LlmSeller(ServiceSeller):
 
     capability: ClassVar[str] = CAPABILITY
     strategy_defaults: ClassVar[Mapping[str, Any]] = {
-        "cost": 0.0, "latency_ms": 20_000.0, "deadline_s": 120.0, "penalty_rate": 0.0}
+        "cost": ZERO, "latency_ms": 20_000.0, "deadline_s": 120.0, "penalty_rate": 0.0}
 
-    def __init__(self, *args: Any, price_in_per_1k: float = 0.01,
-                 price_out_per_1k: float = 0.02, max_tokens_cap: int = 256,
+    def __init__(self, *args: Any, price_in_per_1k: float | str = "0.01",
+                 price_out_per_1k: float | str = "0.02", max_tokens_cap: int = 256,
                  max_ttft_ms: int = 30_000, min_tokens_per_s: int = 0, timeout: float = 120.0,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if max_tokens_cap <= 0 or max_ttft_ms <= 0 or min_tokens_per_s < 0 or timeout <= 0:
             raise UsageError("LlmSeller: max_tokens_cap, max_ttft_ms and timeout must be "
                              "positive, min_tokens_per_s >= 0")
-        self.input_per_1k = to_minor_units(price_in_per_1k)
-        self.output_per_1k = to_minor_units(price_out_per_1k)
+        # decimal credits as the node's TOML states them: read once, at this edge
+        self.input_per_1k = Credits.parse(price_in_per_1k, "price_in_per_1k", allow_zero=True)
+        self.output_per_1k = Credits.parse(price_out_per_1k, "price_out_per_1k",
+                                           allow_zero=True)
         self.max_tokens_cap = max_tokens_cap
         self.max_ttft_ms = max_ttft_ms
         self.min_tokens_per_s = min_tokens_per_s
@@ -121,8 +121,8 @@ class LlmSeller(ServiceSeller):
         self.model_info: Callable[[], ModelInfo] | None = None
         """What the ad says of the model; the node binds its LLM service's `describe`."""
 
-    def cap_price(self, task: Mapping[str, Any]) -> tuple[int, TokenTerms]:
-        """The most `task` can cost (minor units) and the per-token terms it is sold on.
+    def cap_price(self, task: Mapping[str, Any]) -> tuple[Credits, TokenTerms]:
+        """The most `task` can cost and the per-token terms it is sold on.
 
         Raises:
             ValueError: the task is not a chat request.
@@ -133,7 +133,7 @@ class LlmSeller(ServiceSeller):
         terms = TokenTerms(input_per_1k=self.input_per_1k, output_per_1k=self.output_per_1k,
                            max_output_tokens=request.max_tokens, max_ttft_ms=self.max_ttft_ms,
                            min_tokens_per_s=self.min_tokens_per_s)
-        return math.ceil(cost / 1000), terms
+        return Credits(-(-cost.micro // 1000)), terms  # rounded up: the cap covers it all
 
     def quote(self, cfp: CallForProposals, offer: Offer) -> Offer:
         """The posted per-token quote for this request; declines one over the budget."""
@@ -141,17 +141,14 @@ class LlmSeller(ServiceSeller):
             cap, terms = self.cap_price(cfp.task)
         except ValueError as exc:
             raise Refusal("bad_task", str(exc)) from None
-        budget = to_minor_units(max(0.0, cfp.max_price))
-        if cap > budget:
+        if cap > cfp.max_price:
             raise Refusal(OVER_BUDGET,
-                          f"this request costs up to {format_credits(cap)} credits "
+                          f"this request costs up to {cap} credits "
                           f"({terms.max_output_tokens} output tokens at "
-                          f"{format_credits(self.output_per_1k)}/1k, input at "
-                          f"{format_credits(self.input_per_1k)}/1k), above the budget "
-                          f"{format_credits(budget)}")
-        price = float(Decimal(cap) / MINOR_UNITS)
-        return Offer(price, offer.latency_ms, offer.deadline_s,
-                     round(price * self.strategy.penalty_rate, 6), terms)
+                          f"{self.output_per_1k}/1k, input at {self.input_per_1k}/1k), above "
+                          f"the budget {cfp.max_price}")
+        return Offer(cap, offer.latency_ms, offer.deadline_s,
+                     self.strategy.penalty_for(cap.micro), terms)
 
     async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
         """Run the chat request on the node's model; the result carries the engine's usage.
@@ -181,8 +178,8 @@ class LlmSeller(ServiceSeller):
         """
         info = self.model_info() if self.model_info is not None else None
         attributes: dict[str, str | int | float] = {
-            "price_in_per_1k": self.input_per_1k / MINOR_UNITS,
-            "price_out_per_1k": self.output_per_1k / MINOR_UNITS,
+            "price_in_per_1k_micro": self.input_per_1k.micro,
+            "price_out_per_1k_micro": self.output_per_1k.micro,
             "max_tokens_cap": self.max_tokens_cap, "max_ttft_ms": self.max_ttft_ms,
             "min_tokens_per_s": self.min_tokens_per_s}
         if info is not None:

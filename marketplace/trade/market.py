@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from aaex_agents import Agent
 from aaex_agents.errors import UsageError
+from aaex_agents.money import ONE_CREDIT, ZERO, Credits
 from discovery.query import Query, Utility, parse_where
 
 from ..contracts.ledger import Ledger
@@ -35,7 +36,7 @@ class MarketSettings:
     """Spending limits, pacing and award weights of every buying agent on a node.
 
     Attributes:
-        budget: what one agent may commit in total, in credits.
+        budget: what one agent may commit in total (TOML: decimal credits, e.g. 100).
         per_seller: what one agent may commit to one seller.
         per_task: what one agreement may cost.
         negotiation_window: seconds sellers get to answer a call for proposals.
@@ -54,9 +55,9 @@ class MarketSettings:
             (`marketplace.trade.strategies.BuyerUtility` has the bound and its proof).
     """
 
-    budget: float = 100.0
-    per_seller: float = 50.0
-    per_task: float = 20.0
+    budget: Credits = ONE_CREDIT * 100
+    per_seller: Credits = ONE_CREDIT * 50
+    per_task: Credits = ONE_CREDIT * 20
     negotiation_window: float = 2.0
     ban_seconds: float = 30.0
     grace: float = 30.0
@@ -69,8 +70,11 @@ class MarketSettings:
     reputation_exponent: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("budget", "per_seller", "per_task", "negotiation_window", "ban_seconds",
-                     "grace", "resolve_period"):
+        for name in ("budget", "per_seller", "per_task"):
+            if not isinstance(getattr(self, name), Credits) or getattr(self, name) <= ZERO:
+                raise UsageError(f"market.{name} must be positive credits, got "
+                                 f"{getattr(self, name)!r}")
+        for name in ("negotiation_window", "ban_seconds", "grace", "resolve_period"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"market.{name} must be positive, got {getattr(self, name)}")
         weights = ("price_weight", "latency_weight", "deadline_weight", "penalty_weight",

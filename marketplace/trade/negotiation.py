@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from aaex_agents import Agent, Context, Message, Protocol, handler
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.errors import AaexError, TransportError, UsageError
+from aaex_agents.money import ZERO, Credits, NonNegativeCredits
 
 from ..contracts.agreement import TokenTerms
 from ..contracts.reputation import NEUTRAL
@@ -34,41 +35,41 @@ from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy
 logger = logging.getLogger(__name__)
 
 
-class CallForProposals(Message, type="market.cfp/1"):
-    """A buyer asks sellers to bid for a task."""
+class CallForProposals(Message, type="market.cfp/2", supersedes="market.cfp/1"):
+    """A buyer asks sellers to bid for a task (v2: amounts in integer micro-credits)."""
 
     dialogue: str
     """Random id of this negotiation (hex), chosen by the buyer."""
     capability: str
     task: dict[str, Any] = {}  # noqa: RUF012 - pydantic copies field defaults
     """The task description the seller prices (its hash goes into the agreement)."""
-    max_price: float
+    max_price: NonNegativeCredits
     max_latency_ms: float
     max_deadline_s: float
-    wanted_penalty: float = 0.0
+    wanted_penalty: NonNegativeCredits = ZERO
     respond_by: float
     """Unix time at which the negotiation ends, agreed or not."""
 
 
-class Propose(Message, type="market.propose/1"):
+class Propose(Message, type="market.propose/2", supersedes="market.propose/1"):
     """A seller's offer for round `round` (0 answers the call for proposals)."""
 
     dialogue: str
     round: int
-    price: float
+    price: NonNegativeCredits
     latency_ms: float
     deadline_s: float
-    penalty: float
+    penalty: NonNegativeCredits
     tokens: TokenTerms | None = None
     """Per-token prices and token cap; None for a fixed-price offer."""
 
 
-class CounterOffer(Message, type="market.counter/1"):
+class CounterOffer(Message, type="market.counter/2", supersedes="market.counter/1"):
     """The buyer's counter for round `round` (1, 2, ...): the price it would pay."""
 
     dialogue: str
     round: int
-    price: float
+    price: NonNegativeCredits
 
 
 class Decline(Message, type="market.decline/1"):
@@ -235,7 +236,7 @@ class Seller(Agent):
             dialogue = Dialogue(msg.dialogue, str(ctx.sender), msg, started=now)
             offer = self.quote(msg, self.strategy.ask(*self._elapsed(dialogue, now),
                                                       self.queue_depth))
-            if offer.price > msg.max_price * 1.5 or offer.latency_ms > msg.max_latency_ms \
+            if offer.price * 2 > msg.max_price * 3 or offer.latency_ms > msg.max_latency_ms \
                     or offer.latency_ms / 1000 > msg.max_deadline_s:
                 raise Refusal("cannot_meet_terms", "price, latency or deadline out of reach")
             self.dialogues[msg.dialogue] = dialogue
@@ -256,7 +257,7 @@ class Seller(Agent):
         ask = self.strategy.ask(elapsed, horizon, self.queue_depth)
         if self.strategy.accepts(msg.price, elapsed, horizon, self.queue_depth):
             ask = Offer(msg.price, ask.latency_ms, ask.deadline_s,
-                        round(msg.price * self.strategy.penalty_rate, 6))
+                        self.strategy.penalty_for(msg.price.micro))
         try:
             ask = self.quote(dialogue.cfp, ask)
         except Refusal as refusal:
@@ -319,7 +320,8 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
                     utility: BuyerUtility, strategy: BuyerStrategy, sign: AgreementSigner,
                     reputation: dict[str, float] | None = None, max_rounds: int = 3,
                     timeout: float = 5.0, shortlist: int = 3,
-                    release: Callable[[str, float], None] | None = None) -> NegotiationResult:
+                    release: Callable[[str, Credits], None] | None = None
+                    ) -> NegotiationResult:
     """Negotiate with every seller at once and award the best offer by `utility`.
 
     All sellers get the call for proposals at once; then only the `shortlist` best by
@@ -376,9 +378,9 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
         if best.utility >= target or now >= cfp.respond_by:
             break
         counters = [(b.seller, CounterOffer(dialogue=cfp.dialogue, round=round_,
-                                            price=round(utility.price_for(
+                                            price=utility.price_for(
                                                 target, b.offer,
-                                                reputation.get(b.seller, NEUTRAL)), 6)))
+                                                reputation.get(b.seller, NEUTRAL))))
                     for b in live if b.offer is not None]
         await asyncio.gather(*(ask(s, m) for s, m in counters))
         result.round_trips += 1

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from aaex_agents.errors import UsageError
+from aaex_agents.money import ZERO, Credits
 
 from .errors import Refusal, SpendingRefused
 from .negotiation import AgreementSigner, CallForProposals
@@ -103,22 +104,23 @@ class Wallet:
         per_task: most one agreement may cost.
     """
 
-    budget: float
-    per_seller: float
-    per_task: float
-    spent: float = 0.0
-    by_seller: dict[str, float] = field(default_factory=dict)
+    budget: Credits
+    per_seller: Credits
+    per_task: Credits
+    spent: Credits = ZERO
+    by_seller: dict[str, Credits] = field(default_factory=dict)
 
-    def check(self, seller: str, price: float) -> None:
+    def check(self, seller: str, price: Credits) -> None:
         """Raise SpendingRefused when paying `price` to `seller` breaks a limit."""
         if price > self.per_task:
-            raise SpendingRefused(f"{price} exceeds the per-task limit of {self.per_task}")
-        if self.by_seller.get(seller, 0.0) + price > self.per_seller:
+            raise SpendingRefused(f"{price} credits exceed the per-task limit of "
+                                  f"{self.per_task}")
+        if self.by_seller.get(seller, ZERO) + price > self.per_seller:
             raise SpendingRefused(f"{seller} would get more than the per-seller limit of "
-                                  f"{self.per_seller}")
+                                  f"{self.per_seller} credits")
         if self.spent + price > self.budget:
-            raise SpendingRefused(f"{price} exceeds the remaining budget of "
-                                  f"{self.budget - self.spent:.4f}")
+            raise SpendingRefused(f"{price} credits exceed the remaining budget of "
+                                  f"{self.budget - self.spent}")
 
     def guard(self, sign: AgreementSigner) -> AgreementSigner:
         """Wrap `sign` so that it signs only agreements the policy allows, and books them."""
@@ -126,11 +128,11 @@ class Wallet:
             self.check(seller, offer.price)
             signed = sign(dialogue, seller, cfp, offer)
             self.spent += offer.price
-            self.by_seller[seller] = self.by_seller.get(seller, 0.0) + offer.price
+            self.by_seller[seller] = self.by_seller.get(seller, ZERO) + offer.price
             return signed
         return guarded
 
-    def release(self, seller: str, amount: float) -> None:
+    def release(self, seller: str, amount: Credits) -> None:
         """Give back budget committed to an agreement that was never concluded or refunded."""
-        self.spent = max(0.0, self.spent - amount)
-        self.by_seller[seller] = max(0.0, self.by_seller.get(seller, 0.0) - amount)
+        self.spent = max(ZERO, self.spent - amount)
+        self.by_seller[seller] = max(ZERO, self.by_seller.get(seller, ZERO) - amount)

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 from aaex_agents import Context, Message
 from aaex_agents.errors import AaexError
+from aaex_agents.money import Credits
 
 from ..contracts.books import Line, Statement, differences, statement
 from ..contracts.checkpoint import Checkpoint
-from ..contracts.credits import format_credits
 from ..contracts.errors import ContractRejected
 from ..contracts.ledger import Ledger
 from .negotiation import Decline
@@ -43,8 +43,8 @@ class StatementReply(Message, type="market.statement/1"):
 
     lines: tuple[Line, ...]
     """Every agreement between the two, in the order the answering books recorded them."""
-    net: int
-    """From the answering agent's side, micro-credits: > 0 the asker owes it that much."""
+    net: Credits
+    """From the answering agent's side: > 0 the asker owes it that much."""
     checkpoint: Checkpoint | None = None
     """The answering node's ledger head, signed by its key as it answered (None: its
     ledger has no key to sign with)."""
@@ -113,6 +113,6 @@ async def reconcile(ctx: Context, ledger: Ledger, partner: str, *,
             checkpoint = None
     found += differences(ours, theirs)
     if ours.net != -theirs.net:
-        found.append(f"net: ours {format_credits(ours.net)}, the partner's "
-                     f"{format_credits(theirs.net)} (credits; they should be opposite)")
+        found.append(f"net: ours {ours.net}, the partner's {theirs.net} (credits; they "
+                     "should be opposite)")
     return Reconciliation(me, partner, ours, theirs, tuple(found), checkpoint)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from aaex_agents.errors import UsageError
+from aaex_agents.money import ZERO, Credits
 
 from ..contracts.agreement import TokenTerms
 from ..contracts.reputation import NEUTRAL
@@ -26,13 +28,15 @@ class Offer:
     """The issues negotiated: price, promised latency, deadline and the breach penalty.
 
     `tokens` makes it a per-token offer (a language model's): `price` is then the cap the
-    buyer escrows, and the agreement bills the tokens used at the prices it states.
+    buyer escrows, and the agreement bills the tokens used at the prices it states. Amounts
+    are `Credits`; the concession maths below works in floats and converts back once, with
+    the rounding it states.
     """
 
-    price: float
+    price: Credits
     latency_ms: float
     deadline_s: float
-    penalty: float
+    penalty: Credits
     tokens: TokenTerms | None = None
 
 
@@ -135,14 +139,14 @@ class BuyerUtility:
     always asked to bid (`marketplace.trade.delegation.shortlist`).
     """
 
-    max_price: float
+    max_price: Credits
     max_latency_ms: float
     max_deadline_s: float
-    wanted_penalty: float = 0.0
+    wanted_penalty: Credits = ZERO
     weights: Weights = field(default_factory=Weights)
 
     def __post_init__(self) -> None:
-        if self.max_price <= 0 or self.max_latency_ms <= 0 or self.max_deadline_s <= 0:
+        if self.max_price <= ZERO or self.max_latency_ms <= 0 or self.max_deadline_s <= 0:
             raise UsageError("BuyerUtility limits must be positive")
 
     def of(self, offer: Offer, reputation: float = NEUTRAL) -> float:
@@ -151,31 +155,34 @@ class BuyerUtility:
                 or offer.deadline_s > self.max_deadline_s):
             return 0.0
         w = self.weights
-        priced = max(0.0, 1 - offer.price / self.max_price / w.trust(reputation))
-        insured = 1.0 if self.wanted_penalty <= 0 else min(1.0, offer.penalty / self.wanted_penalty)
+        priced = max(0.0, 1 - offer.price.micro / self.max_price.micro / w.trust(reputation))
+        insured = (1.0 if self.wanted_penalty <= ZERO
+                   else min(1.0, offer.penalty.micro / self.wanted_penalty.micro))
         score = (w.price * priced
                  + w.latency * (1 - offer.latency_ms / self.max_latency_ms)
                  + w.deadline * (1 - offer.deadline_s / self.max_deadline_s)
                  + w.penalty * insured + w.reputation * min(1.0, max(0.0, reputation)))
         return score / w.total
 
-    def price_for(self, target: float, offer: Offer, reputation: float = NEUTRAL) -> float:
+    def price_for(self, target: float, offer: Offer, reputation: float = NEUTRAL) -> Credits:
         """The highest price at which `offer` (other issues kept) reaches utility `target`.
 
         0 when even a free offer falls short; `offer.price` when price does not move the
-        utility (a zero price weight).
+        utility (a zero price weight). Worked out in floats of micro-credits and rounded
+        down once: a buyer's counter never exceeds what its utility allows.
         """
         w = self.weights
-        per_unit = w.price / w.total / self.max_price / w.trust(reputation)
-        if per_unit <= 0:
+        per_micro = w.price / w.total / self.max_price.micro / w.trust(reputation)
+        if per_micro <= 0:
             return offer.price
-        at_zero = self.of(Offer(0.0, offer.latency_ms, offer.deadline_s, offer.penalty),
+        at_zero = self.of(Offer(ZERO, offer.latency_ms, offer.deadline_s, offer.penalty),
                           reputation)
         if target <= at_zero - w.price / w.total:
             # Reached even with the price issue at 0, where a low trust factor puts any price
             # above max_price * trust: the buyer's own limit is the answer.
             return self.max_price
-        return max(0.0, min(self.max_price, (at_zero - target) / per_unit))
+        micro = max(0.0, min(float(self.max_price.micro), (at_zero - target) / per_micro))
+        return Credits(int(micro))
 
 
 def aspiration(elapsed: float, horizon: float, exponent: float, reserve: float) -> float:
@@ -212,7 +219,7 @@ class SellerStrategy:
     that and concedes towards it with the time-based `exponent`.
     """
 
-    cost: float
+    cost: Credits
     margin: float = 0.1
     markup: float = 1.6
     exponent: float = BOULWARE
@@ -222,19 +229,45 @@ class SellerStrategy:
     penalty_rate: float = 0.5
     """Penalty offered, as a fraction of the price."""
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.cost, Credits) or self.cost < ZERO:
+            raise UsageError(f"SellerStrategy.cost must be Credits of 0 or more, got "
+                             f"{self.cost!r}")
+
+    @classmethod
+    def from_settings(cls, **settings: Any) -> SellerStrategy:
+        """A strategy from a node's ``[[agents]]`` settings, whose `cost` is decimal credits.
+
+        Raises:
+            UsageError: `cost` is missing or not an amount of credits (named).
+        """
+        cost = settings.pop("cost", None)
+        if not isinstance(cost, Credits):
+            cost = Credits.parse(cost, "cost", allow_zero=True)
+        return cls(cost=cost, **settings)
+
     def reservation(self, queue_depth: int) -> float:
-        """The lowest price this seller takes now."""
-        return self.cost * (1 + self.margin) * (1 + self.load_factor * max(0, queue_depth))
+        """The lowest price this seller takes now, in micro-credits (concession maths)."""
+        return (self.cost.micro * (1 + self.margin)
+                * (1 + self.load_factor * max(0, queue_depth)))
 
     def ask(self, elapsed: float, horizon: float, queue_depth: int) -> Offer:
-        """The seller's offer at this moment of the negotiation."""
+        """The seller's offer at this moment of the negotiation.
+
+        The price is rounded up to the micro-credit (a seller never asks below its curve),
+        the penalty half-even.
+        """
         floor = self.reservation(queue_depth)
         opening = floor * self.markup
         concession = 1.0 - aspiration(elapsed, horizon, self.exponent, 0.0)
-        price = opening - (opening - floor) * concession
-        return Offer(price=round(price, 6), latency_ms=self.latency_ms,
-                     deadline_s=self.deadline_s, penalty=round(price * self.penalty_rate, 6))
+        micro = opening - (opening - floor) * concession
+        return Offer(price=Credits(math.ceil(micro - 1e-6)), latency_ms=self.latency_ms,
+                     deadline_s=self.deadline_s, penalty=self.penalty_for(micro))
 
-    def accepts(self, price: float, elapsed: float, horizon: float, queue_depth: int) -> bool:
+    def penalty_for(self, price_micro: float) -> Credits:
+        """The penalty offered with a price (`penalty_rate` of it, half-even)."""
+        return Credits(round(price_micro * self.penalty_rate))
+
+    def accepts(self, price: Credits, elapsed: float, horizon: float, queue_depth: int) -> bool:
         """True when a counter-offer at `price` is at least what the seller asks now."""
-        return price >= self.ask(elapsed, horizon, queue_depth).price - 1e-9
+        return price >= self.ask(elapsed, horizon, queue_depth).price

@@ -15,7 +15,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from aaex_agents import Agent, Context, on_interval
+from aaex_agents import Agent, Context, Credits, on_interval
 from marketplace.trade.errors import DelegationFailed
 from marketplace.trade.selling import ServiceSeller
 
@@ -49,7 +49,8 @@ class StandingBuyer(Agent):
     def __init__(self, *args: Any, orders: int = 1, budget: float = 5.0,
                  deadline: float = 20.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.orders, self.budget, self.deadline = orders, budget, deadline
+        self.orders, self.deadline = orders, deadline
+        self.budget = Credits.parse(budget, "budget")  # decimal credits, as the TOML states
         self._busy = False
 
     @on_interval(0.5)

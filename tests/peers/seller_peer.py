@@ -13,7 +13,7 @@ import asyncio
 import json
 from typing import Any
 
-from aaex_agents import Context, HttpTransport, Identity, open_runtime
+from aaex_agents import Context, Credits, HttpTransport, Identity, open_runtime
 from aaex_agents.testing import stop_on_stdin_close_or_signal
 from marketplace.trade.contracting import seller_countersigner
 from marketplace.trade.selling import ServiceSeller
@@ -36,7 +36,8 @@ async def main(args: argparse.Namespace) -> None:
     WORK_SECONDS = args.work_seconds
     identity = Identity.generate()
     seller = ForecastSeller(identity, name=f"seller-e{args.exponent}",
-                            strategy=SellerStrategy(cost=args.cost, exponent=args.exponent,
+                            strategy=SellerStrategy(cost=Credits.parse(args.cost, "--cost"),
+                                                    exponent=args.exponent,
                                                     latency_ms=args.latency),
                             countersign=seller_countersigner(identity))
     async with stop_on_stdin_close_or_signal() as stop, \
@@ -48,7 +49,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cost", type=float, required=True)
+    parser.add_argument("--cost", required=True, help="decimal credits")
     parser.add_argument("--exponent", type=float, required=True)
     parser.add_argument("--latency", type=float, default=400.0)
     parser.add_argument("--work-seconds", type=float, default=0.0)
