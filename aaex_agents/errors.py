@@ -36,15 +36,17 @@ Whose fault it is decides where an error sits in the tree::
     │   ├── LLMRequestFailed        the engine refused or failed this request
     │   └── LLMOutputInvalid        the answer does not validate against the requested schema
     │
-    │   The layers above add branches to this one root (each module's docstring details its own):
-    ├── RecordRejected              discovery.errors: a DHT record or ad failed a check (`reason`)
-    ├── ContractRejected            marketplace.contracts.errors: a signed agreement or receipt
-    ├── UnknownAgreement              failed a check; a lookup named an unrecorded agreement;
-    ├── LedgerError                   the ledger could not do what was asked (nothing written)
-    └── TradeError                  marketplace.trade.errors: a seller or the wallet refused
-                                    (Refusal, SpendingRefused), or nobody delivered
-                                    (DelegationFailed)
-    (UsageError also has ConfigError, marketplace.node.config: a node's TOML is invalid.)
+    │   The layers above add branches to this one root; each module's docstring details its own.
+    ├── RecordRejected              (discovery.errors) a DHT record or ad failed a check
+    ├── ContractRejected            (marketplace.contracts.errors) a signed contract failed a check
+    ├── UnknownAgreement            (marketplace.contracts.errors) a lookup named an unrecorded
+    │                               agreement
+    ├── LedgerError                 (marketplace.contracts.errors) the ledger did not do what was
+    │                               asked; nothing was written
+    ├── TradeError                  (marketplace.trade.errors) a seller or the wallet refused
+    │                               (Refusal, SpendingRefused), or nobody delivered
+    │                               (DelegationFailed)
+    └── ConfigError                 (marketplace.node.tables) a node's TOML does not validate
 
 Lower-layer exceptions (aiohttp, sqlite3, nacl, llama.cpp, vLLM) are translated once, at the
 boundary that calls them, with ``raise X(...) from exc``; none of them leaves this package.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -72,11 +71,6 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        """Prompt plus completion tokens."""
-        return self.prompt_tokens + self.completion_tokens
 
 
 @dataclass(frozen=True)
@@ -278,7 +272,3 @@ def _loop_deadline(deadline: float) -> float:
     loop = asyncio.get_running_loop()
     return loop.time() + (deadline - time.monotonic())
 
-
-def schema_of(model: type[pydantic.BaseModel]) -> str:
-    """The JSON schema of `model` as compact text, for prompts that show it to the model."""
-    return json.dumps(model.model_json_schema(), separators=(",", ":"))

@@ -313,7 +313,6 @@ class NegotiationResult:
     bids: list[Bid] = field(default_factory=list)
     round_trips: int = 0
     """Sequential network round trips spent (parallel asks count once)."""
-    elapsed_s: float = 0.0
 
 
 async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals, *,
@@ -404,7 +403,6 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
         if release is not None:
             release(bid.seller, bid.offer.price)
     result.bids = list(bids.values())
-    result.elapsed_s = clock.now() - started
     return result
 
 
