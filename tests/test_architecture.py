@@ -31,12 +31,13 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imports(name: str, path: Path) -> set[str]:
-    """Project modules that `name` imports at run time (TYPE_CHECKING blocks excluded)."""
+def _imports(name: str, path: Path, *, typing: bool = False) -> set[str]:
+    """Project modules that `name` imports at run time; with `typing`, for type hints too."""
     tree = ast.parse(path.read_text())
-    typing_only = {id(n) for node in ast.walk(tree)
-                   if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                   for n in ast.walk(node)}
+    typing_only = set() if typing else {
+        id(n) for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)}
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out = set()
     for node in ast.walk(tree):
@@ -73,9 +74,10 @@ def test_imports_point_down_the_layers_and_rooms() -> None:
     assert upward == []
 
 
-def test_the_import_graph_has_no_cycle() -> None:
-    modules = _modules()
-    graph = {name: {t for t in _imports(name, path) if t in modules and t != name}
+def _cycles(packages: tuple[str, ...], *, typing: bool) -> list[list[str]]:
+    """The import cycles among the modules of `packages`."""
+    modules = {n: p for n, p in _modules().items() if n.split(".")[0] in packages}
+    graph = {name: {t for t in _imports(name, path, typing=typing) if t in modules and t != name}
              for name, path in modules.items()}
     # a package's own __init__ is where its submodules are re-exported: skip that edge
     graph = {n: {t for t in ts if not n.startswith(t + ".")} for n, ts in graph.items()}
@@ -94,7 +96,60 @@ def test_the_import_graph_has_no_cycle() -> None:
     for name in graph:
         if name not in state:
             visit(name, [name])
-    assert cycles == []
+    return cycles
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    assert _cycles(PACKAGES, typing=False) == []
+
+
+def test_the_marketplace_has_no_cycle_even_in_type_hints() -> None:
+    """A module that needs another's type only declares what it reads (a Protocol)."""
+    assert _cycles(("discovery", "marketplace"), typing=True) == []
+
+
+def test_a_node_is_frozen() -> None:
+    """`Node` is built whole once everything listens: assigning to it raises."""
+    import dataclasses
+
+    from marketplace.node.node import Node
+
+    assert dataclasses.is_dataclass(Node)
+    assert Node.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+def _mutations_of(tree: ast.AST, names: set[str]) -> list[ast.AST]:
+    """Statements that assign to, or append to, `node.<name>` for one of `names`."""
+    found: list[ast.AST] = []
+    for node in ast.walk(tree):
+        targets = (node.targets if isinstance(node, ast.Assign) else
+                   [node.target] if isinstance(node, ast.AugAssign | ast.AnnAssign) else [])
+        calls = ([node.func.value] if isinstance(node, ast.Call)
+                 and isinstance(node.func, ast.Attribute)
+                 and node.func.attr in ("append", "extend", "update", "add") else [])
+        if any(isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+               and t.value.id == "node" and t.attr in names for t in [*targets, *calls]):
+            found.append(node)
+    return found
+
+
+def test_nothing_assigns_to_a_node_after_construction() -> None:
+    from marketplace.node.node import Node
+
+    names = set(Node.__dataclass_fields__)
+    assigned = [f"{name}: {ast.unparse(statement)[:60]}"
+                for name, path in _modules().items()
+                for statement in _mutations_of(ast.parse(path.read_text()), names)]
+    assert assigned == []
+
+
+def test_no_function_of_the_node_passes_60_lines() -> None:
+    long = {f"{path.name}:{fn.name}": fn.end_lineno - fn.lineno + 1  # type: ignore[operator]
+            for path in (ROOT / "marketplace" / "node").glob("*.py")
+            for fn in ast.walk(ast.parse(path.read_text()))
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+            and fn.end_lineno - fn.lineno + 1 > 60}  # type: ignore[operator]
+    assert long == {}
 
 
 def test_no_module_passes_600_lines() -> None:

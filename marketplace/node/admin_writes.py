@@ -27,7 +27,8 @@ import logging
 import math
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -38,7 +39,7 @@ from discovery.query import parse_where
 
 from ..contracts.books import Position
 from ..contracts.errors import InsufficientFunds, LedgerError
-from ..trade.delegation import Delegated
+from ..trade.delegation import Delegated, Delegator
 from ..trade.errors import DelegationFailed
 from ..trade.statements import reconcile, statement_between
 from .accounts import (
@@ -51,7 +52,11 @@ from .accounts import (
 )
 
 if TYPE_CHECKING:
-    from .node import Node
+    from aaex_agents.identity import Identity
+    from aaex_agents.runtime import Runtime
+
+    from ..contracts.ledger import Ledger
+    from ..trade.market import NodeMarket
 
 logger = logging.getLogger(__name__)
 
@@ -111,23 +116,71 @@ def _text(body: dict[str, Any], field: str, *, limit: int = 200) -> str | None:
     return value
 
 
-def add_operator_routes(app: web.Application, node: Node, token: str) -> None:
+class OperatorView(Protocol):
+    """What the operator routes need of a node: its books, its agents, its market."""
+
+    @property
+    def identity(self) -> Identity:
+        """The node's own key: statements name its address."""
+
+    @property
+    def ledger(self) -> Ledger:
+        """The node's books."""
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime hosting the node's agents."""
+
+    @property
+    def market(self) -> NodeMarket:
+        """Where the hosted agents buy."""
+
+
+def add_operator_routes(app: web.Application, node: OperatorView, token: str) -> None:
     """Add the operator routes of `node` to its admin `app`; POSTs require `token`."""
-    expected = f"Bearer {token}".encode()
+    routes = _OperatorRoutes(node, token)
+    for path, view, write in (
+            ("/accounts", routes.accounts, False), ("/statement", routes.statement, False),
+            ("/account/deposit", routes.deposit, True),
+            ("/account/withdraw", routes.withdraw, True),
+            ("/reconcile", routes.reconcile, True), ("/market/buy", routes.buy, True)):
+        (app.router.add_post if write else app.router.add_get)(
+            path, routes.guarded(view, write=write))
 
-    def authorized(request: web.Request) -> bool:
-        return hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected)
 
-    def hosted() -> dict[str, str]:
-        return {agent.name: agent.address for agent in node.runtime.agents.values()}
+@dataclass(frozen=True)
+class _Order:
+    """A purchase the operator asked for, read from the body of ``/market/buy``."""
 
-    def agent_of(value: object, field: str = "agent") -> Agent:
-        _, address = resolve_agent(hosted(), value, field=field)
-        return node.runtime.agents[address]
+    agent: Agent
+    capability: str
+    task: dict[str, Any]
+    budget: Credits
+    deadline: float
+    where: str | None
 
-    def guarded(view: Handler, *, write: bool) -> Handler:
+
+class _OperatorRoutes:
+    """The views of `add_operator_routes` over `node`."""
+
+    def __init__(self, node: OperatorView, token: str) -> None:
+        self.node = node
+        self.expected = f"Bearer {token}".encode()
+
+    def authorized(self, request: web.Request) -> bool:
+        return hmac.compare_digest(request.headers.get("Authorization", "").encode(),
+                                   self.expected)
+
+    def hosted(self) -> dict[str, str]:
+        return {agent.name: agent.address for agent in self.node.runtime.agents.values()}
+
+    def agent_of(self, value: object, field: str = "agent") -> Agent:
+        _, address = resolve_agent(self.hosted(), value, field=field)
+        return self.node.runtime.agents[address]
+
+    def guarded(self, view: Handler, *, write: bool) -> Handler:
         async def run(request: web.Request) -> web.StreamResponse:
-            if write and not authorized(request):
+            if write and not self.authorized(request):
                 return _error(401, "missing or wrong admin token: send 'Authorization: "
                                    "Bearer <token>' with the token in data_dir/admin.token")
             try:
@@ -141,44 +194,47 @@ def add_operator_routes(app: web.Application, node: Node, token: str) -> None:
                 return _error(503, f"the books are unavailable: {exc}")
         return run
 
-    async def accounts(request: web.Request) -> web.Response:
-        return _json(accounts_document(hosted(), await node.ledger.positions()))
+    async def accounts(self, request: web.Request) -> web.Response:
+        return _json(accounts_document(self.hosted(), await self.node.ledger.positions()))
 
-    async def statement(request: web.Request) -> web.Response:
+    async def statement(self, request: web.Request) -> web.Response:
+        ledger = self.node.ledger
         partner = check_address(request.query.get("with"), "with")
         if "agent" in request.query:
-            agent = agent_of(request.query["agent"])
-            found = statement_between(await node.ledger.lines(), agent.address, partner)
+            agent = self.agent_of(request.query["agent"])
+            found = statement_between(await ledger.lines(), agent.address, partner)
         else:
-            found = await node.ledger.statement(partner)
-        return _json({"node": node.identity.address, **statement_document(found)})
+            found = await ledger.statement(partner)
+        return _json({"node": self.node.identity.address, **statement_document(found)})
 
-    async def move(request: web.Request, kind: str) -> web.Response:
+    async def move(self, request: web.Request, kind: str) -> web.Response:
+        ledger = self.node.ledger
         body = await _body(request)
-        agent = agent_of(body.get("agent"))
+        agent = self.agent_of(body.get("agent"))
         amount = Credits.parse(body.get("amount"), "amount")
         memo = _text(body, "memo") or f"{kind} through the admin API"
-        write = node.ledger.deposit if kind == "deposit" else node.ledger.withdraw
+        write = ledger.deposit if kind == "deposit" else ledger.withdraw
         entry = await write(agent.address, amount, memo=memo)
-        position = (await node.ledger.positions()).get(agent.address, Position())
+        position = (await ledger.positions()).get(agent.address, Position())
         logger.info("%s of %s credits for %s (entry %d)", kind, amount,
                     agent.name, entry.seq)
         return _json({kind: True, "entry": entry.seq, **amount.document("amount"),
                       "account": account_document(agent.name, agent.address, position)})
 
-    async def deposit(request: web.Request) -> web.Response:
-        return await move(request, "deposit")
+    async def deposit(self, request: web.Request) -> web.Response:
+        return await self.move(request, "deposit")
 
-    async def withdraw(request: web.Request) -> web.Response:
-        return await move(request, "withdraw")
+    async def withdraw(self, request: web.Request) -> web.Response:
+        return await self.move(request, "withdraw")
 
-    async def reconcile_view(request: web.Request) -> web.Response:
+    async def reconcile(self, request: web.Request) -> web.Response:
+        runtime = self.node.runtime
         body = await _body(request)
         partner = check_address(body.get("with"), "with")
-        agents = ([agent_of(body["agent"])] if body.get("agent") is not None else
-                  [a for a in node.runtime.agents.values() if a.address != partner])
+        agents = ([self.agent_of(body["agent"])] if body.get("agent") is not None else
+                  [a for a in runtime.agents.values() if a.address != partner])
         found = await asyncio.gather(*(
-            reconcile(node.runtime.context(agent), node.ledger, partner,
+            reconcile(runtime.context(agent), self.node.ledger, partner,
                       timeout=RECONCILE_TIMEOUT_S) for agent in agents))
         documents = [reconciliation_document(agent.name, one)
                      for agent, one in zip(agents, found, strict=True)]
@@ -186,9 +242,13 @@ def add_operator_routes(app: web.Application, node: Node, token: str) -> None:
         return _json({"with": partner, "agreed": not gaps, "differences": gaps,
                       "agents": documents})
 
-    async def buy(request: web.Request) -> web.StreamResponse:
-        body = await _body(request)
-        agent = agent_of(body.get("agent"))
+    def order(self, body: dict[str, Any]) -> _Order:
+        """The purchase `body` asks for.
+
+        Raises:
+            UsageError: a field is missing or wrong; the message names it.
+        """
+        agent = self.agent_of(body.get("agent"))
         capability = body.get("capability")
         if not isinstance(capability, str) or not _CAPABILITY.match(capability):
             raise UsageError(f"capability: write a capability such as forecast.demand, got "
@@ -204,36 +264,16 @@ def add_operator_routes(app: web.Application, node: Node, token: str) -> None:
                 parse_where(where)
             except UsageError as exc:
                 raise UsageError(f"where: {exc}") from None
-        if node.market is None:
-            raise UsageError("this node has no market service")
-        delegator = node.market.for_agent(agent.address)
+        return _Order(agent, capability, task, budget, deadline, where)
+
+    async def buy(self, request: web.Request) -> web.StreamResponse:
+        order = self.order(await _body(request))
+        delegator = self.node.market.for_agent(order.agent.address)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-
-        async def run() -> None:
-            try:
-                done = await delegator.delegate(
-                    node.runtime.context(agent), capability, task,
-                    budget=budget, deadline=deadline, where=where,
-                    progress=lambda event, details: events.put_nowait(
-                        {"event": event, **details}))
-                events.put_nowait(_done(done))
-            except DelegationFailed as exc:
-                events.put_nowait({"event": "failed", "reason": str(exc), "attempts": [
-                    {"seller": a.seller, "verdict": a.verdict, "detail": a.detail}
-                    for a in exc.attempts]})
-            except (AaexError, TimeoutError) as exc:
-                events.put_nowait({"event": "failed", "reason": f"{type(exc).__name__}: {exc}",
-                                   "attempts": []})
-            except Exception as exc:  # the operator still gets a last line; logged in full
-                logger.error("buying %s for %s failed", capability, agent.name, exc_info=True)
-                events.put_nowait({"event": "failed", "reason": f"{type(exc).__name__}: {exc}",
-                                   "attempts": []})
-            finally:
-                events.put_nowait(None)
-
-        buying = asyncio.create_task(run(), name=f"admin.buy.{agent.name}")
+        buying = asyncio.create_task(self.purchase(order, delegator, events),
+                                     name=f"admin.buy.{order.agent.name}")
         try:
             await _stream(response, events)
             await buying
@@ -246,12 +286,30 @@ def add_operator_routes(app: web.Application, node: Node, token: str) -> None:
             await response.write_eof()
         return response
 
-    for path, view, write in (
-            ("/accounts", accounts, False), ("/statement", statement, False),
-            ("/account/deposit", deposit, True), ("/account/withdraw", withdraw, True),
-            ("/reconcile", reconcile_view, True), ("/market/buy", buy, True)):
-        (app.router.add_post if write else app.router.add_get)(
-            path, guarded(view, write=write))
+    async def purchase(self, order: _Order, delegator: Delegator,
+                       events: asyncio.Queue[dict[str, Any] | None]) -> None:
+        """Buy what `order` asks for, putting each step on `events`, and None last."""
+        try:
+            done = await delegator.delegate(
+                self.node.runtime.context(order.agent), order.capability, order.task,
+                budget=order.budget, deadline=order.deadline, where=order.where,
+                progress=lambda event, details: events.put_nowait(
+                    {"event": event, **details}))
+            events.put_nowait(_done(done))
+        except DelegationFailed as exc:
+            events.put_nowait({"event": "failed", "reason": str(exc), "attempts": [
+                {"seller": a.seller, "verdict": a.verdict, "detail": a.detail}
+                for a in exc.attempts]})
+        except (AaexError, TimeoutError) as exc:
+            events.put_nowait({"event": "failed", "reason": f"{type(exc).__name__}: {exc}",
+                               "attempts": []})
+        except Exception as exc:  # the operator still gets a last line; logged in full
+            logger.error("buying %s for %s failed", order.capability, order.agent.name,
+                         exc_info=True)
+            events.put_nowait({"event": "failed", "reason": f"{type(exc).__name__}: {exc}",
+                               "attempts": []})
+        finally:
+            events.put_nowait(None)
 
 
 async def _stream(response: web.StreamResponse,

@@ -20,10 +20,11 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
@@ -37,11 +38,11 @@ from ..contracts.books import Line
 from ..contracts.errors import ContractRejected, LedgerTampered
 from ..contracts.ledger import Entry, Ledger
 from ..trade.negotiation import Dialogue, DialogueState, Seller
-from .admin_writes import add_operator_routes
-from .metrics import node_registry
+from .admin_writes import OperatorView, add_operator_routes
+from .metrics import MetricsView, node_registry
 
 if TYPE_CHECKING:
-    from .node import Node
+    from discovery.dht import Discovery
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +122,10 @@ def local_host_names(host: str, port: int) -> frozenset[str]:
                      | (names if port == 80 else set()))
 
 
-def _guard(hosts: Collection[str] | None) -> Any:
+def _guard(bound: Bound | None) -> Any:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if hosts is not None and request.headers.get("Host", "").lower() not in hosts:
+        if bound is not None and request.headers.get("Host", "").lower() not in bound.hosts:
             return _json({"error": f"Host {quote(request.headers.get('Host', ''))} is not this "
                                    "admin API; use the URL it printed (http://127.0.0.1:PORT)"},
                          status=403)
@@ -156,35 +157,86 @@ class _VerifiedHead:
             return self.result
 
 
-def build_app(node: Node, token: str | None = None, *,
-              hosts: Collection[str] | None = None) -> web.Application:
+class AdminView(MetricsView, OperatorView, Protocol):
+    """What the admin API reads of a node.
+
+    What `/metrics` and the operator routes read, the ads it publishes and holds, and its
+    status document.
+    """
+
+    @property
+    def discovery(self) -> Discovery | None:
+        """The DHT, when the node joined one."""
+
+    def describe(self, admin_url: str) -> dict[str, Any]:
+        """The status document, with the admin API at `admin_url`."""
+        ...
+
+    def published_ads(self) -> list[dict[str, Any]]:
+        """The offers the node advertises, with their acknowledgements."""
+        ...
+
+
+@dataclass
+class Bound:
+    """Where an admin API listens, filled once its port is bound.
+
+    Until then `hosts` is empty, and every request is refused.
+    """
+
+    url: str = ""
+    hosts: frozenset[str] = frozenset()
+
+
+def build_app(node: AdminView, token: str | None = None, *,
+              bound: Bound | None = None) -> web.Application:
     """The admin application for `node`; with `token`, also the operator's write routes.
 
-    With `hosts`, a request whose ``Host`` header is not one of them is refused (403); it is
+    With `bound`, a request whose ``Host`` header does not name it is refused (403); it is
     read per request, so the caller may fill it once the port is bound.
     """
-    app = web.Application(middlewares=[_guard(hosts)])
-    verified = _VerifiedHead()
+    app = web.Application(middlewares=[_guard(bound)])
+    views = _ReadViews(node, bound or Bound())
+    for path, view in (("/", views.page), ("/status", views.status), ("/agents", views.agents),
+                       ("/ads", views.ads), ("/dialogues", views.dialogues),
+                       ("/agreements", views.agreements), ("/ledger", views.ledger),
+                       ("/balances", views.balances), ("/metrics", views.metrics)):
+        app.router.add_get(path, view)
+    if token is not None:
+        add_operator_routes(app, node, token)
+    return app
 
-    async def status(request: web.Request) -> web.Response:
-        return _json(node.status())
 
-    async def agents(request: web.Request) -> web.Response:
+class _ReadViews:
+    """The admin API's read-only views of `node`."""
+
+    def __init__(self, node: AdminView, bound: Bound) -> None:
+        self.node = node
+        self.bound = bound
+        self.verified = _VerifiedHead()
+        self.registry, self.collector = node_registry(node)
+
+    async def status(self, request: web.Request) -> web.Response:
+        return _json(self.node.describe(self.bound.url))
+
+    async def agents(self, request: web.Request) -> web.Response:
         return _json([{"name": a.name, "address": a.address, "class": type(a).__name__,
                        "capability": getattr(a, "capability", None)}
-                      for a in node.runtime.agents.values()])
+                      for a in self.node.runtime.agents.values()])
 
-    async def ads(request: web.Request) -> web.Response:
-        held = len(node.discovery.index) if node.discovery else 0
-        return _json({"published": node.published_ads(), "held_by_this_index_node": held})
+    async def ads(self, request: web.Request) -> web.Response:
+        discovery = self.node.discovery
+        held = len(discovery.index) if discovery else 0
+        return _json({"published": self.node.published_ads(), "held_by_this_index_node": held})
 
-    async def dialogues(request: web.Request) -> web.Response:
-        lines = {line.agreement_id: line for line in await node.ledger.lines()}
-        delivered = {o.signed.id for o in await node.ledger.open_agreements()
+    async def dialogues(self, request: web.Request) -> web.Response:
+        ledger, runtime = self.node.ledger, self.node.runtime
+        lines = {line.agreement_id: line for line in await ledger.lines()}
+        delivered = {o.signed.id for o in await ledger.open_agreements()
                      if o.delivery is not None}
-        now_ms = node.runtime.clock.now_ms()
+        now_ms = runtime.clock.now_ms()
         rows = []
-        for agent in node.runtime.agents.values():
+        for agent in runtime.agents.values():
             if isinstance(agent, Seller):
                 rows += [{"seller": agent.name, "dialogue": d.id, "buyer": d.buyer,
                           "state": dialogue_state(d, lines, delivered, now_ms),
@@ -194,50 +246,42 @@ def build_app(node: Node, token: str | None = None, *,
                          for d in agent.dialogues.values()]
         return _json(rows)
 
-    async def agreements(request: web.Request) -> web.Response:
-        hosted = {agent.address for agent in node.runtime.agents.values()}
+    async def agreements(self, request: web.Request) -> web.Response:
+        hosted = {agent.address for agent in self.node.runtime.agents.values()}
         return _json([{"id": line.agreement_id, "buyer": line.buyer, "seller": line.seller,
                        "side": "sale" if line.seller in hosted else "purchase",
                        "capability": line.capability, **line.price.document("price"),
                        "verdict": line.verdict, "debtor": line.debtor,
                        "creditor": line.creditor, **line.amount.document("owed")}
-                      for line in await node.ledger.lines()])
+                      for line in await self.node.ledger.lines()])
 
-    async def ledger(request: web.Request) -> web.Response:
+    async def ledger(self, request: web.Request) -> web.Response:
+        ledger = self.node.ledger
         limit = query_int(request, "limit", 200, 1, MAX_LEDGER_LIMIT)
-        head, _ = await node.ledger.head()
-        entries = await node.ledger.entries(after=max(0, head - limit), limit=limit)
-        return _json({**await verified.of(node.ledger),
+        head, _ = await ledger.head()
+        entries = await ledger.entries(after=max(0, head - limit), limit=limit)
+        return _json({**await self.verified.of(ledger),
                       "entries": [{"seq": e.seq, "kind": e.kind, "hash": e.hash,
                                    "agreement": e.body.get("agreement_id"),
                                    "address": e.body.get("address"), **_entry_amount(e)}
                                   for e in entries]})
 
-    async def balances(request: web.Request) -> web.Response:
+    async def balances(self, request: web.Request) -> web.Response:
         return _json({a: {**b.available.document("available"), **b.held.document("held")}
-                      for a, b in (await node.ledger.balances()).items()})
+                      for a, b in (await self.node.ledger.balances()).items()})
 
-    async def page(request: web.Request) -> web.Response:
+    async def page(self, request: web.Request) -> web.Response:
         return web.Response(text=_PAGE, content_type="text/html", charset="utf-8")
 
-    registry, collector = node_registry(node)
-
-    async def metrics(request: web.Request) -> web.Response:
+    async def metrics(self, request: web.Request) -> web.Response:
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-        collector.ledger_counts = await node.ledger.counts()  # then read in one go, no await
-        return web.Response(body=encode(registry), headers={"Content-Type": content_type})
-
-    for path, view in (("/", page), ("/status", status), ("/agents", agents), ("/ads", ads),
-                       ("/dialogues", dialogues), ("/agreements", agreements),
-                       ("/ledger", ledger), ("/balances", balances), ("/metrics", metrics)):
-        app.router.add_get(path, view)
-    if token is not None:
-        add_operator_routes(app, node, token)
-    return app
+        # read now; the registry is then read in one go, with no await
+        self.collector.ledger_counts = await self.node.ledger.counts()
+        return web.Response(body=encode(self.registry), headers={"Content-Type": content_type})
 
 
 @asynccontextmanager
-async def serve_admin(node: Node, host: str, port: int, token: str | None = None, *,
+async def serve_admin(node: AdminView, host: str, port: int, token: str | None = None, *,
                       limits: ServerLimits | None = None) -> AsyncIterator[str]:
     """Serve the admin API until the block exits; yields its base URL once listening.
 
@@ -247,14 +291,14 @@ async def serve_admin(node: Node, host: str, port: int, token: str | None = None
     Raises:
         AddressInUse, TransportError: `host:port` cannot be bound.
     """
-    names: set[str] = set()  # filled once the port is known; until then everything is refused
-    app = build_app(node, token, hosts=names)
+    bound = Bound()  # filled once the port is known; until then everything is refused
+    app = build_app(node, token, bound=bound)
     async with open_http_listener(app, host, port, limits=limits or ADMIN_LIMITS,
                                   name="admin") as listener:
-        names.update(local_host_names(host, listener.port))
-        url = f"http://{host}:{listener.port}"
-        logger.info("admin API at %s", url)
-        yield url
+        bound.hosts = local_host_names(host, listener.port)
+        bound.url = f"http://{host}:{listener.port}"
+        logger.info("admin API at %s", bound.url)
+        yield bound.url
 
 
 def uptime_since(started: float) -> float:

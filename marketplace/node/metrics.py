@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
@@ -23,9 +23,42 @@ from prometheus_client.registry import CollectorRegistry
 from ..trade.negotiation import Seller
 
 if TYPE_CHECKING:
-    from aaex_agents.llm import LLMMetrics
+    from aaex_agents.interop import InteropMetrics
+    from aaex_agents.llm import LLMMetrics, LLMService
+    from aaex_agents.runtime import Runtime
+    from discovery.dht import Discovery
 
-    from .node import Node
+
+class HasInteropMetrics(Protocol):
+    """The uAgents and A2A listener, as `/metrics` reads it."""
+
+    @property
+    def metrics(self) -> InteropMetrics:
+        """The listener's counters."""
+
+
+class MetricsView(Protocol):
+    """What `/metrics` reads of a node: where each figure is counted."""
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime hosting the node's agents."""
+
+    @property
+    def discovery(self) -> Discovery | None:
+        """The DHT, when the node joined one."""
+
+    @property
+    def llm(self) -> LLMService | None:
+        """The language model the agents share, if any."""
+
+    @property
+    def interop(self) -> HasInteropMetrics | None:
+        """The uAgents and A2A listener, if any."""
+
+    @property
+    def started(self) -> float:
+        """When the node started (monotonic seconds)."""
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
@@ -52,7 +85,7 @@ class NodeCollector:
             async call can read: the scraper sets it before each read; None leaves them out.
     """
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: MetricsView) -> None:
         self._node = node
         self.ledger_counts: tuple[int, int] | None = None
 
@@ -125,7 +158,7 @@ def llm_metrics(m: LLMMetrics) -> Iterator[Metric]:
                  m.queue_wait_max)
 
 
-def node_registry(node: Node) -> tuple[CollectorRegistry, NodeCollector]:
+def node_registry(node: MetricsView) -> tuple[CollectorRegistry, NodeCollector]:
     """A registry of `node`'s metrics alone (not the process-wide default registry)."""
     registry = CollectorRegistry(auto_describe=False)
     collector = NodeCollector(node)
@@ -133,7 +166,7 @@ def node_registry(node: Node) -> tuple[CollectorRegistry, NodeCollector]:
     return registry, collector
 
 
-def metrics_text(node: Node) -> str:
+def metrics_text(node: MetricsView) -> str:
     """The Prometheus text exposition of `node`'s metrics, less the ledger's (see the module)."""
     registry, _ = node_registry(node)
     return generate_latest(registry).decode()

@@ -5,12 +5,14 @@
 
 The node owns, in start order: the ledger, the language model its agents share as `ctx.llm`
 (when `[llm]` names one), the libp2p host and DHT (joined through the seeds), the
-transports (HTTP and libp2p), the runtime hosting the configured agents, one advertiser per
-selling agent, and the admin API with `/metrics` (its write routes take the token written to
-``data_dir/admin.token``; ``data_dir/admin.json`` says where it listens). `open_node` returns
-only when all of them listen. Leaving it closes them in reverse: the admin API stops, the ads
-are withdrawn (signed tombstones), sellers decline new calls while open negotiations get up
-to `drain_timeout` to finish, the runtime stops, the transports and the host close, the model
+transports (HTTP and libp2p), the runtime hosting the configured agents, the interop listener
+(when `[interop]` sets one), one advertiser per selling agent, the OpenAI-compatible gateway
+(when `[gateway]` sets one), and the admin API with `/metrics` (its write routes take the
+token written to ``data_dir/admin.token``; ``data_dir/admin.json`` says where it listens).
+`open_node` returns only when all of them listen, as a `Node` built whole then and never
+changed. Leaving it closes them in reverse: the admin API stops, the gateway, the ads are
+withdrawn (signed tombstones), sellers decline new calls while open negotiations get up to
+`drain_timeout` to finish, the runtime stops, the transports and the host close, the model
 is unloaded, and the ledger closes last.
 """
 
@@ -23,7 +25,7 @@ import resource
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any
 
 from aaex_agents import (
@@ -86,9 +88,13 @@ FILES_RESERVE = 512
 """Open files a node needs besides its listeners' connections: libp2p, the ledger, logs."""
 
 
-@dataclass
-class Node:
-    """A running node; see `open_node`."""
+@dataclass(frozen=True, kw_only=True)
+class NodeParts:
+    """What a node has open before its admin API.
+
+    That API, `/metrics` and the operator routes read it through their own narrow views
+    (`api.AdminView`, `metrics.MetricsView`, `admin_writes.OperatorView`).
+    """
 
     config: NodeConfig
     identity: Identity
@@ -96,26 +102,25 @@ class Node:
     runtime: Runtime
     host: Libp2pHost | None
     discovery: Discovery | None
-    advertisers: list[Advertiser] = field(default_factory=list)
-    admin_url: str = ""
-    llm: LLMService | None = None
+    llm: LLMService | None
     """The language model the agents share; None when the configuration names none."""
-    market: NodeMarket | None = None
+    market: NodeMarket
     """What `ctx.delegate` of the hosted agents reaches."""
-    started: float = field(default_factory=time.monotonic)
-    draining: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when shutdown begins: new negotiations are declined from then on."""
-    interop: Interop | None = None
+    interop: Interop | None
     """The uAgents and A2A listener; None when `[interop]` sets no `listen`."""
-    gateway_url: str | None = None
+    advertisers: tuple[Advertiser, ...]
+    gateway_url: str | None
     """The OpenAI-compatible gateway; None when `[gateway]` sets no `listen`."""
+    started: float
+    draining: asyncio.Event
+    """Set when shutdown begins: new negotiations are declined from then on."""
 
-    def status(self) -> dict[str, Any]:
-        """What `aaex node status` shows."""
+    def describe(self, admin_url: str) -> dict[str, Any]:
+        """The status document, with the admin API at `admin_url`."""
         return {
             "node": self.identity.address, "peer_id": self.host.peer_id if self.host else None,
             "p2p": self.host.addrs if self.host else [], "endpoints": list(self.runtime.endpoints),
-            "admin": self.admin_url, "agents": len(self.runtime.agents),
+            "admin": admin_url, "agents": len(self.runtime.agents),
             "state": "draining" if self.draining.is_set() else self.runtime.state.value,
             "uptime_s": round(uptime_since(self.started), 1),
             "routing_table": (self.host.dht.get_routing_table_size()
@@ -140,6 +145,17 @@ class Node:
     def metrics_text(self) -> str:
         """Prometheus exposition of the node's counters (`/metrics` adds the ledger's)."""
         return metrics_text(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Node(NodeParts):
+    """A running node, built whole once everything listens; see `open_node`."""
+
+    admin_url: str
+
+    def status(self) -> dict[str, Any]:
+        """What `aaex node status` shows."""
+        return self.describe(self.admin_url)
 
 
 def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
@@ -232,13 +248,13 @@ async def _no_market(capability: str, where: str | None) -> list[str]:
     return []
 
 
-async def _drain(node: Node, timeout: float) -> None:
+async def _drain(runtime: Runtime, draining: asyncio.Event, timeout: float) -> None:
     """Decline new negotiations; wait (at most `timeout` s) for open ones to end."""
-    sellers = [a for a in node.runtime.agents.values() if isinstance(a, Seller)]
+    sellers = [a for a in runtime.agents.values() if isinstance(a, Seller)]
     for seller in sellers:
         seller.accepting = False
-    node.draining.set()
-    clock = node.runtime.clock
+    draining.set()
+    clock = runtime.clock
     deadline = clock.now() + timeout
 
     def open_work(now: float) -> tuple[int, int]:
@@ -270,8 +286,6 @@ def _check_open_file_limit() -> None:
 async def _resolve_forever(node: Node) -> None:
     """Resolve the open purchases at start, then every `market.resolve_period` seconds."""
     settings, runtime = node.config.market, node.runtime
-    if node.market is None:
-        return
     while True:
         try:
             await resolve_open(node.ledger, node.market, dict(runtime.agents),
@@ -289,12 +303,109 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         logger.error("%s failed", task.get_name(), exc_info=task.exception())
 
 
+def _preflight(config: NodeConfig) -> Identity:
+    """What fails before anything opens: a bad class for the model, the data dir, the key."""
+    _check_open_file_limit()
+    # 0700: the data dir holds the agents' keys and, by default, the ledger.
+    config.node.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    identity = load_or_create_identity(config.node.identity)
+    for spec in config.agents:  # a bad class or setting fails before anything is opened
+        if issubclass(spec.load_class(), LlmSeller) and config.llm.backend == "none":
+            raise ConfigError(f"agents.{spec.name}: an LlmSeller sells the node's model; add "
+                              "an [llm] section (e.g. backend = \"llamacpp\")")
+    return identity
+
+
+@dataclass(frozen=True)
+class _Network:
+    """The transports a node listens on, and its libp2p host and DHT when it has them."""
+
+    transports: list[Transport]
+    directory: Directory
+    host: Libp2pHost | None = None
+    discovery: Discovery | None = None
+
+
+async def _open_network(stack: AsyncExitStack, config: NodeConfig,
+                        identity: Identity) -> _Network:
+    transports: list[Transport] = []
+    if config.node.http:
+        http_host, http_port = split_host_port(config.node.http)
+        transports.append(HttpTransport(host=http_host, port=http_port))
+    if not config.node.p2p:
+        return _Network(transports, StaticDirectory())
+    host = await stack.enter_async_context(open_libp2p_host(Libp2pConfig(
+        listen=config.node.p2p, seed=identity.export_seed())))
+    discovery = await stack.enter_async_context(open_discovery(host, seeds=config.node.seeds))
+    transports.append(Libp2pTransport(host))
+    return _Network(transports, DhtDirectory(discovery), host, discovery)
+
+
+async def _open_advertisers(stack: AsyncExitStack, config: NodeConfig, runtime: Runtime,
+                            discovery: Discovery | None,
+                            interop: Interop | None) -> tuple[Advertiser, ...]:
+    """One advertiser per hosted agent, publishing its offers (none without a DHT)."""
+    if discovery is None:
+        return ()
+    http_endpoints = [e for e in runtime.endpoints if e.startswith("http")]
+    advertisers = []
+    for agent in runtime.agents.values():
+        advertisers.append(await stack.enter_async_context(open_advertiser(
+            discovery, agent.identity, offers_of(agent), refresh_period=config.node.refresh_period,
+            http_endpoints=http_endpoints, protocols=[p.name for p in agent.protocols],
+            uagents=interop.bindings[agent.address] if interop else None)))
+    return tuple(advertisers)
+
+
+async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Identity,
+                      clock: Clock) -> tuple[NodeParts, str]:
+    """Open everything but the admin API, in start order; `stack` closes them in reverse.
+
+    Returns the parts and the admin token (issued once the agents are advertised).
+    """
+    ledger = await stack.enter_async_context(open_ledger(
+        config.ledger_path, config=LedgerConfig(clock=clock, owner=identity)))
+    agents = [build_agent(spec, config, clock, ledger) for spec in config.agents]
+    # Before the runtime, so it closes after it: handlers may use ctx.llm until the end.
+    llm = await stack.enter_async_context(open_node_llm(config.llm))
+    await _bind_llm_sellers(agents, llm)
+    network = await _open_network(stack, config, identity)
+    discovery = network.discovery
+    market = NodeMarket({a.address: a for a in agents}, find=(
+        discovery_finder(discovery) if discovery is not None else _no_market),
+        ledger=ledger, settings=config.market)
+    runtime = await stack.enter_async_context(open_runtime(
+        agents, transports=network.transports, directory=network.directory,
+        config=RuntimeConfig(data_dir=config.node.data_dir / "storage"), clock=clock,
+        services=Services(llm=llm, market=market),
+        shared=MarketDesk({a.address: a for a in agents}, ledger)))
+    started, draining = time.monotonic(), asyncio.Event()
+    # Runs after the advertisers have withdrawn (exit order is reversed), before the
+    # runtime stops: nobody finds us any more, and open negotiations may still finish.
+    stack.push_async_callback(_drain, runtime, draining, config.node.drain_timeout)
+    interop = None
+    if config.interop.enabled:  # interop: uAgents and A2A on their own listener
+        interop = await stack.enter_async_context(open_interop(
+            runtime, config.interop, offers=offers_of))
+    advertisers = await _open_advertisers(stack, config, runtime, discovery, interop)
+    token = issue_token(config.node.data_dir)
+    gateway_url = None
+    if config.gateway.enabled:  # the OpenAI-compatible gateway, keyed by the admin token
+        gateway_url = await stack.enter_async_context(open_gateway(
+            runtime, market, config.gateway, token=token, llm=llm,
+            models=lambda: _advertised_models(discovery)))
+    return NodeParts(config=config, identity=identity, ledger=ledger, runtime=runtime,
+                     host=network.host, discovery=discovery, llm=llm, market=market,
+                     interop=interop, advertisers=advertisers, gateway_url=gateway_url,
+                     started=started, draining=draining), token
+
+
 @asynccontextmanager
 async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncIterator[Node]:
     """Start everything `config` describes; returns when all of it listens.
 
     `clock` (default: the system's) is where the ledger, the runtime, the sellers and the
-    market read time and sleep.
+    market read time and sleep. The `Node` is built once all of it is open, and not changed.
 
     Raises:
         ConfigError: a port to listen on is taken (named, see `check_ports`), an agent
@@ -303,76 +414,21 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
             error is its cause).
         KeyFileError, LedgerError, TransportError: a resource could not be opened.
     """
-    # 0700: the data dir holds the agents' keys and, by default, the ledger.
     await check_ports(config)  # a taken port fails before anything opens
-    _check_open_file_limit()
-    config.node.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    clock = clock or SystemClock()
-    identity = load_or_create_identity(config.node.identity)
-    for spec in config.agents:  # a bad class or setting fails before anything is opened
-        if issubclass(spec.load_class(), LlmSeller) and config.llm.backend == "none":
-            raise ConfigError(f"agents.{spec.name}: an LlmSeller sells the node's model; add "
-                              "an [llm] section (e.g. backend = \"llamacpp\")")
+    identity = _preflight(config)
     async with AsyncExitStack() as stack:
-        ledger = await stack.enter_async_context(open_ledger(
-            config.ledger_path, config=LedgerConfig(clock=clock, owner=identity)))
-        agents = [build_agent(spec, config, clock, ledger) for spec in config.agents]
-        # Before the runtime, so it closes after it: handlers may use ctx.llm until the end.
-        llm = await stack.enter_async_context(open_node_llm(config.llm))
-        await _bind_llm_sellers(agents, llm)
-        host: Libp2pHost | None = None
-        discovery: Discovery | None = None
-        transports: list[Transport] = []
-        directory: Directory = StaticDirectory()
-        if config.node.http:
-            http_host, http_port = split_host_port(config.node.http)
-            transports.append(HttpTransport(host=http_host, port=http_port))
-        if config.node.p2p:
-            host = await stack.enter_async_context(open_libp2p_host(Libp2pConfig(
-                listen=config.node.p2p, seed=identity.export_seed())))
-            discovery = await stack.enter_async_context(open_discovery(
-                host, seeds=config.node.seeds))
-            transports.append(Libp2pTransport(host))
-            directory = DhtDirectory(discovery)
-        market = NodeMarket({a.address: a for a in agents}, find=(
-            discovery_finder(discovery) if discovery is not None else _no_market),
-            ledger=ledger, settings=config.market)
-        runtime = await stack.enter_async_context(open_runtime(
-            agents, transports=transports, directory=directory,
-            config=RuntimeConfig(data_dir=config.node.data_dir / "storage"), clock=clock,
-            services=Services(llm=llm, market=market),
-            shared=MarketDesk({a.address: a for a in agents}, ledger)))
-        node = Node(config, identity, ledger, runtime, host, discovery, llm=llm, market=market)
-        # Runs after the advertisers have withdrawn (exit order is reversed), before the
-        # runtime stops: nobody finds us any more, and open negotiations may still finish.
-        stack.push_async_callback(_drain, node, config.node.drain_timeout)
-        if config.interop.enabled:  # interop: uAgents and A2A on their own listener
-            node.interop = await stack.enter_async_context(open_interop(
-                runtime, config.interop, offers=offers_of))
-        if discovery is not None:
-            http_endpoints = [e for e in runtime.endpoints if e.startswith("http")]
-            for agent in agents:
-                offers = offers_of(agent)
-                advertiser = await stack.enter_async_context(open_advertiser(
-                    discovery, agent.identity, offers, refresh_period=config.node.refresh_period,
-                    http_endpoints=http_endpoints,
-                    protocols=[p.name for p in agent.protocols],
-                    uagents=node.interop.bindings[agent.address] if node.interop else None))
-                node.advertisers.append(advertiser)
+        parts, token = await _open_parts(stack, config, identity, clock or SystemClock())
         admin_host, admin_port = split_host_port(config.node.admin)
-        token = issue_token(config.node.data_dir)
-        node.admin_url = await stack.enter_async_context(serve_admin(node, admin_host,
-                                                                     admin_port, token))
-        if config.gateway.enabled:  # the OpenAI-compatible gateway, keyed by the admin token
-            node.gateway_url = await stack.enter_async_context(open_gateway(
-                runtime, market, config.gateway, token=token, llm=llm,
-                models=lambda: _advertised_models(discovery)))
+        admin_url = await stack.enter_async_context(serve_admin(parts, admin_host,
+                                                                admin_port, token))
+        node = Node(**{f.name: getattr(parts, f.name) for f in fields(parts)},
+                    admin_url=admin_url)
         # The CLI finds the admin API (its port may have been 0) and the token through these.
         publish_admin(config.node.data_dir, node.admin_url, identity.address)
         stack.callback(withdraw_admin, config.node.data_dir, node.admin_url)
         resolving = asyncio.create_task(_resolve_forever(node), name="node.resolve")
         stack.push_async_callback(_cancel, resolving)
-        logger.info("node %s up: %d agent(s), admin %s", identity.address, len(agents),
-                    node.admin_url)
+        logger.info("node %s up: %d agent(s), admin %s", identity.address,
+                    len(node.runtime.agents), node.admin_url)
         yield node
         logger.info("node %s stopping", identity.address)
