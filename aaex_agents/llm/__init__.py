@@ -6,7 +6,7 @@ queueing and model versions (`service`, `fair`), and the GGUF to Hugging Face co
 that lets vLLM run the CPU model (`gguf_convert`).
 """
 
-from .base import LLM, ChatMessage, Completion, ModelInfo, Request, Usage, system, user
+from .base import LLM, ChatTurn, Completion, ModelInfo, Request, Usage, system, user
 from .llamacpp import LlamaCppConfig, LlamaCppLLM, smollm2_gguf_path
 from .openai_compat import OpenAICompatLLM, RetryPolicy, list_models, wait_until_ready
 from .service import (
@@ -21,7 +21,7 @@ from .service import (
 __all__ = [
     "LLM",
     "AgentLLM",
-    "ChatMessage",
+    "ChatTurn",
     "Completion",
     "LLMMetrics",
     "LLMService",

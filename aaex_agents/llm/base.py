@@ -25,7 +25,7 @@ from ..errors import LLMOutputInvalid, LLMTimeout, UsageError
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 
-class ChatMessage(TypedDict):
+class ChatTurn(TypedDict):
     """One turn of a chat, in the shape every OpenAI-compatible server takes."""
 
     role: Literal["system", "user", "assistant"]
@@ -44,7 +44,7 @@ class Request:
         stop: strings that end the generation early.
     """
 
-    messages: tuple[ChatMessage, ...]
+    messages: tuple[ChatTurn, ...]
     max_tokens: int = 128
     temperature: float = 0.0
     json_schema: Mapping[str, Any] | None = None
@@ -117,12 +117,12 @@ class ModelInfo:
     context_length: int | None = None
 
 
-def user(text: str) -> ChatMessage:
+def user(text: str) -> ChatTurn:
     """A user turn; saves typing the dict."""
     return {"role": "user", "content": text}
 
 
-def system(text: str) -> ChatMessage:
+def system(text: str) -> ChatTurn:
     """A system turn."""
     return {"role": "system", "content": text}
 
@@ -164,7 +164,7 @@ class LLM(abc.ABC):
         """Release the engine (threads, processes, connections). Idempotent."""
 
     # -- what callers use ------------------------------------------------------------------
-    async def chat(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
+    async def chat(self, messages: Sequence[ChatTurn], *, max_tokens: int = 128,
                    temperature: float = 0.0, stop: Sequence[str] = (),
                    timeout: float | None = None) -> Completion:
         """Answer the last turn of `messages`.
@@ -179,7 +179,7 @@ class LLM(abc.ABC):
                           temperature=temperature, stop=tuple(stop))
         return await self._bounded(request, timeout)
 
-    async def complete_json(self, messages: Sequence[ChatMessage], *, schema: type[M],
+    async def complete_json(self, messages: Sequence[ChatTurn], *, schema: type[M],
                             max_tokens: int = 256, temperature: float = 0.0,
                             timeout: float | None = None) -> M:
         """Answer with JSON constrained to `schema`'s JSON schema, validated into `schema`.
@@ -207,7 +207,7 @@ class LLM(abc.ABC):
                 completion.text) from exc
 
     @asynccontextmanager
-    async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
+    async def stream(self, messages: Sequence[ChatTurn], *, max_tokens: int = 128,
                      temperature: float = 0.0, timeout: float | None = None,
                      ) -> AsyncIterator[AsyncIterator[str]]:
         """Stream the answer: ``async with llm.stream(msgs) as pieces: async for p in pieces``.

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 from aaex_agents import Context
 from aaex_agents.errors import UsageError
 from aaex_agents.llm import ModelInfo
-from aaex_agents.llm.base import ChatMessage, Request
+from aaex_agents.llm.base import ChatTurn, Request
 from aaex_agents.money import ZERO, Credits
 
 from ..contracts.agreement import TokenTerms
@@ -83,7 +83,7 @@ def chat_request(task: Mapping[str, Any], *, cap: int) -> Request:
         raise ValueError(f"task: {exc}") from None
 
 
-def _message(value: Any) -> ChatMessage:
+def _message(value: Any) -> ChatTurn:
     if not isinstance(value, dict) or set(value) - {"role", "content"}:
         raise ValueError(f"task.messages: {value!r} is not a {{role, content}} message")
     return {"role": value.get("role"), "content": value.get("content")}  # type: ignore[typeddict-item]
