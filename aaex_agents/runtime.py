@@ -375,7 +375,7 @@ class Runtime:
     async def _run_interval(self, agent: Agent, spec: IntervalSpec) -> None:
         ctx = self.context(agent)
         while True:
-            await asyncio.sleep(spec.seconds)
+            await self._clock.sleep(spec.seconds)
             try:
                 await spec.function(agent, ctx)
             except Exception:

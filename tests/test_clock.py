@@ -1,4 +1,4 @@
-"""The manual clock moves once for all sleepers."""
+"""The manual clock moves once for all sleepers, and the runtime's timers sleep on it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from aaex_agents import Agent, Context, on_interval, open_runtime
 from aaex_agents.testing import ManualClock
 
 START = 1_750_000_000.0
@@ -82,3 +83,31 @@ async def test_a_cancelled_sleeper_is_forgotten() -> None:
     assert clock.sleepers == 0
     assert clock.next_deadline is None
     clock.advance(10)  # nothing to wake, nothing raised
+
+
+async def test_interval_agents_fire_only_when_the_clock_is_advanced() -> None:
+    fired: list[tuple[str, float]] = []
+
+    class Ticker(Agent):
+        def __init__(self, name: str) -> None:
+            super().__init__(name=name)
+
+        @on_interval(1)
+        async def every_second(self, ctx: Context) -> None:
+            fired.append((self.name, ctx.clock.now() - START))
+
+    class Slow(Agent):
+        @on_interval(3)
+        async def every_three(self, ctx: Context) -> None:
+            fired.append(("slow", ctx.clock.now() - START))
+
+    clock = ManualClock(START)
+    async with open_runtime([Ticker("fast"), Slow()], clock=clock):
+        await asyncio.wait_for(clock.sleeping(2), timeout=5)
+        await asyncio.sleep(0.05)  # real time passes; the timers do not fire
+        assert fired == []
+        for _ in range(3):
+            clock.advance(1)
+            await asyncio.wait_for(clock.sleeping(2), timeout=5)  # each run sleeps again
+    # At 3 s both are due: woken in the order they went to sleep for that deadline.
+    assert fired == [("fast", 1.0), ("fast", 2.0), ("slow", 3.0), ("fast", 3.0)]
