@@ -26,7 +26,15 @@ from .agent import Agent
 from .clock import Clock, SystemClock
 from .context import Context
 from .directory import Directory, StaticDirectory
-from .envelope import Envelope, EnvelopePolicy, check_times, decode_frame, remember, seal
+from .envelope import (
+    Envelope,
+    EnvelopePolicy,
+    check_times,
+    decode_frame,
+    new_id,
+    remember,
+    seal,
+)
 from .errors import (
     EnvelopeRejected,
     InvalidPayload,
@@ -161,31 +169,78 @@ class Runtime:
                 raise ReceiverStopping("this runtime is stopping")
             envelope = self._check(frame)
             agent = self._agents[envelope.target]
-            owner = agent
-            entry = agent.handler_table.by_type.get(envelope.message_type)
-            if entry is None and self._shared is not None:
-                owner = self._shared
-                entry = owner.handler_table.by_type.get(envelope.message_type)
-            if entry is None:
-                newer = successor(envelope.message_type)
-                raise UnknownMessageType(
-                    f"{agent.name} has no handler for {envelope.message_type}" + (
-                        f": it is retired, this side speaks {newer} (upgrade the sender)"
-                        if newer is not None else ""))
-            message = decode_payload(entry[0], envelope.payload)
+            cls, spec, owner = self._handler(agent, envelope.message_type)
+            message = decode_payload(cls, envelope.payload)
             remember(envelope, now=self._clock.now(), replay=self._replay)
         except EnvelopeRejected as exc:
             self.metrics.rejected[exc.reason] += 1
             logger.debug("rejected envelope: %s", exc)
             raise
         self.metrics.received += 1
-        reply = await self._dispatch(agent, entry[1], envelope, message, owner=owner)
+        reply = await self._dispatch(agent, spec, envelope, message, owner=owner)
         if reply is None:
             return None
         _, reply_frame = seal(agent.identity, target=envelope.sender, message=reply,
                               now=self._clock.now(), ttl=self.config.envelope_ttl,
                               session=envelope.session, in_reply_to=envelope.message_id)
         return reply_frame
+
+    def _handler(self, agent: Agent, message_type: str) -> tuple[type[Message], HandlerSpec,
+                                                                  Agent]:
+        """The class, handler and owner for `message_type` at `agent`: its own, else shared.
+
+        Raises:
+            UnknownMessageType: neither the agent nor the shared handlers take it.
+        """
+        owner = agent
+        entry = agent.handler_table.by_type.get(message_type)
+        if entry is None and self._shared is not None:
+            owner = self._shared
+            entry = owner.handler_table.by_type.get(message_type)
+        if entry is None:
+            newer = successor(message_type)
+            raise UnknownMessageType(
+                f"{agent.name} has no handler for {message_type}" + (
+                    f": it is retired, this side speaks {newer} (upgrade the sender)"
+                    if newer is not None else ""))
+        return entry[0], entry[1], owner
+
+    async def deliver_local(self, agent: Agent, message: Message, *, sender: str,
+                            session: bytes | None = None, message_id: bytes | None = None,
+                            expires_at: float | None = None) -> Message | None:
+        """Run hosted `agent`'s handler for a `message` that arrived by another protocol.
+
+        For bridges (uAgents, A2A) that have already applied their own network's checks:
+        nothing is verified here, and the reply is returned, not sealed. The handler is the
+        agent's own for the message's type, else the runtime's shared one. Its failure is
+        handled as for AAEX traffic: logged, counted in ``metrics.handler_errors`` and
+        answered with an `ErrorReply`. The bridge counts what it received in its own metrics.
+
+        Args:
+            agent: the hosted agent the message is for.
+            message: the message, already decoded and validated.
+            sender: who sent it, in the bridge's terms (``ctx.sender``).
+            session: the conversation (``ctx.session``; default: a new one).
+            message_id: the id the handler's context answers to (default: a new one).
+            expires_at: when the message expires, epoch seconds (default: now + envelope_ttl).
+
+        Raises:
+            UsageError: `agent` is not hosted by this runtime.
+            UnknownMessageType: no handler takes the message's type.
+        """
+        if self._agents.get(agent.address) is not agent:
+            raise UsageError(f"{agent!r} is not hosted by this runtime")
+        message_type = str(type(message).message_type)
+        _, spec, owner = self._handler(agent, message_type)
+        now = self._clock.now()
+        expiry = now + self.config.envelope_ttl if expires_at is None else expires_at
+        # Only `ctx` reads this envelope (sender, session, id): nothing is signed or verified.
+        envelope = Envelope(message_id=message_id or new_id(), sender=sender,
+                            target=agent.address, session=session or new_id(), in_reply_to=None,
+                            message_type=message_type, sent_at_ms=int(now * 1000),
+                            expires_at_ms=int(expiry * 1000), payload=b"", body=b"",
+                            signature=b"")
+        return await self._dispatch(agent, spec, envelope, message, owner=owner)
 
     def _check(self, frame: bytes, *, target: str | None = None) -> Envelope:
         """Every check an inbound frame passes, requests and replies alike, but replay.

@@ -172,3 +172,10 @@ def test_the_money_check_finds_a_float_price() -> None:
         price: float | None = None
 
     assert _mentions_float(Leaky.model_fields["price"].annotation)
+
+
+def test_only_the_runtime_reaches_its_dispatch() -> None:
+    """Bridges deliver through `Runtime.deliver_local`, never the private `_dispatch`."""
+    callers = sorted(name for name, path in _modules().items()
+                     if name != "aaex_agents.runtime" and "_dispatch(" in path.read_text())
+    assert callers == []

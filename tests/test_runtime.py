@@ -21,6 +21,7 @@ from aaex_agents import (
     RuntimeConfig,
     StaticDirectory,
     UnexpectedReply,
+    UnknownMessageType,
     UsageError,
     handler,
     on_interval,
@@ -28,6 +29,7 @@ from aaex_agents import (
 )
 from aaex_agents.envelope import Envelope
 from aaex_agents.identity import Identity
+from aaex_agents.model import ErrorReply
 from aaex_agents.runtime import RuntimeState
 from aaex_agents.testing import Faults, ManualClock, ScriptedPeer
 
@@ -129,6 +131,40 @@ async def test_shared_handlers_answer_for_agents_whose_class_does_not(
         assert desk.answered_for == [collector.address]
         with pytest.raises(PeerRejected):  # still no handler for Other anywhere
             await ctx.ask(collector.address, Other())
+
+
+class Witness(Agent):
+    """Records what its context says about the message being handled."""
+
+    def __init__(self) -> None:
+        super().__init__(name="witness")
+        self.seen: list[tuple[str | None, bytes | None]] = []
+
+    @handler
+    async def on_later(self, ctx: Context, msg: Later) -> Answer:
+        self.seen.append((ctx.sender, ctx.session))
+        return Answer(n=7)
+
+
+async def test_deliver_local_runs_a_handler_for_a_message_from_another_protocol() -> None:
+    doubler, collector, witness, desk = Doubler(), Collector(), Witness(), Desk()
+    async with open_runtime([doubler, collector, witness], shared=desk) as runtime:
+        answer = await runtime.deliver_local(witness, Later(), sender="a2a:10.0.0.1",
+                                             session=b"s" * 16)
+        assert answer == Answer(n=7)
+        assert witness.seen == [("a2a:10.0.0.1", b"s" * 16)]
+        # The shared handlers answer too, as for AAEX traffic.
+        assert await runtime.deliver_local(collector, Ask(n=2), sender="x") == Answer(n=-2)
+        assert desk.answered_for == [collector.address]
+        # A failing handler is answered and counted, not raised.
+        failed = await runtime.deliver_local(doubler, Fail(), sender="x")
+        assert isinstance(failed, ErrorReply) and failed.code == "handler_failed"
+        assert runtime.metrics.handler_errors == 1
+        assert runtime.metrics.received == 0  # the bridge counts what it received
+        with pytest.raises(UnknownMessageType):
+            await runtime.deliver_local(collector, Other(), sender="x")
+        with pytest.raises(UsageError, match="not hosted"):
+            await runtime.deliver_local(Doubler(), Ask(n=1), sender="x")
 
 
 async def test_agents_on_two_runtimes_reach_each_other_through_the_directory(

@@ -59,7 +59,7 @@ from ..handlers import HandlerSpec
 from ..model import ErrorReply, Message
 from ..replay import ReplayWindow
 from ..transport.http import post_bounded
-from .base import Gateway, InteropMetrics, handler_for, run_handler
+from .base import Gateway, InteropMetrics, handler_for
 from .chat import CHAT_SCHEMAS, ChatAcknowledgement, ChatMessage
 from .uagents import (
     ERROR_MESSAGE_DIGEST,
@@ -315,10 +315,9 @@ class UAgentsGateway(Gateway):
             if len(self._described) > _DESCRIBED_SESSIONS:
                 self._described.popitem(last=False)
             return [*acknowledgement, ChatMessage.of_text(self._describe(agent))]
-        answer = await run_handler(self._runtime, agent, spec, message, sender=envelope.sender,
-                                   session=envelope.session.bytes,
-                                   message_id=envelope.digest()[:16], now=self._clock.now(),
-                                   expires_at_ms=(envelope.expires or 0) * 1000)
+        answer = await self._runtime.deliver_local(
+            agent, message, sender=envelope.sender, session=envelope.session.bytes,
+            message_id=envelope.digest()[:16], expires_at=envelope.expires or 0)
         if isinstance(answer, ChatAcknowledgement):
             acknowledgement = []
         return [*acknowledgement, *([answer] if answer is not None else [])]
