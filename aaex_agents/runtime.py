@@ -7,7 +7,8 @@ handler, and seals everything the agents send.
         print(runtime.endpoints)
 
 Ownership: `open_runtime` owns the runtime's task group (interval loops, dispatch of replies
-to `send`), the agents' storage, and the transports it was given (it closes them on exit).
+to `send`), the agents' storage, the transports it was given (it closes them on exit) and
+the interop gateways it was given (it attaches them while it runs).
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ class Runtime:
 
     def __init__(self, agents: Iterable[Agent], transports: Iterable[Transport],
                  directory: Directory, config: RuntimeConfig, clock: Clock,
-                 services: Services = NO_SERVICES, shared: Agent | None = None) -> None:
+                 services: Services = NO_SERVICES, shared: Agent | None = None,
+                 gateways: Iterable[Gateway] = ()) -> None:
         self._agents: dict[str, Agent] = {}
         for agent in agents:
             if not isinstance(agent, Agent):
@@ -135,13 +137,17 @@ class Runtime:
         self.state = RuntimeState.STARTING
         self.services = services
         self._shared = shared
-        self.gateways: list[Gateway] = []
-        """Other networks' agents, reached by address (interop: `open_uagents_gateway`)."""
+        self._gateways = tuple(gateways)
 
     @property
     def clock(self) -> Clock:
         """Where the runtime, its agents and the node's services read time and sleep."""
         return self._clock
+
+    @property
+    def gateways(self) -> tuple[Gateway, ...]:
+        """Other networks' agents, reached by address: the gateways given to `open_runtime`."""
+        return self._gateways
 
     @property
     def replay_guard(self) -> ReplayGuard:
@@ -391,7 +397,7 @@ class Runtime:
             self._spawn(self._handle_reply(agent, reply), f"reply:{reply.message_type}")
 
     def _gateway_for(self, to: str) -> Gateway | None:
-        return next((g for g in self.gateways if g.handles(to)), None) if self.gateways else None
+        return next((g for g in self._gateways if g.handles(to)), None)
 
     async def _handle_reply(self, agent: Agent, reply: Envelope) -> None:
         """Give a reply that came back to `send` to the agent's handler for its type."""
@@ -454,7 +460,8 @@ def _error_text(reply: Envelope) -> str:
 async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[Transport] = (),
                        directory: Directory | None = None, config: RuntimeConfig | None = None,
                        clock: Clock | None = None, services: Services = NO_SERVICES,
-                       shared: Agent | None = None) -> AsyncIterator[Runtime]:
+                       shared: Agent | None = None,
+                       gateways: Iterable[Gateway] = ()) -> AsyncIterator[Runtime]:
     """Host `agents` on `transports` until the block exits.
 
     `services` is what the node shares with its agents: the language model they reach as
@@ -465,6 +472,10 @@ async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[
     hosted agent, the message types that agent's own class has no handler for: what a node
     answers on behalf of all its agents, whatever their class (the market's statements and
     escrow queries). Its handlers get the target agent's context.
+
+    `gateways` reach other networks' agents by their addresses (interop, e.g. a
+    `UAgentsGateway`): each is attached once storage and transports are open, before any
+    `on_start`, and detached after every `on_stop`.
 
     Entering returns once every transport listens and every `on_start` hook has run.
     Leaving stops taking envelopes, runs each `on_stop` (bounded by `stop_timeout`),
@@ -479,7 +490,7 @@ async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[
     hosted = [agents] if isinstance(agents, Agent) else list(agents)
     settings = config or RuntimeConfig()
     runtime = Runtime(hosted, transports, directory or StaticDirectory(), settings,
-                      clock or SystemClock(), services, shared)
+                      clock or SystemClock(), services, shared, gateways)
     try:
         async with asyncio.TaskGroup() as task_group, AsyncExitStack() as stack:
             runtime._task_group = task_group
@@ -497,6 +508,8 @@ async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[
                 if endpoint is not None:
                     endpoints.append(endpoint)
             runtime.endpoints = tuple(endpoints)
+            for gateway in runtime.gateways:
+                await stack.enter_async_context(gateway.attach(runtime))
             runtime.state = RuntimeState.RUNNING
             for agent in hosted:
                 await agent.on_start(runtime.context(agent))

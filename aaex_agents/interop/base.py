@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections import Counter
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,12 +17,22 @@ if TYPE_CHECKING:
     from ..agent import Agent
     from ..handlers import HandlerSpec
     from ..model import Message
+    from ..runtime import Runtime
 
 """(name, help, labels, value): one Prometheus sample."""
 
 
 class Gateway(abc.ABC):
-    """Carries AAEX messages to the agents of another network."""
+    """Carries AAEX messages to the agents of another network.
+
+    Give it to ``open_runtime(..., gateways=[...])``, as the node's services are given: the
+    runtime enters `attach` once its agents' storage and transports are open, before any
+    `on_start`, and leaves it after every `on_stop`, before their storage closes.
+    """
+
+    @abc.abstractmethod
+    def attach(self, runtime: Runtime) -> AbstractAsyncContextManager[None]:
+        """Serve `runtime`'s agents until the context exits (closing what the gateway owns)."""
 
     @abc.abstractmethod
     def handles(self, address: str) -> bool:

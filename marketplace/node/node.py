@@ -75,7 +75,7 @@ from .accounts import (
 from .api import ADMIN_LIMITS, serve_admin, uptime_since
 from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
 from .gateway import open_gateway
-from .interop import Interop, interop_status, open_interop
+from .interop import Interop, interop_gateway, interop_status, open_interop
 from .llm import open_node_llm
 from .metrics import metrics_text
 from .ports import check_ports
@@ -337,18 +337,21 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
         market = NodeMarket({a.address: a for a in agents}, find=(
             discovery_finder(discovery) if discovery is not None else _no_market),
             ledger=ledger, settings=config.market)
+        runtime_config = RuntimeConfig(data_dir=config.node.data_dir / "storage")
+        gateway = (interop_gateway(config.interop, policy=runtime_config.policy,
+                                   offers=offers_of) if config.interop.enabled else None)
         runtime = await stack.enter_async_context(open_runtime(
-            agents, transports=transports, directory=directory,
-            config=RuntimeConfig(data_dir=config.node.data_dir / "storage"), clock=clock,
-            services=Services(llm=llm, market=market),
-            shared=MarketDesk({a.address: a for a in agents}, ledger)))
+            agents, transports=transports, directory=directory, config=runtime_config,
+            clock=clock, services=Services(llm=llm, market=market),
+            shared=MarketDesk({a.address: a for a in agents}, ledger),
+            gateways=[gateway] if gateway is not None else ()))
         node = Node(config, identity, ledger, runtime, host, discovery, llm=llm, market=market)
         # Runs after the advertisers have withdrawn (exit order is reversed), before the
         # runtime stops: nobody finds us any more, and open negotiations may still finish.
         stack.push_async_callback(_drain, node, config.node.drain_timeout)
-        if config.interop.enabled:  # interop: uAgents and A2A on their own listener
+        if gateway is not None:  # interop: uAgents and A2A on their own listener
             node.interop = await stack.enter_async_context(open_interop(
-                runtime, config.interop, offers=offers_of))
+                runtime, gateway, config.interop, offers=offers_of))
         if discovery is not None:
             http_endpoints = [e for e in runtime.endpoints if e.startswith("http")]
             for agent in agents:
