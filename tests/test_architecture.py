@@ -179,3 +179,12 @@ def test_only_the_runtime_reaches_its_dispatch() -> None:
     callers = sorted(name for name, path in _modules().items()
                      if name != "aaex_agents.runtime" and "_dispatch(" in path.read_text())
     assert callers == []
+
+
+def test_no_background_task_is_created_bare() -> None:
+    """Every task of the SDK and the node belongs to a task group that cancels it on exit."""
+    bare = sorted(name for name, path in _modules().items()
+                  if (name.startswith("aaex_agents") or name == "marketplace.node.node")
+                  and any(call in path.read_text()
+                          for call in ("asyncio.create_task(", "ensure_future(")))
+    assert bare == []

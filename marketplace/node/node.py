@@ -17,7 +17,6 @@ is unloaded, and the ledger closes last.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import resource
 import time
@@ -281,14 +280,6 @@ async def _resolve_forever(node: Node) -> None:
         await runtime.clock.sleep(settings.resolve_period)
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("%s failed", task.get_name(), exc_info=task.exception())
-
-
 @asynccontextmanager
 async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncIterator[Node]:
     """Start everything `config` describes; returns when all of it listens.
@@ -373,8 +364,9 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
         # The CLI finds the admin API (its port may have been 0) and the token through these.
         publish_admin(config.node.data_dir, node.admin_url, identity.address)
         stack.callback(withdraw_admin, config.node.data_dir, node.admin_url)
-        resolving = asyncio.create_task(_resolve_forever(node), name="node.resolve")
-        stack.push_async_callback(_cancel, resolving)
+        # The node's own background work belongs to its task group, cancelled on exit.
+        group = await stack.enter_async_context(asyncio.TaskGroup())
+        stack.callback(group.create_task(_resolve_forever(node), name="node.resolve").cancel)
         logger.info("node %s up: %d agent(s), admin %s", identity.address, len(agents),
                     node.admin_url)
         yield node
