@@ -7,7 +7,8 @@ handler, and seals everything the agents send.
         print(runtime.endpoints)
 
 Ownership: `open_runtime` owns the runtime's task group (interval loops, dispatch of replies
-to `send`), the agents' storage, and the transports it was given (it closes them on exit).
+to `send`), the agents' storage, the transports it was given (it closes them on exit) and
+the interop gateways it was given (it attaches them while it runs).
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ from .agent import Agent
 from .clock import Clock, SystemClock
 from .context import Context
 from .directory import Directory, StaticDirectory
-from .envelope import Envelope, EnvelopePolicy, check_times, decode_frame, remember, seal
+from .envelope import (
+    Envelope,
+    EnvelopePolicy,
+    check_times,
+    decode_frame,
+    new_id,
+    remember,
+    seal,
+)
 from .errors import (
     EnvelopeRejected,
     InvalidPayload,
@@ -106,7 +115,8 @@ class Runtime:
 
     def __init__(self, agents: Iterable[Agent], transports: Iterable[Transport],
                  directory: Directory, config: RuntimeConfig, clock: Clock,
-                 services: Services = NO_SERVICES, shared: Agent | None = None) -> None:
+                 services: Services = NO_SERVICES, shared: Agent | None = None,
+                 gateways: Iterable[Gateway] = ()) -> None:
         self._agents: dict[str, Agent] = {}
         for agent in agents:
             if not isinstance(agent, Agent):
@@ -127,13 +137,17 @@ class Runtime:
         self.state = RuntimeState.STARTING
         self.services = services
         self._shared = shared
-        self.gateways: list[Gateway] = []
-        """Other networks' agents, reached by address (interop: `open_uagents_gateway`)."""
+        self._gateways = tuple(gateways)
 
     @property
     def clock(self) -> Clock:
         """Where the runtime, its agents and the node's services read time and sleep."""
         return self._clock
+
+    @property
+    def gateways(self) -> tuple[Gateway, ...]:
+        """Other networks' agents, reached by address: the gateways given to `open_runtime`."""
+        return self._gateways
 
     @property
     def replay_guard(self) -> ReplayGuard:
@@ -161,31 +175,78 @@ class Runtime:
                 raise ReceiverStopping("this runtime is stopping")
             envelope = self._check(frame)
             agent = self._agents[envelope.target]
-            owner = agent
-            entry = agent.handler_table.by_type.get(envelope.message_type)
-            if entry is None and self._shared is not None:
-                owner = self._shared
-                entry = owner.handler_table.by_type.get(envelope.message_type)
-            if entry is None:
-                newer = successor(envelope.message_type)
-                raise UnknownMessageType(
-                    f"{agent.name} has no handler for {envelope.message_type}" + (
-                        f": it is retired, this side speaks {newer} (upgrade the sender)"
-                        if newer is not None else ""))
-            message = decode_payload(entry[0], envelope.payload)
+            cls, spec, owner = self._handler(agent, envelope.message_type)
+            message = decode_payload(cls, envelope.payload)
             remember(envelope, now=self._clock.now(), replay=self._replay)
         except EnvelopeRejected as exc:
             self.metrics.rejected[exc.reason] += 1
             logger.debug("rejected envelope: %s", exc)
             raise
         self.metrics.received += 1
-        reply = await self._dispatch(agent, entry[1], envelope, message, owner=owner)
+        reply = await self._dispatch(agent, spec, envelope, message, owner=owner)
         if reply is None:
             return None
         _, reply_frame = seal(agent.identity, target=envelope.sender, message=reply,
                               now=self._clock.now(), ttl=self.config.envelope_ttl,
                               session=envelope.session, in_reply_to=envelope.message_id)
         return reply_frame
+
+    def _handler(self, agent: Agent, message_type: str) -> tuple[type[Message], HandlerSpec,
+                                                                  Agent]:
+        """The class, handler and owner for `message_type` at `agent`: its own, else shared.
+
+        Raises:
+            UnknownMessageType: neither the agent nor the shared handlers take it.
+        """
+        owner = agent
+        entry = agent.handler_table.by_type.get(message_type)
+        if entry is None and self._shared is not None:
+            owner = self._shared
+            entry = owner.handler_table.by_type.get(message_type)
+        if entry is None:
+            newer = successor(message_type)
+            raise UnknownMessageType(
+                f"{agent.name} has no handler for {message_type}" + (
+                    f": it is retired, this side speaks {newer} (upgrade the sender)"
+                    if newer is not None else ""))
+        return entry[0], entry[1], owner
+
+    async def deliver_local(self, agent: Agent, message: Message, *, sender: str,
+                            session: bytes | None = None, message_id: bytes | None = None,
+                            expires_at: float | None = None) -> Message | None:
+        """Run hosted `agent`'s handler for a `message` that arrived by another protocol.
+
+        For bridges (uAgents, A2A) that have already applied their own network's checks:
+        nothing is verified here, and the reply is returned, not sealed. The handler is the
+        agent's own for the message's type, else the runtime's shared one. Its failure is
+        handled as for AAEX traffic: logged, counted in ``metrics.handler_errors`` and
+        answered with an `ErrorReply`. The bridge counts what it received in its own metrics.
+
+        Args:
+            agent: the hosted agent the message is for.
+            message: the message, already decoded and validated.
+            sender: who sent it, in the bridge's terms (``ctx.sender``).
+            session: the conversation (``ctx.session``; default: a new one).
+            message_id: the id the handler's context answers to (default: a new one).
+            expires_at: when the message expires, epoch seconds (default: now + envelope_ttl).
+
+        Raises:
+            UsageError: `agent` is not hosted by this runtime.
+            UnknownMessageType: no handler takes the message's type.
+        """
+        if self._agents.get(agent.address) is not agent:
+            raise UsageError(f"{agent!r} is not hosted by this runtime")
+        message_type = str(type(message).message_type)
+        _, spec, owner = self._handler(agent, message_type)
+        now = self._clock.now()
+        expiry = now + self.config.envelope_ttl if expires_at is None else expires_at
+        # Only `ctx` reads this envelope (sender, session, id): nothing is signed or verified.
+        envelope = Envelope(message_id=message_id or new_id(), sender=sender,
+                            target=agent.address, session=session or new_id(), in_reply_to=None,
+                            message_type=message_type, sent_at_ms=int(now * 1000),
+                            expires_at_ms=int(expiry * 1000), payload=b"", body=b"",
+                            signature=b"")
+        return await self._dispatch(agent, spec, envelope, message, owner=owner)
 
     def _check(self, frame: bytes, *, target: str | None = None) -> Envelope:
         """Every check an inbound frame passes, requests and replies alike, but replay.
@@ -336,7 +397,7 @@ class Runtime:
             self._spawn(self._handle_reply(agent, reply), f"reply:{reply.message_type}")
 
     def _gateway_for(self, to: str) -> Gateway | None:
-        return next((g for g in self.gateways if g.handles(to)), None) if self.gateways else None
+        return next((g for g in self._gateways if g.handles(to)), None)
 
     async def _handle_reply(self, agent: Agent, reply: Envelope) -> None:
         """Give a reply that came back to `send` to the agent's handler for its type."""
@@ -375,7 +436,7 @@ class Runtime:
     async def _run_interval(self, agent: Agent, spec: IntervalSpec) -> None:
         ctx = self.context(agent)
         while True:
-            await asyncio.sleep(spec.seconds)
+            await self._clock.sleep(spec.seconds)
             try:
                 await spec.function(agent, ctx)
             except Exception:
@@ -399,7 +460,8 @@ def _error_text(reply: Envelope) -> str:
 async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[Transport] = (),
                        directory: Directory | None = None, config: RuntimeConfig | None = None,
                        clock: Clock | None = None, services: Services = NO_SERVICES,
-                       shared: Agent | None = None) -> AsyncIterator[Runtime]:
+                       shared: Agent | None = None,
+                       gateways: Iterable[Gateway] = ()) -> AsyncIterator[Runtime]:
     """Host `agents` on `transports` until the block exits.
 
     `services` is what the node shares with its agents: the language model they reach as
@@ -410,6 +472,10 @@ async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[
     hosted agent, the message types that agent's own class has no handler for: what a node
     answers on behalf of all its agents, whatever their class (the market's statements and
     escrow queries). Its handlers get the target agent's context.
+
+    `gateways` reach other networks' agents by their addresses (interop, e.g. a
+    `UAgentsGateway`): each is attached once storage and transports are open, before any
+    `on_start`, and detached after every `on_stop`.
 
     Entering returns once every transport listens and every `on_start` hook has run.
     Leaving stops taking envelopes, runs each `on_stop` (bounded by `stop_timeout`),
@@ -424,7 +490,7 @@ async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[
     hosted = [agents] if isinstance(agents, Agent) else list(agents)
     settings = config or RuntimeConfig()
     runtime = Runtime(hosted, transports, directory or StaticDirectory(), settings,
-                      clock or SystemClock(), services, shared)
+                      clock or SystemClock(), services, shared, gateways)
     try:
         async with asyncio.TaskGroup() as task_group, AsyncExitStack() as stack:
             runtime._task_group = task_group
@@ -442,6 +508,8 @@ async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[
                 if endpoint is not None:
                     endpoints.append(endpoint)
             runtime.endpoints = tuple(endpoints)
+            for gateway in runtime.gateways:
+                await stack.enter_async_context(gateway.attach(runtime))
             runtime.state = RuntimeState.RUNNING
             for agent in hosted:
                 await agent.on_start(runtime.context(agent))

@@ -10,6 +10,7 @@ module pretends to be a working peer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -232,12 +233,20 @@ async def stop_on_stdin_close_or_signal() -> AsyncIterator[asyncio.Event]:
     reader = asyncio.StreamReader()
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    eof = asyncio.ensure_future(reader.read())
-    eof.add_done_callback(lambda _: stop.set())
-    try:
-        yield stop
-    finally:
-        eof.cancel()
-        transport.close()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+
+    async def watch_stdin() -> None:
+        try:
+            with contextlib.suppress(OSError):  # a broken pipe ends it as end of file does
+                await reader.read()
+        finally:
+            stop.set()
+
+    async with asyncio.TaskGroup() as group:
+        eof = group.create_task(watch_stdin(), name="stdin.eof")
+        try:
+            yield stop
+        finally:
+            eof.cancel()
+            transport.close()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)

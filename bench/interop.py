@@ -32,8 +32,8 @@ from aaex_agents.interop import (
     InteropMetrics,
     SchemaTable,
     UAgentsConfig,
+    UAgentsGateway,
     UAgentsKey,
-    open_uagents_gateway,
     serve_uagents,
 )
 from bench.stats import percentile
@@ -87,28 +87,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await peer.bench(to=to, n=args.warmup, sync=sync)
         results[key] = summary(await peer.bench(to=to, n=args.n, sync=sync))
 
-    async with open_runtime(echo) as runtime:
-        aaex = UAgentsKey.from_identity(echo.identity).address
-        print("... starting two uAgents agents", file=sys.stderr, flush=True)
-        async with run_uagents_peer(args.uagents_python, seed=sender_seed, port=sender_port,
-                                    rules={aaex: f"http://127.0.0.1:{aaex_port}/submit",
-                                           target: f"http://127.0.0.1:{target_port}/submit"}
-                                    ) as peer, \
-                run_uagents_peer(args.uagents_python, seed=target_seed, port=target_port,
-                                 rules={sender: peer.endpoint}, name="uagents-target"):
-            # The AAEX agent answers on one port, first signing its sync replies (the
-            # default), then not (as uAgents answers); the uAgents agent answers as it does.
-            for sign in (True, False):
-                config = UAgentsConfig(schemas=schemas, peers=peers, sign_sync_replies=sign)
-                async with open_uagents_gateway(runtime, config, metrics=metrics) as gateway, \
-                        serve_uagents(gateway, port=aaex_port):
-                    if sign:
-                        for mode in ("async", "sync"):
-                            await measure(peer, f"uagents_to_aaex_{mode}", aaex, mode == "sync")
-                            await measure(peer, f"uagents_to_uagents_{mode}", target,
-                                          mode == "sync")
-                    else:
-                        await measure(peer, "uagents_to_aaex_sync_unsigned", aaex, True)
+    aaex = UAgentsKey.from_identity(echo.identity).address
+    print("... starting two uAgents agents", file=sys.stderr, flush=True)
+    async with run_uagents_peer(args.uagents_python, seed=sender_seed, port=sender_port,
+                                rules={aaex: f"http://127.0.0.1:{aaex_port}/submit",
+                                       target: f"http://127.0.0.1:{target_port}/submit"}
+                                ) as peer, \
+            run_uagents_peer(args.uagents_python, seed=target_seed, port=target_port,
+                             rules={sender: peer.endpoint}, name="uagents-target"):
+        # The AAEX agent answers on one port, first signing its sync replies (the
+        # default), then not (as uAgents answers); the uAgents agent answers as it does.
+        for sign in (True, False):
+            config = UAgentsConfig(schemas=schemas, peers=peers, sign_sync_replies=sign)
+            gateway = UAgentsGateway(config, metrics=metrics)
+            async with open_runtime(echo, gateways=[gateway]), \
+                    serve_uagents(gateway, port=aaex_port):
+                if sign:
+                    for mode in ("async", "sync"):
+                        await measure(peer, f"uagents_to_aaex_{mode}", aaex, mode == "sync")
+                        await measure(peer, f"uagents_to_uagents_{mode}", target,
+                                      mode == "sync")
+                else:
+                    await measure(peer, "uagents_to_aaex_sync_unsigned", aaex, True)
     rejected = {f"{p}/{r}": n for (p, r), n in metrics.rejected.items()}
     rows = [("target", "mode", "pairs/s", "p50 ms", "p99 ms", "ok")]
     for key, label, mode in (

@@ -227,3 +227,19 @@ def test_the_money_check_finds_a_float_price() -> None:
         price: float | None = None
 
     assert _mentions_float(Leaky.model_fields["price"].annotation)
+
+
+def test_only_the_runtime_reaches_its_dispatch() -> None:
+    """Bridges deliver through `Runtime.deliver_local`, never the private `_dispatch`."""
+    callers = sorted(name for name, path in _modules().items()
+                     if name != "aaex_agents.runtime" and "_dispatch(" in path.read_text())
+    assert callers == []
+
+
+def test_no_background_task_is_created_bare() -> None:
+    """Every task of the SDK and the node belongs to a task group that cancels it on exit."""
+    bare = sorted(name for name, path in _modules().items()
+                  if (name.startswith("aaex_agents") or name == "marketplace.node.node")
+                  and any(call in path.read_text()
+                          for call in ("asyncio.create_task(", "ensure_future(")))
+    assert bare == []

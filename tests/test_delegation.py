@@ -357,7 +357,7 @@ async def test_ledger_counts_match_what_was_recorded_and_settled(tmp_path: Path)
 
 
 class SlowWorker(Averager):
-    """Takes 40 s of the runtime's clock to do the work (instant on a manual clock)."""
+    """Takes 40 s of the runtime's clock to do the work (the test advances a manual clock)."""
 
     async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
         await ctx.clock.sleep(40)
@@ -375,8 +375,13 @@ async def test_delegation_times_delivery_on_the_runtimes_clock() -> None:
     delegator = Delegator(planner.identity, find=find,
                           wallet=Wallet(budget=cr(20), per_seller=cr(10), per_task=cr(10)),
                           backoff=Backoff(base=600), negotiation_window=0.5)
+    async def work_for_40_seconds() -> None:
+        await clock.sleeping(1)
+        clock.advance(40)
+
     async with open_runtime([planner, slow], transports=[network.transport()],
-                            clock=clock) as rt:
+                            clock=clock) as rt, asyncio.TaskGroup() as group:
+        group.create_task(work_for_40_seconds())
         with pytest.raises(DelegationFailed) as failed:
             await delegator.delegate(rt.context(planner), "forecast.demand",
                                      {"history": [1.0]}, budget=cr(5.0), deadline=300,

@@ -25,9 +25,9 @@ from aaex_agents.interop import (
     SchemaTable,
     UAgentsConfig,
     UAgentsGateway,
-    open_uagents_gateway,
     serve_uagents,
 )
+from aaex_agents.runtime import Runtime
 from marketplace.node.config import parse_config
 from marketplace.node.node import open_node
 from tests.peers.uagents_launch import (
@@ -106,26 +106,27 @@ class World:
     quiet: Quiet
     sync_gw: UAgentsGateway
     async_gw: UAgentsGateway
+    sync_rt: Runtime
+    async_rt: Runtime
 
     def context(self, agent: Agent) -> Context:
-        gateway = self.async_gw if agent is self.carol else self.sync_gw
-        return gateway._runtime.context(agent)
+        return (self.async_rt if agent is self.carol else self.sync_rt).context(agent)
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def world() -> AsyncIterator[World]:
     alice, carol, quiet = Shop("alice"), Shop("carol"), Quiet(name="Quiet")
-    async with open_runtime([alice, quiet]) as rt_sync, open_runtime([carol]) as rt_async, \
-            open_uagents_gateway(rt_sync, UAgentsConfig(schemas=SCHEMAS)) as sync_gw, \
-            open_uagents_gateway(rt_async, UAgentsConfig(schemas=SCHEMAS,
-                                                         ask_mode="async")) as async_gw, \
+    sync_gw = UAgentsGateway(UAgentsConfig(schemas=SCHEMAS))
+    async_gw = UAgentsGateway(UAgentsConfig(schemas=SCHEMAS, ask_mode="async"))
+    async with open_runtime([alice, quiet], gateways=[sync_gw]) as rt_sync, \
+            open_runtime([carol], gateways=[async_gw]) as rt_async, \
             serve_uagents(sync_gw) as sync_url, serve_uagents(async_gw) as async_url:
         rules = {sync_gw.address_of(alice): sync_url, sync_gw.address_of(quiet): sync_url,
                  async_gw.address_of(carol): async_url}
         async with run_uagents_peer(UAGENTS_PYTHON, seed="aaex e2e peer", rules=rules) as peer:
             sync_gw.add_peer(peer.address, peer.endpoint)
             async_gw.add_peer(peer.address, peer.endpoint)
-            yield World(peer, alice, carol, quiet, sync_gw, async_gw)
+            yield World(peer, alice, carol, quiet, sync_gw, async_gw, rt_sync, rt_async)
 
 
 async def until(event: asyncio.Event, check: Callable[[], Any]) -> None:

@@ -29,7 +29,6 @@ from aaex_agents.interop import (
     UAgentsGateway,
     UAgentsKey,
     UEnvelope,
-    open_uagents_gateway,
     seal_envelope,
     serve_uagents,
 )
@@ -109,9 +108,9 @@ async def open_pair(ask_mode: AskMode = "sync") -> AsyncIterator[Pair]:
     """alice on one runtime, bob and Quiet on another, each behind a gateway and /submit."""
     alice, bob, quiet = Shop("alice"), Shop("bob"), Quiet(name="Quiet")
     config = UAgentsConfig(schemas=SCHEMAS, ask_mode=ask_mode)
-    async with open_runtime([alice]) as rt_a, open_runtime([bob, quiet]) as rt_b, \
-            open_uagents_gateway(rt_a, config) as gw_a, \
-            open_uagents_gateway(rt_b, config) as gw_b, \
+    gw_a, gw_b = UAgentsGateway(config), UAgentsGateway(config)
+    async with open_runtime([alice], gateways=[gw_a]) as rt_a, \
+            open_runtime([bob, quiet], gateways=[gw_b]) as rt_b, \
             serve_uagents(gw_a) as url_a, serve_uagents(gw_b) as url_b:
         gw_a.add_peer(gw_b.address_of(bob), url_b)
         gw_a.add_peer(gw_b.address_of(quiet), url_b)
@@ -276,8 +275,8 @@ async def test_sync_request_gets_the_first_answer_in_the_response(pair: Pair) ->
 
 async def test_sync_replies_can_go_unsigned_as_uagents_sends_them() -> None:
     bob = Shop("bob")
-    async with open_runtime(bob) as runtime, open_uagents_gateway(runtime, UAgentsConfig(
-            schemas=SCHEMAS, sign_sync_replies=False)) as gateway, serve_uagents(gateway) as url:
+    gateway = UAgentsGateway(UAgentsConfig(schemas=SCHEMAS, sign_sync_replies=False))
+    async with open_runtime(bob, gateways=[gateway]), serve_uagents(gateway) as url:
         reply = await sync_exchange(url, envelope_to(gateway.address_of(bob), digest=PING_DIGEST,
                                                      payload={"text": "u"}))
     assert reply.signature is None and json.loads(reply.payload_json()) == {"text": "pong: u"}
@@ -290,3 +289,13 @@ def test_config_checks_name_the_field() -> None:
         UAgentsConfig(peers={STRANGER.address: "ftp://x"})
     with pytest.raises(UsageError, match="ask_mode"):
         UAgentsConfig(ask_mode="later")  # type: ignore[arg-type]
+
+
+async def test_a_gateway_serves_one_runtime_once() -> None:
+    gateway = UAgentsGateway(UAgentsConfig(schemas=SCHEMAS))
+    async with open_runtime(Shop("a"), gateways=[gateway]) as runtime:
+        assert runtime.gateways == (gateway,)
+    # Raised while the runtime starts, so inside its task group (see open_runtime).
+    with pytest.RaisesGroup(pytest.RaisesExc(UsageError, match="one per runtime")):
+        async with open_runtime(Shop("b"), gateways=[gateway]):
+            pass

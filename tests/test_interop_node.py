@@ -24,8 +24,8 @@ from aaex_agents.interop import (
     ChatAcknowledgement,
     ChatMessage,
     UAgentsConfig,
+    UAgentsGateway,
     UAgentsKey,
-    open_uagents_gateway,
     serve_uagents,
 )
 from marketplace.node.config import ConfigError, parse_config
@@ -229,8 +229,8 @@ class Visitor(Agent):
 
 async def test_node_answers_uagents_envelopes_and_counts_refusals(tmp_path: Path) -> None:
     visitor = Visitor()
-    async with open_runtime(visitor) as runtime, \
-            open_uagents_gateway(runtime, UAgentsConfig()) as gateway, \
+    gateway = UAgentsGateway(UAgentsConfig())
+    async with open_runtime(visitor, gateways=[gateway]) as runtime, \
             serve_uagents(gateway) as visitor_url:
         me = gateway.address_of(visitor)
         config = node_config(tmp_path, {"listen": "127.0.0.1:0",

@@ -46,7 +46,7 @@ def test_interop_members() -> None:
         "ChatMessage", "Gateway", "InteropMetrics", "MetadataContent", "Resource",
         "ResourceContent", "SchemaTable", "TextContent", "UAgentsConfig", "UAgentsGateway",
         "UAgentsKey", "UEnvelope", "add_uagents_routes", "admit", "is_uagents_address",
-        "no_chat_handler", "open_uagents_gateway", "parse_envelope", "seal_envelope",
+        "no_chat_handler", "parse_envelope", "seal_envelope",
         "serve_uagents", "session_uuid", "uagents_address", "verify_digest"}
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from aaex_agents import (
     RuntimeConfig,
     StaticDirectory,
     UnexpectedReply,
+    UnknownMessageType,
     UsageError,
     handler,
     on_interval,
@@ -28,7 +31,9 @@ from aaex_agents import (
 )
 from aaex_agents.envelope import Envelope
 from aaex_agents.identity import Identity
-from aaex_agents.runtime import RuntimeState
+from aaex_agents.interop import Gateway
+from aaex_agents.model import ErrorReply
+from aaex_agents.runtime import Runtime, RuntimeState
 from aaex_agents.testing import Faults, ManualClock, ScriptedPeer
 
 
@@ -129,6 +134,40 @@ async def test_shared_handlers_answer_for_agents_whose_class_does_not(
         assert desk.answered_for == [collector.address]
         with pytest.raises(PeerRejected):  # still no handler for Other anywhere
             await ctx.ask(collector.address, Other())
+
+
+class Witness(Agent):
+    """Records what its context says about the message being handled."""
+
+    def __init__(self) -> None:
+        super().__init__(name="witness")
+        self.seen: list[tuple[str | None, bytes | None]] = []
+
+    @handler
+    async def on_later(self, ctx: Context, msg: Later) -> Answer:
+        self.seen.append((ctx.sender, ctx.session))
+        return Answer(n=7)
+
+
+async def test_deliver_local_runs_a_handler_for_a_message_from_another_protocol() -> None:
+    doubler, collector, witness, desk = Doubler(), Collector(), Witness(), Desk()
+    async with open_runtime([doubler, collector, witness], shared=desk) as runtime:
+        answer = await runtime.deliver_local(witness, Later(), sender="a2a:10.0.0.1",
+                                             session=b"s" * 16)
+        assert answer == Answer(n=7)
+        assert witness.seen == [("a2a:10.0.0.1", b"s" * 16)]
+        # The shared handlers answer too, as for AAEX traffic.
+        assert await runtime.deliver_local(collector, Ask(n=2), sender="x") == Answer(n=-2)
+        assert desk.answered_for == [collector.address]
+        # A failing handler is answered and counted, not raised.
+        failed = await runtime.deliver_local(doubler, Fail(), sender="x")
+        assert isinstance(failed, ErrorReply) and failed.code == "handler_failed"
+        assert runtime.metrics.handler_errors == 1
+        assert runtime.metrics.received == 0  # the bridge counts what it received
+        with pytest.raises(UnknownMessageType):
+            await runtime.deliver_local(collector, Other(), sender="x")
+        with pytest.raises(UsageError, match="not hosted"):
+            await runtime.deliver_local(Doubler(), Ask(n=1), sender="x")
 
 
 async def test_agents_on_two_runtimes_reach_each_other_through_the_directory(
@@ -401,3 +440,49 @@ async def test_a_retired_message_version_is_refused_with_the_version_to_speak(
         with pytest.raises(PeerRejected, match=r"retired, this side speaks "
                                                r"test_runtime\.versioned/2"):
             await ctx.ask(new.address, AskV1(n=2.5))
+
+
+class Elsewhere(Gateway):
+    """A gateway to a network whose addresses start with ``else:``; it answers every ask."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    @asynccontextmanager
+    async def attach(self, runtime: Runtime) -> AsyncIterator[None]:
+        self.events.append(f"attach {sorted(a.name for a in runtime.agents.values())}")
+        yield
+        self.events.append("detach")
+
+    def handles(self, address: str) -> bool:
+        return address.startswith("else:")
+
+    async def ask(self, agent: Agent, to: str, message: Message, *,
+                  reply_type: type[Message] | None, session: bytes | None,
+                  timeout: float | None) -> Message:
+        self.events.append(f"ask {to}")
+        return Answer(n=0)
+
+    async def send(self, agent: Agent, to: str, message: Message, *, session: bytes | None,
+                   in_reply_to: bytes | None, timeout: float | None) -> None:
+        self.events.append(f"send {to}")
+
+
+async def test_gateways_given_to_open_runtime_are_attached_while_it_runs() -> None:
+    events: list[str] = []
+
+    class Hooked(Agent):
+        async def on_start(self, ctx: Context) -> None:
+            events.append("start")
+
+        async def on_stop(self, ctx: Context) -> None:
+            await ctx.send("else:bye", Later())  # a gateway still works in on_stop
+            events.append("stop")
+
+    gateway = Elsewhere(events)
+    async with open_runtime(Hooked(), gateways=[gateway]) as runtime:
+        assert runtime.gateways == (gateway,)
+        ctx = runtime.context(next(iter(runtime.agents.values())))
+        assert await ctx.ask("else:someone", Ask(n=1)) == Answer(n=0)
+    assert events == ["attach ['Hooked']", "start", "ask else:someone", "send else:bye",
+                      "stop", "detach"]

@@ -16,7 +16,7 @@ from .chat import (
     ResourceContent,
     TextContent,
 )
-from .gateway import UAgentsConfig, UAgentsGateway, no_chat_handler, open_uagents_gateway
+from .gateway import UAgentsConfig, UAgentsGateway, no_chat_handler
 from .http import SUBMIT_PATH, add_uagents_routes, serve_uagents
 from .uagents import (
     CHAT_ACK_DIGEST,
@@ -60,7 +60,6 @@ __all__ = [
     "admit",
     "is_uagents_address",
     "no_chat_handler",
-    "open_uagents_gateway",
     "parse_envelope",
     "seal_envelope",
     "serve_uagents",

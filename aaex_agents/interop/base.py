@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import abc
 from collections import Counter
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-from ..envelope import Envelope
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -24,7 +23,16 @@ if TYPE_CHECKING:
 
 
 class Gateway(abc.ABC):
-    """Carries AAEX messages to the agents of another network."""
+    """Carries AAEX messages to the agents of another network.
+
+    Give it to ``open_runtime(..., gateways=[...])``, as the node's services are given: the
+    runtime enters `attach` once its agents' storage and transports are open, before any
+    `on_start`, and leaves it after every `on_stop`, before their storage closes.
+    """
+
+    @abc.abstractmethod
+    def attach(self, runtime: Runtime) -> AbstractAsyncContextManager[None]:
+        """Serve `runtime`'s agents until the context exits (closing what the gateway owns)."""
 
     @abc.abstractmethod
     def handles(self, address: str) -> bool:
@@ -62,21 +70,3 @@ def handler_for(agent: Agent, cls: type[Message]) -> HandlerSpec | None:
     """The agent's handler for messages of type `cls`, if it has one."""
     entry = agent.handler_table.by_type.get(str(cls.message_type))
     return entry[1] if entry is not None else None
-
-
-async def run_handler(runtime: Runtime, agent: Agent, spec: HandlerSpec, message: Message, *,
-                      sender: str, session: bytes, message_id: bytes, now: float,
-                      expires_at_ms: int) -> Message | None:
-    """Run a handler for a message that came from another network, as the runtime would.
-
-    The handler sees `sender` as `ctx.sender` and `session` as `ctx.session`; its failure is
-    logged and answered with an `ErrorReply`, exactly as for AAEX traffic.
-    """
-    # Only `ctx` reads this envelope (sender, session): nothing is signed or verified here,
-    # the gateway has already applied the foreign network's checks.
-    envelope = Envelope(message_id=message_id, sender=sender, target=agent.address,
-                        session=session, in_reply_to=None,
-                        message_type=str(type(message).message_type),
-                        sent_at_ms=int(now * 1000), expires_at_ms=expires_at_ms, payload=b"",
-                        body=b"", signature=b"")
-    return await runtime._dispatch(agent, spec, envelope, message)

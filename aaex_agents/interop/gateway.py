@@ -1,9 +1,9 @@
 """The uAgents gateway: AAEX agents talk to uAgents agents, both ways, with no Almanac.
 
-    async with open_runtime(agents) as runtime:
-        async with open_uagents_gateway(runtime, UAgentsConfig(peers={peer: url})) as gateway:
-            async with serve_uagents(gateway, "127.0.0.1", 0) as submit_url:
-                await runtime.context(shop).ask(peer, ChatMessage.of_text("hi"))
+    gateway = UAgentsGateway(UAgentsConfig(peers={peer: url}))
+    async with open_runtime(agents, gateways=[gateway]) as runtime:
+        async with serve_uagents(gateway, "127.0.0.1", 0) as submit_url:
+            await runtime.context(shop).ask(peer, ChatMessage.of_text("hi"))
 
 Each hosted agent also answers at its ``agent1...`` address (`address_of`), with a key
 derived from its own seed. Outbound, `ctx.send` and `ctx.ask` to an ``agent1`` address come
@@ -59,7 +59,7 @@ from ..handlers import HandlerSpec
 from ..model import ErrorReply, Message
 from ..replay import ReplayWindow
 from ..transport.http import post_bounded
-from .base import Gateway, InteropMetrics, handler_for, run_handler
+from .base import Gateway, InteropMetrics, handler_for
 from .chat import CHAT_SCHEMAS, ChatAcknowledgement, ChatMessage
 from .uagents import (
     ERROR_MESSAGE_DIGEST,
@@ -70,6 +70,7 @@ from .uagents import (
     error_json,
     is_uagents_address,
     parse_envelope,
+    peer_reason,
     public_key_of,
     seal_envelope,
     session_uuid,
@@ -158,24 +159,28 @@ def no_chat_handler(agent: Agent) -> str:
 
 
 class UAgentsGateway(Gateway):
-    """Bridges the hosted agents of one runtime to uAgents. Open it with `open_uagents_gateway`."""
+    """Bridges the hosted agents of one runtime to uAgents: pass it to `open_runtime`.
 
-    def __init__(self, runtime: Runtime, config: UAgentsConfig, *, clock: Clock,
-                 metrics: InteropMetrics, describe: Describe) -> None:
-        self._runtime = runtime
-        self.config = config
-        self.schemas = CHAT_SCHEMAS.merged(config.schemas)
-        self.metrics = metrics
-        self._clock = clock
-        self._describe = describe
+    ``open_runtime(agents, gateways=[gateway])`` attaches it while the runtime runs; then
+    ``ctx.send``/``ctx.ask`` to ``agent1`` addresses work, and serving `submit` (e.g.
+    `serve_uagents`) takes inbound traffic. A gateway serves one runtime, once. `clock`
+    defaults to the runtime's; `describe` is what an agent without a chat handler says.
+    """
+
+    def __init__(self, config: UAgentsConfig | None = None, *, clock: Clock | None = None,
+                 metrics: InteropMetrics | None = None, describe: Describe | None = None,
+                 ) -> None:
+        self.config = config or UAgentsConfig()
+        self.schemas = CHAT_SCHEMAS.merged(self.config.schemas)
+        self.metrics = metrics or InteropMetrics()
+        self._given_clock = clock
+        self._clock: Clock = clock or SystemClock()
+        self._describe = describe or no_chat_handler
+        self._runtime: Runtime | None = None
         self._keys: dict[str, UAgentsKey] = {}
         self._agents: dict[str, Agent] = {}
-        for agent in runtime.agents.values():
-            key = UAgentsKey.from_identity(agent.identity)
-            self._keys[agent.address] = key
-            self._agents[key.address] = agent
-        self._peers = dict(config.peers)
-        self._replay = ReplayWindow(config.policy.replay_capacity)
+        self._peers = dict(self.config.peers)
+        self._replay = ReplayWindow(self.config.policy.replay_capacity)
         self._awaiting: dict[_Key, tuple[asyncio.Future[UEnvelope], Collection[str] | None]] = {}
         self._held: dict[_Key, asyncio.Future[UEnvelope]] = {}
         self._described: OrderedDict[_Key, None] = OrderedDict()
@@ -183,6 +188,45 @@ class UAgentsGateway(Gateway):
         self._task_group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    @override
+    @asynccontextmanager
+    async def attach(self, runtime: Runtime) -> AsyncIterator[None]:
+        """Serve `runtime`'s agents until the block exits (`open_runtime` enters it).
+
+        Leaving cancels the answers still being sent and closes the HTTP client.
+
+        Raises:
+            UsageError: this gateway already served a runtime.
+        """
+        if self._runtime is not None:
+            raise UsageError("this uAgents gateway already served a runtime; make one per "
+                             "runtime")
+        self._runtime = runtime
+        self._clock = self._given_clock or runtime.clock
+        for agent in runtime.agents.values():
+            key = UAgentsKey.from_identity(agent.identity)
+            self._keys[agent.address] = key
+            self._agents[key.address] = agent
+        async with asyncio.TaskGroup() as task_group:
+            self._task_group = task_group
+            try:
+                yield
+            finally:
+                self._closed = True
+                for task in list(self._tasks):
+                    task.cancel()
+                if self._client_session is not None:
+                    await self._client_session.close()
+
+    def _running(self) -> Runtime | None:
+        """The runtime, while it runs and this gateway is open; else None."""
+        from ..runtime import RuntimeState
+
+        runtime = self._runtime
+        if runtime is None or runtime.state is not RuntimeState.RUNNING or self._closed:
+            return None
+        return runtime
 
     # -- addresses ------------------------------------------------------------------------
     @property
@@ -194,7 +238,8 @@ class UAgentsGateway(Gateway):
         """The ``agent1...`` address of a hosted agent (or of its AAEX address).
 
         Raises:
-            UsageError: the agent is not hosted by this runtime.
+            UsageError: the agent is not hosted by this gateway's runtime (or the gateway
+                was not given to `open_runtime` yet).
         """
         address = agent if isinstance(agent, str) else agent.address
         key = self._keys.get(address)
@@ -222,11 +267,9 @@ class UAgentsGateway(Gateway):
 
     def readiness(self, address: str | None) -> str:
         """The readiness uAgents' probe gets for `address`: ready, not-ready, indeterminate."""
-        from ..runtime import RuntimeState
-
         if address is None:
             return "indeterminate"
-        running = self._runtime.state is RuntimeState.RUNNING and not self._closed
+        running = self._running() is not None
         return "ready" if running and address in self._agents else "not-ready"
 
     # -- inbound --------------------------------------------------------------------------
@@ -241,10 +284,8 @@ class UAgentsGateway(Gateway):
         Raises:
             EnvelopeRejected: any check failed (its `reason` is counted in `metrics`).
         """
-        from ..runtime import RuntimeState
-
         try:
-            if self._runtime.state is not RuntimeState.RUNNING or self._closed:
+            if self._running() is None:
                 raise ReceiverStopping("this node is stopping")
             envelope = parse_envelope(body, max_bytes=self.config.policy.max_frame_bytes)
             agent = self._agents.get(envelope.target)
@@ -315,10 +356,12 @@ class UAgentsGateway(Gateway):
             if len(self._described) > _DESCRIBED_SESSIONS:
                 self._described.popitem(last=False)
             return [*acknowledgement, ChatMessage.of_text(self._describe(agent))]
-        answer = await run_handler(self._runtime, agent, spec, message, sender=envelope.sender,
-                                   session=envelope.session.bytes,
-                                   message_id=envelope.digest()[:16], now=self._clock.now(),
-                                   expires_at_ms=(envelope.expires or 0) * 1000)
+        runtime = self._runtime
+        if runtime is None:  # pragma: no cover - submit refuses before attach
+            raise UsageError("this uAgents gateway serves no runtime")
+        answer = await runtime.deliver_local(
+            agent, message, sender=envelope.sender, session=envelope.session.bytes,
+            message_id=envelope.digest()[:16], expires_at=envelope.expires or 0)
         if isinstance(answer, ChatAcknowledgement):
             acknowledgement = []
         return [*acknowledgement, *([answer] if answer is not None else [])]
@@ -424,7 +467,7 @@ class UAgentsGateway(Gateway):
             self.metrics.sent[PROTOCOL] += 1
             return body
         if status in (400, 413):
-            reason, detail = _peer_reason(status, body)
+            reason, detail = peer_reason(status, body)
             raise PeerRejected(reason, detail)
         raise TransportError(f"{endpoint} answered HTTP {status}: "
                              f"{body[:200].decode(errors='replace')}")
@@ -540,54 +583,3 @@ class UAgentsGateway(Gateway):
         return (f"<UAgentsGateway agents={len(self._agents)} peers={len(self._peers)} "
                 f"ask={self.config.ask_mode} tasks={len(self._tasks)}"
                 f"{' closed' if self._closed else ''}>")
-
-
-def _peer_reason(status: int, body: bytes) -> tuple[str, str]:
-    """The rejection reason of a peer's 400: ours carry `reason`, uAgents' only `error`."""
-    text = body[:300].decode(errors="replace")
-    try:
-        document = json.loads(body)
-    except ValueError:
-        document = None
-    if isinstance(document, dict):
-        if isinstance(document.get("reason"), str):
-            return document["reason"], str(document.get("error", ""))
-        text = str(document.get("error", text))
-    if status == 413:
-        return "oversize", text
-    lowered = text.lower()
-    if "route" in lowered:
-        return "wrong_target", text
-    if "schema" in lowered:
-        return "malformed", text
-    if "signature" in lowered or "verif" in lowered:
-        return "bad_signature", text
-    return "rejected", text
-
-
-@asynccontextmanager
-async def open_uagents_gateway(runtime: Runtime, config: UAgentsConfig | None = None, *,
-                               clock: Clock | None = None, metrics: InteropMetrics | None = None,
-                               describe: Describe | None = None,
-                               ) -> AsyncIterator[UAgentsGateway]:
-    """Bridge `runtime`'s agents to uAgents until the block exits.
-
-    Entering registers the gateway with the runtime, so `ctx.send`/`ctx.ask` to ``agent1``
-    addresses work; serve `submit` (e.g. `serve_uagents`) for inbound traffic. Leaving
-    unregisters it, cancels the answers still being sent and closes its HTTP client.
-    """
-    gateway = UAgentsGateway(runtime, config or UAgentsConfig(), clock=clock or SystemClock(),
-                             metrics=metrics or InteropMetrics(),
-                             describe=describe or no_chat_handler)
-    async with asyncio.TaskGroup() as task_group:
-        gateway._task_group = task_group
-        runtime.gateways.append(gateway)
-        try:
-            yield gateway
-        finally:
-            runtime.gateways.remove(gateway)
-            gateway._closed = True
-            for task in list(gateway._tasks):
-                task.cancel()
-            if gateway._client_session is not None:
-                await gateway._client_session.close()

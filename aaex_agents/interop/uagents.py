@@ -404,3 +404,26 @@ class SchemaTable:
 def error_json(text: str) -> str:
     """The JSON of uagents-core's ``ErrorMessage`` with `text`."""
     return json.dumps({"error": text})
+
+
+def peer_reason(status: int, body: bytes) -> tuple[str, str]:
+    """The rejection reason of a peer's 400: ours carry `reason`, uAgents' only `error`."""
+    text = body[:300].decode(errors="replace")
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        if isinstance(document.get("reason"), str):
+            return document["reason"], str(document.get("error", ""))
+        text = str(document.get("error", text))
+    if status == 413:
+        return "oversize", text
+    lowered = text.lower()
+    if "route" in lowered:
+        return "wrong_target", text
+    if "schema" in lowered:
+        return "malformed", text
+    if "signature" in lowered or "verif" in lowered:
+        return "bad_signature", text
+    return "rejected", text

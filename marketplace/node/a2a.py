@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -27,10 +26,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from aaex_agents import Agent
-from aaex_agents.envelope import new_id
 from aaex_agents.errors import UsageError
 from aaex_agents.interop import AddressBinding, ChatMessage, InteropMetrics
-from aaex_agents.interop.base import handler_for, run_handler
+from aaex_agents.interop.base import handler_for
 from aaex_agents.model import ErrorReply
 from aaex_agents.money import Credits
 from aaex_agents.runtime import Runtime
@@ -260,11 +258,9 @@ class A2AService:
         if spec is None:
             answer_text = describe(agent, self._offers(agent))
         else:
-            now = time.time()
-            answer = await run_handler(
-                self._runtime, agent, spec, ChatMessage.of_text(text), sender=sender,
-                session=new_id(), message_id=new_id(), now=now,
-                expires_at_ms=int((now + QUOTE_WINDOW_S) * 1000))
+            answer = await self._runtime.deliver_local(
+                agent, ChatMessage.of_text(text), sender=sender,
+                expires_at=self._runtime.clock.now() + QUOTE_WINDOW_S)
             if isinstance(answer, ChatMessage):
                 answer_text = answer.text()
             elif isinstance(answer, ErrorReply):
@@ -286,7 +282,7 @@ class A2AService:
         if not isinstance(data, dict):
             raise RpcError(INVALID_PARAMS, "the data part must be an object shaped as a call "
                            "for proposals")
-        now = time.time()
+        now = self._runtime.clock.now()
         fields = {"dialogue": uuid.uuid4().hex, "respond_by": now + QUOTE_WINDOW_S, **data}
         try:
             for money in ("max_price", "wanted_penalty"):  # JSON states decimal credits
@@ -302,9 +298,8 @@ class A2AService:
             raise RpcError(INVALID_PARAMS, f"not a call for proposals: {where}: {first['msg']} "
                            "(send capability, task, max_price, max_latency_ms, "
                            "max_deadline_s)") from None
-        answer = await run_handler(self._runtime, agent, spec, cfp, sender=sender,
-                                   session=new_id(), message_id=new_id(), now=now,
-                                   expires_at_ms=int(cfp.respond_by * 1000))
+        answer = await self._runtime.deliver_local(agent, cfp, sender=sender,
+                                                   expires_at=cfp.respond_by)
         if isinstance(agent, Seller) and cfp.dialogue in agent.dialogues:
             # A quote only: the caller cannot sign an agreement, so nothing stays open.
             agent.dialogues[cfp.dialogue].state = DialogueState.CLOSED

@@ -33,6 +33,7 @@ from aiohttp import web
 from pydantic import AfterValidator, Field
 
 from aaex_agents import Agent
+from aaex_agents.envelope import EnvelopePolicy
 from aaex_agents.errors import UsageError
 from aaex_agents.interop import (
     SUBMIT_PATH,
@@ -43,7 +44,6 @@ from aaex_agents.interop import (
     UAgentsGateway,
     UAgentsKey,
     add_uagents_routes,
-    open_uagents_gateway,
 )
 from aaex_agents.interop.gateway import AskMode, check_peers
 from aaex_agents.model import message_class
@@ -171,42 +171,56 @@ def interop_status(runtime: Runtime, interop: Interop | None) -> dict[str, Any]:
                                    "a2a": None} for a in runtime.agents.values()}}
 
 
-@asynccontextmanager
-async def open_interop(runtime: Runtime, settings: InteropSettings, *,
-                       offers: Offers) -> AsyncIterator[Interop]:
-    """Serve uAgents and A2A for `runtime`'s agents until the block exits.
+def interop_gateway(settings: InteropSettings, *, policy: EnvelopePolicy,
+                    offers: Offers) -> UAgentsGateway:
+    """The uAgents gateway `settings` describe, for ``open_runtime(..., gateways=[...])``.
 
-    Returns once listening, with the default `ServerLimits` (header and body timeouts,
-    connections in all and per IP). Leaving stops the listener (in-flight requests get 2 s),
-    then the gateway (answers still being sent are cancelled).
+    An agent without a chat handler answers a chat message with what it sells (`offers`).
 
     Raises:
-        UsageError: `settings.listen` is not set, or a schema name is unknown.
-        AddressInUse, TransportError: the address cannot be bound.
+        UsageError: a schema name is unknown.
     """
-    if settings.listen is None:
-        raise UsageError("open_interop needs interop.listen")
-    host, port = split_host_port(settings.listen)
-    metrics = InteropMetrics()
     config = UAgentsConfig(peers=settings.peers, schemas=settings.schema_table(),
-                           ask_mode=settings.ask_mode, policy=runtime.config.policy,
+                           ask_mode=settings.ask_mode, policy=policy,
                            sign_sync_replies=settings.sign_sync_replies)
 
     def say_what_it_sells(agent: Agent) -> str:
         return describe(agent, offers(agent))
 
-    async with open_uagents_gateway(runtime, config, metrics=metrics,
-                                    describe=say_what_it_sells) as gateway:
-        bindings = {a.address: AddressBinding.create(a.identity, gateway.key_of(a))
-                    for a in runtime.agents.values()}
-        app = web.Application(client_max_size=config.policy.max_frame_bytes + 1)
-        add_uagents_routes(app, gateway)
-        a2a = A2AService(runtime, base_url=settings.public_url or "", offers=offers,
-                         metrics=metrics, bindings=bindings)
-        a2a.add_routes(app)
-        async with open_http_listener(app, host, port, name="interop") as listener:
-            url = f"http://{host}:{listener.port}"
-            a2a.base_url = (settings.public_url or url).rstrip("/")  # known once bound
-            logger.info("interop at %s: uAgents %s, A2A card %s", url, url + SUBMIT_PATH,
-                        a2a.base_url + CARD_PATH)
-            yield Interop(url, gateway, a2a, metrics, bindings)
+    return UAgentsGateway(config, describe=say_what_it_sells)
+
+
+@asynccontextmanager
+async def open_interop(runtime: Runtime, gateway: UAgentsGateway, settings: InteropSettings, *,
+                       offers: Offers) -> AsyncIterator[Interop]:
+    """Serve uAgents and A2A for `runtime`'s agents until the block exits.
+
+    `gateway` is the one the runtime was opened with (`interop_gateway`). Returns once
+    listening, with the default `ServerLimits` (header and body timeouts, connections in all
+    and per IP). Leaving stops the listener (in-flight requests get 2 s); the runtime closes
+    the gateway when it stops.
+
+    Raises:
+        UsageError: `settings.listen` is not set, or `gateway` is not the runtime's.
+        AddressInUse, TransportError: the address cannot be bound.
+    """
+    if settings.listen is None:
+        raise UsageError("open_interop needs interop.listen")
+    if gateway not in runtime.gateways:
+        raise UsageError("open_interop: open the runtime with this gateway "
+                         "(open_runtime(..., gateways=[gateway]))")
+    host, port = split_host_port(settings.listen)
+    metrics = gateway.metrics
+    bindings = {a.address: AddressBinding.create(a.identity, gateway.key_of(a))
+                for a in runtime.agents.values()}
+    app = web.Application(client_max_size=gateway.config.policy.max_frame_bytes + 1)
+    add_uagents_routes(app, gateway)
+    a2a = A2AService(runtime, base_url=settings.public_url or "", offers=offers,
+                     metrics=metrics, bindings=bindings)
+    a2a.add_routes(app)
+    async with open_http_listener(app, host, port, name="interop") as listener:
+        url = f"http://{host}:{listener.port}"
+        a2a.base_url = (settings.public_url or url).rstrip("/")  # known once bound
+        logger.info("interop at %s: uAgents %s, A2A card %s", url, url + SUBMIT_PATH,
+                    a2a.base_url + CARD_PATH)
+        yield Interop(url, gateway, a2a, metrics, bindings)

@@ -19,7 +19,6 @@ is unloaded, and the ledger closes last.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import resource
 import time
@@ -77,7 +76,7 @@ from .accounts import (
 from .api import ADMIN_LIMITS, serve_admin, uptime_since
 from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
 from .gateway import open_gateway
-from .interop import Interop, interop_status, open_interop
+from .interop import Interop, interop_gateway, interop_status, open_interop
 from .llm import open_node_llm
 from .metrics import metrics_text
 from .ports import check_ports
@@ -295,14 +294,6 @@ async def _resolve_forever(node: Node) -> None:
         await runtime.clock.sleep(settings.resolve_period)
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("%s failed", task.get_name(), exc_info=task.exception())
-
-
 def _preflight(config: NodeConfig) -> Identity:
     """What fails before anything opens: a bad class for the model, the data dir, the key."""
     _check_open_file_limit()
@@ -374,19 +365,22 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
     market = NodeMarket({a.address: a for a in agents}, find=(
         discovery_finder(discovery) if discovery is not None else _no_market),
         ledger=ledger, settings=config.market)
+    runtime_config = RuntimeConfig(data_dir=config.node.data_dir / "storage")
+    gateway = (interop_gateway(config.interop, policy=runtime_config.policy,
+                               offers=offers_of) if config.interop.enabled else None)
     runtime = await stack.enter_async_context(open_runtime(
         agents, transports=network.transports, directory=network.directory,
-        config=RuntimeConfig(data_dir=config.node.data_dir / "storage"), clock=clock,
-        services=Services(llm=llm, market=market),
-        shared=MarketDesk({a.address: a for a in agents}, ledger)))
+        config=runtime_config, clock=clock, services=Services(llm=llm, market=market),
+        shared=MarketDesk({a.address: a for a in agents}, ledger),
+        gateways=[gateway] if gateway is not None else ()))
     started, draining = time.monotonic(), asyncio.Event()
     # Runs after the advertisers have withdrawn (exit order is reversed), before the
     # runtime stops: nobody finds us any more, and open negotiations may still finish.
     stack.push_async_callback(_drain, runtime, draining, config.node.drain_timeout)
     interop = None
-    if config.interop.enabled:  # interop: uAgents and A2A on their own listener
+    if gateway is not None:  # interop: uAgents and A2A on their own listener
         interop = await stack.enter_async_context(open_interop(
-            runtime, config.interop, offers=offers_of))
+            runtime, gateway, config.interop, offers=offers_of))
     advertisers = await _open_advertisers(stack, config, runtime, discovery, interop)
     token = issue_token(config.node.data_dir)
     gateway_url = None
@@ -426,8 +420,9 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
         # The CLI finds the admin API (its port may have been 0) and the token through these.
         publish_admin(config.node.data_dir, node.admin_url, identity.address)
         stack.callback(withdraw_admin, config.node.data_dir, node.admin_url)
-        resolving = asyncio.create_task(_resolve_forever(node), name="node.resolve")
-        stack.push_async_callback(_cancel, resolving)
+        # The node's own background work belongs to its task group, cancelled on exit.
+        group = await stack.enter_async_context(asyncio.TaskGroup())
+        stack.callback(group.create_task(_resolve_forever(node), name="node.resolve").cancel)
         logger.info("node %s up: %d agent(s), admin %s", identity.address,
                     len(node.runtime.agents), node.admin_url)
         yield node
