@@ -116,7 +116,7 @@ class _Answer:
     aaex: dict[str, Any]
 
 
-class Gateway:
+class OpenAIGateway:
     """The request handlers; `open_gateway` serves them."""
 
     def __init__(self, runtime: Runtime, market: NodeMarket, agent: Agent, *,
@@ -318,7 +318,7 @@ async def open_gateway(runtime: Runtime, market: NodeMarket, settings: GatewaySe
     agent = next((a for a in runtime.agents.values() if a.name == settings.agent), None)
     if agent is None:
         raise UsageError(f"gateway.agent = {settings.agent!r}: no hosted agent has that name")
-    gateway = Gateway(runtime, market, agent, settings=settings, token=token, llm=llm,
+    gateway = OpenAIGateway(runtime, market, agent, settings=settings, token=token, llm=llm,
                       models=models)
     runner = web.AppRunner(gateway.app(), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
