@@ -140,6 +140,32 @@ async def test_a_failing_provider_is_banned_and_the_subtask_re_awarded() -> None
     assert delegator.reputation.score(honest.address).score == 1.0
 
 
+async def test_a_decline_is_an_answer_not_a_failure() -> None:
+    """A seller that declines (it cannot meet the latency) is asked once and never banned:
+    the next purchase it can serve buys from it at once."""
+    fast_only = make(Averager, cost=cr(0.5))  # promises 300 ms
+    planner = Planner()
+
+    async def find(capability: str, where: str | None) -> list[str]:
+        return [fast_only.address]
+
+    delegator = Delegator(planner.identity, find=find,
+                          wallet=Wallet(budget=cr(20), per_seller=cr(20), per_task=cr(10)),
+                          negotiation_window=0.3)
+    async with open_runtime([planner, fast_only],
+                            transports=[MemoryNetwork().transport()]) as rt:
+        ctx = rt.context(planner)
+        with pytest.raises(DelegationFailed) as failed:
+            await delegator.delegate(ctx, "forecast.demand", {"history": [1.0]},
+                                     budget=cr(5), deadline=5, max_latency_ms=100)
+        assert [(a.seller, a.detail) for a in failed.value.attempts] == [
+            (fast_only.address, "cannot_meet_terms")]  # asked once, its reason kept
+        assert not delegator.backoff.banned(fast_only.address, ctx.clock.now())
+        done = await delegator.delegate(ctx, "forecast.demand", {"history": [1.0]},
+                                        budget=cr(5), deadline=5, max_latency_ms=500)
+    assert done.seller == fast_only.address
+
+
 async def test_a_task_the_seller_cannot_read_gets_a_clear_reason_and_the_seller_lives() -> None:
     strict = make(Averager, cost=cr(0.5))
     planner = Planner()

@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 OVER_BUDGET = "over_budget"
 """The reason a seller declines a call whose budget is below its quote (not a failure)."""
+FAILED = "error:"
+"""How `negotiate` marks a seller that did not answer usably (a timeout, a transport error):
+a failure, banned with backoff. A signed `Decline`, whatever its reason, is an answer: that
+seller is not asked again in the same delegation, and not banned."""
 
 
 class Books(Protocol):
@@ -235,9 +239,10 @@ class Delegator:
         clock = ctx.clock
         end = clock.now() + deadline
         attempts: list[Attempt] = []
+        declined: set[str] = set()
         while (now := clock.now()) < end:
             found = [s for s in await self._find(capability, where)
-                     if not self.backoff.banned(s, now)]
+                     if not self.backoff.banned(s, now) and s not in declined]
             # Reputation (from verified receipts only) orders the candidates, keeping a place
             # for a newcomer, and weighs in the award (`BuyerUtility`).
             rated = {s: self.reputation.score(s) for s in found}
@@ -270,10 +275,10 @@ class Delegator:
             if outcome.agreement is None or outcome.winner is None:
                 for bid in outcome.bids:
                     attempts.append(Attempt(bid.seller, "no_agreement", detail=str(bid.declined)))
-                    if bid.declined != OVER_BUDGET:  # our budget is no failing of the seller's
-                        self.backoff.ban(bid.seller, clock.now())
-                if outcome.bids and all(b.declined == OVER_BUDGET for b in outcome.bids):
-                    break  # every seller quoted above the budget: asking again changes nothing
+                    if bid.declined is not None and bid.declined.startswith(FAILED):
+                        self.backoff.ban(bid.seller, clock.now())  # no usable answer: a failure
+                    else:  # a decline, or an offer we did not take: answers, not failures
+                        declined.add(bid.seller)
                 continue
             signed = SignedAgreement.from_wire(outcome.agreement)
             terms = signed.agreement.terms
