@@ -53,12 +53,13 @@ from .model import ErrorReply, Message
 from .money import Credits
 from .protocol import Protocol
 from .runtime import Runtime, RuntimeConfig, RuntimeMetrics, open_runtime
-from .services import Delegated, Delegation, Market, Services
+from .services import Delegated, DelegateTerms, Delegation, Market, Services
 from .storage import AgentStorage
 from .transport import HttpTransport, MemoryNetwork, MemoryTransport, Transport
 
 __all__ = [
     "Credits",
+    "DelegateTerms",
     "Delegated",
     "Delegation",
     "Market",

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Generic
 
+from .context import Context, Deps
 from .errors import HandlerDefinitionError
 from .handlers import HandlerTable, collect_handlers
 from .identity import Identity
 from .protocol import Protocol
 
-if TYPE_CHECKING:
-    from .context import Context
 
-
-class Agent:
+class Agent(Generic[Deps]):
     """An autonomous agent: an identity plus typed handlers.
 
     Subclass it and mark `async def` methods with `@handler`; the parameter annotation
@@ -28,6 +26,14 @@ class Agent:
     Every handler is checked when the subclass is created; all problems are reported in one
     `HandlerDefinitionError`. List the `protocols` the agent speaks to have its replies
     checked against them too.
+
+    ``Agent[Deps]`` types the dependencies its handlers reach as ``ctx.deps`` (given to
+    ``open_runtime(..., deps=...)``); a bare `Agent` is ``Agent[Any]``::
+
+        class Quoter(Agent[PriceFeed]):
+            @handler
+            async def on_ask(self, ctx: Context[PriceFeed], msg: Ask) -> Quote:
+                return Quote(price=await ctx.deps.price(msg.item))
     """
 
     protocols: ClassVar[tuple[Protocol, ...]] = ()
@@ -55,10 +61,10 @@ class Agent:
         """The agent's self-certifying address."""
         return self.identity.address
 
-    async def on_start(self, ctx: Context) -> None:
+    async def on_start(self, ctx: Context[Deps]) -> None:
         """Called once the runtime listens, before any interval runs. Override freely."""
 
-    async def on_stop(self, ctx: Context) -> None:
+    async def on_stop(self, ctx: Context[Deps]) -> None:
         """Called when the runtime stops, before storage closes. Override freely."""
 
     def __repr__(self) -> str:

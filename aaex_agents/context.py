@@ -1,18 +1,21 @@
 """What a handler, hook or interval receives.
 
-Who it is, what it is answering, and how to talk to others.
+Who it is, what it is answering, how to talk to others, and the services and dependencies
+its runtime was opened with. `Context[Deps]` is generic over the type of the user's own
+dependencies (``open_runtime(..., deps=...)``), reached typed as ``ctx.deps``; a bare
+`Context` is ``Context[Any]``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Unpack, cast, overload
 
 from .errors import UsageError
 from .identity import Identity
 from .model import Message
-from .money import ZERO, Credits
+from .services import DelegateTerms
 from .storage import AgentStorage
 
 if TYPE_CHECKING:
@@ -24,9 +27,11 @@ if TYPE_CHECKING:
     from .services import Delegated
 
 R = TypeVar("R", bound=Message)
+Deps = TypeVar("Deps")
+"""The type of the user's own dependencies: ``Agent[Deps]`` handlers get ``Context[Deps]``."""
 
 
-class Context:
+class Context(Generic[Deps]):
     """The agent's view of the runtime for one message (or one hook / interval run).
 
     Attributes:
@@ -48,7 +53,7 @@ class Context:
         "storage",
     )
 
-    def __init__(self, runtime: Runtime, agent: Agent, storage: AgentStorage,
+    def __init__(self, runtime: Runtime, agent: Agent[Deps], storage: AgentStorage,
                  envelope: Envelope | None = None) -> None:
         self._runtime = runtime
         self._agent = agent
@@ -70,6 +75,22 @@ class Context:
         return self._runtime.clock
 
     @property
+    def deps(self) -> Deps:
+        """The dependencies the runtime was opened with: ``open_runtime(..., deps=...)``.
+
+        What the agent's own handlers need (a database, a price feed, a client), typed as
+        the agent's ``Agent[Deps]`` says; every agent of the runtime shares them.
+
+        Raises:
+            UsageError: the runtime was opened without dependencies.
+        """
+        deps = self._runtime.deps
+        if deps is None:
+            raise UsageError(f"ctx.deps: {self._agent.name} runs without dependencies; "
+                             "pass them as open_runtime(..., deps=...) or open_node(..., deps=...)")
+        return cast(Deps, deps)
+
+    @property
     def llm(self) -> LLM:
         """The node's shared language model, as this agent's handle (fair queueing).
 
@@ -83,13 +104,11 @@ class Context:
                              "and pass it as open_runtime(..., services=Services(llm=llm))")
         return service.for_agent(self._agent.address)
 
-    async def delegate(self, capability: str, task: Mapping[str, Any], *, budget: Credits,
-                       deadline: float, where: str | None = None,
-                       max_latency_ms: float = 30_000, penalty: Credits = ZERO,
-                       top_k: int = 3) -> Delegated:
+    async def delegate(self, capability: str, task: Mapping[str, Any],
+                       **terms: Unpack[DelegateTerms]) -> Delegated:
         """Have the market do `task`: discover, negotiate, award, verify, settle, reroute.
 
-        The arguments are those of `aaex_agents.services.Delegation.delegate`; the node's
+        The terms (``budget=``, ``deadline=`` and the rest) are `DelegateTerms`; the node's
         market buys as this agent, from this agent's wallet.
 
         Raises:
@@ -101,9 +120,8 @@ class Context:
             raise UsageError("ctx.delegate: this runtime has no market; run the agent on a "
                              "node (`aaex node run`) or pass open_runtime(..., "
                              "services=Services(market=...))")
-        return await market.for_agent(self._agent.address).delegate(
-            self, capability, task, budget=budget, deadline=deadline, where=where,
-            max_latency_ms=max_latency_ms, penalty=penalty, top_k=top_k)
+        return await market.for_agent(self._agent.address).delegate(self, capability, task,
+                                                                    **terms)
 
     async def send(self, to: str, message: Message, *, timeout: float | None = None) -> None:
         """Deliver `message` to `to` and return once the peer has handled it.

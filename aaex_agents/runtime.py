@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .agent import Agent
 from .clock import Clock, SystemClock
@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     from .interop.base import Gateway
 
 logger = logging.getLogger(__name__)
+
+D = TypeVar("D")
 
 @dataclass(frozen=True, kw_only=True)
 class RuntimeConfig:
@@ -113,11 +115,11 @@ class RuntimeState(enum.Enum):
 class Runtime:
     """Hosts agents. Create it with `open_runtime`, never directly."""
 
-    def __init__(self, agents: Iterable[Agent], transports: Iterable[Transport],
+    def __init__(self, agents: Iterable[Agent[Any]], transports: Iterable[Transport],
                  directory: Directory, config: RuntimeConfig, clock: Clock,
-                 services: Services = NO_SERVICES, shared: Agent | None = None,
-                 gateways: Iterable[Gateway] = ()) -> None:
-        self._agents: dict[str, Agent] = {}
+                 services: Services = NO_SERVICES, shared: Agent[Any] | None = None,
+                 gateways: Iterable[Gateway] = (), deps: object = None) -> None:
+        self._agents: dict[str, Agent[Any]] = {}
         for agent in agents:
             if not isinstance(agent, Agent):
                 raise UsageError(f"open_runtime takes Agent instances, got {agent!r}")
@@ -136,6 +138,8 @@ class Runtime:
         self.metrics = RuntimeMetrics()
         self.state = RuntimeState.STARTING
         self.services = services
+        self.deps = deps
+        """The user's own dependencies, given to `open_runtime`; None when none were."""
         self._shared = shared
         self._gateways = tuple(gateways)
 
@@ -155,11 +159,11 @@ class Runtime:
         return self._replay
 
     @property
-    def agents(self) -> Mapping[str, Agent]:
+    def agents(self) -> Mapping[str, Agent[Any]]:
         """The hosted agents by address."""
         return dict(self._agents)
 
-    def context(self, agent: Agent) -> Context:
+    def context(self, agent: Agent[D]) -> Context[D]:
         """A context for `agent` outside any message (for scripts and drivers)."""
         return Context(self, agent, self._storages[agent.address])
 
@@ -191,8 +195,8 @@ class Runtime:
                               session=envelope.session, in_reply_to=envelope.message_id)
         return reply_frame
 
-    def _handler(self, agent: Agent, message_type: str) -> tuple[type[Message], HandlerSpec,
-                                                                  Agent]:
+    def _handler(self, agent: Agent[Any], message_type: str
+                 ) -> tuple[type[Message], HandlerSpec, Agent[Any]]:
         """The class, handler and owner for `message_type` at `agent`: its own, else shared.
 
         Raises:
@@ -211,7 +215,7 @@ class Runtime:
                     if newer is not None else ""))
         return entry[0], entry[1], owner
 
-    async def deliver_local(self, agent: Agent, message: Message, *, sender: str,
+    async def deliver_local(self, agent: Agent[Any], message: Message, *, sender: str,
                             session: bytes | None = None, message_id: bytes | None = None,
                             expires_at: float | None = None) -> Message | None:
         """Run hosted `agent`'s handler for a `message` that arrived by another protocol.
@@ -263,8 +267,8 @@ class Runtime:
         check_times(envelope, now=self._clock.now(), policy=self.config.policy)
         return envelope
 
-    async def _dispatch(self, agent: Agent, spec: HandlerSpec, envelope: Envelope,
-                        message: Message, *, owner: Agent | None = None) -> Message | None:
+    async def _dispatch(self, agent: Agent[Any], spec: HandlerSpec, envelope: Envelope,
+                        message: Message, *, owner: Agent[Any] | None = None) -> Message | None:
         """Run a user handler. Its failures are the user's: logged, answered, survived.
 
         `owner` is whose handler it is when not `agent`'s own (the runtime's shared
@@ -289,7 +293,7 @@ class Runtime:
         return ErrorReply(code="bad_reply", detail=f"{spec.name} returned an undeclared type")
 
     # -- outbound -----------------------------------------------------------------------
-    async def _exchange(self, agent: Agent, to: str, message: Message, *,
+    async def _exchange(self, agent: Agent[Any], to: str, message: Message, *,
                         session: bytes | None, in_reply_to: bytes | None,
                         timeout: float | None) -> tuple[Envelope, Envelope | None]:
         if self.state is RuntimeState.STOPPED:
@@ -339,7 +343,7 @@ class Runtime:
                 failures.append(str(exc))
         raise PeerUnreachable(f"{to} is unreachable: " + "; ".join(failures))
 
-    async def ask(self, agent: Agent, to: str, message: Message, *,
+    async def ask(self, agent: Agent[Any], to: str, message: Message, *,
                   reply_type: type[Message] | None = None, session: bytes | None = None,
                   timeout: float | None = None) -> Message:
         """See `Context.ask`."""
@@ -353,7 +357,7 @@ class Runtime:
             raise UnexpectedReply(f"{to} handled {message.message_type} but sent no reply")
         return self._decode_reply(agent, message, reply, reply_type)
 
-    def _decode_reply(self, agent: Agent, message: Message, reply: Envelope,
+    def _decode_reply(self, agent: Agent[Any], message: Message, reply: Envelope,
                       reply_type: type[Message] | None) -> Message:
         if reply.message_type == ErrorReply.message_type:
             try:
@@ -383,7 +387,8 @@ class Runtime:
         except InvalidPayload as exc:
             raise UnexpectedReply(f"reply from {reply.sender}: {exc}") from exc
 
-    async def send(self, agent: Agent, to: str, message: Message, *, session: bytes | None = None,
+    async def send(self, agent: Agent[Any], to: str, message: Message, *,
+                   session: bytes | None = None,
                    in_reply_to: bytes | None = None, timeout: float | None = None) -> None:
         """See `Context.send`."""
         gateway = self._gateway_for(to)
@@ -399,7 +404,7 @@ class Runtime:
     def _gateway_for(self, to: str) -> Gateway | None:
         return next((g for g in self._gateways if g.handles(to)), None)
 
-    async def _handle_reply(self, agent: Agent, reply: Envelope) -> None:
+    async def _handle_reply(self, agent: Agent[Any], reply: Envelope) -> None:
         """Give a reply that came back to `send` to the agent's handler for its type."""
         if reply.message_type == ErrorReply.message_type:
             logger.warning("%s: %s answered with an error: %r", agent.name, reply.sender,
@@ -433,7 +438,7 @@ class Runtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_interval(self, agent: Agent, spec: IntervalSpec) -> None:
+    async def _run_interval(self, agent: Agent[Any], spec: IntervalSpec) -> None:
         ctx = self.context(agent)
         while True:
             await self._clock.sleep(spec.seconds)
@@ -457,16 +462,23 @@ def _error_text(reply: Envelope) -> str:
 
 
 @asynccontextmanager
-async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[Transport] = (),
-                       directory: Directory | None = None, config: RuntimeConfig | None = None,
-                       clock: Clock | None = None, services: Services = NO_SERVICES,
-                       shared: Agent | None = None,
-                       gateways: Iterable[Gateway] = ()) -> AsyncIterator[Runtime]:
+async def open_runtime(agents: Agent[D] | Iterable[Agent[D]], *,
+                       transports: Iterable[Transport] = (), directory: Directory | None = None,
+                       config: RuntimeConfig | None = None, clock: Clock | None = None,
+                       services: Services = NO_SERVICES, shared: Agent[Any] | None = None,
+                       gateways: Iterable[Gateway] = (),
+                       deps: D | None = None) -> AsyncIterator[Runtime]:
     """Host `agents` on `transports` until the block exits.
 
     `services` is what the node shares with its agents: the language model they reach as
     `ctx.llm` (its opener, `open_llm_service`, closes it, so runtimes may share it) and the
     market behind `ctx.delegate(...)`. The SDK never imports the market; the node passes it.
+
+    `deps` are the user's own dependencies (a database, a price feed, a client), shared by
+    every hosted agent and reached in handlers as ``ctx.deps``, typed by the agents'
+    ``Agent[Deps]``. The caller opens and closes them; without them ``ctx.deps`` raises
+    `UsageError`. They are given per runtime, as the services are, because that is where a
+    host (a node) holds what lives as long as its agents.
 
     `shared` is an agent that is not hosted itself but whose handlers answer, for every
     hosted agent, the message types that agent's own class has no handler for: what a node
@@ -490,7 +502,7 @@ async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[
     hosted = [agents] if isinstance(agents, Agent) else list(agents)
     settings = config or RuntimeConfig()
     runtime = Runtime(hosted, transports, directory or StaticDirectory(), settings,
-                      clock or SystemClock(), services, shared, gateways)
+                      clock or SystemClock(), services, shared, gateways, deps)
     try:
         async with asyncio.TaskGroup() as task_group, AsyncExitStack() as stack:
             runtime._task_group = task_group
@@ -530,7 +542,7 @@ async def open_runtime(agents: Agent | Iterable[Agent], *, transports: Iterable[
         logger.info("runtime stopped")
 
 
-async def _stop_agent(runtime: Runtime, agent: Agent) -> None:
+async def _stop_agent(runtime: Runtime, agent: Agent[Any]) -> None:
     try:
         async with asyncio.timeout(runtime.config.stop_timeout):
             await agent.on_stop(runtime.context(agent))

@@ -4,15 +4,21 @@ The SDK never imports the market. It states here what it needs of one (`Delegati
 a finished delegation looks like, `Delegated`); `marketplace` implements both and the node
 passes them in `Services` to `open_runtime`. Handlers reach them as `ctx.llm` and
 `ctx.delegate(...)`, typed end to end, never as attributes set on the runtime afterwards.
+
+The terms of a delegation are declared once, as `DelegateTerms`: `ctx.delegate`, the
+`Delegation` protocol and the market's `Delegator` all take them as typed keywords.
+
+What the user's own handlers need (a database, a price feed, a client) is not a service:
+it is the runtime's dependencies, ``open_runtime(..., deps=...)``, reached as ``ctx.deps``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
 
-from .money import ZERO, Credits
+from .money import Credits
 
 if TYPE_CHECKING:
     from .context import Context
@@ -63,29 +69,49 @@ class Delegated(Protocol):
         """Every award tried, in order; the last one delivered."""
 
 
+class _RequiredTerms(TypedDict):
+    budget: Credits
+    deadline: float
+
+
+class DelegateTerms(_RequiredTerms, total=False):
+    """The terms of one delegation, given as keywords to ``ctx.delegate(capability, task, ...)``.
+
+    The one declaration of them: `Context.delegate`, `Delegation.delegate` and the market's
+    `Delegator.delegate` all take ``**terms: Unpack[DelegateTerms]``.
+
+    Keys:
+        budget: the most to pay (``Credits.parse("5")`` is 5 credits). Required.
+        deadline: seconds from now by which the result must be in hand. Required.
+        where: constraints on the sellers' ads in the query language (``"region == 'eu'"``);
+            default none.
+        max_latency_ms: the slowest delivery the buyer accepts; default 30 000.
+        penalty: what a seller must owe if it breaches; default zero.
+        top_k: how many sellers to negotiate with at once; default 3.
+    """
+
+    where: str | None
+    max_latency_ms: float
+    penalty: Credits
+    top_k: int
+
+
 class Delegation(Protocol):
     """The market as one agent sees it: buys work as that agent, from its own wallet."""
 
-    async def delegate(self, ctx: Context, capability: str, task: Mapping[str, Any], *,
-                       budget: Credits, deadline: float, where: str | None = None,
-                       max_latency_ms: float = 30_000, penalty: Credits = ZERO,
-                       top_k: int = 3) -> Delegated:
-        """Get `task` done by the best provider of `capability` within `deadline` seconds.
+    async def delegate(self, ctx: Context[Any], capability: str, task: Mapping[str, Any],
+                       **terms: Unpack[DelegateTerms]) -> Delegated:
+        """Get `task` done by the best provider of `capability` within the deadline.
 
         Args:
             ctx: the buying agent's context (the market sends and asks through it).
             capability: what to buy, e.g. ``"forecast.demand"``.
             task: the work, as JSON-like data the seller's `perform` reads.
-            budget: the most to pay (``Credits.parse("5")`` is 5 credits).
-            deadline: seconds from now by which the result must be in hand.
-            where: constraints on the sellers' ads in the query language (``"region == 'eu'"``).
-            max_latency_ms: the slowest delivery the buyer accepts.
-            penalty: what a seller must owe if it breaches.
-            top_k: how many sellers to negotiate with at once.
+            terms: the budget, deadline and the rest (`DelegateTerms`).
 
         Raises:
             DelegationFailed: every attempt failed or the deadline passed.
-            UsageError: a non-positive budget or deadline.
+            UsageError: a non-positive budget or deadline, or a term that is not one.
         """
 
 

@@ -17,7 +17,7 @@ def test_readme_quick_start_runs() -> None:
     result = subprocess.run([sys.executable, "-c", blocks[0]], capture_output=True, text=True,
                             timeout=60, cwd=ROOT, check=False)
     assert result.returncode == 0, result.stderr
-    assert "text='hi'" in result.stdout
+    assert "text='tea: 2.5'" in result.stdout  # the handler reached its typed ctx.deps
 
 
 def test_readme_has_the_two_commands_ci_runs() -> None:

@@ -23,7 +23,7 @@ EXPECTED = {
     "Completion", "LLM", "LLMError", "LLMOutputInvalid", "LLMRequestFailed", "LLMService",
     "LLMServiceConfig", "LLMTimeout", "LLMUnavailable", "open_llm_service",
     # what a node shares with its agents
-    "Delegated", "Delegation", "Market", "Services",
+    "DelegateTerms", "Delegated", "Delegation", "Market", "Services",
 }
 
 

@@ -158,7 +158,7 @@ class Node(NodeParts):
 
 
 def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
-                ledger: Ledger | None = None) -> Agent:
+                ledger: Ledger | None = None) -> Agent[Any]:
     """Construct the agent `spec` names, with its own key under the data dir.
 
     A `Seller` gets its strategy from the settings (`cost`, `exponent`, `latency_ms`, ...),
@@ -195,7 +195,7 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
         raise ConfigError(f"agents.{spec.name}.settings: {exc}") from exc
 
 
-def offers_of(agent: Agent) -> list[Offer]:
+def offers_of(agent: Agent[Any]) -> list[Offer]:
     """What a selling agent advertises: its capability at its current asking price.
 
     An `LlmSeller` advertises its price per output token, its model and what the node
@@ -217,7 +217,7 @@ def offers_of(agent: Agent) -> list[Offer]:
                   attributes={"strategy_exponent": agent.strategy.exponent})]
 
 
-async def _bind_llm_sellers(agents: list[Agent], llm: LLMService | None) -> None:
+async def _bind_llm_sellers(agents: list[Agent[Any]], llm: LLMService | None) -> None:
     """Let every `LlmSeller` describe the node's model in its ad; measure it first.
 
     One short generation (8 tokens) at start gives the first ad a measured tokens/s and
@@ -349,7 +349,7 @@ async def _open_advertisers(stack: AsyncExitStack, config: NodeConfig, runtime: 
 
 
 async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Identity,
-                      clock: Clock) -> tuple[NodeParts, str]:
+                      clock: Clock, deps: object) -> tuple[NodeParts, str]:
     """Open everything but the admin API, in start order; `stack` closes them in reverse.
 
     Returns the parts and the admin token (issued once the agents are advertised).
@@ -372,7 +372,7 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
         agents, transports=network.transports, directory=network.directory,
         config=runtime_config, clock=clock, services=Services(llm=llm, market=market),
         shared=MarketDesk({a.address: a for a in agents}, ledger),
-        gateways=[gateway] if gateway is not None else ()))
+        gateways=[gateway] if gateway is not None else (), deps=deps))
     started, draining = time.monotonic(), asyncio.Event()
     # Runs after the advertisers have withdrawn (exit order is reversed), before the
     # runtime stops: nobody finds us any more, and open negotiations may still finish.
@@ -395,11 +395,15 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
 
 
 @asynccontextmanager
-async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncIterator[Node]:
+async def open_node(config: NodeConfig, *, clock: Clock | None = None,
+                    deps: object = None) -> AsyncIterator[Node]:
     """Start everything `config` describes; returns when all of it listens.
 
     `clock` (default: the system's) is where the ledger, the runtime, the sellers and the
-    market read time and sleep. The `Node` is built once all of it is open, and not changed.
+    market read time and sleep. `deps` are the hosted agents' own dependencies (a database,
+    a price feed), reached as ``ctx.deps``; the caller opens and closes them, and the
+    configuration does not name them (``aaex node run`` gives none). The `Node` is built
+    once all of it is open, and not changed.
 
     Raises:
         ConfigError: a port to listen on is taken (named, see `check_ports`), an agent
@@ -411,7 +415,8 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None) -> AsyncI
     await check_ports(config)  # a taken port fails before anything opens
     identity = _preflight(config)
     async with AsyncExitStack() as stack:
-        parts, token = await _open_parts(stack, config, identity, clock or SystemClock())
+        parts, token = await _open_parts(stack, config, identity, clock or SystemClock(),
+                                        deps)
         admin_host, admin_port = split_host_port(config.node.admin)
         admin_url = await stack.enter_async_context(serve_admin(parts, admin_host,
                                                                 admin_port, token))

@@ -20,11 +20,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 from aaex_agents import Context, Identity
 from aaex_agents.errors import AaexError, UsageError
 from aaex_agents.money import ZERO, Credits
+from aaex_agents.services import DelegateTerms
 
 from ..contracts.agreement import SignedAgreement
 from ..contracts.checkpoint import Checkpoint
@@ -217,20 +218,30 @@ class Delegator:
         self.backoff = backoff or Backoff()
         self._window = negotiation_window
 
-    async def delegate(self, ctx: Context, capability: str, task: Mapping[str, Any], *,
-                       budget: Credits, deadline: float, where: str | None = None,
-                       max_latency_ms: float = 30_000, penalty: Credits = ZERO,
-                       top_k: int = 3, progress: Progress | None = None) -> Delegated:
-        """Get `task` done by the best provider of `capability` within `deadline` seconds.
+    async def delegate(self, ctx: Context[Any], capability: str, task: Mapping[str, Any], *,
+                       progress: Progress | None = None,
+                       **terms: Unpack[DelegateTerms]) -> Delegated:
+        """Get `task` done by the best provider of `capability` within the deadline.
 
+        The terms are `aaex_agents.services.DelegateTerms` (``budget=`` and ``deadline=``
+        required; ``where``, ``max_latency_ms``, ``penalty`` and ``top_k`` defaulted here).
         `ctx` is the context of the delegator's own agent (the node's market hands each
         agent its own delegator); every time read and wait goes through `ctx.clock`.
         `progress`, when given, hears each step as it happens (see `Progress`).
 
         Raises:
             DelegationFailed: every attempt failed or the deadline passed.
-            UsageError: a non-positive budget or deadline.
+            UsageError: a non-positive budget or deadline, or a term that is not one.
         """
+        unknown = sorted(terms.keys() - DelegateTerms.__annotations__.keys())
+        if unknown or "budget" not in terms or "deadline" not in terms:
+            raise UsageError(f"delegate takes the terms {sorted(DelegateTerms.__annotations__)}"
+                             f" with budget and deadline required; got {sorted(terms)}")
+        budget, deadline = terms["budget"], terms["deadline"]
+        where = terms.get("where")
+        max_latency_ms = terms.get("max_latency_ms", 30_000)
+        penalty = terms.get("penalty", ZERO)
+        top_k = terms.get("top_k", 3)
         if not isinstance(budget, Credits) or budget <= ZERO or deadline <= 0:
             raise UsageError(f"delegate needs a positive budget and deadline, got budget="
                              f"{budget} and deadline={deadline}")
@@ -281,15 +292,15 @@ class Delegator:
                         declined.add(bid.seller)
                 continue
             signed = SignedAgreement.from_wire(outcome.agreement)
-            terms = signed.agreement.terms
+            agreed = signed.agreement.terms
             report("agreement", {
                 "agreement_id": signed.id, "seller": outcome.winner,
-                **terms.price.document("price"), **terms.penalty.document("penalty"),
-                "max_latency_ms": terms.max_latency_ms, "deadline_ms": terms.deadline_ms})
+                **agreed.price.document("price"), **agreed.penalty.document("penalty"),
+                "max_latency_ms": agreed.max_latency_ms, "deadline_ms": agreed.deadline_ms})
             try:
                 result, receipt, detail = await self._perform(ctx, signed, task, end)
             except AgreementExpired as exc:  # we closed it unfunded when its seller asked
-                self._wallet.release(outcome.winner, terms.price)
+                self._wallet.release(outcome.winner, agreed.price)
                 attempts.append(Attempt(outcome.winner, "expired", signed.id, str(exc)))
                 continue
             if progress is not None:
@@ -304,7 +315,7 @@ class Delegator:
         raise DelegationFailed(f"{capability}: no provider delivered within {deadline} s",
                                attempts)
 
-    async def _perform(self, ctx: Context, signed: SignedAgreement, task: dict[str, Any],
+    async def _perform(self, ctx: Context[Any], signed: SignedAgreement, task: dict[str, Any],
                        end: float) -> tuple[dict[str, Any] | None, SignedReceipt, str]:
         """Escrow, send the task, wait within the SLA, keep and judge the delivery, settle.
 
@@ -348,7 +359,7 @@ class Delegator:
             self.in_flight.discard(signed.id)
         return result, receipt, detail
 
-    async def _settle(self, ctx: Context, signed: SignedAgreement,
+    async def _settle(self, ctx: Context[Any], signed: SignedAgreement,
                       delivery: Delivery | None) -> SignedReceipt:
         """Sign the receipt for `delivery` (None: nothing came), book it, tell the seller."""
         agreement = signed.agreement
@@ -366,7 +377,7 @@ class Delegator:
         await self.notify(ctx, signed, receipt)
         return receipt
 
-    async def notify(self, ctx: Context, signed: SignedAgreement,
+    async def notify(self, ctx: Context[Any], signed: SignedAgreement,
                      receipt: SignedReceipt) -> bool:
         """Hand the seller its receipt; True once it took it (then noted on the books).
 
@@ -390,7 +401,7 @@ class Delegator:
             await self._books.record_notified(signed.id)
         return True
 
-    async def resolve(self, ctx: Context, signed: SignedAgreement, task: dict[str, Any] | None,
+    async def resolve(self, ctx: Context[Any], signed: SignedAgreement, task: dict[str, Any] | None,
                       kept: Mapping[str, Any] | None, *, grace: float) -> str:
         """Bring one open purchase found on the books (after a restart) to its end.
 
