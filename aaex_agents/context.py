@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, Unpack, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, Unpack, cast, overload
+
+from typing_extensions import TypeVar
 
 from .errors import UsageError
 from .identity import Identity
@@ -27,8 +29,10 @@ if TYPE_CHECKING:
     from .services import Delegated
 
 R = TypeVar("R", bound=Message)
-Deps = TypeVar("Deps")
-"""The type of the user's own dependencies: ``Agent[Deps]`` handlers get ``Context[Deps]``."""
+Deps = TypeVar("Deps", default=Any)
+"""The type of the user's own dependencies: ``Agent[Deps]`` handlers get ``Context[Deps]``.
+A bare ``Agent`` or ``Context`` means ``[Any]`` (PEP 696 default), so agents written before
+dependencies existed type-check unchanged."""
 
 
 class Context(Generic[Deps]):
