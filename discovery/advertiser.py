@@ -3,11 +3,22 @@
 Publish its record and ads, refresh them on a timer, and withdraw them on a clean shutdown.
 
 Ads live `2 x refresh_period`: one missed refresh is survived, and a node killed without
-withdrawing disappears from every lookup within two periods. Index nodes refuse ads signed
-to live longer than their `IndexLimits.max_lifetime` (by default a refresh period of at most
-15 minutes, plus clock skew), so a longer period is refused here, at construction. Sequence
-numbers are the publication time in milliseconds, so they grow across restarts without
-stored state.
+withdrawing disappears from every lookup within two periods.
+
+A publication reaches the index nodes closest to each shard key *among the nodes known then*.
+A node that starts with others (an appliance and its neighbours after a power cut, the demo's
+four providers) may know only its seed: its ads land on the seed and on itself, nodes joining
+a moment later are closer to the key, and lookups, which ask the closest nodes only, miss the
+ads until the next refresh, minutes later. So the first publication is repeated after 1 s, 2 s,
+4 s ... (`FIRST_RETRY_S`, doubling, at most `refresh_period`) until one is acknowledged by
+`DiscoveryConfig.replication` index nodes, the same ones as the publication before (the
+neighbourhood of the key has stopped changing); a refresh that fails, or reaches fewer
+nodes than `replication` and other ones than the refresh before, starts the same schedule.
+
+Index nodes refuse ads signed to live longer than their `IndexLimits.max_lifetime` (by default
+a refresh period of at most 15 minutes, plus clock skew), so a longer period is refused here,
+at construction. Sequence numbers are the publication time in milliseconds, so they grow
+across restarts without stored state.
 """
 
 from __future__ import annotations
@@ -36,6 +47,9 @@ from .records import (
 )
 
 logger = logging.getLogger(__name__)
+
+FIRST_RETRY_S = 1.0
+"""Seconds from a publication that has not settled to its first repetition (then doubling)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +89,9 @@ class Advertiser:
         self._last_seq = 0
         self.published = 0
         self.acknowledgements: dict[str, int] = {}
+        """Index nodes that acknowledged each capability's ad in the last publication."""
+        self.holders: dict[str, frozenset[str]] = {}
+        """Their peer ids."""
 
     @property
     def address(self) -> str:
@@ -106,12 +123,19 @@ class Advertiser:
             proof=ProofOfRepresentation.create(self._identity, node.peer_id, expires))
         await self._discovery.publish_record(record.sign(self._identity))
         for offer in self._offers:
-            acks = await self._discovery.publish_ad(self._ad(offer))
-            self.acknowledgements[offer.capability] = acks
-            if acks == 0:
-                logger.warning("%s: no index node stored the %s ad; retrying next refresh",
+            holders = await self._discovery.store_ad(self._ad(offer))
+            self.holders[offer.capability] = frozenset(holders)
+            self.acknowledgements[offer.capability] = len(holders)
+            if not holders:
+                logger.warning("%s: no index node stored the %s ad; retrying",
                                self._identity.address, offer.capability)
         self.published += 1
+
+    @property
+    def complete(self) -> bool:
+        """Whether the last publication reached `replication` index nodes with every ad."""
+        wanted = self._discovery.config.replication
+        return all(self.acknowledgements.get(o.capability, 0) >= wanted for o in self._offers)
 
     async def withdraw(self) -> None:
         """Replace every ad with a signed tombstone."""
@@ -119,14 +143,35 @@ class Advertiser:
             await self._discovery.publish_ad(self._ad(offer, withdrawn=True))
 
     async def serve_refresh(self) -> None:
-        """Re-publish every `refresh_period` seconds; never returns (cancel it)."""
+        """Re-publish until the ads settle, then every `refresh_period`; never returns.
+
+        Call it after the first `publish` (cancel it to stop). See the module's docstring for
+        the schedule.
+        """
+        backoff: float | None = FIRST_RETRY_S  # None: settled, refreshing every period
         while True:
-            await self._clock.sleep(self._period)
+            await self._clock.sleep(self._period if backoff is None
+                                    else min(backoff, self._period))
+            before = dict(self.holders)
             try:
                 await self.publish()
+                failed = False
             except (TransportError, TimeoutError) as exc:
-                logger.warning("%s: refresh failed (%s); the ads live until the next one",
+                logger.warning("%s: publishing failed (%s); the ads live until a later one",
                                self._identity.address, exc)
+                failed = True
+            changed = failed or self.holders != before
+            if backoff is None:  # a refresh: only a failed or a shifting, short one retries
+                backoff = FIRST_RETRY_S if failed or (changed and not self.complete) else None
+            elif self.complete and not changed:
+                backoff = None
+            else:
+                backoff = backoff * 2 if backoff * 2 < self._period else None
+            if backoff is not None:
+                logger.debug("%s: index nodes holding its ads: %s (want %d%s); again in %g s",
+                             self._identity.address, self.acknowledgements,
+                             self._discovery.config.replication,
+                             ", other nodes than before" if changed else "", backoff)
 
 
 @asynccontextmanager

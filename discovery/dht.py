@@ -278,27 +278,35 @@ class Discovery:
         Raises:
             RecordRejected: the ad itself is invalid (checked before sending).
         """
+        return len(await self.store_ad(wire))
+
+    async def store_ad(self, wire: bytes) -> list[str]:
+        """Like `publish_ad`, but return the peer ids of the index nodes that acknowledged.
+
+        This node is one of them when it is among the closest to the shard's key. The
+        advertiser compares them between publications to tell a network still forming.
+        """
         ad = ServiceAd.verify(wire, now=self._clock.now())
         shard = shard_of(ad.address, self.config.shards)
         self._ad_cache.pop(ad.capability, None)
-        acknowledged: int = await self._call(self._t_publish_ad, wire, ad.capability, shard)
-        return acknowledged
+        holders: list[str] = await self._call(self._t_publish_ad, wire, ad.capability, shard)
+        return holders
 
-    async def _t_publish_ad(self, wire: bytes, capability: str, shard: int) -> int:
-        """Trio side."""
+    async def _t_publish_ad(self, wire: bytes, capability: str, shard: int) -> list[str]:
+        """Trio side: the index nodes that acknowledged, closest first."""
         peers = await self._t_closest(capability_shard_key(capability, shard))
-        acknowledged = 0
+        holders: list[str] = []
         for peer in _reachable_first(peers, self.config.replication):
             reply = await self._t_index_call(peer, ["put", wire, shard])
             if reply is None:
                 continue  # gone (a routing table keeps dead peers for a while): the next
             if reply[0] == "ok":
-                acknowledged += 1
+                holders.append(peer.to_string())
             else:
                 logger.debug("index node %s refused the ad: %s", peer, reply)
-            if acknowledged >= self.config.replication:
+            if len(holders) >= self.config.replication:
                 break
-        return acknowledged
+        return holders
 
     async def lookup(self, query: Query) -> list[ServiceAd]:
         """Return verified, unexpired ads matching `query` (not ranked).
