@@ -6,7 +6,7 @@ Signed, expiring agent records and service ads (`records`), the query language a
 `aaex_agents`; the marketplace builds on it.
 
 The network side pulls in libp2p (about 1.4 s to import), which reading a record or a query
-must not pay for: `Discovery`, `DiscoveryConfig`, `open_discovery`, `Advertiser`, `Offer`,
+must not pay for: `Discovery`, `DiscoveryConfig`, `open_discovery`, `Advertiser`, `Listing`,
 `open_advertiser` and `DhtDirectory` are imported on first use (PEP 562).
 """
 
@@ -25,11 +25,11 @@ from .query import Query, Utility, parse_where
 from .records import AccessPolicy, AgentRecord, PriceModel, ServiceAd, SlaOffer
 
 if TYPE_CHECKING:
-    from .advertiser import Advertiser, Offer, open_advertiser
+    from .advertiser import Advertiser, Listing, open_advertiser
     from .dht import Discovery, DiscoveryConfig, open_discovery
     from .directory import DhtDirectory
 
-_NETWORK = {"Advertiser": "advertiser", "Offer": "advertiser", "open_advertiser": "advertiser",
+_NETWORK = {"Advertiser": "advertiser", "Listing": "advertiser", "open_advertiser": "advertiser",
             "Discovery": "dht", "DiscoveryConfig": "dht", "open_discovery": "dht",
             "DhtDirectory": "directory"}
 
@@ -49,7 +49,7 @@ __all__ = [
     "Discovery",
     "DiscoveryConfig",
     "MalformedRecord",
-    "Offer",
+    "Listing",
     "PriceModel",
     "Query",
     "RecordExpired",

@@ -53,7 +53,7 @@ FIRST_RETRY_S = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
-class Offer:
+class Listing:
     """What an agent sells; the advertiser turns it into signed, expiring ads."""
 
     capability: str
@@ -67,7 +67,7 @@ class Offer:
 class Advertiser:
     """Publishes one agent's record and offers. Use `open_advertiser`."""
 
-    def __init__(self, discovery: Discovery, identity: Identity, offers: Sequence[Offer], *,
+    def __init__(self, discovery: Discovery, identity: Identity, offers: Sequence[Listing], *,
                  refresh_period: float, http_endpoints: Sequence[str] = (),
                  protocols: Sequence[str] = (), clock: Clock | None = None,
                  uagents: AddressBinding | None = None) -> None:
@@ -102,7 +102,7 @@ class Advertiser:
         self._last_seq = max(self._last_seq + 1, self._clock.now_ms())
         return self._last_seq
 
-    def _ad(self, offer: Offer, *, withdrawn: bool = False) -> bytes:
+    def _ad(self, offer: Listing, *, withdrawn: bool = False) -> bytes:
         now = self._clock.now()
         ad = ServiceAd(address=self._identity.address, seq=self._next_seq(),
                        expires_at=now + 2 * self._period, capability=offer.capability,
@@ -175,7 +175,7 @@ class Advertiser:
 
 
 @asynccontextmanager
-async def open_advertiser(discovery: Discovery, identity: Identity, offers: Sequence[Offer], *,
+async def open_advertiser(discovery: Discovery, identity: Identity, offers: Sequence[Listing], *,
                           refresh_period: float = 300.0, http_endpoints: Sequence[str] = (),
                           protocols: Sequence[str] = (), clock: Clock | None = None,
                           withdraw_timeout: float = 10.0,

@@ -9,7 +9,7 @@ AaexError
     ├── RecordKeyMismatch       stored under a key that does not belong to its signer
     │   └── WrongShard          an ad offered for an index shard its advertiser does not map to
     ├── RecordExpired           its expiry has passed
-    ├── LifetimeTooLong         signed to expire further ahead than index nodes accept
+    ├── RecordLifetimeTooLong         signed to expire further ahead than index nodes accept
     ├── StaleRecord             a newer sequence number (or a tombstone) is already known
     └── IndexFull               the index node's bounds leave no room for a new ad
         └── AdvertiserLimit     this advertiser already holds its quota of ads on the node
@@ -68,7 +68,7 @@ class WrongShard(RecordKeyMismatch):
     reason = "wrong_shard"
 
 
-class LifetimeTooLong(RecordRejected):
+class RecordLifetimeTooLong(RecordRejected):
     """The ad is signed to expire further ahead than the index's `max_lifetime` allows.
 
     Refused on arrival and never stored: a long-lived ad would hold memory (and outlive

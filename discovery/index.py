@@ -14,7 +14,7 @@ flood of valid, signed ads from keys it has never seen. The rules (each one refu
 typed `RecordRejected` naming the reason, and nothing refused is stored):
 
 - Lifetime: an ad signed to expire more than `IndexLimits.max_lifetime` from now is refused
-  (`LifetimeTooLong`). Honest ads live twice their advertiser's refresh period.
+  (`RecordLifetimeTooLong`). Honest ads live twice their advertiser's refresh period.
 - Shard: an ad is only held under the shard its advertiser maps to (`shard_of`), so a
   captured copy cannot be parked on another shard, where no tombstone would ever meet it
   (`WrongShard`).
@@ -38,7 +38,7 @@ from aaex_agents.errors import UsageError
 from .errors import (
     AdvertiserLimit,
     IndexFull,
-    LifetimeTooLong,
+    RecordLifetimeTooLong,
     RecordRejected,
     StaleRecord,
     WrongShard,
@@ -146,7 +146,7 @@ class AdIndex:
         """
         ad = ServiceAd.verify(wire, now=now)
         if ad.expires_at - now > self.limits.max_lifetime:
-            raise LifetimeTooLong(
+            raise RecordLifetimeTooLong(
                 f"ad of {ad.address} for {ad.capability} expires in "
                 f"{ad.expires_at - now:.0f} s; index nodes accept at most "
                 f"{self.limits.max_lifetime:.0f} s (refresh more often instead)")

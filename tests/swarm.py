@@ -27,7 +27,7 @@ from aaex_agents import Agent, Context, HttpTransport, Identity, Message, handle
 from aaex_agents.errors import AaexError
 from aaex_agents.transport.base import Transport
 from aaex_agents.transport.libp2p import Libp2pHost, Libp2pTransport, open_libp2p_host
-from discovery.advertiser import Advertiser, Offer
+from discovery.advertiser import Advertiser, Listing
 from discovery.dht import Discovery, DiscoveryConfig
 from discovery.directory import DhtDirectory
 from discovery.index import IndexLimits
@@ -76,7 +76,7 @@ class Swarm:
         """Advertise a new agent selling `capability` from `node`; one publication, no timer."""
         identity = Identity.generate()
         period = ttl / 2 if ttl else self.refresh_period
-        offer = Offer(capability=capability, price=PriceModel(amount=cr(price)),
+        offer = Listing(capability=capability, price=PriceModel(amount=cr(price)),
                       sla=SlaOffer(p50_ms=100, p95_ms=250, deadline_s=60, availability=0.99),
                       attributes=attributes or {})
         advertiser = Advertiser(self.discoveries[node], identity, [offer], refresh_period=period)
@@ -173,7 +173,7 @@ class Swarm:
 
     async def spray_record(self, node: int, wire: str, address: str,
                            peers: list[str]) -> dict[str, Any]:
-        """Offer a raw (possibly forged) agent record to every listed peer's value store."""
+        """Listing a raw (possibly forged) agent record to every listed peer's value store."""
         discovery = self.discoveries[node]
         key = agent_record_key(address).encode()
 

@@ -12,8 +12,8 @@ from aaex_agents import Identity, UsageError
 from discovery.errors import (
     AdvertiserLimit,
     IndexFull,
-    LifetimeTooLong,
     RecordExpired,
+    RecordLifetimeTooLong,
     StaleRecord,
     WrongShard,
 )
@@ -74,10 +74,10 @@ def test_an_ad_signed_to_live_beyond_the_cap_is_refused_and_never_stored() -> No
     limits = IndexLimits()
     assert limits.max_lifetime == 2 * 900 + 60  # twice the longest refresh period + skew
     index = AdIndex(shards=1)
-    with pytest.raises(LifetimeTooLong, match="at most 1860 s") as refused:
+    with pytest.raises(RecordLifetimeTooLong, match="at most 1860 s") as refused:
         put(index, ad(ttl=TEN_YEARS))
     assert refused.value.reason == "lifetime_too_long"
-    with pytest.raises(LifetimeTooLong):
+    with pytest.raises(RecordLifetimeTooLong):
         put(index, ad(ttl=limits.max_lifetime + 1))
     assert len(index) == 0 and live(index) == {}
     put(index, ad(ttl=limits.max_lifetime))  # exactly at the cap is fine

@@ -6,7 +6,7 @@ import pytest
 
 from aaex_agents import Agent, Context, Identity, Message, UsageError, handler, open_runtime
 from aaex_agents.transport.libp2p import Libp2pTransport, open_libp2p_host
-from discovery.advertiser import Advertiser, Offer, open_advertiser
+from discovery.advertiser import Advertiser, Listing, open_advertiser
 from discovery.dht import DiscoveryConfig, open_discovery
 from discovery.directory import DhtDirectory
 from discovery.query import Query
@@ -28,7 +28,7 @@ class Greeter(Agent):
         return Welcome(greeting=f"hello {msg.name}")
 
 
-OFFER = Offer(capability="greet.people", price=PriceModel(amount=cr(0.5)),
+OFFER = Listing(capability="greet.people", price=PriceModel(amount=cr(0.5)),
               sla=SlaOffer(p50_ms=5, p95_ms=10, deadline_s=5, availability=0.999),
               attributes={"language": "en"})
 

@@ -29,7 +29,7 @@ from libp2p.peer.id import ID
 
 from aaex_agents import Identity
 from aaex_agents.transport.libp2p import Libp2pConfig, open_libp2p_host
-from discovery.advertiser import Offer, open_advertiser
+from discovery.advertiser import Listing, open_advertiser
 from discovery.dht import Discovery, DiscoveryConfig, open_discovery
 from discovery.query import Query
 from discovery.records import PriceModel, SlaOffer, capability_shard_key, shard_of
@@ -95,7 +95,7 @@ async def _run_provider(seed_addr: str, host_seed: bytes, identity: Identity, ca
     await asyncio.sleep(delay)
     async with open_libp2p_host(Libp2pConfig(seed=host_seed)) as host, \
             open_discovery(host, seeds=[seed_addr], config=CONFIG) as discovery, \
-            open_advertiser(discovery, identity, [Offer(capability=capability,
+            open_advertiser(discovery, identity, [Listing(capability=capability,
                                                         price=PriceModel(amount=1), sla=SLA)],
                             refresh_period=REFRESH_PERIOD):
         up.set()

@@ -80,7 +80,7 @@ MARKETPLACE = {
 
 DISCOVERY = {
     "AccessPolicy", "Advertiser", "AgentRecord", "BadRecordSignature", "DhtDirectory",
-    "Discovery", "DiscoveryConfig", "MalformedRecord", "Offer", "PriceModel", "Query",
+    "Discovery", "DiscoveryConfig", "Listing", "MalformedRecord", "PriceModel", "Query",
     "RecordExpired", "RecordKeyMismatch", "RecordRejected", "ServiceAd", "SlaOffer",
     "StaleRecord", "Utility", "open_advertiser", "open_discovery", "parse_where",
 }

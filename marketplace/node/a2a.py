@@ -65,7 +65,7 @@ _UNSUPPORTED = frozenset({"SendStreamingMessage", "ListTasks",
 
 
 class OfferLike(Protocol):
-    """What a card reads of an offer (`discovery.advertiser.Offer`, which imports libp2p)."""
+    """What a card reads of an offer (`discovery.advertiser.Listing`, which imports libp2p)."""
 
     @property
     def capability(self) -> str:

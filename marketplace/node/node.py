@@ -49,7 +49,7 @@ from aaex_agents.transport.libp2p import (
     open_libp2p_host,
 )
 from aaex_agents.transport.listener import ServerLimits
-from discovery.advertiser import Advertiser, Offer, open_advertiser
+from discovery.advertiser import Advertiser, Listing, open_advertiser
 from discovery.dht import Discovery, open_discovery
 from discovery.directory import DhtDirectory
 from discovery.query import Query
@@ -195,7 +195,7 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
         raise ConfigError(f"agents.{spec.name}.settings: {exc}") from exc
 
 
-def offers_of(agent: Agent[Any]) -> list[Offer]:
+def offers_of(agent: Agent[Any]) -> list[Listing]:
     """What a selling agent advertises: its capability at its current asking price.
 
     An `LlmSeller` advertises its price per output token, its model and what the node
@@ -205,13 +205,13 @@ def offers_of(agent: Agent[Any]) -> list[Offer]:
         return []
     if isinstance(agent, LlmSeller):
         latency = agent.strategy.latency_ms
-        return [Offer(capability=agent.capability,
+        return [Listing(capability=agent.capability,
                       price=PriceModel(kind="per_1k_tokens", amount=agent.output_per_1k),
                       sla=SlaOffer(p50_ms=latency / 2, p95_ms=latency,
                                    deadline_s=agent.strategy.deadline_s, availability=0.99),
                       attributes=agent.ad_attributes())]
     ask = agent.strategy.ask(0.0, 1.0, agent.queue_depth)
-    return [Offer(capability=agent.capability, price=PriceModel(amount=ask.price),
+    return [Listing(capability=agent.capability, price=PriceModel(amount=ask.price),
                   sla=SlaOffer(p50_ms=ask.latency_ms / 2, p95_ms=ask.latency_ms,
                                deadline_s=ask.deadline_s, availability=0.99),
                   attributes={"strategy_exponent": agent.strategy.exponent})]
