@@ -9,6 +9,7 @@ dependencies (``open_runtime(..., deps=...)``), reached typed as ``ctx.deps``; a
 from __future__ import annotations
 
 import logging
+import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, Unpack, cast, overload
 
@@ -21,12 +22,45 @@ from .services import DelegateTerms
 from .storage import AgentStorage
 
 if TYPE_CHECKING:
-    from .agent import Agent
     from .clock import Clock
     from .envelope import Envelope
     from .llm.base import LLM
-    from .runtime import Runtime
-    from .services import Delegated
+    from .services import Delegated, Services
+
+
+class Hosted(typing.Protocol):
+    """What a context reads of its agent (an `Agent`).
+
+    Declared here so that the context does not import the agent module, which imports it.
+    """
+
+    name: str
+    identity: Identity
+
+    @property
+    def address(self) -> str:
+        """The agent's address."""
+
+
+class Host(typing.Protocol):
+    """What a context uses of the runtime that hosts its agent (a `Runtime`)."""
+
+    services: Services
+    deps: object
+
+    @property
+    def clock(self) -> Clock:
+        """Where the runtime reads time and sleeps."""
+
+    async def ask(self, agent: Any, to: str, message: Message, *,
+                  reply_type: type[Message] | None = None, session: bytes | None = None,
+                  timeout: float | None = None) -> Message:
+        """Deliver `message` from `agent` to `to` and return the reply."""
+
+    async def send(self, agent: Any, to: str, message: Message, *,
+                   session: bytes | None = None, in_reply_to: bytes | None = None,
+                   timeout: float | None = None) -> None:
+        """Deliver `message` from `agent` to `to`."""
 
 R = TypeVar("R", bound=Message)
 Deps = TypeVar("Deps", default=Any)
@@ -57,7 +91,7 @@ class Context(Generic[Deps]):
         "storage",
     )
 
-    def __init__(self, runtime: Runtime, agent: Agent[Deps], storage: AgentStorage,
+    def __init__(self, runtime: Host, agent: Hosted, storage: AgentStorage,
                  envelope: Envelope | None = None) -> None:
         self._runtime = runtime
         self._agent = agent

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import typing
 from collections import Counter
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .agent import Agent
 from .clock import Clock, SystemClock
@@ -57,8 +58,28 @@ from .services import NO_SERVICES, Services
 from .storage import AgentStorage
 from .transport.base import Transport
 
-if TYPE_CHECKING:
-    from .interop.base import Gateway
+
+class Gateway(typing.Protocol):
+    """What the runtime uses of a foreign network's gateway.
+
+    `aaex_agents.interop.Gateway` is the base class to implement; this is declared here so
+    that the runtime does not import interop, even for its types.
+    """
+
+    def attach(self, runtime: Runtime) -> AbstractAsyncContextManager[None]:
+        """Serve `runtime`'s agents until the context exits."""
+
+    def handles(self, address: str) -> bool:
+        """True when `address` belongs to this gateway's network."""
+
+    async def ask(self, agent: Agent[Any], to: str, message: Message, *,
+                  reply_type: type[Message] | None, session: bytes | None,
+                  timeout: float | None) -> Message:
+        """Deliver `message` from `agent` to `to` and return the reply."""
+
+    async def send(self, agent: Agent[Any], to: str, message: Message, *, session: bytes | None,
+                   in_reply_to: bytes | None, timeout: float | None) -> None:
+        """Deliver `message` from `agent` to `to`."""
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
 from .money import Credits
 
 if TYPE_CHECKING:
-    from .context import Context
     from .llm.service import LLMService
 
 
@@ -99,12 +98,13 @@ class DelegateTerms(_RequiredTerms, total=False):
 class Delegation(Protocol):
     """The market as one agent sees it: buys work as that agent, from its own wallet."""
 
-    async def delegate(self, ctx: Context[Any], capability: str, task: Mapping[str, Any],
+    async def delegate(self, ctx: Any, capability: str, task: Mapping[str, Any],
                        **terms: Unpack[DelegateTerms]) -> Delegated:
         """Get `task` done by the best provider of `capability` within the deadline.
 
         Args:
-            ctx: the buying agent's context (the market sends and asks through it).
+            ctx: the buying agent's `Context` (the market sends and asks through it; typed
+                loosely here, where the context module is not imported, as it imports this).
             capability: what to buy, e.g. ``"forecast.demand"``.
             task: the work, as JSON-like data the seller's `perform` reads.
             terms: the budget, deadline and the rest (`DelegateTerms`).
