@@ -131,3 +131,29 @@ async def test_a_seller_keeps_only_the_newest_genuine_checkpoint_of_a_node(
                                                            checkpoint=checkpoint))
     assert shop.checkpoints == {BUYER_NODE.address: newer}
     assert [r.id for r in shop.receipts] == [paid.id] * 3
+
+
+class PlainShopper(Agent):
+    """An agent that buys through ctx.delegate and declares no market handlers at all."""
+
+
+async def test_a_node_answers_statements_for_an_agent_of_any_class(tmp_path: Path) -> None:
+    """The node's market desk answers for a hosted agent whose class has no handler (the
+    supply-chain planner is such an agent); before it, reconcile got `no handler`."""
+    from marketplace.trade.desk import MarketDesk
+
+    async with open_ledger(tmp_path / "seller.db", config=LedgerConfig(owner=OWNER)) as sales, \
+            open_ledger(tmp_path / "buyer.db", config=LedgerConfig(owner=BUYER_NODE)) as books:
+        shopper, forecaster = PlainShopper(identity("plain")), seller(sales)
+        signed = agreement(shopper.identity, SELLER)
+        await books.deposit(shopper.address, Credits.parse(1))
+        await books.record_agreement(signed)
+        await sales.record_agreement(signed, role="seller")
+        network = MemoryNetwork()
+        async with open_runtime(shopper, transports=[network.transport("buyer")],
+                                shared=MarketDesk({shopper.address: shopper}, books)) as buyer, \
+                open_runtime(forecaster, transports=[network.transport("seller")]) as sold:
+            sold.directory.add(shopper.address, *buyer.endpoints)  # type: ignore[attr-defined]
+            found = await reconcile(sold.context(forecaster), sales, shopper.address)
+    assert found.differences == ()
+    assert [line.agreement_id for line in found.ours.lines] == [signed.id]
