@@ -28,7 +28,7 @@ class Agent(Generic[Deps]):
     checked against them too.
 
     ``Agent[Deps]`` types the dependencies its handlers reach as ``ctx.deps`` (given to
-    ``open_runtime(..., deps=...)``); a bare `Agent` is ``Agent[Any]``::
+    ``open_runtime(..., deps=...)``); a bare `Agent` is ``Agent``::
 
         class Quoter(Agent[PriceFeed]):
             @handler

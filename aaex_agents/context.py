@@ -3,7 +3,7 @@
 Who it is, what it is answering, how to talk to others, and the services and dependencies
 its runtime was opened with. `Context[Deps]` is generic over the type of the user's own
 dependencies (``open_runtime(..., deps=...)``), reached typed as ``ctx.deps``; a bare
-`Context` is ``Context[Any]``.
+`Context` is ``Context``.
 """
 
 from __future__ import annotations

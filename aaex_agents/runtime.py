@@ -72,12 +72,12 @@ class Gateway(typing.Protocol):
     def handles(self, address: str) -> bool:
         """True when `address` belongs to this gateway's network."""
 
-    async def ask(self, agent: Agent[Any], to: str, message: Message, *,
+    async def ask(self, agent: Agent, to: str, message: Message, *,
                   reply_type: type[Message] | None, session: bytes | None,
                   timeout: float | None) -> Message:
         """Deliver `message` from `agent` to `to` and return the reply."""
 
-    async def send(self, agent: Agent[Any], to: str, message: Message, *, session: bytes | None,
+    async def send(self, agent: Agent, to: str, message: Message, *, session: bytes | None,
                    in_reply_to: bytes | None, timeout: float | None) -> None:
         """Deliver `message` from `agent` to `to`."""
 
@@ -136,11 +136,11 @@ class RuntimeState(enum.Enum):
 class Runtime:
     """Hosts agents. Create it with `open_runtime`, never directly."""
 
-    def __init__(self, agents: Iterable[Agent[Any]], transports: Iterable[Transport],
+    def __init__(self, agents: Iterable[Agent], transports: Iterable[Transport],
                  directory: Directory, config: RuntimeConfig, clock: Clock,
-                 services: Services = NO_SERVICES, shared: Agent[Any] | None = None,
+                 services: Services = NO_SERVICES, shared: Agent | None = None,
                  gateways: Iterable[Gateway] = (), deps: object = None) -> None:
-        self._agents: dict[str, Agent[Any]] = {}
+        self._agents: dict[str, Agent] = {}
         for agent in agents:
             if not isinstance(agent, Agent):
                 raise UsageError(f"open_runtime takes Agent instances, got {agent!r}")
@@ -180,7 +180,7 @@ class Runtime:
         return self._replay
 
     @property
-    def agents(self) -> Mapping[str, Agent[Any]]:
+    def agents(self) -> Mapping[str, Agent]:
         """The hosted agents by address."""
         return dict(self._agents)
 
@@ -216,8 +216,8 @@ class Runtime:
                               session=envelope.session, in_reply_to=envelope.message_id)
         return reply_frame
 
-    def _handler(self, agent: Agent[Any], message_type: str
-                 ) -> tuple[type[Message], HandlerSpec, Agent[Any]]:
+    def _handler(self, agent: Agent, message_type: str
+                 ) -> tuple[type[Message], HandlerSpec, Agent]:
         """The class, handler and owner for `message_type` at `agent`: its own, else shared.
 
         Raises:
@@ -236,7 +236,7 @@ class Runtime:
                     if newer is not None else ""))
         return entry[0], entry[1], owner
 
-    async def deliver_local(self, agent: Agent[Any], message: Message, *, sender: str,
+    async def deliver_local(self, agent: Agent, message: Message, *, sender: str,
                             session: bytes | None = None, message_id: bytes | None = None,
                             expires_at: float | None = None) -> Message | None:
         """Run hosted `agent`'s handler for a `message` that arrived by another protocol.
@@ -288,8 +288,8 @@ class Runtime:
         check_times(envelope, now=self._clock.now(), policy=self.config.policy)
         return envelope
 
-    async def _dispatch(self, agent: Agent[Any], spec: HandlerSpec, envelope: Envelope,
-                        message: Message, *, owner: Agent[Any] | None = None) -> Message | None:
+    async def _dispatch(self, agent: Agent, spec: HandlerSpec, envelope: Envelope,
+                        message: Message, *, owner: Agent | None = None) -> Message | None:
         """Run a user handler. Its failures are the user's: logged, answered, survived.
 
         `owner` is whose handler it is when not `agent`'s own (the runtime's shared
@@ -314,7 +314,7 @@ class Runtime:
         return ErrorReply(code="bad_reply", detail=f"{spec.name} returned an undeclared type")
 
     # -- outbound -----------------------------------------------------------------------
-    async def _exchange(self, agent: Agent[Any], to: str, message: Message, *,
+    async def _exchange(self, agent: Agent, to: str, message: Message, *,
                         session: bytes | None, in_reply_to: bytes | None,
                         timeout: float | None) -> tuple[Envelope, Envelope | None]:
         if self.state is RuntimeState.STOPPED:
@@ -364,7 +364,7 @@ class Runtime:
                 failures.append(str(exc))
         raise PeerUnreachable(f"{to} is unreachable: " + "; ".join(failures))
 
-    async def ask(self, agent: Agent[Any], to: str, message: Message, *,
+    async def ask(self, agent: Agent, to: str, message: Message, *,
                   reply_type: type[Message] | None = None, session: bytes | None = None,
                   timeout: float | None = None) -> Message:
         """See `Context.ask`."""
@@ -378,7 +378,7 @@ class Runtime:
             raise UnexpectedReply(f"{to} handled {message.message_type} but sent no reply")
         return self._decode_reply(agent, message, reply, reply_type)
 
-    def _decode_reply(self, agent: Agent[Any], message: Message, reply: Envelope,
+    def _decode_reply(self, agent: Agent, message: Message, reply: Envelope,
                       reply_type: type[Message] | None) -> Message:
         if reply.message_type == ErrorReply.message_type:
             try:
@@ -408,7 +408,7 @@ class Runtime:
         except InvalidPayload as exc:
             raise UnexpectedReply(f"reply from {reply.sender}: {exc}") from exc
 
-    async def send(self, agent: Agent[Any], to: str, message: Message, *,
+    async def send(self, agent: Agent, to: str, message: Message, *,
                    session: bytes | None = None,
                    in_reply_to: bytes | None = None, timeout: float | None = None) -> None:
         """See `Context.send`."""
@@ -425,7 +425,7 @@ class Runtime:
     def _gateway_for(self, to: str) -> Gateway | None:
         return next((g for g in self._gateways if g.handles(to)), None)
 
-    async def _handle_reply(self, agent: Agent[Any], reply: Envelope) -> None:
+    async def _handle_reply(self, agent: Agent, reply: Envelope) -> None:
         """Give a reply that came back to `send` to the agent's handler for its type."""
         if reply.message_type == ErrorReply.message_type:
             logger.warning("%s: %s answered with an error: %r", agent.name, reply.sender,
@@ -459,7 +459,7 @@ class Runtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_interval(self, agent: Agent[Any], spec: IntervalSpec) -> None:
+    async def _run_interval(self, agent: Agent, spec: IntervalSpec) -> None:
         ctx = self.context(agent)
         while True:
             await self._clock.sleep(spec.seconds)
@@ -486,7 +486,7 @@ def _error_text(reply: Envelope) -> str:
 async def open_runtime(agents: Agent[D] | Iterable[Agent[D]], *,
                        transports: Iterable[Transport] = (), directory: Directory | None = None,
                        config: RuntimeConfig | None = None, clock: Clock | None = None,
-                       services: Services = NO_SERVICES, shared: Agent[Any] | None = None,
+                       services: Services = NO_SERVICES, shared: Agent | None = None,
                        gateways: Iterable[Gateway] = (),
                        deps: D | None = None) -> AsyncIterator[Runtime]:
     """Host `agents` on `transports` until the block exits.
@@ -563,7 +563,7 @@ async def open_runtime(agents: Agent[D] | Iterable[Agent[D]], *,
         logger.info("runtime stopped")
 
 
-async def _stop_agent(runtime: Runtime, agent: Agent[Any]) -> None:
+async def _stop_agent(runtime: Runtime, agent: Agent) -> None:
     try:
         async with asyncio.timeout(runtime.config.stop_timeout):
             await agent.on_stop(runtime.context(agent))

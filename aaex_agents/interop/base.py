@@ -11,7 +11,7 @@ import abc
 from collections import Counter
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -39,13 +39,13 @@ class Gateway(abc.ABC):
         """True when `address` belongs to this gateway's network."""
 
     @abc.abstractmethod
-    async def ask(self, agent: Agent[Any], to: str, message: Message, *,
+    async def ask(self, agent: Agent, to: str, message: Message, *,
                   reply_type: type[Message] | None, session: bytes | None,
                   timeout: float | None) -> Message:
         """Deliver `message` from `agent` to `to` and return the reply (see `Context.ask`)."""
 
     @abc.abstractmethod
-    async def send(self, agent: Agent[Any], to: str, message: Message, *, session: bytes | None,
+    async def send(self, agent: Agent, to: str, message: Message, *, session: bytes | None,
                    in_reply_to: bytes | None, timeout: float | None) -> None:
         """Deliver `message` from `agent` to `to`; a reply goes to the agent's handlers."""
 
@@ -66,7 +66,7 @@ class InteropMetrics:
         self.rejected[(protocol, reason)] += 1
 
 
-def handler_for(agent: Agent[Any], cls: type[Message]) -> HandlerSpec | None:
+def handler_for(agent: Agent, cls: type[Message]) -> HandlerSpec | None:
     """The agent's handler for messages of type `cls`, if it has one."""
     entry = agent.handler_table.by_type.get(str(cls.message_type))
     return entry[1] if entry is not None else None

@@ -84,7 +84,7 @@ logger = logging.getLogger(__name__)
 
 PROTOCOL = "uagents"
 AskMode = Literal["sync", "async"]
-Describe = Callable[["Agent[Any]"], str]
+Describe = Callable[["Agent"], str]
 """What an agent without a chat handler says to a chat message (the node: its offers)."""
 _Key = tuple[str, str, uuid.UUID]  # (our agent1 address, peer, session)
 _DESCRIBED_SESSIONS = 10_000  # sessions remembered as already told what an agent is
@@ -153,7 +153,7 @@ def check_ask_mode(value: object, setting: str) -> None:
         raise UsageError(f"{setting} = {value!r}: write \"sync\" or \"async\"")
 
 
-def no_chat_handler(agent: Agent[Any]) -> str:
+def no_chat_handler(agent: Agent) -> str:
     """The default answer of an agent that has no chat handler."""
     return (f"{agent.name} does not chat; it answers typed AAEX messages at {agent.address}.")
 
@@ -178,7 +178,7 @@ class UAgentsGateway(Gateway):
         self._describe = describe or no_chat_handler
         self._runtime: Runtime | None = None
         self._keys: dict[str, UAgentsKey] = {}
-        self._agents: dict[str, Agent[Any]] = {}
+        self._agents: dict[str, Agent] = {}
         self._peers = dict(self.config.peers)
         self._replay = ReplayWindow(self.config.policy.replay_capacity)
         self._awaiting: dict[_Key, tuple[asyncio.Future[UEnvelope], Collection[str] | None]] = {}
@@ -234,7 +234,7 @@ class UAgentsGateway(Gateway):
         """Each hosted agent's AAEX address -> its uAgents address."""
         return {address: key.address for address, key in self._keys.items()}
 
-    def address_of(self, agent: Agent[Any] | str) -> str:
+    def address_of(self, agent: Agent | str) -> str:
         """The ``agent1...`` address of a hosted agent (or of its AAEX address).
 
         Raises:
@@ -247,7 +247,7 @@ class UAgentsGateway(Gateway):
             raise UsageError(f"{address} is not hosted by this gateway's runtime")
         return key.address
 
-    def key_of(self, agent: Agent[Any]) -> UAgentsKey:
+    def key_of(self, agent: Agent) -> UAgentsKey:
         """The secp256k1 key of a hosted agent (for its signed address binding)."""
         self.address_of(agent)
         return self._keys[agent.address]
@@ -311,7 +311,7 @@ class UAgentsGateway(Gateway):
                     f"uagents.answer:{envelope.sender[:16]}")
         return None
 
-    def _decode(self, agent: Agent[Any], envelope: UEnvelope) -> tuple[Message | None,
+    def _decode(self, agent: Agent, envelope: UEnvelope) -> tuple[Message | None,
                                                                    HandlerSpec | None]:
         """The message and the handler for it; (None, None) for an ErrorMessage."""
         if envelope.schema_digest == ERROR_MESSAGE_DIGEST:
@@ -332,7 +332,7 @@ class UAgentsGateway(Gateway):
                                  f"{first['msg']}") from None
         return message, spec
 
-    async def _answers(self, agent: Agent[Any], envelope: UEnvelope, message: Message | None,
+    async def _answers(self, agent: Agent, envelope: UEnvelope, message: Message | None,
                        spec: HandlerSpec | None) -> list[Message]:
         """Run the handler; return what goes back, in order.
 
@@ -366,7 +366,7 @@ class UAgentsGateway(Gateway):
             acknowledgement = []
         return [*acknowledgement, *([answer] if answer is not None else [])]
 
-    async def _answer_held(self, agent: Agent[Any], envelope: UEnvelope, message: Message | None,
+    async def _answer_held(self, agent: Agent, envelope: UEnvelope, message: Message | None,
                            spec: HandlerSpec | None) -> UEnvelope:
         """A sync request: the first answer goes back in the HTTP response, the rest by POST.
 
@@ -400,7 +400,7 @@ class UAgentsGateway(Gateway):
         finally:
             self._held.pop(key, None)
 
-    async def _answer_later(self, agent: Agent[Any], envelope: UEnvelope, message: Message | None,
+    async def _answer_later(self, agent: Agent, envelope: UEnvelope, message: Message | None,
                             spec: HandlerSpec | None) -> None:
         for answer in await self._answers(agent, envelope, message, spec):
             try:
@@ -418,7 +418,7 @@ class UAgentsGateway(Gateway):
                 logger.warning("answer to %s not delivered: %s", envelope.target, exc)
 
     # -- outbound -------------------------------------------------------------------------
-    def _seal(self, agent: Agent[Any], to: str, message: Message, session: uuid.UUID) -> UEnvelope:
+    def _seal(self, agent: Agent, to: str, message: Message, session: uuid.UUID) -> UEnvelope:
         key = self._keys[agent.address]
         expires = int(self._clock.now()) + self.config.envelope_ttl
         if isinstance(message, ErrorReply):  # a failed handler: uAgents' ErrorMessage
@@ -430,7 +430,7 @@ class UAgentsGateway(Gateway):
                              payload_json=message.model_dump_json(), session=session,
                              expires=expires, protocol_digest=self.schemas.protocol_of(cls))
 
-    def _seal_error(self, agent: Agent[Any], envelope: UEnvelope, text: str) -> UEnvelope:
+    def _seal_error(self, agent: Agent, envelope: UEnvelope, text: str) -> UEnvelope:
         return seal_envelope(self._keys[agent.address], target=envelope.sender,
                              schema_digest=ERROR_MESSAGE_DIGEST, payload_json=error_json(text),
                              session=envelope.session,
@@ -473,7 +473,7 @@ class UAgentsGateway(Gateway):
                              f"{body[:200].decode(errors='replace')}")
 
     @override
-    async def ask(self, agent: Agent[Any], to: str, message: Message, *,
+    async def ask(self, agent: Agent, to: str, message: Message, *,
                   reply_type: type[Message] | None, session: bytes | None,
                   timeout: float | None) -> Message:
         limit = self.config.request_timeout if timeout is None else timeout
@@ -502,7 +502,7 @@ class UAgentsGateway(Gateway):
         return self._decode_reply(reply, reply_type)
 
     @override
-    async def send(self, agent: Agent[Any], to: str, message: Message, *, session: bytes | None,
+    async def send(self, agent: Agent, to: str, message: Message, *, session: bytes | None,
                    in_reply_to: bytes | None, timeout: float | None) -> None:
         envelope = self._seal(agent, to, message, session_uuid(session))
         held = self._held.get((envelope.sender, to, envelope.session))

@@ -80,7 +80,7 @@ class OfferLike(Protocol):
         """What is promised."""
 
 
-Offers = Callable[[Agent[Any]], Sequence[OfferLike]]
+Offers = Callable[[Agent], Sequence[OfferLike]]
 
 
 class RpcError(UsageError):
@@ -103,7 +103,7 @@ def offer_text(offer: OfferLike) -> str:
             f"{offer.sla.deadline_s:g} s, availability {offer.sla.availability:.0%}")
 
 
-def describe(agent: Agent[Any], offers: Sequence[OfferLike]) -> str:
+def describe(agent: Agent, offers: Sequence[OfferLike]) -> str:
     """What an agent without a chat handler answers: what it sells and how to buy."""
     if not offers:
         return f"{agent.name} sells nothing; it answers typed AAEX messages at {agent.address}."
@@ -112,7 +112,7 @@ def describe(agent: Agent[Any], offers: Sequence[OfferLike]) -> str:
             f"negotiate as an AAEX agent with {agent.address}.")
 
 
-def agent_card(agent: Agent[Any], *, base_url: str, offers: Sequence[OfferLike],
+def agent_card(agent: Agent, *, base_url: str, offers: Sequence[OfferLike],
                binding: AddressBinding | None, version: str) -> dict[str, Any]:
     """The A2A 1.0 card of `agent` (proto-JSON), reachable under `base_url`."""
     chats = handler_for(agent, ChatMessage) is not None
@@ -170,7 +170,7 @@ class A2AService:
         self._bindings = bindings
         self._version = version
 
-    def card_of(self, agent: Agent[Any]) -> dict[str, Any]:
+    def card_of(self, agent: Agent) -> dict[str, Any]:
         """The card of a hosted agent."""
         return agent_card(agent, base_url=self.base_url, offers=self._offers(agent),
                           binding=self._bindings.get(agent.address), version=self._version)
@@ -181,7 +181,7 @@ class A2AService:
         app.router.add_get("/a2a/{address}" + CARD_PATH, self._card)
         app.router.add_post("/a2a/{address}", self._rpc)
 
-    def _agent(self, request: web.Request) -> Agent[Any]:
+    def _agent(self, request: web.Request) -> Agent:
         agent = self._runtime.agents.get(request.match_info["address"])
         if agent is None:
             raise web.HTTPNotFound(text=json.dumps({"error": "no such agent on this node"}),
@@ -223,7 +223,7 @@ class A2AService:
         self._metrics.received[PROTOCOL] += 1
         return web.json_response({"jsonrpc": "2.0", "id": request_id, "result": result})
 
-    async def _call(self, agent: Agent[Any], method: str, params: Any, *,
+    async def _call(self, agent: Agent, method: str, params: Any, *,
                     remote: str) -> dict[str, Any]:
         if method in _TASK_METHODS:
             raise RpcError(TASK_NOT_FOUND, "this agent keeps no tasks: every answer is final")
@@ -252,7 +252,7 @@ class A2AService:
             return await self._quote(agent, data[0], context_id, sender)
         return await self._chat(agent, "".join(texts), context_id, sender)
 
-    async def _chat(self, agent: Agent[Any], text: str, context_id: str,
+    async def _chat(self, agent: Agent, text: str, context_id: str,
                     sender: str) -> dict[str, Any]:
         spec = handler_for(agent, ChatMessage)
         if spec is None:
@@ -270,7 +270,7 @@ class A2AService:
         return {"message": {"messageId": str(uuid.uuid4()), "contextId": context_id,
                             "role": "ROLE_AGENT", "parts": [{"text": answer_text}]}}
 
-    async def _quote(self, agent: Agent[Any], data: Any, context_id: str,
+    async def _quote(self, agent: Agent, data: Any, context_id: str,
                      sender: str) -> dict[str, Any]:
         spec = handler_for(agent, CallForProposals)
         task_id = str(uuid.uuid4())

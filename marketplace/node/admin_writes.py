@@ -152,7 +152,7 @@ def add_operator_routes(app: web.Application, node: OperatorView, token: str) ->
 class _Order:
     """A purchase the operator asked for, read from the body of ``/market/buy``."""
 
-    agent: Agent[Any]
+    agent: Agent
     capability: str
     task: dict[str, Any]
     budget: Credits
@@ -174,7 +174,7 @@ class _OperatorRoutes:
     def hosted(self) -> dict[str, str]:
         return {agent.name: agent.address for agent in self.node.runtime.agents.values()}
 
-    def agent_of(self, value: object, field: str = "agent") -> Agent[Any]:
+    def agent_of(self, value: object, field: str = "agent") -> Agent:
         _, address = resolve_agent(self.hosted(), value, field=field)
         return self.node.runtime.agents[address]
 

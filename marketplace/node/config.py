@@ -186,7 +186,7 @@ class AgentSpec(Table):
             raise fix("write 'package.module:ClassName'")
         return value
 
-    def load_class(self) -> type[Agent[Any]]:
+    def load_class(self) -> type[Agent]:
         """Import the agent class and check `settings` against its constructor.
 
         The module is looked for first in the configuration's folder (see `import_module`),

@@ -119,7 +119,7 @@ class _Answer:
 class OpenAIGateway:
     """The request handlers; `open_gateway` serves them."""
 
-    def __init__(self, runtime: Runtime, market: NodeMarket, agent: Agent[Any], *,
+    def __init__(self, runtime: Runtime, market: NodeMarket, agent: Agent, *,
                  settings: GatewaySettings, token: str, llm: LLMService | None,
                  models: ModelLister) -> None:
         self._runtime, self._market, self._agent = runtime, market, agent

@@ -184,7 +184,7 @@ def interop_gateway(settings: InteropSettings, *, policy: EnvelopePolicy,
                            ask_mode=settings.ask_mode, policy=policy,
                            sign_sync_replies=settings.sign_sync_replies)
 
-    def say_what_it_sells(agent: Agent[Any]) -> str:
+    def say_what_it_sells(agent: Agent) -> str:
         return describe(agent, offers(agent))
 
     return UAgentsGateway(config, describe=say_what_it_sells)

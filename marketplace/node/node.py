@@ -158,7 +158,7 @@ class Node(NodeParts):
 
 
 def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
-                ledger: Ledger | None = None) -> Agent[Any]:
+                ledger: Ledger | None = None) -> Agent:
     """Construct the agent `spec` names, with its own key under the data dir.
 
     A `Seller` gets its strategy from the settings (`cost`, `exponent`, `latency_ms`, ...),
@@ -195,7 +195,7 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
         raise ConfigError(f"agents.{spec.name}.settings: {exc}") from exc
 
 
-def offers_of(agent: Agent[Any]) -> list[Listing]:
+def offers_of(agent: Agent) -> list[Listing]:
     """What a selling agent advertises: its capability at its current asking price.
 
     An `LlmSeller` advertises its price per output token, its model and what the node
@@ -217,7 +217,7 @@ def offers_of(agent: Agent[Any]) -> list[Listing]:
                   attributes={"strategy_exponent": agent.strategy.exponent})]
 
 
-async def _bind_llm_sellers(agents: list[Agent[Any]], llm: LLMService | None) -> None:
+async def _bind_llm_sellers(agents: list[Agent], llm: LLMService | None) -> None:
     """Let every `LlmSeller` describe the node's model in its ad; measure it first.
 
     One short generation (8 tokens) at start gives the first ad a measured tokens/s and

@@ -12,8 +12,6 @@ answers its sellers' `StatementQuery`, so either side can reconcile.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aaex_agents import Agent, Context, Identity, handler
 
 from ..contracts.ledger import Ledger
@@ -21,7 +19,7 @@ from .negotiation import Decline
 from .statements import StatementQuery, StatementReply, answer_statement
 
 
-class Buyer(Agent[Any]):
+class Buyer(Agent):
     """An agent that buys; subclass it, or host it as is to buy from the terminal.
 
     Pass `ledger` (the node does) so it can answer statements of its purchases.
@@ -33,7 +31,7 @@ class Buyer(Agent[Any]):
         self.ledger = ledger
 
     @handler
-    async def on_statement_query(self, ctx: Context[Any],
+    async def on_statement_query(self, ctx: Context,
                                  msg: StatementQuery) -> StatementReply | Decline:
         """Our books' statement of our trades with the asker, and nothing else."""
         return await answer_statement(self.ledger, self.address, ctx.sender)

@@ -218,7 +218,7 @@ class Delegator:
         self.backoff = backoff or Backoff()
         self._window = negotiation_window
 
-    async def delegate(self, ctx: Context[Any], capability: str, task: Mapping[str, Any], *,
+    async def delegate(self, ctx: Context, capability: str, task: Mapping[str, Any], *,
                        progress: Progress | None = None,
                        **terms: Unpack[DelegateTerms]) -> Delegated:
         """Get `task` done by the best provider of `capability` within the deadline.
@@ -315,7 +315,7 @@ class Delegator:
         raise DelegationFailed(f"{capability}: no provider delivered within {deadline} s",
                                attempts)
 
-    async def _perform(self, ctx: Context[Any], signed: SignedAgreement, task: dict[str, Any],
+    async def _perform(self, ctx: Context, signed: SignedAgreement, task: dict[str, Any],
                        end: float) -> tuple[dict[str, Any] | None, SignedReceipt, str]:
         """Escrow, send the task, wait within the SLA, keep and judge the delivery, settle.
 
@@ -359,7 +359,7 @@ class Delegator:
             self.in_flight.discard(signed.id)
         return result, receipt, detail
 
-    async def _settle(self, ctx: Context[Any], signed: SignedAgreement,
+    async def _settle(self, ctx: Context, signed: SignedAgreement,
                       delivery: Delivery | None) -> SignedReceipt:
         """Sign the receipt for `delivery` (None: nothing came), book it, tell the seller."""
         agreement = signed.agreement
@@ -377,7 +377,7 @@ class Delegator:
         await self.notify(ctx, signed, receipt)
         return receipt
 
-    async def notify(self, ctx: Context[Any], signed: SignedAgreement,
+    async def notify(self, ctx: Context, signed: SignedAgreement,
                      receipt: SignedReceipt) -> bool:
         """Hand the seller its receipt; True once it took it (then noted on the books).
 
@@ -401,7 +401,7 @@ class Delegator:
             await self._books.record_notified(signed.id)
         return True
 
-    async def resolve(self, ctx: Context[Any], signed: SignedAgreement, task: dict[str, Any] | None,
+    async def resolve(self, ctx: Context, signed: SignedAgreement, task: dict[str, Any] | None,
                       kept: Mapping[str, Any] | None, *, grace: float) -> str:
         """Bring one open purchase found on the books (after a restart) to its end.
 

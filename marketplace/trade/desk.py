@@ -11,7 +11,6 @@ answers from the node's ledger, as that agent and only about that agent's trades
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from aaex_agents import Agent, Context, handler
 
@@ -21,26 +20,26 @@ from .negotiation import Decline
 from .statements import StatementQuery, StatementReply, answer_statement
 
 
-class MarketDesk(Agent[Any]):
+class MarketDesk(Agent):
     """Answers market bookkeeping for the node's `agents` from the node's `ledger`.
 
     Never hosted itself (its own identity signs nothing): each answer is sealed by the
     runtime as the agent the message was addressed to.
     """
 
-    def __init__(self, agents: Mapping[str, Agent[Any]], ledger: Ledger) -> None:
+    def __init__(self, agents: Mapping[str, Agent], ledger: Ledger) -> None:
         super().__init__(name="market-desk")
         self._agents = agents
         self._ledger = ledger
 
     @handler
-    async def on_statement_query(self, ctx: Context[Any],
+    async def on_statement_query(self, ctx: Context,
                                  msg: StatementQuery) -> StatementReply | Decline:
         """The addressed agent's statement of its trades with the asker, and nothing else."""
         return await answer_statement(self._ledger, ctx.address, ctx.sender)
 
     @handler
-    async def on_escrow_query(self, ctx: Context[Any],
+    async def on_escrow_query(self, ctx: Context,
                               msg: EscrowQuery) -> Escrowed | Expired | Decline:
         """Whether the addressed agent escrowed the agreement its seller asks about."""
         agent = self._agents.get(ctx.address)

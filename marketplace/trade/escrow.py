@@ -16,7 +16,6 @@ Both books then close the agreement as ``expired``, nothing owed, to the micro-c
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from aaex_agents import Context, Identity, Message
 from aaex_agents.errors import AaexError
@@ -79,7 +78,7 @@ async def answer_escrow_query(ledger: Ledger, buyer: Identity, seller: str | Non
     return Expired(expiry=kept.to_wire())
 
 
-async def ask_escrow(ctx: Context[Any], ledger: Ledger, signed: SignedAgreement, *,
+async def ask_escrow(ctx: Context, ledger: Ledger, signed: SignedAgreement, *,
                      timeout: float = 5.0) -> str:
     """Ask the buyer of our sale `signed` whether it escrowed; close it if it never will.
 

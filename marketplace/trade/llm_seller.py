@@ -150,7 +150,7 @@ class LlmSeller(ServiceSeller):
         return Offer(cap, offer.latency_ms, offer.deadline_s,
                      self.strategy.penalty_for(cap.micro), terms)
 
-    async def perform(self, ctx: Context[Any], task: dict[str, Any]) -> dict[str, Any]:
+    async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
         """Run the chat request on the node's model; the result carries the engine's usage.
 
         Raises:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aaex_agents import Agent
 from aaex_agents.errors import UsageError
@@ -115,7 +115,7 @@ class NodeMarket:
     reaches the delegator of the calling agent, never another's.
     """
 
-    def __init__(self, agents: Mapping[str, Agent[Any]], *, find: Finder, ledger: Ledger | None,
+    def __init__(self, agents: Mapping[str, Agent], *, find: Finder, ledger: Ledger | None,
                  settings: MarketSettings | None = None) -> None:
         self._agents = agents
         self._find = find

@@ -136,7 +136,7 @@ Admission = Callable[[str, CallForProposals], Awaitable[None]]
 """Seller side: raise Refusal to decline a buyer (whitelist, rate limit, ...)."""
 
 
-class Seller(Agent[Any]):
+class Seller(Agent):
     """An agent that sells `capability` by negotiation.
 
     Subclass it, set `capability`, and give the constructor a strategy and a countersigner.
@@ -195,7 +195,7 @@ class Seller(Agent[Any]):
                        latency_ms=offer.latency_ms, deadline_s=offer.deadline_s,
                        penalty=offer.penalty, tokens=offer.tokens)
 
-    def _open(self, ctx: Context[Any], dialogue_id: str, round_: int, now: float, *,
+    def _open(self, ctx: Context, dialogue_id: str, round_: int, now: float, *,
               accepting: bool = False) -> Dialogue:
         """Checks every message of an existing dialogue must pass; raises Refusal.
 
@@ -218,7 +218,7 @@ class Seller(Agent[Any]):
         return dialogue
 
     @handler
-    async def on_cfp(self, ctx: Context[Any], msg: CallForProposals) -> Propose | Decline:
+    async def on_cfp(self, ctx: Context, msg: CallForProposals) -> Propose | Decline:
         """Open a dialogue and bid, or decline."""
         now = self.clock.now()
         try:
@@ -245,7 +245,7 @@ class Seller(Agent[Any]):
             return Decline(dialogue=msg.dialogue, reason=refusal.reason, detail=refusal.detail)
 
     @handler
-    async def on_counter(self, ctx: Context[Any], msg: CounterOffer) -> Propose | Decline:
+    async def on_counter(self, ctx: Context, msg: CounterOffer) -> Propose | Decline:
         """Concede towards the buyer's price, or take it if it is good enough."""
         now = self.clock.now()
         try:
@@ -265,7 +265,7 @@ class Seller(Agent[Any]):
         return self._propose(dialogue, ask)
 
     @handler
-    async def on_accept(self, ctx: Context[Any], msg: Accept) -> Agreed | Decline:
+    async def on_accept(self, ctx: Context, msg: Accept) -> Agreed | Decline:
         """Countersign the agreement if it states exactly our latest offer."""
         now = self.clock.now()
         try:
@@ -315,7 +315,7 @@ class NegotiationResult:
     """Sequential network round trips spent (parallel asks count once)."""
 
 
-async def negotiate(ctx: Context[Any], sellers: Sequence[str], cfp: CallForProposals, *,
+async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals, *,
                     utility: BuyerUtility, strategy: BuyerStrategy, sign: AgreementSigner,
                     reputation: dict[str, float] | None = None, max_rounds: int = 3,
                     timeout: float = 5.0, shortlist: int = 3,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 from aaex_agents import Agent, Context
 from aaex_agents.errors import AaexError
@@ -30,8 +29,8 @@ from .selling import ServiceSeller
 logger = logging.getLogger(__name__)
 
 
-async def resolve_open(ledger: Ledger, market: NodeMarket, agents: dict[str, Agent[Any]],
-                       context: Callable[[Agent[Any]], Context[Any]], *,
+async def resolve_open(ledger: Ledger, market: NodeMarket, agents: dict[str, Agent],
+                       context: Callable[[Agent], Context], *,
                        grace: float) -> Counter[str]:
     """One pass over the open purchases of the hosted `agents`; counts what happened.
 

@@ -121,7 +121,7 @@ class ServiceSeller(Seller):
     Pass `ledger` (the node does) to keep the seller's books: sales, deliveries, receipts.
     """
 
-    async def perform(self, ctx: Context[Any], task: dict[str, Any]) -> dict[str, Any]:
+    async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
         """Do the task and return the result (JSON-like). Subclasses implement it."""
         raise UsageError(f"{type(self).__name__} must implement perform(ctx, task)")
 
@@ -155,7 +155,7 @@ class ServiceSeller(Seller):
         logger.info("sale %s countersigned for %s", signed.id[:12], signed.agreement.buyer,
                     extra={"event": "countersigned", "agreement_id": signed.id})
 
-    async def check_escrow(self, ctx: Context[Any], signed: SignedAgreement) -> str:
+    async def check_escrow(self, ctx: Context, signed: SignedAgreement) -> str:
         """Ask the buyer of an open sale with no task yet whether it escrowed (see escrow).
 
         Only once `ESCROW_QUERY_AFTER_MS` have passed since the agreed-at, and once per
@@ -207,7 +207,7 @@ class ServiceSeller(Seller):
         return kept
 
     @handler
-    async def on_task(self, ctx: Context[Any], msg: Task) -> Deliver | Decline:
+    async def on_task(self, ctx: Context, msg: Task) -> Deliver | Decline:
         """Perform a task we agreed to, once; a repeated task gets the same delivery."""
         try:
             signed = SignedAgreement.from_wire(msg.agreement)
@@ -252,7 +252,7 @@ class ServiceSeller(Seller):
         return delivered
 
     @handler
-    async def on_delivery_query(self, ctx: Context[Any], msg: DeliveryQuery) -> Deliver | Decline:
+    async def on_delivery_query(self, ctx: Context, msg: DeliveryQuery) -> Deliver | Decline:
         """Hand a buyer the delivery it missed; say why when there is none."""
         kept = await self._kept_delivery(msg.agreement_id)
         if kept is not None and await self._buyer_of(msg.agreement_id) == ctx.sender:
@@ -275,13 +275,13 @@ class ServiceSeller(Seller):
         return None
 
     @handler
-    async def on_statement_query(self, ctx: Context[Any],
+    async def on_statement_query(self, ctx: Context,
                                  msg: StatementQuery) -> StatementReply | Decline:
         """Our books' statement of our trades with the asker, and nothing else."""
         return await answer_statement(self.ledger, self.address, ctx.sender)
 
     @handler
-    async def on_receipt(self, ctx: Context[Any], msg: ReceiptNotice) -> None:
+    async def on_receipt(self, ctx: Context, msg: ReceiptNotice) -> None:
         """Keep verified receipts for our own agreements; settle them on our books."""
         try:
             receipt = SignedReceipt.from_wire(msg.receipt)
@@ -307,7 +307,7 @@ class ServiceSeller(Seller):
         if msg.checkpoint is not None:
             self._keep_checkpoint(ctx, msg.checkpoint)
 
-    def _keep_checkpoint(self, ctx: Context[Any], checkpoint: Checkpoint) -> None:
+    def _keep_checkpoint(self, ctx: Context, checkpoint: Checkpoint) -> None:
         """Keep `checkpoint` if it verifies and is newer than the one kept for its node."""
         try:
             checkpoint.verify()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from aaex_agents import Context, Message
 from aaex_agents.errors import AaexError
@@ -84,7 +83,7 @@ class Reconciliation:
     """The partner node's signed ledger head, verified, when its answer carried one."""
 
 
-async def reconcile(ctx: Context[Any], ledger: Ledger, partner: str, *,
+async def reconcile(ctx: Context, ledger: Ledger, partner: str, *,
                     timeout: float = 10.0) -> Reconciliation:
     """Compare the books of `ctx`'s agent with `partner`'s statement of the same trades.
 
