@@ -13,10 +13,10 @@ the interop gateways it was given (it attaches them while it runs).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import enum
 import logging
-import typing
 from collections import Counter
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -59,27 +59,33 @@ from .storage import AgentStorage
 from .transport.base import Transport
 
 
-class Gateway(typing.Protocol):
-    """What the runtime uses of a foreign network's gateway.
+class Gateway(abc.ABC):
+    """Carries AAEX messages to the agents of another network.
 
-    `aaex_agents.interop.Gateway` is the base class to implement; this is declared here so
-    that the runtime does not import interop, even for its types.
+    Give it to ``open_runtime(..., gateways=[...])``, as the node's services are given: the
+    runtime enters `attach` once its agents' storage and transports are open, before any
+    `on_start`, and leaves it after every `on_stop`, before their storage closes.
     """
 
+    @abc.abstractmethod
     def attach(self, runtime: Runtime) -> AbstractAsyncContextManager[None]:
-        """Serve `runtime`'s agents until the context exits."""
+        """Serve `runtime`'s agents until the context exits (closing what the gateway owns)."""
 
+    @abc.abstractmethod
     def handles(self, address: str) -> bool:
         """True when `address` belongs to this gateway's network."""
 
+    @abc.abstractmethod
     async def ask(self, agent: Agent, to: str, message: Message, *,
                   reply_type: type[Message] | None, session: bytes | None,
                   timeout: float | None) -> Message:
-        """Deliver `message` from `agent` to `to` and return the reply."""
+        """Deliver `message` from `agent` to `to` and return the reply (see `Context.ask`)."""
 
+    @abc.abstractmethod
     async def send(self, agent: Agent, to: str, message: Message, *, session: bytes | None,
                    in_reply_to: bytes | None, timeout: float | None) -> None:
-        """Deliver `message` from `agent` to `to`."""
+        """Deliver `message` from `agent` to `to`; a reply goes to the agent's handlers."""
+
 
 logger = logging.getLogger(__name__)
 
