@@ -185,17 +185,27 @@ class ServiceSeller(Seller):
                    and signed.id not in self._receipted and signed.id not in self._expired
                    and signed.agreement.terms.deadline_ms > now_ms)
 
-    async def _is_our_sale(self, signed: SignedAgreement, wire: bytes) -> bool:
+    async def _sale(self, signed: SignedAgreement, wire: bytes) -> str | None:
+        """Whether `signed` is a sale of ours, and how we know.
+
+        ``live`` (countersigned in this process), ``booked`` (on our books from before a
+        restart), ``expired`` (its buyer closed it unfunded) or None (not ours). Only a sale
+        from before a restart costs a read of the books.
+        """
+        if signed.id in self._expired:  # this process booked the expiry
+            return "expired"
         dialogue = self.dialogues.get(signed.agreement.dialogue_id)
         # The wire form is canonical, so the agreement we countersigned compares as bytes.
         if dialogue is not None and dialogue.agreement == wire:
-            return True
+            return "live"
         if self.ledger is None:
-            return False
+            return None
         try:  # after a restart the dialogue is gone, but the books remember the sale
-            return await self.ledger.agreement(signed.id) == signed
+            if await self.ledger.agreement(signed.id) != signed:
+                return None
         except UnknownAgreement:
-            return False
+            return None
+        return "expired" if await self.ledger.expiry(signed.id) is not None else "booked"
 
     async def _kept_delivery(self, agreement_id: str) -> Deliver | None:
         kept = self._results.get(agreement_id)
@@ -214,11 +224,11 @@ class ServiceSeller(Seller):
         except ContractRejected as exc:
             return Decline(dialogue="", reason="bad_agreement", detail=str(exc))
         agreement = signed.agreement
-        if (agreement.seller != self.address or agreement.buyer != ctx.sender
-                or not await self._is_our_sale(signed, msg.agreement)):
+        sale = (await self._sale(signed, msg.agreement)
+                if agreement.seller == self.address and agreement.buyer == ctx.sender else None)
+        if sale is None:
             return Decline(dialogue=agreement.dialogue_id, reason="unknown_agreement")
-        if signed.id in self._expired or (self.ledger is not None
-                                          and await self.ledger.expiry(signed.id) is not None):
+        if sale == "expired":
             return Decline(dialogue=agreement.dialogue_id, reason="agreement_expired",
                            detail="you closed this agreement as never escrowed")
         if agreement.terms.task_hash != task_hash(msg.task):
