@@ -257,9 +257,9 @@ async def run_demo(options: DemoOptions, step: Step | None = None,
                 await killed.restart(on_event, options.startup_timeout, elapsed)
                 write_nodes_file(folder, providers)
                 tell(f"restarted {killed.spec.name} from its config and data dir")
-            untaken = await _await_receipts(node.ledger, options.books_timeout)
             await _await_books_agree(node.runtime.context(planner), node.ledger, providers,
                                      options.books_timeout)
+            untaken = [signed.id for signed, _ in await node.ledger.unnotified_receipts()]
             say("writing the report")
             report = await _report(outcome, node, providers, kills, folder)
         # The providers have stopped: their ledger files are complete.
@@ -334,27 +334,15 @@ async def _fund(node: Node) -> None:
                   body={"agent": "planner", "amount": str(BUDGET), "memo": "budget"})
 
 
-async def _await_receipts(ledger: Ledger, timeout: float) -> list[str]:
-    """Wait until every seller took its receipt; the agreement ids of those not taken.
-
-    The planner's node hands each receipt to its seller when it settles, and again on each
-    recovery pass (every `RESOLVE_PERIOD_S`) while the seller was unreachable.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        untaken = [signed.id for signed, _ in await ledger.unnotified_receipts()]
-        if not untaken or time.monotonic() > deadline:
-            return untaken
-        await asyncio.sleep(RESOLVE_PERIOD_S / 2)
-
-
 async def _await_books_agree(ctx: Context, ledger: Ledger, providers: list[ProviderNode],
                              timeout: float) -> None:
     """Wait until each provider's statement with the planner matches the planner's books.
 
     A provider killed mid-trade learns after its restart what it missed: the receipts (the
-    planner's recovery hands them over) and the sales whose countersignature never reached
-    the planner (the provider asks; the planner's books close them as expired, unfunded).
+    planner's recovery hands them over on its next pass, every `RESOLVE_PERIOD_S`; a receipt
+    the provider has not taken shows as a difference) and the sales whose countersignature
+    never reached the planner (the provider asks; the planner's books close them as expired,
+    unfunded).
     Asked over the market protocol, as an operator's ``aaex account reconcile`` asks; the
     books check after the providers stop reads their ledger files and says what differs.
     """
