@@ -68,28 +68,10 @@ class Credits:
         Raises:
             UsageError: the message names `field` and what to write instead.
         """
-        if isinstance(value, Credits):
-            amount = Decimal(value.micro).scaleb(-_PLACES)
-        elif isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-            raise UsageError(f"{field}: write an amount of credits such as 2.5, got {value!r}")
-        else:
-            try:
-                amount = Decimal(str(value).strip())
-            except InvalidOperation:
-                raise UsageError(f"{field}: {value!r} is not a number of credits; write e.g. "
-                                 "2.5") from None
-        if not amount.is_finite():
-            raise UsageError(f"{field}: {value!r} is not a finite number of credits")
-        if amount < 0 or (amount == 0 and not allow_zero):
-            least = "0" if allow_zero else "more than 0"
-            raise UsageError(f"{field}: must be {least} credits, got {value!r}")
-        if amount > MAX_CREDITS:
-            raise UsageError(f"{field}: {value!r} is more than {MAX_CREDITS} credits at once")
-        micro = amount.scaleb(_PLACES)
-        if micro != micro.to_integral_value():
-            raise UsageError(f"{field}: {value!r} is finer than a micro-credit (at most "
-                             f"{_PLACES} decimals)")
-        return cls(int(micro))
+        try:
+            return _read_decimal(value, allow_zero=allow_zero)
+        except ValueError as exc:
+            raise UsageError(f"{field}: {exc}") from None
 
     @classmethod
     def from_float(cls, credits: float, *, rounding: Rounding) -> Credits:
@@ -106,10 +88,6 @@ class Credits:
         micro = (Decimal(repr(credits)) * MICRO).quantize(Decimal(1),
                                                          rounding=_ROUNDINGS[rounding])
         return cls(int(micro))
-
-    def to_float(self) -> float:
-        """Credits as a float, for the concession maths only (never for money that moves)."""
-        return self._micro / MICRO
 
     def __str__(self) -> str:
         """Decimal credits, exact, without trailing zeros: ``2.5``, ``-0.000001``, ``3``."""
@@ -198,16 +176,36 @@ NonNegativeCredits = Annotated[Credits, AfterValidator(_not_negative)]
 """A `Credits` model field that refuses a negative amount (prices, holds, penalties)."""
 
 
+def _read_decimal(value: object, *, allow_zero: bool) -> Credits:
+    """`Credits.parse` without the field: raises ValueError saying what is wrong."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ValueError(f"write an amount of credits such as 2.5, got {value!r}")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"write a number of credits, e.g. 2.5 ({value!r} is not a "
+                         "number)") from None
+    if not amount.is_finite():
+        raise ValueError(f"{value!r} is not a finite number of credits")
+    if amount < 0 or (amount == 0 and not allow_zero):
+        least = "0" if allow_zero else "more than 0"
+        raise ValueError(f"must be {least} credits, got {value!r}")
+    if amount > MAX_CREDITS:
+        raise ValueError(f"{value!r} is more than {MAX_CREDITS} credits at once")
+    micro = amount.scaleb(_PLACES)
+    if micro != micro.to_integral_value():
+        raise ValueError(f"{value!r} is finer than a micro-credit (at most {_PLACES} "
+                         "decimals)")
+    return Credits(int(micro))
+
+
 def _decimal_credits(value: object) -> object:
     if isinstance(value, Credits):
         return value
     try:
-        return Credits.parse(value, allow_zero=True)
-    except UsageError as exc:  # reported as this field's error, in the parser's words
-        why = str(exc).removeprefix("amount: ")
-        if "not a number" in why or "write an amount" in why:
-            why = "write a number of credits, e.g. 2.5"
-        raise PydanticCustomError("credits", why) from None
+        return _read_decimal(value, allow_zero=True)
+    except ValueError as exc:  # this field's error, in the parser's words
+        raise PydanticCustomError("credits", str(exc)) from None
 
 
 DecimalCredits = Annotated[Credits, BeforeValidator(_decimal_credits)]
