@@ -36,7 +36,7 @@ async def _chromium(url: str, *args: str, profile: Path) -> bytes:
     process = await asyncio.create_subprocess_exec(
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=cr(5000)",
+        "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
         "--window-size=1280,900", *args, url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     out, _ = await asyncio.wait_for(process.communicate(), 90)
