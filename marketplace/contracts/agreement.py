@@ -61,8 +61,8 @@ def _unset(value: object) -> bool:
 class Terms(BaseModel):
     """What was agreed: the task, the price and the service level, with its penalty.
 
-    `tokens` is optional and left out of the signed bytes when unset, so a fixed-price
-    agreement signs exactly the bytes it always did.
+    `tokens`, `tolerance_ms` and `arbiter` are optional and left out of the signed bytes when
+    unset, so an agreement without them signs exactly the bytes it always did.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -84,6 +84,12 @@ class Terms(BaseModel):
     from the seller at agreement so that it can always be paid."""
     tokens: TokenTerms | None = Field(default=None, exclude_if=_unset)
     """Per-token billing (a language-model sale); None: `price` is a fixed price."""
+    tolerance_ms: int | None = Field(default=None, ge=0, le=60_000, exclude_if=_unset)
+    """How far the buyer's observed timings may differ from the seller's signed ones before
+    it contests a delivery (None: `dispute.DEFAULT_TOLERANCE_MS`)."""
+    arbiter: Address | None = Field(default=None, exclude_if=_unset)
+    """A key both parties accept to decide a dispute alone (None: only both parties together
+    resolve one)."""
 
 
 class Agreement(BaseModel):

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from aaex_agents.money import ZERO, Credits
 
 from .agreement import SignedAgreement
+from .dispute import SignedResolution
 from .expiry import SignedExpiry
 from .receipt import SignedReceipt
 
@@ -55,7 +56,9 @@ class Line(BaseModel):
     """Agreed price."""
     verdict: str
     """``met``, ``breached``, ``not_delivered``, ``expired`` (closed by the buyer's signed word
-    that it never escrowed: nothing owed), or ``open`` while nothing closed it."""
+    that it never escrowed: nothing owed), ``disputed`` (the parties' signed facts
+    contradict: nothing owed, the money held, until a resolution), ``resolved`` (by the
+    resolution both parties or the arbiter signed), or ``open`` while nothing closed it."""
     debtor: str | None
     """Who owes `amount` (None while open)."""
     creditor: str | None
@@ -66,13 +69,32 @@ class Line(BaseModel):
     """The id of the buyer-signed receipt that settled it (or of the expiry)."""
 
 
-def line_of(signed: SignedAgreement, receipt: SignedReceipt | SignedExpiry | None) -> Line:
-    """The line of one agreement, settled by `receipt`, expired unfunded, or still open."""
+def line_of(signed: SignedAgreement,
+            receipt: SignedReceipt | SignedExpiry | SignedResolution | None, *,
+            disputed: bool = False, resolution: SignedResolution | None = None) -> Line:
+    """The line of one agreement, whatever closed it or holds it open.
+
+    Settled by `receipt`, expired unfunded, disputed (nothing owed until a `resolution`),
+    resolved, or still open.
+    """
     a = signed.agreement
-    if receipt is None:
-        verdict, debtor, creditor, amount, receipt_id = "open", None, None, ZERO, None
+    if isinstance(receipt, SignedResolution):
+        resolution, receipt = receipt, None
+    debtor: str | None = None
+    creditor: str | None = None
+    amount, receipt_id = ZERO, None
+    if resolution is not None:
+        net = resolution.resolution.to_seller - resolution.resolution.penalty
+        verdict, receipt_id = "resolved", resolution.resolution.id
+        if net != ZERO:
+            debtor, creditor = (a.buyer, a.seller) if net > ZERO else (a.seller, a.buyer)
+            amount = net if net > ZERO else -net
+    elif disputed:
+        verdict = "disputed"
+    elif receipt is None:
+        verdict = "open"
     elif isinstance(receipt, SignedExpiry):
-        verdict, debtor, creditor, amount, receipt_id = "expired", None, None, ZERO, receipt.id
+        verdict, receipt_id = "expired", receipt.id
     elif receipt.receipt.verdict == "met":
         verdict, debtor, creditor = "met", a.buyer, a.seller
         amount, receipt_id = receipt.receipt.release, receipt.id

@@ -22,12 +22,13 @@ from aaex_agents.identity import verify_signature
 from aaex_agents.money import Credits
 
 from .agreement import SignedAgreement
+from .dispute import SignedDispute, SignedResolution
 from .errors import ContractRejected, LedgerTampered
 from .expiry import SignedExpiry
 from .receipt import SignedReceipt
 
 EntryKind = Literal["deposit", "withdraw", "agreement", "hold", "delivery", "release", "refund",
-                    "expire", "notified", "access"]
+                    "expire", "notified", "access", "dispute", "resolve"]
 GENESIS = bytes(32)
 """The `prev_hash` of the first entry."""
 _HASH_TAG = b"aaex/ledger/1\x00"
@@ -80,6 +81,13 @@ def effects(kind: str, body: dict[str, Any]) -> list[tuple[str, str, int, int]]:
         cur = body["currency"]
         return [(body["buyer"], cur, body["to_buyer"], -body["price"]),
                 (body["seller"], cur, body["to_seller"], 0)]
+    if kind == "resolve" and body["role"] == "buyer":
+        cur = body["currency"]
+        if body["settles"]:  # the held price, split as the resolution says
+            return [(body["buyer"], cur, body["to_buyer"], -body["price"]),
+                    (body["seller"], cur, body["to_seller"], 0)]
+        # Settled by a receipt before the dispute reached these books: move the difference.
+        return [(body["buyer"], cur, -body["adjust"], 0), (body["seller"], cur, body["adjust"], 0)]
     return []
 
 
@@ -102,6 +110,7 @@ class Replay:
         self._holds: dict[str, dict[str, Any]] = {}
         self._roles: dict[str, str] = {}
         self._settled = 0
+        self._disputed: set[str] = set()
 
     def feed(self, seq: int, kind: str, raw: object, stored_prev: object, stored_hash: object,
              columns: tuple[str | None, str | None, str | None]) -> None:
@@ -192,6 +201,10 @@ class Replay:
             return self._check_settlement(kind, body, settles, receipt_id)
         elif kind == "expire":
             return self._check_expiry(body, settles, receipt_id)
+        elif kind == "dispute":
+            return self._check_dispute(body)
+        elif kind == "resolve":
+            return self._check_resolution(body, settles, receipt_id)
         elif kind in MONEY_KINDS:
             return self._check_money(kind, body)
         elif kind == "delivery":
@@ -263,4 +276,45 @@ class Replay:
         if receipt_id != signed.id or (body["to_buyer"], body["to_seller"]) != (0, 0):
             return "an expiry pays out money"
         self._settled += 1
+        return None
+
+    def _check_dispute(self, body: dict[str, Any]) -> str | None:
+        """A dispute names an agreement recorded before it and is signed by one of its parties."""
+        agreement = self._agreements.get(body["agreement_id"])
+        if agreement is None or body["agreement_id"] in self._disputed:
+            return "disputes an agreement not recorded before it, or disputed twice"
+        try:
+            SignedDispute.from_wire(bytes.fromhex(body["dispute"])).verify_against(agreement)
+        except ContractRejected as exc:
+            return f"dispute does not verify: {exc}"
+        self._disputed.add(body["agreement_id"])
+        return None
+
+    def _check_resolution(self, body: dict[str, Any], settles: str | None,
+                          receipt_id: str | None) -> str | None:
+        """A resolution ends a dispute recorded before it, signed by both parties or the arbiter."""
+        agreement_id = body["agreement_id"]
+        agreement = self._agreements.get(agreement_id)
+        if agreement is None or agreement_id not in self._disputed or \
+                self._roles.get(agreement_id) != body["role"]:
+            return "resolves an agreement not disputed before it in this role"
+        try:
+            signed = SignedResolution.model_validate(body["resolution"])
+            signed.verify_against(agreement)
+        except ContractRejected as exc:
+            return f"resolution does not verify: {exc}"
+        except ValueError as exc:
+            return f"resolution is malformed: {exc}"
+        resolution = signed.resolution
+        if (body["to_seller"], body["to_buyer"], body["penalty"]) != (
+                resolution.to_seller.micro, resolution.to_buyer.micro, resolution.penalty.micro):
+            return "pays out other amounts than its resolution states"
+        if body["settles"]:
+            if settles != agreement_id or receipt_id != resolution.id:
+                return "a settling resolution is not marked as the agreement's settlement"
+            if body["role"] == "buyer" and agreement_id not in self._holds:
+                return "settles a purchase with no escrow held before it"
+            self._settled += 1
+        elif settles is not None:
+            return "an adjusting resolution is marked as a settlement"
         return None

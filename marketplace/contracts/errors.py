@@ -120,3 +120,7 @@ class AgreementExpired(LedgerError):
 
 class EscrowHeld(LedgerError):
     """These books escrowed the agreement: its receipt closes it, never an expiry."""
+
+
+class Disputed(LedgerError):
+    """The agreement is disputed on these books: only a resolution settles it now."""

@@ -22,6 +22,11 @@ Kinds and what they move (``available``/``held`` per address and currency):
   On a sale either kind records the receipt and moves nothing.
 - ``notified``  the seller took the receipt of a purchase (until then it is sent again).
 - ``access``    an audit event: who used which data, when, for what purpose.
+- ``dispute``   a party's signed dispute of the other's facts (marketplace.contracts.dispute),
+  with the seller's delivery in evidence; from then on no receipt settles the agreement.
+- ``resolve``   the resolution both parties (or the agreement's arbiter) signed: it settles
+  the held price as it says, or, on books a receipt settled before the dispute arrived,
+  moves the difference between buyer and seller.
 
 Balances are kept in a table updated in the same transaction as the entry that moves them,
 and `verify` recomputes them from the entries. Each operation is one SQLite transaction
@@ -73,6 +78,9 @@ from .errors import (
     InsufficientFunds,
 )
 from .expiry import SignedExpiry
+from .ledger_audit import AuditBooks
+from .ledger_disputes import DisputeBooks
+from .ledger_disputes import DisputeRecord as DisputeRecord
 from .ledger_store import AccessEvent as AccessEvent
 from .ledger_store import Balance as Balance
 from .ledger_store import Entry as Entry
@@ -84,6 +92,8 @@ from .receipt import SignedReceipt
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
 
 @dataclass(frozen=True, kw_only=True)
 class LedgerConfig:
@@ -112,7 +122,7 @@ class LedgerConfig:
                              f"got {self.max_bytes!r}")
 
 
-class Ledger:
+class Ledger(DisputeBooks, AuditBooks):
     """A node's ledger. Open with `open_ledger`; every method runs off the event loop.
 
     Methods that write are each one transaction: on any error nothing was written, and a
@@ -136,6 +146,9 @@ class Ledger:
         return self._config.owner.address if self._config.owner is not None else None
 
     # -- plumbing -------------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return self._config.clock.now_ms()
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
@@ -352,22 +365,6 @@ class Ledger:
                 bytes.fromhex(json.loads(s)["receipt"]))) for a, s in rows]
         return await self._run(read)
 
-    async def record_access(self, actor: str, data: str, purpose: str, *,
-                            agreement_id: str | None = None) -> Entry:
-        """Append an audit event: `actor` used `data` for `purpose`, now.
-
-        Raises:
-            UsageError: an empty actor, data or purpose.
-            LedgerFull, LedgerError: nothing was recorded.
-        """
-        for name, value in (("actor", actor), ("data", data), ("purpose", purpose)):
-            if not isinstance(value, str) or not value:
-                raise UsageError(f"record_access: {name} must be a non-empty str, got {value!r}")
-        body = {"actor": actor, "data": data, "purpose": purpose,
-                "agreement_id": agreement_id, "at_ms": self._config.clock.now_ms()}
-        return await self._write(lambda c: store.append(c, "access", body,
-                                                   agreement_id=agreement_id))
-
     # -- reads ----------------------------------------------------------------------------
 
     async def balance(self, address: str, currency: str = "credit") -> Balance:
@@ -435,11 +432,15 @@ class Ledger:
             if cached is not None and cached[0] == seq:
                 return cached
             rows = c.execute(
-                "SELECT a.body, s.kind, s.body FROM entries a LEFT JOIN entries s "
-                "ON s.settled = a.recorded WHERE a.recorded IS NOT NULL ORDER BY a.seq"
-            ).fetchall()
-            return seq, [line_of(store.decode_agreement(a), store.closing(kind, s))
-                         for a, kind, s in rows]
+                "SELECT a.body, s.kind, s.body, d.body, r.body FROM entries a "
+                "LEFT JOIN entries s ON s.settled = a.recorded "
+                "LEFT JOIN entries d ON d.agreement_id = a.recorded AND d.kind = 'dispute' "
+                "LEFT JOIN entries r ON r.agreement_id = a.recorded AND r.kind = 'resolve' "
+                "WHERE a.recorded IS NOT NULL ORDER BY a.seq").fetchall()
+            return seq, [line_of(store.decode_agreement(a), store.closing(kind, s),
+                                 disputed=d is not None,
+                                 resolution=store.resolution_in(r))
+                         for a, kind, s, d, r in rows]
         self._lines = await self._run(read)
         return list(self._lines[1])
 
@@ -465,24 +466,12 @@ class Ledger:
         def read(c: sqlite3.Connection) -> list[tuple[SignedAgreement, SignedReceipt]]:
             rows = c.execute(
                 "SELECT a.body, s.body FROM entries s JOIN entries a ON a.recorded = s.settled "
-                "WHERE s.kind IN ('release', 'refund') ORDER BY s.seq").fetchall()
+                "WHERE s.kind IN ('release', 'refund') AND s.settled NOT IN "
+                "(SELECT agreement_id FROM entries WHERE kind = 'dispute') "
+                "ORDER BY s.seq").fetchall()
             return [(store.decode_agreement(a), SignedReceipt.from_wire(
                 bytes.fromhex(json.loads(s)["receipt"]))) for a, s in rows]
         return await self._run(read)
-
-    async def access_events(self, *, actor: str | None = None,
-                            data: str | None = None) -> list[AccessEvent]:
-        """Audit events in order, optionally only one actor's or one data item's."""
-        rows = await self._run(lambda c: c.execute(
-            "SELECT seq, body FROM entries WHERE kind = 'access' ORDER BY seq").fetchall())
-        events = []
-        for seq, raw in rows:
-            body = json.loads(raw)
-            if (actor is None or body["actor"] == actor) and (data is None or
-                                                               body["data"] == data):
-                events.append(AccessEvent(seq, body["actor"], body["data"], body["purpose"],
-                                          body["at_ms"], body["agreement_id"]))
-        return events
 
     async def entries(self, *, after: int = 0, limit: int = 1000) -> list[Entry]:
         """Up to `limit` entries with seq greater than `after`, in order."""

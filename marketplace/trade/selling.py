@@ -13,18 +13,15 @@ memory), so that node cannot later cut or rewrite its books up to there unnotice
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from aaex_agents import Context, Identity, Message, handler
 from aaex_agents.errors import UsageError
-from aaex_agents.identity import verify_signature
 
 from ..contracts.agreement import SignedAgreement
 from ..contracts.checkpoint import Checkpoint
+from ..contracts.delivery import delivery_signed_by, delivery_signing_bytes, result_hash
 from ..contracts.errors import AlreadySettled, ContractRejected, LedgerError, UnknownAgreement
 from ..contracts.ledger import Ledger
 from ..contracts.receipt import SignedReceipt
@@ -35,9 +32,6 @@ from .negotiation import Decline, DialogueState, Seller
 from .statements import StatementQuery, StatementReply, answer_statement
 
 logger = logging.getLogger(__name__)
-
-_DELIVERY_TAG = b"aaex/delivery/1\x00"
-
 
 class Task(Message, type="market.task/1"):
     """The work itself, sent to the seller with the agreement both signed."""
@@ -78,20 +72,6 @@ class ReceiptNotice(Message, type="market.receipt/1"):
     seller keeps the newest from each node (None: the buyer's books have no key)."""
 
 
-def result_hash(result: Mapping[str, Any]) -> str:
-    """sha256 of a result's canonical JSON."""
-    return hashlib.sha256(json.dumps(result, sort_keys=True, separators=(",", ":"),
-                                     default=str).encode()).hexdigest()
-
-
-def delivery_signing_bytes(agreement_id: str, result_digest: str, started_at_ms: int,
-                           finished_at_ms: int) -> bytes:
-    """What a seller signs when it delivers."""
-    return _DELIVERY_TAG + json.dumps(
-        [agreement_id, result_digest, started_at_ms, finished_at_ms],
-        separators=(",", ":")).encode()
-
-
 def sign_delivery(identity: Identity, agreement_id: str, result: dict[str, Any],
                   started_at_ms: int, finished_at_ms: int) -> Deliver:
     """A delivery of `result`, signed by the seller `identity`."""
@@ -105,14 +85,7 @@ def sign_delivery(identity: Identity, agreement_id: str, result: dict[str, Any],
 
 def delivery_is_genuine(deliver: Deliver, seller: str) -> bool:
     """True when `deliver` hashes right and is signed by `seller`."""
-    if deliver.result_hash != result_hash(deliver.result):
-        return False
-    try:
-        return verify_signature(seller, delivery_signing_bytes(
-            deliver.agreement_id, deliver.result_hash, deliver.started_at_ms,
-            deliver.finished_at_ms), bytes.fromhex(deliver.signature))
-    except (UsageError, ValueError):
-        return False
+    return delivery_signed_by(deliver.model_dump(), seller)
 
 
 class ServiceSeller(Seller):
