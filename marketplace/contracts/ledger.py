@@ -396,12 +396,14 @@ class Ledger(DisputeBooks, AuditBooks):
         return [store.decode_agreement(row[0]) for row in rows]
 
     async def open_agreements(self) -> list[OpenAgreement]:
-        """Every agreement not yet settled, with its role, task and delivery (if any)."""
+        """Every agreement not yet settled nor disputed, with its role, task and delivery."""
         def read(c: sqlite3.Connection) -> list[OpenAgreement]:
             rows = c.execute(
                 "SELECT a.body, d.body FROM entries a LEFT JOIN entries d "
                 "ON d.delivered = a.recorded WHERE a.recorded IS NOT NULL AND a.recorded NOT IN "
-                "(SELECT settled FROM entries WHERE settled IS NOT NULL) ORDER BY a.seq").fetchall()
+                "(SELECT settled FROM entries WHERE settled IS NOT NULL) AND a.recorded NOT IN "
+                "(SELECT agreement_id FROM entries WHERE kind = 'dispute') "
+                "ORDER BY a.seq").fetchall()
             found = []
             for raw, delivered in rows:
                 body = json.loads(raw)

@@ -29,11 +29,13 @@ from aaex_agents.services import DelegateTerms
 
 from ..contracts.agreement import SignedAgreement
 from ..contracts.checkpoint import Checkpoint
+from ..contracts.dispute import Dispute, SignedDispute, seller_delivery, timing_conflicts
 from ..contracts.errors import AgreementExpired, LedgerError
 from ..contracts.receipt import SignedReceipt, make_receipt
 from ..contracts.reputation import ReputationBook, Score
 from ..contracts.sla import Delivery, TokenUsage
 from .contracting import buyer_signer
+from .disputes import raise_dispute
 from .errors import DelegationFailed
 from .metering import metered_usage
 from .negotiation import CallForProposals, Decline, negotiate, new_dialogue_id
@@ -67,6 +69,10 @@ class Books(Protocol):
 
     async def record_notified(self, agreement_id: str) -> object:
         """Note that the seller took the receipt."""
+
+    async def record_dispute(self, dispute: SignedDispute,
+                             delivery: Mapping[str, Any] | None = None) -> bool:
+        """Hold the agreement as disputed (no receipt settles it from then on)."""
 
     @property
     def owner(self) -> str | None:
@@ -303,6 +309,12 @@ class Delegator:
                 self._wallet.release(outcome.winner, agreed.price)
                 attempts.append(Attempt(outcome.winner, "expired", signed.id, str(exc)))
                 continue
+            if receipt is None:  # we contested the delivery: held until resolved
+                report("disputed", {"agreement_id": signed.id, "seller": outcome.winner,
+                                    "detail": detail})
+                attempts.append(Attempt(outcome.winner, "disputed", signed.id, detail))
+                self.backoff.ban(outcome.winner, clock.now())
+                continue
             if progress is not None:
                 _report_award(progress, signed, receipt, result is not None, detail)
             attempts.append(Attempt(outcome.winner, receipt.receipt.verdict, signed.id, detail))
@@ -316,11 +328,12 @@ class Delegator:
                                attempts)
 
     async def _perform(self, ctx: Context, signed: SignedAgreement, task: dict[str, Any],
-                       end: float) -> tuple[dict[str, Any] | None, SignedReceipt, str]:
+                       end: float) -> tuple[dict[str, Any] | None, SignedReceipt | None, str]:
         """Escrow, send the task, wait within the SLA, keep and judge the delivery, settle.
 
         Never raises for a failing seller: that is a `not_delivered` or `breached` receipt,
-        returned with what went wrong (empty when it delivered).
+        returned with what went wrong (empty when it delivered); a delivery we contest
+        returns no receipt (the dispute holds the money).
         """
         agreement = signed.agreement
         self.in_flight.add(signed.id)
@@ -344,9 +357,7 @@ class Delegator:
                     logger.info("delivery of %s kept", signed.id[:12],
                                 extra={"event": "delivered", "agreement_id": signed.id})
                     result = reply.result
-                    delivery = Delivery(result_hash=reply.result_hash, started_at_ms=started,
-                                        finished_at_ms=max(started, clock.now_ms()),
-                                        usage=_usage(signed, task, reply.result))
+                    delivery, detail = await self._judge(ctx, signed, reply, task, started)
                 elif isinstance(reply, Decline):
                     detail = f"{reply.reason}: {reply.detail}" if reply.detail else reply.reason
                 else:
@@ -354,10 +365,33 @@ class Delegator:
             except (AaexError, TimeoutError) as exc:
                 detail = str(exc) or type(exc).__name__
                 logger.info("%s did not deliver: %s", agreement.seller, detail)
+            if result is not None and delivery is None:  # contested: held, no receipt
+                return None, None, detail
             receipt = await self._settle(ctx, signed, delivery)
         finally:
             self.in_flight.discard(signed.id)
         return result, receipt, detail
+
+    async def _judge(self, ctx: Context, signed: SignedAgreement, reply: Deliver,
+                     task: Mapping[str, Any], dispatched_ms: int) -> tuple[Delivery | None, str]:
+        """The delivery facts a receipt states: the seller's signed ones, unless contested.
+
+        The seller's timings are its signed facts; they stand when they agree with what we
+        saw (sent at `dispatched_ms`, received now) or the difference does not change the
+        verdict. Otherwise we sign a dispute and the money stays held: (None, why).
+        """
+        agreement, facts = signed.agreement, reply.model_dump()
+        usage = _usage(signed, task, reply.result)
+        received = max(dispatched_ms, ctx.clock.now_ms())
+        conflicts = timing_conflicts(agreement, facts, usage, dispatched_ms=dispatched_ms,
+                                     received_ms=received)
+        if not conflicts:
+            return seller_delivery(agreement, facts, usage), ""
+        await raise_dispute(ctx, self._books, self._identity, Dispute(
+            agreement_id=signed.id, raised_by=self._identity.address, party="buyer",
+            conflicts=tuple(conflicts), dispatched_ms=dispatched_ms, received_ms=received,
+            at_ms=ctx.clock.now_ms()), facts, agreement.seller)
+        return None, "disputed: " + ", ".join(c.field for c in conflicts)
 
     async def _settle(self, ctx: Context, signed: SignedAgreement,
                       delivery: Delivery | None) -> SignedReceipt:

@@ -4,8 +4,9 @@ A partner reconciling its books, or a seller asking whether a sale was escrowed,
 agent; but the books are the node's, and the agent may be any class an operator wrote (a
 planner that only buys through `ctx.delegate` declares no market handlers). The node passes
 a `MarketDesk` to its runtime as the shared handlers (`open_runtime(shared=...)`): for any
-hosted agent whose own class does not answer a `StatementQuery` or an `EscrowQuery`, the desk
-answers from the node's ledger, as that agent and only about that agent's trades.
+hosted agent whose own class does not answer a `StatementQuery`, an `EscrowQuery`, a
+partner's dispute or a resolution, the desk answers from the node's ledger, as that agent
+and only about that agent's trades.
 """
 
 from __future__ import annotations
@@ -15,6 +16,14 @@ from collections.abc import Mapping
 from aaex_agents import Agent, Context, handler
 
 from ..contracts.ledger import Ledger
+from .disputes import (
+    DisputeNotice,
+    DisputeTaken,
+    ResolutionDesk,
+    ResolutionNotice,
+    ResolutionTaken,
+    answer_dispute,
+)
 from .escrow import Escrowed, EscrowQuery, Expired, answer_escrow_query
 from .negotiation import Decline
 from .statements import StatementQuery, StatementReply, answer_statement
@@ -31,6 +40,8 @@ class MarketDesk(Agent):
         super().__init__(name="market-desk")
         self._agents = agents
         self._ledger = ledger
+        self.resolutions = ResolutionDesk(ledger)
+        """Resolution offers partners sent, until our operator signs the same terms."""
 
     @handler
     async def on_statement_query(self, ctx: Context,
@@ -47,3 +58,18 @@ class MarketDesk(Agent):
             return Decline(dialogue="", reason="unknown_agent")
         return await answer_escrow_query(self._ledger, agent.identity, ctx.sender, msg,
                                          ctx.clock.now_ms())
+
+    @handler
+    async def on_dispute(self, ctx: Context, msg: DisputeNotice) -> DisputeTaken | Decline:
+        """Check and record a partner's dispute of one of the addressed agent's agreements."""
+        if ctx.sender is None or ctx.address not in self._agents:
+            return Decline(dialogue="", reason="unknown_agent")
+        return await answer_dispute(self._ledger, ctx.address, ctx.sender, msg)
+
+    @handler
+    async def on_resolution(self, ctx: Context,
+                            msg: ResolutionNotice) -> ResolutionTaken | Decline:
+        """A partner's resolution: ends the dispute when complete, else kept as an offer."""
+        if ctx.sender is None or ctx.address not in self._agents:
+            return Decline(dialogue="", reason="unknown_agent")
+        return await self.resolutions.receive(ctx.address, ctx.sender, msg)

@@ -22,10 +22,12 @@ from aaex_agents.errors import UsageError
 from ..contracts.agreement import SignedAgreement
 from ..contracts.checkpoint import Checkpoint
 from ..contracts.delivery import delivery_signed_by, delivery_signing_bytes, result_hash
+from ..contracts.dispute import Dispute, receipt_conflicts
 from ..contracts.errors import AlreadySettled, ContractRejected, LedgerError, UnknownAgreement
 from ..contracts.ledger import Ledger
 from ..contracts.receipt import SignedReceipt
 from .contracting import task_hash
+from .disputes import raise_dispute
 from .errors import Refusal
 from .escrow import ESCROW_QUERY_AFTER_MS, ask_escrow
 from .negotiation import Decline, DialogueState, Seller
@@ -276,19 +278,32 @@ class ServiceSeller(Seller):
             return
         self.receipts.append(receipt)
         if self.ledger is not None:
-            try:
-                await self.ledger.settle(receipt)
-            except (UnknownAgreement, ContractRejected, AlreadySettled, LedgerError) as exc:
-                ctx.logger.warning("receipt %s not booked: %s", receipt.id[:12], exc)
-            else:
-                logger.info("receipt of %s booked: %s", receipt.receipt.agreement_id[:12],
-                            receipt.receipt.verdict,
-                            extra={"event": "receipt_booked",
-                                   "agreement_id": receipt.receipt.agreement_id})
+            await self._book_receipt(ctx, self.ledger, receipt)
         self._results.pop(receipt.receipt.agreement_id, None)
         self._receipted.add(receipt.receipt.agreement_id)
         if msg.checkpoint is not None:
             self._keep_checkpoint(ctx, msg.checkpoint)
+
+    async def _book_receipt(self, ctx: Context, ledger: Ledger, receipt: SignedReceipt) -> None:
+        """Settle `receipt` on our books if it states our signed delivery; else dispute it."""
+        agreement_id = receipt.receipt.agreement_id
+        try:
+            signed = await ledger.agreement(agreement_id)
+            receipt.verify_against(signed)
+            kept = await ledger.delivery(agreement_id)
+            conflicts = receipt_conflicts(signed.agreement, kept, receipt.receipt)
+            if conflicts:
+                await raise_dispute(ctx, ledger, self.identity, Dispute(
+                    agreement_id=agreement_id, raised_by=self.address, party="seller",
+                    conflicts=tuple(conflicts), receipt=receipt.to_wire().hex(),
+                    at_ms=ctx.clock.now_ms()), kept, receipt.receipt.buyer)
+                return
+            await ledger.settle(receipt)
+        except (UnknownAgreement, ContractRejected, AlreadySettled, LedgerError) as exc:
+            ctx.logger.warning("receipt %s not booked: %s", receipt.id[:12], exc)
+        else:
+            logger.info("receipt of %s booked: %s", agreement_id[:12], receipt.receipt.verdict,
+                        extra={"event": "receipt_booked", "agreement_id": agreement_id})
 
     def _keep_checkpoint(self, ctx: Context, checkpoint: Checkpoint) -> None:
         """Keep `checkpoint` if it verifies and is newer than the one kept for its node."""

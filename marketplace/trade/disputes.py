@@ -1,0 +1,158 @@
+"""Disputes between two nodes: raised by one party, checked and recorded by the other.
+
+A party that finds the other's signed facts contradicting its own (marketplace.contracts.
+dispute) records a signed `Dispute` on its books and sends it (`market.dispute/1`) with the
+seller's signed delivery in evidence. The partner's node checks it exactly as an auditor
+would (signed by a party, conflicts borne out by the evidence) before recording it, so a
+forged or invented dispute moves nothing. A `Resolution` travels the same way
+(`market.resolution/1`): signed by one party it is an offer, kept until the other signs the
+same terms (`aaex dispute resolve`); signed by both, or by the arbiter the agreement names,
+it ends the dispute on each book that receives it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from aaex_agents import Context, Identity, Message
+from aaex_agents.errors import AaexError
+
+from ..contracts.dispute import Dispute, SignedDispute, SignedResolution
+from ..contracts.errors import ContractRejected, LedgerError, UnknownAgreement
+from ..contracts.ledger import Ledger
+from .negotiation import Decline
+
+logger = logging.getLogger(__name__)
+
+OFFERS_KEPT = 1_000
+"""Resolution offers kept from partners at once (oldest dropped first)."""
+
+
+class DisputeRecorder(Protocol):
+    """Books that can hold an agreement as disputed (a `Ledger`)."""
+
+    async def record_dispute(self, dispute: SignedDispute,
+                             delivery: Mapping[str, Any] | None = None) -> bool:
+        """Record the dispute once; True when it is new."""
+
+
+class DisputeNotice(Message, type="market.dispute/1"):
+    """A party's signed dispute, with the seller's signed delivery in evidence."""
+
+    dispute: bytes
+    """`SignedDispute.to_wire`."""
+    delivery: dict[str, Any] | None = None
+
+
+class DisputeTaken(Message, type="market.dispute_taken/1"):
+    """The partner checked the dispute and recorded it on its books."""
+
+    agreement_id: str
+
+
+class ResolutionNotice(Message, type="market.resolution/1"):
+    """A resolution with the signatures gathered so far."""
+
+    resolution: dict[str, Any]
+    """`SignedResolution` as JSON."""
+
+
+class ResolutionTaken(Message, type="market.resolution_taken/1"):
+    """What the partner did with a resolution: ``resolved`` or ``offer_kept``."""
+
+    agreement_id: str
+    outcome: str
+
+
+async def raise_dispute(ctx: Context, ledger: DisputeRecorder | None, identity: Identity,
+                        dispute: Dispute,
+                        delivery: dict[str, Any] | None, partner: str) -> SignedDispute:
+    """Sign `dispute` as `identity`, record it on our books, and tell `partner`.
+
+    The money stays held from here; a partner that cannot be reached learns of it from
+    `aaex account reconcile` (the line reads ``disputed`` on our side).
+
+    Raises:
+        ContractRejected, LedgerError: our own books refused it (nothing was sent).
+    """
+    signed = SignedDispute.create(dispute, identity)
+    if ledger is not None:
+        await ledger.record_dispute(signed, delivery)
+    fields = ", ".join(c.field for c in dispute.conflicts)
+    logger.warning("agreement %s disputed with %s: %s", dispute.agreement_id[:12], partner,
+                   fields, extra={"event": "disputed", "agreement_id": dispute.agreement_id})
+    try:
+        reply = await ctx.ask(partner, DisputeNotice(dispute=signed.to_wire(), delivery=delivery),
+                              timeout=5)
+        if not isinstance(reply, DisputeTaken):
+            logger.warning("the partner did not record dispute %s: %s", signed.id[:12], reply)
+    except (AaexError, TimeoutError) as exc:
+        logger.info("dispute %s not delivered to %s: %s", signed.id[:12], partner, exc)
+    return signed
+
+
+async def answer_dispute(ledger: Ledger, me: str, sender: str,
+                         msg: DisputeNotice) -> DisputeTaken | Decline:
+    """Record a partner's dispute of an agreement between `me` and `sender`, if it holds."""
+    try:
+        signed = SignedDispute.from_wire(msg.dispute)
+        agreement = (await ledger.agreement(signed.dispute.agreement_id)).agreement
+        if {agreement.buyer, agreement.seller} != {me, sender} \
+                or signed.dispute.raised_by != sender:
+            return Decline(dialogue="", reason="not_a_party",
+                           detail="you are not the other party of this agreement")
+        await ledger.record_dispute(signed, msg.delivery)
+    except UnknownAgreement:
+        return Decline(dialogue="", reason="unknown_agreement")
+    except (ContractRejected, LedgerError) as exc:
+        logger.warning("dispute from %s refused: %s", sender, exc)
+        return Decline(dialogue="", reason="dispute_refused", detail=str(exc)[:200])
+    logger.warning("agreement %s disputed by %s", agreement_id := signed.dispute.agreement_id,
+                   sender, extra={"event": "disputed", "agreement_id": agreement_id})
+    return DisputeTaken(agreement_id=agreement_id)
+
+
+class ResolutionDesk:
+    """Resolution offers from partners, and ending disputes by complete resolutions."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self.offers: dict[str, SignedResolution] = {}
+        """The latest offer per agreement from a partner, until the terms are signed."""
+
+    async def receive(self, me: str, sender: str,
+                      msg: ResolutionNotice) -> ResolutionTaken | Decline:
+        """Take a partner's resolution: end the dispute if complete, else keep the offer."""
+        try:
+            signed = SignedResolution.model_validate(msg.resolution)
+            agreement_id = signed.resolution.agreement_id
+            recorded = await self._ledger.agreement(agreement_id)
+            if {recorded.agreement.buyer, recorded.agreement.seller} != {me, sender}:
+                return Decline(dialogue="", reason="not_a_party")
+            signed.verify_against(recorded, complete=False)
+            if await self._ledger.dispute(agreement_id) is None:
+                return Decline(dialogue="", reason="not_disputed")
+            try:
+                signed.verify_against(recorded)
+            except ContractRejected:  # one party's offer: keep it for our operator
+                self._keep(agreement_id, signed)
+                return ResolutionTaken(agreement_id=agreement_id, outcome="offer_kept")
+            await self._ledger.resolve(signed)
+        except UnknownAgreement:
+            return Decline(dialogue="", reason="unknown_agreement")
+        except (ValidationError, ContractRejected, LedgerError) as exc:
+            return Decline(dialogue="", reason="resolution_refused", detail=str(exc)[:200])
+        self.offers.pop(agreement_id, None)
+        logger.info("dispute over %s resolved", agreement_id[:12],
+                    extra={"event": "resolved", "agreement_id": agreement_id})
+        return ResolutionTaken(agreement_id=agreement_id, outcome="resolved")
+
+    def _keep(self, agreement_id: str, offer: SignedResolution) -> None:
+        self.offers.pop(agreement_id, None)
+        self.offers[agreement_id] = offer
+        while len(self.offers) > OFFERS_KEPT:
+            self.offers.pop(next(iter(self.offers)))
