@@ -136,8 +136,12 @@ class OperatorView(Protocol):
         """Where the hosted agents buy."""
 
 
-def add_operator_routes(app: web.Application, node: OperatorView, token: str) -> None:
-    """Add the operator routes of `node` to its admin `app`; POSTs require `token`."""
+def add_operator_routes(app: web.Application, node: OperatorView,
+                        token: str) -> Callable[..., Handler]:
+    """Add the operator routes of `node` to its admin `app`; POSTs require `token`.
+
+    Returns the guard (token and error handling) for further routes: ``guard(view, write=)``.
+    """
     routes = _OperatorRoutes(node, token)
     for path, view, write in (
             ("/accounts", routes.accounts, False), ("/statement", routes.statement, False),
@@ -146,6 +150,7 @@ def add_operator_routes(app: web.Application, node: OperatorView, token: str) ->
             ("/reconcile", routes.reconcile, True), ("/market/buy", routes.buy, True)):
         (app.router.add_post if write else app.router.add_get)(
             path, routes.guarded(view, write=write))
+    return routes.guarded
 
 
 @dataclass(frozen=True)

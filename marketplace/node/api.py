@@ -38,6 +38,7 @@ from ..contracts.books import Line
 from ..contracts.errors import ContractRejected, LedgerTampered
 from ..contracts.ledger import Entry, Ledger
 from ..trade.negotiation import Dialogue, DialogueState, Seller
+from .admin_disputes import DisputeView, add_dispute_routes
 from .admin_writes import OperatorView, add_operator_routes
 from .metrics import MetricsView, node_registry
 
@@ -157,7 +158,7 @@ class _VerifiedHead:
             return self.result
 
 
-class AdminView(MetricsView, OperatorView, Protocol):
+class AdminView(MetricsView, OperatorView, DisputeView, Protocol):
     """What the admin API reads of a node.
 
     What `/metrics` and the operator routes read, the ads it publishes and holds, and its
@@ -203,7 +204,7 @@ def build_app(node: AdminView, token: str | None = None, *,
                        ("/balances", views.balances), ("/metrics", views.metrics)):
         app.router.add_get(path, view)
     if token is not None:
-        add_operator_routes(app, node, token)
+        add_dispute_routes(app, node, add_operator_routes(app, node, token))
     return app
 
 

@@ -105,6 +105,8 @@ class NodeParts:
     """The language model the agents share; None when the configuration names none."""
     market: NodeMarket
     """What `ctx.delegate` of the hosted agents reaches."""
+    desk: MarketDesk
+    """What the node answers for every hosted agent (statements, escrow, disputes)."""
     interop: Interop | None
     """The uAgents and A2A listener; None when `[interop]` sets no `listen`."""
     advertisers: tuple[Advertiser, ...]
@@ -366,12 +368,13 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
         discovery_finder(discovery) if discovery is not None else _no_market),
         ledger=ledger, settings=config.market)
     runtime_config = RuntimeConfig(data_dir=config.node.data_dir / "storage")
+    desk = MarketDesk({a.address: a for a in agents}, ledger)
     gateway = (interop_gateway(config.interop, policy=runtime_config.policy,
                                offers=offers_of) if config.interop.enabled else None)
     runtime = await stack.enter_async_context(open_runtime(
         agents, transports=network.transports, directory=network.directory,
         config=runtime_config, clock=clock, services=Services(llm=llm, market=market),
-        shared=MarketDesk({a.address: a for a in agents}, ledger),
+        shared=desk,
         gateways=[gateway] if gateway is not None else (), deps=deps))
     started, draining = time.monotonic(), asyncio.Event()
     # Runs after the advertisers have withdrawn (exit order is reversed), before the
@@ -389,7 +392,7 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
             runtime, market, config.gateway, token=token, llm=llm,
             models=lambda: _advertised_models(discovery)))
     return NodeParts(config=config, identity=identity, ledger=ledger, runtime=runtime,
-                     host=network.host, discovery=discovery, llm=llm, market=market,
+                     host=network.host, discovery=discovery, llm=llm, market=market, desk=desk,
                      interop=interop, advertisers=advertisers, gateway_url=gateway_url,
                      started=started, draining=draining), token
 
