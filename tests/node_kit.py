@@ -24,11 +24,14 @@ class NodeProcess:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, config: Path, *, crash_at: str | None = None) -> NodeProcess:
+    async def start(cls, config: Path, *, crash_at: str | None = None,
+                    lie: str | None = None) -> NodeProcess:
         """Start the node; with `crash_at`, it SIGKILLs itself the moment it logs that event
-        (tests/peers/crash_on_event.py), exactly between that step and the next."""
-        command = (["-m", "marketplace.cli"] if crash_at is None
-                   else ["-m", "tests.peers.crash_on_event", crash_at])
+        (tests/peers/crash_on_event.py), exactly between that step and the next; with `lie`,
+        its buyers sign receipts that lie that way (tests/peers/lying_buyer.py)."""
+        command = (["-m", "tests.peers.crash_on_event", crash_at] if crash_at is not None
+                   else ["-m", "tests.peers.lying_buyer", lie] if lie is not None
+                   else ["-m", "marketplace.cli"])
         process = await asyncio.create_subprocess_exec(
             sys.executable, *command, "--log-format", "json", "node", "run",
             "--config", str(config), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
@@ -66,10 +69,10 @@ class NodeProcess:
 
 
 @asynccontextmanager
-async def running_node(config: Path) -> AsyncIterator[NodeProcess]:
+async def running_node(config: Path, *, lie: str | None = None) -> AsyncIterator[NodeProcess]:
     """A node for the block; SIGTERM at the end, and it must stop cleanly (exit 0) unless
-    the test already stopped or killed it."""
-    node = await NodeProcess.start(config)
+    the test already stopped or killed it. `lie`: see `NodeProcess.start`."""
+    node = await NodeProcess.start(config, lie=lie)
     try:
         yield node
     finally:

@@ -1,0 +1,115 @@
+"""A dishonest buyer against an honest seller: two `aaex node run` processes, each with its
+own key, config and ledger, driven through the CLI.
+
+The buyer's node signs a receipt that lies about the delivery (tests/peers/lying_buyer.py):
+a breach the seller's signed timings do not show, so the seller would owe its penalty and get
+nothing. The seller's node checks the receipt against the delivery it signed, refuses to book
+it and disputes it; the buyer's node checks the dispute against the same signed facts and
+records it too. Nothing moves until a resolution both parties sign; the evidence bundle is
+checked offline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from marketplace.contracts.ledger import open_ledger
+from tests.node_kit import running_node
+from tests.test_operators import aaex
+from tests.test_operators_expiry import BUYER_TOML
+
+SELLER_TOML = """
+[node]
+http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+p2p = ["/ip4/127.0.0.1/tcp/0"]
+seeds = ["{seed}"]
+drain_timeout = 2
+
+[[agents]]
+name = "forecaster"
+class = "tests.peers.market_agents:SlowForecaster"
+settings = {{ cost = 1.0 }}
+"""
+
+
+async def test_a_buyers_false_breach_is_disputed_held_and_resolved_by_both_signatures(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seller_dir, buyer_dir = tmp_path / "seller", tmp_path / "buyer"
+    seller_dir.mkdir()
+    buyer_dir.mkdir()
+    seller_toml, buyer_toml = seller_dir / "node.toml", buyer_dir / "node.toml"
+    buyer_toml.write_text(BUYER_TOML)
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"history": [1, 2, 3]}))
+
+    async with running_node(buyer_toml, lie="late") as buyer:
+        seller_toml.write_text(SELLER_TOML.format(seed=buyer.ready["p2p"][0]))
+        code, _, err = await aaex(capsys, "account", "deposit", "--config", str(buyer_toml),
+                                  "shopper", "10")
+        assert code == 0, err
+        async with running_node(seller_toml) as seller:
+            for _ in range(20):  # until the seller's ad reached the buyer's DHT
+                code, out, err = await aaex(capsys, "market", "buy", "forecast.demand",
+                                            "--config", str(buyer_toml), "--agent", "shopper",
+                                            "--task", str(task), "--budget", "5",
+                                            "--deadline", "10")
+                if "breached" in out:
+                    break
+            assert "breached" in out, out + err  # the lie, signed by the buyer
+            disputed = await seller.event("disputed")
+            await buyer.event("disputed")  # its node recorded the seller's dispute
+            agreement_id = disputed["agreement_id"]
+
+            code, out, _ = await aaex(capsys, "dispute", "list", "--config", str(seller_toml),
+                                      "--json")
+            [listed] = json.loads(out)
+            assert (listed["agreement_id"], listed["status"], listed["raised_by"]) == (
+                agreement_id, "open", "seller")
+            assert {"finished_at_ms", "verdict"} <= {c["field"] for c in listed["conflicts"]}
+            code, out, _ = await aaex(capsys, "account", "show", "--config", str(seller_toml),
+                                      "--json")
+            [forecaster] = json.loads(out)
+            assert (forecaster["payable"], forecaster["receivable"]) == ("0", "0")
+            code, out, _ = await aaex(capsys, "account", "reconcile", "--config",
+                                      str(seller_toml), "--with", listed["buyer"], "--json")
+            [ours] = json.loads(out)["agents"][0]["ours"]["lines"]
+            assert ours["verdict"] == "disputed"
+
+            evidence = tmp_path / "evidence.json"
+            code, _, err = await aaex(capsys, "dispute", "export", "--config",
+                                      str(seller_toml), agreement_id[:12], "--out",
+                                      str(evidence))
+            assert code == 0, err
+            code, out, _ = await aaex(capsys, "dispute", "verify", str(evidence), "--json")
+            assert code == 0 and json.loads(out)["valid"], out
+            bundle = json.loads(evidence.read_text())
+            bundle["body"]["delivery"]["finished_at_ms"] += 600  # a doctored copy
+            evidence.write_text(json.dumps(bundle))
+            code, out, _ = await aaex(capsys, "dispute", "verify", str(evidence))
+            assert code == 1 and out.startswith("INVALID"), out
+
+            price = listed["price"]
+            code, out, err = await aaex(capsys, "dispute", "resolve", "--config",
+                                        str(seller_toml), agreement_id, "--to-seller", price)
+            assert code == 0 and out.startswith("offered") and "offer_kept" in out, out + err
+            code, out, err = await aaex(capsys, "dispute", "resolve", "--config",
+                                        str(buyer_toml), agreement_id, "--to-seller", price)
+            assert code == 0 and out.startswith("resolved") and "resolved" in out, out + err
+            code, out, _ = await aaex(capsys, "account", "reconcile", "--config",
+                                      str(seller_toml), "--with", listed["buyer"])
+            assert code == 0 and ": agree" in out, out
+        code, out, _ = await aaex(capsys, "account", "show", "--config", str(buyer_toml),
+                                  "--json")
+        [shopper] = json.loads(out)
+        assert shopper["available"] == str(10 - float(price)).rstrip("0").rstrip(".")
+
+    for books_path in (buyer_dir / "data" / "ledger.sqlite",
+                       seller_dir / "data" / "ledger.sqlite"):
+        async with open_ledger(books_path) as books:
+            await books.verify()
+            [line] = await books.lines()
+            assert (line.verdict, str(line.amount)) == ("resolved", price)
