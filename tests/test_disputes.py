@@ -308,6 +308,6 @@ async def test_verify_refuses_a_dispute_entry_signed_by_no_party(
         digest = entry_hash(bytes(prev), seq, "dispute", new)
         c.execute("UPDATE entries SET body = ?, hash = ? WHERE seq = ?", (new, digest, seq))
         c.execute("UPDATE meta SET value = ? WHERE key = 'head_hash'", (digest,))
-    async with open_ledger(path, config=LedgerConfig(owner=SELLER)) as reopened:
-        with pytest.raises(LedgerTampered, match="dispute does not verify"):
+    with pytest.raises(LedgerTampered, match="dispute does not verify"):
+        async with open_ledger(path, config=LedgerConfig(read_only=True)) as reopened:
             await reopened.verify()

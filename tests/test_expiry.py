@@ -149,6 +149,6 @@ async def test_verify_refuses_an_expiry_written_over_an_escrowed_agreement(
         "price": PRICE.micro, "to_seller": 0, "to_buyer": 0, "at_ms": 5_000},
         agreement_id=signed.id, settled=signed.id, receipt_id=expiry.id))
     connection.close()
-    async with open_ledger(path, config=LedgerConfig(owner=OWNER)) as books:
-        with pytest.raises(LedgerTampered, match="escrowed"):
+    with pytest.raises(LedgerTampered, match="escrowed"):  # the owner verifies on opening
+        async with open_ledger(path, config=LedgerConfig(owner=OWNER)) as books:
             await books.verify()

@@ -13,7 +13,7 @@ from aaex_agents import Credits, UsageError
 from aaex_agents.clock import ManualClock
 from aaex_agents.money import ZERO
 from marketplace.contracts.books import differences
-from marketplace.contracts.chain import GENESIS, entry_hash
+from marketplace.contracts.chain import entry_hash
 from marketplace.contracts.errors import (
     AlreadySettled,
     BadContractSignature,
@@ -246,7 +246,8 @@ def _rewrite(path: Path, seq: int, old: bytes, new: bytes) -> None:
     """Edit entry `seq` and re-hash it, every entry after it and the head: a full forgery."""
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT seq, kind, body FROM entries ORDER BY seq").fetchall()
-    prev = GENESIS
+        genesis = db.execute("SELECT prev_hash FROM entries WHERE seq = 1").fetchone()[0]
+    prev = genesis
     statements = []
     for number, kind, body in rows:
         if number == seq:
@@ -270,7 +271,11 @@ async def test_a_published_head_pins_history_against_a_full_rewrite(tmp_path: Pa
         await ledger.deposit(STRANGER.address, Credits(1))  # history may grow after publishing
     await _verify(path, expected_head=published)
     _rewrite(path, 8, b"forecast", b"marketing")  # an audit event, which moves no money
-    await _verify(path)  # the documented limit: a whole-file rewrite is consistent locally
+    # Re-chaining gave the deposit at entry 10 another previous hash than the one its
+    # signature covers; without a money entry after the edit it would be consistent here.
+    with pytest.raises(LedgerTampered, match="copied from another place") as moved:
+        await _verify(path)
+    assert moved.value.seq == 10
     with pytest.raises(LedgerTampered, match="published") as caught:
         await _verify(path, expected_head=published)
     assert caught.value.seq == published[0]

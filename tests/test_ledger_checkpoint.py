@@ -19,7 +19,7 @@ import pytest
 from aaex_agents import Credits, Identity
 from aaex_agents.clock import ManualClock
 from marketplace.cli.main import main
-from marketplace.contracts.chain import GENESIS, entry_hash
+from marketplace.contracts.chain import entry_hash
 from marketplace.contracts.checkpoint import Checkpoint
 from marketplace.contracts.errors import (
     BadContractSignature,
@@ -79,7 +79,8 @@ def _rechain(path: Path) -> None:
     """Edit the audit event at entry 8 and re-hash it, every entry after it and the head."""
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT seq, kind, body FROM entries ORDER BY seq").fetchall()
-    prev, statements = GENESIS, []
+        genesis = db.execute("SELECT prev_hash FROM entries WHERE seq = 1").fetchone()[0]
+    prev, statements = genesis, []
     for seq, kind, body in rows:
         if seq == 8:
             body = body.replace(b"forecast", b"marketing")
@@ -93,23 +94,29 @@ def _rechain(path: Path) -> None:
     _tamper(path, *statements)
 
 
+# (forge, first bad seq, the checkpoint's finding, what `verify` alone finds: None if nothing)
 FORGERIES = {
-    "newest entries cut": (_cut_newest, 10, "cut"),
-    "newest entry replaced, hash correct": (_replace_newest, 10, "rewritten"),
-    "everything re-chained": (_rechain, 10, "rewritten"),
+    "newest entries cut": (_cut_newest, 10, "cut", None),
+    "newest entry replaced, hash correct": (_replace_newest, 10, "rewritten", None),
+    # Re-chaining moves the deposit at entry 10 off the place its signature covers.
+    "everything re-chained": (_rechain, 10, "rewritten", "copied from another place"),
 }
 
 
 @pytest.mark.parametrize("case", FORGERIES, ids=list(FORGERIES))
 async def test_a_consistent_forgery_passes_verify_but_not_a_checkpoint(
         tmp_path: Path, case: str) -> None:
-    forge, seq, problem = FORGERIES[case]
+    forge, seq, problem, alone = FORGERIES[case]
     path = tmp_path / "ledger.db"
     await _build(path)
     checkpoint = await _checkpoint(path)
     await _verify_against(path, checkpoint)
     forge(path)
-    await _verify(path)  # consistent: the chain alone cannot tell
+    if alone is None:
+        await _verify(path)  # consistent: the chain alone cannot tell
+    else:
+        with pytest.raises(LedgerTampered, match=alone):
+            await _verify(path)
     with pytest.raises(LedgerTampered, match=problem) as caught:
         await _verify_against(path, checkpoint)
     assert caught.value.seq == seq

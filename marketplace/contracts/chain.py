@@ -6,8 +6,15 @@ the effect of each kind, the checks on each entry) read on their own.
 
 ``hash = sha256("aaex/ledger/1" || 0 || prev_hash || seq (8 bytes, big-endian) || kind || 0
 || body)``, where `body` is the canonical JSON of the entry and the first entry's
-`prev_hash` is `GENESIS`. Because the hash covers the position and the predecessor, an
-entry cannot be edited, moved or dropped without breaking the chain at a nameable place.
+`prev_hash` is the ledger's `genesis`: a hash of its owner's address and of a random id
+drawn when the file was created. Because the hash covers the position and the predecessor,
+an entry cannot be edited, moved or dropped without breaking the chain at a nameable place;
+because the chain starts at the genesis, every entry commits to whose ledger it is, and a
+removed or swapped owner breaks the chain at entry 1.
+
+A deposit or withdrawal is signed by the owner over its body *and its place*: the previous
+entry's hash and its own seq (`money_signing_bytes`). A genuine money entry copied to
+another place, in this ledger or another, no longer verifies.
 """
 
 from __future__ import annotations
@@ -29,17 +36,32 @@ from .receipt import SignedReceipt
 
 EntryKind = Literal["deposit", "withdraw", "agreement", "hold", "delivery", "release", "refund",
                     "expire", "notified", "access", "dispute", "resolve"]
-GENESIS = bytes(32)
-"""The `prev_hash` of the first entry."""
 _HASH_TAG = b"aaex/ledger/1\x00"
-MONEY_TAG = b"aaex/ledger-money/1\x00"
+_GENESIS_TAG = b"aaex/ledger-genesis/1\x00"
+MONEY_TAG = b"aaex/ledger-money/2\x00"
 """Domain tag of the owner's signature on an entry that creates or removes money."""
 MONEY_KINDS = ("deposit", "withdraw")
 
 
-def money_signing_bytes(body: dict[str, Any]) -> bytes:
-    """What the ledger's owner signs in a deposit or withdrawal: the body without `signature`."""
-    return MONEY_TAG + canonical_body({k: v for k, v in body.items() if k != "signature"})
+def genesis(owner: str | None, ledger_id: str | None) -> bytes:
+    """The `prev_hash` of a ledger's first entry: it binds the owner and the file's id.
+
+    A ledger without an owner (opened only to read and settle) hashes an empty owner; it
+    can hold no money entries.
+    """
+    return hashlib.sha256(_GENESIS_TAG + (owner or "").encode() + b"\x00"
+                          + (ledger_id or "").encode()).digest()
+
+
+def money_signing_bytes(body: dict[str, Any], *, seq: int, prev_hash: bytes) -> bytes:
+    """What the owner signs in a deposit or withdrawal: its place and its body.
+
+    The place is the previous entry's hash (which commits to the owner and the ledger's id
+    through the genesis) and the entry's own seq, so the signature holds for this one entry
+    of this one ledger; the body is everything but `signature`.
+    """
+    return (MONEY_TAG + prev_hash + seq.to_bytes(8, "big")
+            + canonical_body({k: v for k, v in body.items() if k != "signature"}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +70,8 @@ class LedgerReport:
 
     entries: int
     head: str
-    """Hex hash of the last entry (of GENESIS when empty); publish it to pin history."""
+    """Hex hash of the last entry (the ledger's `genesis` when empty); publish it to pin
+    history."""
     deposits: dict[str, Credits] = field(default_factory=dict)
     """Deposited less withdrawn per currency; equals the sum of every available and held
     balance."""
@@ -99,10 +122,10 @@ class Replay:
     """
 
     def __init__(self, expected_head: tuple[int, str] | None = None, *,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, ledger_id: str | None = None) -> None:
         self._expected_head = expected_head
         self._owner = owner
-        self._prev_hash = GENESIS
+        self._prev_hash = self._genesis = genesis(owner, ledger_id)
         self._next_seq = 1
         self._balances: dict[tuple[str, str], list[int]] = {}
         self._deposits: dict[str, int] = {}
@@ -111,6 +134,8 @@ class Replay:
         self._roles: dict[str, str] = {}
         self._settled = 0
         self._disputed: set[str] = set()
+        # (seq, prev_hash) of the entry being checked: what a money signature covers.
+        self._place = (0, self._prev_hash)
 
     def feed(self, seq: int, kind: str, raw: object, stored_prev: object, stored_hash: object,
              columns: tuple[str | None, str | None, str | None]) -> None:
@@ -126,6 +151,10 @@ class Replay:
                 and isinstance(stored_hash, bytes)):
             raise LedgerTampered(seq, "was edited: a hash or the body is no longer a blob")
         if stored_prev != self._prev_hash:
+            if seq == 1:
+                raise LedgerTampered(seq, "does not start at this ledger's genesis, which binds "
+                                     f"its owner ({self._owner or 'none recorded'}) and its id: "
+                                     "the owner or id record was removed or swapped")
             raise LedgerTampered(seq, "does not follow the entry before it (entries were "
                                  "reordered, or the one before was rewritten)")
         if entry_hash(self._prev_hash, seq, kind, raw) != stored_hash:
@@ -136,6 +165,7 @@ class Replay:
                                  " history up to it was rewritten")
         try:
             body = json.loads(raw)
+            self._place = (seq, stored_prev)
             problem = self._check(kind, body, *columns)
             moves = effects(kind, body)
         except (ValueError, KeyError, TypeError) as exc:
@@ -161,6 +191,10 @@ class Replay:
         if head != (last, self._prev_hash):
             raise LedgerTampered(last + 1, f"missing: the ledger's head is entry {head[0]}, "
                                  f"but entries stop at {last} (the newest entries were deleted)")
+        expected = self._expected_head
+        if expected is not None and expected[0] == 0 and expected[1] != self._genesis.hex():
+            raise LedgerTampered(1, "does not start at the genesis published earlier (a "
+                                 "checkpoint of the empty ledger): its owner or id was swapped")
         if self._expected_head is not None and self._expected_head[0] > last:
             raise LedgerTampered(last + 1, f"missing: entry {self._expected_head[0]} was "
                                  "published as the head earlier (a checkpoint): the newest "
@@ -218,19 +252,25 @@ class Replay:
         return None
 
     def _check_money(self, kind: str, body: dict[str, Any]) -> str | None:
-        """A deposit or withdrawal must be signed by the ledger's owner (the node's key)."""
+        """A deposit or withdrawal must be signed by the ledger's owner at this very place."""
         if type(body["amount"]) is not int or body["amount"] <= 0:
             return f"{kind}s a non-positive amount"
         signer = body.get("signer")
-        if self._owner is not None and signer != self._owner:
+        if self._owner is None:
+            return (f"{kind} in a ledger that records no owner (it never had one, or the "
+                    "record was removed): money entries are signed by the owner's key")
+        if signer != self._owner:
             return f"{kind} is signed by {signer}, not by the ledger's owner {self._owner}"
+        seq, prev_hash = self._place
         try:
-            valid = isinstance(signer, str) and verify_signature(
-                signer, money_signing_bytes(body), bytes.fromhex(body["signature"]))
+            valid = verify_signature(
+                signer, money_signing_bytes(body, seq=seq, prev_hash=prev_hash),
+                bytes.fromhex(body["signature"]))
         except (UsageError, ValueError):
             valid = False
         if not valid:
-            return f"{kind} of {body['amount']} is not signed by the ledger's owner"
+            return (f"{kind} of {body['amount']} is not signed by the ledger's owner for this "
+                    "entry (forged, or a genuine one copied from another place)")
         sign = 1 if kind == "deposit" else -1
         self._deposits[body["currency"]] = (self._deposits.get(body["currency"], 0)
                                             + sign * body["amount"])

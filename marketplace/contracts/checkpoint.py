@@ -49,7 +49,7 @@ class Checkpoint(BaseModel):
     seq: int = Field(ge=0)
     """Sequence number of the head entry (0: the ledger was empty)."""
     hash: str = Field(pattern=_HEX64)
-    """Hex hash of the head entry (of GENESIS when empty)."""
+    """Hex hash of the head entry (the ledger's genesis when empty)."""
     entries: int = Field(ge=0)
     """How many entries the ledger held; every later file must hold at least as many."""
     at_ms: int = Field(ge=0)

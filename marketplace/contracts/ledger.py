@@ -10,7 +10,8 @@ that no longer matches the last entry).
 Kinds and what they move (``available``/``held`` per address and currency):
 
 - ``deposit``   credit an address from outside (funding a buying agent); signed by the
-  ledger's owner, the node's key, like ``withdraw`` (money paid out of the market).
+  ledger's owner, the node's key, like ``withdraw`` (money paid out of the market), over
+  the entry's place (seq, previous hash) as well as its body, so a copy does not verify.
 - ``agreement`` a signed agreement, verified, booked as a purchase (``role`` buyer, with its
   task and its ``hold``) or as a sale (``role`` seller: nothing held).
 - ``hold``      escrow of a purchase: the buyer's price moves from available to held.
@@ -43,6 +44,10 @@ consistent forgery. `checkpoint()` signs the head with the owner's key; a checkp
 left the node (to a partner, to a file) pins history up to it: `verify(against=...)` finds
 the cut, the rewrite, or a forged checkpoint (see marketplace.contracts.checkpoint).
 
+The chain starts at a genesis that binds the owner and a random id of the file: removing or
+swapping the owner breaks it at entry 1. The owner's key opens a ledger only once its whole
+chain verifies, so a node never starts on (nor pays out of) a tampered one.
+
 A new file is created 0600 in a 0700 folder; `LedgerConfig(read_only=True)` audits one.
 
 SQLite blocks, so each ledger runs its connection on one worker thread of its own, like
@@ -71,7 +76,7 @@ from aaex_agents.money import ZERO, Credits
 from . import ledger_store as store
 from .agreement import SignedAgreement
 from .books import Line, Position, Statement, line_of, positions, statement
-from .chain import LedgerReport, money_signing_bytes
+from .chain import LedgerReport
 from .checkpoint import Checkpoint
 from .errors import (
     AgreementExpired,
@@ -173,8 +178,8 @@ class Ledger(DisputeBooks, AuditBooks):
                 or the ledger was opened without an owner key.
             LedgerFull, LedgerError: nothing was credited.
         """
-        body = self._money_body("deposit", address, amount, currency, memo)
-        return await self._write(lambda c: store.append(c, "deposit", body))
+        body, sign = self._money_body("deposit", address, amount, currency, memo)
+        return await self._write(lambda c: store.append_money(c, "deposit", body, sign))
 
     async def withdraw(self, address: str, amount: Credits, *, currency: str = "credit",
                        memo: str = "") -> Entry:
@@ -187,17 +192,18 @@ class Ledger(DisputeBooks, AuditBooks):
                 cannot be withdrawn).
             UsageError, LedgerFull, LedgerError: as for `deposit`; nothing was debited.
         """
-        body = self._money_body("withdraw", address, amount, currency, memo)
+        body, sign = self._money_body("withdraw", address, amount, currency, memo)
 
         def debit(c: sqlite3.Connection) -> Entry:
             available = store.balance(c, address, currency).available
             if amount > available:
                 raise InsufficientFunds(address, amount, available, currency)
-            return store.append(c, "withdraw", body)
+            return store.append_money(c, "withdraw", body, sign)
         return await self._write(debit)
 
     def _money_body(self, kind: str, address: str, amount: Credits, currency: str,
-                    memo: str) -> dict[str, Any]:
+                    memo: str) -> tuple[dict[str, Any], Callable[[bytes], bytes]]:
+        """The unsigned body and the owner's `sign`, which `store.append_money` uses."""
         owner = self._config.owner
         if owner is None:
             raise UsageError(f"{kind}: this ledger was opened without the node's key; money "
@@ -209,8 +215,7 @@ class Ledger(DisputeBooks, AuditBooks):
                                 "amount": amount.micro,
                                 "memo": memo, "at_ms": self._config.clock.now_ms(),
                                 "signer": owner.address}
-        body["signature"] = owner.sign(money_signing_bytes(body)).hex()
-        return body
+        return body, owner.sign
 
     async def record_agreement(self, signed: SignedAgreement, *, role: Role = "buyer",
                                task: Mapping[str, Any] | None = None) -> Entry:
@@ -490,7 +495,7 @@ class Ledger(DisputeBooks, AuditBooks):
         return await self._run(read)
 
     async def head(self) -> tuple[int, str]:
-        """(seq, hex hash) of the last entry; (0, GENESIS hex) when empty."""
+        """(seq, hex hash) of the last entry; (0, its genesis hex) when empty."""
         def read(c: sqlite3.Connection) -> tuple[int, str]:
             seq, digest = store.head(c)
             return seq, digest.hex()
@@ -553,13 +558,16 @@ async def open_ledger(path: str | Path | None, *,
                       config: LedgerConfig | None = None) -> AsyncIterator[Ledger]:
     """Open (creating if needed, unless read-only) the ledger at `path`; None: in memory.
 
-    The ledger is closed when the block exits. Opening does not walk the chain (that is
-    `verify`, linear in the entries); it checks the file is an AAEX ledger.
+    The ledger is closed when the block exits. Opening checks the file is an AAEX ledger;
+    with the owner's key (not read-only) it also runs `verify` (linear in the entries), so
+    nothing is written on top of a tampered file.
 
     Raises:
         LedgerCorrupt: the file is not an SQLite database or not an AAEX ledger.
+        LedgerTampered: with the owner's key, the chain does not verify; nothing was written.
         LedgerError: it cannot be opened (permissions, a missing directory that cannot be
-            created, a missing file when read-only...); the message has the reason.
+            created, a missing file when read-only, another node's ledger or one that lost
+            its owner record, an older format...); the message has the reason.
     """
     config = config or LedgerConfig()
     target = Path(path) if path is not None else None
@@ -578,5 +586,4 @@ async def open_ledger(path: str | Path | None, *,
         yield ledger
     finally:
         await ledger.aclose()
-
 

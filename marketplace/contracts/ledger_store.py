@@ -18,7 +18,16 @@ from typing import Any, Literal, TypeVar
 from aaex_agents.money import ZERO, Credits
 
 from .agreement import SignedAgreement
-from .chain import GENESIS, EntryKind, LedgerReport, Replay, canonical_body, effects, entry_hash
+from .chain import (
+    EntryKind,
+    LedgerReport,
+    Replay,
+    canonical_body,
+    effects,
+    entry_hash,
+    genesis,
+    money_signing_bytes,
+)
 from .checkpoint import Checkpoint
 from .dispute import SignedDispute, SignedResolution
 from .errors import (
@@ -44,7 +53,10 @@ T = TypeVar("T")
 Role = Literal["buyer", "seller"]
 """Which side of an agreement these books keep: a purchase or a sale."""
 
-LEDGER_FORMAT = "aaex-ledger/2"
+LEDGER_FORMAT = "aaex-ledger/3"
+"""The file's schema version, in meta. /3 chains from a genesis that binds the owner and a
+random ledger id, and signs each deposit and withdrawal at its place (seq, previous hash);
+files of /1 and /2 are refused with that reason (see `_check_format`)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -78,6 +90,8 @@ CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
 CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
     BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 """
+
+_OLD_FORMATS = ("aaex-ledger/1", "aaex-ledger/2")
 
 # sqlite3 primary result codes (sqlite_errorcode & 0xff) that have their own error class.
 _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 11, 13, 26
@@ -177,17 +191,37 @@ def connect(path: Path | None, max_bytes: int | None, owner: str | None = None, 
         connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)",
                            (LEDGER_FORMAT,))
         _check_format(connection, path)
+        # The id and the owner are hashed into the genesis, so they are written only while
+        # the ledger has no entries: one that lost them later stays without (verify says so).
+        connection.execute("INSERT OR IGNORE INTO meta (key, value) SELECT 'ledger_id', ? "
+                           "WHERE NOT EXISTS (SELECT 1 FROM entries)", (os.urandom(16).hex(),))
         if owner is not None:
-            connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('owner', ?)",
-                               (owner,))
+            connection.execute("INSERT OR IGNORE INTO meta (key, value) SELECT 'owner', ? "
+                               "WHERE NOT EXISTS (SELECT 1 FROM entries)", (owner,))
             kept = connection.execute("SELECT value FROM meta WHERE key = 'owner'").fetchone()
+            if kept is None:
+                raise LedgerError(f"ledger {path} holds entries but records no owner (its "
+                                  "owner record was removed, or it was kept without a node's "
+                                  f"key); {owner} does not take it over: audit it with "
+                                  f"`aaex ledger verify {path}`")
             if kept[0] != owner:
                 raise LedgerError(f"ledger {path} belongs to node {kept[0]}, not to {owner}; "
                                   "open it with that node's key")
+            _verify_for_owner(connection, path)
     except BaseException:
         connection.close()
         raise
     return connection
+
+
+def _verify_for_owner(connection: sqlite3.Connection, path: Path | None) -> None:
+    """The owner's key never writes on a tampered chain: verify it first (linear)."""
+    try:
+        verify(connection, None)
+    except LedgerTampered as exc:
+        raise LedgerTampered(exc.seq, f"{exc.problem}; the owner's key does not write on a "
+                             f"tampered ledger ({path or ':memory:'}; audit it with `aaex "
+                             "ledger verify`)") from exc
 
 
 def _create_private(path: Path) -> None:
@@ -230,6 +264,14 @@ def _connect_read_only(path: Path | None, owner: str | None) -> sqlite3.Connecti
 
 def _check_format(connection: sqlite3.Connection, path: Path | None) -> None:
     found = connection.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+    if found is not None and isinstance(found[0], str) and found[0] in _OLD_FORMATS:
+        # Converting would re-hash every entry and re-sign every deposit: the history that
+        # partners hold checkpoints of would be rewritten, so nothing converts it silently.
+        raise LedgerError(f"ledger {path} is in the older format {found[0]}, whose chain does "
+                          f"not bind its owner and whose deposits can be copied; this release "
+                          f"keeps {LEDGER_FORMAT} and does not convert it: settle and withdraw "
+                          "with the release that wrote it, then move the file aside to start "
+                          "a new ledger")
     if found is None or found[0] != LEDGER_FORMAT:
         raise LedgerCorrupt(f"{path} is an SQLite database but not an AAEX ledger "
                             f"(format {found[0] if found else None!r})")
@@ -265,12 +307,20 @@ def transaction(c: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) 
     return result
 
 
+def identity_of(c: sqlite3.Connection) -> tuple[str | None, str | None]:
+    """The (owner, ledger id) recorded in meta, which the genesis binds; None when missing."""
+    found = dict(c.execute("SELECT key, value FROM meta WHERE key IN ('owner', 'ledger_id')"))
+    owner, ledger_id = found.get("owner"), found.get("ledger_id")
+    return (None if owner is None else str(owner),
+            None if ledger_id is None else str(ledger_id))
+
+
 def head(c: sqlite3.Connection) -> tuple[int, bytes]:
-    """The head (seq, hash) of the chain; (0, GENESIS) when it is empty."""
+    """The head (seq, hash) of the chain; (0, its genesis) when it is empty."""
     seq = c.execute("SELECT value FROM meta WHERE key = 'head_seq'").fetchone()
     digest = c.execute("SELECT value FROM meta WHERE key = 'head_hash'").fetchone()
     if seq is None or digest is None:
-        return 0, GENESIS
+        return 0, genesis(*identity_of(c))
     return int(seq[0]), bytes(digest[0])
 
 
@@ -297,6 +347,18 @@ def append(c: sqlite3.Connection, kind: EntryKind, body: dict[str, Any], *,
     c.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                   (("head_seq", seq), ("head_hash", digest)))
     return Entry(seq, kind, body, prev_hash.hex(), digest.hex())
+
+
+def append_money(c: sqlite3.Connection, kind: EntryKind, body: dict[str, Any],
+                 sign: Callable[[bytes], bytes]) -> Entry:
+    """Append a deposit or withdrawal, signed by `sign` (the owner's key) at its place.
+
+    The signature covers the seq and previous hash this entry gets (caller's transaction,
+    which holds the write lock, so the head cannot move in between).
+    """
+    prev_seq, prev_hash = head(c)
+    signing = money_signing_bytes(body, seq=prev_seq + 1, prev_hash=prev_hash)
+    return append(c, kind, {**body, "signature": sign(signing).hex()})
 
 
 def row_entry(row: tuple[int, str, bytes, bytes, bytes]) -> Entry:
@@ -520,12 +582,11 @@ def verify(c: sqlite3.Connection, expected_head: tuple[int, str] | None,
         raise LedgerCorrupt(f"SQLite finds the ledger damaged: {check}")
     c.execute("BEGIN")
     try:
-        owner_row = c.execute("SELECT value FROM meta WHERE key = 'owner'").fetchone()
-        owner = str(owner_row[0]) if owner_row else None
+        owner, ledger_id = identity_of(c)
         if checkpoint is not None:
             checkpoint.verify(owner)
             expected_head = (checkpoint.seq, checkpoint.hash)
-        replay = Replay(expected_head, owner=owner)
+        replay = Replay(expected_head, owner=owner, ledger_id=ledger_id)
         for seq, kind, raw, prev, digest, recorded, settles, receipt_id in c.execute(
                 "SELECT seq, kind, body, prev_hash, hash, recorded, settled, receipt_id "
                 "FROM entries ORDER BY seq"):
