@@ -4,6 +4,7 @@ SendMessage (driven by the real a2a-sdk 1.3.0 client), its status and its metric
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from a2a.types import Part, Role, SendMessageRequest, TaskState
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Value
 
-from aaex_agents import Agent, Context, handler, open_runtime
+from aaex_agents import Agent, Context, HttpTransport, StaticDirectory, handler, open_runtime
 from aaex_agents.interop import (
     AddressBinding,
     ChatAcknowledgement,
@@ -30,7 +31,17 @@ from aaex_agents.interop import (
 )
 from marketplace.node.config import ConfigError, parse_config
 from marketplace.node.node import Node, open_node
-from marketplace.trade.negotiation import DialogueState, Seller
+from marketplace.trade.contracting import buyer_signer
+from marketplace.trade.negotiation import (
+    Accept,
+    Agreed,
+    CallForProposals,
+    Propose,
+    Seller,
+    new_dialogue_id,
+)
+from marketplace.trade.strategies import Offer
+from tests.market_kit import cr
 
 FORECASTER = {"name": "forecaster", "class": "tests.peers.seller_peer:ForecastSeller",
               "settings": {"cost": 2.0, "exponent": 4.0}}
@@ -159,7 +170,9 @@ async def test_a2a_sdk_client_chats_and_gets_quotes(node: Node) -> None:
         assert quote["seller"] == forecaster.address
         assert 0 < int(quote["price_micro"]) <= 15_000_000 and quote["price"]  # 1.5 x budget
         assert isinstance(forecaster, Seller)
-        assert forecaster.dialogues[quote["dialogue"]].state is DialogueState.CLOSED
+        # A quote only: nothing of it stays open, or is kept, on the seller.
+        assert not [d for d in forecaster.dialogues.values() if d.id == quote["dialogue"]]
+        assert len(forecaster.open) == 0
         # Terms it cannot meet: a rejected task with the decline reason.
         refused = await send(seller, Part(data=_value({**cfp, "max_latency_ms": 1})))
         assert refused.task.status.state == TaskState.TASK_STATE_REJECTED
@@ -213,6 +226,37 @@ async def test_other_methods_and_bad_requests_get_a2a_errors(node: Node) -> None
                         "version_not_supported": 1, "parse_error": 1, "invalid_request": 1}
     assert 'aaex_interop_rejected_total{protocol="a2a",reason="invalid_params"} 2' in \
         node.metrics_text()
+
+
+async def test_an_a2a_call_cannot_end_a_signed_buyers_negotiation(node: Node) -> None:
+    """A rival without a key names a live dialogue id it saw in the buyer's call: the
+    buyer's negotiation goes on, and the buyer's accept is countersigned."""
+    assert node.interop is not None
+    forecaster = agent_named(node, "forecaster")
+    assert isinstance(forecaster, Seller)
+    buyer = Agent()
+    directory = StaticDirectory({forecaster.address: list(node.runtime.endpoints)})
+    async with open_runtime(buyer, transports=[HttpTransport()], directory=directory) as rt:
+        ctx = rt.context(buyer)
+        cfp = CallForProposals(dialogue=new_dialogue_id(), capability="forecast.demand",
+                               task={"history": [1, 2]}, max_price=cr(10), max_latency_ms=1000,
+                               max_deadline_s=60, respond_by=time.time() + 60)
+        offer = await ctx.ask(forecaster.address, cfp, timeout=10)
+        assert isinstance(offer, Propose)
+        data = {"dialogue": cfp.dialogue, "capability": "forecast.demand",
+                "task": {"history": [1, 2]}, "max_price": "10", "max_latency_ms": 1000,
+                "max_deadline_s": 60}
+        a2a = await rpc(f"{node.interop.url}/a2a/{forecaster.address}", {
+            "jsonrpc": "2.0", "id": "r", "method": "SendMessage",
+            "params": {"message": {"messageId": "m", "role": "ROLE_USER",
+                                   "parts": [{"data": data}]}}})
+        agreement = buyer_signer(buyer.identity)(cfp.dialogue, forecaster.address, cfp, Offer(
+            offer.price, offer.latency_ms, offer.deadline_s, offer.penalty))
+        agreed = await ctx.ask(forecaster.address, Accept(dialogue=cfp.dialogue, round=0,
+                                                          agreement=agreement), timeout=10)
+        assert isinstance(agreed, Agreed), agreed
+    # An A2A quote opens a dialogue of its own; naming one is refused, naming the field.
+    assert a2a["error"]["code"] == -32602 and "dialogue" in a2a["error"]["message"]
 
 
 class Visitor(Agent):

@@ -96,7 +96,8 @@ async def test_buyer_awards_the_best_of_three_strategies_and_both_sign() -> None
     assert result.offer is not None
     assert signed.agreement.terms.price == result.offer.price
     winner = next(s for s in sellers if s.address == result.winner)
-    assert winner.dialogues[call.dialogue].state is DialogueState.AGREED
+    agreed = winner.dialogue(buyer.address, call.dialogue)
+    assert agreed is not None and agreed.state is DialogueState.AGREED
     assert result.round_trips <= 5  # CFP + at most 3 counter rounds + accept
 
 
@@ -109,7 +110,7 @@ async def test_a_buyer_outside_the_whitelist_gets_a_signed_decline_and_no_data()
         reply = await runtime.context(outsider).ask(guarded.address, call)
         assert reply == Decline(dialogue=call.dialogue, reason="not_whitelisted",
                                 detail=reply.detail)  # type: ignore[union-attr]
-        assert call.dialogue not in guarded.dialogues
+        assert guarded.dialogue(outsider.address, call.dialogue) is None
         ok = await runtime.context(partner).ask(guarded.address, cfp())
         assert isinstance(ok, Propose)
 
@@ -133,14 +134,15 @@ async def test_unknown_finished_late_and_out_of_order_messages_change_nothing() 
         ctx = runtime.context(buyer)
         call = cfp(seconds=30)
         assert isinstance(await ctx.ask(target.address, call), Propose)
-        dialogue = target.dialogues[call.dialogue]
+        dialogue = target.dialogues[(buyer.address, call.dialogue)]
         before = (dialogue.round, dialogue.state, dialogue.offer)
 
         cases = [
             (ctx, CounterOffer(dialogue=new_dialogue_id(), round=1, price=cr(1)),
              "unknown_dialogue"),
+            # another buyer naming this id names no dialogue of its own
             (runtime.context(intruder), CounterOffer(dialogue=call.dialogue, round=1, price=cr(1)),
-             "not_your_dialogue"),
+             "unknown_dialogue"),
             (ctx, CounterOffer(dialogue=call.dialogue, round=3, price=cr(1)), "out_of_order"),
             (ctx, Accept(dialogue=call.dialogue, round=2, agreement=b"x"), "out_of_order"),
             (ctx, Accept(dialogue=call.dialogue, round=0, agreement=b"forged"), "bad_agreement"),

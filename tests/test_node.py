@@ -50,6 +50,10 @@ settings = { cost = 2.0, exponent = 4.0 }
     ({"node": "x"}, "node = 'x': write a table"),
     ({"nodes": {}}, "nodes: unknown key; did you mean 'node'?"),
     ({"http": "127.0.0.1:0"}, "http: unknown key"),  # a [node] key above the [node] header
+    ({"dialogues": {"max_open": 2.5}}, "dialogues.max_open = 2.5: write an integer"),
+    ({"dialogues": {"max_windw": 9}}, "dialogues.max_windw: unknown key; did you mean "
+                                      "'max_window'?"),
+    ({"dialogues": {"max_per_buyer": 0}}, "dialogues.max_per_buyer must be a positive integer"),
 ])
 def test_bad_config_names_the_field(document: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigError) as caught:
@@ -61,7 +65,8 @@ def test_bad_config_names_the_field(document: dict, message: str) -> None:  # ty
     ({"costt": 2.0}, "agents.forecaster.settings.costt: unknown key; did you mean 'cost'?"),
     ({"cost": "cheap"}, "agents.forecaster.settings.cost = 'cheap': write a number"),
     ({"exponent": 4.0}, "agents.forecaster.settings.cost is required"),
-    ({"cost": 2.0, "max_dialogues": 2.5}, "settings.max_dialogues = 2.5: write an integer"),
+    ({"cost": 2.0, "margin": "wide"}, "settings.margin = 'wide': write a number"),
+    ({"cost": 2.0, "limits": {}}, "settings.limits: unknown key"),  # [dialogues] sets them
 ])
 def test_agent_settings_are_checked_against_the_class(tmp_path: Path, settings: dict[str, Any],
                                                       message: str) -> None:

@@ -10,7 +10,11 @@ takes a text part to the agent's chat handler (an agent without one says what it
 answers with a message; a data part shaped as a call for proposals goes to the agent's
 seller logic and is answered with a task: completed, with the quote as a data artifact, or
 rejected, with the decline reason. An A2A caller holds no key, so it can ask and get quotes
-but cannot sign an agreement: the quote's dialogue is closed at once. Every other method
+but cannot sign an agreement: the quote's dialogue is withdrawn once answered, and nothing of
+it is kept. Its dialogue id is this server's choice, and it is the dialogue of the sender
+``a2a:<caller's address>``: a seller keys dialogues by (sender, id), so an A2A call can never
+name, see or end a signed buyer's negotiation, and while it runs it counts against that
+sender's quota (`marketplace.trade.dialogues`). Every other method
 gets its A2A error. The wire form is A2A's proto-JSON (camelCase, enum names).
 """
 
@@ -34,7 +38,7 @@ from aaex_agents.money import Credits
 from aaex_agents.runtime import Runtime
 from discovery.records import PriceModel, SlaOffer
 
-from ..trade.negotiation import CallForProposals, Decline, DialogueState, Propose, Seller
+from ..trade.negotiation import CallForProposals, Decline, Propose, Seller
 
 logger = logging.getLogger(__name__)
 
@@ -282,8 +286,11 @@ class A2AService:
         if not isinstance(data, dict):
             raise RpcError(INVALID_PARAMS, "the data part must be an object shaped as a call "
                            "for proposals")
+        if "dialogue" in data:
+            raise RpcError(INVALID_PARAMS, "not a call for proposals: dialogue: an A2A quote "
+                           "opens a dialogue of its own; leave the field out")
         now = self._runtime.clock.now()
-        fields = {"dialogue": uuid.uuid4().hex, "respond_by": now + QUOTE_WINDOW_S, **data}
+        fields = {"respond_by": now + QUOTE_WINDOW_S, **data, "dialogue": uuid.uuid4().hex}
         try:
             for money in ("max_price", "wanted_penalty"):  # JSON states decimal credits
                 if money in fields:
@@ -298,11 +305,14 @@ class A2AService:
             raise RpcError(INVALID_PARAMS, f"not a call for proposals: {where}: {first['msg']} "
                            "(send capability, task, max_price, max_latency_ms, "
                            "max_deadline_s)") from None
-        answer = await self._runtime.deliver_local(agent, cfp, sender=sender,
-                                                   expires_at=cfp.respond_by)
-        if isinstance(agent, Seller) and cfp.dialogue in agent.dialogues:
-            # A quote only: the caller cannot sign an agreement, so nothing stays open.
-            agent.dialogues[cfp.dialogue].state = DialogueState.CLOSED
+        try:
+            answer = await self._runtime.deliver_local(agent, cfp, sender=sender,
+                                                       expires_at=cfp.respond_by)
+        finally:
+            if isinstance(agent, Seller):
+                # A quote only: the caller cannot sign an agreement, so nothing stays open or
+                # kept. Only this call's own dialogue can be named: (sender, our fresh id).
+                agent.withdraw(sender, cfp.dialogue)
         if isinstance(answer, Propose):
             quote = {"seller": agent.address, "capability": cfp.capability,
                      "dialogue": answer.dialogue, **answer.price.document("price"),

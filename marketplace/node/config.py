@@ -44,6 +44,12 @@ type with what to write instead (``llm.n_ctx = 'big': write an integer``).
     negotiation_window = 2.0         # seconds sellers get to answer a call for proposals
     ban_seconds = 30.0               # first ban of a provider that failed; doubles after
 
+    [dialogues]                      # what each seller holds for open negotiations
+    max_open = 10000                 # open dialogues at once, over all buyers
+    max_per_buyer = 32               # open dialogues of one buyer key
+    max_open_bytes = 67108864        # what they weigh together (64 MiB)
+    max_window = 300.0               # seconds ahead a call's respond_by may lie
+
     [gateway]                        # the OpenAI-compatible gateway: see node/gateway.py
     [interop]                        # uAgents and A2A, [interop.uagents.*]: node/interop.py
 
@@ -83,6 +89,7 @@ from aaex_agents.agent import Agent
 from aaex_agents.errors import UsageError
 from aaex_agents.money import Credits, DecimalCredits
 
+from ..trade.dialogues import DialogueLimits
 from ..trade.market import MarketSettings
 from ..trade.negotiation import Seller
 from ..trade.strategies import SellerStrategy
@@ -116,7 +123,7 @@ def _dataclass_fields(cls: type) -> dict[str, Any]:
 
 
 _BUILT_BY_NODE = frozenset({"self", "identity", "name", "strategy", "countersign", "admit",
-                            "clock", "ledger"})
+                            "clock", "ledger", "limits"})
 """Constructor arguments `marketplace.node.node.build_agent` passes itself, never settings."""
 
 
@@ -345,6 +352,9 @@ class NodeSection(Table):
 
 _MarketTable = create_model("MarketTable", __base__=Table, **_dataclass_fields(MarketSettings))
 """[market]: MarketSettings' own fields and defaults, read strictly (it checks the values)."""
+_DialoguesTable = create_model("DialoguesTable", __base__=Table,
+                               **_dataclass_fields(DialogueLimits))
+"""[dialogues]: DialogueLimits' fields and defaults, read strictly (it checks the values)."""
 
 
 class NodeConfig(Table):
@@ -359,6 +369,9 @@ class NodeConfig(Table):
         whitelists: capability -> agent addresses allowed to buy it (absent: open).
         llm: the language model the agents share; the default has none.
         market: spending limits of the agents that buy through `ctx.delegate`.
+        dialogues: what each selling agent holds for negotiations still open: quotas per
+            buyer and in total, how far ahead a call may end, whose give way when full
+            (``[dialogues]``, see `marketplace.trade.dialogues`).
         interop: the uAgents and A2A listener (``[interop]``, see `node/interop.py`); off
             by default.
         gateway: the OpenAI-compatible gateway (``[gateway]``, see `node/gateway.py`); off
@@ -371,6 +384,7 @@ class NodeConfig(Table):
         default_factory=dict)
     llm: LLMSpec = Field(default_factory=lambda: LLMSpec())
     market: MarketSettings = Field(default_factory=MarketSettings)
+    dialogues: DialogueLimits = Field(default_factory=DialogueLimits)
     interop: InteropSettings = Field(default_factory=lambda: InteropSettings())
     gateway: GatewaySettings = Field(default_factory=lambda: GatewaySettings())
 
@@ -394,6 +408,17 @@ class NodeConfig(Table):
         try:
             return MarketSettings(**dict(table))  # the values as read: Credits stay Credits
         except UsageError as exc:  # MarketSettings checks its own invariants
+            raise problem(str(exc)) from None
+
+    @field_validator("dialogues", mode="before")
+    @classmethod
+    def _dialogues_table(cls, value: Any) -> Any:
+        if isinstance(value, DialogueLimits):
+            return value
+        table = _DialoguesTable.model_validate(value)  # its errors keep their place
+        try:
+            return DialogueLimits(**dict(table))
+        except UsageError as exc:  # DialogueLimits checks its own invariants
             raise problem(str(exc)) from None
 
     @model_validator(mode="after")

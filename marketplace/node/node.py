@@ -164,8 +164,9 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
     """Construct the agent `spec` names, with its own key under the data dir.
 
     A `Seller` gets its strategy from the settings (`cost`, `exponent`, `latency_ms`, ...),
-    its countersigner, and the node's whitelist for its capability; a `ServiceSeller` and a
-    `Buyer` also keep their books on the node's `ledger` (to answer statements).
+    its countersigner, the node's whitelist for its capability and its `[dialogues]` limits;
+    a `ServiceSeller` and a `Buyer` also keep their books on the node's `ledger` (to answer
+    statements).
 
     Raises:
         ConfigError: the class is not an Agent, or a setting is not accepted.
@@ -189,7 +190,7 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
             strategy = SellerStrategy.from_settings(**strategy_fields)
             return cls(identity, name=spec.name, strategy=strategy,
                        countersign=seller_countersigner(identity, clock), admit=gate.admit,
-                       clock=clock, **settings)
+                       limits=config.dialogues, clock=clock, **settings)
         if issubclass(cls, Buyer):
             settings["ledger"] = ledger
         return cls(identity, name=spec.name, **settings)

@@ -1,14 +1,16 @@
 """Trade: how a buyer and a seller come to terms and how work is delegated.
 
 `strategies` (concession and utility) drive `negotiation` (contract-net with alternating
-offers); `policy` guards access and spending; `contracting` turns an accepted offer into a
-signed agreement; `delegation` buys a task end to end and `selling` performs it; `buying` is
-the agent that buys; `statements` lets the two compare books; `market` is the node's market
-service that hands agents a delegator. Builds on `marketplace.contracts`, never on the node.
+offers); `dialogues` bounds what a seller holds for negotiations still open; `policy` guards
+access and spending; `contracting` turns an accepted offer into a signed agreement;
+`delegation` buys a task end to end and `selling` performs it; `buying` is the agent that
+buys; `statements` lets the two compare books; `market` is the node's market service that
+hands agents a delegator. Builds on `marketplace.contracts`, never on the node.
 """
 
 from .buying import Buyer
 from .delegation import Attempt, Backoff, Books, Delegated, Delegator
+from .dialogues import DialogueLimits
 from .errors import DelegationFailed, Refusal, SpendingRefused, TradeError
 from .llm_seller import LlmSeller
 from .market import MarketSettings, NodeMarket
@@ -55,6 +57,7 @@ __all__ = [
     "Deliver",
     "DeliveryQuery",
     "Dialogue",
+    "DialogueLimits",
     "DialogueState",
     "LlmSeller",
     "MarketSettings",

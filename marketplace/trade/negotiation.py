@@ -6,9 +6,11 @@
     Accept(buyer-signed agreement) ──────▶  Agreed(countersigned) | Decline(reason)
 
 Every message is a signed envelope, so every refusal is a signed `Decline` with a reason.
-Each side keeps a dialogue per id; a message for an unknown or finished dialogue, from
-another buyer, out of order (wrong round), or after the deadline is declined with a reason
-and changes nothing. A buyer negotiates with many sellers at once (`negotiate`), counters
+Each side keeps a dialogue per id; a seller keys it by (buyer, id), so a message can only
+ever reach the sender's own dialogues. A message for an unknown or finished dialogue, out of
+order (wrong round), or after the deadline is declined with a reason and changes nothing.
+How many dialogues a seller holds open, for how long, and whose give way when it is full is
+`marketplace.trade.dialogues`. A buyer negotiates with many sellers at once (`negotiate`), counters
 them in parallel each round, and awards the best offer by its own utility.
 """
 
@@ -29,6 +31,7 @@ from aaex_agents.money import ZERO, Credits, NonNegativeCredits
 
 from ..contracts.agreement import TokenTerms
 from ..contracts.reputation import NEUTRAL
+from .dialogues import DialogueKey, DialogueLimits, OpenDialogues, task_weight
 from .errors import Refusal
 from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy
 
@@ -48,7 +51,8 @@ class CallForProposals(Message, type="market.cfp/2", supersedes="market.cfp/1"):
     max_deadline_s: float
     wanted_penalty: NonNegativeCredits = ZERO
     respond_by: float
-    """Unix time at which the negotiation ends, agreed or not."""
+    """Unix time at which the negotiation ends, agreed or not (a seller refuses one too far
+    ahead: `DialogueLimits.max_window`)."""
 
 
 class Propose(Message, type="market.propose/2", supersedes="market.propose/1"):
@@ -140,6 +144,7 @@ class Seller(Agent):
     """An agent that sells `capability` by negotiation.
 
     Subclass it, set `capability`, and give the constructor a strategy and a countersigner.
+    `limits` bound the negotiations it holds open (`marketplace.trade.dialogues`).
     """
 
     protocols = (NEGOTIATION,)
@@ -148,15 +153,21 @@ class Seller(Agent):
     """Defaults of this class for `SellerStrategy` fields the node's settings leave out."""
 
     def __init__(self, *args: Any, strategy: SellerStrategy, countersign: Countersigner,
-                 admit: Admission | None = None, max_dialogues: int = 10_000,
+                 admit: Admission | None = None, limits: DialogueLimits | None = None,
                  clock: Clock | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.clock = clock or SystemClock()
         self.strategy = strategy
         self._countersign = countersign
         self._admit = admit
-        self._max_dialogues = max_dialogues
-        self.dialogues: dict[str, Dialogue] = {}
+        self.limits = limits or DialogueLimits()
+        self.open = OpenDialogues(self.limits)
+        """The accounting of the dialogues still negotiating, under `limits`."""
+        self.dialogues: dict[DialogueKey, Dialogue] = {}
+        """Negotiating and agreed dialogues, by (buyer, dialogue id)."""
+        self.regulars: set[str] = set()
+        """Buyers with standing: a full table never displaces their dialogues for a
+        stranger's (a `ServiceSeller` adds each buyer whose receipt paid it)."""
         self.queue_depth = 0
         self.accepting = True
         """False while the node drains: new calls are declined, open dialogues may finish."""
@@ -167,6 +178,31 @@ class Seller(Agent):
         Subclasses keep books here (`ServiceSeller` records the sale); raise `Refusal` to
         decline after all.
         """
+
+    def dialogue(self, buyer: str, dialogue_id: str) -> Dialogue | None:
+        """`buyer`'s dialogue `dialogue_id`, negotiating or agreed; None if not held."""
+        return self.dialogues.get((buyer, dialogue_id))
+
+    def withdraw(self, buyer: str, dialogue_id: str) -> bool:
+        """End `buyer`'s dialogue `dialogue_id` if it is still negotiating, keeping nothing.
+
+        Only that buyer's own dialogue can be named (an A2A quote ends its own this way).
+        Returns whether one was withdrawn.
+        """
+        dialogue = self.dialogues.get((buyer, dialogue_id))
+        if dialogue is None or dialogue.state is not DialogueState.PROPOSED:
+            return False
+        dialogue.state = DialogueState.CLOSED
+        self._drop([(buyer, dialogue_id)])
+        return True
+
+    def _drop(self, keys: Sequence[DialogueKey]) -> None:
+        """Forget dialogues that stopped negotiating without an agreement."""
+        for key in keys:
+            self.open.close(key)
+            dialogue = self.dialogues.get(key)
+            if dialogue is not None and dialogue.state is not DialogueState.AGREED:
+                del self.dialogues[key]
 
     def live_dialogues(self, now: float) -> int:
         """Dialogues still negotiating (not agreed or closed, deadline not passed)."""
@@ -202,15 +238,16 @@ class Seller(Agent):
         A counter-offer opens the next round; an accept names the round it accepts, which
         must be the latest one (an older offer cannot be accepted).
         """
-        dialogue = self.dialogues.get(dialogue_id)
-        if dialogue is None:
-            raise Refusal("unknown_dialogue", f"no dialogue {dialogue_id[:16]}")
-        if dialogue.buyer != ctx.sender:
-            raise Refusal("not_your_dialogue", "the dialogue belongs to another buyer")
+        key = (str(ctx.sender), dialogue_id)
+        dialogue = self.dialogues.get(key)
+        if dialogue is None:  # another buyer's id names no dialogue of this sender
+            raise Refusal("unknown_dialogue", f"you have no dialogue {dialogue_id[:16]} here "
+                          "(it may have ended)")
         if dialogue.state is not DialogueState.PROPOSED:
             raise Refusal("dialogue_finished", f"the dialogue is {dialogue.state.value}")
         if now > dialogue.cfp.respond_by:
             dialogue.state = DialogueState.CLOSED
+            self._drop([key])
             raise Refusal("deadline_passed", "the negotiation deadline has passed")
         expected = dialogue.round if accepting else dialogue.round + 1
         if round_ != expected:
@@ -219,27 +256,37 @@ class Seller(Agent):
 
     @handler
     async def on_cfp(self, ctx: Context, msg: CallForProposals) -> Propose | Decline:
-        """Open a dialogue and bid, or decline."""
+        """Open a dialogue and bid, or decline.
+
+        The call is checked against `limits` (its ``respond_by`` window, the buyer's quota,
+        room in the table) only once it would be answered with an offer, so a call that is
+        declined for its terms displaces no one.
+        """
         now = self.clock.now()
+        buyer = str(ctx.sender)
+        key = (buyer, msg.dialogue)
         try:
             if not self.accepting:
                 raise Refusal("shutting_down", "this seller is stopping; ask another")
             if msg.capability != self.capability:
                 raise Refusal("unknown_capability", f"this agent sells {self.capability}")
-            if msg.dialogue in self.dialogues:
-                raise Refusal("duplicate_dialogue", "this dialogue id is already in use")
             if now > msg.respond_by:
                 raise Refusal("deadline_passed", "the call for proposals has expired")
+            self.limits.check_window(msg.respond_by, now)
             if self._admit is not None:
-                await self._admit(str(ctx.sender), msg)
-            self._forget_finished(now)
-            dialogue = Dialogue(msg.dialogue, str(ctx.sender), msg, started=now)
+                await self._admit(buyer, msg)
+            if key in self.dialogues:  # checked after the await: nothing runs in between
+                raise Refusal("duplicate_dialogue", "you already use this dialogue id here")
+            dialogue = Dialogue(msg.dialogue, buyer, msg, started=now)
             offer = self.quote(msg, self.strategy.ask(*self._elapsed(dialogue, now),
                                                       self.queue_depth))
             if offer.price * 2 > msg.max_price * 3 or offer.latency_ms > msg.max_latency_ms \
                     or offer.latency_ms / 1000 > msg.max_deadline_s:
                 raise Refusal("cannot_meet_terms", "price, latency or deadline out of reach")
-            self.dialogues[msg.dialogue] = dialogue
+            self._drop(self.open.lapse(now))
+            self._drop(self.open.admit(key, task_weight(msg.task), msg.respond_by,
+                                       standing=buyer in self.regulars))
+            self.dialogues[key] = dialogue
             return self._propose(dialogue, offer)
         except Refusal as refusal:
             return Decline(dialogue=msg.dialogue, reason=refusal.reason, detail=refusal.detail)
@@ -279,16 +326,11 @@ class Seller(Agent):
             return Decline(dialogue=msg.dialogue, reason=refusal.reason, detail=refusal.detail)
         dialogue.state = DialogueState.AGREED
         dialogue.agreement = signed
+        self.open.close((dialogue.buyer, dialogue.id))
+        # The agreement names the task by its hash and the task comes again with it: an
+        # agreed dialogue need not keep it.
+        dialogue.cfp = dialogue.cfp.model_copy(update={"task": {}})
         return Agreed(dialogue=dialogue.id, agreement=signed)
-
-    def _forget_finished(self, now: float) -> None:
-        if len(self.dialogues) < self._max_dialogues:
-            return
-        for key in [k for k, d in self.dialogues.items()
-                    if d.state is not DialogueState.AGREED and d.cfp.respond_by < now]:
-            del self.dialogues[key]
-        if len(self.dialogues) >= self._max_dialogues:
-            raise Refusal("busy", "too many open negotiations; try later")
 
 
 @dataclass

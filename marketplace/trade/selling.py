@@ -18,6 +18,7 @@ from typing import Any
 
 from aaex_agents import Context, Identity, Message, handler
 from aaex_agents.errors import UsageError
+from aaex_agents.money import ZERO
 
 from ..contracts.agreement import SignedAgreement
 from ..contracts.checkpoint import Checkpoint
@@ -115,6 +116,24 @@ class ServiceSeller(Seller):
         self._expired: set[str] = set()
         """Sales the buyer closed as never escrowed."""
 
+    async def on_start(self, ctx: Context) -> None:
+        """Give standing to every buyer whose receipt paid us, as our books remember it.
+
+        Standing (see `marketplace.trade.dialogues`) outlives a restart this way.
+        """
+        await super().on_start(ctx)
+        if self.ledger is None:
+            return
+        try:
+            settled = await self.ledger.settled_receipts()
+        except LedgerError as exc:
+            logger.warning("%s: buyers' standing not read from the books (%s); receipts "
+                           "give it again", self.name, exc)
+            return
+        self.regulars.update(signed.agreement.buyer for signed, receipt in settled
+                             if signed.agreement.seller == self.address
+                             and receipt.receipt.release > ZERO)
+
     async def agreed(self, wire: bytes) -> None:
         """Record the sale we just countersigned on our own books (no escrow: see books).
 
@@ -169,7 +188,7 @@ class ServiceSeller(Seller):
         """
         if signed.id in self._expired:  # this process booked the expiry
             return "expired"
-        dialogue = self.dialogues.get(signed.agreement.dialogue_id)
+        dialogue = self.dialogue(signed.agreement.buyer, signed.agreement.dialogue_id)
         # The wire form is canonical, so the agreement we countersigned compares as bytes.
         if dialogue is not None and dialogue.agreement == wire:
             return "live"
@@ -278,14 +297,21 @@ class ServiceSeller(Seller):
             return
         self.receipts.append(receipt)
         if self.ledger is not None:
-            await self._book_receipt(ctx, self.ledger, receipt)
+            ours = await self._book_receipt(ctx, self.ledger, receipt)
+        else:
+            ours = await self._buyer_of(receipt.receipt.agreement_id) == ctx.sender
+        if ours and receipt.receipt.release > ZERO:  # it paid us for a delivery: standing
+            self.regulars.add(ctx.sender)
         self._results.pop(receipt.receipt.agreement_id, None)
         self._receipted.add(receipt.receipt.agreement_id)
         if msg.checkpoint is not None:
             self._keep_checkpoint(ctx, msg.checkpoint)
 
-    async def _book_receipt(self, ctx: Context, ledger: Ledger, receipt: SignedReceipt) -> None:
-        """Settle `receipt` on our books if it states our signed delivery; else dispute it."""
+    async def _book_receipt(self, ctx: Context, ledger: Ledger, receipt: SignedReceipt) -> bool:
+        """Settle `receipt` on our books if it states our signed delivery; else dispute it.
+
+        True when the receipt is (or already was) booked as ours.
+        """
         agreement_id = receipt.receipt.agreement_id
         try:
             signed = await ledger.agreement(agreement_id)
@@ -297,13 +323,14 @@ class ServiceSeller(Seller):
                     agreement_id=agreement_id, raised_by=self.address, party="seller",
                     conflicts=tuple(conflicts), receipt=receipt.to_wire().hex(),
                     at_ms=ctx.clock.now_ms()), kept, receipt.receipt.buyer)
-                return
+                return False
             await ledger.settle(receipt)
         except (UnknownAgreement, ContractRejected, AlreadySettled, LedgerError) as exc:
             ctx.logger.warning("receipt %s not booked: %s", receipt.id[:12], exc)
-        else:
-            logger.info("receipt of %s booked: %s", agreement_id[:12], receipt.receipt.verdict,
-                        extra={"event": "receipt_booked", "agreement_id": agreement_id})
+            return isinstance(exc, AlreadySettled)
+        logger.info("receipt of %s booked: %s", agreement_id[:12], receipt.receipt.verdict,
+                    extra={"event": "receipt_booked", "agreement_id": agreement_id})
+        return True
 
     def _keep_checkpoint(self, ctx: Context, checkpoint: Checkpoint) -> None:
         """Keep `checkpoint` if it verifies and is newer than the one kept for its node."""
