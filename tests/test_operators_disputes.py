@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from marketplace.contracts.ledger import open_ledger
@@ -70,6 +71,9 @@ async def test_a_buyers_false_breach_is_disputed_held_and_resolved_by_both_signa
             assert (listed["agreement_id"], listed["status"], listed["raised_by"]) == (
                 agreement_id, "open", "seller")
             assert {"finished_at_ms", "verdict"} <= {c["field"] for c in listed["conflicts"]}
+            async with aiohttp.ClientSession() as http:
+                async with http.get(seller.ready["admin"] + "/metrics") as response:
+                    assert "aaex_disputes_open 1.0" in await response.text()
             code, out, _ = await aaex(capsys, "account", "show", "--config", str(seller_toml),
                                       "--json")
             [forecaster] = json.loads(out)

@@ -103,3 +103,11 @@ class DisputeBooks(LedgerBase):
             return found
         return await self._run(read)
 
+    async def open_disputes(self) -> int:
+        """How many disputes on these books no resolution has ended (metrics, web view)."""
+        def read(c: sqlite3.Connection) -> int:
+            row = c.execute("SELECT COUNT(*) FROM entries d WHERE d.kind = 'dispute' AND "
+                            "d.agreement_id NOT IN (SELECT agreement_id FROM entries WHERE "
+                            "kind = 'resolve')").fetchone()
+            return int(row[0])
+        return await self._run(read)

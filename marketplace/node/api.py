@@ -278,6 +278,7 @@ class _ReadViews:
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         # read now; the registry is then read in one go, with no await
         self.collector.ledger_counts = await self.node.ledger.counts()
+        self.collector.disputes_open = await self.node.ledger.open_disputes()
         return web.Response(body=encode(self.registry), headers={"Content-Type": content_type})
 
 

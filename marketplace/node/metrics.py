@@ -83,11 +83,13 @@ class NodeCollector:
     Attributes:
         ledger_counts: (agreements recorded, agreements settled) of the ledger, which only an
             async call can read: the scraper sets it before each read; None leaves them out.
+        disputes_open: disputes on the books no resolution ended; set like `ledger_counts`.
     """
 
     def __init__(self, node: MetricsView) -> None:
         self._node = node
         self.ledger_counts: tuple[int, int] | None = None
+        self.disputes_open: int | None = None
 
     def collect(self) -> Iterator[Metric]:
         """The node's metrics now; names end in ``_total`` for counters and only for them."""
@@ -97,6 +99,9 @@ class NodeCollector:
             yield _counter("aaex_agreements_total", "Agreements recorded in the ledger", recorded)
             yield _counter("aaex_settlements_total", "Agreements settled (paid or refunded)",
                            settled)
+        if self.disputes_open is not None:
+            yield _gauge("aaex_disputes_open", "Disputed agreements no resolution has ended "
+                         "(their money held)", self.disputes_open)
         yield _counter("aaex_messages_in_total", "Envelopes accepted and handled", m.received)
         yield _counter("aaex_messages_out_total", "Envelopes sent", m.sent)
         yield _counter("aaex_handler_errors_total", "Handler failures answered with an error",
