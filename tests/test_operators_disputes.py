@@ -117,3 +117,34 @@ async def test_a_buyers_false_breach_is_disputed_held_and_resolved_by_both_signa
             await books.verify()
             [line] = await books.lines()
             assert (line.verdict, str(line.amount)) == ("resolved", price)
+
+
+async def test_a_buyer_that_cannot_escrow_leaves_no_sale_on_the_sellers_books(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The call's maximum is what the buyer's books can escrow, so no seller countersigns
+    a price the buyer cannot hold (it used to, leaving the sale open on the seller's books)."""
+    seller_dir, buyer_dir = tmp_path / "seller", tmp_path / "buyer"
+    seller_dir.mkdir()
+    buyer_dir.mkdir()
+    seller_toml, buyer_toml = seller_dir / "node.toml", buyer_dir / "node.toml"
+    buyer_toml.write_text(BUYER_TOML)
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"history": [1, 2, 3]}))
+    async with running_node(buyer_toml) as buyer:
+        seller_toml.write_text(SELLER_TOML.format(seed=buyer.ready["p2p"][0]))
+        code, _, err = await aaex(capsys, "account", "deposit", "--config", str(buyer_toml),
+                                  "shopper", "0.01")
+        assert code == 0, err
+        async with running_node(seller_toml) as seller:
+            for _ in range(20):  # until the seller's ad reached the buyer's DHT
+                code, out, err = await aaex(capsys, "market", "buy", "forecast.demand",
+                                            "--config", str(buyer_toml), "--agent", "shopper",
+                                            "--task", str(task), "--budget", "5",
+                                            "--deadline", "3")
+                if "over_budget" in out + err or "cannot_meet" in out + err:
+                    break
+            assert code == 1, out + err
+            assert "over_budget" in out + err or "cannot_meet" in out + err, out + err
+            assert not [e for e in seller.events if e.get("event") == "countersigned"]
+    async with open_ledger(seller_dir / "data" / "ledger.sqlite") as books:
+        assert await books.lines() == []

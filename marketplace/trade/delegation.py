@@ -31,6 +31,7 @@ from ..contracts.agreement import SignedAgreement
 from ..contracts.checkpoint import Checkpoint
 from ..contracts.dispute import Dispute, SignedDispute, seller_delivery, timing_conflicts
 from ..contracts.errors import AgreementExpired, LedgerError
+from ..contracts.ledger_store import Balance
 from ..contracts.receipt import SignedReceipt, make_receipt
 from ..contracts.reputation import ReputationBook, Score
 from ..contracts.sla import Delivery, TokenUsage
@@ -69,6 +70,9 @@ class Books(Protocol):
 
     async def record_notified(self, agreement_id: str) -> object:
         """Note that the seller took the receipt."""
+
+    async def balance(self, address: str, currency: str = "credit") -> Balance:
+        """What `address` has available (and held) on these books."""
 
     async def record_dispute(self, dispute: SignedDispute,
                              delivery: Mapping[str, Any] | None = None) -> bool:
@@ -269,11 +273,13 @@ class Delegator:
             if not candidates:
                 break
             remaining = end - now
+            spendable = await self._spendable(capability, budget, attempts)
             cfp = CallForProposals(
-                dialogue=new_dialogue_id(), capability=capability, task=task, max_price=budget,
+                dialogue=new_dialogue_id(), capability=capability, task=task,
+                max_price=spendable,
                 max_latency_ms=max_latency_ms, max_deadline_s=remaining,
                 wanted_penalty=penalty, respond_by=now + min(self._window, remaining / 2))
-            utility = BuyerUtility(max_price=budget, max_latency_ms=max_latency_ms,
+            utility = BuyerUtility(max_price=spendable, max_latency_ms=max_latency_ms,
                                    max_deadline_s=remaining, wanted_penalty=penalty,
                                    weights=self.weights)
             logger.info("negotiating %s with %d seller(s)", capability, len(candidates),
@@ -326,6 +332,25 @@ class Delegator:
                            capability, receipt.receipt.verdict, banned)
         raise DelegationFailed(f"{capability}: no provider delivered within {deadline} s",
                                attempts)
+
+    async def _spendable(self, capability: str, budget: Credits,
+                         attempts: list[Attempt]) -> Credits:
+        """The budget capped at what our books can escrow now.
+
+        A seller countersigns only a price within the call's maximum, so no seller is left
+        holding a sale we could not fund (it would otherwise wait for the expiry).
+
+        Raises:
+            DelegationFailed: nothing is available to escrow.
+        """
+        if self._books is None:
+            return budget
+        available = (await self._books.balance(self._identity.address)).available
+        if available <= ZERO:
+            raise DelegationFailed(f"{capability}: {self._identity.address} has no credits "
+                                   "available to escrow; fund it with `aaex account deposit`",
+                                   attempts)
+        return min(budget, available)
 
     async def _perform(self, ctx: Context, signed: SignedAgreement, task: dict[str, Any],
                        end: float) -> tuple[dict[str, Any] | None, SignedReceipt | None, str]:
