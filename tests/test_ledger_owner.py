@@ -10,9 +10,9 @@ with its reason.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -260,20 +260,18 @@ def test_cli_verify_fails_and_a_node_refuses_to_start_on_a_tampered_ledger(
         err = capsys.readouterr().err
         assert f"TAMPERED at entry {seq}" in err and problem in err
 
-    async def run_node() -> tuple[int | None, bytes, bytes]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "marketplace.cli", "node", "run", "--config", str(toml),
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        assert process.stdout is not None and process.stderr is not None
-        try:  # the first line is either the node's "ready" or nothing (it exited)
-            ready = await asyncio.wait_for(process.stdout.readline(), 60)
-        finally:
-            if process.returncode is None:
-                process.terminate()
-        stderr = await asyncio.wait_for(process.stderr.read(), 60)
-        return await asyncio.wait_for(process.wait(), 60), ready, stderr
-
-    code, ready, stderr = asyncio.run(run_node())
+    # Plain subprocess, not asyncio.run: an event loop's child watcher in a busy test worker
+    # can lose the exit status (reported as 255). The first line is either the node's
+    # "ready" (it wrongly started: stopped at once) or nothing (it exited).
+    process = subprocess.Popen([sys.executable, "-m", "marketplace.cli", "node", "run",
+                                "--config", str(toml)], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    ready = process.stdout.readline()
+    if ready:
+        process.terminate()
+    stderr = process.stderr.read()
+    code = process.wait(timeout=60)
     assert ready == b"" and code == 2, "the node started on a tampered ledger"
     lines = [line for line in stderr.decode().splitlines() if line.startswith("aaex: ")]
     assert len(lines) == 1, stderr.decode()

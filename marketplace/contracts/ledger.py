@@ -73,6 +73,7 @@ from aaex_agents.errors import UsageError
 from aaex_agents.identity import Identity
 from aaex_agents.money import ZERO, Credits
 
+from . import dispute_store as disputes
 from . import ledger_store as store
 from .agreement import SignedAgreement
 from .books import Line, Position, Statement, line_of, positions, statement
@@ -446,7 +447,7 @@ class Ledger(DisputeBooks, AuditBooks):
                 "WHERE a.recorded IS NOT NULL ORDER BY a.seq").fetchall()
             return seq, [line_of(store.decode_agreement(a), store.closing(kind, s),
                                  disputed=d is not None,
-                                 resolution=store.resolution_in(r))
+                                 resolution=disputes.resolution_in(r))
                          for a, kind, s, d, r in rows]
         self._lines = await self._run(read)
         return list(self._lines[1])

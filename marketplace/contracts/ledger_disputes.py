@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from . import dispute_store as disputes
 from . import ledger_store as store
 from .agreement import SignedAgreement
 from .dispute import SignedDispute, SignedResolution, check_dispute
@@ -62,7 +63,7 @@ class DisputeBooks(LedgerBase):
         evidence = dict(delivery) if delivery is not None else await self.delivery(agreement_id)
         check_dispute(signed, dispute, evidence)
         now = self._now_ms()
-        entry, new = await self._write(lambda c: store.record_dispute(c, dispute, evidence, now))
+        entry, new = await self._write(lambda c: disputes.record_dispute(c, dispute, evidence, now))
         logger.debug("dispute %s over %s at entry %d", dispute.id[:12], agreement_id[:12],
                      entry.seq)
         return new
@@ -79,11 +80,11 @@ class DisputeBooks(LedgerBase):
         """
         signed.verify_against(await self.agreement(signed.resolution.agreement_id))
         now = self._now_ms()
-        return await self._write(lambda c: store.resolve(c, signed, now))
+        return await self._write(lambda c: disputes.resolve(c, signed, now))
 
     async def dispute(self, agreement_id: str) -> SignedDispute | None:
         """The dispute recorded over `agreement_id`, or None."""
-        return await self._run(lambda c: store.dispute_of(c, agreement_id))
+        return await self._run(lambda c: disputes.dispute_of(c, agreement_id))
 
     async def disputes(self) -> list[DisputeRecord]:
         """Every dispute on these books, oldest first, with its evidence and resolution."""
@@ -99,7 +100,7 @@ class DisputeBooks(LedgerBase):
                     dispute=SignedDispute.from_wire(bytes.fromhex(body["dispute"])),
                     delivery=body["delivery"], role=body["role"],
                     after_settlement=body["after_settlement"],
-                    resolution=store.resolution_of(c, agreement_id)))
+                    resolution=disputes.resolution_of(c, agreement_id)))
             return found
         return await self._run(read)
 
