@@ -148,3 +148,65 @@ async def test_a_buyer_that_cannot_escrow_leaves_no_sale_on_the_sellers_books(
             assert not [e for e in seller.events if e.get("event") == "countersigned"]
     async with open_ledger(seller_dir / "data" / "ledger.sqlite") as books:
         assert await books.lines() == []
+
+
+LLM_SELLER_TOML = """
+[node]
+http = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+p2p = ["/ip4/127.0.0.1/tcp/0"]
+seeds = ["{seed}"]
+drain_timeout = 2
+
+[llm]
+backend = "llamacpp"
+n_ctx = 512
+n_threads = 1
+
+[[agents]]
+name = "llm"
+class = "marketplace:LlmSeller"
+settings = {{ price_in_per_1k = 0.01, price_out_per_1k = 0.02, max_tokens_cap = 16 }}
+"""
+
+
+async def test_a_buyer_paying_zero_tokens_for_a_metered_sale_is_disputed_by_the_seller(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The attack: a receipt re-signed with zero token counts released 0 of the escrow."""
+    pytest.importorskip("llama_cpp", reason="the CPU model needs the cpu extra")
+    seller_dir, buyer_dir = tmp_path / "seller", tmp_path / "buyer"
+    seller_dir.mkdir()
+    buyer_dir.mkdir()
+    seller_toml, buyer_toml = seller_dir / "node.toml", buyer_dir / "node.toml"
+    buyer_toml.write_text(BUYER_TOML)
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"messages": [{"role": "user", "content": "Say hello."}],
+                                "max_tokens": 8}))
+    async with running_node(buyer_toml, lie="zero_tokens") as buyer:
+        seller_toml.write_text(LLM_SELLER_TOML.format(seed=buyer.ready["p2p"][0]))
+        code, _, err = await aaex(capsys, "account", "deposit", "--config", str(buyer_toml),
+                                  "shopper", "1")
+        assert code == 0, err
+        async with running_node(seller_toml) as seller:
+            for _ in range(20):
+                code, out, err = await aaex(capsys, "market", "buy", "llm.chat", "--config",
+                                            str(buyer_toml), "--agent", "shopper", "--task",
+                                            str(task), "--budget", "0.5", "--deadline", "150")
+                if code == 0:
+                    break
+            assert code == 0, out + err  # the lying buyer kept the text and paid nothing
+            disputed = await seller.event("disputed")
+            code, out, _ = await aaex(capsys, "dispute", "show", "--config", str(seller_toml),
+                                      disputed["agreement_id"], "--json")
+            shown = json.loads(out)
+            fields = {c["field"]: c for c in shown["conflicts"]}
+            assert {"usage.input_tokens", "usage.output_tokens"} <= fields.keys()
+            assert fields["usage.output_tokens"]["buyer"] == "0"
+            assert int(fields["usage.output_tokens"]["seller"]) > 0
+            code, out, _ = await aaex(capsys, "account", "statement", "--config",
+                                      str(seller_toml), "--with", shown["buyer"], "--json")
+            [line] = json.loads(out)["lines"]
+            assert (line["verdict"], line["amount"]) == ("disputed", "0")
+    async with open_ledger(seller_dir / "data" / "ledger.sqlite") as books:
+        await books.verify()
+        assert await books.settled_receipts() == []  # the 0-token receipt was never booked
