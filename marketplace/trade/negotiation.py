@@ -284,7 +284,7 @@ class Seller(Agent):
                     or offer.latency_ms / 1000 > msg.max_deadline_s:
                 raise Refusal("cannot_meet_terms", "price, latency or deadline out of reach")
             self._drop(self.open.lapse(now))
-            self._drop(self.open.admit(key, task_weight(msg.task), msg.respond_by,
+            self._drop(self.open.admit(key, task_weight(msg.task), msg.respond_by, now=now,
                                        standing=buyer in self.regulars))
             self.dialogues[key] = dialogue
             return self._propose(dialogue, offer)
@@ -326,7 +326,9 @@ class Seller(Agent):
             return Decline(dialogue=msg.dialogue, reason=refusal.reason, detail=refusal.detail)
         dialogue.state = DialogueState.AGREED
         dialogue.agreement = signed
-        self.open.close((dialogue.buyer, dialogue.id))
+        key = (dialogue.buyer, dialogue.id)
+        self.open.close(key)
+        self.dialogues[key] = dialogue  # a full table may have displaced it while we booked
         # The agreement names the task by its hash and the task comes again with it: an
         # agreed dialogue need not keep it.
         dialogue.cfp = dialogue.cfp.model_copy(update={"task": {}})
