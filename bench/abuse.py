@@ -19,6 +19,14 @@ legitimate requests back to back (one in flight) and measures them. For each tra
   request head one byte a second and reconnecting when cut. (Before the listener limits,
   all were held open.) Outcomes: ``refused`` (503 at once: beyond the connection limits),
   ``cut`` (closed while still sending: the header timeout), ``open_at_end``.
+* ``cfp``: a flood of calls for proposals (``market.cfp/2``) against a seller of its own
+  (``--role seller``: a `Seller` with the node's rate limit per peer and `DialogueLimits`,
+  ``--max-open`` slots), from fresh keys, ``--per-key`` calls each (15, as the hostile
+  review sent), half with ``respond_by = 1e12`` and half ``--flood-ahead`` s ahead (290,
+  inside the default window). The legitimate traffic is an honest stranger's calls for
+  proposals, ``--honest-rate`` a second (under the per-peer rate limit); answered means
+  offered (a `Propose`). (Before the dialogue quotas, 10,000 such calls shut the seller out:
+  every later call got ``busy``.) Outcomes: ``Propose`` or the decline's reason.
 
 Reported per phase: legitimate requests answered / sent, their p50 and p99 latency, attack
 frames sent per second, and the server's resident memory (RSS) after the phase. The last
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -64,14 +73,21 @@ from aaex_agents.envelope import (
     seal,
 )
 from aaex_agents.identity import Identity
+from aaex_agents.model import decode_payload, message_class
+from aaex_agents.money import Credits
 from aaex_agents.testing import stop_on_stdin_close_or_signal
 from aaex_agents.transport.libp2p import Libp2pConfig, Libp2pTransport, open_libp2p_host
 from bench.stats import aligned, percentile, progress
+from marketplace.trade.contracting import seller_countersigner
+from marketplace.trade.dialogues import DIALOGUE_OVERHEAD_BYTES, DialogueLimits
+from marketplace.trade.negotiation import CallForProposals, Decline, Seller, new_dialogue_id
+from marketplace.trade.policy import AccessControl, AccessList
+from marketplace.trade.strategies import SellerStrategy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 30.0
-PHASES = ("idle", "replay", "garbage", "slow")
+PHASES = ("idle", "replay", "garbage", "slow", "cfp")
 
 
 class Ping(Message, type="bench.abuse_ping/1"):
@@ -327,6 +343,7 @@ async def run_transport(kind: str, args: argparse.Namespace) -> tuple[list[Phase
     extra = [] if args.replay_capacity is None else ["--replay-capacity",
                                                      str(args.replay_capacity)]
     server = await child("--role", "server", "--kind", kind, *extra)
+    extra_counters: dict[str, Any] = {}
     try:
         info = await read_json(server, START_TIMEOUT_S)
         endpoint, target = str(info["endpoint"]), str(info["address"])
@@ -336,6 +353,10 @@ async def run_transport(kind: str, args: argparse.Namespace) -> tuple[list[Phase
             for phase in args.phases:
                 if phase == "slow" and kind != "http":
                     continue  # slow clients are an HTTP matter; libp2p has its own limits
+                if phase == "cfp":  # against a seller of its own
+                    measured, extra_counters["cfp_seller"] = await run_cfp_phase(kind, args)
+                    phases.append(measured)
+                    continue
                 progress(f"[{kind}] {phase} for {args.seconds} s")
                 counter = [0]
                 failures: dict[str, int] = {}
@@ -378,7 +399,7 @@ async def run_transport(kind: str, args: argparse.Namespace) -> tuple[list[Phase
             server.stdin.close()
     counters = await read_json(server, 30)
     await asyncio.wait_for(server.wait(), timeout=30)
-    return phases, counters
+    return phases, {**counters, **extra_counters}
 
 
 def table(phases: list[Phase]) -> str:
@@ -421,15 +442,209 @@ async def parent(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# -- call-for-proposals flood (the cfp phase) -------------------------------------------
+class BenchSeller(Seller):
+    """The seller the cfp phase floods: a negotiating seller as a node hosts one."""
+
+    capability = "bench.forecast"
+
+
+def bench_call(respond_by: float) -> CallForProposals:
+    """A call for proposals the bench seller can answer, ending at `respond_by`."""
+    return CallForProposals(dialogue=new_dialogue_id(), capability=BenchSeller.capability,
+                            task={"history": [1, 2, 3]}, max_price=Credits(10_000_000),
+                            max_latency_ms=1000, max_deadline_s=60, respond_by=respond_by)
+
+
+async def serve_seller(kind: str, max_open: int, max_per_buyer: int) -> int:
+    """Host a `BenchSeller` on `kind` until stdin closes; then print its table's counters.
+
+    It admits buyers as a node's sellers do (open, with the default rate limit per peer), and
+    holds open dialogues under `DialogueLimits` with `max_open` slots.
+    """
+    identity = Identity.generate()
+    gate = AccessControl({BenchSeller.capability: AccessList(open=True)})
+    limits = DialogueLimits(max_open=max_open, max_per_buyer=max_per_buyer,
+                            max_open_bytes=max(DialogueLimits().max_open_bytes,
+                                               max_open * DIALOGUE_OVERHEAD_BYTES))
+    seller = BenchSeller(identity, name="seller", strategy=SellerStrategy(cost=Credits(2_000_000)),
+                         countersign=seller_countersigner(identity), admit=gate.admit,
+                         limits=limits)
+    async with stop_on_stdin_close_or_signal() as stop, AsyncExitStack() as stack:
+        server: Transport
+        if kind == "http":
+            server = HttpTransport()
+        else:
+            host = await stack.enter_async_context(open_libp2p_host(Libp2pConfig(dht=False)))
+            server = Libp2pTransport(host)
+        runtime = await stack.enter_async_context(open_runtime(seller, transports=[server]))
+        print(json.dumps({"address": seller.address, "endpoint": runtime.endpoints[0]}),
+              flush=True)
+        await stop.wait()
+        print(json.dumps({"open_dialogues": len(seller.open), "slots": seller.open.slots,
+                          "max_open": limits.max_open,
+                          "dialogues_kept": len(seller.dialogues),
+                          "received": runtime.metrics.received,
+                          "rejected": dict(runtime.metrics.rejected)}), flush=True)
+    return 0
+
+
+async def cfp_outcome(transport: Transport, endpoint: str, key: Identity, target: str,
+                      call: CallForProposals) -> str:
+    """Send `call` signed by `key`; ``Propose``, the decline's reason, or what went wrong."""
+    _, frame = seal(key, target=target, message=call, now=time.time(), ttl=60)
+    try:
+        reply_frame = await transport.request(endpoint, frame, timeout=REQUEST_TIMEOUT_S)
+    except PeerRejected as exc:
+        return exc.reason
+    except TransportError as exc:
+        return type(exc).__name__
+    if reply_frame is None:
+        return "no_reply"
+    reply = decode_frame(reply_frame)
+    reply.verify()
+    cls = message_class(reply.message_type)
+    if cls is None:
+        return reply.message_type
+    answer = decode_payload(cls, reply.payload)
+    return answer.reason if isinstance(answer, Decline) else type(answer).__name__
+
+
+async def cfp_flood(kind: str, endpoint: str, target: str, seconds: float, concurrency: int,
+                    per_key: int, ahead: float) -> int:
+    """Flood calls for proposals for `seconds`, `per_key` from each fresh key; print counts.
+
+    Every other call ends at ``1e12`` (the hostile review's), the rest `ahead` s from now.
+    """
+    sent = 0
+    outcomes: dict[str, int] = {}
+    async with client_transport(kind) as transport:
+        print(json.dumps({"ready": True}), flush=True)
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal sent
+            while time.perf_counter() < deadline:
+                key = Identity.generate()
+                for _ in range(per_key):
+                    if time.perf_counter() >= deadline:
+                        break
+                    respond_by = 1e12 if sent % 2 else time.time() + ahead
+                    sent += 1
+                    outcome = await cfp_outcome(transport, endpoint, key, target,
+                                                bench_call(respond_by))
+                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(worker())
+        wall = time.perf_counter() - started
+    print(json.dumps({"sent": sent, "per_s": sent / wall, "outcomes": outcomes}), flush=True)
+    return 0
+
+
+async def honest_calls(transport: Transport, endpoint: str, target: str, sender: Identity,
+                       until: asyncio.Event, counter: list[int], failures: dict[str, int],
+                       rate: float, window: float) -> list[float]:
+    """An honest stranger's calls for proposals, `rate` a second, until `until` is set.
+
+    Each ends `window` s ahead, as a node's delegator asks (``[market] negotiation_window``).
+
+    Returns the latencies (ms) of the calls answered with an offer; every other outcome is
+    counted in `failures` under its decline reason or error.
+    """
+    latencies: list[float] = []
+    next_at = time.perf_counter()
+    while not until.is_set():
+        counter[0] += 1
+        started = time.perf_counter()
+        outcome = await cfp_outcome(transport, endpoint, sender, target,
+                                    bench_call(time.time() + window))
+        if outcome == "Propose":
+            latencies.append((time.perf_counter() - started) * 1e3)
+        else:
+            failures[outcome] = failures.get(outcome, 0) + 1
+        next_at += 1 / rate
+        with contextlib.suppress(TimeoutError):  # paced: the seller's rate limit per peer
+            await asyncio.wait_for(until.wait(), max(0.0, next_at - time.perf_counter()))
+    return latencies
+
+
+async def run_cfp_phase(kind: str, args: argparse.Namespace) -> tuple[Phase, dict[str, Any]]:
+    """Start a seller on `kind`, flood it while an honest stranger asks; its figures."""
+    seller = await child("--role", "seller", "--kind", kind, "--max-open", str(args.max_open),
+                         "--max-per-buyer", str(args.max_per_buyer))
+    try:
+        info = await read_json(seller, START_TIMEOUT_S)
+        endpoint, target = str(info["endpoint"]), str(info["address"])
+        progress(f"[{kind}] cfp for {args.seconds} s")
+        attacker = await child("--role", "attack", "--kind", kind, "--mode", "cfp",
+                               "--endpoint", endpoint, "--target", target,
+                               "--seconds", str(args.seconds),
+                               "--concurrency", str(args.concurrency),
+                               "--per-key", str(args.per_key),
+                               "--flood-ahead", str(args.flood_ahead))
+        await read_json(attacker, START_TIMEOUT_S)  # flooding from now on
+        counter = [0]
+        failures: dict[str, int] = {}
+        stop = asyncio.Event()
+        async with client_transport(kind) as transport:
+            started = time.perf_counter()
+            async with asyncio.TaskGroup() as group:
+                legit = group.create_task(honest_calls(
+                    transport, endpoint, target, Identity.generate(), stop, counter, failures,
+                    args.honest_rate, args.honest_window))
+                report = await read_json(attacker, args.seconds + 120)
+                await attacker.wait()
+                stop.set()
+            wall = time.perf_counter() - started
+        latencies = legit.result()
+        phase = Phase(
+            transport=kind, phase="cfp", legit_sent=counter[0], legit_answered=len(latencies),
+            legit_ratio=len(latencies) / counter[0] if counter[0] else float("nan"),
+            legit_per_s=len(latencies) / wall, p50_ms=percentile(latencies, 50),
+            p99_ms=percentile(latencies, 99), max_ms=max(latencies, default=float("nan")),
+            legit_failures=failures, attack_sent=int(report["sent"]),
+            attack_per_s=float(report["per_s"]), attack_outcomes=dict(report["outcomes"]),
+            server_rss_mib=rss_kib(seller.pid) / 1024)
+    finally:
+        if seller.stdin is not None:
+            seller.stdin.close()
+    counters = await read_json(seller, 30)
+    await asyncio.wait_for(seller.wait(), timeout=30)
+    return phase, counters
+
+
+def add_cfp_arguments(parser: argparse.ArgumentParser) -> None:
+    """The cfp phase's options."""
+    defaults = DialogueLimits()
+    parser.add_argument("--max-open", type=int, default=defaults.max_open,
+                        help=f"cfp: the seller's [dialogues] max_open (default "
+                        f"{defaults.max_open}); a small one fills the table sooner")
+    parser.add_argument("--max-per-buyer", type=int, default=defaults.max_per_buyer,
+                        help=f"cfp: the seller's max_per_buyer (default {defaults.max_per_buyer})")
+    parser.add_argument("--per-key", type=int, default=15,
+                        help="cfp: calls from each fresh key (default 15)")
+    parser.add_argument("--flood-ahead", type=float, default=290.0,
+                        help="cfp: seconds ahead the flood's in-window calls end (default 290)")
+    parser.add_argument("--honest-rate", type=float, default=4.0,
+                        help="cfp: the honest buyer's calls a second (default 4, under the "
+                        "per-peer rate limit of 5)")
+    parser.add_argument("--honest-window", type=float, default=2.0,
+                        help="cfp: seconds ahead the honest buyer's calls end (default 2, a "
+                        "node's negotiation_window)")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m bench.abuse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--role", choices=["parent", "server", "attack"], default="parent",
-                        help="internal: the child processes")
+    parser.add_argument("--role", choices=["parent", "server", "seller", "attack"],
+                        default="parent", help="internal: the child processes")
     parser.add_argument("--kind", choices=["http", "libp2p"], default="http",
                         help="internal: the transport of a child")
-    parser.add_argument("--mode", choices=["replay", "garbage", "slow"], default="replay",
+    parser.add_argument("--mode", choices=["replay", "garbage", "slow", "cfp"], default="replay",
                         help="internal: the attack a child runs")
     parser.add_argument("--endpoint", help="internal: where the attacker sends")
     parser.add_argument("--target", help="internal: the sink's address")
@@ -442,6 +657,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--replay-capacity", type=int, default=None,
                         help="the server's EnvelopePolicy.replay_capacity (default: the "
                         "policy's default); a small one shows a replay flood sooner")
+    add_cfp_arguments(parser)
     parser.add_argument("--transports", type=lambda text: text.split(","),
                         default=["http", "libp2p"],
                         help="comma-separated: http, libp2p (default both)")
@@ -466,6 +682,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.role == "server":
         return asyncio.run(serve(args.kind, args.replay_capacity))
+    if args.role == "seller":
+        return asyncio.run(serve_seller(args.kind, args.max_open, args.max_per_buyer))
+    if args.role == "attack" and args.mode == "cfp":
+        return asyncio.run(cfp_flood(args.kind, args.endpoint, args.target, args.seconds,
+                                     args.concurrency, args.per_key, args.flood_ahead))
     if args.role == "attack" and args.mode == "slow":
         return asyncio.run(slow_clients(args.endpoint, args.seconds, args.connections))
     if args.role == "attack":

@@ -146,6 +146,24 @@ async def test_a_newcomer_that_would_hold_the_most_is_refused_busy() -> None:
         assert [seller.open.held_by(k.address) for k in keys] == [0, 1, 1, 1, 1]
 
 
+async def test_a_flood_of_long_windows_gives_way_to_a_buyer_of_short_ones() -> None:
+    """What a buyer holds is slots times the seconds it asked for: four keys holding one
+    60 s dialogue each give way to a stranger asking for 5 s at a time, thrice over."""
+    clock = ManualClock(START)
+    seller = forecaster(DialogueLimits(max_open=4, max_per_buyer=4), clock)
+    async with market(seller, 5) as (runtime, [*flood, honest]):
+        for key in flood:
+            assert isinstance(await ask(runtime, key, seller, call(clock, ahead=60)), Propose)
+        replies = [await ask(runtime, honest, seller, call(clock, ahead=5)) for _ in range(3)]
+        assert [reason(r) for r in replies] == ["Propose"] * 3
+        assert [seller.open.held_by(k.address) for k in flood] == [0, 0, 0, 1]
+        # Its fourth would reserve 20 slot-seconds, no more than the last flood key's 60:
+        # that one gives way too; a fifth would go past the buyer's quota.
+        assert isinstance(await ask(runtime, honest, seller, call(clock, ahead=5)), Propose)
+        assert reason(await ask(runtime, honest, seller, call(clock, ahead=5))) == \
+            "too_many_dialogues"
+
+
 async def test_a_call_many_slots_big_cannot_push_out_small_ones() -> None:
     clock = ManualClock(START)
     limits = DialogueLimits(max_open=4, max_per_buyer=4, max_open_bytes=4 * 4096)

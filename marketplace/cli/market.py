@@ -7,8 +7,9 @@
 `buy` asks the node (its admin API, with the token from its data dir; or `--admin URL
 --token-file FILE`) to delegate the task as one of its agents, and prints each step as the
 node reports it: sellers found, offers, the agreement and its terms, the delivery, the
-receipt, the settlement, then the result. It exits 0 on a met delivery and 1 when no seller
-delivered (with every attempt's reason).
+receipt, the settlement, then the result. It names every seller that declined and why (a
+decline is an answer: that seller is neither asked again nor banned). It exits 0 on a met
+delivery and 1 when no seller delivered (with every attempt's reason).
 """
 
 from __future__ import annotations
@@ -133,10 +134,8 @@ def _show_event(event: dict[str, Any], out: TextIO) -> None:
         found = event.get("found", [])
         text = f"found {len(found)} seller(s) of {event.get('capability')}"
     elif kind == "offers":
-        offers = [f"{o['seller'][:16]}… {o['price']} credits" if o.get("price") is not None
-                  else f"{o['seller'][:16]}… declined ({o.get('declined')})"
-                  for o in event.get("offers", [])]
-        text = "offers: " + ("; ".join(offers) or "none")
+        text = "offers: " + ("; ".join(_offer_text(o) for o in event.get("offers", []))
+                             or "none")
     elif kind == "agreement":
         text = (f"agreement {event['agreement_id'][:16]} with {event['seller']}: "
                 f"{event['price']} credits, penalty {event['penalty']}, "
@@ -152,13 +151,35 @@ def _show_event(event: dict[str, Any], out: TextIO) -> None:
                 if event.get("verdict") == "met" else
                 f"settled: {event['to_buyer']} credits back to us ({event.get('verdict')})")
     elif kind == "done":
-        text = (f"done: held {event['price']}, paid {event.get('paid', event['price'])}, "
-                f"refunded {event.get('refunded', '0')} credits; seller {event['seller']}\n"
-                f"result: {json.dumps(event.get('result'))}")
+        text = "\n".join([
+            f"done: held {event['price']}, paid {event.get('paid', event['price'])}, "
+            f"refunded {event.get('refunded', '0')} credits; seller {event['seller']}",
+            *_declined_lines(event), f"result: {json.dumps(event.get('result'))}"])
     elif kind == "failed":
+        declined = {d["seller"] for d in event.get("declined", [])}
         reasons = [f"  {a['seller']}: {a['verdict']} {a.get('detail') or ''}".rstrip()
-                   for a in event.get("attempts", [])]
-        text = "\n".join([f"failed: {event.get('reason')}", *reasons])
+                   for a in event.get("attempts", [])
+                   if not (a["verdict"] == "no_agreement" and a["seller"] in declined)]
+        text = "\n".join([f"failed: {event.get('reason')}", *_declined_lines(event),
+                          *reasons])
     else:
         text = json.dumps(event)
     print(text, file=out, flush=True)
+
+
+def _offer_text(offer: dict[str, Any]) -> str:
+    """One seller's standing in a round: its price, its decline, or its failure."""
+    seller = f"{offer['seller'][:16]}…"
+    if offer.get("price") is not None:
+        return f"{seller} {offer['price']} credits"
+    reason = str(offer.get("declined"))
+    detail = f": {offer['detail']}" if offer.get("detail") else ""
+    verb = "failed" if reason.startswith("error:") else "declined"
+    return f"{seller} {verb} ({reason}{detail})"
+
+
+def _declined_lines(event: dict[str, Any]) -> list[str]:
+    """The sellers that declined during a purchase, each with its reason, one a line."""
+    return [f"declined by {d['seller']}: {d['reason']}"
+            + (f" ({d['detail']})" if d.get("detail") else "")
+            for d in event.get("declined", [])]

@@ -14,7 +14,10 @@ Bad input is a 400 whose one-line ``error`` names the field; it never reaches th
 
 `/market/buy` answers as it goes: one JSON object per line (NDJSON, chunked), each with an
 ``event`` (``sellers``, ``offers``, ``agreement``, ``delivery``, ``receipt``, ``settled``),
-and last ``done`` (the result) or ``failed`` (the reason and every attempt's).
+and last ``done`` (the result) or ``failed`` (the reason and every attempt's). Both last
+events list ``declined``: every seller that declined during the purchase, with its reason and
+detail. A decline is an answer, not a failure: that seller is not asked again in the same
+purchase, and not banned (a seller that did not answer usably is, and is not listed there).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from discovery.query import parse_where
 
 from ..contracts.books import Position
 from ..contracts.errors import InsufficientFunds, LedgerError
-from ..trade.delegation import Delegated, Delegator
+from ..trade.delegation import FAILED, Delegated, Delegator
 from ..trade.errors import DelegationFailed
 from ..trade.statements import reconcile, statement_between
 from .accounts import (
@@ -294,26 +297,40 @@ class _OperatorRoutes:
     async def purchase(self, order: _Order, delegator: Delegator,
                        events: asyncio.Queue[dict[str, Any] | None]) -> None:
         """Buy what `order` asks for, putting each step on `events`, and None last."""
+        declined: dict[str, dict[str, str]] = {}
+
+        def progress(event: str, details: dict[str, Any]) -> None:
+            if event == "offers":
+                for offer in details["offers"]:
+                    reason = offer.get("declined")
+                    if reason is not None and not reason.startswith(FAILED):
+                        declined[offer["seller"]] = {"seller": offer["seller"],
+                                                     "reason": reason,
+                                                     "detail": offer.get("detail", "")}
+            events.put_nowait({"event": event, **details})
+
+        last: dict[str, Any] | None = None  # stays None when cancelled: nobody reads on
         try:
             done = await delegator.delegate(
                 self.node.runtime.context(order.agent), order.capability, order.task,
                 budget=order.budget, deadline=order.deadline, where=order.where,
-                progress=lambda event, details: events.put_nowait(
-                    {"event": event, **details}))
-            events.put_nowait(_done(done))
+                progress=progress)
+            last = _done(done)
         except DelegationFailed as exc:
-            events.put_nowait({"event": "failed", "reason": str(exc), "attempts": [
+            last = {"event": "failed", "reason": str(exc), "attempts": [
                 {"seller": a.seller, "verdict": a.verdict, "detail": a.detail}
-                for a in exc.attempts]})
+                for a in exc.attempts]}
         except (AaexError, TimeoutError) as exc:
-            events.put_nowait({"event": "failed", "reason": f"{type(exc).__name__}: {exc}",
-                               "attempts": []})
+            last = {"event": "failed", "reason": f"{type(exc).__name__}: {exc}",
+                    "attempts": []}
         except Exception as exc:  # the operator still gets a last line; logged in full
             logger.error("buying %s for %s failed", order.capability, order.agent.name,
                          exc_info=True)
-            events.put_nowait({"event": "failed", "reason": f"{type(exc).__name__}: {exc}",
-                               "attempts": []})
+            last = {"event": "failed", "reason": f"{type(exc).__name__}: {exc}",
+                    "attempts": []}
         finally:
+            if last is not None:
+                events.put_nowait({**last, "declined": list(declined.values())})
             events.put_nowait(None)
 
 

@@ -186,7 +186,9 @@ def _usage(signed: SignedAgreement, task: Mapping[str, Any],
 
 
 Progress = Callable[[str, dict[str, Any]], None]
-"""(event, details) as a delegation goes: ``sellers``, ``offers``, ``agreement``, then
+"""(event, details) as a delegation goes: ``sellers``, ``offers`` (each seller's price, or
+why it dropped out: ``declined`` is a decline's reason, or ``error: <type>`` for a seller that
+did not answer usably, with ``detail``), ``agreement``, then
 ``delivery``, ``receipt`` and ``settled`` for each award. Amounts are decimal credits
 (strings) with their ``*_micro`` integer twin. What an operator watching a purchase sees
 (``aaex market buy``)."""
@@ -291,7 +293,7 @@ class Delegator:
                                       release=self._wallet.release,
                                       timeout=min(5.0, remaining))
             report("offers", {"offers": [
-                {"seller": bid.seller, "declined": bid.declined,
+                {"seller": bid.seller, "declined": bid.declined, "detail": bid.detail,
                  **(bid.offer.price.document("price") if bid.offer is not None
                     else {"price": None, "price_micro": None})}
                 for bid in outcome.bids]})

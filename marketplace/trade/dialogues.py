@@ -17,22 +17,28 @@ When the table is full, a newcomer may displace a dialogue, by this rule (`OpenD
 2. A buyer with *standing* (it paid this seller for a delivery before: a receipt that released
    credits to it, see `ServiceSeller`) is never displaced by one without. Strangers' dialogues
    give way to a buyer with standing.
-3. Among buyers of the same standing, the one holding the most slots gives way, its oldest
-   dialogue first, and only when it holds at least as many as the newcomer will once
-   admitted. Otherwise the newcomer is declined with ``busy``.
+3. Among buyers of the same standing, the one holding the most gives way, its oldest dialogue
+   first, and only when it holds at least as much as the newcomer will once admitted.
+   Otherwise the newcomer is declined with ``busy``. What a buyer holds is what it reserved:
+   for each of its open dialogues, slots times the seconds it asked for them (``respond_by``
+   minus the time of the call, rounded up, at least 1).
 
 Why this rule. A flood of fresh keys chooses everything about its calls: their number, their
 tasks, their deadlines. It cannot forge having bought from the seller, so rule 2 keeps a
 seller's customers served during any flood of strangers (to take their places, an attacker
 must first buy, have the work done and sign that it owes for it, once per key). Among
-strangers no field tells an honest buyer from a flooder, so rule 3 shares the table: a key
-that holds many dialogues (or big tasks) loses them before one that holds few; a newcomer
-that would hold more than anyone else is refused rather than served at their expense (a call
-a hundred slots big cannot push out a hundred small ones); and ties go oldest first, so a
-stranger's dialogue lasts until the flood has sent about `max_open` more calls, and a
-stranger is never refused while the flood holds as much as it would. Refusing every newcomer
-when full, as sellers did before, let one flood shut a seller out for as long as the
-flooder's ``respond_by``, which nothing bounded.
+strangers no field tells an honest buyer from a flooder, so rule 3 shares the table by what
+each buyer costs it, memory times time: a key that holds many dialogues, big tasks or long
+windows loses them before one that holds few, small and short; a newcomer that would hold more
+than anyone else is refused rather than served at their expense (a call a hundred slots big
+cannot push out a hundred small ones); and ties go oldest first. To keep the table full, a
+flood must hold `max_open` slots all the time: with windows of w seconds it must send
+``max_open / w`` calls a second (5,000 a second for the default 10,000 slots and a 2 s window,
+beyond the signature checks one node makes in a second), and the longer the windows it picks
+to send fewer, the sooner it gives way to honest buyers, who ask for seconds (a node's
+delegator: ``[market] negotiation_window``, 2 s). Refusing every newcomer when full, as
+sellers did before, let one flood shut a seller out for as long as the flooder's
+``respond_by``, which nothing bounded.
 
 Finished dialogues (agreed, closed, withdrawn) leave the table at once; agreed ones are kept
 by the seller (with their task dropped) but count against no quota here.
@@ -131,6 +137,8 @@ def task_weight(task: Mapping[str, Any]) -> int:
 class _Held:
     buyer: str
     slots: int
+    reserved: int
+    """Slots times the whole seconds asked for (at least 1): what rule 3 weighs."""
     respond_by: float
 
 
@@ -139,17 +147,17 @@ class _Tier:
 
     def __init__(self) -> None:
         self.holding: dict[str, int] = {}
-        """Slots each buyer of this tier holds (only buyers holding something)."""
+        """What each buyer of this tier reserved (only buyers holding something)."""
         self._heap: list[tuple[int, int, str]] = []
         self._seq = 0
 
-    def set(self, buyer: str, slots: int) -> None:
-        if slots <= 0:
+    def set(self, buyer: str, reserved: int) -> None:
+        if reserved <= 0:
             self.holding.pop(buyer, None)
         else:
-            self.holding[buyer] = slots
+            self.holding[buyer] = reserved
             self._seq += 1
-            heapq.heappush(self._heap, (-slots, self._seq, buyer))
+            heapq.heappush(self._heap, (-reserved, self._seq, buyer))
         if len(self._heap) > 2 * len(self.holding) + 64:  # drop the stale entries
             self._heap = [e for e in self._heap if self.holding.get(e[2]) == -e[0]]
             heapq.heapify(self._heap)
@@ -209,14 +217,13 @@ class OpenDialogues:
             heapq.heapify(self._lapsing)
         return gone
 
-    def admit(self, key: DialogueKey, weight: int, respond_by: float, *,
+    def admit(self, key: DialogueKey, weight: int, respond_by: float, *, now: float,
               standing: bool) -> list[DialogueKey]:
         """Hold a new dialogue, displacing others if the table is full; return their keys.
 
         Call `lapse` first, so lapsed dialogues make room before anyone is displaced. A
         newcomer refused after displacing some dialogues displaced only buyers that held at
-        least as many slots as it would have: they would have given way to the next caller
-        alike.
+        least as much as it would have: they would have given way to the next caller alike.
 
         Raises:
             Refusal: ``too_many_dialogues`` (the buyer's own quota), ``task_too_large`` (the
@@ -239,7 +246,8 @@ class OpenDialogues:
             before = self._standing[buyer]
             self._tiers[standing].set(buyer, self._tiers[before].holding[buyer])
             self._tiers[before].set(buyer, 0)
-        claim = self._tiers[standing].holding.get(buyer, 0) + slots
+        reserved = slots * max(1, math.ceil(respond_by - now))
+        claim = self._tiers[standing].holding.get(buyer, 0) + reserved
         displaced = []
         while self.slots + slots > limits.max_open:
             victim = self._victim(standing, claim)
@@ -247,7 +255,7 @@ class OpenDialogues:
                 raise Refusal("busy", "too many open negotiations; try later")
             self.close(victim)
             displaced.append(victim)
-        self._held[key] = _Held(buyer, slots, respond_by)
+        self._held[key] = _Held(buyer, slots, reserved, respond_by)
         self._by_buyer.setdefault(buyer, {})[key] = None
         self._standing[buyer] = standing
         self._tiers[standing].set(buyer, claim)
@@ -274,7 +282,7 @@ class OpenDialogues:
         del mine[key]
         standing = self._standing[held.buyer]
         tier = self._tiers[standing]
-        tier.set(held.buyer, tier.holding[held.buyer] - held.slots)
+        tier.set(held.buyer, tier.holding[held.buyer] - held.reserved)
         if not mine:
             del self._by_buyer[held.buyer]
             del self._standing[held.buyer]

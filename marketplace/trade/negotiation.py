@@ -284,7 +284,7 @@ class Seller(Agent):
                     or offer.latency_ms / 1000 > msg.max_deadline_s:
                 raise Refusal("cannot_meet_terms", "price, latency or deadline out of reach")
             self._drop(self.open.lapse(now))
-            self._drop(self.open.admit(key, task_weight(msg.task), msg.respond_by,
+            self._drop(self.open.admit(key, task_weight(msg.task), msg.respond_by, now=now,
                                        standing=buyer in self.regulars))
             self.dialogues[key] = dialogue
             return self._propose(dialogue, offer)
@@ -326,7 +326,9 @@ class Seller(Agent):
             return Decline(dialogue=msg.dialogue, reason=refusal.reason, detail=refusal.detail)
         dialogue.state = DialogueState.AGREED
         dialogue.agreement = signed
-        self.open.close((dialogue.buyer, dialogue.id))
+        key = (dialogue.buyer, dialogue.id)
+        self.open.close(key)
+        self.dialogues[key] = dialogue  # a full table may have displaced it while we booked
         # The agreement names the task by its hash and the task comes again with it: an
         # agreed dialogue need not keep it.
         dialogue.cfp = dialogue.cfp.model_copy(update={"task": {}})
@@ -341,6 +343,10 @@ class Bid:
     offer: Offer | None = None
     utility: float = 0.0
     declined: str | None = None
+    """Why it dropped out: a `Decline`'s reason, or ``error: <type>`` when it did not
+    answer usably; None while it is in play."""
+    detail: str = ""
+    """The decline's detail, or the error's message."""
     rounds: int = 0
 
 
@@ -394,6 +400,7 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
             reply = await ctx.ask(seller, message, timeout=timeout)
         except (AaexError, TimeoutError) as exc:
             bid.declined, bid.offer, bid.utility = f"error: {type(exc).__name__}", None, 0.0
+            bid.detail = str(exc)
             return
         if isinstance(reply, Propose):
             bid.offer = Offer(reply.price, reply.latency_ms, reply.deadline_s, reply.penalty,
@@ -402,6 +409,7 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
             bid.rounds = reply.round
         elif isinstance(reply, Decline):
             bid.declined, bid.offer, bid.utility = reply.reason, None, 0.0
+            bid.detail = reply.detail
 
     await asyncio.gather(*(ask(s, cfp) for s in bids))
     result.round_trips = 1
@@ -436,12 +444,14 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
             reply = await ctx.ask(bid.seller, Accept(dialogue=cfp.dialogue, round=bid.rounds,
                                                      agreement=agreement), timeout=timeout)
         except (AaexError, TimeoutError, TransportError) as exc:
-            reply = Decline(dialogue=cfp.dialogue, reason=f"error: {type(exc).__name__}")
+            reply = Decline(dialogue=cfp.dialogue, reason=f"error: {type(exc).__name__}",
+                            detail=str(exc))
         result.round_trips += 1
         if isinstance(reply, Agreed):
             result.winner, result.offer, result.agreement = bid.seller, bid.offer, reply.agreement
             break
         bid.declined = reply.reason if isinstance(reply, Decline) else "unexpected_reply"
+        bid.detail = reply.detail if isinstance(reply, Decline) else type(reply).__name__
         if release is not None:
             release(bid.seller, bid.offer.price)
     result.bids = list(bids.values())
