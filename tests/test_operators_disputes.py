@@ -210,3 +210,67 @@ async def test_a_buyer_paying_zero_tokens_for_a_metered_sale_is_disputed_by_the_
     async with open_ledger(seller_dir / "data" / "ledger.sqlite") as books:
         await books.verify()
         assert await books.settled_receipts() == []  # the 0-token receipt was never booked
+
+
+async def test_the_arbiter_both_nodes_accept_ends_a_dispute_alone_by_an_offline_decision(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seller_dir, buyer_dir = tmp_path / "seller", tmp_path / "buyer"
+    seller_dir.mkdir()
+    buyer_dir.mkdir()
+    arbiter_key = tmp_path / "arbiter.key"
+    code, out, _ = await aaex(capsys, "keys", "new", str(arbiter_key), "--json")
+    arbiter = json.loads(out)["address"]
+    seller_toml, buyer_toml = seller_dir / "node.toml", buyer_dir / "node.toml"
+    buyer_toml.write_text(BUYER_TOML.replace(
+        "[market]\n", f'[market]\narbiter = "{arbiter}"\n'))
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"history": [1, 2, 3]}))
+    async with running_node(buyer_toml, lie="late") as buyer:
+        seller_toml.write_text(SELLER_TOML.format(seed=buyer.ready["p2p"][0]))
+        assert (await aaex(capsys, "account", "deposit", "--config", str(buyer_toml),
+                           "shopper", "10"))[0] == 0
+        async with running_node(seller_toml):  # trusts no arbiter: declines the call
+            for _ in range(20):
+                code, out, err = await aaex(capsys, "market", "buy", "forecast.demand",
+                                            "--config", str(buyer_toml), "--agent", "shopper",
+                                            "--task", str(task), "--budget", "5",
+                                            "--deadline", "3")
+                if "untrusted_arbiter" in out + err:
+                    break
+            assert code == 1 and "untrusted_arbiter" in out + err, out + err
+        seller_toml.write_text(SELLER_TOML.format(seed=buyer.ready["p2p"][0]).replace(
+            "drain_timeout = 2\n", f'drain_timeout = 2\n\n[market]\narbiters = ["{arbiter}"]\n'))
+        async with running_node(seller_toml) as seller:
+            for _ in range(20):
+                code, out, err = await aaex(capsys, "market", "buy", "forecast.demand",
+                                            "--config", str(buyer_toml), "--agent", "shopper",
+                                            "--task", str(task), "--budget", "5",
+                                            "--deadline", "10")
+                if "breached" in out:
+                    break
+            assert "breached" in out, out + err
+            agreement_id = (await seller.event("disputed"))["agreement_id"]
+            await buyer.event("disputed")
+            evidence, decision = tmp_path / "evidence.json", tmp_path / "decision.json"
+            assert (await aaex(capsys, "dispute", "export", "--config", str(buyer_toml),
+                               agreement_id, "--out", str(evidence)))[0] == 0
+            stranger = tmp_path / "stranger.key"
+            await aaex(capsys, "keys", "new", str(stranger))
+            code, _, err = await aaex(capsys, "dispute", "decide", str(evidence), "--key",
+                                      str(stranger), "--to-seller", "1", "--out", str(decision))
+            assert code != 0 and "names arbiter" in err, err
+            code, out, err = await aaex(capsys, "dispute", "decide", str(evidence), "--key",
+                                        str(arbiter_key), "--to-seller", "0.5", "--out",
+                                        str(decision), "--note", "half: the timings conflict")
+            assert code == 0, err
+            code, out, err = await aaex(capsys, "dispute", "resolve", "--config",
+                                        str(seller_toml), agreement_id, "--decision",
+                                        str(decision))
+            assert code == 0 and out.startswith("resolved") and "the partner: resolved" in out, \
+                out + err
+    for books_path in (buyer_dir / "data" / "ledger.sqlite",
+                       seller_dir / "data" / "ledger.sqlite"):
+        async with open_ledger(books_path) as books:
+            await books.verify()
+            [line] = [line for line in await books.lines() if line.agreement_id == agreement_id]
+            assert (line.verdict, str(line.amount)) == ("resolved", "0.5")

@@ -113,6 +113,8 @@ class Agreement(BaseModel):
     def _consistent(self) -> Self:
         if self.buyer == self.seller:
             raise ValueError("buyer and seller must be different agents")
+        if self.terms.arbiter in (self.buyer, self.seller):
+            raise ValueError("a party cannot be the agreement's arbiter")
         if self.terms.deadline_ms <= self.agreed_at_ms:
             raise ValueError(f"terms.deadline_ms ({self.terms.deadline_ms}) must be after "
                              f"agreed_at_ms ({self.agreed_at_ms})")

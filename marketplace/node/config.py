@@ -43,6 +43,8 @@ type with what to write instead (``llm.n_ctx = 'big': write an integer``).
     per_task = 20.0
     negotiation_window = 2.0         # seconds sellers get to answer a call for proposals
     ban_seconds = 30.0               # first ban of a provider that failed; doubles after
+    # arbiter = "aaex1..."           # named in our calls: decides a dispute alone
+    # arbiters = ["aaex1..."]        # arbiters our sellers accept in a buyer's call
 
     [dialogues]                      # what each seller holds for open negotiations
     max_open = 10000                 # open dialogues at once, over all buyers
@@ -123,7 +125,7 @@ def _dataclass_fields(cls: type) -> dict[str, Any]:
 
 
 _BUILT_BY_NODE = frozenset({"self", "identity", "name", "strategy", "countersign", "admit",
-                            "clock", "ledger", "limits"})
+                            "clock", "ledger", "limits", "trusted_arbiters"})
 """Constructor arguments `marketplace.node.node.build_agent` passes itself, never settings."""
 
 

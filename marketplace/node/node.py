@@ -190,7 +190,8 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
             strategy = SellerStrategy.from_settings(**strategy_fields)
             return cls(identity, name=spec.name, strategy=strategy,
                        countersign=seller_countersigner(identity, clock), admit=gate.admit,
-                       limits=config.dialogues, clock=clock, **settings)
+                       limits=config.dialogues, clock=clock,
+                       trusted_arbiters=frozenset(config.market.arbiters), **settings)
         if issubclass(cls, Buyer):
             settings["ledger"] = ledger
         return cls(identity, name=spec.name, **settings)

@@ -35,7 +35,7 @@ def terms_for(cfp: CallForProposals, offer: Offer, agreed_at_ms: int) -> Terms:
     return Terms(task_hash=task_hash(cfp.task), capability=cfp.capability,
                  price=offer.price, max_latency_ms=max(1, round(offer.latency_ms)),
                  deadline_ms=agreed_at_ms + max(1, round(offer.deadline_s * 1000)),
-                 penalty=offer.penalty, tokens=offer.tokens)
+                 penalty=offer.penalty, tokens=offer.tokens, arbiter=cfp.arbiter)
 
 
 def buyer_signer(identity: Identity, clock: Clock | None = None) -> AgreementSigner:

@@ -217,8 +217,10 @@ class Delegator:
                  books: Books | None = None, strategy: BuyerStrategy | None = None,
                  backoff: Backoff | None = None, negotiation_window: float = 2.0,
                  reputation: ReputationBook | None = None,
-                 weights: Weights | None = None) -> None:
+                 weights: Weights | None = None, arbiter: str | None = None) -> None:
         self._identity = identity
+        self._arbiter = arbiter
+        """The key our calls name to decide a dispute alone (None: both parties must)."""
         self.reputation = reputation or ReputationBook()
         self.weights = weights or Weights()
         self._find = find
@@ -280,7 +282,8 @@ class Delegator:
                 dialogue=new_dialogue_id(), capability=capability, task=task,
                 max_price=spendable,
                 max_latency_ms=max_latency_ms, max_deadline_s=remaining,
-                wanted_penalty=penalty, respond_by=now + min(self._window, remaining / 2))
+                wanted_penalty=penalty, respond_by=now + min(self._window, remaining / 2),
+                arbiter=self._arbiter)
             utility = BuyerUtility(max_price=spendable, max_latency_ms=max_latency_ms,
                                    max_deadline_s=remaining, wanted_penalty=penalty,
                                    weights=self.weights)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aaex_agents import Agent
+from aaex_agents.address import public_key_from_address
 from aaex_agents.errors import UsageError
 from aaex_agents.money import ONE_CREDIT, ZERO, Credits
 from discovery.query import Query, Utility, parse_where
@@ -53,6 +54,10 @@ class MarketSettings:
             all). With 1, a price is judged per delivered result: a seller rated at most
             0.2 never wins over one rated at least 0.8 that charges up to four times as much
             (`marketplace.trade.strategies.BuyerUtility` has the bound and its proof).
+        arbiter: the key this node's buyers name in their calls to decide a dispute alone
+            (None: disputes end only by both parties' signatures).
+        arbiters: the keys this node's sellers accept as arbiter; a call naming another is
+            declined (``untrusted_arbiter``): a buyer must not name itself.
     """
 
     budget: Credits = ONE_CREDIT * 100
@@ -68,12 +73,19 @@ class MarketSettings:
     penalty_weight: float = 0.1
     reputation_weight: float = 0.1
     reputation_exponent: float = 1.0
+    arbiter: str | None = None
+    arbiters: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in ("budget", "per_seller", "per_task"):
             if not isinstance(getattr(self, name), Credits) or getattr(self, name) <= ZERO:
                 raise UsageError(f"market.{name} must be positive credits, got "
                                  f"{getattr(self, name)!r}")
+        for key in ([self.arbiter] if self.arbiter is not None else []) + list(self.arbiters):
+            try:
+                public_key_from_address(key)
+            except UsageError as exc:
+                raise UsageError(f"market.arbiter(s): {exc}") from None
         for name in ("negotiation_window", "ban_seconds", "grace", "resolve_period"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"market.{name} must be positive, got {getattr(self, name)}")
@@ -141,6 +153,6 @@ class NodeMarket:
                 wallet=Wallet(budget=s.budget, per_seller=s.per_seller, per_task=s.per_task),
                 books=self._ledger,
                 backoff=Backoff(base=s.ban_seconds), negotiation_window=s.negotiation_window,
-                reputation=self.reputation, weights=s.weights())
+                reputation=self.reputation, weights=s.weights(), arbiter=s.arbiter)
             self.delegators[address] = delegator
         return delegator

@@ -53,6 +53,9 @@ class CallForProposals(Message, type="market.cfp/2", supersedes="market.cfp/1"):
     respond_by: float
     """Unix time at which the negotiation ends, agreed or not (a seller refuses one too far
     ahead: `DialogueLimits.max_window`)."""
+    arbiter: str | None = None
+    """A key the buyer proposes to decide a dispute alone; it goes into the agreement's
+    terms, and a seller that does not trust it declines (``untrusted_arbiter``)."""
 
 
 class Propose(Message, type="market.propose/2", supersedes="market.propose/1"):
@@ -154,8 +157,11 @@ class Seller(Agent):
 
     def __init__(self, *args: Any, strategy: SellerStrategy, countersign: Countersigner,
                  admit: Admission | None = None, limits: DialogueLimits | None = None,
-                 clock: Clock | None = None, **kwargs: Any) -> None:
+                 clock: Clock | None = None, trusted_arbiters: frozenset[str] = frozenset(),
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.trusted_arbiters = trusted_arbiters
+        """Keys this seller accepts as an agreement's arbiter (the node's market.arbiters)."""
         self.clock = clock or SystemClock()
         self.strategy = strategy
         self._countersign = countersign
@@ -272,6 +278,8 @@ class Seller(Agent):
                 raise Refusal("unknown_capability", f"this agent sells {self.capability}")
             if now > msg.respond_by:
                 raise Refusal("deadline_passed", "the call for proposals has expired")
+            if msg.arbiter is not None and msg.arbiter not in self.trusted_arbiters:
+                raise Refusal("untrusted_arbiter", "this seller does not accept that arbiter")
             self.limits.check_window(msg.respond_by, now)
             if self._admit is not None:
                 await self._admit(buyer, msg)
