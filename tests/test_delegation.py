@@ -27,10 +27,10 @@ from aaex_agents import (
     handler,
     open_runtime,
 )
-from aaex_agents.money import ZERO
+from aaex_agents.money import ONE_CREDIT, ZERO
 from aaex_agents.testing import ManualClock
 from marketplace.contracts.agreement import SignedAgreement
-from marketplace.contracts.ledger import LedgerConfig, open_ledger
+from marketplace.contracts.ledger import Balance, LedgerConfig, open_ledger
 from marketplace.contracts.receipt import SignedReceipt
 from marketplace.trade.contracting import seller_countersigner
 from marketplace.trade.delegation import Backoff, Delegator
@@ -100,6 +100,17 @@ class Book:
         self.receipts.append(receipt)
         if self.ledger is not None:
             await self.ledger.settle(receipt)
+
+    async def record_dispute(self, dispute: Any, delivery: Any = None) -> bool:
+        if self.ledger is not None:
+            return bool(await self.ledger.record_dispute(dispute, delivery))
+        return True
+
+    async def balance(self, address: str, currency: str = "credit") -> Balance:
+        """Without a ledger, funds are not what a test is about: plenty."""
+        if self.ledger is not None:
+            return await self.ledger.balance(address, currency)  # type: ignore[no-any-return]
+        return Balance(available=ONE_CREDIT * 1_000)
 
     @property
     def owner(self) -> str | None:
