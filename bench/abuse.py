@@ -464,7 +464,7 @@ async def serve_seller(kind: str, max_open: int, max_per_buyer: int) -> int:
     """
     identity = Identity.generate()
     gate = AccessControl({BenchSeller.capability: AccessList(open=True)})
-    limits = DialogueLimits(max_open=max_open, max_per_buyer=max_per_buyer,
+    limits = DialogueLimits(max_open=max_open, max_per_buyer=min(max_per_buyer, max_open),
                             max_open_bytes=max(DialogueLimits().max_open_bytes,
                                                max_open * DIALOGUE_OVERHEAD_BYTES))
     seller = BenchSeller(identity, name="seller", strategy=SellerStrategy(cost=Credits(2_000_000)),

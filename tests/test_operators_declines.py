@@ -41,7 +41,7 @@ seeds = ["{seed}"]
 drain_timeout = 2
 
 [market]
-negotiation_window = 0.5
+negotiation_window = 5  # seconds: a loaded machine must not turn the call stale
 
 [[agents]]
 name = "shopper"

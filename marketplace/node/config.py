@@ -48,7 +48,7 @@ type with what to write instead (``llm.n_ctx = 'big': write an integer``).
 
     [dialogues]                      # what each seller holds for open negotiations
     max_open = 10000                 # open dialogues at once, over all buyers
-    max_per_buyer = 32               # open dialogues of one buyer key
+    max_per_buyer = 256              # open dialogues of one buyer key
     max_open_bytes = 67108864        # what they weigh together (64 MiB)
     max_window = 300.0               # seconds ahead a call's respond_by may lie
 

@@ -78,8 +78,9 @@ class DialogueLimits:
     Attributes:
         max_open: slots of the table: open dialogues held at once, over all buyers, when
             each takes one (default 10,000).
-        max_per_buyer: open dialogues one buyer key holds at once (default 32); beyond it
-            the buyer is declined ``too_many_dialogues``.
+        max_per_buyer: open dialogues one buyer key holds at once (default 256: a planner may
+            run hundreds of negotiations at once, and a key holding many gives way first when
+            the table is full); beyond it the buyer is declined ``too_many_dialogues``.
         max_open_bytes: what the open dialogues weigh together, in bytes (default 64 MiB):
             each weighs `DIALOGUE_OVERHEAD_BYTES` plus its task's JSON size, and takes
             ``ceil(weight / slot_bytes)`` slots. A call heavier than this alone is declined
@@ -89,7 +90,7 @@ class DialogueLimits:
     """
 
     max_open: int = 10_000
-    max_per_buyer: int = 32
+    max_per_buyer: int = 256
     max_open_bytes: int = 64 * 1024 * 1024
     max_window: float = 300.0
 
