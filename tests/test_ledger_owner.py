@@ -10,9 +10,9 @@ with its reason.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -260,21 +260,19 @@ def test_cli_verify_fails_and_a_node_refuses_to_start_on_a_tampered_ledger(
         err = capsys.readouterr().err
         assert f"TAMPERED at entry {seq}" in err and problem in err
 
-    async def run_node() -> tuple[int | None, bytes, bytes]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "marketplace.cli", "node", "run", "--config", str(toml),
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        assert process.stdout is not None and process.stderr is not None
-        try:  # the first line is either the node's "ready" or nothing (it exited)
-            ready = await asyncio.wait_for(process.stdout.readline(), 60)
-        finally:
-            if process.returncode is None:
-                process.terminate()
-        stderr = await asyncio.wait_for(process.stderr.read(), 60)
-        return await asyncio.wait_for(process.wait(), 60), ready, stderr
-
-    code, ready, stderr = asyncio.run(run_node())
-    assert ready == b"" and code == 2, "the node started on a tampered ledger"
+    # Blocking on purpose (a plain subprocess, no event loop): pytest's timeout bounds it.
+    node = subprocess.Popen([sys.executable, "-m", "marketplace.cli", "node", "run",
+                             "--config", str(toml)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert node.stdout is not None
+    try:  # the first line is either the node's "ready" or nothing (it exited)
+        ready = node.stdout.readline()
+    finally:
+        if node.poll() is None:
+            node.terminate()
+        _, stderr = node.communicate(timeout=60)
+    code = node.returncode
+    assert ready == b"" and code == 2, f"the node did not refuse (exit {code}): {stderr[-800:]!r}"
     lines = [line for line in stderr.decode().splitlines() if line.startswith("aaex: ")]
     assert len(lines) == 1, stderr.decode()
     assert refusal in lines[0]
