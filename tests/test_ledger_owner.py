@@ -260,19 +260,19 @@ def test_cli_verify_fails_and_a_node_refuses_to_start_on_a_tampered_ledger(
         err = capsys.readouterr().err
         assert f"TAMPERED at entry {seq}" in err and problem in err
 
-    # Plain subprocess, not asyncio.run: an event loop's child watcher in a busy test worker
-    # can lose the exit status (reported as 255). The first line is either the node's
-    # "ready" (it wrongly started: stopped at once) or nothing (it exited).
-    process = subprocess.Popen([sys.executable, "-m", "marketplace.cli", "node", "run",
-                                "--config", str(toml)], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    assert process.stdout is not None and process.stderr is not None
-    ready = process.stdout.readline()
-    if ready:
-        process.terminate()
-    stderr = process.stderr.read()
-    code = process.wait(timeout=60)
-    assert ready == b"" and code == 2, "the node started on a tampered ledger"
+    # Blocking on purpose (a plain subprocess, no event loop): pytest's timeout bounds it.
+    node = subprocess.Popen([sys.executable, "-m", "marketplace.cli", "node", "run",
+                             "--config", str(toml)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert node.stdout is not None
+    try:  # the first line is either the node's "ready" or nothing (it exited)
+        ready = node.stdout.readline()
+    finally:
+        if node.poll() is None:
+            node.terminate()
+        _, stderr = node.communicate(timeout=60)
+    code = node.returncode
+    assert ready == b"" and code == 2, f"the node did not refuse (exit {code}): {stderr[-800:]!r}"
     lines = [line for line in stderr.decode().splitlines() if line.startswith("aaex: ")]
     assert len(lines) == 1, stderr.decode()
     assert refusal in lines[0]

@@ -6,6 +6,12 @@ whose first byte says what follows: 0 a reply frame, 1 no reply, 2 a rejection (
 `reason`, `detail`), 3 the receiver failed. Streams are reused: each peer gets a small pool of
 idle streams, so a request costs one stream round trip, not a new stream (~10 ms) each time.
 
+A connection that broke is dropped before the next request to its peer, which dials again:
+py-libp2p keeps a connection whose close was interrupted in its table, and refuses to dial a
+peer that has one ("No valid connections available") for as long as it stays there; and
+after a failed dial it blocks the peer for 60 s. Redials follow our own per-peer backoff
+instead (`redial.RedialBackoff`).
+
 Code in this module marked "trio side" runs in the libp2p thread.
 """
 
@@ -17,7 +23,7 @@ import struct
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import multiaddr
@@ -32,6 +38,7 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.tools.anyio_service.context import background_trio_service
 from typing_extensions import override
 
+from ..clock import Clock, SystemClock
 from ..envelope import DEFAULT_MAX_FRAME_BYTES
 from ..errors import (
     EnvelopeRejected,
@@ -46,6 +53,7 @@ from ..errors import (
 )
 from .base import DETAIL_LIMIT, FrameHandler, Transport
 from .listener import check_port_free, tcp_host_port
+from .redial import RedialBackoff
 from .trio_bridge import RESOURCE_ERRORS, TrioBridge, shielded
 
 logger = logging.getLogger(__name__)
@@ -74,6 +82,9 @@ class Libp2pConfig:
         max_frame_bytes: largest envelope frame accepted (default 1 MiB).
         streams_per_peer: idle streams kept per peer for reuse (default 16).
         start_timeout: seconds the host may take to start listening (default 30).
+        redial_backoff: seconds a peer is not dialed after a failed dial (default 0.5),
+            doubled on each further failure up to `redial_backoff_max` (default 10).
+        clock: where the redial backoff reads time (default: the system clock).
     """
 
     listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
@@ -82,12 +93,18 @@ class Libp2pConfig:
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     streams_per_peer: int = 16
     start_timeout: float = 30.0
+    redial_backoff: float = 0.5
+    redial_backoff_max: float = 10.0
+    clock: Clock = field(default_factory=SystemClock)
 
     def __post_init__(self) -> None:
         if self.seed is not None and len(self.seed) != 32:
             raise UsageError("Libp2pConfig.seed must be 32 bytes")
         if self.max_frame_bytes <= 0 or self.streams_per_peer <= 0:
             raise UsageError("Libp2pConfig.max_frame_bytes and streams_per_peer must be positive")
+        if not 0 < self.redial_backoff <= self.redial_backoff_max:
+            raise UsageError("Libp2pConfig needs 0 < redial_backoff <= redial_backoff_max, got "
+                             f"{self.redial_backoff!r} and {self.redial_backoff_max!r}")
 
 
 class Libp2pHost:
@@ -218,9 +235,16 @@ async def _close_connections(host: Any) -> None:
 
 
 async def _close_quietly(connection: Any) -> None:
-    """Trio side: close one connection; a failure only means it is gone already."""
+    """Trio side: close one connection; a failure only means it is gone already.
+
+    A connection whose own close was interrupted counts as closed but may still hold its
+    muxer and socket open: those are closed directly.
+    """
     try:
-        await connection.close()
+        if not connection.is_closed:
+            await connection.close()
+        elif not connection.muxed_conn.is_closed:
+            await connection.muxed_conn.close()
     except _LIBP2P_FAILURES as exc:
         logger.debug("closing a connection failed (it is gone already?): %s", exc)
 
@@ -271,6 +295,9 @@ class Libp2pTransport(Transport):
         self._node = node
         self._idle: dict[str, list[Any]] = {}
         self._closed = False
+        config = node.config
+        self._redial = RedialBackoff(config.clock, first=config.redial_backoff,
+                                     most=config.redial_backoff_max)
 
     @override
     def handles(self, endpoint: str) -> bool:
@@ -303,12 +330,62 @@ class Libp2pTransport(Transport):
             except PeerUnreachable as exc:
                 logger.debug("pooled stream to %s failed (%s); retrying on a new one",
                              endpoint, exc)
-        try:
-            self._node.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
-            stream = await self._node.host.new_stream(info.peer_id, [ENVELOPE_PROTOCOL])
-        except _LIBP2P_FAILURES as exc:
-            raise PeerUnreachable(f"cannot open a stream to {endpoint}: {exc}") from exc
+        stream = await self._open_stream(info, endpoint)
         return await self._exchange(idle, stream, endpoint, frame)
+
+    async def _open_stream(self, info: Any, endpoint: str) -> Any:
+        """Trio side: a new envelope stream to the peer, dialing it if no connection lives.
+
+        Broken connections to it are dropped first. A dial happens only once the peer's
+        redial backoff has passed; a failed one starts or grows it.
+
+        Raises:
+            PeerUnreachable: the peer is backing off, cannot be dialed, or refused the stream.
+        """
+        peer, key = info.peer_id, info.peer_id.to_string()
+        network = self._node.host.get_network()
+        await self._drop_broken(network, peer)
+        dialing = not network.get_connections(peer)
+        if dialing:
+            wait = self._redial.wait_left(key)
+            if wait > 0:
+                raise PeerUnreachable(f"cannot open a stream to {endpoint}: its last dial "
+                                      f"failed; the next is allowed in {wait:.1f} s")
+            network.unblock_peer(peer)  # our backoff decides, not py-libp2p's 60 s block
+        try:
+            self._node.host.get_peerstore().add_addrs(peer, info.addrs, 3600)
+            stream = await self._node.host.new_stream(peer, [ENVELOPE_PROTOCOL])
+        except _LIBP2P_FAILURES as exc:
+            later = ""
+            if dialing and not network.get_connections(peer):
+                later = f"; dialing again in {self._redial.failed(key):.1f} s at the earliest"
+            raise PeerUnreachable(f"cannot open a stream to {endpoint}: {exc}{later}") from exc
+        if dialing:
+            self._redial.succeeded(key)
+        return stream
+
+    async def _drop_broken(self, network: Any, peer: Any) -> None:
+        """Trio side: forget and close the connections to `peer` that are closed or closing.
+
+        Each is taken out of the swarm's table first, so even a close that is cancelled
+        cannot leave it there; the streams pooled for the peer go with it.
+        """
+        broken = [c for c in network.get_connections(peer)
+                  if c.is_closed or c.muxed_conn.is_closed]
+        if not broken:
+            return
+        for connection in broken:
+            network.remove_conn(connection)
+        pool = self._idle.get(peer.to_string(), [])
+        pooled = list(pool)
+        pool.clear()  # the same list a request in progress may pool its new stream in
+        logger.debug("dropped %d broken connection(s) and %d pooled stream(s) to %s; "
+                     "dialing it again", len(broken), len(pooled), peer)
+        with shielded(), trio.move_on_after(_CLOSE_TIMEOUT_S):
+            for stream in pooled:
+                await reset_quietly(stream)
+            for connection in broken:
+                await _close_quietly(connection)
 
     async def _exchange(self, idle: list[Any], stream: Any, endpoint: str,
                         frame: bytes) -> bytes | None:
