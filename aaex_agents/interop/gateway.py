@@ -24,7 +24,6 @@ opened ourselves).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections import OrderedDict
@@ -58,6 +57,7 @@ from ..errors import (
 from ..handlers import HandlerSpec
 from ..model import ErrorReply, Message
 from ..replay import ReplayWindow
+from ..transport.bodies import parse_json
 from ..transport.http import post_bounded
 from .base import Gateway, InteropMetrics, handler_for
 from .chat import CHAT_SCHEMAS, ChatAcknowledgement, ChatMessage
@@ -538,7 +538,7 @@ class UAgentsGateway(Gateway):
             raise UnexpectedReply(f"reply from {reply.sender}: {exc}") from exc
         if reply.schema_digest == ERROR_MESSAGE_DIGEST:
             try:
-                error = str(json.loads(text).get("error", text))
+                error = str(parse_json(text).get("error", text))
             except (ValueError, AttributeError):
                 error = text[:200]
             raise RemoteHandlerError("uagents_error", error)

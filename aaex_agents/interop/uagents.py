@@ -53,6 +53,7 @@ from ..errors import (
 from ..identity import Identity
 from ..model import Message, require_type_name
 from ..replay import ReplayWindow
+from ..transport.bodies import parse_json
 
 AGENT_PREFIX = "agent"
 SIGNATURE_PREFIX = "sig"
@@ -410,7 +411,7 @@ def peer_reason(status: int, body: bytes) -> tuple[str, str]:
     """The rejection reason of a peer's 400: ours carry `reason`, uAgents' only `error`."""
     text = body[:300].decode(errors="replace")
     try:
-        document = json.loads(body)
+        document = parse_json(body)
     except ValueError:
         document = None
     if isinstance(document, dict):

@@ -18,6 +18,10 @@ A purchase is one signed delivery, so a streamed answer from the market arrives 
 sent as events once it is in; a local answer streams token by token. Responses carry
 OpenAI's ``usage`` and an ``aaex`` object (agreement, seller, amount paid and refunded).
 
+A body is read as every other HTTP surface of the node reads one
+(`aaex_agents.transport.bodies.read_json`): at most 1 MiB, and a body that is not JSON or is
+nested too deep gets a 400 naming the cause.
+
 `GatewaySettings` is the ``[gateway]`` table of the node's configuration.
 """
 
@@ -38,11 +42,12 @@ from aiohttp import web
 from pydantic import Field, model_validator
 
 from aaex_agents import Agent
-from aaex_agents.errors import AaexError, LLMError, UsageError
+from aaex_agents.errors import AaexError, BadRequestBody, LLMError, UsageError
 from aaex_agents.llm import LLMService
 from aaex_agents.llm.base import Completion
 from aaex_agents.money import ONE_CREDIT, Credits, DecimalCredits
 from aaex_agents.runtime import Runtime
+from aaex_agents.transport.bodies import read_json
 
 from ..trade.delegation import Delegated
 from ..trade.errors import DelegationFailed
@@ -58,6 +63,8 @@ BUDGET_HEADER = "X-AAEX-Budget"
 _MODEL_ID = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,200}$")
 ModelLister = Callable[[], Awaitable[list[str]]]
 """The model ids the market's ``llm.chat`` sellers advertise now."""
+MAX_BODY_BYTES = 1 << 20
+"""Largest request body read (1 MiB); a larger one gets 413."""
 
 
 class GatewaySettings(Table):
@@ -127,7 +134,7 @@ class OpenAIGateway:
 
     def app(self) -> web.Application:
         """The aiohttp application with the bearer check in front of every route."""
-        app = web.Application(middlewares=[self._auth], client_max_size=1 << 20)
+        app = web.Application(middlewares=[self._auth], client_max_size=MAX_BODY_BYTES)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         return app
@@ -164,9 +171,9 @@ class OpenAIGateway:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         """Buy one chat completion on the market (or answer locally), OpenAI's way."""
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _Refused(400, "the body is not JSON") from None
+            body = await read_json(request, limit=MAX_BODY_BYTES)
+        except BadRequestBody as exc:
+            raise _Refused(exc.status, str(exc)) from None
         if not isinstance(body, dict):
             raise _Refused(400, "the body must be a JSON object")
         model = body.get("model")
