@@ -18,9 +18,10 @@ A purchase is one signed delivery, so a streamed answer from the market arrives 
 sent as events once it is in; a local answer streams token by token. Responses carry
 OpenAI's ``usage`` and an ``aaex`` object (agreement, seller, amount paid and refunded).
 
-A body is read as every other HTTP surface of the node reads one
-(`aaex_agents.transport.bodies.read_json`): at most 1 MiB, and a body that is not JSON or is
-nested too deep gets a 400 naming the cause.
+It listens through `open_http_listener` with `GATEWAY_LIMITS` (header and body timeouts,
+connections in all and per address), and reads a body as every other HTTP surface of the
+node does (`aaex_agents.transport.bodies.read_json`): at most 1 MiB, and JSON that is not
+JSON or is nested too deep gets a 400 naming the cause.
 
 `GatewaySettings` is the ``[gateway]`` table of the node's configuration.
 """
@@ -48,6 +49,7 @@ from aaex_agents.llm.base import Completion
 from aaex_agents.money import ONE_CREDIT, Credits, DecimalCredits
 from aaex_agents.runtime import Runtime
 from aaex_agents.transport.bodies import read_json
+from aaex_agents.transport.listener import ServerLimits, open_http_listener
 
 from ..trade.delegation import Delegated
 from ..trade.errors import DelegationFailed
@@ -65,6 +67,10 @@ ModelLister = Callable[[], Awaitable[list[str]]]
 """The model ids the market's ``llm.chat`` sellers advertise now."""
 MAX_BODY_BYTES = 1 << 20
 """Largest request body read (1 MiB); a larger one gets 413."""
+GATEWAY_LIMITS = ServerLimits(max_connections=256, max_connections_per_ip=64)
+"""Each request is a purchase on the market, one at a time per client: a few hundred open at
+once is far more than the node's buyer can negotiate, and what is left of 64 per address
+serves other clients."""
 
 
 class GatewaySettings(Table):
@@ -311,13 +317,16 @@ async def _stream(request: web.Request, answer: _Answer, usage: bool) -> web.Str
 
 @asynccontextmanager
 async def open_gateway(runtime: Runtime, market: NodeMarket, settings: GatewaySettings, *,
-                       token: str, llm: LLMService | None,
-                       models: ModelLister) -> AsyncIterator[str]:
+                       token: str, llm: LLMService | None, models: ModelLister,
+                       limits: ServerLimits | None = None) -> AsyncIterator[str]:
     """Serve the gateway until the block exits; yields its base URL once listening.
+
+    It listens with `limits` (default `GATEWAY_LIMITS`); leaving stops the listener and
+    gives requests in flight 2 s.
 
     Raises:
         UsageError: `settings` has no `listen`, or `agent` names no hosted agent.
-        OSError: the address cannot be bound.
+        AddressInUse, TransportError: the address cannot be bound.
     """
     if settings.listen is None:
         raise UsageError("open_gateway needs gateway.listen")
@@ -327,13 +336,8 @@ async def open_gateway(runtime: Runtime, market: NodeMarket, settings: GatewaySe
         raise UsageError(f"gateway.agent = {settings.agent!r}: no hosted agent has that name")
     gateway = OpenAIGateway(runtime, market, agent, settings=settings, token=token, llm=llm,
                       models=models)
-    runner = web.AppRunner(gateway.app(), access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, *address)
-        await site.start()
-        url = f"http://{address[0]}:{runner.addresses[0][1]}"
+    async with open_http_listener(gateway.app(), *address, limits=limits or GATEWAY_LIMITS,
+                                  name="gateway") as listener:
+        url = f"http://{address[0]}:{listener.port}"
         logger.info("OpenAI-compatible gateway at %s/v1, buying as %s", url, agent.name)
         yield url
-    finally:
-        await runner.cleanup()
