@@ -3,6 +3,8 @@
 Status codes as uAgents uses them: 200 with ``{}`` (or, for a sync request, the reply
 envelope), 400 ``{"error": ..., "reason": ...}`` for a refused envelope (`reason` is AAEX's
 rejection code; uAgents reads `error`), 413 for a body over the frame limit.
+
+The body is read whole, up to the frame limit, however the network split it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from ..errors import EnvelopeRejected
+from ..transport.bodies import read_body
 from ..transport.listener import open_http_listener
 from .gateway import UAgentsGateway
 
@@ -33,7 +36,9 @@ def add_uagents_routes(app: web.Application, gateway: UAgentsGateway) -> None:
         limit = gateway.config.policy.max_frame_bytes
         if length is not None and length > limit:
             return _refusal(413, "oversize", f"{length} bytes exceeds the limit of {limit}")
-        body = await request.content.read(limit + 1)
+        body = await read_body(request.content, limit)
+        if body is None:
+            return _refusal(413, "oversize", f"body exceeds the limit of {limit} bytes")
         sync = request.headers.get("x-uagents-connection") == "sync"
         try:
             reply = await gateway.submit(body, sync=sync)

@@ -1,0 +1,96 @@
+"""The interop listener's ``/submit`` under the hostile review's attacks.
+
+- A valid envelope of several hundred kB is read whole, and a field longer than any valid
+  one is refused as ``malformed`` before anything is decoded.
+
+Real signatures, real listeners on loopback; the node ones run `open_node` in-process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from aaex_agents.interop import (
+    CHAT_ACK_DIGEST,
+    UAgentsKey,
+    UEnvelope,
+    seal_envelope,
+)
+from marketplace.node.config import parse_config
+from marketplace.node.node import Node, open_node
+
+SAFETY_S = 30.0
+"""Bound on waits that must end much sooner; a failure, never a timing assert."""
+CHATTY = {"name": "chatty", "class": "tests.peers.interop_agents:Chatty"}
+JSON = {"Content-Type": "application/json"}
+
+
+def key(n: int) -> UAgentsKey:
+    """The n-th test key (deterministic, so a failure replays the same way)."""
+    return UAgentsKey(hashlib.sha256(b"interop-limits %d" % n).digest())
+
+
+def ack(sender: UAgentsKey, target: str, *, expires: int,
+        metadata: dict[str, str] | None = None) -> UEnvelope:
+    """A signed chat acknowledgement: every agent takes one, and none answers it."""
+    payload = {"timestamp": "2025-06-15T15:06:40+00:00",
+               "acknowledged_msg_id": str(uuid.uuid4()), "metadata": metadata}
+    return seal_envelope(sender, target=target, schema_digest=CHAT_ACK_DIGEST,
+                         payload_json=json.dumps(payload), session=uuid.uuid4(),
+                         expires=expires)
+
+
+async def post(url: str, data: bytes, headers: dict[str, str] = JSON, *,
+               local: str = "127.0.0.1") -> tuple[int, dict[str, Any]]:
+    """POST from the loopback address `local`; the status and the JSON answer."""
+    connector = aiohttp.TCPConnector(local_addr=(local, 0))
+    async with aiohttp.ClientSession(connector=connector) as session, session.post(
+            url, data=data, headers=headers,
+            timeout=aiohttp.ClientTimeout(total=SAFETY_S)) as response:
+        document: dict[str, Any] = json.loads(await response.read() or b"{}")
+        return response.status, document
+
+
+
+# -- bodies: read whole, fields bounded ------------------------------------------------------
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    config = parse_config({"node": {"http": "127.0.0.1:0", "admin": "127.0.0.1:0", "p2p": []},
+                           "agents": [CHATTY], "interop": {"listen": "127.0.0.1:0"}},
+                          base=tmp_path)
+    async with open_node(config) as running:
+        yield running
+
+
+async def test_a_large_valid_envelope_is_read_whole(node: Node) -> None:
+    assert node.interop is not None
+    chatty = next(iter(node.runtime.agents.values()))
+    target = node.interop.gateway.address_of(chatty)
+    for size in (300_000, 700_000):  # the review saw every one from 267 kB refused
+        envelope = ack(key(size), target, expires=int(time.time()) + 30,
+                       metadata={"padding": "p" * size})
+        assert await post(node.interop.url + "/submit", envelope.to_json()) == (200, {})
+    assert node.interop.gateway.metrics.received["uagents"] == 2
+
+
+@pytest.mark.parametrize("field", ["sender", "target", "signature", "schema_digest"])
+async def test_an_overlong_field_is_malformed_before_it_is_decoded(node: Node,
+                                                                    field: str) -> None:
+    assert node.interop is not None
+    chatty = next(iter(node.runtime.agents.values()))
+    envelope = ack(key(1), node.interop.gateway.address_of(chatty),
+                   expires=int(time.time()) + 30)
+    document = json.loads(envelope.to_json())
+    document[field] = document[field][:6] + "q" * 900_000  # a 900 kB "address"
+    status, answer = await post(node.interop.url + "/submit", json.dumps(document).encode())
+    assert (status, answer["reason"]) == (400, "malformed")
+    assert field in answer["error"] and len(answer["error"]) < 200
