@@ -1,5 +1,8 @@
 """The interop listener's ``/submit`` under the hostile review's attacks.
 
+- A flood of envelopes from fresh keys does not lock other uAgents senders out: replay
+  state is per sender, as for AAEX envelopes (small configured bounds stand in for the
+  100,001 envelopes of the review).
 - A valid envelope of several hundred kB is read whole, and a field longer than any valid
   one is refused as ``malformed`` before anything is decoded.
 
@@ -19,14 +22,19 @@ from typing import Any
 import aiohttp
 import pytest
 
+from aaex_agents import EnvelopePolicy, open_runtime
 from aaex_agents.interop import (
     CHAT_ACK_DIGEST,
+    UAgentsConfig,
+    UAgentsGateway,
     UAgentsKey,
     UEnvelope,
     seal_envelope,
+    serve_uagents,
 )
 from marketplace.node.config import parse_config
 from marketplace.node.node import Node, open_node
+from tests.peers.interop_agents import Chatty
 
 SAFETY_S = 30.0
 """Bound on waits that must end much sooner; a failure, never a timing assert."""
@@ -59,6 +67,34 @@ async def post(url: str, data: bytes, headers: dict[str, str] = JSON, *,
         document: dict[str, Any] = json.loads(await response.read() or b"{}")
         return response.status, document
 
+
+
+# -- replay: per sender ---------------------------------------------------------------------
+async def test_a_flood_from_fresh_keys_does_not_lock_other_senders_out() -> None:
+    policy = EnvelopePolicy(replay_capacity=8, replay_senders=4, replay_floors=64)
+    chatty = Chatty(name="chatty")
+    gateway = UAgentsGateway(UAgentsConfig(policy=policy))
+    async with open_runtime(chatty, gateways=[gateway]), serve_uagents(gateway) as url:
+        target = gateway.address_of(chatty)
+        now = int(time.time())
+        honest = key(0)
+        first = ack(honest, target, expires=now + 30)
+        assert await post(url, first.to_json()) == (200, {})
+        # Three times the whole replay memory, each envelope from a key never seen before,
+        # each living as long as the policy allows (with one shared window, these pushed
+        # its floor past every honest envelope's expiry: all were refused as replayed).
+        flood = [ack(key(n), target, expires=now + 590) for n in range(1, 25)]
+        for envelope in flood:
+            assert await post(url, envelope.to_json()) == (200, {})
+        # The honest sender, displaced meanwhile, goes on (its next envelope expires later
+        # than its last), and a sender never seen before gets in too.
+        assert await post(url, ack(honest, target, expires=now + 31).to_json()) == (200, {})
+        assert await post(url, ack(key(99), target, expires=now + 30).to_json()) == (200, {})
+        # Nothing is accepted twice: not the displaced sender's, not the flood's.
+        for replay in (first, flood[0], flood[-1]):
+            status, answer = await post(url, replay.to_json())
+            assert (status, answer["reason"]) == (400, "replayed")
+        assert gateway.metrics.received["uagents"] == 27
 
 
 # -- bodies: read whole, fields bounded ------------------------------------------------------

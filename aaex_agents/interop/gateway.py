@@ -56,7 +56,6 @@ from ..errors import (
 )
 from ..handlers import HandlerSpec
 from ..model import ErrorReply, Message
-from ..replay import ReplayWindow
 from ..transport.bodies import parse_json
 from ..transport.http import post_bounded
 from .base import Gateway, InteropMetrics, handler_for
@@ -180,7 +179,7 @@ class UAgentsGateway(Gateway):
         self._keys: dict[str, UAgentsKey] = {}
         self._agents: dict[str, Agent] = {}
         self._peers = dict(self.config.peers)
-        self._replay = ReplayWindow(self.config.policy.replay_capacity)
+        self._replay = self.config.policy.new_replay_guard()
         self._awaiting: dict[_Key, tuple[asyncio.Future[UEnvelope], Collection[str] | None]] = {}
         self._held: dict[_Key, asyncio.Future[UEnvelope]] = {}
         self._described: OrderedDict[_Key, None] = OrderedDict()

@@ -22,6 +22,8 @@ uAgents checks neither expiry nor replay. AAEX does (`admit`): a signature is re
 expiry is required, the lifetime is bounded, and an envelope is accepted once. Its replay
 id is the signed digest, never the signature: ECDSA signatures are malleable (s and n - s
 both verify), so a signature-based id would let anyone replay an envelope with the other s.
+Replay state is kept per sender, in the same bounded `ReplayGuard` AAEX envelopes use, so a
+flood from fresh keys cannot lock other senders out (see `admit` for the one difference).
 
 Parsing runs for anyone who can connect, before the signature is checked, so its work is
 bounded by the body's length at C speed: pydantic-core parses the JSON, and every string
@@ -59,7 +61,7 @@ from ..errors import (
 )
 from ..identity import Identity
 from ..model import Message, require_type_name
-from ..replay import ReplayWindow
+from ..replay import ReplayGuard
 from ..transport.bodies import parse_json
 
 AGENT_PREFIX = "agent"
@@ -302,12 +304,18 @@ def seal_envelope(key: UAgentsKey | None, *, sender: str | None = None, target: 
 
 
 def admit(envelope: UEnvelope, *, now: float, policy: EnvelopePolicy,
-          replay: ReplayWindow) -> None:
+          replay: ReplayGuard) -> None:
     """AAEX's rules for an inbound uAgents envelope, in this order.
 
     Signed (and the signature verifies), an expiry, not expired, a lifetime no longer than
     `policy.max_lifetime`, and not seen before. The signature comes first so that a forged
     envelope can never occupy the replay window.
+
+    `replay` is per sender (`policy.new_replay_guard()`), as for AAEX envelopes. A uAgents
+    envelope carries no sent-at, so its signed expiry stands in for it: once a sender has
+    been displaced from the guard (by `policy.replay_senders` newer senders), its envelopes
+    expiring at or before the latest one accepted from it are refused. An envelope signed
+    later expires later, unless both fall in the same second with the same lifetime.
 
     Raises:
         UnsignedEnvelope, BadSignature, MissingExpiry, EnvelopeExpired, LifetimeTooLong,
@@ -332,7 +340,7 @@ def admit(envelope: UEnvelope, *, now: float, policy: EnvelopePolicy,
         raise LifetimeTooLong(f"envelope from {envelope.sender} asks to live "
                               f"{(expires_ms - now_ms) / 1000:.0f} s; at most "
                               f"{policy.max_lifetime:.0f} s is accepted")
-    replay.admit(envelope.digest(), expires_ms, now_ms - skew_ms)
+    replay.admit(envelope.sender, envelope.digest(), expires_ms, expires_ms, now_ms)
 
 
 # -- message types ------------------------------------------------------------------------
