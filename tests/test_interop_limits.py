@@ -3,6 +3,9 @@
 - A flood of envelopes from fresh keys does not lock other uAgents senders out: replay
   state is per sender, as for AAEX envelopes (small configured bounds stand in for the
   100,001 envelopes of the review).
+- Sync requests that are never answered are held at most ``sync_timeout``, at most
+  ``sync_holds_per_ip`` from one address and ``sync_holds`` in all; beyond, 503 ``busy`` at
+  once, while other addresses and other requests are served.
 - A valid envelope of several hundred kB is read whole, and a field longer than any valid
   one is refused as ``malformed`` before anything is decoded.
 
@@ -11,11 +14,12 @@ Real signatures, real listeners on loopback; the node ones run `open_node` in-pr
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ import pytest
 from aaex_agents import EnvelopePolicy, open_runtime
 from aaex_agents.interop import (
     CHAT_ACK_DIGEST,
+    ERROR_MESSAGE_DIGEST,
     UAgentsConfig,
     UAgentsGateway,
     UAgentsKey,
@@ -40,6 +45,7 @@ SAFETY_S = 30.0
 """Bound on waits that must end much sooner; a failure, never a timing assert."""
 CHATTY = {"name": "chatty", "class": "tests.peers.interop_agents:Chatty"}
 JSON = {"Content-Type": "application/json"}
+SYNC = {**JSON, "x-uagents-connection": "sync"}
 
 
 def key(n: int) -> UAgentsKey:
@@ -57,6 +63,13 @@ def ack(sender: UAgentsKey, target: str, *, expires: int,
                          expires=expires)
 
 
+def unanswered(sender: UAgentsKey, target: str) -> UEnvelope:
+    """An ErrorMessage: taken, answered by nobody, so a sync request for it is held."""
+    return seal_envelope(sender, target=target, schema_digest=ERROR_MESSAGE_DIGEST,
+                         payload_json=json.dumps({"error": "x"}), session=uuid.uuid4(),
+                         expires=int(time.time()) + 300)
+
+
 async def post(url: str, data: bytes, headers: dict[str, str] = JSON, *,
                local: str = "127.0.0.1") -> tuple[int, dict[str, Any]]:
     """POST from the loopback address `local`; the status and the JSON answer."""
@@ -67,6 +80,12 @@ async def post(url: str, data: bytes, headers: dict[str, str] = JSON, *,
         document: dict[str, Any] = json.loads(await response.read() or b"{}")
         return response.status, document
 
+
+async def until(check: Callable[[], bool]) -> None:
+    """Poll `check` until it holds (a failure after SAFETY_S)."""
+    async with asyncio.timeout(SAFETY_S):
+        while not check():  # noqa: ASYNC110 - the server's count; it offers no event
+            await asyncio.sleep(0.01)
 
 
 # -- replay: per sender ---------------------------------------------------------------------
@@ -95,6 +114,77 @@ async def test_a_flood_from_fresh_keys_does_not_lock_other_senders_out() -> None
             status, answer = await post(url, replay.to_json())
             assert (status, answer["reason"]) == (400, "replayed")
         assert gateway.metrics.received["uagents"] == 27
+
+
+# -- sync requests: bounded holds --------------------------------------------------------------
+@pytest.fixture
+async def holding_node(tmp_path: Path) -> AsyncIterator[Node]:
+    """A node that holds 2 sync requests per address and 3 in all, for as long as 300 s."""
+    config = parse_config({"node": {"http": "127.0.0.1:0", "admin": "127.0.0.1:0", "p2p": []},
+                           "agents": [CHATTY],
+                           "interop": {"listen": "127.0.0.1:0", "sync_timeout": 300,
+                                       "sync_holds": 3, "sync_holds_per_ip": 2}},
+                          base=tmp_path)
+    async with open_node(config) as node:
+        yield node
+
+
+async def test_held_sync_requests_are_bounded_per_address_and_in_all(
+        holding_node: Node) -> None:
+    interop = holding_node.interop
+    assert interop is not None
+    url = interop.url + "/submit"
+    chatty = next(iter(holding_node.runtime.agents.values()))
+    target = interop.gateway.address_of(chatty)
+
+    def hold(n: int, local: str) -> asyncio.Task[tuple[int, dict[str, Any]]]:
+        return asyncio.create_task(post(url, unanswered(key(n), target).to_json(), SYNC,
+                                        local=local))
+
+    held = [hold(1, "127.0.0.1"), hold(2, "127.0.0.1")]
+    try:
+        await until(lambda: interop.gateway.held == 2)
+        # A third from the same address is refused at once, naming the limit...
+        status, answer = await post(url, unanswered(key(3), target).to_json(), SYNC)
+        assert (status, answer["reason"]) == (503, "busy")
+        assert "127.0.0.1 already holds 2 sync requests" in answer["error"]
+        # ...while another address still gets one held, up to the total.
+        held.append(hold(4, "127.0.0.2"))
+        await until(lambda: interop.gateway.held == 3)
+        status, answer = await post(url, unanswered(key(5), target).to_json(), SYNC,
+                                    local="127.0.0.3")
+        assert (status, answer["reason"]) == (503, "busy")
+        assert "already holds 3 sync requests open" in answer["error"]
+        # Everything but more held requests is still served, from every address.
+        envelope = ack(key(6), target, expires=int(time.time()) + 30)
+        assert await post(url, envelope.to_json(), local="127.0.0.3") == (200, {})
+        assert not any(task.done() for task in held)
+        metrics = holding_node.metrics_text()
+        assert 'aaex_interop_rejected_total{protocol="uagents",reason="busy"} 2' in metrics
+    finally:
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
+
+
+async def test_a_held_sync_request_is_released_at_the_timeout_naming_it(
+        tmp_path: Path) -> None:
+    config = parse_config({"node": {"http": "127.0.0.1:0", "admin": "127.0.0.1:0", "p2p": []},
+                           "agents": [CHATTY],
+                           "interop": {"listen": "127.0.0.1:0", "sync_timeout": 0.5}},
+                          base=tmp_path)
+    async with open_node(config) as node:
+        assert node.interop is not None
+        chatty = next(iter(node.runtime.agents.values()))
+        request = unanswered(key(1), node.interop.gateway.address_of(chatty))
+        # The envelope lives 300 s; without the bound, the request would be held as long.
+        status, answer = await post(node.interop.url + "/submit", request.to_json(), SYNC)
+        assert status == 200
+        reply = UEnvelope.model_validate(answer)
+        assert reply.schema_digest == ERROR_MESSAGE_DIGEST and reply.verify()
+        error = json.loads(reply.payload_json())["error"]
+        assert "no answer within the 0.5 s" in error and "sync_timeout" in error
+        assert node.interop.gateway.held == 0
 
 
 # -- bodies: read whole, fields bounded ------------------------------------------------------

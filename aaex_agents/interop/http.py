@@ -2,7 +2,8 @@
 
 Status codes as uAgents uses them: 200 with ``{}`` (or, for a sync request, the reply
 envelope), 400 ``{"error": ..., "reason": ...}`` for a refused envelope (`reason` is AAEX's
-rejection code; uAgents reads `error`), 413 for a body over the frame limit.
+rejection code; uAgents reads `error`), 413 for a body over the frame limit, and 503 with
+reason ``busy`` for a sync request beyond the gateway's holds (per address or in all).
 
 The body is read whole, up to the frame limit, however the network split it.
 """
@@ -24,6 +25,8 @@ from .gateway import UAgentsGateway
 logger = logging.getLogger(__name__)
 
 SUBMIT_PATH = "/submit"
+_STATUS = {"oversize": 413, "busy": 503}
+"""HTTP status of a refusal by reason; every other reason is 400."""
 
 
 def add_uagents_routes(app: web.Application, gateway: UAgentsGateway) -> None:
@@ -41,9 +44,9 @@ def add_uagents_routes(app: web.Application, gateway: UAgentsGateway) -> None:
             return _refusal(413, "oversize", f"body exceeds the limit of {limit} bytes")
         sync = request.headers.get("x-uagents-connection") == "sync"
         try:
-            reply = await gateway.submit(body, sync=sync)
+            reply = await gateway.submit(body, sync=sync, client=request.remote or "?")
         except EnvelopeRejected as exc:
-            return _refusal(413 if exc.reason == "oversize" else 400, exc.reason, str(exc))
+            return _refusal(_STATUS.get(exc.reason, 400), exc.reason, str(exc))
         if reply is None:
             return web.json_response({})
         return web.Response(body=reply.to_json(), content_type="application/json")
