@@ -310,7 +310,9 @@ class UAgentsGateway(Gateway):
         otherwise talk with it forever. An acknowledgement without a handler needs no answer.
         """
         if message is None:
-            logger.warning("%s: %s sent an ErrorMessage: %s", agent.name, envelope.sender,
+            # Unsolicited (an answer to our own ask completes it in `_accept`), and anyone
+            # may send any number: a line per message at WARNING would let them flood the log.
+            logger.debug("%s: %s sent an ErrorMessage: %s", agent.name, envelope.sender,
                            envelope.payload_json()[:200])
             return []
         acknowledgement: list[Message] = []
