@@ -20,7 +20,10 @@ Whose fault it is decides where an error sits in the tree::
     │   ├── ReplayedEnvelope        this message id was already accepted
     │   ├── UnknownMessageType      the receiver has no handler for the type name
     │   ├── InvalidPayload          the payload does not validate as the named type
-    │   └── ReceiverStopping        the receiver is shutting down; try another provider
+    │   ├── ReceiverStopping        the receiver is shutting down; try another provider
+    │   └── ReceiverBusy            the receiver holds as many requests as it allows; retry later
+    ├── BadRequestBody              an HTTP request body that is too large, not JSON, or nested
+    │                               too deep; `status` is the HTTP answer (400 or 413)
     ├── TransportError              the network failed
     │   ├── PeerUnreachable         nothing answered at any known endpoint
     │   ├── RequestTimeout          the peer did not answer in time (also a TimeoutError)
@@ -197,6 +200,26 @@ class ReceiverStopping(EnvelopeRejected):
     """The receiving runtime is shutting down and takes no new envelopes."""
 
     reason = "stopping"
+
+
+class ReceiverBusy(EnvelopeRejected):
+    """The receiver holds as many such requests as it allows, from this address or in all.
+
+    Nothing was done with the envelope, so the same one may be sent again later.
+    """
+
+    reason = "busy"
+
+
+class BadRequestBody(AaexError):
+    """An HTTP request body the server will not use; the message says why, in one line.
+
+    `status` is what the server answers: 413 for a body over the limit, else 400.
+    """
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class TransportError(AaexError):

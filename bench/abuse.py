@@ -28,6 +28,21 @@ legitimate requests back to back (one in flight) and measures them. For each tra
   offered (a `Propose`). (Before the dialogue quotas, 10,000 such calls shut the seller out:
   every later call got ``busy``.) Outcomes: ``Propose`` or the decline's reason.
 
+The server also serves uAgents' ``POST /submit`` (the interop listener's route), and two
+phases attack it; their legitimate traffic is uAgents sync Pings to the sink's ``agent1``
+address, from one key on 127.0.0.1, each answered by a signed Pong in the response:
+
+* ``submit``: the replay flood on ``/submit``. Validly signed envelopes, each from a fresh
+  secp256k1 key, living 599 s; half chat acknowledgements (taken, never answered), half of
+  a schema the sink does not know. (Before per-sender replay state, capacity + 1 of them
+  locked every uAgents sender out for ~10 minutes.)
+* ``held``: ``--connections`` sync requests that no agent answers (ErrorMessages), spread
+  over 8 addresses (127.0.0.2 to 127.0.0.9), each sent again as soon as it is answered, or
+  a second after a refusal. (Before the sync holds, 1,024 from 8 addresses were held until
+  their envelopes expired and took every connection.) Outcomes: ``released`` (answered at
+  the server's ``--sync-timeout``), ``refused`` (503 ``busy``: beyond the holds),
+  ``refused_connection`` (503 from the listener's connection limits), ``open_at_end``.
+
 Reported per phase: legitimate requests answered / sent, their p50 and p99 latency, attack
 frames sent per second, and the server's resident memory (RSS) after the phase. The last
 line of stdout is one JSON object with every figure.
@@ -38,18 +53,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import platform
 import resource
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import msgpack
 
 from aaex_agents import (
@@ -73,6 +91,17 @@ from aaex_agents.envelope import (
     seal,
 )
 from aaex_agents.identity import Identity
+from aaex_agents.interop import (
+    CHAT_ACK_DIGEST,
+    ERROR_MESSAGE_DIGEST,
+    SchemaTable,
+    UAgentsConfig,
+    UAgentsGateway,
+    UAgentsKey,
+    UEnvelope,
+    seal_envelope,
+    serve_uagents,
+)
 from aaex_agents.model import decode_payload, message_class
 from aaex_agents.money import Credits
 from aaex_agents.testing import stop_on_stdin_close_or_signal
@@ -87,7 +116,17 @@ from marketplace.trade.strategies import SellerStrategy
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 30.0
-PHASES = ("idle", "replay", "garbage", "slow", "cfp")
+JSON_HEADERS = {"Content-Type": "application/json"}
+SYNC_HEADERS = {**JSON_HEADERS, "x-uagents-connection": "sync"}
+UAGENTS_PHASES = ("submit", "held")
+"""Phases against uAgents' /submit; their legitimate traffic is uAgents sync requests."""
+PHASES = ("idle", "replay", "garbage", "slow", "cfp", *UAGENTS_PHASES)
+PING_DIGEST = "model:" + "a1" * 32
+PONG_DIGEST = "model:" + "b2" * 32
+UNKNOWN_DIGEST = "model:" + "c3" * 32
+"""Schema digests of this benchmark's own types (no uAgents agent is involved)."""
+HELD_ADDRESSES = [f"127.0.0.{n}" for n in range(2, 10)]
+"""Where the held-sync attacker connects from: 8 addresses, as in the hostile review."""
 
 
 class Ping(Message, type="bench.abuse_ping/1"):
@@ -141,11 +180,12 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-async def serve(kind: str, replay_capacity: int | None) -> int:
-    """Host the sink on `kind` until stdin closes; then print its counters."""
+async def serve(kind: str, replay_capacity: int | None, sync_timeout: float | None) -> int:
+    """Host the sink on `kind` (and on uAgents' /submit) until stdin closes; print counters."""
     sink = Sink(name="sink")
     policy = (EnvelopePolicy() if replay_capacity is None
               else EnvelopePolicy(replay_capacity=replay_capacity))
+    gateway = uagents_gateway(policy, sync_timeout)
     async with stop_on_stdin_close_or_signal() as stop, AsyncExitStack() as stack:
         server: Transport
         if kind == "http":
@@ -154,15 +194,18 @@ async def serve(kind: str, replay_capacity: int | None) -> int:
             host = await stack.enter_async_context(open_libp2p_host(Libp2pConfig(dht=False)))
             server = Libp2pTransport(host)
         runtime = await stack.enter_async_context(
-            open_runtime(sink, transports=[server], config=RuntimeConfig(policy=policy)))
-        print(json.dumps({"address": sink.address, "endpoint": runtime.endpoints[0]}),
-              flush=True)
+            open_runtime(sink, transports=[server], config=RuntimeConfig(policy=policy),
+                         gateways=[gateway]))
+        submit = await stack.enter_async_context(serve_uagents(gateway))
+        print(json.dumps({"address": sink.address, "endpoint": runtime.endpoints[0],
+                          "submit": submit, "uagents": gateway.address_of(sink)}), flush=True)
         await stop.wait()
         guard = runtime.replay_guard
         print(json.dumps({"received": runtime.metrics.received,
                           "rejected": dict(runtime.metrics.rejected),
                           "replay_ids": len(guard), "replay_senders": guard.senders,
-                          "replay_floors": guard.floors, "hot_folds": guard.hot_folds}),
+                          "replay_floors": guard.floors, "hot_folds": guard.hot_folds,
+                          **uagents_counters(gateway)}),
               flush=True)
     return 0
 
@@ -267,6 +310,163 @@ async def attack(kind: str, mode: str, endpoint: str, target: str, seconds: floa
     return 0
 
 
+# -- uAgents' /submit ----------------------------------------------------------------------
+def uagents_gateway(policy: EnvelopePolicy, sync_timeout: float | None) -> UAgentsGateway:
+    """The server's uAgents gateway: Ping and Pong mapped, the sink's `policy`."""
+    config = UAgentsConfig(schemas=SchemaTable({Ping: PING_DIGEST, Pong: PONG_DIGEST}),
+                           policy=policy)
+    if sync_timeout is not None:
+        config = UAgentsConfig(schemas=config.schemas, policy=policy, sync_timeout=sync_timeout)
+    return UAgentsGateway(config)
+
+
+def uagents_counters(gateway: UAgentsGateway) -> dict[str, Any]:
+    """What the server's gateway took and refused, for its final JSON line."""
+    return {"uagents_received": gateway.metrics.received["uagents"],
+            "uagents_rejected": {reason: n for (protocol, reason), n
+                                 in gateway.metrics.rejected.items() if protocol == "uagents"},
+            "uagents_held_at_end": gateway.held}
+
+
+def uagents_envelope(key: UAgentsKey, target: str, digest: str, payload: dict[str, Any], *,
+                     ttl: int) -> bytes:
+    """A signed uAgents envelope from `key` to `target`, living `ttl` seconds."""
+    return seal_envelope(key, target=target, schema_digest=digest,
+                         payload_json=json.dumps(payload), session=uuid.uuid4(),
+                         expires=int(time.time()) + ttl).to_json()
+
+
+def fresh_key() -> UAgentsKey:
+    """A secp256k1 key never used before (as free to mint as the attacker likes)."""
+    return UAgentsKey(os.urandom(32))
+
+
+async def uagents_traffic(submit: str, target: str, until: asyncio.Event, counter: list[int],
+                          failures: dict[str, int]) -> list[float]:
+    """Back-to-back sync Pings to /submit until `until` is set; latencies of the answered.
+
+    Each failure is counted in `failures` under its refusal reason or error type.
+    """
+    key = UAgentsKey(hashlib.sha256(b"bench.abuse honest sender").digest())
+    latencies: list[float] = []
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        while not until.is_set():
+            n = counter[0]
+            counter[0] += 1
+            body = uagents_envelope(key, target, PING_DIGEST, {"n": n}, ttl=60)
+            started = time.perf_counter()
+            try:
+                async with http.post(submit, data=body, headers=SYNC_HEADERS) as response:
+                    answer = await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+                continue
+            took = (time.perf_counter() - started) * 1e3
+            reply = UEnvelope.model_validate_json(answer) if status == 200 else None
+            if reply is not None and reply.schema_digest == PONG_DIGEST and reply.verify():
+                latencies.append(took)
+            else:
+                reason = f"http_{status}" if reply is None else "not_a_pong"
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    reason = str(json.loads(answer)["reason"])
+                failures[reason] = failures.get(reason, 0) + 1
+    return latencies
+
+
+async def uagents_attack(mode: str, submit: str, target: str, seconds: float,
+                         concurrency: int, connections: int) -> int:
+    """Flood /submit (`submit` mode) or hold sync requests (`held`); print what happened."""
+    if mode == "held":
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (max(soft, min(hard, connections + 256)), hard))
+    outcomes: dict[str, int] = {}
+    sent = 0
+    deadline = time.perf_counter() + seconds
+
+    def count(outcome: str) -> None:
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+    async def flood(http: aiohttp.ClientSession) -> None:
+        nonlocal sent
+        while time.perf_counter() < deadline:
+            digest = UNKNOWN_DIGEST if sent % 2 else CHAT_ACK_DIGEST
+            payload = {"timestamp": "2025-06-15T15:06:40+00:00",
+                       "acknowledged_msg_id": str(uuid.uuid4()), "metadata": None}
+            body = uagents_envelope(fresh_key(), target, digest, payload, ttl=599)
+            sent += 1
+            try:
+                async with http.post(submit, data=body, headers=JSON_HEADERS) as response:
+                    answer = await response.read()
+                    outcome = "accepted" if response.status == 200 else f"http_{response.status}"
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        outcome = str(json.loads(answer)["reason"])
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                outcome = type(exc).__name__
+            count(outcome)
+
+    host, port = submit.split("//")[1].split("/")[0].rsplit(":", 1)
+    head = (f"POST /submit HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            "x-uagents-connection: sync\r\nContent-Length: {}\r\n\r\n")
+
+    async def hold(local: str) -> None:
+        # Raw connections: an aiohttp client opening a thousand at once is too slow to
+        # attack at full strength on a shared two-core machine.
+        nonlocal sent
+        key = fresh_key()
+        writer: asyncio.StreamWriter | None = None
+        while time.perf_counter() < deadline:
+            body = uagents_envelope(key, target, ERROR_MESSAGE_DIGEST, {"error": "x"}, ttl=599)
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
+                    if writer is None or writer.is_closing():
+                        reader, writer = await asyncio.open_connection(
+                            host, int(port), local_addr=(local, 0))
+                    writer.write(head.format(len(body)).encode() + body)
+                    sent += 1
+                    status, answer = await read_response(reader)
+            except TimeoutError:
+                count("open_at_end")
+                break
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                count(type(exc).__name__)
+                writer = None
+                await asyncio.sleep(1)
+                continue
+            if status == 200:
+                count("released")
+                continue
+            count("refused" if b'"busy"' in answer else "refused_connection"
+                  if status == 503 else f"http_{status}")
+            await asyncio.sleep(1)  # a refused client comes back a second later
+        if writer is not None:
+            writer.close()
+
+    print(json.dumps({"ready": True}), flush=True)
+    started = time.perf_counter()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http, \
+            asyncio.TaskGroup() as group:
+        if mode == "held":
+            for n in range(connections):
+                group.create_task(hold(HELD_ADDRESSES[n % len(HELD_ADDRESSES)]))
+        else:
+            for _ in range(concurrency):
+                group.create_task(flood(http))
+    wall = time.perf_counter() - started
+    print(json.dumps({"sent": sent, "per_s": sent / wall, "outcomes": outcomes}), flush=True)
+    return 0
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The status and body of one HTTP/1.1 response (with a Content-Length) on `reader`."""
+    lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    length = next((int(line.split(":", 1)[1]) for line in lines[1:]
+                   if line.lower().startswith("content-length:")), 0)
+    return int(lines[0].split()[1]), await reader.readexactly(length)
+
+
 # -- parent role --------------------------------------------------------------------------
 @dataclass
 class Phase:
@@ -342,6 +542,8 @@ async def run_transport(kind: str, args: argparse.Namespace) -> tuple[list[Phase
     """Start a server on `kind`, run every phase against it, stop it."""
     extra = [] if args.replay_capacity is None else ["--replay-capacity",
                                                      str(args.replay_capacity)]
+    if args.sync_timeout is not None:
+        extra += ["--sync-timeout", str(args.sync_timeout)]
     server = await child("--role", "server", "--kind", kind, *extra)
     extra_counters: dict[str, Any] = {}
     try:
@@ -351,12 +553,14 @@ async def run_transport(kind: str, args: argparse.Namespace) -> tuple[list[Phase
         sender = Identity.generate()
         async with client_transport(kind) as transport:
             for phase in args.phases:
-                if phase == "slow" and kind != "http":
-                    continue  # slow clients are an HTTP matter; libp2p has its own limits
+                if phase in ("slow", *UAGENTS_PHASES) and kind != "http":
+                    continue  # HTTP matters; libp2p has its own limits
                 if phase == "cfp":  # against a seller of its own
                     measured, extra_counters["cfp_seller"] = await run_cfp_phase(kind, args)
                     phases.append(measured)
                     continue
+                door = ((str(info["submit"]), str(info["uagents"])) if phase in UAGENTS_PHASES
+                        else (endpoint, target))
                 progress(f"[{kind}] {phase} for {args.seconds} s")
                 counter = [0]
                 failures: dict[str, int] = {}
@@ -364,7 +568,7 @@ async def run_transport(kind: str, args: argparse.Namespace) -> tuple[list[Phase
                 attacker = None
                 if phase != "idle":
                     attacker = await child("--role", "attack", "--kind", kind, "--mode", phase,
-                                           "--endpoint", endpoint, "--target", target,
+                                           "--endpoint", door[0], "--target", door[1],
                                            "--seconds", str(args.seconds),
                                            "--concurrency", str(args.concurrency),
                                            "--connections", str(args.connections))
@@ -374,6 +578,8 @@ async def run_transport(kind: str, args: argparse.Namespace) -> tuple[list[Phase
                 started = time.perf_counter()
                 async with asyncio.TaskGroup() as group:
                     legit = group.create_task(
+                        uagents_traffic(*door, stop, counter, failures)
+                        if phase in UAGENTS_PHASES else
                         legit_traffic(transport, endpoint, target, sender, stop, counter,
                                       failures))
                     if attacker is not None:
@@ -644,7 +850,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         default="parent", help="internal: the child processes")
     parser.add_argument("--kind", choices=["http", "libp2p"], default="http",
                         help="internal: the transport of a child")
-    parser.add_argument("--mode", choices=["replay", "garbage", "slow", "cfp"], default="replay",
+    parser.add_argument("--mode", choices=PHASES[1:], default="replay",
                         help="internal: the attack a child runs")
     parser.add_argument("--endpoint", help="internal: where the attacker sends")
     parser.add_argument("--target", help="internal: the sink's address")
@@ -658,6 +864,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="the server's EnvelopePolicy.replay_capacity (default: the "
                         "policy's default); a small one shows a replay flood sooner")
     add_cfp_arguments(parser)
+    parser.add_argument("--sync-timeout", type=float, default=None,
+                        help="the server's uAgents sync_timeout (default: the gateway's, "
+                        "30 s); a short one shows held requests released within a phase")
     parser.add_argument("--transports", type=lambda text: text.split(","),
                         default=["http", "libp2p"],
                         help="comma-separated: http, libp2p (default both)")
@@ -681,12 +890,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m bench.abuse``."""
     args = parse_args(argv)
     if args.role == "server":
-        return asyncio.run(serve(args.kind, args.replay_capacity))
+        return asyncio.run(serve(args.kind, args.replay_capacity, args.sync_timeout))
     if args.role == "seller":
         return asyncio.run(serve_seller(args.kind, args.max_open, args.max_per_buyer))
     if args.role == "attack" and args.mode == "cfp":
         return asyncio.run(cfp_flood(args.kind, args.endpoint, args.target, args.seconds,
                                      args.concurrency, args.per_key, args.flood_ahead))
+    if args.role == "attack" and args.mode in UAGENTS_PHASES:
+        return asyncio.run(uagents_attack(args.mode, args.endpoint, args.target, args.seconds,
+                                          args.concurrency, args.connections))
     if args.role == "attack" and args.mode == "slow":
         return asyncio.run(slow_clients(args.endpoint, args.seconds, args.connections))
     if args.role == "attack":

@@ -666,6 +666,7 @@ EXPECTED_REASONS = {
     "UnknownMessageType": "unknown_type",
     "InvalidPayload": "invalid_payload",
     "ReceiverStopping": "stopping",
+    "ReceiverBusy": "busy",
     # uAgents traffic (aaex_agents.interop): unsigned, or without an expiry
     "UnsignedEnvelope": "unsigned",
     "MissingExpiry": "no_expiry",

@@ -32,7 +32,7 @@ from aaex_agents.interop import (
     seal_envelope,
     serve_uagents,
 )
-from aaex_agents.interop.gateway import AskMode
+from aaex_agents.interop.config import AskMode
 from aaex_agents.runtime import Runtime
 
 PING_DIGEST = "model:64d85c393a306c7a194a88dd36b06bd8665dd84c9c1f078611b3ce7c614203bd"
@@ -289,6 +289,10 @@ def test_config_checks_name_the_field() -> None:
         UAgentsConfig(peers={STRANGER.address: "ftp://x"})
     with pytest.raises(UsageError, match="ask_mode"):
         UAgentsConfig(ask_mode="later")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="sync_timeout"):
+        UAgentsConfig(sync_timeout=3600)
+    with pytest.raises(UsageError, match="sync_holds_per_ip <= sync_holds"):
+        UAgentsConfig(sync_holds=4, sync_holds_per_ip=8)
 
 
 async def test_a_gateway_serves_one_runtime_once() -> None:

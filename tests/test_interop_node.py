@@ -77,6 +77,9 @@ def agent_named(node: Node, name: str) -> Agent:
     ({"uagents": {"relay": 1}}, "interop.uagents.relay: unknown key"),
     ({"public_url": "ftp://x"}, "interop.public_url"),
     ({"sign_sync_replies": "no"}, "interop.sign_sync_replies = 'no': write true or false"),
+    ({"sync_timeout": 0}, "interop.sync_timeout"),
+    ({"sync_holds": 2, "sync_holds_per_ip": 3}, "interop.sync_holds_per_ip = 3: must be at "
+                                                "most interop.sync_holds (2)"),
 ])
 def test_bad_interop_config_names_the_field(tmp_path: Path, interop: dict[str, Any],
                                             message: str) -> None:

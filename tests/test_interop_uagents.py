@@ -48,7 +48,6 @@ from aaex_agents.interop import (
 )
 from aaex_agents.interop.uagents import SECP256K1_ORDER
 from aaex_agents.model import Message
-from aaex_agents.replay import ReplayWindow
 
 # -- golden vectors (uagents-core 0.4.12) -------------------------------------------------
 GOLDEN_CHAT_MESSAGE = "model:2601825997203ee07dbb9ff6e7c71ae7bdaf6a7c8b817361f2f88f4b29c68d0c"
@@ -144,7 +143,7 @@ def test_our_signature_verifies_and_is_low_s() -> None:
 ])
 def test_tampered_envelope_is_refused(change: dict[str, object]) -> None:
     with pytest.raises(BadSignature) as caught:
-        admit(golden(**change), now=NOW, policy=POLICY, replay=ReplayWindow(10))
+        admit(golden(**change), now=NOW, policy=POLICY, replay=POLICY.new_replay_guard())
     assert caught.value.reason == "bad_signature"
 
 
@@ -154,7 +153,7 @@ def test_version_and_protocol_digest_are_not_signed_by_uagents() -> None:
 
 
 def test_high_s_signature_is_admitted_and_its_low_s_twin_is_a_replay() -> None:
-    replay = ReplayWindow(10)
+    replay = POLICY.new_replay_guard()
     admit(golden(GOLDEN_SIG_HIGH_S), now=NOW, policy=POLICY, replay=replay)
     # The same envelope with s folded to n - s verifies too (ECDSA malleability); the replay
     # id is the signed digest, so it is still the same envelope.
@@ -167,7 +166,7 @@ def test_high_s_signature_is_admitted_and_its_low_s_twin_is_a_replay() -> None:
 
 
 def test_replayed_envelope_is_refused() -> None:
-    replay = ReplayWindow(10)
+    replay = POLICY.new_replay_guard()
     admit(golden(GOLDEN_SIG_LOW_S), now=NOW, policy=POLICY, replay=replay)
     with pytest.raises(ReplayedEnvelope) as caught:
         admit(golden(GOLDEN_SIG_LOW_S), now=NOW + 1, policy=POLICY, replay=replay)
@@ -178,7 +177,7 @@ def test_expired_envelope_is_refused() -> None:
     clock = ManualClock(NOW)
     clock.advance(30 + POLICY.clock_skew + 1)
     with pytest.raises(EnvelopeExpired) as caught:
-        admit(golden(), now=clock.now(), policy=POLICY, replay=ReplayWindow(10))
+        admit(golden(), now=clock.now(), policy=POLICY, replay=POLICY.new_replay_guard())
     assert caught.value.reason == "expired"
 
 
@@ -188,7 +187,7 @@ def test_envelope_without_expiry_is_refused() -> None:
                              payload_json="{}", session=uuid.uuid4(), expires=None)
     assert envelope.verify()
     with pytest.raises(MissingExpiry) as caught:
-        admit(envelope, now=NOW, policy=POLICY, replay=ReplayWindow(10))
+        admit(envelope, now=NOW, policy=POLICY, replay=POLICY.new_replay_guard())
     assert caught.value.reason == "no_expiry"
 
 
@@ -197,16 +196,17 @@ def test_lifetime_beyond_the_policy_is_refused() -> None:
     envelope = seal_envelope(key, target=GOLDEN_TARGET, schema_digest=GOLDEN_CHAT_ACK,
                              payload_json="{}", session=uuid.uuid4(), expires=int(NOW) + 3600)
     with pytest.raises(LifetimeTooLong):
-        admit(envelope, now=NOW, policy=POLICY, replay=ReplayWindow(10))
+        admit(envelope, now=NOW, policy=POLICY, replay=POLICY.new_replay_guard())
 
 
 def test_unsigned_and_user_envelopes_are_refused() -> None:
     with pytest.raises(UnsignedEnvelope) as caught:
-        admit(golden(None), now=NOW, policy=POLICY, replay=ReplayWindow(10))
+        admit(golden(None), now=NOW, policy=POLICY, replay=POLICY.new_replay_guard())
     assert caught.value.reason == "unsigned"
     assert isinstance(caught.value, BadSignature)
     with pytest.raises(UnsignedEnvelope):
-        admit(golden(sender="user1qqqqqqq"), now=NOW, policy=POLICY, replay=ReplayWindow(10))
+        admit(golden(sender="user1qqqqqqq"), now=NOW, policy=POLICY,
+              replay=POLICY.new_replay_guard())
 
 
 def test_parse_refuses_bad_structure_with_the_field_named() -> None:

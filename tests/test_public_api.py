@@ -12,7 +12,7 @@ EXPECTED = {
     "ErrorReply", "HandlerDefinitionError", "HttpTransport", "Identity", "InvalidPayload",
     "KeyFileError", "LifetimeTooLong", "MalformedEnvelope", "MemoryNetwork", "MemoryTransport",
     "Credits", "Message", "OversizeFrame", "PeerRejected", "PeerUnreachable", "Protocol",
-    "ReceiverStopping",
+    "ReceiverBusy", "ReceiverStopping",
     "RemoteHandlerError", "ReplayedEnvelope", "ReplyError", "RequestTimeout", "Runtime",
     "RuntimeConfig", "RuntimeMetrics", "StaticDirectory", "StorageError", "SystemClock",
     "Transport", "TransportClosed", "TransportError", "UnexpectedReply", "UnknownMessageType",
@@ -56,7 +56,7 @@ def test_every_rejection_has_its_own_reason() -> None:
                   and issubclass(getattr(aaex_agents, n), aaex_agents.EnvelopeRejected)
                   and getattr(aaex_agents, n) is not aaex_agents.EnvelopeRejected]
     reasons = [cls.reason for cls in rejections]
-    assert len(rejections) == 13
+    assert len(rejections) == 14
     assert len(set(reasons)) == len(reasons)
 
 

@@ -16,11 +16,13 @@ import pytest
 
 from aaex_agents import HttpTransport
 from aaex_agents.transport.listener import ServerLimits
-from marketplace.node.config import parse_config
+from marketplace.node.config import NodeConfig, parse_config
+from marketplace.node.gateway import GatewaySettings, open_gateway
 from marketplace.node.node import open_node
 
 SAFETY_S = 30.0
 """Bound on waits that must end much sooner; a failure, never a timing assert."""
+TOKEN = "gateway-test-token"  # noqa: S105 - the test gateway's bearer key
 
 
 async def _echo(frame: bytes) -> bytes:
@@ -117,14 +119,20 @@ async def test_connections_beyond_the_limits_are_refused_at_once() -> None:
                 held_writer.close()
 
 
+def _gateway_node(tmp_path: Path) -> NodeConfig:
+    return parse_config({"node": {"http": "127.0.0.1:0", "admin": "127.0.0.1:0", "p2p": []},
+                         "agents": [{"name": "shopper", "class": "marketplace:Buyer"}],
+                         "interop": {"listen": "127.0.0.1:0"},
+                         "gateway": {"listen": "127.0.0.1:0", "agent": "shopper"}},
+                        base=tmp_path)
+
+
 async def test_every_listener_of_a_node_is_limited(tmp_path: Path) -> None:
-    """The admin API (64 per address), the envelope and the interop listeners (128)."""
-    config = parse_config({"node": {"http": "127.0.0.1:0", "admin": "127.0.0.1:0", "p2p": []},
-                           "interop": {"listen": "127.0.0.1:0"}}, base=tmp_path)
-    async with open_node(config) as node:
-        assert node.interop is not None
+    """The admin API and the OpenAI gateway (64 per address), envelopes and interop (128)."""
+    async with open_node(_gateway_node(tmp_path)) as node:
+        assert node.interop is not None and node.gateway_url is not None
         listeners = {"admin": (node.admin_url, 64), "envelopes": (node.runtime.endpoints[0], 128),
-                     "interop": (node.interop.url, 128)}
+                     "interop": (node.interop.url, 128), "gateway": (node.gateway_url, 64)}
         for name, (url, allowed) in listeners.items():
             held = [await _connect(url) for _ in range(allowed)]
             try:
@@ -135,3 +143,38 @@ async def test_every_listener_of_a_node_is_limited(tmp_path: Path) -> None:
             finally:
                 for _, writer in held:
                     writer.close()
+
+
+async def test_the_openai_gateway_cuts_slow_clients(tmp_path: Path) -> None:
+    """The gateway cuts clients trickling a request head, as every listener does.
+
+    The node's own gateway has the default 10 s header timeout; this one, opened by the same
+    function on the node's runtime, has 0.5 s.
+    """
+    settings = GatewaySettings(listen="127.0.0.1:0", agent="shopper")
+    async with open_node(_gateway_node(tmp_path)) as node, open_gateway(
+            node.runtime, node.market, settings, token=TOKEN, llm=None, models=_no_models,
+            limits=ServerLimits(header_timeout=0.5, max_connections=50,
+                                max_connections_per_ip=50)) as url:
+        slow = [await _connect(url) for _ in range(20)]
+        senders = [asyncio.create_task(_trickle(writer, b"GET /v1/models HTTP/1.1\r\nX-Slow: "))
+                   for _, writer in slow]
+        try:
+            closed = await asyncio.wait_for(
+                asyncio.gather(*(_until_closed(reader) for reader, _ in slow)), SAFETY_S)
+            assert all(b"200" not in answer for answer in closed)
+            reader, writer = await _connect(url)
+            writer.write(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n"
+                         b"Authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
+            assert (await asyncio.wait_for(reader.readline(), SAFETY_S)).startswith(
+                b"HTTP/1.1 200")
+            writer.close()
+        finally:
+            for sender in senders:
+                sender.cancel()
+            for _, writer in slow:
+                writer.close()
+
+
+async def _no_models() -> list[str]:
+    return []

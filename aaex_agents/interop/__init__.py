@@ -2,7 +2,8 @@
 
 `uagents` is the wire codec and AAEX's rules for uAgents traffic, `chat` the standard chat
 protocol as AAEX messages, `binding` the signed link between an agent's two addresses,
-`gateway` the bridge a runtime uses to reach ``agent1...`` addresses, `http` its ``/submit``.
+`gateway` the bridge a runtime uses to reach ``agent1...`` addresses (`config` its settings,
+`holds` its bound on held sync requests), `http` its ``/submit``.
 """
 
 from .base import Gateway, InteropMetrics
@@ -16,7 +17,8 @@ from .chat import (
     ResourceContent,
     TextContent,
 )
-from .gateway import UAgentsConfig, UAgentsGateway, no_chat_handler
+from .config import UAgentsConfig
+from .gateway import UAgentsGateway, no_chat_handler
 from .http import SUBMIT_PATH, add_uagents_routes, serve_uagents
 from .uagents import (
     CHAT_ACK_DIGEST,

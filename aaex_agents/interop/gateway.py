@@ -13,38 +13,39 @@ mapped to its schema digest, signed with the agent's secp256k1 key and POSTed to
 comes back in the HTTP response) or async mode (the reply is POSTed to our ``/submit`` in the
 same session). Inbound, `submit` applies AAEX's rules (signature, expiry, lifetime, replay;
 see `uagents.admit`), then runs the agent's handler for the mapped type and sends its answer
-back: in the HTTP response for a sync request, else POSTed to the peer.
+back: in the HTTP response for a sync request, else POSTed to the peer. A sync request is
+held at most `sync_timeout` seconds, and only `sync_holds` at once (`sync_holds_per_ip` from
+one address; see `holds`).
 
 Divergences from uAgents, on purpose: unsigned and expiry-less envelopes are refused
 (uAgents accepts both); a sync reply is signed unless `sign_sync_replies` is off (uAgents
 leaves it unsigned, and we accept an unsigned one only as the answer on the connection we
-opened ourselves).
+opened ourselves); a sync request is released with an ErrorMessage after `sync_timeout`,
+not held until its envelope expires (up to `max_lifetime`, 10 minutes).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from pydantic import ValidationError
 from typing_extensions import override
 
 from ..clock import Clock, SystemClock
-from ..envelope import EnvelopePolicy
 from ..errors import (
     EnvelopeRejected,
     InvalidPayload,
     MalformedEnvelope,
     PeerRejected,
     PeerUnreachable,
+    ReceiverBusy,
     ReceiverStopping,
     RemoteHandlerError,
     RequestTimeout,
@@ -57,13 +58,14 @@ from ..errors import (
 )
 from ..handlers import HandlerSpec
 from ..model import ErrorReply, Message
-from ..replay import ReplayWindow
+from ..transport.bodies import parse_json
 from ..transport.http import post_bounded
 from .base import Gateway, InteropMetrics, handler_for
 from .chat import CHAT_SCHEMAS, ChatAcknowledgement, ChatMessage
+from .config import UAgentsConfig
+from .holds import SyncHolds
 from .uagents import (
     ERROR_MESSAGE_DIGEST,
-    SchemaTable,
     UAgentsKey,
     UEnvelope,
     admit,
@@ -71,7 +73,6 @@ from .uagents import (
     is_uagents_address,
     parse_envelope,
     peer_reason,
-    public_key_of,
     seal_envelope,
     session_uuid,
 )
@@ -83,74 +84,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PROTOCOL = "uagents"
-AskMode = Literal["sync", "async"]
 Describe = Callable[["Agent"], str]
 """What an agent without a chat handler says to a chat message (the node: its offers)."""
 _Key = tuple[str, str, uuid.UUID]  # (our agent1 address, peer, session)
 _DESCRIBED_SESSIONS = 10_000  # sessions remembered as already told what an agent is
-
-
-@dataclass(frozen=True, kw_only=True)
-class UAgentsConfig:
-    """How AAEX agents reach uAgents agents.
-
-    Attributes:
-        peers: ``agent1...`` address -> its ``http://host:port/submit``; where replies and
-            messages to that agent go (no Almanac lookup).
-        schemas: AAEX message types <-> uAgents schema digests, beyond the chat protocol's
-            (which are always included).
-        policy: limits for inbound envelopes (frame size, clock skew, longest lifetime,
-            replay memory); the runtime's defaults.
-        ask_mode: "sync" (default): `ask` holds the HTTP request open for the reply, one
-            round trip; "async": the reply is POSTed back to our ``/submit``.
-        envelope_ttl: seconds our envelopes stay valid (default 30, as uAgents' `ctx.send`).
-        request_timeout: default timeout of `send` and `ask` (default 30 s).
-        sign_sync_replies: sign the reply returned to a sync request (default True). uAgents
-            leaves those unsigned, and its sender verifies one only when it is signed, in
-            pure-Python ECDSA: measured here, that verification cuts a uAgents sender's
-            sync round trips to us about threefold (bench/interop.py). False answers as
-            uAgents does; the sender then trusts the reply as the answer on its own
-            connection only.
-    """
-
-    peers: Mapping[str, str] = field(default_factory=dict)
-    schemas: SchemaTable = field(default_factory=SchemaTable)
-    policy: EnvelopePolicy = field(default_factory=EnvelopePolicy)
-    ask_mode: AskMode = "sync"
-    envelope_ttl: int = 30
-    request_timeout: float = 30.0
-    sign_sync_replies: bool = True
-
-    def __post_init__(self) -> None:
-        check_peers(self.peers, "UAgentsConfig.peers")
-        check_ask_mode(self.ask_mode, "UAgentsConfig.ask_mode")
-        if not 0 < self.envelope_ttl <= self.policy.max_lifetime:
-            raise UsageError(f"UAgentsConfig.envelope_ttl = {self.envelope_ttl}: must be positive "
-                             f"and at most policy.max_lifetime ({self.policy.max_lifetime})")
-        if self.request_timeout <= 0:
-            raise UsageError("UAgentsConfig.request_timeout must be positive seconds")
-
-
-def check_peers(peers: Mapping[str, object], setting: str) -> None:
-    """Each key a uAgents address, each value a submit URL; `setting` names them in errors.
-
-    Raises:
-        UsageError: the first bad entry, named.
-    """
-    for address, endpoint in peers.items():
-        try:
-            public_key_of(address)
-        except UsageError as exc:
-            raise UsageError(f"{setting}: {exc}") from None
-        if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
-            raise UsageError(f"{setting}.{address[:16]}... = {endpoint!r}: write the peer's "
-                             "submit URL, e.g. \"http://127.0.0.1:8000/submit\"")
-
-
-def check_ask_mode(value: object, setting: str) -> None:
-    """Raise UsageError naming `setting` unless `value` is an `AskMode`."""
-    if value not in ("sync", "async"):
-        raise UsageError(f"{setting} = {value!r}: write \"sync\" or \"async\"")
 
 
 def no_chat_handler(agent: Agent) -> str:
@@ -180,7 +117,9 @@ class UAgentsGateway(Gateway):
         self._keys: dict[str, UAgentsKey] = {}
         self._agents: dict[str, Agent] = {}
         self._peers = dict(self.config.peers)
-        self._replay = ReplayWindow(self.config.policy.replay_capacity)
+        self._replay = self.config.policy.new_replay_guard()
+        self._holds = SyncHolds(total=self.config.sync_holds,
+                                per_address=self.config.sync_holds_per_ip)
         self._awaiting: dict[_Key, tuple[asyncio.Future[UEnvelope], Collection[str] | None]] = {}
         self._held: dict[_Key, asyncio.Future[UEnvelope]] = {}
         self._described: OrderedDict[_Key, None] = OrderedDict()
@@ -273,16 +212,49 @@ class UAgentsGateway(Gateway):
         return "ready" if running and address in self._agents else "not-ready"
 
     # -- inbound --------------------------------------------------------------------------
-    async def submit(self, body: bytes, *, sync: bool) -> UEnvelope | None:
+    @property
+    def held(self) -> int:
+        """Sync requests held open now (bounded by `sync_holds`)."""
+        return len(self._holds)
+
+    async def submit(self, body: bytes, *, sync: bool, client: str = "") -> UEnvelope | None:
         """Take one envelope POSTed to ``/submit``; return the reply for a sync request.
 
-        Checks, in order: structure, target hosted here, AAEX's rules (`uagents.admit`), a
-        known schema digest and a handler for it, a payload that validates. An envelope that
-        answers one of our async asks completes it; any other runs the agent's handler, now
-        for a sync request (its first answer is returned), else in the background.
+        A sync request is first admitted as one of `client`'s held requests (its IP
+        address; see `holds`). Then the checks, in order: structure, target hosted here,
+        AAEX's rules (`uagents.admit`), a known schema digest and a handler for it, a
+        payload that validates. An envelope that answers one of our async asks completes
+        it; any other runs the agent's handler: for a sync request its first answer is
+        returned (or, after `sync_timeout`, an ErrorMessage saying so), else in the
+        background.
 
         Raises:
-            EnvelopeRejected: any check failed (its `reason` is counted in `metrics`).
+            EnvelopeRejected: any check failed (its `reason` is counted in `metrics`);
+                `ReceiverBusy` when `client`, or every client together, holds as many sync
+                requests as allowed.
+        """
+        if not sync:
+            accepted = self._accept(body)
+            if accepted is not None:
+                agent, envelope, message, spec = accepted
+                self._spawn(self._answer_later(agent, envelope, message, spec),
+                            f"uagents.answer:{envelope.sender[:16]}")
+            return None
+        try:
+            with self._holds.hold(client):  # first: a refusal costs no parsing
+                accepted = self._accept(body)
+                return None if accepted is None else await self._answer_held(*accepted)
+        except ReceiverBusy as exc:  # only the hold raises it
+            self.metrics.reject(PROTOCOL, exc.reason)
+            logger.debug("refused uAgents sync request: %s", exc)
+            raise
+
+    def _accept(self, body: bytes) -> tuple[Agent, UEnvelope, Message | None,
+                                            HandlerSpec | None] | None:
+        """Every check of `submit`; None when the envelope answered one of our asks.
+
+        Raises:
+            EnvelopeRejected: a check failed (counted in `metrics`).
         """
         try:
             if self._running() is None:
@@ -305,11 +277,7 @@ class UAgentsGateway(Gateway):
             logger.debug("refused uAgents envelope: %s", exc)
             raise
         self.metrics.received[PROTOCOL] += 1
-        if sync:
-            return await self._answer_held(agent, envelope, message, spec)
-        self._spawn(self._answer_later(agent, envelope, message, spec),
-                    f"uagents.answer:{envelope.sender[:16]}")
-        return None
+        return agent, envelope, message, spec
 
     def _decode(self, agent: Agent, envelope: UEnvelope) -> tuple[Message | None,
                                                                    HandlerSpec | None]:
@@ -342,7 +310,9 @@ class UAgentsGateway(Gateway):
         otherwise talk with it forever. An acknowledgement without a handler needs no answer.
         """
         if message is None:
-            logger.warning("%s: %s sent an ErrorMessage: %s", agent.name, envelope.sender,
+            # Unsolicited (an answer to our own ask completes it in `_accept`), and anyone
+            # may send any number: a line per message at WARNING would let them flood the log.
+            logger.debug("%s: %s sent an ErrorMessage: %s", agent.name, envelope.sender,
                            envelope.payload_json()[:200])
             return []
         acknowledgement: list[Message] = []
@@ -371,14 +341,40 @@ class UAgentsGateway(Gateway):
         """A sync request: the first answer goes back in the HTTP response, the rest by POST.
 
         As in uAgents, the request is held until the agent's first message back to the
-        sender (its return value, or a `ctx.send` while it runs), at most until the
-        envelope expires; then an ErrorMessage answers.
+        sender (its return value, or a `ctx.send` while it runs), but at most `sync_timeout`
+        seconds and never past the envelope's expiry; then an ErrorMessage that says so
+        answers. The handler runs on in the background (owned by the gateway's task group),
+        and whatever it answers after the release is POSTed to the sender.
         """
         key = (envelope.target, envelope.sender, envelope.session)
         held: asyncio.Future[UEnvelope] = asyncio.get_running_loop().create_future()
         self._held[key] = held
+        self._spawn(self._answer_into(held, agent, envelope, message, spec),
+                    f"uagents.sync:{envelope.sender[:16]}")
+        expires_in = max(0.0, (envelope.expires or 0) - self._clock.now())
+        limit = min(self.config.sync_timeout, expires_in)
         try:
-            later: list[UEnvelope] = []
+            async with asyncio.timeout(limit):
+                return await held
+        except TimeoutError:  # `held` is cancelled: what the handler answers now is POSTed
+            reason = (f"no answer within the {self.config.sync_timeout:g} s this node holds a "
+                      "sync request (interop sync_timeout); a later answer is sent "
+                      "asynchronously" if limit < expires_in else "Query envelope expired")
+            return self._seal_error(agent, envelope, reason)
+        finally:
+            if self._held.get(key) is held:
+                del self._held[key]
+
+    async def _answer_into(self, held: asyncio.Future[UEnvelope], agent: Agent,
+                           envelope: UEnvelope, message: Message | None,
+                           spec: HandlerSpec | None) -> None:
+        """Run a sync request's handler and route its answers.
+
+        The first fills `held` while the request is still held; the others, and all of them
+        once it was released, are POSTed to the sender.
+        """
+        later: list[UEnvelope] = []
+        try:
             for answer in await self._answers(agent, envelope, message, spec):
                 sealed = self._seal(agent, envelope.sender, answer, envelope.session)
                 if held.done():
@@ -387,18 +383,13 @@ class UAgentsGateway(Gateway):
                     held.set_result(sealed)
                 else:  # as uAgents answers: the sender checks a signature only if present
                     held.set_result(sealed.model_copy(update={"signature": None}))
-            if later:
-                self._spawn(self._post_all(later), f"uagents.later:{envelope.sender[:16]}")
+        except UsageError as exc:  # e.g. an answer of a type with no uAgents digest
+            logger.warning("%s: answer to %s cannot be sent: %s", agent.name, envelope.sender,
+                           exc)
             if not held.done():
-                remaining = max(0.0, (envelope.expires or 0) - self._clock.now())
-                try:
-                    async with asyncio.timeout(remaining):
-                        return await held
-                except TimeoutError:
-                    return self._seal_error(agent, envelope, "Query envelope expired")
-            return held.result()
-        finally:
-            self._held.pop(key, None)
+                held.set_result(self._seal_error(agent, envelope, f"no answer: {exc}"))
+        if later:
+            await self._post_all(later)
 
     async def _answer_later(self, agent: Agent, envelope: UEnvelope, message: Message | None,
                             spec: HandlerSpec | None) -> None:
@@ -538,7 +529,7 @@ class UAgentsGateway(Gateway):
             raise UnexpectedReply(f"reply from {reply.sender}: {exc}") from exc
         if reply.schema_digest == ERROR_MESSAGE_DIGEST:
             try:
-                error = str(json.loads(text).get("error", text))
+                error = str(parse_json(text).get("error", text))
             except (ValueError, AttributeError):
                 error = text[:200]
             raise RemoteHandlerError("uagents_error", error)

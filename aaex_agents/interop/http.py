@@ -2,7 +2,10 @@
 
 Status codes as uAgents uses them: 200 with ``{}`` (or, for a sync request, the reply
 envelope), 400 ``{"error": ..., "reason": ...}`` for a refused envelope (`reason` is AAEX's
-rejection code; uAgents reads `error`), 413 for a body over the frame limit.
+rejection code; uAgents reads `error`), 413 for a body over the frame limit, and 503 with
+reason ``busy`` for a sync request beyond the gateway's holds (per address or in all).
+
+The body is read whole, up to the frame limit, however the network split it.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from ..errors import EnvelopeRejected
+from ..transport.bodies import read_body
 from ..transport.listener import open_http_listener
 from .gateway import UAgentsGateway
 
 logger = logging.getLogger(__name__)
 
 SUBMIT_PATH = "/submit"
+_STATUS = {"oversize": 413, "busy": 503}
+"""HTTP status of a refusal by reason; every other reason is 400."""
 
 
 def add_uagents_routes(app: web.Application, gateway: UAgentsGateway) -> None:
@@ -33,12 +39,14 @@ def add_uagents_routes(app: web.Application, gateway: UAgentsGateway) -> None:
         limit = gateway.config.policy.max_frame_bytes
         if length is not None and length > limit:
             return _refusal(413, "oversize", f"{length} bytes exceeds the limit of {limit}")
-        body = await request.content.read(limit + 1)
+        body = await read_body(request.content, limit)
+        if body is None:
+            return _refusal(413, "oversize", f"body exceeds the limit of {limit} bytes")
         sync = request.headers.get("x-uagents-connection") == "sync"
         try:
-            reply = await gateway.submit(body, sync=sync)
+            reply = await gateway.submit(body, sync=sync, client=request.remote or "?")
         except EnvelopeRejected as exc:
-            return _refusal(413 if exc.reason == "oversize" else 400, exc.reason, str(exc))
+            return _refusal(_STATUS.get(exc.reason, 400), exc.reason, str(exc))
         if reply is None:
             return web.json_response({})
         return web.Response(body=reply.to_json(), content_type="application/json")

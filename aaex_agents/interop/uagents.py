@@ -22,6 +22,14 @@ uAgents checks neither expiry nor replay. AAEX does (`admit`): a signature is re
 expiry is required, the lifetime is bounded, and an envelope is accepted once. Its replay
 id is the signed digest, never the signature: ECDSA signatures are malleable (s and n - s
 both verify), so a signature-based id would let anyone replay an envelope with the other s.
+Replay state is kept per sender, in the same bounded `ReplayGuard` AAEX envelopes use, so a
+flood from fresh keys cannot lock other senders out (see `admit` for the one difference).
+
+Parsing runs for anyone who can connect, before the signature is checked, so its work is
+bounded by the body's length at C speed: pydantic-core parses the JSON, and every string
+field the checks before the signature read (addresses, signature, digests) has a maximum
+length, enforced before any of them is decoded. A 900 kB `sender` is refused as
+``malformed`` at once instead of being bech32-decoded in Python.
 """
 
 from __future__ import annotations
@@ -33,10 +41,11 @@ import re
 import struct
 import uuid
 from collections.abc import Mapping
+from typing import Annotated
 
 import coincurve
 from coincurve.ecdsa import cdata_to_der, deserialize_compact
-from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictInt, StringConstraints, ValidationError
 
 from ..address import bech32_decode, bech32_encode
 from ..envelope import EnvelopePolicy
@@ -52,7 +61,8 @@ from ..errors import (
 )
 from ..identity import Identity
 from ..model import Message, require_type_name
-from ..replay import ReplayWindow
+from ..replay import ReplayGuard
+from ..transport.bodies import parse_json
 
 AGENT_PREFIX = "agent"
 SIGNATURE_PREFIX = "sig"
@@ -64,6 +74,9 @@ SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD036
 _HALF_ORDER = SECP256K1_ORDER // 2
 _PUBLIC_KEY_BYTES = 33
 _DIGEST_PATTERN = re.compile(r"^model:[0-9a-f]{64}\Z")
+_ADDRESS_CHARS = len(AGENT_PREFIX) + 1 + (_PUBLIC_KEY_BYTES * 8 + 4) // 5 + 6  # bech32: 65
+_SIGNATURE_CHARS = len(SIGNATURE_PREFIX) + 1 + (64 * 8 + 4) // 5 + 6  # 113
+_DIGEST_CHARS = len("model:") + 64  # schema and protocol digests: 70
 
 # Schema digests computed by uagents-core 0.4.12 (tests pin them against it).
 CHAT_MESSAGE_DIGEST = "model:2601825997203ee07dbb9ff6e7c71ae7bdaf6a7c8b817361f2f88f4b29c68d0c"
@@ -190,15 +203,15 @@ class UEnvelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     version: StrictInt
-    sender: str
-    target: str
+    sender: Annotated[str, StringConstraints(max_length=_ADDRESS_CHARS)]
+    target: Annotated[str, StringConstraints(max_length=_ADDRESS_CHARS)]
     session: uuid.UUID
-    schema_digest: str
-    protocol_digest: str | None = None
+    schema_digest: Annotated[str, StringConstraints(max_length=_DIGEST_CHARS)]
+    protocol_digest: Annotated[str, StringConstraints(max_length=_DIGEST_CHARS)] | None = None
     payload: str | None = None
     expires: StrictInt | None = None
     nonce: StrictInt | None = None
-    signature: str | None = None
+    signature: Annotated[str, StringConstraints(max_length=_SIGNATURE_CHARS)] | None = None
 
     def digest(self) -> bytes:
         """What the sender signs (see the module docstring)."""
@@ -247,8 +260,10 @@ def parse_envelope(data: bytes | str, *, max_bytes: int) -> UEnvelope:
 
     Raises:
         OversizeFrame: longer than `max_bytes`.
-        MalformedEnvelope: not JSON, not the envelope schema, or a session that is not a
-            UUID version 4 (uAgents refuses those too); the message names the field.
+        MalformedEnvelope: not JSON, not the envelope schema, a string field longer than
+            any valid one (an address: 65 characters, a signature: 113, a digest: 70), or a
+            session that is not a UUID version 4 (uAgents refuses those too); the message
+            names the field.
     """
     if len(data) > max_bytes:
         raise OversizeFrame(f"envelope of {len(data)} bytes exceeds the limit of {max_bytes}")
@@ -289,12 +304,18 @@ def seal_envelope(key: UAgentsKey | None, *, sender: str | None = None, target: 
 
 
 def admit(envelope: UEnvelope, *, now: float, policy: EnvelopePolicy,
-          replay: ReplayWindow) -> None:
+          replay: ReplayGuard) -> None:
     """AAEX's rules for an inbound uAgents envelope, in this order.
 
     Signed (and the signature verifies), an expiry, not expired, a lifetime no longer than
     `policy.max_lifetime`, and not seen before. The signature comes first so that a forged
     envelope can never occupy the replay window.
+
+    `replay` is per sender (`policy.new_replay_guard()`), as for AAEX envelopes. A uAgents
+    envelope carries no sent-at, so its signed expiry stands in for it: once a sender has
+    been displaced from the guard (by `policy.replay_senders` newer senders), its envelopes
+    expiring at or before the latest one accepted from it are refused. An envelope signed
+    later expires later, unless both fall in the same second with the same lifetime.
 
     Raises:
         UnsignedEnvelope, BadSignature, MissingExpiry, EnvelopeExpired, LifetimeTooLong,
@@ -319,7 +340,7 @@ def admit(envelope: UEnvelope, *, now: float, policy: EnvelopePolicy,
         raise LifetimeTooLong(f"envelope from {envelope.sender} asks to live "
                               f"{(expires_ms - now_ms) / 1000:.0f} s; at most "
                               f"{policy.max_lifetime:.0f} s is accepted")
-    replay.admit(envelope.digest(), expires_ms, now_ms - skew_ms)
+    replay.admit(envelope.sender, envelope.digest(), expires_ms, expires_ms, now_ms)
 
 
 # -- message types ------------------------------------------------------------------------
@@ -410,7 +431,7 @@ def peer_reason(status: int, body: bytes) -> tuple[str, str]:
     """The rejection reason of a peer's 400: ours carry `reason`, uAgents' only `error`."""
     text = body[:300].decode(errors="replace")
     try:
-        document = json.loads(body)
+        document = parse_json(body)
     except ValueError:
         document = None
     if isinstance(document, dict):

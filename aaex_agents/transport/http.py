@@ -30,6 +30,7 @@ from ..errors import (
     clip,
 )
 from .base import DETAIL_LIMIT, FrameHandler, Transport
+from .bodies import parse_json, read_body
 from .listener import ServerLimits, open_http_listener
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class HttpTransport(Transport):
             return None
         if status in (400, 413):
             try:
-                reason = json.loads(body)
+                reason = parse_json(body)
                 raise PeerRejected(clip(str(reason["reason"])),
                                    clip(str(reason.get("detail", "")), DETAIL_LIMIT))
             except (ValueError, KeyError, TypeError):
@@ -212,25 +213,6 @@ def _closed_under_us(exc: aiohttp.ClientError) -> bool:
         return True
     return isinstance(exc, aiohttp.ClientOSError) and exc.errno in (errno.ECONNRESET,
                                                                      errno.EPIPE)
-
-
-async def read_body(content: aiohttp.StreamReader, limit: int) -> bytes | None:
-    """The whole body of a request or response, or None once it passes `limit` bytes.
-
-    `StreamReader.read(n)` returns what is buffered, up to n bytes, not n bytes: one call
-    cuts a large body wherever the network split it. This reads to the end, and stops
-    after `limit + 1` bytes, so an oversize body is never held in full.
-    """
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await content.read(limit + 1 - size)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
 
 
 def _rejection(status: int, reason: str, detail: str) -> web.Response:

@@ -52,6 +52,7 @@ from ..errors import (
     clip,
 )
 from .base import DETAIL_LIMIT, FrameHandler, Transport
+from .bodies import parse_json
 from .listener import check_port_free, tcp_host_port
 from .redial import RedialBackoff
 from .trio_bridge import RESOURCE_ERRORS, TrioBridge, shielded
@@ -507,7 +508,7 @@ def _decode_response(endpoint: str, response: bytes) -> bytes | None:
         return None
     if status == _REJECTED:
         try:
-            reason = json.loads(body)
+            reason = parse_json(body)
             raise PeerRejected(clip(str(reason["reason"])),
                                clip(str(reason.get("detail", "")), DETAIL_LIMIT))
         except (ValueError, KeyError, TypeError):

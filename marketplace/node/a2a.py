@@ -16,6 +16,12 @@ it is kept. Its dialogue id is this server's choice, and it is the dialogue of t
 name, see or end a signed buyer's negotiation, and while it runs it counts against that
 sender's quota (`marketplace.trade.dialogues`). Every other method
 gets its A2A error. The wire form is A2A's proto-JSON (camelCase, enum names).
+
+A body is read as every HTTP surface of the node reads one (`read_json`): at most
+`MAX_BODY_BYTES`, nested at most 201 levels deep (`MAX_JSON_DEPTH`). A body that is not JSON, or is
+nested deeper, gets JSON-RPC's parse error (-32700) naming the cause; one over the limit an
+invalid request (-32600). As JSON-RPC errors, they travel with HTTP 200, as a2a-sdk's own
+server answers them, so A2A clients read the reason.
 """
 
 from __future__ import annotations
@@ -30,12 +36,13 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from aaex_agents import Agent
-from aaex_agents.errors import UsageError
+from aaex_agents.errors import BadRequestBody, UsageError
 from aaex_agents.interop import AddressBinding, ChatMessage, InteropMetrics
 from aaex_agents.interop.base import handler_for
 from aaex_agents.model import ErrorReply
 from aaex_agents.money import Credits
 from aaex_agents.runtime import Runtime
+from aaex_agents.transport.bodies import read_json
 from discovery.records import PriceModel, SlaOffer
 
 from ..trade.negotiation import CallForProposals, Decline, Propose, Seller
@@ -48,6 +55,8 @@ BINDING_EXTENSION = "urn:aaex:extension:uagents-address-binding:1"
 CARD_PATH = "/.well-known/agent-card.json"
 QUOTE_WINDOW_S = 30.0
 """How long a quote asked without `respond_by` is valid."""
+MAX_BODY_BYTES = 1 << 20
+"""Largest JSON-RPC request read (1 MiB)."""
 
 # JSON-RPC and A2A error codes, and the reason each is counted under in metrics.
 PARSE_ERROR = (-32700, "parse_error")
@@ -211,9 +220,10 @@ class A2AService:
                 raise RpcError(VERSION_NOT_SUPPORTED, f"A2A version {version} is not served; "
                                f"this server speaks {A2A_VERSION}")
             try:
-                call = json.loads(await request.read())
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise RpcError(PARSE_ERROR, f"the body is not JSON: {exc}") from None
+                call = await read_json(request, limit=MAX_BODY_BYTES)
+            except BadRequestBody as exc:
+                raise RpcError(INVALID_REQUEST if exc.status == 413 else PARSE_ERROR,
+                               str(exc)) from None
             if not isinstance(call, dict) or call.get("jsonrpc") != "2.0" or not isinstance(
                     call.get("method"), str):
                 raise RpcError(INVALID_REQUEST, "expected a JSON-RPC 2.0 request object")

@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import web
 
 from aaex_agents import Agent
-from aaex_agents.errors import AaexError, UsageError
+from aaex_agents.errors import AaexError, BadRequestBody, UsageError
 from aaex_agents.money import Credits
+from aaex_agents.transport.bodies import read_json
 from discovery.query import parse_where
 
 from ..contracts.books import Position
@@ -66,6 +67,8 @@ logger = logging.getLogger(__name__)
 _CAPABILITY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 MAX_DEADLINE_S = 7 * 24 * 3600.0
 RECONCILE_TIMEOUT_S = 10.0
+MAX_BODY_BYTES = 1 << 20
+"""Largest body an operator's POST may carry (1 MiB)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -83,15 +86,18 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    """The JSON object a POST carries.
+    """The JSON object a POST carries, read as every HTTP surface reads one (`read_json`).
 
     Raises:
-        UsageError: no body, not JSON, or not an object.
+        UsageError: no body, not JSON, nested too deep, or not an object.
+        BadRequestBody: over `MAX_BODY_BYTES` (the guard answers its status, 413).
     """
     try:
-        body = json.loads(await request.text() or "null")
-    except ValueError as exc:
-        raise UsageError(f"body: not JSON ({exc})") from None
+        body = await read_json(request, limit=MAX_BODY_BYTES)
+    except BadRequestBody as exc:
+        if exc.status != 400:
+            raise
+        raise UsageError(f"body: {exc}") from None
     if not isinstance(body, dict):
         raise UsageError("body: send a JSON object, e.g. {\"agent\": ..., \"amount\": ...}")
     return body

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from aaex_agents.errors import UsageError, quote
+from aaex_agents.errors import BadRequestBody, UsageError, quote
 from aaex_agents.money import Credits
 from aaex_agents.transport.listener import ServerLimits, open_http_listener
 
@@ -134,6 +134,8 @@ def _guard(bound: Bound | None) -> Any:
             return await handler(request)
         except UsageError as exc:
             return _json({"error": str(exc)}, status=400)
+        except BadRequestBody as exc:  # a body over the limit: 413
+            return _json({"error": str(exc)}, status=exc.status)
     return guard
 
 

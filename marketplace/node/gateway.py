@@ -18,6 +18,11 @@ A purchase is one signed delivery, so a streamed answer from the market arrives 
 sent as events once it is in; a local answer streams token by token. Responses carry
 OpenAI's ``usage`` and an ``aaex`` object (agreement, seller, amount paid and refunded).
 
+It listens through `open_http_listener` with `GATEWAY_LIMITS` (header and body timeouts,
+connections in all and per address), and reads a body as every other HTTP surface of the
+node does (`aaex_agents.transport.bodies.read_json`): at most 1 MiB, and JSON that is not
+JSON or is nested too deep gets a 400 naming the cause.
+
 `GatewaySettings` is the ``[gateway]`` table of the node's configuration.
 """
 
@@ -38,11 +43,13 @@ from aiohttp import web
 from pydantic import Field, model_validator
 
 from aaex_agents import Agent
-from aaex_agents.errors import AaexError, LLMError, UsageError
+from aaex_agents.errors import AaexError, BadRequestBody, LLMError, UsageError
 from aaex_agents.llm import LLMService
 from aaex_agents.llm.base import Completion
 from aaex_agents.money import ONE_CREDIT, Credits, DecimalCredits
 from aaex_agents.runtime import Runtime
+from aaex_agents.transport.bodies import read_json
+from aaex_agents.transport.listener import ServerLimits, open_http_listener
 
 from ..trade.delegation import Delegated
 from ..trade.errors import DelegationFailed
@@ -58,6 +65,12 @@ BUDGET_HEADER = "X-AAEX-Budget"
 _MODEL_ID = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,200}$")
 ModelLister = Callable[[], Awaitable[list[str]]]
 """The model ids the market's ``llm.chat`` sellers advertise now."""
+MAX_BODY_BYTES = 1 << 20
+"""Largest request body read (1 MiB); a larger one gets 413."""
+GATEWAY_LIMITS = ServerLimits(max_connections=256, max_connections_per_ip=64)
+"""Each request is a purchase on the market, one at a time per client: a few hundred open at
+once is far more than the node's buyer can negotiate, and what is left of 64 per address
+serves other clients."""
 
 
 class GatewaySettings(Table):
@@ -127,7 +140,7 @@ class OpenAIGateway:
 
     def app(self) -> web.Application:
         """The aiohttp application with the bearer check in front of every route."""
-        app = web.Application(middlewares=[self._auth], client_max_size=1 << 20)
+        app = web.Application(middlewares=[self._auth], client_max_size=MAX_BODY_BYTES)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         return app
@@ -164,9 +177,9 @@ class OpenAIGateway:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         """Buy one chat completion on the market (or answer locally), OpenAI's way."""
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _Refused(400, "the body is not JSON") from None
+            body = await read_json(request, limit=MAX_BODY_BYTES)
+        except BadRequestBody as exc:
+            raise _Refused(exc.status, str(exc)) from None
         if not isinstance(body, dict):
             raise _Refused(400, "the body must be a JSON object")
         model = body.get("model")
@@ -304,13 +317,16 @@ async def _stream(request: web.Request, answer: _Answer, usage: bool) -> web.Str
 
 @asynccontextmanager
 async def open_gateway(runtime: Runtime, market: NodeMarket, settings: GatewaySettings, *,
-                       token: str, llm: LLMService | None,
-                       models: ModelLister) -> AsyncIterator[str]:
+                       token: str, llm: LLMService | None, models: ModelLister,
+                       limits: ServerLimits | None = None) -> AsyncIterator[str]:
     """Serve the gateway until the block exits; yields its base URL once listening.
+
+    It listens with `limits` (default `GATEWAY_LIMITS`); leaving stops the listener and
+    gives requests in flight 2 s.
 
     Raises:
         UsageError: `settings` has no `listen`, or `agent` names no hosted agent.
-        OSError: the address cannot be bound.
+        AddressInUse, TransportError: the address cannot be bound.
     """
     if settings.listen is None:
         raise UsageError("open_gateway needs gateway.listen")
@@ -320,13 +336,8 @@ async def open_gateway(runtime: Runtime, market: NodeMarket, settings: GatewaySe
         raise UsageError(f"gateway.agent = {settings.agent!r}: no hosted agent has that name")
     gateway = OpenAIGateway(runtime, market, agent, settings=settings, token=token, llm=llm,
                       models=models)
-    runner = web.AppRunner(gateway.app(), access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, *address)
-        await site.start()
-        url = f"http://{address[0]}:{runner.addresses[0][1]}"
+    async with open_http_listener(gateway.app(), *address, limits=limits or GATEWAY_LIMITS,
+                                  name="gateway") as listener:
+        url = f"http://{address[0]}:{listener.port}"
         logger.info("OpenAI-compatible gateway at %s/v1, buying as %s", url, agent.name)
         yield url
-    finally:
-        await runner.cleanup()

@@ -5,6 +5,9 @@
     public_url = "http://appliance.lan:8702"   # optional: the base A2A cards advertise
     ask_mode = "sync"                # how ctx.ask reaches uAgents: "sync" or "async"
     sign_sync_replies = true         # false: answer sync requests unsigned, as uAgents does
+    sync_timeout = 30                # seconds a uAgents sync request is held for its answer
+    sync_holds = 256                 # sync requests held open at once, in all
+    sync_holds_per_ip = 16           # ... and from one client address
 
     [interop.uagents.peers]          # where uAgents agents are (no Almanac)
     "agent1q..." = "http://127.0.0.1:8000/submit"
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from aaex_agents import Agent
 from aaex_agents.envelope import EnvelopePolicy
@@ -45,7 +48,7 @@ from aaex_agents.interop import (
     UAgentsKey,
     add_uagents_routes,
 )
-from aaex_agents.interop.gateway import AskMode, check_peers
+from aaex_agents.interop.config import AskMode, check_peers
 from aaex_agents.model import message_class
 from aaex_agents.runtime import Runtime
 from aaex_agents.transport.listener import open_http_listener
@@ -97,6 +100,10 @@ class InteropSettings(Table):
             response, the default) or "async" (the reply POSTed to our ``/submit``).
         sign_sync_replies: sign the reply to a uAgents sync request (default True); see
             `UAgentsConfig.sign_sync_replies` for the cost to a uAgents sender.
+        sync_timeout: seconds a uAgents sync request is held for the agent's answer
+            (default 30); then an ErrorMessage says so.
+        sync_holds: uAgents sync requests held open at once (default 256); beyond, 503.
+        sync_holds_per_ip: of those, from one client address (default 16); beyond, 503.
         uagents: where uAgents peers are and the schema digests of our message types.
     """
 
@@ -104,7 +111,17 @@ class InteropSettings(Table):
     public_url: Annotated[str, AfterValidator(_http_url)] | None = None
     ask_mode: AskMode = "sync"
     sign_sync_replies: bool = True
+    sync_timeout: float = Field(default=30.0, gt=0, le=600)
+    sync_holds: int = Field(default=256, gt=0)
+    sync_holds_per_ip: int = Field(default=16, gt=0)
     uagents: UAgentsTables = Field(default_factory=lambda: UAgentsTables())
+
+    @model_validator(mode="after")
+    def _holds_per_ip_within_total(self) -> InteropSettings:
+        if self.sync_holds_per_ip > self.sync_holds:
+            raise problem(f"interop.sync_holds_per_ip = {self.sync_holds_per_ip}: must be at "
+                          f"most interop.sync_holds ({self.sync_holds})")
+        return self
 
     @property
     def peers(self) -> Mapping[str, str]:
@@ -182,7 +199,9 @@ def interop_gateway(settings: InteropSettings, *, policy: EnvelopePolicy,
     """
     config = UAgentsConfig(peers=settings.peers, schemas=settings.schema_table(),
                            ask_mode=settings.ask_mode, policy=policy,
-                           sign_sync_replies=settings.sign_sync_replies)
+                           sign_sync_replies=settings.sign_sync_replies,
+                           sync_timeout=settings.sync_timeout, sync_holds=settings.sync_holds,
+                           sync_holds_per_ip=settings.sync_holds_per_ip)
 
     def say_what_it_sells(agent: Agent) -> str:
         return describe(agent, offers(agent))

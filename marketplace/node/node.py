@@ -75,7 +75,7 @@ from .accounts import (
 )
 from .api import ADMIN_LIMITS, serve_admin, uptime_since
 from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
-from .gateway import open_gateway
+from .gateway import GATEWAY_LIMITS, open_gateway
 from .interop import Interop, interop_gateway, interop_status, open_interop
 from .llm import open_node_llm
 from .metrics import metrics_text
@@ -279,7 +279,8 @@ async def _drain(runtime: Runtime, draining: asyncio.Event, timeout: float) -> N
 def _check_open_file_limit() -> None:
     """Warn when the listeners' connection limits could exhaust the open-file limit."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = 2 * ServerLimits().max_connections + ADMIN_LIMITS.max_connections + FILES_RESERVE
+    needed = (2 * ServerLimits().max_connections + ADMIN_LIMITS.max_connections
+              + GATEWAY_LIMITS.max_connections + FILES_RESERVE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         logger.warning("the open-file limit is %d, under the %d the listeners may hold with "
                        "their connection limits; raise it (ulimit -n %d)", soft, needed,
