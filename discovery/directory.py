@@ -29,3 +29,17 @@ class DhtDirectory(Directory):
         except PeerUnreachable:
             return ()
         return record.endpoints()
+
+    @override
+    async def resolve_again(self, address: str) -> Sequence[str]:
+        """The endpoints of `address`'s record as the DHT holds it now, not as cached.
+
+        A restarted node re-publishes its agents' records with its new endpoints (and a
+        higher sequence number, which every DHT node's validator prefers). If this node
+        was cut off from the DHT (its seed restarted), it first dials its seeds again.
+        """
+        try:
+            record = await self._discovery.resolve(address, fresh=True)
+        except PeerUnreachable:
+            return ()
+        return record.endpoints()
