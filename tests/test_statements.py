@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aaex_agents import Agent, Context, Credits, MemoryNetwork, open_runtime
+from aaex_agents import Agent, Context, Credits, MemoryNetwork, handler, open_runtime
 from aaex_agents.money import ZERO
 from aaex_agents.testing import ManualClock
 from marketplace import Buyer
@@ -22,6 +22,7 @@ from marketplace.trade.statements import (
     StatementQuery,
     StatementReply,
     reconcile,
+    statement_between,
 )
 from marketplace.trade.strategies import LINEAR, SellerStrategy
 from tests.market_kit import OWNER, SELLER, STRANGER, agreement, cr, identity, receipt
@@ -218,3 +219,42 @@ async def test_reconcile_names_each_trade_only_our_books_hold(tmp_path: Path) ->
     assert unknown.theirs is not None and unknown.theirs.lines == ()
     assert unknown.differences == (f"{lone.id[:16]}: on our books, missing on the partner's",)
     assert neither.differences == () and neither.theirs is not None
+
+
+class Overstating(Agent):
+    """A dishonest partner: its statement repeats our lines, with larger amounts owed."""
+
+    def __init__(self, identity: Any, ledger: Any) -> None:
+        super().__init__(identity)
+        self.ledger = ledger
+
+    @handler
+    async def on_statement_query(self, ctx: Context, msg: StatementQuery) -> StatementReply:
+        mine = statement_between(await self.ledger.lines(), self.address, ctx.sender)
+        lines = tuple(line.model_copy(update={"amount": line.amount + Credits(1)})
+                      for line in mine.lines)
+        return StatementReply(lines=lines, net=mine.net + Credits(len(lines)))
+
+
+async def test_reconcile_compares_the_amount_of_each_line(tmp_path: Path) -> None:
+    """Same agreement, same verdict, same receipt, another amount: a difference, named with
+    both amounts (and the nets differ too)."""
+    async with open_ledger(tmp_path / "seller.db", config=LedgerConfig(owner=OWNER)) as sales, \
+            open_ledger(tmp_path / "buyer.db",
+                        config=LedgerConfig(owner=BUYER_NODE)) as purchases:
+        shopper, liar = Buyer(ledger=purchases), Overstating(SELLER, sales)
+        signed = agreement(shopper.identity, SELLER)
+        await purchases.deposit(shopper.address, Credits.parse(1))
+        await purchases.record_agreement(signed)
+        await sales.record_agreement(signed, role="seller")
+        paid = receipt(signed, shopper.identity)
+        await purchases.settle(paid)
+        await sales.settle(paid)
+        async with open_runtime([liar, shopper],
+                                transports=[MemoryNetwork().transport()]) as runtime:
+            found = await reconcile(runtime.context(shopper), purchases, liar.address)
+    [ours] = found.ours.lines
+    assert ours.verdict == "met" and ours.amount == signed.agreement.terms.price
+    assert found.differences[0] == (
+        f"{signed.id[:16]}: ours met {ours.amount}, the partner's met "
+        f"{ours.amount + Credits(1)} (credits)")
