@@ -22,6 +22,15 @@ class Directory(abc.ABC):
     async def resolve(self, address: str) -> Sequence[str]:
         """Return the endpoints where `address` may be reached; empty if none is known."""
 
+    async def resolve_again(self, address: str) -> Sequence[str]:
+        """Look `address` up anew, after `resolve` knew no endpoint or every one failed.
+
+        The agent may have restarted elsewhere since a directory that caches learned its
+        endpoints, or this node may have lost touch with the network; such a directory
+        overrides this to skip its cache and rejoin. By default, the answer is `resolve`'s.
+        """
+        return await self.resolve(address)
+
 
 class StaticDirectory(Directory):
     """A directory filled by hand."""

@@ -355,19 +355,28 @@ class Runtime:
                 return await self._on_frame(frame)
             except EnvelopeRejected as exc:
                 raise PeerRejected(exc.reason, str(exc)) from None
-        endpoints = await self.directory.resolve(to)
-        if not endpoints:
-            raise PeerUnreachable(f"no endpoint is known for {to}; add one to the directory")
+        endpoints = list(await self.directory.resolve(to))
+        tried: list[str] = []
         failures: list[str] = []
-        for endpoint in endpoints:
-            transport = next((t for t in self._transports if t.handles(endpoint)), None)
-            if transport is None:
-                failures.append(f"{endpoint}: no transport for it")
-                continue
-            try:
-                return await transport.request(endpoint, frame, timeout=timeout)
-            except PeerUnreachable as exc:
-                failures.append(str(exc))
+        # If no endpoint is known, or every one fails, the peer may have restarted elsewhere
+        # since the directory learned of it (or we lost touch with the network): look it up
+        # anew, once, and try the endpoints that are new.
+        for again in (False, True):
+            if again:
+                endpoints = [e for e in await self.directory.resolve_again(to)
+                             if e not in tried]
+            for endpoint in endpoints:
+                tried.append(endpoint)
+                transport = next((t for t in self._transports if t.handles(endpoint)), None)
+                if transport is None:
+                    failures.append(f"{endpoint}: no transport for it")
+                    continue
+                try:
+                    return await transport.request(endpoint, frame, timeout=timeout)
+                except PeerUnreachable as exc:
+                    failures.append(str(exc))
+        if not tried:
+            raise PeerUnreachable(f"no endpoint is known for {to}; add one to the directory")
         raise PeerUnreachable(f"{to} is unreachable: " + "; ".join(failures))
 
     async def ask(self, agent: Agent, to: str, message: Message, *,

@@ -139,6 +139,8 @@ class Discovery:
         self._limit = asyncio.Semaphore(config.dht_concurrency)
         self._ad_cache: dict[str, tuple[float, list[ServiceAd]]] = {}
         self._record_cache: dict[str, AgentRecord] = {}
+        self._seeds: list[PeerInfo] = []
+        """The seeds of the last `bootstrap` that named some, which `rejoin` dials."""
 
     @classmethod
     async def start(cls, node: Libp2pHost, config: DiscoveryConfig | None = None,
@@ -182,6 +184,7 @@ class Discovery:
         """Connect to seed multiaddrs and fill the routing table; return its size.
 
         Seeds that cannot be reached are skipped (logged); the caller sees a small table.
+        The seeds are kept for `rejoin`.
         """
         infos = []
         for seed in seeds:
@@ -190,6 +193,32 @@ class Discovery:
             except (ValueError, TypeError) as exc:
                 raise UsageError(f"seed {seed!r} is not a /p2p/ multiaddr: {exc}") from exc
         size: int = await self._call(self._t_bootstrap, infos)
+        self._seeds = infos or self._seeds
+        return size
+
+    async def rejoin(self) -> int:
+        """Dial again the seeds this node has no connection to; return the table size.
+
+        A node whose seed restarted (on the same address) may have no live peer left: what
+        it looks up is not found until it rejoins. The refresh timer re-dials the seeds too,
+        but only once a `refresh_interval` and only when the table is empty; a lookup that
+        failed should not wait that long. A failed dial is logged, never raised.
+        """
+        try:
+            size: int = await self._call(self._t_rejoin)
+        except (TimeoutError, TransportClosed) as exc:
+            logger.warning("rejoining through the seeds failed: %s", exc)
+            return 0
+        return size
+
+    async def _t_rejoin(self) -> int:
+        """Trio side: bootstrap through the seeds without an open connection, if any."""
+        network = self.node.host.get_network()
+        lost = [info for info in self._seeds
+                if not any(not c.is_closed for c in network.get_connections(info.peer_id))]
+        if lost:
+            return await self._t_bootstrap(lost)
+        size: int = self._dht.get_routing_table_size()
         return size
 
     async def _t_bootstrap(self, infos: list[PeerInfo]) -> int:
@@ -200,6 +229,9 @@ class Discovery:
                 continue
             try:
                 host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600 * 24)
+                # A seed is dialed on purpose, even one that failed moments ago (it was
+                # restarting): py-libp2p's negative cache would refuse it for a while.
+                host.get_network().unblock_peer(info.peer_id)
                 await host.connect(info)
                 await dht.add_peer(info.peer_id, skip_server_mode_check=True)
             except Exception as exc:  # noqa: BLE001 - an unreachable seed is skipped
@@ -232,14 +264,19 @@ class Discovery:
         """Trio side."""
         await self._dht.put_value(key, wire)
 
-    async def resolve(self, address: str) -> AgentRecord:
+    async def resolve(self, address: str, *, fresh: bool = False) -> AgentRecord:
         """Return the verified, unexpired agent record of `address`.
+
+        `fresh` skips the cache, after its endpoints failed (the agent may have moved), and
+        first rejoins through the seeds if no peer is left (see `rejoin`).
 
         Raises:
             PeerUnreachable: no valid record is found.
         """
+        if fresh:
+            await self.rejoin()
         now = self._clock.now()
-        cached = self._record_cache.get(address)
+        cached = None if fresh else self._record_cache.get(address)
         if cached is not None and cached.expires_at >= now:
             return cached
         key = agent_record_key(address)

@@ -14,7 +14,7 @@ from aaex_agents import Credits, Identity, UsageError
 from aaex_agents.address import address_from_public_key
 from aaex_agents.identity import verify_signature
 from aaex_agents.money import ZERO
-from marketplace.contracts.agreement import Agreement, SignedAgreement, Terms
+from marketplace.contracts.agreement import Agreement, SignedAgreement, Terms, TokenTerms
 from marketplace.contracts.errors import (
     BadContractSignature,
     ContractRejected,
@@ -23,7 +23,7 @@ from marketplace.contracts.errors import (
 )
 from marketplace.contracts.receipt import Receipt, SignedReceipt, make_receipt
 from marketplace.contracts.signing import canonical_json
-from marketplace.contracts.sla import Delivery, check_sla
+from marketplace.contracts.sla import Delivery, TokenUsage, check_sla, token_cost
 from tests.market_kit import (
     AGREED_AT_MS,
     BUYER,
@@ -175,6 +175,31 @@ def test_sla_verdicts() -> None:
         judge(start, start - 1)
     with pytest.raises(UsageError, match="before the agreement"):
         judge(AGREED_AT_MS - 1, AGREED_AT_MS + 10)
+
+
+def test_a_per_token_sale_releases_its_token_cost_but_never_more_than_the_cap() -> None:
+    """The price of a per-token sale is the cap the buyer escrowed: tokens that cost more
+    (a price negotiated under the worst case) release the cap and no more."""
+    tokens = TokenTerms(input_per_1k=Credits(1_000), output_per_1k=Credits(3_000),
+                        max_output_tokens=64, max_ttft_ms=2_000)
+    usage = TokenUsage(input_tokens=30, output_tokens=64, ttft_ms=100, generation_ms=1_000,
+                       input_bytes=60, output_bytes=200)
+    delivery = Delivery(result_hash="0" * 64, started_at_ms=AGREED_AT_MS + 1,
+                        finished_at_ms=AGREED_AT_MS + 100, usage=usage)
+    cost = token_cost(tokens, usage)
+    assert cost == Credits((30 * 1_000 + 64 * 3_000) // 1_000)
+
+    def judged(cap: Credits) -> tuple[str, Credits, Credits]:
+        body = agreement(price=cap).agreement
+        body = body.model_copy(update={"terms": body.terms.model_copy(
+            update={"tokens": tokens})})
+        outcome = check_sla(body, delivery)
+        receipt = make_receipt(body, delivery, issued_at_ms=AGREED_AT_MS + 200)
+        assert (receipt.release, receipt.refund) == (outcome.release, outcome.refund)
+        return outcome.verdict, outcome.release, outcome.refund
+
+    assert judged(cost * 2) == ("met", cost, cost)
+    assert judged(cost - Credits(1)) == ("met", cost - Credits(1), ZERO)
 
 
 @FAST

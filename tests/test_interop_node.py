@@ -19,7 +19,14 @@ from a2a.types import Part, Role, SendMessageRequest, TaskState
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Value
 
-from aaex_agents import Agent, Context, HttpTransport, StaticDirectory, handler, open_runtime
+from aaex_agents import (
+    Agent,
+    Context,
+    HttpTransport,
+    StaticDirectory,
+    handler,
+    open_runtime,
+)
 from aaex_agents.interop import (
     AddressBinding,
     ChatAcknowledgement,
@@ -303,3 +310,27 @@ async def test_node_answers_uagents_envelopes_and_counts_refusals(tmp_path: Path
             assert 'aaex_interop_received_total{protocol="uagents"} 2' in metrics  # chat, ack
             assert 'aaex_interop_rejected_total{protocol="uagents",reason="malformed"} 1' in \
                 metrics
+
+
+async def test_an_a2a_quote_states_the_sellers_price_not_the_callers_ceiling(
+        node: Node) -> None:
+    """The quote is the seller's offer: the price it offers a signed buyer for the same
+    terms, which is not the `max_price` the caller sent."""
+    assert node.interop is not None
+    forecaster = agent_named(node, "forecaster")
+    terms = {"capability": "forecast.demand", "task": {"history": [1, 2]},
+             "max_latency_ms": 1000, "max_deadline_s": 60}
+    a2a = await rpc(f"{node.interop.url}/a2a/{forecaster.address}", {
+        "jsonrpc": "2.0", "id": "q", "method": "SendMessage",
+        "params": {"message": {"messageId": "m", "role": "ROLE_USER",
+                               "parts": [{"data": {**terms, "max_price": "7"}}]}}})
+    buyer = Agent()
+    directory = StaticDirectory({forecaster.address: list(node.runtime.endpoints)})
+    async with open_runtime(buyer, transports=[HttpTransport()], directory=directory) as rt:
+        offer = await rt.context(buyer).ask(forecaster.address, CallForProposals(
+            dialogue=new_dialogue_id(), max_price=cr(7), respond_by=time.time() + 60,
+            **terms), timeout=10)
+    assert isinstance(offer, Propose) and offer.price != cr(7)
+    [artifact] = a2a["result"]["task"]["artifacts"]
+    quote = artifact["parts"][0]["data"]
+    assert (quote["price_micro"], quote["price"]) == (offer.price.micro, str(offer.price))

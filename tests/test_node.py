@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import sys
 import time
@@ -254,3 +255,62 @@ async def test_shutdown_declines_new_calls_but_lets_open_negotiations_finish(
                                                        task=call.task))
         assert isinstance(delivered, Deliver)  # served during the drain
         await asyncio.wait_for(stopping, 30)  # and then the node stopped, well before 20 s
+
+
+async def test_the_drain_waits_for_agreed_work_whose_task_has_not_arrived(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Agreed before the stop, task not yet sent: the drain must not end, though no
+    negotiation is open, until the task is delivered (or its deadline passes). The node and
+    the buyer share a manual clock, so the drain polls only when the test moves it."""
+    from aaex_agents import Identity
+    from aaex_agents.testing import ManualClock
+    from marketplace.node.node import open_node
+    from marketplace.trade.contracting import buyer_signer
+    from marketplace.trade.negotiation import Accept, Agreed
+    from marketplace.trade.selling import Deliver, Task
+    from marketplace.trade.strategies import Offer
+
+    config = parse_config({
+        "node": {"http": "127.0.0.1:0", "admin": "127.0.0.1:0", "p2p": [],
+                 "drain_timeout": 60},
+        "agents": [{"name": "forecaster", "class": "tests.peers.seller_peer:ForecastSeller",
+                    "settings": {"cost": 2.0, "exponent": 4.0}}]}, base=tmp_path)
+    caplog.set_level(logging.INFO, logger="marketplace.node.node")
+    clock, buyer = ManualClock(time.time()), Buyer(Identity.generate())
+    node_cm = open_node(config, clock=clock)
+    node = await node_cm.__aenter__()
+    seller = next(iter(node.runtime.agents.values()))
+    directory = StaticDirectory({seller.address: list(node.runtime.endpoints)})
+    async with open_runtime(buyer, transports=[HttpTransport()], directory=directory,
+                            clock=clock) as rt:
+        ctx = rt.context(buyer)
+        call = CallForProposals(dialogue=new_dialogue_id(), capability="forecast.demand",
+                                max_price=cr(10), max_latency_ms=1000, max_deadline_s=60,
+                                respond_by=clock.now() + 60)
+        offer = await ctx.ask(seller.address, call)
+        assert isinstance(offer, Propose)
+        signed = buyer_signer(buyer.identity)(call.dialogue, seller.address, call, Offer(
+            offer.price, offer.latency_ms, offer.deadline_s, offer.penalty))
+        agreed = await ctx.ask(seller.address, Accept(dialogue=call.dialogue, round=0,
+                                                      agreement=signed))
+        assert isinstance(agreed, Agreed)
+        stopping = asyncio.ensure_future(node_cm.__aexit__(None, None, None))
+        await asyncio.wait_for(node.draining.wait(), 10)
+
+        async def drain_polls() -> None:
+            """Until the drain sleeps between polls (the node's other timers are gone)."""
+            await asyncio.wait_for(clock.sleeping(1), 10)
+            assert clock.next_deadline == pytest.approx(clock.now() + 0.05)
+
+        for _ in range(3):  # no negotiation is open: the drain polls for the task alone
+            await drain_polls()
+            assert not stopping.done()
+            clock.advance(0.05)
+        delivered = await ctx.ask(seller.address, Task(agreement=agreed.agreement,
+                                                       task=call.task))
+        assert isinstance(delivered, Deliver)
+        await drain_polls()
+        clock.advance(0.05)
+        await asyncio.wait_for(stopping, 30)
+    assert any(r.getMessage().startswith("drain: every negotiation ended and every agreed "
+                                         "task was delivered") for r in caplog.records)

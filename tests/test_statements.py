@@ -6,16 +6,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aaex_agents import Agent, Context, Credits, MemoryNetwork, open_runtime
+from aaex_agents import Agent, Context, Credits, MemoryNetwork, handler, open_runtime
 from aaex_agents.money import ZERO
+from aaex_agents.testing import ManualClock
 from marketplace import Buyer
 from marketplace.contracts.checkpoint import Checkpoint
 from marketplace.contracts.ledger import LedgerConfig, open_ledger
 from marketplace.trade.contracting import seller_countersigner
 from marketplace.trade.delegation import Delegator
+from marketplace.trade.negotiation import Decline
 from marketplace.trade.policy import Wallet
 from marketplace.trade.selling import ReceiptNotice, ServiceSeller
-from marketplace.trade.statements import StatementQuery, StatementReply, reconcile
+from marketplace.trade.statements import (
+    STATEMENT_RATE,
+    StatementQuery,
+    StatementReply,
+    reconcile,
+    statement_between,
+)
 from marketplace.trade.strategies import LINEAR, SellerStrategy
 from tests.market_kit import OWNER, SELLER, STRANGER, agreement, cr, identity, receipt
 
@@ -157,3 +165,96 @@ async def test_a_node_answers_statements_for_an_agent_of_any_class(tmp_path: Pat
             found = await reconcile(sold.context(forecaster), sales, shopper.address)
     assert found.differences == ()
     assert [line.agreement_id for line in found.ours.lines] == [signed.id]
+
+
+async def test_statements_go_to_partners_only_at_a_rate_per_sender(tmp_path: Path) -> None:
+    """A key with no agreement on the books gets a refusal and nothing else (before, any
+    fresh key got the node's signed checkpoint: its ledger's size and activity), and each
+    sender asks within its own allowance, which time refills."""
+    clock = ManualClock()
+    async with open_ledger(tmp_path / "seller.db", config=LedgerConfig(owner=OWNER)) as sales:
+        shop, stranger = seller(sales), Agent(name="stranger")
+        partner, other = Agent(identity("partner")), Agent(identity("other partner"))
+        for n, buyer in enumerate((partner, other)):
+            await sales.record_agreement(agreement(buyer.identity, SELLER, n=n), role="seller")
+        async with open_runtime([shop, stranger, partner, other], clock=clock,
+                                transports=[MemoryNetwork().transport()]) as runtime:
+            async def ask(agent: Agent) -> object:
+                return await runtime.context(agent).ask(shop.address, StatementQuery())
+
+            refused = await ask(stranger)
+            answers = [await ask(partner) for _ in range(STATEMENT_RATE.burst + 1)]
+            answered_other = await ask(other)
+            clock.advance(1 / STATEMENT_RATE.per_second)
+            again = await ask(partner)
+    assert isinstance(refused, Decline) and refused.reason == "no_trades"
+    assert all(isinstance(a, StatementReply) and a.checkpoint is not None
+               for a in answers[:-1])
+    assert isinstance(answers[-1], Decline) and answers[-1].reason == "rate_limited"
+    assert isinstance(answered_other, StatementReply)
+    assert isinstance(again, StatementReply)
+
+
+async def test_reconcile_names_each_trade_only_our_books_hold(tmp_path: Path) -> None:
+    """Ours and not the partner's, whether the partner's books hold other trades with us or
+    none at all (then it declines `no_trades`: an empty statement, not a failure)."""
+    async with open_ledger(tmp_path / "seller.db", config=LedgerConfig(owner=OWNER)) as sales, \
+            open_ledger(tmp_path / "buyer.db",
+                        config=LedgerConfig(owner=BUYER_NODE)) as purchases:
+        shop = seller(sales)
+        shopper, newcomer, idle = (Buyer(identity(name), ledger=purchases)
+                                   for name in ("shopper", "newcomer", "idle"))
+        shared, ours_only = (agreement(shopper.identity, SELLER, n=n) for n in (1, 2))
+        lone = agreement(newcomer.identity, SELLER, n=3)
+        for signed in (shared, ours_only, lone):
+            await purchases.deposit(signed.agreement.buyer, signed.agreement.terms.price)
+            await purchases.record_agreement(signed)
+        await sales.record_agreement(shared, role="seller")
+        async with open_runtime([shop, shopper, newcomer, idle],
+                                transports=[MemoryNetwork().transport()]) as runtime:
+            partly, unknown, neither = [
+                await reconcile(runtime.context(agent), purchases, shop.address)
+                for agent in (shopper, newcomer, idle)]
+    assert partly.differences == (f"{ours_only.id[:16]}: on our books, missing on the partner's",)
+    assert unknown.theirs is not None and unknown.theirs.lines == ()
+    assert unknown.differences == (f"{lone.id[:16]}: on our books, missing on the partner's",)
+    assert neither.differences == () and neither.theirs is not None
+
+
+class Overstating(Agent):
+    """A dishonest partner: its statement repeats our lines, with larger amounts owed."""
+
+    def __init__(self, identity: Any, ledger: Any) -> None:
+        super().__init__(identity)
+        self.ledger = ledger
+
+    @handler
+    async def on_statement_query(self, ctx: Context, msg: StatementQuery) -> StatementReply:
+        mine = statement_between(await self.ledger.lines(), self.address, ctx.sender)
+        lines = tuple(line.model_copy(update={"amount": line.amount + Credits(1)})
+                      for line in mine.lines)
+        return StatementReply(lines=lines, net=mine.net + Credits(len(lines)))
+
+
+async def test_reconcile_compares_the_amount_of_each_line(tmp_path: Path) -> None:
+    """Same agreement, same verdict, same receipt, another amount: a difference, named with
+    both amounts (and the nets differ too)."""
+    async with open_ledger(tmp_path / "seller.db", config=LedgerConfig(owner=OWNER)) as sales, \
+            open_ledger(tmp_path / "buyer.db",
+                        config=LedgerConfig(owner=BUYER_NODE)) as purchases:
+        shopper, liar = Buyer(ledger=purchases), Overstating(SELLER, sales)
+        signed = agreement(shopper.identity, SELLER)
+        await purchases.deposit(shopper.address, Credits.parse(1))
+        await purchases.record_agreement(signed)
+        await sales.record_agreement(signed, role="seller")
+        paid = receipt(signed, shopper.identity)
+        await purchases.settle(paid)
+        await sales.settle(paid)
+        async with open_runtime([liar, shopper],
+                                transports=[MemoryNetwork().transport()]) as runtime:
+            found = await reconcile(runtime.context(shopper), purchases, liar.address)
+    [ours] = found.ours.lines
+    assert ours.verdict == "met" and ours.amount == signed.agreement.terms.price
+    assert found.differences[0] == (
+        f"{signed.id[:16]}: ours met {ours.amount}, the partner's met "
+        f"{ours.amount + Credits(1)} (credits)")

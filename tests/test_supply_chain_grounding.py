@@ -23,3 +23,12 @@ def test_sentences_without_numbers_stay_and_nothing_backed_gives_empty() -> None
 
 def test_numbers_are_read_as_written() -> None:
     assert numbers_in("1,167 units, 0.678 and 12% more") == ["1167", "0.678", "12"]
+
+
+def test_one_backed_number_does_not_carry_an_invented_one() -> None:
+    """Every number of a sentence must be in the facts: a true figure beside a made-up one
+    does not let the made-up one through."""
+    text = "Order 1167 units and 220 more trucks over 7 days. MASE is 0.678."
+    grounded = ground(text, FACTS)
+    assert grounded.dropped == ("Order 1167 units and 220 more trucks over 7 days.",)
+    assert grounded.kept == "MASE is 0.678."

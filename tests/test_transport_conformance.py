@@ -114,6 +114,26 @@ async def test_endpoint_is_unreachable_once_serving_stops(make_pair: PairFactory
             await client.request(endpoint, b"x", timeout=5)
 
 
+async def test_libp2p_dials_a_peer_restarted_on_a_new_port_at_once() -> None:
+    """Its old address failed a moment ago, which starts the peer's redial backoff; a new
+    address (from the peer's re-published record) replaces the old one and is dialed at
+    once (py-libp2p dials only the first address it knows)."""
+    restarting = Libp2pConfig(dht=False, seed=bytes(range(32)))
+    async with open_libp2p_host(Libp2pConfig(dht=False)) as caller:
+        client = Libp2pTransport(caller)
+        async with open_libp2p_host(restarting) as first, \
+                Libp2pTransport(first).serve(_echo_reversed) as old:
+            assert old is not None
+            assert await client.request(old, b"ab", timeout=5) == b"ba"
+        with pytest.raises(PeerUnreachable):
+            await client.request(old, b"ab", timeout=5)
+        async with open_libp2p_host(restarting) as second, \
+                Libp2pTransport(second).serve(_echo_reversed) as new:
+            assert new is not None and new != old
+            assert await client.request(new, b"ab", timeout=5) == b"ba"
+        await client.aclose()
+
+
 async def test_http_refuses_oversize_frames_before_reading_them() -> None:
     async with http_pair() as (server, client), server.serve(_echo_reversed) as endpoint:
         assert endpoint is not None

@@ -35,6 +35,7 @@ from libp2p.exceptions import BaseLibp2pError
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.peer.peerstore import PeerStoreError
 from libp2p.tools.anyio_service.context import background_trio_service
 from typing_extensions import override
 
@@ -348,6 +349,8 @@ class Libp2pTransport(Transport):
         await self._drop_broken(network, peer)
         dialing = not network.get_connections(peer)
         if dialing:
+            if self._moved(info):  # restarted elsewhere: failures at the old address are moot
+                self._redial.succeeded(key)
             wait = self._redial.wait_left(key)
             if wait > 0:
                 raise PeerUnreachable(f"cannot open a stream to {endpoint}: its last dial "
@@ -387,6 +390,23 @@ class Libp2pTransport(Transport):
                 await reset_quietly(stream)
             for connection in broken:
                 await _close_quietly(connection)
+
+    def _moved(self, info: Any) -> bool:
+        """Trio side: whether `info` names an address its known peer was not known at.
+
+        If so, it replaces the old ones: py-libp2p dials one TCP address per peer, the first
+        it knows, so a peer that restarted on a new port (its re-published record says so)
+        would otherwise be dialed at its dead address forever.
+        """
+        peerstore = self._node.host.get_peerstore()
+        try:
+            known = set(peerstore.addrs(info.peer_id))
+        except PeerStoreError:  # never seen: nothing to replace
+            return False
+        if known.issuperset(info.addrs):
+            return False
+        peerstore.clear_addrs(info.peer_id)
+        return True
 
     async def _exchange(self, idle: list[Any], stream: Any, endpoint: str,
                         frame: bytes) -> bytes | None:

@@ -16,7 +16,7 @@ from aaex_agents import Agent, Context, Identity, handler
 
 from ..contracts.ledger import Ledger
 from .negotiation import Decline
-from .statements import StatementQuery, StatementReply, answer_statement
+from .statements import StatementDesk, StatementQuery, StatementReply
 
 
 class Buyer(Agent):
@@ -29,9 +29,11 @@ class Buyer(Agent):
                  ledger: Ledger | None = None) -> None:
         super().__init__(identity, name=name)
         self.ledger = ledger
+        self._statements = StatementDesk()
 
     @handler
     async def on_statement_query(self, ctx: Context,
                                  msg: StatementQuery) -> StatementReply | Decline:
         """Our books' statement of our trades with the asker, and nothing else."""
-        return await answer_statement(self.ledger, self.address, ctx.sender)
+        return await self._statements.answer(self.ledger, self.address, ctx.sender,
+                                             ctx.clock.now())

@@ -6,7 +6,8 @@ planner that only buys through `ctx.delegate` declares no market handlers). The 
 a `MarketDesk` to its runtime as the shared handlers (`open_runtime(shared=...)`): for any
 hosted agent whose own class does not answer a `StatementQuery`, an `EscrowQuery`, a
 partner's dispute or a resolution, the desk answers from the node's ledger, as that agent
-and only about that agent's trades.
+and only about that agent's trades (statements to its partners only, at `STATEMENT_RATE`
+per sender).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .disputes import (
 )
 from .escrow import Escrowed, EscrowQuery, Expired, answer_escrow_query
 from .negotiation import Decline
-from .statements import StatementQuery, StatementReply, answer_statement
+from .statements import StatementDesk, StatementQuery, StatementReply
 
 
 class MarketDesk(Agent):
@@ -42,12 +43,14 @@ class MarketDesk(Agent):
         self._ledger = ledger
         self.resolutions = ResolutionDesk(ledger)
         """Resolution offers partners sent, until our operator signs the same terms."""
+        self._statements = StatementDesk()
 
     @handler
     async def on_statement_query(self, ctx: Context,
                                  msg: StatementQuery) -> StatementReply | Decline:
         """The addressed agent's statement of its trades with the asker, and nothing else."""
-        return await answer_statement(self._ledger, ctx.address, ctx.sender)
+        return await self._statements.answer(self._ledger, ctx.address, ctx.sender,
+                                             ctx.clock.now())
 
     @handler
     async def on_escrow_query(self, ctx: Context,

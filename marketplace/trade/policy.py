@@ -49,6 +49,30 @@ class RateLimit:
             raise UsageError("RateLimit.per_second must be positive and burst at least 1")
 
 
+class PeerBuckets:
+    """One token bucket per peer, under one `RateLimit`, in bounded memory.
+
+    Each peer spends its own allowance: a flood from one key never slows another. Past
+    `max_peers`, the peer seen longest ago is forgotten (it comes back with a full bucket,
+    which costs a flooder of fresh keys nothing it could not get with a new key anyway).
+    """
+
+    def __init__(self, rate: RateLimit, *, max_peers: int = 100_000) -> None:
+        self.rate = rate
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._max_peers = max_peers
+
+    def take(self, peer: str, now: float) -> bool:
+        """Spend one call of `peer`'s allowance at `now` (seconds); False when used up."""
+        tokens, last = self._buckets.pop(peer, (float(self.rate.burst), now))
+        tokens = min(float(self.rate.burst), tokens + max(0.0, now - last) * self.rate.per_second)
+        allowed = tokens >= 1.0
+        self._buckets[peer] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self._buckets) > self._max_peers:  # bounded memory: forget the stalest peer
+            self._buckets.popitem(last=False)
+        return allowed
+
+
 class AccessControl:
     """A seller's whitelist and rate limiter (the `admit` hook of `Seller`)."""
 
@@ -62,8 +86,7 @@ class AccessControl:
             for address in addresses:
                 self._organisation_of.setdefault(address, set()).add(organisation)
         self._rate = rate or RateLimit()
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._max_peers = max_peers
+        self._buckets = PeerBuckets(self._rate, max_peers=max_peers)
         self._clock = clock
 
     def allowed(self, buyer: str, capability: str) -> bool:
@@ -76,14 +99,7 @@ class AccessControl:
 
     def take_token(self, peer: str) -> bool:
         """Spend one call of `peer`'s allowance; False when it is used up."""
-        now = self._clock()
-        tokens, last = self._buckets.pop(peer, (float(self._rate.burst), now))
-        tokens = min(float(self._rate.burst), tokens + (now - last) * self._rate.per_second)
-        allowed = tokens >= 1.0
-        self._buckets[peer] = (tokens - 1.0 if allowed else tokens, now)
-        if len(self._buckets) > self._max_peers:  # bounded memory: forget the stalest peer
-            self._buckets.popitem(last=False)
-        return allowed
+        return self._buckets.take(peer, self._clock())
 
     async def admit(self, buyer: str, cfp: CallForProposals) -> None:
         """Raise Refusal unless `buyer` is allowed and within its rate."""

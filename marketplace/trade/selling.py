@@ -32,7 +32,7 @@ from .disputes import raise_dispute
 from .errors import Refusal
 from .escrow import ESCROW_QUERY_AFTER_MS, ask_escrow
 from .negotiation import Decline, DialogueState, Seller
-from .statements import StatementQuery, StatementReply, answer_statement
+from .statements import StatementDesk, StatementQuery, StatementReply
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ class ServiceSeller(Seller):
     def __init__(self, *args: Any, ledger: Ledger | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.ledger = ledger
+        self._statements = StatementDesk()
         self.receipts: list[SignedReceipt] = []
         self._results: dict[str, Deliver] = {}
         self._working: set[str] = set()
@@ -282,7 +283,8 @@ class ServiceSeller(Seller):
     async def on_statement_query(self, ctx: Context,
                                  msg: StatementQuery) -> StatementReply | Decline:
         """Our books' statement of our trades with the asker, and nothing else."""
-        return await answer_statement(self.ledger, self.address, ctx.sender)
+        return await self._statements.answer(self.ledger, self.address, ctx.sender,
+                                             ctx.clock.now())
 
     @handler
     async def on_receipt(self, ctx: Context, msg: ReceiptNotice) -> None:

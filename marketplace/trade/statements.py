@@ -15,7 +15,12 @@ A reply also carries the answering node's signed `Checkpoint` of its ledger, tak
 answered: whoever asked keeps it, and the answering node can no longer cut or rewrite that
 history without the checkpoint showing it (marketplace.contracts.checkpoint).
 
-Both `ServiceSeller` and `Buyer` answer with `answer_statement`; `reconcile` asks.
+Only a partner is answered. A key with no agreement with the answering agent on its books
+gets `Decline("no_trades")` and nothing else: no checkpoint, so no stranger learns the
+node's ledger size or activity. And each sender may ask `STATEMENT_RATE` times (a burst,
+then a steady rate); beyond, `Decline("rate_limited")` before the books are read. Every
+agent that answers (`ServiceSeller`, `Buyer`, the node's `MarketDesk`) keeps a
+`StatementDesk` for that; `reconcile` asks.
 """
 
 from __future__ import annotations
@@ -25,13 +30,17 @@ from dataclasses import dataclass
 
 from aaex_agents import Context, Message
 from aaex_agents.errors import AaexError
-from aaex_agents.money import Credits
+from aaex_agents.money import ZERO, Credits
 
 from ..contracts.books import Line, Statement, differences, statement
 from ..contracts.checkpoint import Checkpoint
 from ..contracts.errors import ContractRejected
 from ..contracts.ledger import Ledger
 from .negotiation import Decline
+from .policy import PeerBuckets, RateLimit
+
+STATEMENT_RATE = RateLimit(per_second=1.0, burst=10)
+"""Statement queries per sender: 10 at once, then one a second (a reconcile asks once)."""
 
 
 class StatementQuery(Message, type="market.statement_query/1"):
@@ -56,16 +65,28 @@ def statement_between(lines: Iterable[Line], me: str, partner: str) -> Statement
                      partner)
 
 
-async def answer_statement(ledger: Ledger | None, me: str,
-                           asker: str | None) -> StatementReply | Decline:
-    """What the agent at `me` answers a `StatementQuery` from `asker`."""
-    if ledger is None or asker is None:
-        return Decline(dialogue="", reason="no_books",
-                       detail="this agent keeps no books (it was started without a ledger)")
-    mine = statement_between(await ledger.lines(), me, asker)
-    checkpoint = await ledger.checkpoint() if ledger.owner is not None else None
-    return StatementReply(lines=mine.lines,
-                          net=mine.net, checkpoint=checkpoint)
+class StatementDesk:
+    """Answers `StatementQuery` for one or more agents: partners only, at a rate per sender."""
+
+    def __init__(self, rate: RateLimit = STATEMENT_RATE) -> None:
+        self._rate = PeerBuckets(rate)
+
+    async def answer(self, ledger: Ledger | None, me: str, asker: str | None,
+                     now: float) -> StatementReply | Decline:
+        """What the agent at `me` answers a `StatementQuery` from `asker` at `now` (s)."""
+        if ledger is None or asker is None:
+            return Decline(dialogue="", reason="no_books",
+                           detail="this agent keeps no books (it was started without a ledger)")
+        if not self._rate.take(asker, now):
+            return Decline(dialogue="", reason="rate_limited",
+                           detail=f"more than {self._rate.rate.per_second:g} statement "
+                                  "queries a second; slow down")
+        mine = statement_between(await ledger.lines(), me, asker)
+        if not mine.lines:  # a stranger learns nothing, not even how big the books are
+            return Decline(dialogue="", reason="no_trades",
+                           detail="no agreement between you and this agent is on its books")
+        checkpoint = await ledger.checkpoint() if ledger.owner is not None else None
+        return StatementReply(lines=mine.lines, net=mine.net, checkpoint=checkpoint)
 
 
 @dataclass(frozen=True)
@@ -96,6 +117,9 @@ async def reconcile(ctx: Context, ledger: Ledger, partner: str, *,
     except (AaexError, TimeoutError) as exc:
         why = f"the partner did not answer: {exc or type(exc).__name__}"
         return Reconciliation(me, partner, ours, None, (why,))
+    if isinstance(reply, Decline) and reply.reason == "no_trades":
+        # The partner's books hold no trade with us: compared as the empty statement it is.
+        reply = StatementReply(lines=(), net=ZERO)
     if not isinstance(reply, StatementReply):
         detail = (f"{reply.reason}: {reply.detail}" if isinstance(reply, Decline)
                   else type(reply).__name__)
