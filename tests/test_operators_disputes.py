@@ -12,7 +12,10 @@ checked offline.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -37,30 +40,60 @@ settings = {{ cost = 1.0 }}
 """
 
 
+@dataclass(frozen=True)
+class Operators:
+    """Two operators' folders: a buyer (agent ``shopper``) and a seller, and the task."""
+
+    buyer_toml: Path
+    seller_toml: Path
+    task: Path
+
+    def books(self, side: str) -> Path:
+        """The ledger file of ``buyer`` or ``seller``."""
+        return self.buyer_toml.parent / "data" / "ledger.sqlite" if side == "buyer" \
+            else self.seller_toml.parent / "data" / "ledger.sqlite"
+
+
+def operators(tmp_path: Path, task: dict[str, Any], buyer_toml: str = BUYER_TOML) -> Operators:
+    for side in ("seller", "buyer"):
+        (tmp_path / side).mkdir()
+    ops = Operators(tmp_path / "buyer" / "node.toml", tmp_path / "seller" / "node.toml",
+                    tmp_path / "task.json")
+    ops.buyer_toml.write_text(buyer_toml)
+    ops.task.write_text(json.dumps(task))
+    return ops
+
+
+async def buy_until(capsys: pytest.CaptureFixture[str], ops: Operators, capability: str, *,
+                    budget: str, deadline: str, done: Callable[[int, str], bool]
+                    ) -> tuple[int, str]:
+    """`aaex market buy` until `done(exit code, output)`: the seller's ad may take a few
+    tries to reach the buyer's DHT."""
+    for _ in range(20):
+        code, out, err = await aaex(capsys, "market", "buy", capability, "--config",
+                                    str(ops.buyer_toml), "--agent", "shopper", "--task",
+                                    str(ops.task), "--budget", budget, "--deadline", deadline)
+        if done(code, out + err):
+            break
+    return code, out + err
+
+
+FORECAST_TASK = {"history": [1, 2, 3]}
+
+
 async def test_a_buyers_false_breach_is_disputed_held_and_resolved_by_both_signatures(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    seller_dir, buyer_dir = tmp_path / "seller", tmp_path / "buyer"
-    seller_dir.mkdir()
-    buyer_dir.mkdir()
-    seller_toml, buyer_toml = seller_dir / "node.toml", buyer_dir / "node.toml"
-    buyer_toml.write_text(BUYER_TOML)
-    task = tmp_path / "task.json"
-    task.write_text(json.dumps({"history": [1, 2, 3]}))
-
+    ops = operators(tmp_path, FORECAST_TASK)
+    seller_toml, buyer_toml = ops.seller_toml, ops.buyer_toml
     async with running_node(buyer_toml, lie="late") as buyer:
         seller_toml.write_text(SELLER_TOML.format(seed=buyer.ready["p2p"][0]))
         code, _, err = await aaex(capsys, "account", "deposit", "--config", str(buyer_toml),
                                   "shopper", "10")
         assert code == 0, err
         async with running_node(seller_toml) as seller:
-            for _ in range(20):  # until the seller's ad reached the buyer's DHT
-                code, out, err = await aaex(capsys, "market", "buy", "forecast.demand",
-                                            "--config", str(buyer_toml), "--agent", "shopper",
-                                            "--task", str(task), "--budget", "5",
-                                            "--deadline", "10")
-                if "breached" in out:
-                    break
-            assert "breached" in out, out + err  # the lie, signed by the buyer
+            _, out = await buy_until(capsys, ops, "forecast.demand", budget="5", deadline="10",
+                                     done=lambda code, out: "breached" in out)
+            assert "breached" in out, out  # the lie, signed by the buyer
             disputed = await seller.event("disputed")
             await buyer.event("disputed")  # its node recorded the seller's dispute
             agreement_id = disputed["agreement_id"]
@@ -111,9 +144,8 @@ async def test_a_buyers_false_breach_is_disputed_held_and_resolved_by_both_signa
         [shopper] = json.loads(out)
         assert shopper["available"] == str(10 - float(price)).rstrip("0").rstrip(".")
 
-    for books_path in (buyer_dir / "data" / "ledger.sqlite",
-                       seller_dir / "data" / "ledger.sqlite"):
-        async with open_ledger(books_path) as books:
+    for side in ("buyer", "seller"):
+        async with open_ledger(ops.books(side)) as books:
             await books.verify()
             [line] = await books.lines()
             assert (line.verdict, str(line.amount)) == ("resolved", price)
@@ -123,30 +155,21 @@ async def test_a_buyer_that_cannot_escrow_leaves_no_sale_on_the_sellers_books(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The call's maximum is what the buyer's books can escrow, so no seller countersigns
     a price the buyer cannot hold (it used to, leaving the sale open on the seller's books)."""
-    seller_dir, buyer_dir = tmp_path / "seller", tmp_path / "buyer"
-    seller_dir.mkdir()
-    buyer_dir.mkdir()
-    seller_toml, buyer_toml = seller_dir / "node.toml", buyer_dir / "node.toml"
-    buyer_toml.write_text(BUYER_TOML)
-    task = tmp_path / "task.json"
-    task.write_text(json.dumps({"history": [1, 2, 3]}))
+    ops = operators(tmp_path, FORECAST_TASK)
+    seller_toml, buyer_toml = ops.seller_toml, ops.buyer_toml
     async with running_node(buyer_toml) as buyer:
         seller_toml.write_text(SELLER_TOML.format(seed=buyer.ready["p2p"][0]))
         code, _, err = await aaex(capsys, "account", "deposit", "--config", str(buyer_toml),
                                   "shopper", "0.01")
         assert code == 0, err
         async with running_node(seller_toml) as seller:
-            for _ in range(20):  # until the seller's ad reached the buyer's DHT
-                code, out, err = await aaex(capsys, "market", "buy", "forecast.demand",
-                                            "--config", str(buyer_toml), "--agent", "shopper",
-                                            "--task", str(task), "--budget", "5",
-                                            "--deadline", "3")
-                if "over_budget" in out + err or "cannot_meet" in out + err:
-                    break
-            assert code == 1, out + err
-            assert "over_budget" in out + err or "cannot_meet" in out + err, out + err
+            code, out = await buy_until(
+                capsys, ops, "forecast.demand", budget="5", deadline="3",
+                done=lambda code, out: "over_budget" in out or "cannot_meet" in out)
+            assert code == 1, out
+            assert "over_budget" in out or "cannot_meet" in out, out
             assert not [e for e in seller.events if e.get("event") == "countersigned"]
-    async with open_ledger(seller_dir / "data" / "ledger.sqlite") as books:
+    async with open_ledger(ops.books("seller")) as books:
         assert await books.lines() == []
 
 
@@ -174,27 +197,18 @@ async def test_a_buyer_paying_zero_tokens_for_a_metered_sale_is_disputed_by_the_
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The attack: a receipt re-signed with zero token counts released 0 of the escrow."""
     pytest.importorskip("llama_cpp", reason="the CPU model needs the cpu extra")
-    seller_dir, buyer_dir = tmp_path / "seller", tmp_path / "buyer"
-    seller_dir.mkdir()
-    buyer_dir.mkdir()
-    seller_toml, buyer_toml = seller_dir / "node.toml", buyer_dir / "node.toml"
-    buyer_toml.write_text(BUYER_TOML)
-    task = tmp_path / "task.json"
-    task.write_text(json.dumps({"messages": [{"role": "user", "content": "Say hello."}],
-                                "max_tokens": 8}))
+    ops = operators(tmp_path, {"messages": [{"role": "user", "content": "Say hello."}],
+                               "max_tokens": 8})
+    seller_toml, buyer_toml = ops.seller_toml, ops.buyer_toml
     async with running_node(buyer_toml, lie="zero_tokens") as buyer:
         seller_toml.write_text(LLM_SELLER_TOML.format(seed=buyer.ready["p2p"][0]))
         code, _, err = await aaex(capsys, "account", "deposit", "--config", str(buyer_toml),
                                   "shopper", "1")
         assert code == 0, err
         async with running_node(seller_toml) as seller:
-            for _ in range(20):
-                code, out, err = await aaex(capsys, "market", "buy", "llm.chat", "--config",
-                                            str(buyer_toml), "--agent", "shopper", "--task",
-                                            str(task), "--budget", "0.5", "--deadline", "150")
-                if code == 0:
-                    break
-            assert code == 0, out + err  # the lying buyer kept the text and paid nothing
+            code, out = await buy_until(capsys, ops, "llm.chat", budget="0.5", deadline="150",
+                                        done=lambda code, out: code == 0)
+            assert code == 0, out  # the lying buyer kept the text and paid nothing
             disputed = await seller.event("disputed")
             code, out, _ = await aaex(capsys, "dispute", "show", "--config", str(seller_toml),
                                       disputed["agreement_id"], "--json")
@@ -207,48 +221,33 @@ async def test_a_buyer_paying_zero_tokens_for_a_metered_sale_is_disputed_by_the_
                                       str(seller_toml), "--with", shown["buyer"], "--json")
             [line] = json.loads(out)["lines"]
             assert (line["verdict"], line["amount"]) == ("disputed", "0")
-    async with open_ledger(seller_dir / "data" / "ledger.sqlite") as books:
+    async with open_ledger(ops.books("seller")) as books:
         await books.verify()
         assert await books.settled_receipts() == []  # the 0-token receipt was never booked
 
 
 async def test_the_arbiter_both_nodes_accept_ends_a_dispute_alone_by_an_offline_decision(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    seller_dir, buyer_dir = tmp_path / "seller", tmp_path / "buyer"
-    seller_dir.mkdir()
-    buyer_dir.mkdir()
     arbiter_key = tmp_path / "arbiter.key"
     code, out, _ = await aaex(capsys, "keys", "new", str(arbiter_key), "--json")
     arbiter = json.loads(out)["address"]
-    seller_toml, buyer_toml = seller_dir / "node.toml", buyer_dir / "node.toml"
-    buyer_toml.write_text(BUYER_TOML.replace(
+    ops = operators(tmp_path, FORECAST_TASK, BUYER_TOML.replace(
         "[market]\n", f'[market]\narbiter = "{arbiter}"\n'))
-    task = tmp_path / "task.json"
-    task.write_text(json.dumps({"history": [1, 2, 3]}))
+    seller_toml, buyer_toml = ops.seller_toml, ops.buyer_toml
     async with running_node(buyer_toml, lie="late") as buyer:
         seller_toml.write_text(SELLER_TOML.format(seed=buyer.ready["p2p"][0]))
         assert (await aaex(capsys, "account", "deposit", "--config", str(buyer_toml),
                            "shopper", "10"))[0] == 0
         async with running_node(seller_toml):  # trusts no arbiter: declines the call
-            for _ in range(20):
-                code, out, err = await aaex(capsys, "market", "buy", "forecast.demand",
-                                            "--config", str(buyer_toml), "--agent", "shopper",
-                                            "--task", str(task), "--budget", "5",
-                                            "--deadline", "3")
-                if "untrusted_arbiter" in out + err:
-                    break
-            assert code == 1 and "untrusted_arbiter" in out + err, out + err
+            code, out = await buy_until(capsys, ops, "forecast.demand", budget="5", deadline="3",
+                                        done=lambda code, out: "untrusted_arbiter" in out)
+            assert code == 1 and "untrusted_arbiter" in out, out
         seller_toml.write_text(SELLER_TOML.format(seed=buyer.ready["p2p"][0]).replace(
             "drain_timeout = 2\n", f'drain_timeout = 2\n\n[market]\narbiters = ["{arbiter}"]\n'))
         async with running_node(seller_toml) as seller:
-            for _ in range(20):
-                code, out, err = await aaex(capsys, "market", "buy", "forecast.demand",
-                                            "--config", str(buyer_toml), "--agent", "shopper",
-                                            "--task", str(task), "--budget", "5",
-                                            "--deadline", "10")
-                if "breached" in out:
-                    break
-            assert "breached" in out, out + err
+            _, out = await buy_until(capsys, ops, "forecast.demand", budget="5", deadline="10",
+                                     done=lambda code, out: "breached" in out)
+            assert "breached" in out, out
             agreement_id = (await seller.event("disputed"))["agreement_id"]
             await buyer.event("disputed")
             evidence, decision = tmp_path / "evidence.json", tmp_path / "decision.json"
@@ -268,9 +267,8 @@ async def test_the_arbiter_both_nodes_accept_ends_a_dispute_alone_by_an_offline_
                                         str(decision))
             assert code == 0 and out.startswith("resolved") and "the partner: resolved" in out, \
                 out + err
-    for books_path in (buyer_dir / "data" / "ledger.sqlite",
-                       seller_dir / "data" / "ledger.sqlite"):
-        async with open_ledger(books_path) as books:
+    for side in ("buyer", "seller"):
+        async with open_ledger(ops.books(side)) as books:
             await books.verify()
             [line] = [line for line in await books.lines() if line.agreement_id == agreement_id]
             assert (line.verdict, str(line.amount)) == ("resolved", "0.5")

@@ -29,31 +29,16 @@ from ..contracts.errors import ContractRejected
 from ..contracts.evidence import export_evidence
 from ..contracts.ledger import DisputeRecord
 from ..trade.disputes import ResolutionNotice, ResolutionTaken
+from .admin_writes import OperatorView
 
 if TYPE_CHECKING:
-    from aaex_agents.identity import Identity
-    from aaex_agents.runtime import Runtime
-
-    from ..contracts.ledger import Ledger
     from ..trade.desk import MarketDesk
 
 logger = logging.getLogger(__name__)
 
 
-class DisputeView(Protocol):
-    """What the dispute routes need of a node."""
-
-    @property
-    def identity(self) -> Identity:
-        """The node's key: it signs the evidence bundles it exports."""
-
-    @property
-    def ledger(self) -> Ledger:
-        """The node's books."""
-
-    @property
-    def runtime(self) -> Runtime:
-        """The runtime hosting the parties."""
+class DisputeView(OperatorView, Protocol):
+    """What the dispute routes need of a node: the operator's view and its market desk."""
 
     @property
     def desk(self) -> MarketDesk:

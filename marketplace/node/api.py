@@ -39,7 +39,7 @@ from ..contracts.errors import ContractRejected, LedgerTampered
 from ..contracts.ledger import Entry, Ledger
 from ..trade.negotiation import Dialogue, DialogueState, Seller
 from .admin_disputes import DisputeView, add_dispute_routes
-from .admin_writes import OperatorView, add_operator_routes
+from .admin_writes import add_operator_routes
 from .metrics import MetricsView, node_registry
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ class _VerifiedHead:
             return self.result
 
 
-class AdminView(MetricsView, OperatorView, DisputeView, Protocol):
+class AdminView(MetricsView, DisputeView, Protocol):
     """What the admin API reads of a node.
 
     What `/metrics` and the operator routes read, the ads it publishes and holds, and its
