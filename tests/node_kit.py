@@ -28,9 +28,9 @@ class NodeProcess:
                     lie: str | None = None) -> NodeProcess:
         """Start the node; with `crash_at`, it SIGKILLs itself the moment it logs that event
         (tests/peers/crash_on_event.py), exactly between that step and the next; with `lie`,
-        its buyers sign receipts that lie that way (tests/peers/lying_buyer.py)."""
+        its agents sign facts that lie that way (tests.peers.lying_party.py)."""
         command = (["-m", "tests.peers.crash_on_event", crash_at] if crash_at is not None
-                   else ["-m", "tests.peers.lying_buyer", lie] if lie is not None
+                   else ["-m", "tests.peers.lying_party", lie] if lie is not None
                    else ["-m", "marketplace.cli"])
         process = await asyncio.create_subprocess_exec(
             sys.executable, *command, "--log-format", "json", "node", "run",

@@ -1,7 +1,7 @@
 """A dishonest buyer against an honest seller: two `aaex node run` processes, each with its
 own key, config and ledger, driven through the CLI.
 
-The buyer's node signs a receipt that lies about the delivery (tests/peers/lying_buyer.py):
+The buyer's node signs a receipt that lies about the delivery (tests/peers/lying_party.py):
 a breach the seller's signed timings do not show, so the seller would owe its penalty and get
 nothing. The seller's node checks the receipt against the delivery it signed, refuses to book
 it and disputes it; the buyer's node checks the dispute against the same signed facts and
@@ -272,3 +272,39 @@ async def test_the_arbiter_both_nodes_accept_ends_a_dispute_alone_by_an_offline_
             await books.verify()
             [line] = [line for line in await books.lines() if line.agreement_id == agreement_id]
             assert (line.verdict, str(line.amount)) == ("resolved", "0.5")
+
+
+async def test_a_sellers_signed_timings_the_buyer_saw_were_false_hold_the_money_in_dispute(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The other side lying: the seller signs every delivery as taking 1 ms; the buyer saw
+    3.8 s against the agreed 3 s, so it signs a dispute instead of paying, and the price
+    stays held on its books."""
+    ops = operators(tmp_path, FORECAST_TASK)
+    async with running_node(ops.buyer_toml) as buyer:
+        ops.seller_toml.write_text(SELLER_TOML.format(seed=buyer.ready["p2p"][0]).replace(
+            "cost = 1.0", "cost = 1.0, work_seconds = 3.8, latency_ms = 3000"))
+        assert (await aaex(capsys, "account", "deposit", "--config", str(ops.buyer_toml),
+                           "shopper", "10"))[0] == 0
+        async with running_node(ops.seller_toml, lie="fast_clock") as seller:
+            code, out = await buy_until(capsys, ops, "forecast.demand", budget="5",
+                                        deadline="20", done=lambda code, out: "disput" in out)
+            assert code == 1 and "disputed: " in out, out  # no one else sells it
+            await seller.event("disputed")  # the seller's node recorded the buyer's dispute
+            code, out, _ = await aaex(capsys, "dispute", "list", "--config",
+                                      str(ops.buyer_toml), "--json")
+            [listed] = json.loads(out)
+            assert (listed["raised_by"], listed["role"], listed["status"]) == (
+                "buyer", "buyer", "open")
+            assert {"latency_ms", "verdict"} <= {c["field"] for c in listed["conflicts"]}
+            code, out, _ = await aaex(capsys, "account", "show", "--config",
+                                      str(ops.buyer_toml), "--json")
+            [shopper] = json.loads(out)
+            assert shopper["held"] == listed["price"]  # held: neither paid nor refunded
+            code, out, _ = await aaex(capsys, "account", "reconcile", "--config",
+                                      str(ops.buyer_toml), "--with", listed["seller"])
+            assert code == 0 and ": agree" in out, out  # both books hold it disputed
+    for side in ("buyer", "seller"):
+        async with open_ledger(ops.books(side)) as books:
+            await books.verify()
+            [line] = await books.lines()
+            assert line.verdict == "disputed"
