@@ -39,6 +39,7 @@ from ..contracts.errors import ContractRejected, LedgerTampered
 from ..contracts.ledger import Entry, Ledger
 from ..trade.negotiation import Dialogue, DialogueState, Seller
 from .admin_disputes import DisputeView, add_dispute_routes
+from .admin_payments import add_payment_routes
 from .admin_writes import add_operator_routes
 from .metrics import MetricsView, node_registry
 
@@ -206,7 +207,9 @@ def build_app(node: AdminView, token: str | None = None, *,
                        ("/balances", views.balances), ("/metrics", views.metrics)):
         app.router.add_get(path, view)
     if token is not None:
-        add_dispute_routes(app, node, add_operator_routes(app, node, token))
+        guarded = add_operator_routes(app, node, token)
+        add_dispute_routes(app, node, guarded)
+        add_payment_routes(app, node, guarded)
     return app
 
 
