@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from aaex_agents.money import ZERO, Credits
 from marketplace.contracts.ledger import open_ledger
-from tests.node_kit import running_node
+from tests.node_kit import NodeProcess, running_node
 from tests.test_operators import aaex
 from tests.test_operators_disputes import FORECAST_TASK, SELLER_TOML, buy_until, operators
 
@@ -42,11 +43,16 @@ async def test_a_payment_both_operators_record_closes_the_debt_and_the_seller_wi
         found: dict[str, object] = agent
         return found
 
+    async def metrics(node: NodeProcess) -> str:
+        async with aiohttp.ClientSession() as http, \
+                http.get(node.ready["admin"] + "/metrics") as response:
+            return await response.text()
+
     async with running_node(ops.buyer_toml) as buyer:
         ops.seller_toml.write_text(SELLER_TOML.format(seed=buyer.ready["p2p"][0]))
         assert (await aaex(capsys, "account", "deposit", "--config", buyer_toml, "shopper",
                            "10"))[0] == 0
-        async with running_node(ops.seller_toml):
+        async with running_node(ops.seller_toml) as seller:
             code, out = await buy_until(capsys, ops, "forecast.demand", budget="5",
                                         deadline="10", done=lambda code, out: code == 0)
             assert code == 0, out
@@ -57,6 +63,10 @@ async def test_a_payment_both_operators_record_closes_the_debt_and_the_seller_wi
             code, out, err = await aaex(capsys, "account", "withdraw", "--config", seller_toml,
                                         "forecaster", price)
             assert code != 0 and "aaex account settle" in err, out + err  # owed, not paid
+            scraped = await metrics(seller)
+            assert f'aaex_account_receivable_credits{{agent="forecaster"}} {float(price)}' \
+                in scraped, scraped
+            assert 'aaex_account_payable_credits{agent="forecaster"} 0.0' in scraped
             [owed] = await show(seller_toml, "--by-partner")
             assert (owed["partner"], owed["owes"], owed["amount"]) == (
                 shopper["address"], "partner owes us", price)
@@ -85,6 +95,9 @@ async def test_a_payment_both_operators_record_closes_the_debt_and_the_seller_wi
                                         "forecaster", price)
             assert code == 0, out + err
             assert (await show(seller_toml))[0]["available"] == "0"
+            scraped = await metrics(seller)
+            assert 'aaex_account_receivable_credits{agent="forecaster"} 0.0' in scraped
+            assert 'aaex_account_available_credits{agent="forecaster"} 0.0' in scraped
     for side, payee_left in (("buyer", ZERO), ("seller", ZERO)):
         async with open_ledger(ops.books(side)) as books:
             await books.verify()
