@@ -91,6 +91,11 @@ async def test_a_payment_both_operators_record_closes_the_debt_and_the_seller_wi
                 assert (account["receivable"], account["payable"]) == ("0", "0"), account
                 assert (await reconcile(config, partner["address"]))["pending"] == []
                 assert await show(config, "--by-partner") == []
+            code, out, err = await aaex(capsys, "account", "settle", "--config", buyer_toml,
+                                        "--with", forecaster["address"], price, "--reference",
+                                        "BANK-0042")  # again: sent again, booked once
+            assert code == 0 and out.startswith("recorded") and "books: recorded" in out, \
+                out + err
             code, out, err = await aaex(capsys, "account", "withdraw", "--config", seller_toml,
                                         "forecaster", price)
             assert code == 0, out + err

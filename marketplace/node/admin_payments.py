@@ -5,7 +5,10 @@
 
 `settle` records that money moved outside the market (a bank transfer) between one of our
 agents and a partner agent, in the direction the books say the debt runs, at most what is
-owed. Our agent signs it and the node sends it to the partner (`market.payment/1`): when the
+owed. Settling a payment already on our books (same partner, amount and reference) sends it
+to the partner again: the answer that booked it on ours may never have reached it.
+
+Our agent signs it and the node sends it to the partner (`market.payment/1`): when the
 partner's operator recorded the same transfer first, that offer is countersigned and the
 payment is booked on both sides; otherwise it waits, listed by `reconcile` as pending, until
 the partner's operator records it. POSTs need the admin token.
@@ -72,7 +75,11 @@ class _PaymentRoutes:
         if not isinstance(reference, str) or not 0 < len(reference) <= 200:
             raise UsageError("reference: the transfer's reference, 1 to 200 characters")
         found = nets(await self.node.ledger.lines())
-        agent = await self.agent(body.get("agent"), partner, found)
+        agent = await self.agent(body.get("agent"), partner, found, amount, reference)
+        booked = await self.booked(agent.address, partner, amount, reference)
+        if booked is not None:  # recorded before: the partner may never have got it
+            answer = await self.send(agent, partner, booked)
+            return _json({"outcome": "recorded", "partner": answer, **payment_document(booked)})
         net = found.get(agent.address, {}).get(partner, ZERO)
         if net == ZERO:
             raise UsageError(f"nothing is owed between {agent.name} and {partner}; a payment "
@@ -97,14 +104,30 @@ class _PaymentRoutes:
         answer = await self.send(agent, partner, signed)
         return _json({"outcome": "recorded", "partner": answer, **payment_document(signed)})
 
-    async def agent(self, value: object, partner: str,
-                    found: dict[str, dict[str, Credits]]) -> Agent:
-        """The agent named, or the one hosted agent with a debt to or from `partner`."""
+    async def booked(self, ours: str, partner: str, amount: Credits,
+                     reference: str) -> SignedPayment | None:
+        """A payment with these terms already on our books between `ours` and `partner`."""
+        for signed in await self.node.ledger.payments():
+            p = signed.payment
+            if {p.payer, p.payee} == {ours, partner} and (p.amount, p.reference) == (
+                    amount, reference):
+                return signed
+        return None
+
+    async def agent(self, value: object, partner: str, found: dict[str, dict[str, Credits]],
+                    amount: Credits, reference: str) -> Agent:
+        """The agent named, else the one hosted agent with a debt to or from `partner`.
+
+        Failing that, the one that booked this very payment with it.
+        """
         agents = self.node.runtime.agents
         if value is not None:
             _, address = resolve_agent(self.hosted(), value, field="agent")
             return agents[address]
         owing = [a for a in agents.values() if found.get(a.address, {}).get(partner, ZERO)]
+        if not owing:
+            owing = [a for a in agents.values()
+                     if await self.booked(a.address, partner, amount, reference) is not None]
         if len(owing) != 1:
             raise UsageError(f"agent: {len(owing)} of our agents have a debt with {partner}; "
                              "name one with --agent")
