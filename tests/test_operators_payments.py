@@ -4,7 +4,8 @@ Two `aaex node run` processes driven through the CLI: the buyer's agent buys, so
 the seller the price; the seller's operator records the bank transfer (`aaex account
 settle`), which is only an offer, listed as pending on both sides, until the buyer's operator
 records the same transfer: then it is signed by both and on both books, receivable and
-payable are zero and reconcile agrees, and the seller withdraws what it was paid.
+payable are zero and reconcile agrees, and the seller withdraws what it was paid. A buyer's
+node that forges the seller's half of a payment books nothing on the seller's side.
 """
 
 from __future__ import annotations
@@ -109,3 +110,39 @@ async def test_a_payment_both_operators_record_closes_the_debt_and_the_seller_wi
             [payment] = await books.payments()
             assert payment.payment.reference == "BANK-0042"
             assert (await books.balance(forecaster["address"])).available == payee_left
+
+
+async def test_a_payment_whose_partner_signature_is_forged_is_refused_by_the_partners_node(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ops = operators(tmp_path, FORECAST_TASK)
+    buyer_toml, seller_toml = str(ops.buyer_toml), str(ops.seller_toml)
+    async with running_node(ops.buyer_toml, lie="forged_payment") as buyer:
+        ops.seller_toml.write_text(SELLER_TOML.format(seed=buyer.ready["p2p"][0]))
+        assert (await aaex(capsys, "account", "deposit", "--config", buyer_toml, "shopper",
+                           "10"))[0] == 0
+        async with running_node(ops.seller_toml) as seller:
+            code, out = await buy_until(capsys, ops, "forecast.demand", budget="5",
+                                        deadline="10", done=lambda code, out: code == 0)
+            assert code == 0, out
+            code, out, _ = await aaex(capsys, "account", "show", "--config", seller_toml,
+                                      "--json")
+            [forecaster] = json.loads(out)
+            price = forecaster["receivable"]
+            code, out, err = await aaex(capsys, "account", "show", "--config", buyer_toml,
+                                        "--json")
+            [shopper] = json.loads(out)
+            code, out, err = await aaex(capsys, "account", "settle", "--config", buyer_toml,
+                                        "--with", forecaster["address"], price, "--reference",
+                                        "FORGED-1")
+            assert code == 0 and "refused: payment_refused" in out, out + err
+            await seller.event("payment_refused", timeout=10)
+            code, out, err = await aaex(capsys, "account", "reconcile", "--config", seller_toml,
+                                        "--with", shopper["address"], "--json")
+            [agent] = json.loads(out)["agents"]
+            assert agent["pending"] == [] and agent["ours"]["net"] == price, out + err
+            code, out, _ = await aaex(capsys, "account", "show", "--config", seller_toml,
+                                      "--json")
+            assert json.loads(out)[0]["receivable"] == price  # still owed
+    async with open_ledger(ops.books("seller")) as books:
+        await books.verify()
+        assert await books.payments() == []

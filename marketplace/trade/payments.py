@@ -103,7 +103,8 @@ class PaymentDesk:
                 return PaymentTaken(payment_id=signed.id, outcome="offer_kept")
             await self._ledger.record_payment(signed, me)
         except (ValidationError, ContractRejected) as exc:
-            logger.warning("payment from %s refused: %s", sender, exc)
+            logger.warning("payment from %s refused: %s", sender, exc,
+                           extra={"event": "payment_refused"})
             return Decline(dialogue="", reason="payment_refused", detail=str(exc)[:200])
         except LedgerError as exc:
             return Decline(dialogue="", reason="payment_refused", detail=str(exc)[:200])
