@@ -262,6 +262,9 @@ async def test_a_node_with_llm_hosts_the_seller_and_its_ad_describes_the_model(
         [seller] = node.runtime.agents.values()
         assert isinstance(seller, LlmSeller) and seller.capability == "llm.chat"
         [offer] = offers_of(seller)
+        llm = node.status()["llm"]  # what aaex node status shows: the same warmed figures
+        assert llm["speed_runs"] == 3 and llm["tokens_per_second_low"] \
+            <= llm["tokens_per_second"] <= llm["tokens_per_second_high"]
     assert (offer.price.kind, offer.price.amount) == ("per_1k_tokens", cr(0.02))
     attributes = offer.attributes
     assert attributes["model"] == "SmolLM2-135M-Instruct"

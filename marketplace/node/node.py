@@ -135,7 +135,11 @@ class NodeParts:
             return None
         info = self.llm.describe()
         return {"backend": info.backend, "model": info.name,
-                "quantization": info.quantization, "tokens_per_second": info.tokens_per_second}
+                "quantization": info.quantization, "tokens_per_second": info.tokens_per_second,
+                **({} if info.speed is None else {
+                    "tokens_per_second_low": info.speed.low,
+                    "tokens_per_second_high": info.speed.high,
+                    "speed_runs": info.speed.runs})}
 
     def published_ads(self) -> list[dict[str, Any]]:
         """The offers this node advertises, with the index acknowledgements of the last run."""
