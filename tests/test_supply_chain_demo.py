@@ -28,6 +28,7 @@ for _module in ("numpy", "statsmodels", "pyvrp", "matplotlib", "llama_cpp"):
     pytest.importorskip(_module, reason=f"{_module} comes with the cpu and demo extras")
 
 from aaex_examples.supply_chain import routing  # noqa: E402
+from aaex_examples.supply_chain.summary import render_summary  # noqa: E402
 from marketplace.contracts.books import Position, Statement, differences  # noqa: E402
 from marketplace.contracts.ledger import Ledger, open_ledger  # noqa: E402
 from marketplace.node.accounts import agent_addresses  # noqa: E402
@@ -147,6 +148,9 @@ def test_the_market_is_shown_per_subtask_and_routes_are_one_solve_both_routers_b
     assert f"{routing_line}: awarded to {routed[0]['provider']} at " in terminal
     loser = next(iter(bidders - {routed[0]['provider']}))
     assert routed[0]["market"][0]["award"]["runner_up"] == loser  # the fallback, by name
+    summary = render_summary(report)  # what the terminal shows without --json
+    assert "The market: every seller's bid" in summary and "awarded: highest utility" in summary
+    assert "a local solve of the same instance" in summary
 
 
 def _node_books(out: Path, name: str) -> Path:
