@@ -18,7 +18,7 @@ from typing_extensions import TypeVar
 from .errors import UsageError
 from .identity import Identity
 from .model import Message
-from .services import DelegateTerms
+from .services import DelegateTerms, DelegationProgress
 from .storage import AgentStorage
 
 if TYPE_CHECKING:
@@ -142,12 +142,14 @@ class Context(Generic[Deps]):
                              "and pass it as open_runtime(..., services=Services(llm=llm))")
         return service.for_agent(self._agent.address)
 
-    async def delegate(self, capability: str, task: Mapping[str, Any],
+    async def delegate(self, capability: str, task: Mapping[str, Any], *,
+                       progress: DelegationProgress | None = None,
                        **terms: Unpack[DelegateTerms]) -> Delegated:
         """Have the market do `task`: discover, negotiate, award, verify, settle, reroute.
 
         The terms (``budget=``, ``deadline=`` and the rest) are `DelegateTerms`; the node's
-        market buys as this agent, from this agent's wallet.
+        market buys as this agent, from this agent's wallet. `progress`, when given, hears
+        the sellers found, their bids, the award and its settlement (`DelegationProgress`).
 
         Raises:
             UsageError: the runtime was opened without a market, or a bad budget or deadline.
@@ -159,7 +161,7 @@ class Context(Generic[Deps]):
                              "node (`aaex node run`) or pass open_runtime(..., "
                              "services=Services(market=...))")
         return await market.for_agent(self._agent.address).delegate(self, capability, task,
-                                                                    **terms)
+                                                                    progress=progress, **terms)
 
     async def send(self, to: str, message: Message, *, timeout: float | None = None) -> None:
         """Deliver `message` to `to` and return once the peer has handled it.

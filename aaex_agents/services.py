@@ -14,7 +14,7 @@ it is the runtime's dependencies, ``open_runtime(..., deps=...)``, reached as ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
 
@@ -95,10 +95,19 @@ class DelegateTerms(_RequiredTerms, total=False):
     top_k: int
 
 
+DelegationProgress = Callable[[str, dict[str, Any]], None]
+"""(event, details) as a delegation goes, for a buyer that wants to show or keep its market:
+``sellers`` (those found), ``offers`` (each seller's bid: price, latency, reputation and the
+buyer's utility of it, or why it dropped out), ``agreement`` (the award and why), then
+``delivery``, ``receipt`` and ``settled``. Amounts are decimal credits with their ``*_micro``
+twin. The market's `Delegator` documents each event's keys."""
+
+
 class Delegation(Protocol):
     """The market as one agent sees it: buys work as that agent, from its own wallet."""
 
-    async def delegate(self, ctx: Any, capability: str, task: Mapping[str, Any],
+    async def delegate(self, ctx: Any, capability: str, task: Mapping[str, Any], *,
+                       progress: DelegationProgress | None = None,
                        **terms: Unpack[DelegateTerms]) -> Delegated:
         """Get `task` done by the best provider of `capability` within the deadline.
 
@@ -107,6 +116,7 @@ class Delegation(Protocol):
                 loosely here, where the context module is not imported, as it imports this).
             capability: what to buy, e.g. ``"forecast.demand"``.
             task: the work, as JSON-like data the seller's `perform` reads.
+            progress: hears each step as it happens (`DelegationProgress`); None: silent.
             terms: the budget, deadline and the rest (`DelegateTerms`).
 
         Raises:

@@ -6,6 +6,7 @@ The one test double here, `FailingLLM`, injects faults and says so in its name.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 
@@ -307,6 +308,33 @@ class FailingLLM(LLM):
     @override
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class ColdStartLLM(FailingLLM):
+    """Test double for fault injection: a real engine whose first generation takes `delay`
+    seconds longer, as a cold engine's does (weights paged in, kernels compiled)."""
+
+    def __init__(self, inner: LLM, delay: float) -> None:
+        super().__init__(inner, every=0)
+        self.delay = delay
+
+    @override
+    async def generate(self, request: Request) -> Completion:
+        self.calls += 1
+        done = await self.inner.generate(request)
+        if self.calls > 1:
+            return done
+        return dataclasses.replace(done, seconds=done.seconds + self.delay)
+
+
+async def test_the_advertised_speed_is_warmed_repeated_and_states_its_range(
+        engine: LlamaCppLLM) -> None:
+    cold_delay = 30.0  # 16 tokens in over 30 s: under 0.6 tokens/s, as a cold start measured
+    async with open_llm_service(ColdStartLLM(engine, cold_delay)) as service:
+        info = await service.measure(max_tokens=16, runs=3, warmup=1)
+    assert info.speed is not None and info.speed.runs == 3
+    assert info.speed.low <= info.tokens_per_second == info.speed.median <= info.speed.high
+    assert info.speed.low > 16 / cold_delay  # the cold generation is not among the runs
 
 
 async def test_engine_errors_are_counted_and_reach_the_caller(engine: LlamaCppLLM) -> None:

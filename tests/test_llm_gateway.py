@@ -7,6 +7,7 @@ serves ``[gateway]`` and buys as its agent; both ledgers show the per-token sett
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -116,6 +117,19 @@ async def test_the_openai_client_buys_completions_plain_and_streamed(
                 await client.chat.completions.create(model="Llama-9-Nonexistent",
                                                      messages=MESSAGES, max_tokens=8)
 
+            # From the terminal: a per-token purchase prints what was held (the cap), paid
+            # (the tokens used) and refunded, not the cap as if it were the price.
+            task = tmp_path / "chat.json"
+            task.write_text(json.dumps({"messages": MESSAGES, "max_tokens": 8}))
+            code, out, err = await aaex(capsys, "market", "buy", "llm.chat", "--config",
+                                        str(buyer_toml), "--agent", "shopper", "--task",
+                                        str(task), "--budget", "0.5", "--deadline", "60")
+            assert code == 0, out + err
+            done = next(line for line in out.splitlines() if line.startswith("done: "))
+            held, paid_now, refunded = (Decimal(x) for x in re.findall(
+                r"held (\S+), paid (\S+), refunded (\S+) credits", done)[0])
+            assert 0 < paid_now < held and paid_now + refunded == held, done
+
             _, out, _ = await aaex(capsys, "account", "statement", "--config",
                                    str(buyer_toml), "--with", bought["seller"], "--json")
             ours = json.loads(out)
@@ -125,8 +139,8 @@ async def test_the_openai_client_buys_completions_plain_and_streamed(
             _, out, _ = await aaex(capsys, "account", "statement", "--config",
                                    str(seller_toml), "--with", shopper["address"], "--json")
             theirs = json.loads(out)
-    # Two per-token sales, settled for the tokens used, the same on both books.
-    assert len(ours["lines"]) == 2 and ours["lines"] == theirs["lines"]
+    # Three per-token sales, settled for the tokens used, the same on both books.
+    assert len(ours["lines"]) == 3 and ours["lines"] == theirs["lines"]
     assert {line["verdict"] for line in ours["lines"]} == {"met"}
     paid = sum(Decimal(line["amount"]) for line in ours["lines"])
     assert Decimal(bought["paid"]) in {Decimal(line["amount"]) for line in ours["lines"]}

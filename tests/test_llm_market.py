@@ -262,13 +262,21 @@ async def test_a_node_with_llm_hosts_the_seller_and_its_ad_describes_the_model(
         [seller] = node.runtime.agents.values()
         assert isinstance(seller, LlmSeller) and seller.capability == "llm.chat"
         [offer] = offers_of(seller)
+        llm = node.status()["llm"]  # what aaex node status shows: the same warmed figures
+        assert llm["speed_runs"] == 3 and llm["tokens_per_second_low"] \
+            <= llm["tokens_per_second"] <= llm["tokens_per_second_high"]
     assert (offer.price.kind, offer.price.amount) == ("per_1k_tokens", cr(0.02))
     attributes = offer.attributes
     assert attributes["model"] == "SmolLM2-135M-Instruct"
     assert attributes["quantization"] == "Q4_1" and attributes["context_length"] == 512
     assert attributes["tokens_per_s"] > 0 and attributes["ttft_ms"] > 0  # measured at start
+    # warmed and repeated: the median of three runs, with the range they spanned
+    assert attributes["tokens_per_s_runs"] == 3
+    assert attributes["tokens_per_s_low"] <= attributes["tokens_per_s"] \
+        <= attributes["tokens_per_s_high"]
     assert (attributes["price_in_per_1k_micro"], attributes["price_out_per_1k_micro"]) == (
         10_000, 20_000)
+    assert (attributes["price_in_per_1k"], attributes["price_out_per_1k"]) == ("0.01", "0.02")
     assert attributes["max_tokens_cap"] == 64
     assert parse_where("model == 'SmolLM2-135M-Instruct' and price_out_per_1k_micro <= 50000"
                        ).matches(attributes)

@@ -16,6 +16,7 @@ import pytest
 
 from aaex_agents import Agent, HttpTransport, StaticDirectory, open_runtime
 from aaex_agents.clock import SystemClock
+from aaex_agents.money import Credits
 from marketplace.node.config import ConfigError, load_config, parse_config
 from marketplace.trade.negotiation import CallForProposals, Propose, new_dialogue_id
 from tests.market_kit import cr
@@ -166,6 +167,9 @@ async def test_node_runs_from_config_serves_admin_and_metrics_and_stops_on_sigte
             assert isinstance(reply, Propose)
             dialogues = await get("/dialogues")
             assert isinstance(dialogues, list) and dialogues[0]["state"] == "proposed"
+            # the one JSON form of an amount: decimal credits and the micro-credit twin
+            assert Credits.parse(dialogues[0]["price"]) == Credits(dialogues[0]["price_micro"])
+            assert dialogues[0]["price"] == str(reply.price)
             metrics = await get("/metrics")
             assert isinstance(metrics, str)
             assert "aaex_messages_in_total 1" in metrics

@@ -28,6 +28,7 @@ for _module in ("numpy", "statsmodels", "pyvrp", "matplotlib", "llama_cpp"):
     pytest.importorskip(_module, reason=f"{_module} comes with the cpu and demo extras")
 
 from aaex_examples.supply_chain import routing  # noqa: E402
+from aaex_examples.supply_chain.summary import render_summary  # noqa: E402
 from marketplace.contracts.books import Position, Statement, differences  # noqa: E402
 from marketplace.contracts.ledger import Ledger, open_ledger  # noqa: E402
 from marketplace.node.accounts import agent_addresses  # noqa: E402
@@ -35,6 +36,7 @@ from marketplace.node.config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 STORES = 8
+TERMINAL = "terminal.txt"
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +46,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path
     async def run() -> tuple[bytes, int]:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "marketplace.cli", "demo", "supply-chain", "--stores",
-            str(STORES), "--groups", "2", "--zones", "2", "--out", str(out), "--json",
+            str(STORES), "--groups", "2", "--out", str(out), "--json",
             cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         stdout, stderr = await asyncio.wait_for(process.communicate(), 500)
         assert process.returncode is not None
         if process.returncode != 0:
             print(stderr.decode(errors="replace")[-4000:])
+        (out / TERMINAL).write_bytes(stderr)  # what the operator saw: progress, market lines
         return stdout, process.returncode
 
     stdout, code = asyncio.run(run())
@@ -119,6 +122,35 @@ def test_the_killed_providers_work_is_rerouted_and_paid_once(
         met = [a for a in task["attempts"] if a["verdict"] == "met"]
         assert len(met) == 1  # paid once per subtask
         assert by_agreement[met[0]["agreement_id"]].release > ZERO
+
+
+@pytest.mark.timeout(600)
+def test_the_market_is_shown_per_subtask_and_routes_are_one_solve_both_routers_bid(
+        demo: tuple[dict[str, Any], Path, int]) -> None:
+    report, out, _ = demo
+    for task in report["subtasks"]:
+        assert task["status"] == "done" and task["market"], task["label"]
+        last = task["market"][-1]
+        assert last["award"]["provider"] == task["provider"] and last["award"]["why"]
+        for bid in (b for r in task["market"] for b in r["bids"] if b["price"] is not None):
+            assert Credits.parse(bid["price"], allow_zero=True).micro == bid["price_micro"]
+            assert bid["latency_ms"] > 0 and "reputation" in bid and "utility" in bid
+    routed = [t for t in report["subtasks"] if t["capability"] == "route.vrp"]
+    assert len(routed) == 1 and len(routed[0]["stores"]) == STORES  # one solve of all stores
+    bidders = {b["provider"] for b in routed[0]["market"][0]["bids"] if b["price"] is not None}
+    assert bidders == {"route-thrifty", "route-express"}
+    plan = report["routing"]
+    assert plan["local"]["cost_km"] is not None
+    assert plan["cost_km"] <= 1.02 * plan["local"]["cost_km"]
+    terminal = (out / TERMINAL).read_text(encoding="utf-8")
+    routing_line = f"route.vrp {routed[0]['label']}"
+    assert f"{routing_line}: bids: route-" in terminal
+    assert f"{routing_line}: awarded to {routed[0]['provider']} at " in terminal
+    loser = next(iter(bidders - {routed[0]['provider']}))
+    assert routed[0]["market"][0]["award"]["runner_up"] == loser  # the fallback, by name
+    summary = render_summary(report)  # what the terminal shows without --json
+    assert "The market: every seller's bid" in summary and "awarded: highest utility" in summary
+    assert "a local solve of the same instance" in summary
 
 
 def _node_books(out: Path, name: str) -> Path:

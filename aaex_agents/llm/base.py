@@ -21,6 +21,7 @@ from typing import Any, Literal, TypedDict, TypeVar
 import pydantic
 
 from ..errors import LLMOutputInvalid, LLMTimeout, UsageError
+from .speed import Speed
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -104,8 +105,10 @@ class ModelInfo:
         name: the model's name, e.g. "SmolLM2-135M-Instruct".
         quantization: weight format, e.g. "Q4_1" or "bf16".
         backend: which engine runs it ("llama.cpp", "vllm", "openai-compatible").
-        tokens_per_second: measured generation throughput; None until measured.
+        tokens_per_second: measured generation throughput; None until measured. After
+            `LLMService.measure`, the median of its warmed runs (`speed`).
         ttft_ms: mean measured time to first token, ms; None until measured.
+        speed: the warmed, repeated measurement (median, range, runs); None before one.
         context_length: the context window in tokens, where the engine says.
     """
 
@@ -115,6 +118,7 @@ class ModelInfo:
     tokens_per_second: float | None = None
     ttft_ms: float | None = None
     context_length: int | None = None
+    speed: Speed | None = None
 
 
 def user(text: str) -> ChatTurn:

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from typing_extensions import override
 
 from ..errors import LLMError, LLMTimeout, UsageError
-from .base import LLM, Completion, ModelInfo, Request
+from .base import LLM, ChatTurn, Completion, ModelInfo, Request
 from .fair import FairLimiter
+from .speed import Speed, decode_rate
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,8 @@ class LLMService:
         self._changed = asyncio.Condition()
         self._random = random.Random(config.seed)  # noqa: S311 - routing, not security
         self._closed = False
+        self._speed: Speed | None = None
+        """The last `measure`: what ads say of the model's speed."""
 
     # -- versions ---------------------------------------------------------------------------
     @property
@@ -365,24 +368,44 @@ class LLMService:
     def describe(self) -> ModelInfo:
         """What a service ad should say: the model of the most-weighted version.
 
-        Its tokens/s are those measured on that version; None until it answered a request.
+        Its tokens/s are the median of the last `measure` (with its range in `speed`), or,
+        before one, the busy-time throughput of that version; None until it answered.
         """
         if not self._versions:
             raise UsageError("no model version is registered")
         main = max(self._versions.values(), key=lambda v: v.weight)
         info = main.llm.info
         return ModelInfo(name=info.name, quantization=info.quantization, backend=info.backend,
-                         tokens_per_second=main.throughput.tokens_per_second,
-                         ttft_ms=self.metrics.mean_ttft_ms, context_length=info.context_length)
+                         tokens_per_second=self._speed.median if self._speed is not None
+                         else main.throughput.tokens_per_second,
+                         ttft_ms=self.metrics.mean_ttft_ms, context_length=info.context_length,
+                         speed=self._speed)
 
-    async def measure(self, *, max_tokens: int = 32, timeout: float | None = None) -> ModelInfo:
-        """Run one short generation through the service, then `describe()`.
+    async def measure(self, *, max_tokens: int = 32, runs: int = 3, warmup: int = 1,
+                      timeout: float | None = None) -> ModelInfo:
+        """Time `runs` generations after `warmup` discarded ones, then `describe()`.
 
-        For a node that wants a measured figure in its first ad.
+        For a node that wants a measured figure in its first ad: a cold first generation
+        can be a hundred times slower than the engine's steady speed, so it is discarded,
+        and the ad carries the median of the rest with their range (`Speed`). A run that
+        generated nothing measurable is left out.
+
+        Raises:
+            UsageError: `runs` not positive, `warmup` negative, or no run measurable.
+            LLMError: a generation failed.
         """
+        if runs <= 0 or warmup < 0:
+            raise UsageError(f"measure takes runs > 0 and warmup >= 0, got {runs}, {warmup}")
         handle = self.for_agent("aaex.llm.measure")
-        await handle.chat([{"role": "user", "content": "Count from one to twenty in words."}],
-                          max_tokens=max_tokens, timeout=timeout)
+        prompt: list[ChatTurn] = [{"role": "user",
+                                   "content": "Count from one to twenty in words."}]
+        samples: list[float] = []
+        for n in range(warmup + runs):
+            done = await handle.chat(prompt, max_tokens=max_tokens, timeout=timeout)
+            rate = decode_rate(done.usage.completion_tokens, done.seconds, done.ttft_seconds)
+            if n >= warmup and rate is not None:
+                samples.append(rate)
+        self._speed = Speed.of(samples)
         return self.describe()
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -256,6 +256,9 @@ class Subtask:
     label: str
     stores: list[str]
     outcome: Delegated | DelegationFailed | None = None
+    market: list[dict[str, Any]] = field(default_factory=list)
+    """What the market showed the planner, in order: ``{"event": ..., **details}`` for the
+    sellers found, each round's bids and each award (`DelegationProgress` events)."""
 
 
 @dataclass
@@ -272,6 +275,10 @@ class PlanOutcome:
     plan: routing.Plan | None = None
     plan_error: str = ""
     dispatch: DispatchConfirmed | DispatchRefused | None = None
+
+
+MarketWatch = Callable[[Subtask, str, dict[str, Any]], None]
+"""(subtask, event, details): told each market event of each subtask as it happens."""
 
 
 def groups_of(stores: list[str], groups: int) -> list[list[str]]:
@@ -343,8 +350,15 @@ class Planner(Agent):
         self.terms = Terms(**(terms or {}))
 
     async def plan(self, ctx: Context, request: str, *, warehouse: str, groups: int = 4,
-                   zones: int = 2, on_step: Callable[[str], None] | None = None) -> PlanOutcome:
+                   zones: int = 1, on_step: Callable[[str], None] | None = None,
+                   on_market: MarketWatch | None = None) -> PlanOutcome:
         """Run the whole job; failures of single subtasks are recorded, not raised.
+
+        Routing is bought as one solve of every store (`zones` 1) unless told otherwise:
+        zones split the instance, and separate solves of its parts cost more km than one.
+        Every router bids for it; the runner-up is who the market turns to when the winner
+        fails. `on_market` hears each subtask's market as it happens (also kept in
+        `Subtask.market`).
 
         Raises:
             JobError: the request cannot be read as a job, or asks for stores the warehouse
@@ -372,7 +386,7 @@ class Planner(Agent):
         await self._delegate(ctx, forecast_tasks, lambda t: {
             "history": {s: snapshot.history[s] for s in t.stores},
             "horizon": job.horizon_days}, self.terms.forecast_budget,
-            self.terms.forecast_latency_ms)
+            self.terms.forecast_latency_ms, on_market)
         outcome.subtasks += forecast_tasks
         for task in forecast_tasks:
             if isinstance(task.outcome, Delegated):
@@ -388,14 +402,15 @@ class Planner(Agent):
         outcome.problem = problem
         split = zones_of(problem, zones)
         step(f"routing {len(stores)} stores in {len(split)} zone(s)")
-        routing_tasks = [Subtask(ROUTING, f"zone {n + 1} ({trucks} trucks)", members)
+        routing_tasks = [Subtask(ROUTING, f"zone {n + 1} ({trucks} trucks)" if len(split) > 1
+                                 else f"all {len(members)} stores ({trucks} trucks)", members)
                          for n, (members, trucks) in enumerate(split)]
         trucks_of = {t.label: trucks for t, (_, trucks) in zip(routing_tasks, split, strict=True)}
         await self._delegate(ctx, routing_tasks, lambda t: {
             "depot": list(problem.depot), "stores": {s: list(problem.stores[s]) for s in t.stores},
             "demand": {s: problem.demand[s] for s in t.stores}, "trucks": trucks_of[t.label],
             "capacity": problem.capacity, "max_seconds": 1.0}, self.terms.routing_budget,
-            self.terms.routing_latency_ms)
+            self.terms.routing_latency_ms, on_market)
         outcome.subtasks += routing_tasks
         outcome.plan, outcome.plan_error = self._assemble(problem, routing_tasks)
         if outcome.plan is None:
@@ -411,11 +426,15 @@ class Planner(Agent):
 
     async def _delegate(self, ctx: Context, tasks: list[Subtask],
                         task_of: Callable[[Subtask], dict[str, Any]], budget: Credits,
-                        latency_ms: float) -> None:
+                        latency_ms: float, on_market: MarketWatch | None = None) -> None:
         async def one(task: Subtask) -> None:
+            def seen(event: str, details: dict[str, Any]) -> None:
+                task.market.append({"event": event, **details})
+                if on_market is not None:
+                    on_market(task, event, details)
             try:
                 task.outcome = await ctx.delegate(
-                    task.capability, task_of(task), budget=budget,
+                    task.capability, task_of(task), progress=seen, budget=budget,
                     deadline=self.terms.deadline_s, max_latency_ms=latency_ms,
                     penalty=self.terms.penalty)
             except DelegationFailed as failed:

@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "a previous run there is moved to OUT/previous-<time>/")
     parser.add_argument("--stores", type=int, default=20)
     parser.add_argument("--groups", type=int, default=4, help="forecast subtasks")
-    parser.add_argument("--zones", type=int, default=2, help="routing subtasks")
+    parser.add_argument("--zones", type=int, default=1,
+                        help="routing subtasks (1: one solve of every store, the cheapest routes)")
     parser.add_argument("--trucks", type=int, default=3)
     parser.add_argument("--capacity", type=int, help="units per truck (default: from sales)")
     parser.add_argument("--llm", choices=["llamacpp", "none"], default="llamacpp",

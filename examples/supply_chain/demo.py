@@ -50,9 +50,10 @@ from marketplace.trade.delegation import Delegated
 from marketplace.trade.statements import reconcile
 from marketplace.trade.strategies import BOULWARE, CONCEDER, LINEAR
 
-from . import data
-from .agents import FORECAST, ROUTING, Planner, PlanOutcome, Warehouse
+from . import data, routing
+from .agents import FORECAST, ROUTING, Planner, PlanOutcome, Subtask, Warehouse
 from .children import NODES_FILE, ProviderNode, ProviderSpec, write_nodes_file
+from .market_view import market_document, market_line
 
 AGENTS = "aaex_examples.supply_chain.agents"
 
@@ -76,7 +77,8 @@ class DemoOptions:
     Attributes:
         out: output folder; a previous run's files there are moved to
             ``previous-<time>/`` first.
-        stores: stores to supply; groups: forecast subtasks; zones: routing subtasks.
+        stores: stores to supply; groups: forecast subtasks; zones: routing subtasks (1,
+            the default, buys one solve of every store: split instances cost more km).
         trucks, capacity: the fleet; capacity None sizes trucks from recent sales.
         llm: "llamacpp" (the CPU model on every node) or "none".
         kill: kill the first forecaster that starts a task.
@@ -88,7 +90,7 @@ class DemoOptions:
     out: Path = Path("supply-chain-demo")
     stores: int = 20
     groups: int = 4
-    zones: int = 2
+    zones: int = 1
     trucks: int = 3
     capacity: int | None = None
     safety_stock_pct: int = 10
@@ -246,10 +248,17 @@ async def run_demo(options: DemoOptions, step: Step | None = None,
             await _fund(node)
             planner = _agent(node, Planner)
             warehouse = _agent(node, Warehouse)
+            names = {p.address: p.spec.name for p in providers}
+
+            def on_market(task: Subtask, event: str, details: dict[str, Any]) -> None:
+                line = market_line(f"{task.capability} {task.label}", event, details, names)
+                if line is not None:
+                    tell(line)
+
             outcome = await planner.plan(
                 node.runtime.context(planner), request_text(options, capacity),
                 warehouse=warehouse.address, groups=options.groups, zones=options.zones,
-                on_step=say)
+                on_step=say, on_market=on_market)
             say("closing the books on both sides")
             for killed in kills:
                 # Only now: a node loading its model while the others work would slow them
@@ -406,6 +415,7 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
         entry["attempts"] = [{"provider": names.get(a.seller, a.seller), "verdict": a.verdict,
                               "agreement_id": a.agreement_id, "detail": a.detail}
                              for a in attempts]
+        entry["market"] = market_document(task.market, names)
         if isinstance(result, Delegated):
             seller = result.agreement.agreement.seller
             terms = result.agreement.agreement.terms
@@ -450,6 +460,7 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
     interpretation = outcome.interpretation
     plan = outcome.plan
     problem = outcome.problem
+    local = await _local_solve(problem)
     return {
         "request": outcome.request,
         "job": interpretation.job.model_dump(), "job_source": interpretation.source,
@@ -487,7 +498,10 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
             "routes": [{"path": list(r.path), "load": r.load, "distance_km": round(r.distance, 3)}
                        for r in plan.routes] if plan else [],
             "cost_km": round(plan.total_cost, 2) if plan else None,
-            "feasible": plan is not None, "error": outcome.plan_error},
+            "feasible": plan is not None, "error": outcome.plan_error,
+            "local": local,
+            "above_local_pct": None if plan is None or local["cost_km"] is None
+            else round(100 * (plan.total_cost / local["cost_km"] - 1), 2)},
         "dispatch": outcome.dispatch.model_dump() if outcome.dispatch else None,
         "ledger": {"path": str(node.config.ledger_path), "verified": verified,
                    "problem": problem_text,
@@ -500,6 +514,23 @@ async def _report(outcome: PlanOutcome, node: Node, providers: list[ProviderNode
                   "forecast_png": str(folder / "forecast.png"),
                   "routes_png": str(folder / "routes.png")},
     }
+
+
+LOCAL_SOLVE_S = 1.0
+"""Seconds of the planner's own solve of the instance it bought routes for: what a router is
+asked to spend (the task's ``max_seconds``)."""
+
+
+async def _local_solve(problem: routing.RoutingProblem | None) -> dict[str, Any]:
+    """The same instance solved here, as a planner without a market would: what the bought
+    routes are compared with (``above_local_pct``)."""
+    if problem is None:
+        return {"cost_km": None, "seconds": LOCAL_SOLVE_S, "error": "no routing problem"}
+    try:
+        plan = await asyncio.to_thread(routing.solve, problem, max_seconds=LOCAL_SOLVE_S)
+    except routing.InfeasibleProblemError as exc:
+        return {"cost_km": None, "seconds": LOCAL_SOLVE_S, "error": str(exc)}
+    return {"cost_km": round(plan.total_cost, 2), "seconds": LOCAL_SOLVE_S, "error": ""}
 
 
 def _mean(values: list[float]) -> float | None:

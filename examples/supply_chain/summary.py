@@ -35,6 +35,7 @@ def render_summary(report: dict[str, Any]) -> str:
           " -> ".join(f"{a['provider']}:{a['verdict']}" for a in t["attempts"]))
          for t in report["subtasks"]],
         align="lllrrrrl", title="Agreements (signed by planner and provider)"))
+    parts.append(render_market(report["subtasks"]))
     parts.append(render_table(
         ["subtask", "model", "kept (every number is in the facts)", "dropped"],
         [(f"{t['capability']} {t['label']}",
@@ -60,7 +61,8 @@ def render_summary(report: dict[str, Any]) -> str:
             ["truck", "stores", "load", "km"],
             [(n + 1, " ".join(r["path"][1:-1]), f"{r['load']}/{plan['capacity']}",
               f"{r['distance_km']:.1f}") for n, r in enumerate(plan["routes"])],
-            align="rlrr", title=f"Routes: {plan['cost_km']} km in total, feasible"))
+            align="rlrr", title=f"Routes: {plan['cost_km']} km in total, feasible; "
+                                f"{_against_local(plan)}"))
     elif plan["error"]:
         parts.append(f"routing failed: {plan['error']}")
     ledger = report["ledger"]
@@ -82,6 +84,35 @@ def render_summary(report: dict[str, Any]) -> str:
     files = report["files"]
     parts.append("files: " + ", ".join(files.values()))
     return "\n\n".join(parts)
+
+
+def render_market(subtasks: list[dict[str, Any]]) -> str:
+    """Per subtask, every bid of every round (price, latency, reputation, the planner's
+    utility) and the award with its reason: what the market offered and why it chose."""
+    rows = []
+    for task in subtasks:
+        for number, market in enumerate(task.get("market") or [], 1):
+            award = market["award"]
+            for bid in market["bids"] or [{"provider": "(no bid)"}]:
+                won = award is not None and award["provider"] == bid["provider"]
+                rows.append((f"{task['capability']} {task['label']}", number, bid["provider"],
+                             _money(bid.get("price")) or f"declined: {bid.get('declined')}",
+                             _seconds(bid.get("latency_ms")), _ratio(bid.get("reputation")),
+                             _ratio(bid.get("utility")),
+                             f"awarded: {award['why']}" if won and award else ""))
+    return render_table(
+        ["subtask", "round", "seller", "price", "SLA s", "reputation", "utility", "award"],
+        rows, align="lrlrrrrl",
+        title="The market: every seller's bid and the planner's award (utility weighs price, "
+              "latency, penalty and reputation)")
+
+
+def _against_local(plan: dict[str, Any]) -> str:
+    local = plan.get("local") or {}
+    if local.get("cost_km") is None:
+        return f"no local solve to compare ({local.get('error', 'not run')})"
+    return (f"a local solve of the same instance: {local['cost_km']} km "
+            f"({plan['above_local_pct']:+.2f}% bought vs local)")
 
 
 def render_books(books: dict[str, Any]) -> str:

@@ -19,13 +19,16 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from aaex_agents.errors import UsageError
 from aaex_agents.money import Credits
 
 from .admin_client import explicit_access, must_run, reach, stream
 from .console import render_table
+
+if TYPE_CHECKING:
+    from discovery.records import PriceModel, ServiceAd
 
 
 def register(commands: Any) -> None:
@@ -74,16 +77,36 @@ def _market_search(args: argparse.Namespace) -> int:
 
     ads = asyncio.run(search())
     if args.json:
-        print(json.dumps([{**json.loads(ad.model_dump_json()),
-                           **ad.price.amount.document("price")} for ad in ads]))
+        print(json.dumps([ad_document(ad) for ad in ads]))
         return 0
     if not ads:
         print(f"no seller of {args.capability} matches")
         return 0
     print(render_table(["address", "price", "p95 ms", "deadline s", "attributes"],
-                 [(ad.address, f"{ad.price.amount} {ad.price.currency}", ad.sla.p95_ms,
+                 [(ad.address, price_text(ad.price), ad.sla.p95_ms,
                    ad.sla.deadline_s, json.dumps(ad.attributes)) for ad in ads]))
     return 0
+
+
+_PER = {"fixed": "", "per_unit": " per unit", "per_1k_tokens": " per 1k output tokens"}
+
+
+def price_text(price: PriceModel) -> str:
+    """An ad's price for a person: decimal credits and what they buy.
+
+    ``0.02 credit per 1k output tokens``, never a float's ``2e-05``.
+    """
+    return f"{price.amount} {price.currency}{_PER.get(price.kind, ' ' + price.kind)}"
+
+
+def ad_document(ad: ServiceAd) -> dict[str, Any]:
+    """An ad for ``--json``: the signed ad's fields and its price in the one JSON form.
+
+    The price as decimal credits with the ``price_micro`` twin (`Credits.document`), and how
+    it is charged (``price_kind``, ``price_currency``), which the flat price alone would lose.
+    """
+    return {**json.loads(ad.model_dump_json()), **ad.price.amount.document("price"),
+            "price_kind": ad.price.kind, "price_currency": ad.price.currency}
 
 
 def _read_task(path: str) -> dict[str, Any]:
@@ -139,7 +162,8 @@ def _show_event(event: dict[str, Any], out: TextIO) -> None:
     elif kind == "agreement":
         text = (f"agreement {event['agreement_id'][:16]} with {event['seller']}: "
                 f"{event['price']} credits, penalty {event['penalty']}, "
-                f"latency ≤ {event['max_latency_ms']} ms")
+                f"latency ≤ {event['max_latency_ms']} ms"
+                + (f" ({event['why']})" if event.get("why") else ""))
     elif kind == "delivery":
         text = ("delivered" if event.get("delivered") else
                 f"not delivered: {event.get('detail') or 'no answer'}")
@@ -171,7 +195,9 @@ def _offer_text(offer: dict[str, Any]) -> str:
     """One seller's standing in a round: its price, its decline, or its failure."""
     seller = f"{offer['seller'][:16]}…"
     if offer.get("price") is not None:
-        return f"{seller} {offer['price']} credits"
+        latency = offer.get("latency_ms")
+        return f"{seller} {offer['price']} credits" + (
+            "" if latency is None else f", {latency:.0f} ms")
     reason = str(offer.get("declined"))
     detail = f": {offer['detail']}" if offer.get("detail") else ""
     verb = "failed" if reason.startswith("error:") else "declined"

@@ -135,7 +135,11 @@ class NodeParts:
             return None
         info = self.llm.describe()
         return {"backend": info.backend, "model": info.name,
-                "quantization": info.quantization, "tokens_per_second": info.tokens_per_second}
+                "quantization": info.quantization, "tokens_per_second": info.tokens_per_second,
+                **({} if info.speed is None else {
+                    "tokens_per_second_low": info.speed.low,
+                    "tokens_per_second_high": info.speed.high,
+                    "speed_runs": info.speed.runs})}
 
     def published_ads(self) -> list[dict[str, Any]]:
         """The offers this node advertises, with the index acknowledgements of the last run."""
@@ -224,14 +228,15 @@ def offers_of(agent: Agent) -> list[Listing]:
 async def _bind_llm_sellers(agents: list[Agent], llm: LLMService | None) -> None:
     """Let every `LlmSeller` describe the node's model in its ad; measure it first.
 
-    One short generation (8 tokens) at start gives the first ad a measured tokens/s and
-    time to first token instead of none.
+    At start, one warm-up generation (discarded: a cold one can be a hundred times slower)
+    and three timed ones of 16 tokens give the first ad a measured tokens/s, its range and
+    the time to first token instead of none.
     """
     sellers = [a for a in agents if isinstance(a, LlmSeller)]
     if not sellers or llm is None:
         return
     try:
-        await llm.measure(max_tokens=8)
+        await llm.measure(max_tokens=16, runs=3, warmup=1)
     except AaexError:  # the ad goes out without the figures; the seller still sells
         logger.warning("measuring the model for its ad failed", exc_info=True)
     for seller in sellers:

@@ -25,7 +25,7 @@ from typing import Any, Protocol, Unpack
 from aaex_agents import Context, Identity
 from aaex_agents.errors import AaexError, UsageError
 from aaex_agents.money import ZERO, Credits
-from aaex_agents.services import DelegateTerms
+from aaex_agents.services import DelegateTerms, DelegationProgress
 
 from ..contracts.agreement import SignedAgreement
 from ..contracts.checkpoint import Checkpoint
@@ -39,7 +39,14 @@ from .contracting import buyer_signer
 from .disputes import raise_dispute
 from .errors import DelegationFailed
 from .metering import metered_usage
-from .negotiation import CallForProposals, Decline, negotiate, new_dialogue_id
+from .negotiation import (
+    Bid,
+    CallForProposals,
+    Decline,
+    NegotiationResult,
+    negotiate,
+    new_dialogue_id,
+)
 from .policy import Wallet
 from .selling import Deliver, DeliveryQuery, ReceiptNotice, Task, delivery_is_genuine
 from .strategies import BuyerStrategy, BuyerUtility, Weights
@@ -208,13 +215,46 @@ def _usage(signed: SignedAgreement, task: Mapping[str, Any],
     return metered_usage(task, result)
 
 
-Progress = Callable[[str, dict[str, Any]], None]
-"""(event, details) as a delegation goes: ``sellers``, ``offers`` (each seller's price, or
-why it dropped out: ``declined`` is a decline's reason, or ``error: <type>`` for a seller that
-did not answer usably, with ``detail``), ``agreement``, then
-``delivery``, ``receipt`` and ``settled`` for each award. Amounts are decimal credits
-(strings) with their ``*_micro`` integer twin. What an operator watching a purchase sees
-(``aaex market buy``)."""
+Progress = DelegationProgress
+"""(event, details) as a delegation goes: ``sellers`` (those invited), ``offers`` (each
+seller's last bid: price, latency_ms, deadline_s, penalty, its reputation and the buyer's
+utility of it; or why it dropped out: ``declined`` is a decline's reason, or ``error:
+<type>`` for a seller that did not answer usably, with ``detail``), ``agreement`` (the award,
+with ``why``: the winner's utility against the runner-up's), then ``delivery``, ``receipt``
+and ``settled`` for each award. Amounts are decimal credits (strings) with their ``*_micro``
+integer twin. What an operator watching a purchase sees (``aaex market buy``) and what the
+supply-chain demo shows per subtask."""
+
+
+def _bid_document(bid: Bid, reputation: float | None) -> dict[str, Any]:
+    """One seller's bid as the ``offers`` event carries it (see `Progress`)."""
+    if bid.offer is None:
+        return {"seller": bid.seller, "declined": bid.declined, "detail": bid.detail,
+                "price": None, "price_micro": None, "reputation": reputation}
+    offer = bid.offer
+    return {"seller": bid.seller, "declined": None, "detail": bid.detail,
+            **offer.price.document("price"), "latency_ms": offer.latency_ms,
+            "deadline_s": offer.deadline_s, **offer.penalty.document("penalty"),
+            "reputation": reputation, "utility": round(bid.utility, 4)}
+
+
+def award_reason(outcome: NegotiationResult) -> dict[str, Any]:
+    """Why the winner won, for the buyer's operator to judge the award.
+
+    ``why``: its utility (price, latency, deadline, penalty and reputation weighed by the
+    buyer) against the best other bid's, or that it bid alone; ``runner_up``: that other
+    bidder's address (None when there was none), the seller turned to if the winner fails.
+    """
+    live = sorted((b for b in outcome.bids if b.offer is not None),
+                  key=lambda b: (-b.utility, b.seller))
+    won = next((b for b in live if b.seller == outcome.winner), None)
+    others = [b for b in live if b.seller != outcome.winner]
+    if won is None:
+        return {"why": "the only agreement reached", "runner_up": None}
+    if not others:
+        return {"why": f"the only bid in time (utility {won.utility:.3f})", "runner_up": None}
+    return {"why": f"highest utility {won.utility:.3f} against the runner-up's "
+                   f"{others[0].utility:.3f}", "runner_up": others[0].seller}
 
 
 def _report_award(progress: Progress, signed: SignedAgreement, receipt: SignedReceipt,
@@ -318,11 +358,8 @@ class Delegator:
                                       reputation=scores,
                                       release=self._wallet.release,
                                       timeout=min(5.0, remaining))
-            report("offers", {"offers": [
-                {"seller": bid.seller, "declined": bid.declined, "detail": bid.detail,
-                 **(bid.offer.price.document("price") if bid.offer is not None
-                    else {"price": None, "price_micro": None})}
-                for bid in outcome.bids]})
+            report("offers", {"offers": [_bid_document(bid, scores.get(bid.seller))
+                                         for bid in outcome.bids]})
             if outcome.agreement is None or outcome.winner is None:
                 for bid in outcome.bids:
                     attempts.append(Attempt(bid.seller, "no_agreement", detail=str(bid.declined)))
@@ -337,7 +374,8 @@ class Delegator:
             report("agreement", {
                 "agreement_id": signed.id, "seller": outcome.winner,
                 **agreed.price.document("price"), **agreed.penalty.document("penalty"),
-                "max_latency_ms": agreed.max_latency_ms, "deadline_ms": agreed.deadline_ms})
+                "max_latency_ms": agreed.max_latency_ms, "deadline_ms": agreed.deadline_ms,
+                **award_reason(outcome)})
             try:
                 result, receipt, detail = await self._perform(ctx, signed, task, end)
             except AgreementExpired as exc:  # we closed it unfunded when its seller asked

@@ -173,13 +173,17 @@ class LlmSeller(ServiceSeller):
     def ad_attributes(self) -> dict[str, str | int | float]:
         """What the ad says: the model, what the node measured of it, the per-token prices.
 
+        Prices are decimal credits with their ``*_micro`` twin (`Credits.document`); the
+        speed is the median of the node's warmed runs with their range
+        (``tokens_per_s_low``/``_high`` over ``tokens_per_s_runs``).
+
         The node's `offers_of` puts these into the signed ad; a figure not measured yet is
         left out rather than advertised as zero.
         """
         info = self.model_info() if self.model_info is not None else None
         attributes: dict[str, str | int | float] = {
-            "price_in_per_1k_micro": self.input_per_1k.micro,
-            "price_out_per_1k_micro": self.output_per_1k.micro,
+            **self.input_per_1k.document("price_in_per_1k"),
+            **self.output_per_1k.document("price_out_per_1k"),
             "max_tokens_cap": self.max_tokens_cap, "max_ttft_ms": self.max_ttft_ms,
             "min_tokens_per_s": self.min_tokens_per_s}
         if info is not None:
@@ -189,5 +193,9 @@ class LlmSeller(ServiceSeller):
                 "tokens_per_s": None if info.tokens_per_second is None
                 else round(info.tokens_per_second, 2),
                 "ttft_ms": None if info.ttft_ms is None else round(info.ttft_ms, 1)}
+            if info.speed is not None:  # the warmed runs' range, so a buyer sees the spread
+                measured.update(tokens_per_s_low=round(info.speed.low, 2),
+                                tokens_per_s_high=round(info.speed.high, 2),
+                                tokens_per_s_runs=info.speed.runs)
             attributes.update({k: v for k, v in measured.items() if v is not None})
         return attributes
