@@ -161,7 +161,8 @@ async def test_node_runs_from_config_serves_admin_and_metrics_and_stops_on_sigte
             async with open_runtime(buyer, transports=[HttpTransport()], directory=StaticDirectory(
                     {seller: [endpoint]})) as runtime:
                 reply = await runtime.context(buyer).ask(seller, CallForProposals(
-                    dialogue=new_dialogue_id(), capability="forecast.demand", max_price=cr(10),
+                    dialogue=new_dialogue_id(), capability="forecast.demand", task={"history": [1]},
+                    max_price=cr(10),
                     max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 3))
             assert isinstance(reply, Propose)
             dialogues = await get("/dialogues")
@@ -234,6 +235,7 @@ async def test_shutdown_declines_new_calls_but_lets_open_negotiations_finish(
     async with open_runtime(buyer, transports=[HttpTransport()], directory=directory) as rt:
         ctx = rt.context(buyer)
         call = CallForProposals(dialogue=new_dialogue_id(), capability="forecast.demand",
+                                task={"history": [1]},
                                 max_price=cr(10), max_latency_ms=1000, max_deadline_s=60,
                                 respond_by=time.time() + 60)
         offer = await ctx.ask(seller.address, call)
@@ -241,7 +243,8 @@ async def test_shutdown_declines_new_calls_but_lets_open_negotiations_finish(
         stopping = asyncio.ensure_future(node_cm.__aexit__(None, None, None))
         await asyncio.wait_for(node.draining.wait(), 10)  # the node has begun to drain
         late = await ctx.ask(seller.address, CallForProposals(
-            dialogue=new_dialogue_id(), capability="forecast.demand", max_price=cr(10),
+            dialogue=new_dialogue_id(), capability="forecast.demand", task={"history": [1]},
+                    max_price=cr(10),
             max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 60))
         assert isinstance(late, Decline) and late.reason == "shutting_down"
         signed = buyer_signer(buyer.identity)(call.dialogue, seller.address, call, Offer(
@@ -285,6 +288,7 @@ async def test_the_drain_waits_for_agreed_work_whose_task_has_not_arrived(
                             clock=clock) as rt:
         ctx = rt.context(buyer)
         call = CallForProposals(dialogue=new_dialogue_id(), capability="forecast.demand",
+                                task={"history": [1]},
                                 max_price=cr(10), max_latency_ms=1000, max_deadline_s=60,
                                 respond_by=clock.now() + 60)
         offer = await ctx.ask(seller.address, call)

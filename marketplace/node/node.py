@@ -27,6 +27,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
+from pydantic import BaseModel
+
 from aaex_agents import (
     Agent,
     HttpTransport,
@@ -54,6 +56,7 @@ from discovery.dht import Discovery, open_discovery
 from discovery.directory import DhtDirectory
 from discovery.query import Query
 from discovery.records import PriceModel, SlaOffer
+from discovery.schema import compact_schema
 
 from ..contracts.ledger import Ledger, LedgerConfig, open_ledger
 from ..trade.buying import Buyer
@@ -169,11 +172,14 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
     statements).
 
     Raises:
-        ConfigError: the class is not an Agent, or a setting is not accepted.
+        ConfigError: the class is not an Agent, a seller's class states no capability or task
+            model (or one too big for an ad), or a setting is not accepted.
     """
     cls = spec.load_class()
     if not issubclass(cls, Agent):
         raise ConfigError(f"agents.{spec.name}.class: {spec.target} is not an Agent subclass")
+    if issubclass(cls, Seller):
+        check_seller_class(cls, f"agents.{spec.name}.class: {spec.target}")
     identity = load_or_create_identity(agent_key_path(config, spec.name))
     settings = dict(spec.settings)
     try:
@@ -199,11 +205,46 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
         raise ConfigError(f"agents.{spec.name}.settings: {exc}") from exc
 
 
+def check_seller_class(cls: type[Seller], where: str) -> None:
+    """Refuse a seller class that cannot say what it sells: no capability, no task model.
+
+    A buyer learns the shape of a task from the ad, so a seller that states none would take
+    any task (``{"foo": "bar"}``) and be paid for a result of nothing.
+
+    Raises:
+        ConfigError: naming the missing class attribute.
+    """
+    if not cls.capability:
+        raise ConfigError(f"{where} sets no capability: give the class a `capability` such as "
+                          "\"forecast.demand\"")
+    for name in ("task_model", "result_model"):
+        model = getattr(cls, name)
+        if name == "task_model" and model is None:
+            raise ConfigError(f"{where} sets no task_model: give the class a pydantic model "
+                              "of the task it takes (`task_model: ClassVar[type[BaseModel]]`)")
+        if model is None:
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise ConfigError(f"{where}: {name} must be a pydantic BaseModel class, got "
+                              f"{model!r}")
+        try:
+            compact_schema(model)
+        except UsageError as exc:
+            raise ConfigError(f"{where}: {name}: {exc}") from None
+
+
+def _schemas(agent: Seller) -> dict[str, Any]:
+    """The schemas of `agent`'s task and result models, as its ads carry them."""
+    return {f"{name}_schema": compact_schema(model) for name, model in
+            (("task", agent.task_model), ("result", agent.result_model)) if model is not None}
+
+
 def offers_of(agent: Agent) -> list[Listing]:
     """What a selling agent advertises: its capability at its current asking price.
 
     An `LlmSeller` advertises its price per output token, its model and what the node
-    measured of it (`LlmSeller.ad_attributes`).
+    measured of it (`LlmSeller.ad_attributes`). Every ad carries the schemas of the seller's
+    task and result models (`discovery.schema`).
     """
     if not isinstance(agent, Seller) or not agent.capability:
         return []
@@ -213,12 +254,13 @@ def offers_of(agent: Agent) -> list[Listing]:
                       price=PriceModel(kind="per_1k_tokens", amount=agent.output_per_1k),
                       sla=SlaOffer(p50_ms=latency / 2, p95_ms=latency,
                                    deadline_s=agent.strategy.deadline_s, availability=0.99),
-                      attributes=agent.ad_attributes())]
+                      attributes=agent.ad_attributes(), **_schemas(agent))]
     ask = agent.strategy.ask(0.0, 1.0, agent.queue_depth)
     return [Listing(capability=agent.capability, price=PriceModel(amount=ask.price),
                   sla=SlaOffer(p50_ms=ask.latency_ms / 2, p95_ms=ask.latency_ms,
                                deadline_s=ask.deadline_s, availability=0.99),
-                  attributes={"strategy_exponent": agent.strategy.exponent})]
+                  attributes={"strategy_exponent": agent.strategy.exponent},
+                  **_schemas(agent))]
 
 
 async def _bind_llm_sellers(agents: list[Agent], llm: LLMService | None) -> None:

@@ -13,15 +13,27 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
 
 from aaex_agents import Agent, Context, Credits, on_interval
 from marketplace.trade.errors import DelegationFailed
 from marketplace.trade.selling import ServiceSeller
 
 
+class History(BaseModel):
+    history: list[float] = Field(min_length=1)
+
+
+class Forecast(BaseModel):
+    forecast: float
+
+
 class SlowForecaster(ServiceSeller):
     capability = "forecast.demand"
+    task_model: ClassVar[type[BaseModel]] = History
+    result_model: ClassVar[type[BaseModel]] = Forecast
 
     def __init__(self, *args: Any, work_seconds: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -1,0 +1,31 @@
+"""A seller's typed task: the check of a task against the seller's own pydantic model.
+
+A seller declares `task_model` (and `result_model`); the node puts their schemas in its ad
+(`discovery.schema`) and refuses to start a seller without a task model. The seller checks
+each call for proposals and each task it receives with `task_fault`, and declines a task
+that does not fit (``bad_task``, naming the field) before it prices or performs anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+
+def task_fault(model: type[BaseModel] | None, task: Mapping[str, Any]) -> str | None:
+    """Why `task` does not fit `model`, naming the field (``history.0: ...``); None if it does.
+
+    A seller with no model takes any task (its `perform` says no itself).
+    """
+    if model is None:
+        return None
+    try:
+        model.model_validate(dict(task))
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the task"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"{where}: {first['msg']}{more}"
+    return None
