@@ -10,8 +10,9 @@ JSON Schema that pydantic emits for plain models: ``type``, ``required``, ``prop
 ``additionalProperties``, ``items``, ``enum``, ``const``, ``anyOf``, ``$ref`` into ``$defs``,
 ``minimum``/``maximum`` (and their exclusive forms), ``minLength``/``maxLength`` and
 ``minItems``/``maxItems``. A keyword outside it is not checked (the seller checks again on
-receipt with its own model), so the check never refuses a task the seller would take for a
-reason the seller would not give. The `jsonschema` package would check more, but it is not a
+receipt with its own model, in pydantic's strict JSON mode, which reads types as JSON Schema
+does: ``"3"`` and ``true`` are not integers), so the check refuses no task the seller
+would take. The `jsonschema` package would check more, but it is not a
 dependency and the seller's own check is the authority anyway.
 
 `compact_schema` drops titles and descriptions so a schema costs the ad only its structure;

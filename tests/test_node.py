@@ -86,6 +86,12 @@ def test_agent_settings_are_checked_against_the_class(tmp_path: Path, settings: 
      "aaex: agents.forecaster.settings.cost = 'cheap': write a number"),
     (NODE_TOML.replace("refresh_period", "refresh_perod"),
      "aaex: node.refresh_perod: unknown key; did you mean 'refresh_period'?"),
+    (NODE_TOML.replace("tests.peers.seller_peer:ForecastSeller", "marketplace:ServiceSeller"),
+     "aaex: agents.forecaster.class: marketplace:ServiceSeller sets no capability"),
+    (NODE_TOML.replace("tests.peers.seller_peer:ForecastSeller",
+                       "tests.peers.market_agents:UntypedForecaster"),
+     "aaex: agents.forecaster.class: tests.peers.market_agents:UntypedForecaster sets no "
+     "task_model"),
 ])
 def test_node_run_with_a_bad_config_prints_one_line_and_fails(tmp_path: Path, toml: str,
                                                               message: str) -> None:

@@ -8,6 +8,7 @@ that does not fit (``bad_task``, naming the field) before it prices or performs 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,12 +18,14 @@ from pydantic import BaseModel, ValidationError
 def task_fault(model: type[BaseModel] | None, task: Mapping[str, Any]) -> str | None:
     """Why `task` does not fit `model`, naming the field (``history.0: ...``); None if it does.
 
-    A seller with no model takes any task (its `perform` says no itself).
+    A seller with no model takes any task (its `perform` says no itself). The check is
+    pydantic's strict JSON mode, so it agrees with the JSON Schema a buyer checks against
+    (`discovery.schema`): ``"3"`` or ``true`` is not an integer, though 3 is a float.
     """
     if model is None:
         return None
     try:
-        model.model_validate(dict(task))
+        model.model_validate_json(json.dumps(dict(task)), strict=True)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "the task"
