@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pytest
@@ -207,3 +208,28 @@ async def test_a_seller_declines_on_receipt_a_task_its_model_refuses() -> None:
                                      budget=cr(5), deadline=1.5, progress=upgrade)
     first = failed.value.attempts[0]
     assert (first.verdict, first.detail) == ("not_delivered", "bad_task: history: Field required")
+
+
+def test_the_readme_seller_is_whole_and_typed(tmp_path: Path) -> None:
+    import importlib.util
+    import re
+
+    from marketplace.node.node import check_seller_class, offers_of
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    [source] = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+                if "class Forecaster(ServiceSeller)" in b]
+    assert len(source.strip().splitlines()) <= 20
+    (tmp_path / "my_agents.py").write_text(source)  # as the README says to save it
+    spec = importlib.util.spec_from_file_location("my_agents", tmp_path / "my_agents.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    seller_class = module.Forecaster
+    check_seller_class(seller_class, "README")  # a node starts it
+    identity = Identity.generate()
+    seller = seller_class(identity, strategy=SellerStrategy(cost=cr(2)),
+                          countersign=seller_countersigner(identity))
+    [listing] = offers_of(seller)
+    assert listing.task_schema is not None and listing.task_schema["required"] == ["history"]
+    assert task_fault(seller_class.task_model, {"foo": "bar"}) == "history: Field required"

@@ -1,7 +1,8 @@
 """Agents for the two-operator tests, named in node TOML files (`tests.peers.market_agents:...`).
 
 `SlowForecaster` sells forecasts and takes `work_seconds` per task (time to kill its buyer
-mid-task); `UntypedForecaster` is one that states no task model, which no node starts. `DiesAfterCountersigning` is one that SIGKILLs its own node the first time it has
+mid-task); `UntypedForecaster` is one that states no task model, which no node starts.
+`DiesAfterCountersigning` is one that SIGKILLs its own node the first time it has
 countersigned and booked a sale, before its answer leaves (a marker file says it died once).
 `StandingBuyer` buys `orders` forecasts one after the other, once in its life:
 what it has bought is in its storage, so a restarted node does not buy again (what is open
