@@ -19,6 +19,7 @@ from aaex_agents.errors import UsageError
 from discovery.errors import MalformedRecord
 from discovery.records import PriceModel, ServiceAd, SlaOffer
 from discovery.schema import MAX_SCHEMA_BYTES, compact_schema, schema_fault
+from marketplace.contracts.ledger import LedgerConfig, open_ledger
 from marketplace.trade.contracting import seller_countersigner
 from marketplace.trade.delegation import Delegator, Found
 from marketplace.trade.errors import BadTask, DelegationFailed
@@ -28,8 +29,7 @@ from marketplace.trade.policy import Wallet
 from marketplace.trade.selling import ServiceSeller
 from marketplace.trade.strategies import LINEAR, SellerStrategy
 from marketplace.trade.task_models import task_fault
-from tests.market_kit import cr
-from tests.test_delegation import Book
+from tests.market_kit import OWNER, cr
 
 
 class Item(BaseModel):
@@ -152,23 +152,27 @@ def wallet() -> Wallet:
     return Wallet(budget=cr(20), per_seller=cr(20), per_task=cr(10))
 
 
-async def test_the_buyer_refuses_a_task_that_fits_no_advertised_schema_before_any_call() -> None:
-    seller, planner, book = make_seller(), Agent(), Book()
+async def test_the_buyer_refuses_a_task_that_fits_no_advertised_schema_before_any_call(
+        tmp_path: Path) -> None:
+    seller, planner = make_seller(), Agent()
     schema = compact_schema(History)
 
     async def find(capability: str, where: str | None) -> list[str | Found]:
         return [Found(seller.address, schema)]
 
-    delegator = Delegator(planner.identity, find=find, books=book, wallet=wallet(),
-                          negotiation_window=0.5)
-    async with open_runtime([planner, seller], transports=[MemoryNetwork().transport()]) as rt:
+    async with open_ledger(tmp_path / "l.sqlite", config=LedgerConfig(owner=OWNER)) as books, \
+            open_runtime([planner, seller], transports=[MemoryNetwork().transport()]) as rt:
+        await books.deposit(planner.address, cr(10))
+        delegator = Delegator(planner.identity, find=find, books=books, wallet=wallet(),
+                              negotiation_window=0.5)
         ctx = rt.context(planner)
         with pytest.raises(BadTask) as refused:
             await delegator.delegate(ctx, "forecast.demand", {"history": ["ten"]},
                                      budget=cr(5), deadline=10)
         assert refused.value.fault.startswith("history.0: must be number")
         assert "history.0" in str(refused.value)
-        assert seller.dialogues == {} and book.holds == {}  # nothing asked, nothing held
+        assert seller.dialogues == {}  # no call reached the seller
+        assert await books.counts() == (0, 0) and await books.agreements() == []
         done = await delegator.delegate(ctx, "forecast.demand", {"history": [1, 3]},
                                         budget=cr(5), deadline=10)
     assert done.result == {"forecast": 2.0}
@@ -190,7 +194,7 @@ async def test_a_seller_with_no_schema_in_its_ad_is_still_asked() -> None:
 async def test_a_seller_declines_on_receipt_a_task_its_model_refuses() -> None:
     """The seller's model refuses the task it priced (it was upgraded in between): it says
     which field, and the buyer settles it as not delivered."""
-    seller, planner, book = make_seller(), Agent(), Book()
+    seller, planner = make_seller(), Agent()
     seller.task_model = None  # type: ignore[misc]  # the old seller priced any task
 
     async def find(capability: str, where: str | None) -> list[str]:
@@ -200,8 +204,7 @@ async def test_a_seller_declines_on_receipt_a_task_its_model_refuses() -> None:
         if event == "agreement":
             del seller.task_model  # the class's model from now on
 
-    delegator = Delegator(planner.identity, find=find, books=book, wallet=wallet(),
-                          negotiation_window=0.5)
+    delegator = Delegator(planner.identity, find=find, wallet=wallet(), negotiation_window=0.5)
     async with open_runtime([planner, seller], transports=[MemoryNetwork().transport()]) as rt:
         with pytest.raises(DelegationFailed) as failed:
             await delegator.delegate(rt.context(planner), "forecast.demand", {"histry": [1]},
@@ -214,7 +217,8 @@ def test_the_readme_seller_is_whole_and_typed(tmp_path: Path) -> None:
     import importlib.util
     import re
 
-    from marketplace.node.node import check_seller_class, offers_of
+    from marketplace.node.config import check_seller_class
+    from marketplace.node.node import offers_of
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     [source] = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S)

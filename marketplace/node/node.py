@@ -27,8 +27,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
-from pydantic import BaseModel
-
 from aaex_agents import (
     Agent,
     HttpTransport,
@@ -172,14 +170,12 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
     statements).
 
     Raises:
-        ConfigError: the class is not an Agent, a seller's class states no capability or task
-            model (or one too big for an ad), or a setting is not accepted.
+        ConfigError: the class is not an Agent (or a seller's class states no capability or
+            task model: see `config.check_seller_class`), or a setting is not accepted.
     """
     cls = spec.load_class()
     if not issubclass(cls, Agent):
         raise ConfigError(f"agents.{spec.name}.class: {spec.target} is not an Agent subclass")
-    if issubclass(cls, Seller):
-        check_seller_class(cls, f"agents.{spec.name}.class: {spec.target}")
     identity = load_or_create_identity(agent_key_path(config, spec.name))
     settings = dict(spec.settings)
     try:
@@ -203,34 +199,6 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
         return cls(identity, name=spec.name, **settings)
     except (TypeError, UsageError) as exc:
         raise ConfigError(f"agents.{spec.name}.settings: {exc}") from exc
-
-
-def check_seller_class(cls: type[Seller], where: str) -> None:
-    """Refuse a seller class that cannot say what it sells: no capability, no task model.
-
-    A buyer learns the shape of a task from the ad, so a seller that states none would take
-    any task (``{"foo": "bar"}``) and be paid for a result of nothing.
-
-    Raises:
-        ConfigError: naming the missing class attribute.
-    """
-    if not cls.capability:
-        raise ConfigError(f"{where} sets no capability: give the class a `capability` such as "
-                          "\"forecast.demand\"")
-    for name in ("task_model", "result_model"):
-        model = getattr(cls, name)
-        if name == "task_model" and model is None:
-            raise ConfigError(f"{where} sets no task_model: give the class a pydantic model "
-                              "of the task it takes (`task_model: ClassVar[type[BaseModel]]`)")
-        if model is None:
-            continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            raise ConfigError(f"{where}: {name} must be a pydantic BaseModel class, got "
-                              f"{model!r}")
-        try:
-            compact_schema(model)
-        except UsageError as exc:
-            raise ConfigError(f"{where}: {name}: {exc}") from None
 
 
 def _schemas(agent: Seller) -> dict[str, Any]:
