@@ -255,6 +255,17 @@ def test_backoff_doubles_and_forgives() -> None:
     assert not backoff.banned("p", now=0)
 
 
+def test_backoff_lists_the_bans_in_force_with_their_reason_and_expiry() -> None:
+    backoff = Backoff(base=2, cap=5)
+    backoff.ban("p", now=0, reason="breached")
+    backoff.ban("q", now=0, reason="failed:timeout")
+    backoff.ban("q", now=0, reason="not_delivered")
+    assert [(b.peer, b.reason, b.until, b.failures) for b in backoff.active(now=1)] == [
+        ("p", "breached", 2, 1), ("q", "not_delivered", 4, 2)]
+    assert [b.peer for b in backoff.active(now=3)] == ["q"]  # p's ban expired
+    assert backoff.bans_total == 3
+
+
 async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_paid_once(
         tmp_path: Path) -> None:
     specs = [("0.5", "5"), ("2.0", "0")]  # the cheap one works slowly: it is killed mid-task

@@ -97,6 +97,17 @@ async def test_a_buyers_false_breach_is_disputed_held_and_resolved_by_both_signa
             disputed = await seller.event("disputed")
             await buyer.event("disputed")  # its node recorded the seller's dispute
             agreement_id = disputed["agreement_id"]
+            code, out, _ = await aaex(capsys, "node", "status", "--config", str(buyer_toml),
+                                      "--json")
+            [ban] = json.loads(out)["bans"]  # the buyer's delegator banned the "breaching" seller
+            assert (ban["agent"], ban["reason"], ban["failures"]) == ("shopper", "breached", 1)
+            assert ban["expires_in_s"] > 0
+            async with aiohttp.ClientSession() as http:
+                async with http.get(buyer.ready["admin"] + "/metrics") as response:
+                    scraped = await response.text()
+            assert "aaex_bans_total 1.0" in scraped and "aaex_disputes_total 1.0" in scraped
+            code, out, _ = await aaex(capsys, "node", "status", "--config", str(buyer_toml))
+            assert "breached" in out.split("sellers banned by our buyers")[1], out
 
             code, out, _ = await aaex(capsys, "dispute", "list", "--config", str(seller_toml),
                                       "--json")

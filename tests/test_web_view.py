@@ -51,7 +51,7 @@ async def test_the_admin_api_serves_the_web_view(tmp_path: Path) -> None:
             assert response.content_type == "text/html"
             page = await response.text()
     for endpoint in ("/status", "/agents", "/ads", "/accounts", "/dialogues", "/agreements",
-                     "/balances", "/ledger"):
+                     "/balances", "/ledger", "/bans"):
         assert endpoint in page
 
 
@@ -69,6 +69,8 @@ async def test_the_web_view_renders_live_node_state_in_chromium(tmp_path: Path) 
                 max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 60))
             assert isinstance(reply, Propose)
         await node.ledger.deposit(buyer.address, Credits(3_250_000))
+        node.market.for_agent(seller.address).backoff.ban(buyer.address, time.time(),
+                                                          "not_delivered")
 
         dom = (await _chromium(node.admin_url + "/", "--dump-dom",
                                profile=tmp_path / "profile-dom")).decode()
@@ -76,6 +78,7 @@ async def test_the_web_view_renders_live_node_state_in_chromium(tmp_path: Path) 
         assert "proposed" in dom                        # the live dialogue, from /dialogues
         assert "3.25" in dom                            # the deposit in credits, /balances
         assert "chain verified" in dom                  # from /ledger
+        assert "not_delivered" in dom                   # a ban and its reason, from /bans
         assert 'id="status">running' in dom       # the page reached the node
         assert "agent1" in dom                          # each agent's uAgents address
         assert "interop: off" in dom                    # and the interop endpoints

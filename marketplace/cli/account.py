@@ -5,12 +5,15 @@
     aaex account show      --config node.toml [--json]
     aaex account statement --config node.toml --with aaex1... [--json]
     aaex account reconcile --config node.toml --with aaex1... [--json]   # exit 1 on a difference
+    aaex account settle    --config node.toml --with aaex1... 12.5 --reference BANK-REF [--agent A]
+    aaex account show      --config node.toml --by-partner               # who owes whom
 
 While the node runs, each command goes through its admin API (found through the config's
 data dir); while it is stopped, deposit, withdraw, show and statement work on the ledger
 file itself, with the node's key signing the money entries. Reconcile asks the partner over
-the market protocol, so it needs the running node. AGENT is a name from the config or an
-address; amounts are decimal credits.
+the market protocol, and settle (recording a payment made outside the market, which the
+partner's operator records too) signs and sends it there, so both need the running node.
+AGENT is a name from the config or an address; amounts are decimal credits.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ..node.accounts import (
     agent_addresses,
     check_address,
     create_missing_keys,
+    partners_document,
     resolve_agent,
     statement_document,
 )
@@ -50,7 +54,19 @@ def register(commands: Any) -> None:
         move.add_argument("--memo", default="", help="a note kept with the entry")
         move.set_defaults(run=_move, kind=kind)
     show = sub.add_parser("show", help="each agent's available, held, receivable, payable")
+    show.add_argument("--by-partner", action="store_true",
+                      help="per partner: who owes whom, netted")
     show.set_defaults(run=_show)
+    settle = sub.add_parser("settle", help="record a payment made outside the market with a "
+                            "partner; it counts once the partner's operator records it too")
+    settle.add_argument("--with", dest="partner", required=True, metavar="ADDRESS",
+                        help="the partner agent's address")
+    settle.add_argument("amount", help="credits paid, e.g. 2.5")
+    settle.add_argument("--reference", required=True,
+                        help="the transfer's reference, the same on both sides")
+    settle.add_argument("--agent", help="our agent (default: the one with a debt with the "
+                        "partner)")
+    settle.set_defaults(run=_settle)
     statement = sub.add_parser("statement", help="our agreements with a partner and the net")
     statement.set_defaults(run=_statement)
     reconcile = sub.add_parser("reconcile", help="compare our books with the partner's; "
@@ -61,7 +77,7 @@ def register(commands: Any) -> None:
         command.add_argument("--with", dest="partner", required=True, metavar="ADDRESS",
                              help="the partner agent's address")
     for command in (*[sub.choices[k] for k in ("deposit", "withdraw")], show, statement,
-                    reconcile):
+                    reconcile, settle):
         command.add_argument("--config", required=True, help="the node's TOML file")
         command.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -106,14 +122,51 @@ def _show(args: argparse.Namespace) -> int:
     async def run() -> list[dict[str, Any]]:
         reached = await reach(config)
         if reached.access is not None:
-            document: list[dict[str, Any]] = await request(reached.access, "GET", "/accounts")
+            path = "/accounts/partners" if args.by_partner else "/accounts"
+            document: list[dict[str, Any]] = await request(reached.access, "GET", path)
             return document
         note(f"{reached.why_not}; reading {config.ledger_path}")
         async with open_ledger(config.ledger_path) as ledger:
+            if args.by_partner:
+                return partners_document(agent_addresses(config), await ledger.lines())
             return accounts_document(agent_addresses(config), await ledger.positions())
 
     accounts = asyncio.run(run())
-    print(json.dumps(accounts) if args.json else _accounts_table(accounts))
+    if args.json:
+        print(json.dumps(accounts))
+    elif args.by_partner:
+        print(render_table(["agent", "partner", "who owes", "credits"],
+                           [(a["agent"], a["partner"], a["owes"], a["amount"]) for a in accounts],
+                           align="lllr") if accounts else "nobody owes anybody")
+    else:
+        print(_accounts_table(accounts))
+    return 0
+
+
+def _settle(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    partner = check_address(args.partner, "--with")
+    Credits.parse(args.amount, "AMOUNT")
+
+    async def run() -> dict[str, Any]:
+        access = must_run(await reach(config))
+        body = {"with": partner, "amount": args.amount, "reference": args.reference,
+                "agent": args.agent}
+        document: dict[str, Any] = await request(access, "POST", "/account/settle", body=body)
+        return document
+
+    document = asyncio.run(run())
+    if args.json:
+        print(json.dumps(document))
+        return 0
+    if document["outcome"] == "recorded":
+        print(f"recorded payment {document['payment_id'][:16]} of {document['amount']} "
+              f"credits from {document['payer']} to {document['payee']}, signed by both; "
+              f"the partner's books: {document['partner']}")
+    else:
+        print(f"offered payment {document['payment_id'][:16]} of {document['amount']} credits "
+              f"from {document['payer']} to {document['payee']}: it counts once the partner's "
+              f"operator records it too (the partner: {document['partner']})")
     return 0
 
 
@@ -185,6 +238,10 @@ def _reconcile(args: argparse.Namespace) -> int:
                   f"net {ours['net']} credits: {state}")
             for gap in agent["differences"]:
                 print(f"  {gap}")
+            for payment in agent.get("pending", []):
+                print(f"  pending payment {payment['payment_id'][:16]}: {payment['amount']} "
+                      f"credits from {payment['payer']} to {payment['payee']}, reference "
+                      f"{payment['reference']!r}, waiting for {payment['waiting_for']}")
             if agent.get("checkpoint"):
                 head = agent["checkpoint"]
                 print(f"  the partner's node signed its ledger at entry {head['seq']} "

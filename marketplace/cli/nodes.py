@@ -111,11 +111,12 @@ def _node_status(args: argparse.Namespace) -> int:
             access = must_run(await reach(load_config(args.config)))
         else:
             access = AdminAccess(args.admin.rstrip("/"), "", "")
-        views = ("/status", "/agents", "/ads", "/accounts", "/agreements")
+        views = ("/status", "/agents", "/ads", "/accounts", "/agreements", "/bans")
         answers = await asyncio.gather(*(request(access, "GET", v, timeout=10) for v in views))
-        status, agents, ads, accounts, agreements = answers
+        status, agents, ads, accounts, agreements, bans = answers
         return {**status, "hosted_agents": agents, "ads": ads["published"], "accounts": accounts,
-                "open_agreements": [a for a in agreements if a["verdict"] == "open"]}
+                "open_agreements": [a for a in agreements if a["verdict"] == "open"],
+                "bans": bans}
 
     try:
         status = asyncio.run(fetch())
@@ -133,7 +134,7 @@ def _render_status(status: dict[str, Any]) -> str:
     from .console import render_table
 
     sections = [f"{key:<14} {value}" for key, value in status.items()
-                if key not in ("hosted_agents", "ads", "accounts", "open_agreements")]
+                if key not in ("hosted_agents", "ads", "accounts", "open_agreements", "bans")]
     sections += ["", "agents", render_table(
         ["name", "class", "capability", "address"],
         [(a["name"], a["class"], a.get("capability") or "-", a["address"])
@@ -150,4 +151,9 @@ def _render_status(status: dict[str, Any]) -> str:
         ["agreement", "side", "capability", "price", "buyer", "seller"],
         [(a["id"][:16], a["side"], a["capability"], a["price"], a["buyer"][:20] + "…",
           a["seller"][:20] + "…") for a in open_], align="lllrll") if open_ else "none"]
+    bans = status["bans"]
+    sections += ["", "sellers banned by our buyers (backoff)", render_table(
+        ["agent", "seller", "reason", "failures", "expires in (s)"],
+        [(b["agent"], b["seller"], b["reason"], b["failures"], b["expires_in_s"])
+         for b in bans], align="lllrr") if bans else "none"]
     return "\n".join(sections)

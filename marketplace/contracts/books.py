@@ -13,7 +13,12 @@ breached       the seller owes the buyer the penalty
 not_delivered  the seller owes the buyer the penalty
 (expiry)       nothing: the buyer never escrowed it
 (none yet)     nothing yet: the agreement is open
+(payment)      the payee owes the payer what it was paid
 =============  ==========================================
+
+A payment made outside the market and signed by both partners
+(marketplace.contracts.payment) is a line of its own: it owes back exactly what it paid, so
+the debt it settled nets to zero.
 
 On the buyer's books the met price is paid at once out of escrow (it moves to the seller's
 account there); the penalty is a debt the seller carries on its own books, so a seller never
@@ -32,6 +37,7 @@ from aaex_agents.money import ZERO, Credits
 from .agreement import SignedAgreement
 from .dispute import SignedResolution
 from .expiry import SignedExpiry
+from .payment import SignedPayment
 from .receipt import SignedReceipt
 
 
@@ -45,11 +51,11 @@ class Line(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     agreement_id: str
-    """The agreement's id (hex sha256 of what both signed)."""
+    """The agreement's id (hex sha256 of what both signed), or a payment's."""
     buyer: str
-    """The buyer's address."""
+    """The buyer's address (of a payment: the payer)."""
     seller: str
-    """The seller's address."""
+    """The seller's address (of a payment: the payee)."""
     capability: str
     """What was bought."""
     price: Credits
@@ -58,7 +64,8 @@ class Line(BaseModel):
     """``met``, ``breached``, ``not_delivered``, ``expired`` (closed by the buyer's signed word
     that it never escrowed: nothing owed), ``disputed`` (the parties' signed facts
     contradict: nothing owed, the money held, until a resolution), ``resolved`` (by the
-    resolution both parties or the arbiter signed), or ``open`` while nothing closed it."""
+    resolution both parties or the arbiter signed), ``paid`` (a payment both partners signed:
+    the payee owes back what it was paid), or ``open`` while nothing closed it."""
     debtor: str | None
     """Who owes `amount` (None while open)."""
     creditor: str | None
@@ -106,6 +113,21 @@ def line_of(signed: SignedAgreement,
                 debtor=debtor, creditor=creditor, amount=amount, receipt_id=receipt_id)
 
 
+PAYMENT_CAPABILITY = "payment"
+"""The `capability` of a payment's line."""
+
+
+def payment_line(signed: SignedPayment) -> Line:
+    """The line of a payment both partners signed: the payee owes the payer the amount back.
+
+    That nets out the debt the payment settled.
+    """
+    p = signed.payment
+    return Line(agreement_id=p.id, buyer=p.payer, seller=p.payee,
+                capability=PAYMENT_CAPABILITY, price=p.amount, verdict="paid", debtor=p.payee,
+                creditor=p.payer, amount=p.amount, receipt_id=p.id)
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
     """Every agreement with `partner` and the net position, from these books' side.
@@ -134,19 +156,42 @@ class Position:
     available: Credits = ZERO
     held: Credits = ZERO
     receivable: Credits = ZERO
-    """Owed to the agent by signed receipts."""
+    """Owed to the agent, netted per partner: the sum of the partners' positive nets."""
     payable: Credits = ZERO
-    """Owed by the agent by signed receipts."""
+    """Owed by the agent, netted per partner: the sum of what it owes the partners it owes."""
+
+
+def nets(lines: Iterable[Line]) -> dict[str, dict[str, Credits]]:
+    """Per address, per partner: what the partner owes it (< 0: what it owes the partner).
+
+    Netted per pair of partners, so a payment signed by both closes the debts it paid, and a
+    penalty a seller owes offsets the prices owed to it by the same buyer.
+    """
+    found: dict[str, dict[str, Credits]] = {}
+    for line in lines:
+        if line.debtor is None or line.creditor is None or line.amount == ZERO:
+            continue
+        mine = found.setdefault(line.creditor, {})
+        mine[line.debtor] = mine.get(line.debtor, ZERO) + line.amount
+        theirs = found.setdefault(line.debtor, {})
+        theirs[line.creditor] = theirs.get(line.creditor, ZERO) - line.amount
+    return found
 
 
 def positions(funds: Mapping[str, tuple[Credits, Credits]], lines: Iterable[Line]
               ) -> dict[str, Position]:
-    """Per address: its (available, held) `funds` and what the `lines` say it is owed and owes."""
+    """Per address: its (available, held) `funds` and what the `lines` say it is owed and owes.
+
+    Netted per partner (see `nets`).
+    """
     owed: dict[str, list[Credits]] = {}
-    for line in lines:
-        if line.debtor is not None and line.creditor is not None:
-            owed.setdefault(line.creditor, [ZERO, ZERO])[0] += line.amount
-            owed.setdefault(line.debtor, [ZERO, ZERO])[1] += line.amount
+    for address, partners in nets(lines).items():
+        totals = owed.setdefault(address, [ZERO, ZERO])
+        for net in partners.values():
+            if net > ZERO:
+                totals[0] += net
+            elif net < ZERO:
+                totals[1] -= net
     return {address: Position(*funds.get(address, (ZERO, ZERO)), *owed.get(address, [ZERO, ZERO]))
             for address in sorted(funds.keys() | owed.keys())}
 

@@ -32,10 +32,11 @@ from .agreement import SignedAgreement
 from .dispute import SignedDispute, SignedResolution
 from .errors import ContractRejected, LedgerTampered
 from .expiry import SignedExpiry
+from .payment import SignedPayment
 from .receipt import SignedReceipt
 
 EntryKind = Literal["deposit", "withdraw", "agreement", "hold", "delivery", "release", "refund",
-                    "expire", "notified", "access", "dispute", "resolve"]
+                    "expire", "notified", "access", "dispute", "resolve", "payment"]
 _HASH_TAG = b"aaex/ledger/1\x00"
 _GENESIS_TAG = b"aaex/ledger-genesis/1\x00"
 MONEY_TAG = b"aaex/ledger-money/2\x00"
@@ -73,8 +74,9 @@ class LedgerReport:
     """Hex hash of the last entry (the ledger's `genesis` when empty); publish it to pin
     history."""
     deposits: dict[str, Credits] = field(default_factory=dict)
-    """Deposited less withdrawn per currency; equals the sum of every available and held
-    balance."""
+    """Deposited less withdrawn per currency, counting a payment made outside the market as
+    money in (on the payee's books) or out (what the payer's books held in the payee's name);
+    equals the sum of every available and held balance."""
     agreements: int = 0
     settled: int = 0
 
@@ -111,6 +113,13 @@ def effects(kind: str, body: dict[str, Any]) -> list[tuple[str, str, int, int]]:
                     (body["seller"], cur, body["to_seller"], 0)]
         # Settled by a receipt before the dispute reached these books: move the difference.
         return [(body["buyer"], cur, -body["adjust"], 0), (body["seller"], cur, body["adjust"], 0)]
+    if kind == "payment":
+        # Paid outside the market: on the payee's books the money is now its own, available
+        # to spend or withdraw; on the payer's books it leaves what was held there in the
+        # payee's name (the prices released to it), up to the amount.
+        if body["role"] == "payee":
+            return [(body["payee"], body["currency"], body["amount"], 0)]
+        return [(body["payee"], body["currency"], -body["taken"], 0)] if body["taken"] else []
     return []
 
 
@@ -239,6 +248,8 @@ class Replay:
             return self._check_dispute(body)
         elif kind == "resolve":
             return self._check_resolution(body, settles, receipt_id)
+        elif kind == "payment":
+            return self._check_payment(body, receipt_id)
         elif kind in MONEY_KINDS:
             return self._check_money(kind, body)
         elif kind == "delivery":
@@ -357,4 +368,26 @@ class Replay:
             self._settled += 1
         elif settles is not None:
             return "an adjusting resolution is marked as a settlement"
+        return None
+
+    def _check_payment(self, body: dict[str, Any], receipt_id: str | None) -> str | None:
+        """A payment carries both partners' signatures and moves what its role allows."""
+        try:
+            signed = SignedPayment.model_validate(body["payment"])
+            signed.verify()
+        except ContractRejected as exc:
+            return f"payment does not verify: {exc}"
+        except ValueError as exc:
+            return f"payment is malformed: {exc}"
+        p = signed.payment
+        if (receipt_id, body["payer"], body["payee"], body["amount"], body["currency"]) != (
+                p.id, p.payer, p.payee, p.amount.micro, p.currency):
+            return "records other parties or amounts than its payment states"
+        if body["role"] == "payee":
+            self._deposits[p.currency] = self._deposits.get(p.currency, 0) + p.amount.micro
+        elif body["role"] == "payer" and type(body["taken"]) is int \
+                and 0 <= body["taken"] <= p.amount.micro:
+            self._deposits[p.currency] = self._deposits.get(p.currency, 0) - body["taken"]
+        else:
+            return "records a payment in an unknown role, or takes more than it paid"
         return None

@@ -95,7 +95,7 @@ class InsufficientFunds(LedgerError):
     """
 
     def __init__(self, address: str, needed: Credits, available: Credits,
-                 currency: str) -> None:
+                 currency: str, *, advice: str = "fund it with `aaex account deposit`") -> None:
         self.address = address
         self.needed = needed
         self.available = available
@@ -103,7 +103,7 @@ class InsufficientFunds(LedgerError):
         unit = "credits" if currency == "credit" else currency
         super().__init__(f"{address} has {available} {unit} available, "
                          f"{needed} {unit} needed (held escrow does not "
-                         "count); fund it with `aaex account deposit`")
+                         f"count); {advice}")
 
 
 class AlreadySettled(LedgerError):

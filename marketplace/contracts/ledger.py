@@ -87,6 +87,7 @@ from .expiry import SignedExpiry
 from .ledger_audit import AuditBooks
 from .ledger_disputes import DisputeBooks
 from .ledger_disputes import DisputeRecord as DisputeRecord
+from .ledger_payments import PaymentBooks, payment_lines
 from .ledger_store import AccessEvent as AccessEvent
 from .ledger_store import Balance as Balance
 from .ledger_store import Entry as Entry
@@ -98,6 +99,9 @@ from .receipt import SignedReceipt
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+WITHDRAW_ADVICE = ("what partners owe it becomes available here once their payment outside the "
+                   "market is recorded by both sides (`aaex account settle`)")
 
 
 
@@ -128,7 +132,7 @@ class LedgerConfig:
                              f"got {self.max_bytes!r}")
 
 
-class Ledger(DisputeBooks, AuditBooks):
+class Ledger(DisputeBooks, PaymentBooks, AuditBooks):
     """A node's ledger. Open with `open_ledger`; every method runs off the event loop.
 
     Methods that write are each one transaction: on any error nothing was written, and a
@@ -198,7 +202,8 @@ class Ledger(DisputeBooks, AuditBooks):
         def debit(c: sqlite3.Connection) -> Entry:
             available = store.balance(c, address, currency).available
             if amount > available:
-                raise InsufficientFunds(address, amount, available, currency)
+                raise InsufficientFunds(address, amount, available, currency,
+                                        advice=WITHDRAW_ADVICE)
             return store.append_money(c, "withdraw", body, sign)
         return await self._write(debit)
 
@@ -428,7 +433,7 @@ class Ledger(DisputeBooks, AuditBooks):
         return await self._run(read)
 
     async def lines(self) -> list[Line]:
-        """Every agreement on these books with the debt its receipt created (books.Line).
+        """Every agreement on these books with its debt (books.Line), then every payment.
 
         Decoding every agreement and receipt is linear in the books, and the admin views and
         the web view ask every few seconds: the lines are kept until the head moves.
@@ -448,7 +453,7 @@ class Ledger(DisputeBooks, AuditBooks):
             return seq, [line_of(store.decode_agreement(a), store.closing(kind, s),
                                  disputed=d is not None,
                                  resolution=disputes.resolution_in(r))
-                         for a, kind, s, d, r in rows]
+                         for a, kind, s, d, r in rows] + payment_lines(c)
         self._lines = await self._run(read)
         return list(self._lines[1])
 

@@ -112,3 +112,10 @@ class DisputeBooks(LedgerBase):
                             "kind = 'resolve')").fetchone()
             return int(row[0])
         return await self._run(read)
+
+    async def disputes_recorded(self) -> int:
+        """How many disputes these books recorded, resolved or not (metrics)."""
+        def read(c: sqlite3.Connection) -> int:
+            return int(c.execute("SELECT COUNT(*) FROM entries WHERE kind = 'dispute'")
+                       .fetchone()[0])
+        return await self._run(read)

@@ -109,11 +109,12 @@ def usage_breaches(tokens: TokenTerms, usage: TokenUsage) -> list[str]:
 
 
 class Delivery(BaseModel):
-    """What the buyer observed: the result's hash and when the work started and arrived.
+    """The delivery facts a receipt states: the result's hash and when the work ran.
 
-    Both times are the buyer's own clock: `started_at_ms` when it dispatched the task,
-    `finished_at_ms` when a result whose hash it checked arrived. The seller's reported
-    timings (in its `Deliver` message) are informative; the buyer's measurement is signed.
+    The times are the seller's, as it signed them in its delivery (clamped so the start is
+    not before the agreement): both parties then state the same facts. The buyer's own
+    observation only checks them (marketplace.contracts.dispute.timing_conflicts); when it
+    contradicts them beyond the agreed tolerance, the buyer disputes instead of signing.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,11 @@ from typing import Any
 from aaex_agents import Identity
 from aaex_agents.address import public_key_from_address
 from aaex_agents.errors import KeyFileError, UsageError
+from aaex_agents.money import ZERO
 
-from ..contracts.books import Line, Position, Statement
+from ..contracts.books import Line, Position, Statement, nets
+from ..contracts.payment import SignedPayment
+from ..trade.payments import PaymentDesk
 from ..trade.statements import Reconciliation
 from .config import NodeConfig
 
@@ -220,3 +223,32 @@ def reconciliation_document(name: str, found: Reconciliation) -> dict[str, Any]:
             "theirs": None if found.theirs is None else statement_document(found.theirs),
             "differences": list(found.differences),
             "checkpoint": None if found.checkpoint is None else found.checkpoint.model_dump()}
+
+
+def partners_document(agents: Mapping[str, str], lines: Iterable[Line]) -> list[dict[str, Any]]:
+    """Who owes whom: per hosted agent and partner, the net (> 0: the partner owes the agent)."""
+    found = nets(lines)
+    return [{"agent": name, "address": address, "partner": partner,
+             "owes": "partner owes us" if net > ZERO else "we owe the partner",
+             **(net if net > ZERO else -net).document("amount"), **net.document("net")}
+            for name, address in sorted(agents.items())
+            for partner, net in sorted(found.get(address, {}).items()) if net != ZERO]
+
+
+def payment_document(signed: SignedPayment, side: str | None = None) -> dict[str, Any]:
+    """One payment as the admin API and the CLI show it.
+
+    `side`: whose signature a pending one carries (``ours`` or ``theirs``).
+    """
+    p = signed.payment
+    document = {"payment_id": p.id, "payer": p.payer, "payee": p.payee,
+                **p.amount.document("amount"), "reference": p.reference, "at_ms": p.at_ms,
+                "signed_by": sorted(signed.signatures)}
+    if side is not None:
+        document["waiting_for"] = "the partner" if side == "ours" else "us"
+    return document
+
+
+def pending_documents(desk: PaymentDesk, ours: str, partner: str) -> list[dict[str, Any]]:
+    """The half-signed payments between `ours` and `partner` (reconcile lists them)."""
+    return [payment_document(p, side) for side, p in desk.pending(ours, partner)]

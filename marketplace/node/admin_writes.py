@@ -4,7 +4,8 @@
     POST /account/withdraw  {"agent": NAME|ADDRESS, "amount": CREDITS[, "memo": TEXT]}
     GET  /accounts                        per hosted agent: available, held, receivable, payable
     GET  /statement?with=ADDRESS[&agent=NAME]   our agreements with a partner and their net
-    POST /reconcile         {"with": ADDRESS[, "agent": NAME]}   ask the partner, compare
+    POST /reconcile         {"with": ADDRESS[, "agent": NAME]}   ask the partner, compare;
+                            also lists payments one side signed so far ("pending")
     POST /market/buy        {"agent", "capability", "task", "budget", "deadline"[, "where"]}
 
 Routes that change something (every POST) require ``Authorization: Bearer <token>``, the
@@ -50,6 +51,7 @@ from .accounts import (
     account_document,
     accounts_document,
     check_address,
+    pending_documents,
     reconciliation_document,
     resolve_agent,
     statement_document,
@@ -250,7 +252,10 @@ class _OperatorRoutes:
         found = await asyncio.gather(*(
             reconcile(runtime.context(agent), self.node.ledger, partner,
                       timeout=RECONCILE_TIMEOUT_S) for agent in agents))
-        documents = [reconciliation_document(agent.name, one)
+        desk = getattr(self.node, "desk", None)  # a node's market desk keeps pending payments
+        documents = [{**reconciliation_document(agent.name, one), "pending": (
+                         [] if desk is None else
+                         pending_documents(desk.payments, agent.address, partner))}
                      for agent, one in zip(agents, found, strict=True)]
         gaps = [f"{d['agent']}: {gap}" for d in documents for gap in d["differences"]]
         return _json({"with": partner, "agreed": not gaps, "differences": gaps,

@@ -1,9 +1,11 @@
 """The node's local admin API (JSON) and its Prometheus `/metrics` (see `metrics`).
 
 Read-only views of what the node owns: status, agents, ads held and published, dialogues,
-agreements, ledger entries and balances, with amounts in decimal credits (and the exact
-micro-credits as ``*_micro`` fields). The operator's routes that change something (deposit,
-withdraw, reconcile, buy) live in `admin_writes` and take the token the node wrote at start.
+agreements, ledger entries and balances, the sellers our buying agents ban (``/bans``: the
+reason and when it expires), with amounts in decimal credits (and the exact micro-credits as
+``*_micro`` fields). The operator's routes that change something (deposit, withdraw,
+reconcile, buy, settle) live in `admin_writes` and `admin_payments` and take the token the
+node wrote at start.
 It listens on loopback by default: it is for the operator of this appliance, not for peers
 (peers talk envelopes).
 
@@ -34,11 +36,12 @@ from aaex_agents.money import Credits
 from aaex_agents.transport.listener import ServerLimits, open_http_listener
 
 from ..contracts.agreement import SignedAgreement
-from ..contracts.books import Line
+from ..contracts.books import Line, Position
 from ..contracts.errors import ContractRejected, LedgerTampered
 from ..contracts.ledger import Entry, Ledger
 from ..trade.negotiation import Dialogue, DialogueState, Seller
 from .admin_disputes import DisputeView, add_dispute_routes
+from .admin_payments import add_payment_routes
 from .admin_writes import add_operator_routes
 from .metrics import MetricsView, node_registry
 
@@ -203,10 +206,13 @@ def build_app(node: AdminView, token: str | None = None, *,
     for path, view in (("/", views.page), ("/status", views.status), ("/agents", views.agents),
                        ("/ads", views.ads), ("/dialogues", views.dialogues),
                        ("/agreements", views.agreements), ("/ledger", views.ledger),
-                       ("/balances", views.balances), ("/metrics", views.metrics)):
+                       ("/balances", views.balances), ("/bans", views.bans),
+                       ("/metrics", views.metrics)):
         app.router.add_get(path, view)
     if token is not None:
-        add_dispute_routes(app, node, add_operator_routes(app, node, token))
+        guarded = add_operator_routes(app, node, token)
+        add_dispute_routes(app, node, guarded)
+        add_payment_routes(app, node, guarded)
     return app
 
 
@@ -273,6 +279,15 @@ class _ReadViews:
         return _json({a: {**b.available.document("available"), **b.held.document("held")}
                       for a, b in (await self.node.ledger.balances()).items()})
 
+    async def bans(self, request: web.Request) -> web.Response:
+        names = {a.address: a.name for a in self.node.runtime.agents.values()}
+        now = self.node.runtime.clock.now()
+        return _json([{"agent": names.get(address, address), "seller": ban.peer,
+                       "reason": ban.reason, "failures": ban.failures,
+                       "until_ms": int(ban.until * 1000),
+                       "expires_in_s": round(ban.until - now, 1)}
+                      for address, ban in self.node.market.bans(now)])
+
     async def page(self, request: web.Request) -> web.Response:
         return web.Response(text=_PAGE, content_type="text/html", charset="utf-8")
 
@@ -281,6 +296,11 @@ class _ReadViews:
         # read now; the registry is then read in one go, with no await
         self.collector.ledger_counts = await self.node.ledger.counts()
         self.collector.disputes_open = await self.node.ledger.open_disputes()
+        self.collector.disputes_total = await self.node.ledger.disputes_recorded()
+        positions = await self.node.ledger.positions()
+        self.collector.accounts = {agent.name: positions.get(agent.address, Position())
+                                   for agent in self.node.runtime.agents.values()}
+        self.collector.bans_total = self.node.market.bans_total()
         return web.Response(body=encode(self.registry), headers={"Content-Type": content_type})
 
 

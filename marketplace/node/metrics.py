@@ -20,6 +20,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from aaex_agents.money import MICRO
+
+from ..contracts.books import Position
 from ..trade.negotiation import Seller
 
 if TYPE_CHECKING:
@@ -84,12 +87,19 @@ class NodeCollector:
         ledger_counts: (agreements recorded, agreements settled) of the ledger, which only an
             async call can read: the scraper sets it before each read; None leaves them out.
         disputes_open: disputes on the books no resolution ended; set like `ledger_counts`.
+        disputes_total: disputes the books recorded, resolved or not; set likewise.
+        accounts: per hosted agent's name, its money on these books (books.Position);
+            set likewise.
+        bans_total: bans our buying agents imposed since start; set likewise.
     """
 
     def __init__(self, node: MetricsView) -> None:
         self._node = node
         self.ledger_counts: tuple[int, int] | None = None
         self.disputes_open: int | None = None
+        self.disputes_total: int | None = None
+        self.accounts: dict[str, Position] | None = None
+        self.bans_total: int | None = None
 
     def collect(self) -> Iterator[Metric]:
         """The node's metrics now; names end in ``_total`` for counters and only for them."""
@@ -102,6 +112,14 @@ class NodeCollector:
         if self.disputes_open is not None:
             yield _gauge("aaex_disputes_open", "Disputed agreements no resolution has ended "
                          "(their money held)", self.disputes_open)
+        if self.disputes_total is not None:
+            yield _counter("aaex_disputes_total", "Disputes recorded on the books",
+                           self.disputes_total)
+        if self.bans_total is not None:
+            yield _counter("aaex_bans_total", "Sellers banned by our buying agents (backoff)",
+                           self.bans_total)
+        if self.accounts is not None:
+            yield from account_metrics(self.accounts)
         yield _counter("aaex_messages_in_total", "Envelopes accepted and handled", m.received)
         yield _counter("aaex_messages_out_total", "Envelopes sent", m.sent)
         yield _counter("aaex_handler_errors_total", "Handler failures answered with an error",
@@ -140,6 +158,24 @@ class NodeCollector:
                 rejected.add_metric([protocol, reason], count)
             yield rejected
         yield _gauge("aaex_uptime_seconds", "Seconds since start", time.monotonic() - node.started)
+
+
+def account_metrics(accounts: dict[str, Position]) -> Iterator[Metric]:
+    """Per hosted agent (label ``agent``, its name): its money on these books, in credits.
+
+    A gauge is a float: exact to the micro-credit up to 2**53 micro-credits (9 billion
+    credits); the books and the API keep the integers.
+    """
+    for field, documentation in (
+            ("available", "Credits free to spend or withdraw"),
+            ("held", "Credits held in escrow"),
+            ("receivable", "Credits partners owe the agent, netted per partner"),
+            ("payable", "Credits the agent owes partners, netted per partner")):
+        family = GaugeMetricFamily(f"aaex_account_{field}_credits", documentation,
+                                   labels=["agent"])
+        for name, position in sorted(accounts.items()):
+            family.add_metric([name], getattr(position, field).micro / MICRO)
+        yield family
 
 
 def llm_metrics(m: LLMMetrics) -> Iterator[Metric]:

@@ -125,22 +125,44 @@ class Delegated:
         return self.agreement.agreement.terms.price
 
 
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """A peer banned now: why, until when (clock seconds), after how many failures."""
+
+    peer: str
+    reason: str
+    until: float
+    failures: int
+
+
 @dataclass
 class Backoff:
     """Bans a failing peer for `base * 2 ** (failures - 1)` seconds, up to `cap`."""
 
     base: float = 5.0
     cap: float = 600.0
+    bans_total: int = 0
+    """Bans imposed since start (the operator's counter)."""
     _until: dict[str, float] = field(default_factory=dict)
     _failures: dict[str, int] = field(default_factory=dict)
+    _reasons: dict[str, str] = field(default_factory=dict)
 
-    def ban(self, peer: str, now: float) -> float:
-        """Record a failure of `peer`; return how long it is banned."""
+    def ban(self, peer: str, now: float, reason: str = "failed") -> float:
+        """Record a failure of `peer` (`reason`: what it did); return how long it is banned."""
         failures = self._failures.get(peer, 0) + 1
         self._failures[peer] = failures
         seconds: float = min(self.cap, self.base * float(2 ** (failures - 1)))
         self._until[peer] = now + seconds
+        self._reasons[peer] = reason[:200]
+        self.bans_total += 1
         return seconds
+
+    def active(self, now: float) -> list[Ban]:
+        """The bans in force at `now`, the soonest to expire first (status, web view)."""
+        return sorted((Ban(peer, self._reasons.get(peer, "failed"), until,
+                           self._failures.get(peer, 0))
+                       for peer, until in self._until.items() if until > now),
+                      key=lambda ban: ban.until)
 
     def banned(self, peer: str, now: float) -> bool:
         """True while `peer` is banned."""
@@ -150,6 +172,7 @@ class Backoff:
         """Forget `peer`'s failures after a success."""
         self._failures.pop(peer, None)
         self._until.pop(peer, None)
+        self._reasons.pop(peer, None)
 
 
 @dataclass(frozen=True)
@@ -341,7 +364,8 @@ class Delegator:
                 for bid in outcome.bids:
                     attempts.append(Attempt(bid.seller, "no_agreement", detail=str(bid.declined)))
                     if bid.declined is not None and bid.declined.startswith(FAILED):
-                        self.backoff.ban(bid.seller, clock.now())  # no usable answer: a failure
+                        # no usable answer: a failure
+                        self.backoff.ban(bid.seller, clock.now(), bid.declined)
                     else:  # a decline, or an offer we did not take: answers, not failures
                         declined.add(bid.seller)
                 continue
@@ -361,7 +385,7 @@ class Delegator:
                 report("disputed", {"agreement_id": signed.id, "seller": outcome.winner,
                                     "detail": detail})
                 attempts.append(Attempt(outcome.winner, "disputed", signed.id, detail))
-                self.backoff.ban(outcome.winner, clock.now())
+                self.backoff.ban(outcome.winner, clock.now(), "disputed")
                 continue
             if progress is not None:
                 _report_award(progress, signed, receipt, result is not None, detail)
@@ -369,7 +393,7 @@ class Delegator:
             if receipt.receipt.verdict == "met" and result is not None:
                 self.backoff.forgive(outcome.winner)
                 return Delegated(result, signed, receipt, attempts)
-            banned = self.backoff.ban(outcome.winner, clock.now())
+            banned = self.backoff.ban(outcome.winner, clock.now(), receipt.receipt.verdict)
             logger.warning("%s failed %s (%s); banned %.0f s, re-awarding", outcome.winner,
                            capability, receipt.receipt.verdict, banned)
         raise DelegationFailed(f"{capability}: no provider delivered within {deadline} s",

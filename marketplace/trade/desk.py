@@ -27,6 +27,7 @@ from .disputes import (
 )
 from .escrow import Escrowed, EscrowQuery, Expired, answer_escrow_query
 from .negotiation import Decline
+from .payments import PaymentDesk, PaymentNotice, PaymentTaken
 from .statements import StatementDesk, StatementQuery, StatementReply
 
 
@@ -43,6 +44,8 @@ class MarketDesk(Agent):
         self._ledger = ledger
         self.resolutions = ResolutionDesk(ledger)
         """Resolution offers partners sent, until our operator signs the same terms."""
+        self.payments = PaymentDesk(ledger)
+        """Payments made outside the market that one partner signed so far."""
         self._statements = StatementDesk()
 
     @handler
@@ -76,3 +79,10 @@ class MarketDesk(Agent):
         if ctx.sender is None or ctx.address not in self._agents:
             return Decline(dialogue="", reason="unknown_agent")
         return await self.resolutions.receive(ctx.address, ctx.sender, msg)
+
+    @handler
+    async def on_payment(self, ctx: Context, msg: PaymentNotice) -> PaymentTaken | Decline:
+        """A partner's payment record: booked once both signed, else kept as an offer."""
+        if ctx.sender is None or ctx.address not in self._agents:
+            return Decline(dialogue="", reason="unknown_agent")
+        return await self.payments.receive(ctx.address, ctx.sender, msg)

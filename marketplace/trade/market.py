@@ -24,7 +24,7 @@ from discovery.query import Query, Utility, parse_where
 
 from ..contracts.ledger import Ledger
 from ..contracts.reputation import ReputationBook
-from .delegation import Backoff, Delegator, Finder, Found
+from .delegation import Backoff, Ban, Delegator, Finder, Found
 from .policy import Wallet
 from .strategies import MAX_REPUTATION_EXPONENT, Weights
 
@@ -138,6 +138,15 @@ class NodeMarket:
         self.settings = settings or MarketSettings()
         self.reputation = ReputationBook()
         self.delegators: dict[str, Delegator] = {}
+
+    def bans(self, now: float) -> list[tuple[str, Ban]]:
+        """(our buying agent's address, a ban it holds) for every ban in force at `now`."""
+        return [(address, ban) for address, delegator in self.delegators.items()
+                for ban in delegator.backoff.active(now)]
+
+    def bans_total(self) -> int:
+        """Bans our buying agents imposed since start."""
+        return sum(d.backoff.bans_total for d in self.delegators.values())
 
     def for_agent(self, address: str) -> Delegator:
         """The delegator that buys for the hosted agent at `address` (made on first use).
