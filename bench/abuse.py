@@ -65,10 +65,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import msgpack
+from pydantic import BaseModel
 
 from aaex_agents import (
     Agent,
@@ -649,10 +650,15 @@ async def parent(args: argparse.Namespace) -> int:
 
 
 # -- call-for-proposals flood (the cfp phase) -------------------------------------------
+class BenchTask(BaseModel):
+    history: list[float]
+
+
 class BenchSeller(Seller):
     """The seller the cfp phase floods: a negotiating seller as a node hosts one."""
 
     capability = "bench.forecast"
+    task_model: ClassVar[type[BaseModel]] = BenchTask
 
 
 def bench_call(respond_by: float) -> CallForProposals:

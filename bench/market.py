@@ -20,7 +20,9 @@ import sys
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
 
 from aaex_agents import (
     Agent,
@@ -63,8 +65,13 @@ class Ping(Message, type="bench.market_ping/1"):
     n: int
 
 
+class BenchTask(BaseModel):
+    n: float
+
+
 class BenchSeller(Seller):
     capability = CAPABILITY
+    task_model: ClassVar[type[BaseModel]] = BenchTask
 
     @handler
     async def on_ping(self, ctx: Context, msg: Ping) -> Ping:

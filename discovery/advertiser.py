@@ -62,6 +62,9 @@ class Listing:
     attributes: dict[str, Any] = field(default_factory=dict)
     access: AccessPolicy = field(default_factory=AccessPolicy)
     capability_version: int = 1
+    task_schema: dict[str, Any] | None = None
+    """The JSON Schema of the task sold (`discovery.schema.compact_schema`); None: unstated."""
+    result_schema: dict[str, Any] | None = None
 
 
 class Advertiser:
@@ -108,7 +111,8 @@ class Advertiser:
                        expires_at=now + 2 * self._period, capability=offer.capability,
                        capability_version=offer.capability_version, price=offer.price,
                        sla=offer.sla, attributes=offer.attributes, access=offer.access,
-                       withdrawn=withdrawn)
+                       withdrawn=withdrawn, task_schema=offer.task_schema,
+                       result_schema=offer.result_schema)
         return ad.sign(self._identity)
 
     async def publish(self) -> None:

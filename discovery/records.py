@@ -14,7 +14,7 @@ import json
 from typing import Any, ClassVar, Literal, TypeVar
 
 import msgpack
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aaex_agents.address import public_key_from_address
 from aaex_agents.errors import UsageError
@@ -23,6 +23,7 @@ from aaex_agents.interop.binding import AddressBinding
 from aaex_agents.money import NonNegativeCredits
 
 from .errors import BadRecordSignature, MalformedRecord, RecordExpired
+from .schema import MAX_SCHEMA_BYTES, schema_bytes
 
 R = TypeVar("R", bound="SignedRecord")
 
@@ -215,6 +216,21 @@ class ServiceAd(SignedRecord):
     access: AccessPolicy = AccessPolicy()
     withdrawn: bool = False
     """A signed tombstone: the seller stopped offering this capability."""
+    task_schema: dict[str, Any] | None = None
+    """The JSON Schema of the task the seller takes (see discovery.schema); None: unstated.
+    Left out of the signed body while None, as `result_schema` is."""
+    result_schema: dict[str, Any] | None = None
+    """The JSON Schema of the result the seller delivers; None: unstated."""
+
+    omit_when_none: ClassVar[frozenset[str]] = frozenset({"task_schema", "result_schema"})
+
+    @field_validator("task_schema", "result_schema")
+    @classmethod
+    def _schema_fits(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is not None and schema_bytes(schema) > MAX_SCHEMA_BYTES:
+            raise ValueError(f"a schema of {schema_bytes(schema)} bytes, over the "
+                             f"{MAX_SCHEMA_BYTES} an ad may carry")
+        return schema
 
 
 def _canonical(record: BaseModel) -> bytes:

@@ -220,7 +220,7 @@ async def test_three_seller_processes_with_different_strategies_over_http() -> N
         async with open_runtime(buyer, transports=[HttpTransport()],
                                 directory=directory) as runtime:
             result = await negotiate(runtime.context(buyer), [p["address"] for p in peers],
-                                     cfp(seconds=5), utility=UTILITY,
+                                     cfp(seconds=5, task={"history": [20.0]}), utility=UTILITY,
                                      strategy=BuyerStrategy(exponent=BOULWARE),
                                      sign=buyer_signer(buyer.identity))
         assert result.agreement is not None

@@ -87,6 +87,12 @@ def test_agent_settings_are_checked_against_the_class(tmp_path: Path, settings: 
      "aaex: agents.forecaster.settings.cost = 'cheap': write a number"),
     (NODE_TOML.replace("refresh_period", "refresh_perod"),
      "aaex: node.refresh_perod: unknown key; did you mean 'refresh_period'?"),
+    (NODE_TOML.replace("tests.peers.seller_peer:ForecastSeller", "marketplace:ServiceSeller"),
+     "aaex: agents.forecaster.class: marketplace:ServiceSeller sets no capability"),
+    (NODE_TOML.replace("tests.peers.seller_peer:ForecastSeller",
+                       "tests.peers.market_agents:UntypedForecaster"),
+     "aaex: agents.forecaster.class: tests.peers.market_agents:UntypedForecaster sets no "
+     "task_model"),
 ])
 def test_node_run_with_a_bad_config_prints_one_line_and_fails(tmp_path: Path, toml: str,
                                                               message: str) -> None:
@@ -162,7 +168,8 @@ async def test_node_runs_from_config_serves_admin_and_metrics_and_stops_on_sigte
             async with open_runtime(buyer, transports=[HttpTransport()], directory=StaticDirectory(
                     {seller: [endpoint]})) as runtime:
                 reply = await runtime.context(buyer).ask(seller, CallForProposals(
-                    dialogue=new_dialogue_id(), capability="forecast.demand", max_price=cr(10),
+                    dialogue=new_dialogue_id(), capability="forecast.demand", task={"history": [1]},
+                    max_price=cr(10),
                     max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 3))
             assert isinstance(reply, Propose)
             dialogues = await get("/dialogues")
@@ -238,6 +245,7 @@ async def test_shutdown_declines_new_calls_but_lets_open_negotiations_finish(
     async with open_runtime(buyer, transports=[HttpTransport()], directory=directory) as rt:
         ctx = rt.context(buyer)
         call = CallForProposals(dialogue=new_dialogue_id(), capability="forecast.demand",
+                                task={"history": [1]},
                                 max_price=cr(10), max_latency_ms=1000, max_deadline_s=60,
                                 respond_by=time.time() + 60)
         offer = await ctx.ask(seller.address, call)
@@ -245,7 +253,8 @@ async def test_shutdown_declines_new_calls_but_lets_open_negotiations_finish(
         stopping = asyncio.ensure_future(node_cm.__aexit__(None, None, None))
         await asyncio.wait_for(node.draining.wait(), 10)  # the node has begun to drain
         late = await ctx.ask(seller.address, CallForProposals(
-            dialogue=new_dialogue_id(), capability="forecast.demand", max_price=cr(10),
+            dialogue=new_dialogue_id(), capability="forecast.demand", task={"history": [1]},
+                    max_price=cr(10),
             max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 60))
         assert isinstance(late, Decline) and late.reason == "shutting_down"
         signed = buyer_signer(buyer.identity)(call.dialogue, seller.address, call, Offer(
@@ -289,6 +298,7 @@ async def test_the_drain_waits_for_agreed_work_whose_task_has_not_arrived(
                             clock=clock) as rt:
         ctx = rt.context(buyer)
         call = CallForProposals(dialogue=new_dialogue_id(), capability="forecast.demand",
+                                task={"history": [1]},
                                 max_price=cr(10), max_latency_ms=1000, max_deadline_s=60,
                                 respond_by=clock.now() + 60)
         offer = await ctx.ask(seller.address, call)

@@ -64,7 +64,8 @@ async def test_the_web_view_renders_live_node_state_in_chromium(tmp_path: Path) 
         async with open_runtime(buyer, transports=[HttpTransport()], directory=StaticDirectory(
                 {seller.address: list(node.runtime.endpoints)})) as runtime:
             reply = await runtime.context(buyer).ask(seller.address, CallForProposals(
-                dialogue=new_dialogue_id(), capability="forecast.demand", max_price=cr(10),
+                dialogue=new_dialogue_id(), capability="forecast.demand", task={"history": [1]},
+                    max_price=cr(10),
                 max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 60))
             assert isinstance(reply, Propose)
         await node.ledger.deposit(buyer.address, Credits(3_250_000))

@@ -22,7 +22,9 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
 
 from aaex_agents import Agent, Context, Message, handler
 from aaex_agents.errors import LLMError, UsageError
@@ -169,10 +171,29 @@ def _log_task(ctx: Context, capability: str, size: int) -> None:
                     extra={"event": "task_started", "capability": capability})
 
 
+class ForecastTask(BaseModel):
+    """Units sold per day, by store, and how many days ahead to forecast."""
+
+    history: dict[str, list[float]]
+    horizon: int = Field(ge=1)
+
+
+class ForecastResult(BaseModel):
+    forecast: dict[str, list[float]]
+    method: str
+    mase: dict[str, float]
+    naive_mase: dict[str, float]
+    explanation: dict[str, Any]
+    facts: str
+    provider: str
+
+
 class ForecastProvider(ServiceSeller):
     """Forecasts daily demand per store with Holt-Winters and scores it on held-out days."""
 
     capability = FORECAST
+    task_model: ClassVar[type[BaseModel]] = ForecastTask
+    result_model: ClassVar[type[BaseModel]] = ForecastResult
 
     async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
         """Task: ``{"history": {store: [units per day]}, "horizon": days}``."""
@@ -195,10 +216,32 @@ class ForecastProvider(ServiceSeller):
                 "provider": self.name}
 
 
+class RoutingTask(BaseModel):
+    """A capacitated VRP: depot and stores as [x, y] km, demand in units per store."""
+
+    depot: list[float] = Field(min_length=2, max_length=2)
+    stores: dict[str, list[float]]
+    demand: dict[str, int]
+    trucks: int = Field(ge=1)
+    capacity: int = Field(ge=1)
+    max_seconds: float = Field(default=1.0, gt=0)
+
+
+class RoutingResult(BaseModel):
+    routes: list[dict[str, Any]]
+    cost_km: float
+    solver: str
+    explanation: dict[str, Any]
+    facts: str
+    provider: str
+
+
 class RoutingProvider(ServiceSeller):
     """Plans truck routes for a capacitated VRP with PyVRP."""
 
     capability = ROUTING
+    task_model: ClassVar[type[BaseModel]] = RoutingTask
+    result_model: ClassVar[type[BaseModel]] = RoutingResult
 
     async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
         """Task: depot, stores (id -> [x, y] km), demand (id -> units), trucks, capacity."""

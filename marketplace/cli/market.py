@@ -82,9 +82,10 @@ def _market_search(args: argparse.Namespace) -> int:
     if not ads:
         print(f"no seller of {args.capability} matches")
         return 0
-    print(render_table(["address", "price", "p95 ms", "deadline s", "attributes"],
+    print(render_table(["address", "price", "p95 ms", "deadline s", "attributes", "task"],
                  [(ad.address, price_text(ad.price), ad.sla.p95_ms,
-                   ad.sla.deadline_s, json.dumps(ad.attributes)) for ad in ads]))
+                   ad.sla.deadline_s, json.dumps(ad.attributes), task_text(ad.task_schema))
+                  for ad in ads]))
     return 0
 
 
@@ -107,6 +108,32 @@ def ad_document(ad: ServiceAd) -> dict[str, Any]:
     """
     return {**json.loads(ad.model_dump_json()), **ad.price.amount.document("price"),
             "price_kind": ad.price.kind, "price_currency": ad.price.currency}
+
+
+def task_text(schema: dict[str, Any] | None) -> str:
+    """An ad's task schema in one line: each field, its JSON type, and whether it is required.
+
+    ``history: array (required), window: integer``; `--json` prints the whole schema.
+    """
+    if schema is None:
+        return "(not stated)"
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return str(schema.get("type", "any"))
+    required = schema.get("required")
+    needed = set(required) if isinstance(required, list) else set()
+    return ", ".join(f"{name}: {_json_type(field)}" + (" (required)" if name in needed else "")
+                     for name, field in properties.items())
+
+
+def _json_type(field: Any) -> str:
+    if not isinstance(field, dict):
+        return "any"
+    if isinstance(field.get("anyOf"), list):
+        return " | ".join(_json_type(choice) for choice in field["anyOf"])
+    if "enum" in field:
+        return " | ".join(json.dumps(value) for value in field["enum"])
+    return str(field.get("type", "object" if "$ref" in field else "any"))
 
 
 def _read_task(path: str) -> dict[str, Any]:

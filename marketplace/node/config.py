@@ -75,6 +75,7 @@ from types import ModuleType
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -90,6 +91,7 @@ from aaex_agents.address import public_key_from_address
 from aaex_agents.agent import Agent
 from aaex_agents.errors import UsageError
 from aaex_agents.money import Credits, DecimalCredits
+from discovery.schema import compact_schema
 
 from ..trade.dialogues import DialogueLimits
 from ..trade.market import MarketSettings
@@ -202,7 +204,8 @@ class AgentSpec(Table):
         then on the import path.
 
         Raises:
-            ConfigError: the target cannot be imported or is no Agent subclass, or a setting
+            ConfigError: the target cannot be imported or is no Agent subclass, a seller
+                class states no capability or task model (`check_seller_class`), or a setting
                 is unknown to the class (named, with the closest one it accepts), of the wrong
                 type, or missing.
         """
@@ -215,11 +218,41 @@ class AgentSpec(Table):
         if not isinstance(cls, type) or not issubclass(cls, Agent):
             raise ConfigError(f"agents.{self.name}.class: {self.target!r} is not an Agent "
                               "subclass")
+        if issubclass(cls, Seller):
+            check_seller_class(cls, f"agents.{self.name}.class: {self.target}")
         try:
             _settings_model(cls).model_validate(self.settings, context={"file": True})
         except ValidationError as exc:
             raise config_error(exc, f"agents.{self.name}.settings") from None
         return cls
+
+
+def check_seller_class(cls: type[Seller], where: str) -> None:
+    """Refuse a seller class that cannot say what it sells: no capability, no task model.
+
+    A buyer learns the shape of a task from the ad, so a seller that states none would take
+    any task (``{"foo": "bar"}``) and be paid for a result of nothing.
+
+    Raises:
+        ConfigError: naming the missing class attribute.
+    """
+    if not cls.capability:
+        raise ConfigError(f"{where} sets no capability: give the class a `capability` such as "
+                          "\"forecast.demand\"")
+    for name in ("task_model", "result_model"):
+        model = getattr(cls, name)
+        if name == "task_model" and model is None:
+            raise ConfigError(f"{where} sets no task_model: give the class a pydantic model "
+                              "of the task it takes (`task_model: ClassVar[type[BaseModel]]`)")
+        if model is None:
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise ConfigError(f"{where}: {name} must be a pydantic BaseModel class, got "
+                              f"{model!r}")
+        try:
+            compact_schema(model)
+        except UsageError as exc:
+            raise ConfigError(f"{where}: {name}: {exc}") from None
 
 
 def import_module(name: str, folder: Path | None) -> ModuleType:

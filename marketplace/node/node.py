@@ -54,6 +54,7 @@ from discovery.dht import Discovery, open_discovery
 from discovery.directory import DhtDirectory
 from discovery.query import Query
 from discovery.records import PriceModel, SlaOffer
+from discovery.schema import compact_schema
 
 from ..contracts.ledger import Ledger, LedgerConfig, open_ledger
 from ..trade.buying import Buyer
@@ -173,7 +174,8 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
     statements).
 
     Raises:
-        ConfigError: the class is not an Agent, or a setting is not accepted.
+        ConfigError: the class is not an Agent (or a seller's class states no capability or
+            task model: see `config.check_seller_class`), or a setting is not accepted.
     """
     cls = spec.load_class()
     if not issubclass(cls, Agent):
@@ -203,11 +205,18 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
         raise ConfigError(f"agents.{spec.name}.settings: {exc}") from exc
 
 
+def _schemas(agent: Seller) -> dict[str, Any]:
+    """The schemas of `agent`'s task and result models, as its ads carry them."""
+    return {f"{name}_schema": compact_schema(model) for name, model in
+            (("task", agent.task_model), ("result", agent.result_model)) if model is not None}
+
+
 def offers_of(agent: Agent) -> list[Listing]:
     """What a selling agent advertises: its capability at its current asking price.
 
     An `LlmSeller` advertises its price per output token, its model and what the node
-    measured of it (`LlmSeller.ad_attributes`).
+    measured of it (`LlmSeller.ad_attributes`). Every ad carries the schemas of the seller's
+    task and result models (`discovery.schema`).
     """
     if not isinstance(agent, Seller) or not agent.capability:
         return []
@@ -217,12 +226,13 @@ def offers_of(agent: Agent) -> list[Listing]:
                       price=PriceModel(kind="per_1k_tokens", amount=agent.output_per_1k),
                       sla=SlaOffer(p50_ms=latency / 2, p95_ms=latency,
                                    deadline_s=agent.strategy.deadline_s, availability=0.99),
-                      attributes=agent.ad_attributes())]
+                      attributes=agent.ad_attributes(), **_schemas(agent))]
     ask = agent.strategy.ask(0.0, 1.0, agent.queue_depth)
     return [Listing(capability=agent.capability, price=PriceModel(amount=ask.price),
                   sla=SlaOffer(p50_ms=ask.latency_ms / 2, p95_ms=ask.latency_ms,
                                deadline_s=ask.deadline_s, availability=0.99),
-                  attributes={"strategy_exponent": agent.strategy.exponent})]
+                  attributes={"strategy_exponent": agent.strategy.exponent},
+                  **_schemas(agent))]
 
 
 async def _bind_llm_sellers(agents: list[Agent], llm: LLMService | None) -> None:

@@ -9,9 +9,9 @@ hands agents a delegator. Builds on `marketplace.contracts`, never on the node.
 """
 
 from .buying import Buyer
-from .delegation import Attempt, Backoff, Books, Delegated, Delegator
+from .delegation import Attempt, Backoff, Books, Delegated, Delegator, Found
 from .dialogues import DialogueLimits
-from .errors import DelegationFailed, Refusal, SpendingRefused, TradeError
+from .errors import BadTask, DelegationFailed, Refusal, SpendingRefused, TradeError
 from .llm_seller import LlmSeller
 from .market import MarketSettings, NodeMarket
 from .negotiation import (
@@ -44,6 +44,7 @@ __all__ = [
     "Agreed",
     "Attempt",
     "Backoff",
+    "BadTask",
     "Books",
     "Buyer",
     "BuyerStrategy",
@@ -59,6 +60,7 @@ __all__ = [
     "Dialogue",
     "DialogueLimits",
     "DialogueState",
+    "Found",
     "LlmSeller",
     "MarketSettings",
     "NegotiationResult",

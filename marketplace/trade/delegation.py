@@ -26,6 +26,7 @@ from aaex_agents import Context, Identity
 from aaex_agents.errors import AaexError, UsageError
 from aaex_agents.money import ZERO, Credits
 from aaex_agents.services import DelegateTerms, DelegationProgress
+from discovery.schema import schema_fault
 
 from ..contracts.agreement import SignedAgreement
 from ..contracts.checkpoint import Checkpoint
@@ -37,7 +38,7 @@ from ..contracts.reputation import ReputationBook, Score
 from ..contracts.sla import Delivery, TokenUsage
 from .contracting import buyer_signer
 from .disputes import raise_dispute
-from .errors import DelegationFailed
+from .errors import BadTask, DelegationFailed
 from .metering import metered_usage
 from .negotiation import (
     Bid,
@@ -181,9 +182,40 @@ class Backoff:
         self._reasons.pop(peer, None)
 
 
-Finder = Callable[[str, str | None], Awaitable[Sequence[str]]]
-"""(capability, where) -> candidate seller addresses, best first (e.g. discovery lookup and
-ranking); `where` holds constraints on the ads in the query language, or None."""
+@dataclass(frozen=True)
+class Found:
+    """A seller a finder found, with the JSON Schema of the task its ad states."""
+
+    address: str
+    task_schema: Mapping[str, Any] | None = None
+    """None: the ad states none, and the seller alone checks the task."""
+
+
+Finder = Callable[[str, str | None], Awaitable[Sequence[str | Found]]]
+"""(capability, where) -> candidate sellers (addresses, or `Found` with their task schema),
+best first (e.g. discovery lookup and ranking); `where` holds constraints on the ads in the
+query language, or None."""
+
+
+def fitting(found: Sequence[str | Found], task: Mapping[str, Any]) -> tuple[list[str], str | None]:
+    """The sellers whose advertised task schema `task` fits, and why it fit none.
+
+    A seller whose ad states no schema is kept (it checks the task itself). The reason is
+    None unless every seller found states a schema and the task fits none of them; then it
+    names the field (``history: required``), and nothing should be negotiated.
+    """
+    kept: list[str] = []
+    faults: list[str] = []
+    for one in found:
+        seller = one if isinstance(one, Found) else Found(one)
+        fault = None if seller.task_schema is None else schema_fault(seller.task_schema, task)
+        if fault is None:
+            kept.append(seller.address)
+        else:
+            faults.append(fault)
+    return kept, (faults[0] if faults and not kept else None)
+
+
 def shortlist(found: Sequence[str], scores: Mapping[str, Score], top_k: int) -> list[str]:
     """The `top_k` sellers to invite: best reputation first, one place kept for a newcomer.
 
@@ -307,6 +339,8 @@ class Delegator:
         `progress`, when given, hears each step as it happens (see `Progress`).
 
         Raises:
+            BadTask: the task fits the advertised task schema of none of the sellers found
+                (a `DelegationFailed`; nothing was negotiated for it).
             DelegationFailed: every attempt failed or the deadline passed.
             UsageError: a non-positive budget or deadline, or a term that is not one.
         """
@@ -329,8 +363,11 @@ class Delegator:
         attempts: list[Attempt] = []
         declined: set[str] = set()
         while (now := clock.now()) < end:
-            found = [s for s in await self._find(capability, where)
-                     if not self.backoff.banned(s, now) and s not in declined]
+            takers, fault = fitting(await self._find(capability, where), task)
+            if fault is not None:  # refused here: no call, no agreement, no money
+                raise BadTask(f"{capability}: the task does not fit what its sellers take: "
+                              f"{fault}", attempts, fault=fault)
+            found = [s for s in takers if not self.backoff.banned(s, now) and s not in declined]
             # Reputation (from verified receipts only) orders the candidates, keeping a place
             # for a newcomer, and weighs in the award (`BuyerUtility`).
             rated = {s: self.reputation.score(s) for s in found}

@@ -7,6 +7,7 @@ Part of the AAEX error tree (see aaex_agents.errors)::
         ├── Refusal                 a seller's check said no; answered as a signed Decline
         ├── SpendingRefused         the buyer's wallet would not sign: over a spending limit
         └── DelegationFailed        no provider delivered within the deadline (`attempts`)
+            └── BadTask             the task fits none of the sellers' advertised schemas
 """
 
 from __future__ import annotations
@@ -44,3 +45,16 @@ class DelegationFailed(TradeError):
     def __init__(self, message: str, attempts: Sequence[DelegationAttempt]) -> None:
         self.attempts = list(attempts)
         super().__init__(message)
+
+
+class BadTask(DelegationFailed):
+    """The task fits the advertised task schema of none of the sellers found.
+
+    Raised before any call for proposals, so nothing was negotiated, escrowed or paid;
+    `fault` names the field (``history: required``).
+    """
+
+    def __init__(self, message: str, attempts: Sequence[DelegationAttempt], *,
+                 fault: str) -> None:
+        self.fault = fault
+        super().__init__(message, attempts)

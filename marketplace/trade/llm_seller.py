@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from aaex_agents import Context
 from aaex_agents.errors import UsageError
@@ -50,6 +52,45 @@ from .selling import ServiceSeller
 from .strategies import Offer
 
 CAPABILITY = "llm.chat"
+
+
+class ChatMessage(BaseModel):
+    """One turn of the conversation."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatTask(BaseModel):
+    """The task `LlmSeller` takes: an OpenAI-style chat request (see the module doc)."""
+
+    model_config = ConfigDict(extra="forbid")
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int = Field(default=256, gt=0, strict=True)
+    """The most tokens to generate; the seller holds it to its `max_tokens_cap`."""
+    temperature: float = 0.0
+    json_schema: dict[str, Any] | None = None
+    """Constrains decoding to JSON matching this schema."""
+    stop: str | list[str] = []
+
+
+class ChatUsage(BaseModel):
+    """What the seller's engine counted of one generation."""
+
+    input_tokens: int
+    output_tokens: int
+    ttft_ms: int
+    generation_ms: int
+
+
+class ChatResult(BaseModel):
+    """The result `LlmSeller` delivers: the text and the engine's usage."""
+
+    text: str
+    finish_reason: str
+    model: str
+    usage: ChatUsage
 
 
 def chat_request(task: Mapping[str, Any], *, cap: int) -> Request:
@@ -99,6 +140,8 @@ class LlmSeller(ServiceSeller):
     """
 
     capability: ClassVar[str] = CAPABILITY
+    task_model: ClassVar[type[BaseModel] | None] = ChatTask
+    result_model: ClassVar[type[BaseModel] | None] = ChatResult
     strategy_defaults: ClassVar[Mapping[str, Any]] = {
         "cost": ZERO, "latency_ms": 20_000.0, "deadline_s": 120.0, "penalty_rate": 0.0}
 

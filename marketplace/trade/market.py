@@ -24,7 +24,7 @@ from discovery.query import Query, Utility, parse_where
 
 from ..contracts.ledger import Ledger
 from ..contracts.reputation import ReputationBook
-from .delegation import Backoff, Ban, Delegator, Finder
+from .delegation import Backoff, Ban, Delegator, Finder, Found
 from .policy import Wallet
 from .strategies import MAX_REPUTATION_EXPONENT, Weights
 
@@ -110,13 +110,16 @@ class MarketSettings:
 
 
 def discovery_finder(discovery: Discovery, utility: Utility | None = None) -> Finder:
-    """A finder over the DHT: the sellers advertising a capability, best ranked first."""
+    """A finder over the DHT: the sellers advertising a capability, best ranked first.
+
+    Each comes with the task schema its ad states; the delegator checks the task against it.
+    """
     ranking = utility or Utility()
 
-    async def find(capability: str, where: str | None) -> list[str]:
+    async def find(capability: str, where: str | None) -> list[str | Found]:
         query = Query(capability, where=parse_where(where) if where else None)
         ads = await discovery.lookup(query)
-        return [ad.address for _, ad in ranking.rank(ads)]
+        return [Found(ad.address, ad.task_schema) for _, ad in ranking.rank(ads)]
     return find
 
 

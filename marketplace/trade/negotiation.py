@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
 from aaex_agents import Agent, Context, Message, Protocol, handler
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.errors import AaexError, TransportError, UsageError
@@ -34,6 +36,7 @@ from ..contracts.reputation import NEUTRAL
 from .dialogues import DialogueKey, DialogueLimits, OpenDialogues, task_weight
 from .errors import Refusal
 from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy
+from .task_models import task_fault
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +155,12 @@ class Seller(Agent):
 
     protocols = (NEGOTIATION,)
     capability: ClassVar[str] = ""
+    task_model: ClassVar[type[BaseModel] | None] = None
+    """The pydantic model of the task sold: its schema goes into the ad, and a call whose task
+    does not fit it is declined (``bad_task``, naming the field). The node refuses to start a
+    seller without one."""
+    result_model: ClassVar[type[BaseModel] | None] = None
+    """The pydantic model of the result delivered; its schema goes into the ad."""
     strategy_defaults: ClassVar[Mapping[str, Any]] = {}
     """Defaults of this class for `SellerStrategy` fields the node's settings leave out."""
 
@@ -283,6 +292,8 @@ class Seller(Agent):
             self.limits.check_window(msg.respond_by, now)
             if self._admit is not None:
                 await self._admit(buyer, msg)
+            if (fault := task_fault(self.task_model, msg.task)) is not None:
+                raise Refusal("bad_task", fault)
             if key in self.dialogues:  # checked after the await: nothing runs in between
                 raise Refusal("duplicate_dialogue", "you already use this dialogue id here")
             dialogue = Dialogue(msg.dialogue, buyer, msg, started=now)

@@ -33,6 +33,7 @@ from .errors import Refusal
 from .escrow import ESCROW_QUERY_AFTER_MS, ask_escrow
 from .negotiation import Decline, DialogueState, Seller
 from .statements import StatementDesk, StatementQuery, StatementReply
+from .task_models import task_fault
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +233,8 @@ class ServiceSeller(Seller):
         kept = await self._kept_delivery(signed.id)
         if kept is not None:
             return kept
+        if (fault := task_fault(self.task_model, msg.task)) is not None:
+            return Decline(dialogue=agreement.dialogue_id, reason="bad_task", detail=fault)
         if signed.id in self._working:
             return Decline(dialogue=agreement.dialogue_id, reason="in_progress",
                            detail="the task is being performed; ask for the delivery later")

@@ -1,7 +1,8 @@
 """Agents for the two-operator tests, named in node TOML files (`tests.peers.market_agents:...`).
 
 `SlowForecaster` sells forecasts and takes `work_seconds` per task (time to kill its buyer
-mid-task). `DiesAfterCountersigning` is one that SIGKILLs its own node the first time it has
+mid-task); `UntypedForecaster` is one that states no task model, which no node starts.
+`DiesAfterCountersigning` is one that SIGKILLs its own node the first time it has
 countersigned and booked a sale, before its answer leaves (a marker file says it died once).
 `StandingBuyer` buys `orders` forecasts one after the other, once in its life:
 what it has bought is in its storage, so a restarted node does not buy again (what is open
@@ -13,15 +14,27 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
 
 from aaex_agents import Agent, Context, Credits, on_interval
 from marketplace.trade.errors import DelegationFailed
 from marketplace.trade.selling import ServiceSeller
 
 
+class History(BaseModel):
+    history: list[float] = Field(min_length=1)
+
+
+class Forecast(BaseModel):
+    forecast: float
+
+
 class SlowForecaster(ServiceSeller):
     capability = "forecast.demand"
+    task_model: ClassVar[type[BaseModel]] = History
+    result_model: ClassVar[type[BaseModel]] = Forecast
 
     def __init__(self, *args: Any, work_seconds: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -31,6 +44,12 @@ class SlowForecaster(ServiceSeller):
         await ctx.clock.sleep(self.work_seconds)
         history = task["history"]
         return {"forecast": sum(history) / len(history)}
+
+
+class UntypedForecaster(SlowForecaster):
+    """States no task model: a node must refuse to start it."""
+
+    task_model = None
 
 
 class DiesAfterCountersigning(SlowForecaster):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
 
 from aaex_agents import Context, Credits, HttpTransport, Identity, open_runtime
 from aaex_agents.testing import stop_on_stdin_close_or_signal
@@ -22,8 +24,18 @@ from marketplace.trade.strategies import SellerStrategy
 WORK_SECONDS = 0.0
 
 
+class History(BaseModel):
+    history: list[float] = Field(min_length=1)
+
+
+class Forecast(BaseModel):
+    forecast: list[float]
+
+
 class ForecastSeller(ServiceSeller):
     capability = "forecast.demand"
+    task_model: ClassVar[type[BaseModel]] = History
+    result_model: ClassVar[type[BaseModel]] = Forecast
 
     async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
         print(json.dumps({"task_started": task}), flush=True)
