@@ -36,6 +36,8 @@ from ..contracts.ledger_store import Balance
 from ..contracts.receipt import SignedReceipt, make_receipt
 from ..contracts.reputation import ReputationBook, Score
 from ..contracts.sla import Delivery, TokenUsage
+from .backoff import Backoff as Backoff
+from .backoff import Ban as Ban
 from .contracting import buyer_signer
 from .disputes import raise_dispute
 from .errors import BadTask, DelegationFailed
@@ -130,56 +132,6 @@ class Delegated:
     def price(self) -> Credits:
         """What was agreed (for a per-token sale: the cap escrowed)."""
         return self.agreement.agreement.terms.price
-
-
-@dataclass(frozen=True, slots=True)
-class Ban:
-    """A peer banned now: why, until when (clock seconds), after how many failures."""
-
-    peer: str
-    reason: str
-    until: float
-    failures: int
-
-
-@dataclass
-class Backoff:
-    """Bans a failing peer for `base * 2 ** (failures - 1)` seconds, up to `cap`."""
-
-    base: float = 5.0
-    cap: float = 600.0
-    bans_total: int = 0
-    """Bans imposed since start (the operator's counter)."""
-    _until: dict[str, float] = field(default_factory=dict)
-    _failures: dict[str, int] = field(default_factory=dict)
-    _reasons: dict[str, str] = field(default_factory=dict)
-
-    def ban(self, peer: str, now: float, reason: str = "failed") -> float:
-        """Record a failure of `peer` (`reason`: what it did); return how long it is banned."""
-        failures = self._failures.get(peer, 0) + 1
-        self._failures[peer] = failures
-        seconds: float = min(self.cap, self.base * float(2 ** (failures - 1)))
-        self._until[peer] = now + seconds
-        self._reasons[peer] = reason[:200]
-        self.bans_total += 1
-        return seconds
-
-    def active(self, now: float) -> list[Ban]:
-        """The bans in force at `now`, the soonest to expire first (status, web view)."""
-        return sorted((Ban(peer, self._reasons.get(peer, "failed"), until,
-                           self._failures.get(peer, 0))
-                       for peer, until in self._until.items() if until > now),
-                      key=lambda ban: ban.until)
-
-    def banned(self, peer: str, now: float) -> bool:
-        """True while `peer` is banned."""
-        return self._until.get(peer, 0.0) > now
-
-    def forgive(self, peer: str) -> None:
-        """Forget `peer`'s failures after a success."""
-        self._failures.pop(peer, None)
-        self._until.pop(peer, None)
-        self._reasons.pop(peer, None)
 
 
 @dataclass(frozen=True)
