@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
@@ -59,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except AaexError as exc:
+        if args.verbose:  # the one line names the cause; -v also shows where it came from
+            traceback.print_exc()
         print(f"aaex: {exc}", file=sys.stderr)
         return 2
     return code
