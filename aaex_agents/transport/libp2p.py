@@ -141,6 +141,36 @@ class _CleanEndOfStream(logging.Filter):
         return not record.getMessage().startswith("Failed to read DHT message from stream")
 
 
+class _DepartedPeer(logging.Filter):
+    """Demotes py-libp2p's warnings that a peer could not be reached to DEBUG.
+
+    Peers leave all the time (every `aaex market search` is a host that lives for seconds),
+    and the DHT keeps trying them until its routing table forgets them: it logged a WARNING
+    per try and per peer (357 of a buyer node's 435 lines in 10 minutes). Such a peer is
+    ordinary churn, not a fault of this node; the records stay visible at DEBUG.
+    """
+
+    GONE = ("unable to connect to", "recently failed all addresses", "No known addresses",
+            "no addresses established", "Connection refused", "failed to upgrade")
+    """Causes that mean the peer is not there (any more), as py-libp2p words them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING or not record.name.startswith("libp2p.kad_dht"):
+            return True
+        message = record.getMessage()
+        if not any(cause in message for cause in self.GONE):
+            return True
+        if not logging.getLogger("libp2p").isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+_DEPARTED_PEER_LOGGERS = ("libp2p.kad_dht.peer_routing", "libp2p.kad_dht.value_store",
+                          "libp2p.kad_dht.provider_store", "libp2p.kad_dht.kad_dht")
+"""The py-libp2p loggers that warn about every try to reach a peer that left."""
+
+
 def _adopt_libp2p_logging() -> None:
     """Route py-libp2p's records into the application's logging, WARNING and up by default.
 
@@ -175,6 +205,10 @@ def _adopt_libp2p_logging() -> None:
     dht_logger = logging.getLogger("libp2p.kad_dht.kad_dht")
     if not any(isinstance(f, _CleanEndOfStream) for f in dht_logger.filters):
         dht_logger.addFilter(_CleanEndOfStream())
+    for name in _DEPARTED_PEER_LOGGERS:
+        module_logger = logging.getLogger(name)
+        if not any(isinstance(f, _DepartedPeer) for f in module_logger.filters):
+            module_logger.addFilter(_DepartedPeer())
 
 
 async def _never_auto_connect() -> None:
