@@ -9,7 +9,8 @@
     aaex account statement|reconcile --config node.toml --with ADDRESS [--json]
     aaex ledger show|verify data/ledger.sqlite [--json] [--against CHECKPOINT]
     aaex ledger checkpoint --config node.toml [--out FILE]
-    aaex market search forecast.demand --seed /ip4/.../p2p/... [--where ...] [--max-price 5]
+    aaex market search forecast.demand --config node.toml | --admin URL | --seed /ip4/.../p2p/...
+        [--where ...] [--max-price 5]
     aaex market buy forecast.demand --config node.toml --agent NAME --task task.json
         --budget 5 --deadline 60 [--where ...] [--json]
     aaex dispute list|show|export|resolve --config node.toml [AGREEMENT_ID] [...]
