@@ -102,7 +102,10 @@ class _SearchRoute:
         self.running = 0
 
     async def search(self, request: web.Request) -> web.Response:
-        query = search_query(request.query)
+        try:
+            query = search_query(request.query)
+        except UsageError as exc:
+            return _error(400, str(exc))
         discovery = self.node.discovery
         if discovery is None:
             return _error(503, "this node has joined no DHT (node.p2p is empty): it cannot "
