@@ -120,3 +120,14 @@ def test_an_admin_url_that_does_not_answer_is_one_line_and_v_shows_the_traceback
     assert quiet.stderr.startswith(expected), quiet.stderr
     assert "Traceback (most recent call last)" in verbose.stderr
     assert verbose.stderr.splitlines()[-1] == quiet.stderr.strip()
+
+
+def test_a_data_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder\n")
+    (tmp_path / "node.toml").write_text(f'[node]\np2p = []\ndata_dir = "{tmp_path}/a-file/data"\n')
+    result = _aaex(tmp_path, "node", "run", "--config", str(tmp_path / "node.toml"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"aaex: node.data_dir = {tmp_path}/a-file/data: cannot create it (Not a directory); "
+        "choose a folder this user may write")
+    assert "Traceback" not in result.stderr
