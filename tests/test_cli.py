@@ -112,6 +112,7 @@ def test_market_search_finds_a_running_nodes_seller(
         assert main(["market", "search", "forecast.demand", "--seed", seed, "--json"]) == 0
         ads = json.loads(capsys.readouterr().out)
         assert len(ads) == 1 and ads[0]["capability"] == "forecast.demand"
+        assert ads[0]["reputation"] is None  # a host of its own: no node of ours rates anyone
         assert main(["market", "search", "forecast.demand", "--seed", seed,
                      "--max-price", "0.01"]) == 0
         assert "no seller of forecast.demand matches" in capsys.readouterr().out

@@ -31,3 +31,33 @@ async def test_py_libp2p_logs_warnings_only_unless_the_application_logs_debug(
     async with open_libp2p_host():
         logging.getLogger("libp2p.host.basic_host").info("a stream opened")
     assert ("libp2p.host.basic_host", logging.INFO, "a stream opened") in caplog.record_tuples
+
+
+async def test_peers_that_came_and_went_leave_no_warning_in_an_info_log(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Short-lived hosts (each `aaex market search` is one) join through a node and leave;
+    the node's DHT then tries them in vain. That is churn: at INFO it logs nothing."""
+    from discovery.dht import open_discovery
+    from discovery.query import Query
+
+    caplog.set_level(logging.INFO)
+    async with open_libp2p_host() as node, open_discovery(node) as found:
+        for _ in range(3):
+            async with open_libp2p_host() as visitor, \
+                    open_discovery(visitor, seeds=node.addrs) as searching:
+                await searching.lookup(Query("forecast.demand"))
+        before = len(caplog.records)
+        await found.refresh_routing_table()  # asks its table: the visitors are gone
+        await found.lookup(Query("forecast.demand"))
+        logged = caplog.records[before:]
+    assert [r.getMessage() for r in logged] == []
+
+    caplog.clear()  # at DEBUG, the tries are there
+    caplog.set_level(logging.DEBUG)
+    async with open_libp2p_host() as node, open_discovery(node) as found:
+        async with open_libp2p_host() as visitor, \
+                open_discovery(visitor, seeds=node.addrs) as searching:
+            await searching.lookup(Query("forecast.demand"))
+        await found.refresh_routing_table()
+    assert any(r.levelno == logging.DEBUG and "unable to connect to" in r.getMessage()
+               for r in caplog.records if r.name.startswith("libp2p.kad_dht"))

@@ -38,6 +38,9 @@ SETTINGS = {
     "node.admin": ('admin = "127.0.0.1:{port}"\np2p = []', "127.0.0.1:{port}"),
     "node.p2p": ('p2p = ["/ip4/127.0.0.1/tcp/{port}"]', "/ip4/127.0.0.1/tcp/{port}"),
     "interop.listen": ('p2p = []\n[interop]\nlisten = "127.0.0.1:{port}"', "127.0.0.1:{port}"),
+    "gateway.listen": ('p2p = []\n[gateway]\nlisten = "127.0.0.1:{port}"\nagent = "shopper"\n'
+                       '[[agents]]\nname = "shopper"\nclass = "marketplace:Buyer"',
+                       "127.0.0.1:{port}"),
 }
 
 

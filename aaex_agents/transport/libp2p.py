@@ -54,6 +54,7 @@ from ..errors import (
 )
 from .base import DETAIL_LIMIT, FrameHandler, Transport
 from .bodies import parse_json
+from .libp2p_logging import adopt_libp2p_logging
 from .listener import check_port_free, tcp_host_port
 from .redial import RedialBackoff
 from .trio_bridge import RESOURCE_ERRORS, TrioBridge, shielded
@@ -129,52 +130,6 @@ class Libp2pHost:
 
     def __repr__(self) -> str:
         return f"<Libp2pHost {self.peer_id} {self.addrs}>"
-
-
-class _CleanEndOfStream(logging.Filter):
-    """Drops py-libp2p's "Failed to read DHT message" record.
-
-    It is a clean end of stream every time; logged at WARNING it would hide real failures.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Failed to read DHT message from stream")
-
-
-def _adopt_libp2p_logging() -> None:
-    """Route py-libp2p's records into the application's logging, WARNING and up by default.
-
-    py-libp2p sets its logger to WARNING with `propagate=False` and no handler, so its
-    records bypass whatever the application configured. This undoes that (idempotent): the
-    application's handlers then decide, like for every other library.
-
-    py-libp2p logs each connection, stream and DHT step at INFO (32 of 41 lines of a node's
-    log, ~30 lines per market search), which is wire detail (DEBUG in our terms, see the
-    style guide). So its loggers pass WARNING and up, unless the application's root logger is
-    at DEBUG when a host opens: then everything passes. The application decides by
-    configuring logging before opening a host (the CLI does); a level it set itself on the
-    ``libp2p`` logger (other than WARNING, py-libp2p's own) is kept.
-    """
-    root = logging.getLogger("libp2p")
-    root.propagate = True
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    if root.level in (logging.NOTSET, logging.WARNING):  # py-libp2p's default, or ours
-        debugging = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
-        root.setLevel(logging.NOTSET if debugging else logging.WARNING)
-    # py-libp2p hard-codes INFO on some module loggers (network.auto_connector in 0.8), which
-    # would bypass the level above; a module logger py-libp2p configured itself from
-    # LIBP2P_DEBUG (its own handler, no propagation) is left alone.
-    for name, child in list(logging.Logger.manager.loggerDict.items()):
-        if name.startswith("libp2p.") and isinstance(child, logging.Logger) \
-                and child.propagate and child.level == logging.INFO:
-            child.setLevel(logging.NOTSET)
-    # A failed dial is raised to whoever dialed, which decides how bad it is; py-libp2p
-    # also logs each one at ERROR, which would drown real errors when a peer goes away.
-    logging.getLogger("libp2p.transport.tcp.tcp").setLevel(logging.CRITICAL)
-    dht_logger = logging.getLogger("libp2p.kad_dht.kad_dht")
-    if not any(isinstance(f, _CleanEndOfStream) for f in dht_logger.filters):
-        dht_logger.addFilter(_CleanEndOfStream())
 
 
 async def _never_auto_connect() -> None:
@@ -270,7 +225,7 @@ async def open_libp2p_host(config: Libp2pConfig | None = None) -> AsyncIterator[
         bound = tcp_host_port(address)
         if bound is not None:
             check_port_free(*bound)
-    _adopt_libp2p_logging()
+    adopt_libp2p_logging()
     bridge = TrioBridge()
     await bridge.start()
     try:

@@ -42,6 +42,29 @@ class NodeNotRunning(AaexError):
     """The command needs the running node, and none answers."""
 
 
+class NodeLost(AaexError):
+    """The node could not be reached, or stopped answering mid-request (it died, say).
+
+    The message is one line naming the cause, so a purchase cut off by a dying node ends in
+    that line, not a traceback from inside aiohttp (``aaex -v`` shows the traceback).
+    """
+
+
+def _lost(access: AdminAccess, exc: BaseException, timeout: float) -> NodeLost:
+    """Name why the node at `access` gave no (whole) answer."""
+    if isinstance(exc, aiohttp.InvalidURL):
+        return NodeLost(f"{access.url} is not a URL; write one like http://127.0.0.1:8701")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return NodeLost(f"cannot reach the node at {access.url} "
+                        f"({exc.os_error.strerror or exc.os_error})")
+    if isinstance(exc, TimeoutError):
+        return NodeLost(f"the node at {access.url} did not answer within {timeout:g} s")
+    if isinstance(exc, ValueError):
+        return NodeLost(f"the answer at {access.url} is not the admin API's JSON ({exc})")
+    return NodeLost(f"the node at {access.url} stopped answering mid-request (did it stop?): "
+                    f"{type(exc).__name__}: {exc}")
+
+
 @dataclass(frozen=True)
 class Reached:
     """Where a command found its node: `access` when it runs, else why not."""
@@ -57,7 +80,7 @@ async def reach(config: NodeConfig) -> Reached:
         return Reached(None, f"node not running (no {config.node.data_dir / INFO_FILE})")
     try:
         status = await request(access, "GET", "/status", timeout=STATUS_TIMEOUT_S)
-    except (aiohttp.ClientError, TimeoutError, AdminRefused):
+    except (NodeLost, AdminRefused):
         return Reached(None, f"node not running at {access.url} (stale {INFO_FILE})")
     try:
         expected = Identity.load(config.node.identity).address
@@ -109,16 +132,20 @@ async def request(access: AdminAccess, method: str, path: str, *,
 
     Raises:
         AdminRefused: the answer is an error (its one-line reason).
-        aiohttp.ClientError, TimeoutError: nobody answered.
+        NodeLost: nobody answered, the answer broke off, or it was not JSON.
     """
     headers = {"Authorization": f"Bearer {access.token}"} if access.token else {}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
-            session.request(method, access.url + path, json=body, params=params,
-                            headers=headers) as response:
-        text = await response.text()
-        if response.status >= 400:
-            raise _refusal(response.status, text)
-        return json.loads(text)
+    try:
+        async with aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
+                session.request(method, access.url + path, json=body, params=params,
+                                headers=headers) as response:
+            text = await response.text()
+            if response.status >= 400:
+                raise _refusal(response.status, text)
+            return json.loads(text)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise _lost(access, exc, timeout) from exc
 
 
 @asynccontextmanager
@@ -128,19 +155,23 @@ async def stream(access: AdminAccess, path: str, body: dict[str, Any], *,
 
     Raises:
         AdminRefused: the node refused the request before it began.
-        aiohttp.ClientError, TimeoutError: nobody answered, or the answer broke off.
+        NodeLost: nobody answered, or the answer broke off (the node died mid-purchase).
     """
     headers = {"Authorization": f"Bearer {access.token}"} if access.token else {}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
-            session.post(access.url + path, json=body, headers=headers) as response:
-        if response.status >= 400:
-            raise _refusal(response.status, await response.text())
+    try:
+        async with aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
+                session.post(access.url + path, json=body, headers=headers) as response:
+            if response.status >= 400:
+                raise _refusal(response.status, await response.text())
 
-        async def lines() -> AsyncIterator[dict[str, Any]]:
-            while raw := await response.content.readuntil(b"\n", max_size=MAX_LINE_BYTES):
-                if raw.strip():
-                    yield json.loads(raw)
-        yield lines()
+            async def lines() -> AsyncIterator[dict[str, Any]]:
+                while raw := await response.content.readuntil(b"\n", max_size=MAX_LINE_BYTES):
+                    if raw.strip():
+                        yield json.loads(raw)
+            yield lines()
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise _lost(access, exc, timeout) from exc
 
 
 def note(text: str) -> None:

@@ -9,7 +9,8 @@
     aaex account statement|reconcile --config node.toml --with ADDRESS [--json]
     aaex ledger show|verify data/ledger.sqlite [--json] [--against CHECKPOINT]
     aaex ledger checkpoint --config node.toml [--out FILE]
-    aaex market search forecast.demand --seed /ip4/.../p2p/... [--where ...] [--max-price 5]
+    aaex market search forecast.demand --config node.toml | --admin URL | --seed /ip4/.../p2p/...
+        [--where ...] [--max-price 5]
     aaex market buy forecast.demand --config node.toml --agent NAME --task task.json
         --budget 5 --deadline 60 [--where ...] [--json]
     aaex dispute list|show|export|resolve --config node.toml [AGREEMENT_ID] [...]
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
@@ -59,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except AaexError as exc:
+        if args.verbose:  # the one line names the cause; -v also shows where it came from
+            traceback.print_exc()
         print(f"aaex: {exc}", file=sys.stderr)
         return 2
     return code

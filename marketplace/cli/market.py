@@ -1,8 +1,13 @@
 """`aaex market search|buy`: find sellers of a capability, or buy through a running node.
 
+    aaex market search forecast.demand --config node.toml [--where ...] [--json]
     aaex market search forecast.demand --seed /ip4/.../p2p/...
     aaex market buy forecast.demand --config node.toml --agent shopper --task task.json \
         --budget 5 --deadline 60 [--where "region == 'eu'"] [--json]
+
+`search --config` (or `--admin URL`) asks the running node (``GET /market/search``): the search
+goes out through its DHT host, and each seller carries its reputation as that node knows it.
+`--seed` joins the network with a host of its own for the one search (nobody rates then).
 
 `buy` asks the node (its admin API, with the token from its data dir; or `--admin URL
 --token-file FILE`) to delegate the task as one of its agents, and prints each step as the
@@ -37,8 +42,13 @@ def register(commands: Any) -> None:
     market_commands = market.add_subparsers(dest="market_command", required=True)
     search = market_commands.add_parser("search", help="find sellers of a capability")
     search.add_argument("capability")
-    search.add_argument("--seed", action="append", required=True,
-                        help="multiaddr of a node to join through (repeatable)")
+    through = search.add_mutually_exclusive_group(required=True)
+    through.add_argument("--config", help="search through this running node (its TOML file); "
+                         "shows each seller's reputation as it knows it")
+    through.add_argument("--admin", help="search through the running node at this admin URL")
+    through.add_argument("--seed", action="append",
+                         help="multiaddr of a node to join through for this search alone "
+                         "(repeatable)")
     search.add_argument("--where", help="attribute constraints, e.g. \"region == 'eu'\"")
     search.add_argument("--max-price", help="decimal credits, e.g. 2.5")
     search.add_argument("--limit", type=int)
@@ -63,6 +73,42 @@ def register(commands: Any) -> None:
 
 
 def _market_search(args: argparse.Namespace) -> int:
+    found = _search_by_node(args) if args.seed is None else _search_by_seed(args)
+    _show_found(found, args)
+    return 0
+
+
+def _search_by_node(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Search through the running node's DHT host (its admin API).
+
+    Nothing joins and leaves the network, and each seller carries its reputation as that
+    node knows it.
+    """
+    from ..node.config import load_config
+    from .admin_client import request
+
+    if args.max_price is not None:
+        Credits.parse(args.max_price, "--max-price")  # refused here, before the node is asked
+    params = {key: str(value) for key, value in (
+        ("capability", args.capability), ("where", args.where),
+        ("max_price", args.max_price), ("limit", args.limit)) if value is not None}
+
+    async def search() -> list[dict[str, Any]]:
+        if args.config is not None:
+            access = must_run(await reach(load_config(args.config)))
+        else:
+            access = explicit_access(args.admin, None)
+        found: list[dict[str, Any]] = await request(access, "GET", "/market/search",
+                                                    params=params, timeout=60)
+        return found
+    return asyncio.run(search())
+
+
+def _search_by_seed(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Search through a host of our own, joined by `--seed` for this search alone.
+
+    No node of ours rates the sellers, so their reputation is null.
+    """
     from aaex_agents.transport.libp2p import open_libp2p_host
     from discovery.dht import open_discovery
     from discovery.query import Query, Utility, parse_where
@@ -75,18 +121,39 @@ def _market_search(args: argparse.Namespace) -> int:
         async with open_libp2p_host() as host, open_discovery(host, seeds=args.seed) as found:
             return [ad for _, ad in Utility().rank(await found.lookup(query))]
 
-    ads = asyncio.run(search())
+    return [{**ad_document(ad), "reputation": None} for ad in asyncio.run(search())]
+
+
+def _show_found(found: list[dict[str, Any]], args: argparse.Namespace) -> None:
     if args.json:
-        print(json.dumps([ad_document(ad) for ad in ads]))
-        return 0
-    if not ads:
+        print(json.dumps(found))
+        return
+    if not found:
         print(f"no seller of {args.capability} matches")
-        return 0
-    print(render_table(["address", "price", "p95 ms", "deadline s", "attributes", "task"],
-                 [(ad.address, price_text(ad.price), ad.sla.p95_ms,
-                   ad.sla.deadline_s, json.dumps(ad.attributes), task_text(ad.task_schema))
-                  for ad in ads]))
-    return 0
+        return
+    print(render_table(["address", "price", "p95 ms", "deadline s", "reputation",
+                        "attributes", "task"],
+                       [(ad["address"], _found_price_text(ad),
+                         ad["sla"]["p95_ms"], ad["sla"]["deadline_s"],
+                         _reputation_text(ad.get("reputation")),
+                         json.dumps(ad["attributes"]), task_text(ad.get("task_schema")))
+                        for ad in found]))
+
+
+def _reputation_text(reputation: dict[str, Any] | None) -> str:
+    """A seller's standing in a few words: its score and what it rests on."""
+    if reputation is None:
+        return "-"  # searched by seed: no node of ours rated anyone
+    if reputation["raters"] == 0:
+        return "unrated"
+    return (f"{reputation['score']:.2f} ({reputation['raters']} rater(s), "
+            f"{reputation['receipts']} receipt(s))")
+
+
+def _found_price_text(found: dict[str, Any]) -> str:
+    """`price_text` of a found seller's JSON document (the node's answer)."""
+    kind = found.get("price_kind", "fixed")
+    return f"{found['price']} {found.get('price_currency', 'credit')}{_PER.get(kind, ' ' + kind)}"
 
 
 _PER = {"fixed": "", "per_unit": " per unit", "per_1k_tokens": " per 1k output tokens"}

@@ -14,8 +14,6 @@ import signal
 import sys
 from typing import Any
 
-import aiohttp
-
 from aaex_agents.errors import AaexError
 
 
@@ -104,7 +102,7 @@ def _raise_open_file_limit() -> None:
 def _node_status(args: argparse.Namespace) -> int:
     from ..node.accounts import AdminAccess
     from ..node.config import load_config
-    from .admin_client import AdminRefused, must_run, reach, request
+    from .admin_client import AdminRefused, NodeLost, must_run, reach, request
 
     async def fetch() -> dict[str, Any]:
         if args.config is not None:
@@ -120,7 +118,7 @@ def _node_status(args: argparse.Namespace) -> int:
 
     try:
         status = asyncio.run(fetch())
-    except (aiohttp.ClientError, TimeoutError, AdminRefused) as exc:
+    except (NodeLost, AdminRefused) as exc:
         print(f"aaex: no node answers at {args.admin or args.config}: {exc}", file=sys.stderr)
         return 2
     if args.json:

@@ -42,6 +42,7 @@ from ..contracts.ledger import Entry, Ledger
 from ..trade.negotiation import Dialogue, DialogueState, Seller
 from .admin_disputes import DisputeView, add_dispute_routes
 from .admin_payments import add_payment_routes
+from .admin_search import add_search_route
 from .admin_writes import add_operator_routes
 from .metrics import MetricsView, node_registry
 
@@ -209,6 +210,7 @@ def build_app(node: AdminView, token: str | None = None, *,
                        ("/balances", views.balances), ("/bans", views.bans),
                        ("/metrics", views.metrics)):
         app.router.add_get(path, view)
+    add_search_route(app, node)
     if token is not None:
         guarded = add_operator_routes(app, node, token)
         add_dispute_routes(app, node, guarded)

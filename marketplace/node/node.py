@@ -318,7 +318,11 @@ def _preflight(config: NodeConfig) -> Identity:
     """What fails before anything opens: a bad class for the model, the data dir, the key."""
     _check_open_file_limit()
     # 0700: the data dir holds the agents' keys and, by default, the ledger.
-    config.node.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        config.node.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"node.data_dir = {config.node.data_dir}: cannot create it "
+                          f"({exc.strerror}); choose a folder this user may write") from None
     identity = load_or_create_identity(config.node.identity)
     for spec in config.agents:  # a bad class or setting fails before anything is opened
         if issubclass(spec.load_class(), LlmSeller) and config.llm.backend == "none":

@@ -19,7 +19,8 @@ def listen_fields(config: NodeConfig) -> list[tuple[str, str, str, int]]:
     """(field, value, host, port) of every address the node will listen on."""
     fields = []
     for field_name, value in (("node.http", config.node.http), ("node.admin", config.node.admin),
-                              ("interop.listen", config.interop.listen or "")):
+                              ("interop.listen", config.interop.listen or ""),
+                              ("gateway.listen", config.gateway.listen or "")):
         if value:
             fields.append((field_name, value, *split_host_port(value)))
     for address in config.node.p2p:
