@@ -9,8 +9,9 @@ import pytest
 from aaex_agents import Agent
 from aaex_agents.errors import UsageError
 from marketplace.node.config import ConfigError, parse_config
+from marketplace.node.node import open_node
 from marketplace.trade.market import MarketSettings, NodeMarket
-from tests.market_kit import cr
+from tests.market_kit import BUYER, SELLER, agreement, cr, receipt
 
 
 def config(market: dict[str, object]) -> dict[str, object]:
@@ -60,3 +61,19 @@ def test_reading_a_config_does_not_import_libp2p() -> None:
          "import sys, marketplace.node.config; print('libp2p' in sys.modules)"],
         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
     assert probe.stdout.strip() == "False"
+
+
+async def test_a_restarted_node_rates_sellers_from_the_receipts_on_its_books(
+        tmp_path: Path) -> None:
+    """Search and awards use the node's reputation book: it must survive a restart."""
+    config = parse_config({"node": {"http": "127.0.0.1:0", "admin": "127.0.0.1:0", "p2p": []},
+                           "agents": [{"name": "shopper", "class": "marketplace:Buyer"}]},
+                          base=tmp_path)
+    signed = agreement()
+    async with open_node(config) as node:
+        await node.ledger.record_agreement(signed, role="seller")
+        await node.ledger.settle(receipt(signed, BUYER))
+        assert node.market.reputation.score(SELLER.address).raters == 0  # learned live only
+    async with open_node(config) as node:
+        score = node.market.reputation.score(SELLER.address)
+        assert (score.raters, score.score) == (1, 1.0)

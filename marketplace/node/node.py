@@ -389,6 +389,8 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
     market = NodeMarket({a.address: a for a in agents}, find=(
         discovery_finder(discovery) if discovery is not None else _no_market),
         ledger=ledger, settings=config.market)
+    # Reputation is read from the books, so a restarted node still knows whom it can trust.
+    market.reputation.add_settled(await ledger.settled_receipts())
     runtime_config = RuntimeConfig(data_dir=config.node.data_dir / "storage")
     desk = MarketDesk({a.address: a for a in agents}, ledger)
     gateway = (interop_gateway(config.interop, policy=runtime_config.policy,
