@@ -436,3 +436,19 @@ async def test_delegation_times_delivery_on_the_runtimes_clock() -> None:
                                      max_latency_ms=10_000)
     assert [a.verdict for a in failed.value.attempts] == ["breached"]  # 40 s > 10 s on the clock
     assert delegator.backoff.banned(slow.address, now=clock.now())
+
+
+def test_the_award_reason_says_when_a_better_bidder_did_not_conclude() -> None:
+    """A killed or silent top bidder: the award went to the next, and the reason says so
+    instead of calling the lower utility the highest."""
+    from marketplace.trade.delegation import award_reason
+    from marketplace.trade.negotiation import Bid, NegotiationResult
+    from marketplace.trade.strategies import Offer
+
+    offer = Offer(cr(1), 100.0, 10.0, ZERO)
+    bids = [Bid("thrifty", offer, utility=0.525), Bid("express", offer, utility=0.486)]
+    fallback = award_reason(NegotiationResult("d", "express", offer, b"x", bids))
+    assert fallback["why"].startswith("utility 0.486: thrifty bid higher (0.525) but did not")
+    best = award_reason(NegotiationResult("d", "thrifty", offer, b"x", bids))
+    assert best == {"why": "highest utility 0.525 against the runner-up's 0.486",
+                    "runner_up": "express"}

@@ -237,6 +237,10 @@ def award_reason(outcome: NegotiationResult) -> dict[str, Any]:
         return {"why": "the only agreement reached", "runner_up": None}
     if not others:
         return {"why": f"the only bid in time (utility {won.utility:.3f})", "runner_up": None}
+    if others[0].utility > won.utility:  # the better bidder did not countersign in time
+        return {"why": f"utility {won.utility:.3f}: {others[0].seller} bid higher "
+                       f"({others[0].utility:.3f}) but did not conclude the agreement",
+                "runner_up": others[0].seller}
     return {"why": f"highest utility {won.utility:.3f} against the runner-up's "
                    f"{others[0].utility:.3f}", "runner_up": others[0].seller}
 
