@@ -61,7 +61,7 @@ import resource
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -302,11 +302,21 @@ async def attack(kind: str, mode: str, endpoint: str, target: str, seconds: floa
                     outcome = type(exc).__name__
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
-        started = time.perf_counter()
-        async with asyncio.TaskGroup() as group:
-            for _ in range(concurrency):
-                group.create_task(worker())
-        wall = time.perf_counter() - started
+        wall = await run_workers(worker, concurrency)
+    return report_flood(sent, wall, outcomes)
+
+
+async def run_workers(worker: Callable[[], Coroutine[Any, Any, None]], concurrency: int) -> float:
+    """Run `concurrency` copies of an attacker's `worker` at once; the seconds they took."""
+    started = time.perf_counter()
+    async with asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(worker())
+    return time.perf_counter() - started
+
+
+def report_flood(sent: int, wall: float, outcomes: dict[str, int]) -> int:
+    """An attacker's last line, which the parent reads: what it sent and how it went."""
     print(json.dumps({"sent": sent, "per_s": sent / wall, "outcomes": outcomes}), flush=True)
     return 0
 
@@ -455,9 +465,7 @@ async def uagents_attack(mode: str, submit: str, target: str, seconds: float,
         else:
             for _ in range(concurrency):
                 group.create_task(flood(http))
-    wall = time.perf_counter() - started
-    print(json.dumps({"sent": sent, "per_s": sent / wall, "outcomes": outcomes}), flush=True)
-    return 0
+    return report_flood(sent, time.perf_counter() - started, outcomes)
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -747,13 +755,8 @@ async def cfp_flood(kind: str, endpoint: str, target: str, seconds: float, concu
                                                 bench_call(respond_by))
                     outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
-        started = time.perf_counter()
-        async with asyncio.TaskGroup() as group:
-            for _ in range(concurrency):
-                group.create_task(worker())
-        wall = time.perf_counter() - started
-    print(json.dumps({"sent": sent, "per_s": sent / wall, "outcomes": outcomes}), flush=True)
-    return 0
+        wall = await run_workers(worker, concurrency)
+    return report_flood(sent, wall, outcomes)
 
 
 async def honest_calls(transport: Transport, endpoint: str, target: str, sender: Identity,
