@@ -319,3 +319,37 @@ async def test_a_sellers_signed_timings_the_buyer_saw_were_false_hold_the_money_
             await books.verify()
             [line] = await books.lines()
             assert line.verdict == "disputed"
+
+
+async def test_one_purchase_shows_the_same_amounts_in_every_view_of_both_nodes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI's text and JSON, the admin API behind the web view, and both ledgers state
+    the price and what was paid as the same decimal credits and micro-credits."""
+    ops = operators(tmp_path, FORECAST_TASK)
+    async with running_node(ops.buyer_toml) as buyer:
+        ops.seller_toml.write_text(SELLER_TOML.format(seed=buyer.ready["p2p"][0]))
+        assert (await aaex(capsys, "account", "deposit", "--config", str(ops.buyer_toml),
+                           "shopper", "10"))[0] == 0
+        async with running_node(ops.seller_toml) as seller:
+            code, out = await buy_until(capsys, ops, "forecast.demand", budget="5",
+                                        deadline="10", done=lambda code, out: code == 0)
+            assert code == 0, out
+            paid_text = next(line for line in out.splitlines() if "settled: paid" in line)
+            forecaster = next(iter(seller.ready["interop"]["agents"]))  # its one agent
+            code, out, _ = await aaex(capsys, "account", "statement", "--config",
+                                      str(ops.buyer_toml), "--with", forecaster, "--json")
+            [ours] = json.loads(out)["lines"]
+            async with aiohttp.ClientSession() as http:
+                views = []
+                for node in (buyer, seller):
+                    async with http.get(node.ready["admin"] + "/agreements") as response:
+                        views.extend(await response.json())
+    assert f"paid {ours['amount']} credits" in paid_text and ours["amount"] == ours["price"]
+    assert {(v["price"], v["price_micro"], v["owed"], v["owed_micro"]) for v in views} == {
+        (ours["price"], ours["price_micro"], ours["amount"], ours["amount_micro"])}
+    for side in ("buyer", "seller"):
+        async with open_ledger(ops.books(side)) as books:
+            [line] = await books.lines()
+            assert (str(line.price), line.price.micro, str(line.amount), line.amount.micro) == (
+                ours["price"], ours["price_micro"], ours["amount"], ours["amount_micro"])
+
