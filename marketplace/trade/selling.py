@@ -319,8 +319,9 @@ class ServiceSeller(Seller):
         """
         agreement_id = receipt.receipt.agreement_id
         try:
+            # `settle`, or `record_dispute` with the receipt inside, verifies it against the
+            # agreement: checked once, where it is booked.
             signed = await ledger.agreement(agreement_id)
-            receipt.verify_against(signed)
             kept = await ledger.delivery(agreement_id)
             conflicts = receipt_conflicts(signed.agreement, kept, receipt.receipt)
             if conflicts:
