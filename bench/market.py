@@ -39,7 +39,6 @@ from aaex_agents.testing import JsonLinesProcess
 from aaex_agents.transport.listener import ServerLimits
 from bench.stats import percentile
 from marketplace.trade.contracting import buyer_signer, seller_countersigner
-from marketplace.trade.dialogues import DialogueLimits
 from marketplace.trade.negotiation import CallForProposals, Seller, negotiate, new_dialogue_id
 from marketplace.trade.strategies import (
     BOULWARE,
@@ -82,19 +81,13 @@ class BenchBuyer(Agent):
     pass
 
 
-BENCH_LIMITS = DialogueLimits(max_per_buyer=1_000)
-"""One buyer per node keeps hundreds of negotiations open with each seller here, which the
-default quota of 32 per buyer key (a flood guard) would decline: the benchmark measures
-throughput, so its sellers allow it."""
-
-
 def make_seller(index: int) -> BenchSeller:
     identity = Identity.generate()
     exponent = (BOULWARE, LINEAR, CONCEDER)[index % 3]
     cost = Credits.parse(1) + Credits(index % 7 * 500_000)
     return BenchSeller(identity, strategy=SellerStrategy(cost=cost,
                                                          exponent=exponent, latency_ms=300),
-                       countersign=seller_countersigner(identity), limits=BENCH_LIMITS)
+                       countersign=seller_countersigner(identity))
 
 
 
