@@ -6,10 +6,15 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+from marketplace.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,3 +87,51 @@ async def running_node(config: Path, *, lie: str | None = None) -> AsyncIterator
             except TimeoutError:
                 node.process.kill()
                 raise
+
+
+async def aaex(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run `aaex ARGV` as an operator would (off the event loop: the CLI runs its own)."""
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@dataclass(frozen=True)
+class Operators:
+    """Two operators' folders: a buyer (agent ``shopper``) and a seller, and the task file."""
+
+    buyer_toml: Path
+    seller_toml: Path
+    task: Path
+
+    def books(self, side: str) -> Path:
+        """The ledger file of ``buyer`` or ``seller``."""
+        toml = self.buyer_toml if side == "buyer" else self.seller_toml
+        return toml.parent / "data" / "ledger.sqlite"
+
+
+def two_operators(tmp_path: Path, task: dict[str, Any], buyer_toml: str) -> Operators:
+    """Folders ``buyer`` and ``seller`` under `tmp_path`, the buyer's config and the task
+    written (the seller's config usually needs the buyer's address: the test writes it)."""
+    for side in ("seller", "buyer"):
+        (tmp_path / side).mkdir()
+    ops = Operators(tmp_path / "buyer" / "node.toml", tmp_path / "seller" / "node.toml",
+                    tmp_path / "task.json")
+    ops.buyer_toml.write_text(buyer_toml)
+    ops.task.write_text(json.dumps(task))
+    return ops
+
+
+async def buy_until(capsys: pytest.CaptureFixture[str], ops: Operators, capability: str, *,
+                    budget: str, deadline: str, done: Callable[[int, str], bool],
+                    tries: int = 20) -> tuple[int, str]:
+    """`aaex market buy` until `done(exit code, output)`: the seller's ad may take a few
+    tries to reach the buyer's DHT. Returns the last exit code and output (stdout + stderr)."""
+    for _ in range(tries):
+        code, out, err = await aaex(capsys, "market", "buy", capability, "--config",
+                                    str(ops.buyer_toml), "--agent", "shopper", "--task",
+                                    str(ops.task), "--budget", budget, "--deadline", deadline)
+        if done(code, out + err):
+            break
+    return code, out + err

@@ -7,7 +7,6 @@ and compare books with `aaex account statement` and `aaex account reconcile`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import stat
 from decimal import Decimal
@@ -17,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from marketplace.cli.main import main
+from tests.node_kit import aaex as aaex
 from tests.node_kit import running_node
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,14 +49,6 @@ negotiation_window = 0.5
 name = "shopper"
 class = "marketplace:Buyer"
 """
-
-
-async def aaex(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run `aaex ARGV` as an operator would (off the event loop: the CLI runs its own)."""
-    capsys.readouterr()
-    code = await asyncio.to_thread(main, list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 async def post(url: str, body: object, token: str | None) -> tuple[int, dict[str, Any]]:

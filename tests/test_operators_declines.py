@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.node_kit import running_node
-from tests.test_operators import aaex
+from tests.node_kit import aaex, running_node
 
 SELLER_TOML = """
 [node]

@@ -12,8 +12,6 @@ checked offline.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,8 @@ import aiohttp
 import pytest
 
 from marketplace.contracts.ledger import open_ledger
-from tests.node_kit import running_node
-from tests.test_operators import aaex
+from tests.node_kit import Operators, aaex, buy_until, running_node
+from tests.node_kit import two_operators as _two_operators
 from tests.test_operators_expiry import BUYER_TOML
 
 SELLER_TOML = """
@@ -40,45 +38,13 @@ settings = {{ cost = 1.0 }}
 """
 
 
-@dataclass(frozen=True)
-class Operators:
-    """Two operators' folders: a buyer (agent ``shopper``) and a seller, and the task."""
-
-    buyer_toml: Path
-    seller_toml: Path
-    task: Path
-
-    def books(self, side: str) -> Path:
-        """The ledger file of ``buyer`` or ``seller``."""
-        return self.buyer_toml.parent / "data" / "ledger.sqlite" if side == "buyer" \
-            else self.seller_toml.parent / "data" / "ledger.sqlite"
-
-
-def operators(tmp_path: Path, task: dict[str, Any], buyer_toml: str = BUYER_TOML) -> Operators:
-    for side in ("seller", "buyer"):
-        (tmp_path / side).mkdir()
-    ops = Operators(tmp_path / "buyer" / "node.toml", tmp_path / "seller" / "node.toml",
-                    tmp_path / "task.json")
-    ops.buyer_toml.write_text(buyer_toml)
-    ops.task.write_text(json.dumps(task))
-    return ops
-
-
-async def buy_until(capsys: pytest.CaptureFixture[str], ops: Operators, capability: str, *,
-                    budget: str, deadline: str, done: Callable[[int, str], bool]
-                    ) -> tuple[int, str]:
-    """`aaex market buy` until `done(exit code, output)`: the seller's ad may take a few
-    tries to reach the buyer's DHT."""
-    for _ in range(20):
-        code, out, err = await aaex(capsys, "market", "buy", capability, "--config",
-                                    str(ops.buyer_toml), "--agent", "shopper", "--task",
-                                    str(ops.task), "--budget", budget, "--deadline", deadline)
-        if done(code, out + err):
-            break
-    return code, out + err
-
-
 FORECAST_TASK = {"history": [1, 2, 3]}
+
+
+def operators(tmp_path: Path, task: dict[str, Any], buyer_toml: str = BUYER_TOML
+              ) -> Operators:
+    """A buyer node's folder (agent ``shopper``, this module's buyer config) and a seller's."""
+    return _two_operators(tmp_path, task, buyer_toml)
 
 
 async def test_a_buyers_false_breach_is_disputed_held_and_resolved_by_both_signatures(

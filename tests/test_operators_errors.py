@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.node_kit import ROOT, running_node
-from tests.test_operators import aaex
+from tests.node_kit import ROOT, aaex, running_node
 
 SELLER_TOML = """
 [node]

@@ -18,8 +18,7 @@ import pytest
 
 from aaex_agents.money import ZERO
 from marketplace.contracts.ledger import open_ledger
-from tests.node_kit import NodeProcess, running_node
-from tests.test_operators import aaex
+from tests.node_kit import NodeProcess, aaex, running_node
 
 BUYER_TOML = """
 [node]

@@ -18,8 +18,7 @@ import pytest
 
 from aaex_agents.money import ZERO, Credits
 from marketplace.contracts.ledger import open_ledger
-from tests.node_kit import NodeProcess, running_node
-from tests.test_operators import aaex
+from tests.node_kit import NodeProcess, aaex, running_node
 from tests.test_operators_disputes import FORECAST_TASK, SELLER_TOML, buy_until, operators
 
 

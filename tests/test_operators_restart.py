@@ -19,9 +19,8 @@ from aaex_agents import Agent, StaticDirectory, open_runtime
 from aaex_agents.transport.http import HttpTransport
 from marketplace.trade.negotiation import Decline
 from marketplace.trade.statements import StatementQuery
-from tests.node_kit import running_node
+from tests.node_kit import aaex, running_node
 from tests.peers.llm_servers import free_port
-from tests.test_operators import aaex
 
 SELLER_TOML = """
 [node]

@@ -8,7 +8,6 @@ the missing field, and neither node's books hold anything of it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -17,8 +16,7 @@ import pytest
 from aaex_agents.money import ZERO
 from marketplace.contracts.ledger import Balance, open_ledger
 from tests.market_kit import cr
-from tests.node_kit import running_node
-from tests.test_operators import aaex
+from tests.node_kit import aaex, buy_until, running_node, two_operators
 from tests.test_operators_declines import BUYER_TOML
 
 SELLER_TOML = """
@@ -34,20 +32,12 @@ class = "tests.peers.seller_peer:ForecastSeller"
 settings = { cost = 2.0, exponent = 4.0 }
 """
 
-AD_WAIT_S = 60.0
-"""How long the buyer's node may take to find the seller's ad through the DHT."""
-
 
 async def test_market_buy_refuses_a_malformed_task_naming_the_field_and_books_nothing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "seller").mkdir()
-    (tmp_path / "buyer").mkdir()
-    seller_toml, buyer_toml = tmp_path / "seller" / "node.toml", tmp_path / "buyer" / "node.toml"
+    ops = two_operators(tmp_path, {"foo": "bar"}, "")
+    seller_toml, buyer_toml = ops.seller_toml, ops.buyer_toml
     seller_toml.write_text(SELLER_TOML)
-    task = tmp_path / "task.json"
-    task.write_text(json.dumps({"foo": "bar"}))
-    buy = ["market", "buy", "forecast.demand", "--config", str(buyer_toml), "--agent",
-           "shopper", "--task", str(task), "--budget", "10", "--deadline", "20"]
 
     async with running_node(seller_toml) as seller:
         buyer_toml.write_text(BUYER_TOML.format(seed=seller.ready["p2p"][0]))
@@ -55,14 +45,10 @@ async def test_market_buy_refuses_a_malformed_task_naming_the_field_and_books_no
             code, _, err = await aaex(capsys, "account", "deposit", "--config",
                                       str(buyer_toml), "shopper", "25")
             assert code == 0, err
-            loop = asyncio.get_running_loop()
-            until = loop.time() + AD_WAIT_S
-            while True:  # poll until the seller's ad reached the buyer's DHT
-                code, out, err = await aaex(capsys, *buy)
-                if "does not fit" in out or loop.time() > until:
-                    break
-                await asyncio.sleep(0.5)
-            assert code == 1, (out, err)
+            code, out = await buy_until(capsys, ops, "forecast.demand", budget="10",
+                                        deadline="20",
+                                        done=lambda code, out: "does not fit" in out)
+            assert code == 1, out
             assert ("failed: forecast.demand: the task does not fit what its sellers take: "
                     "history: required") in out
             assert "found" not in out and "offers" not in out  # no seller was called
