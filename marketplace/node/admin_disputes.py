@@ -30,6 +30,7 @@ from ..contracts.evidence import export_evidence
 from ..contracts.ledger import DisputeRecord
 from ..trade.disputes import ResolutionNotice, ResolutionTaken
 from .admin_writes import OperatorView
+from .responses import json_response
 
 if TYPE_CHECKING:
     from ..trade.desk import MarketDesk
@@ -82,10 +83,6 @@ def add_dispute_routes(app: web.Application, node: DisputeView,
     app.router.add_post("/disputes/{agreement_id}/resolve", guarded(routes.resolve, write=True))
 
 
-def _json(document: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(document, indent=1), status=status,
-                        content_type="application/json")
-
 
 class _DisputeRoutes:
     def __init__(self, node: DisputeView) -> None:
@@ -105,11 +102,11 @@ class _DisputeRoutes:
         offers = self.node.desk.resolutions.offers
         records = await self.node.ledger.disputes()
         records.sort(key=lambda r: (r.resolution is not None, r.seq))
-        return _json([dispute_document(r, offers.get(r.signed.id)) for r in records])
+        return json_response([dispute_document(r, offers.get(r.signed.id)) for r in records])
 
     async def show(self, request: web.Request) -> web.Response:
         record = await self.record(request)
-        return _json(dispute_document(record,
+        return json_response(dispute_document(record,
                                       self.node.desk.resolutions.offers.get(record.signed.id)))
 
     async def evidence(self, request: web.Request) -> web.Response:
@@ -117,7 +114,7 @@ class _DisputeRoutes:
         bundle = export_evidence(record.signed, record.dispute, record.delivery,
                                  record.resolution, exporter=self.node.identity,
                                  now_ms=self.node.runtime.clock.now_ms())
-        return _json(bundle.model_dump(mode="json"))
+        return json_response(bundle.model_dump(mode="json"))
 
     def party(self, record: DisputeRecord) -> Agent:
         a = record.signed.agreement
@@ -130,7 +127,7 @@ class _DisputeRoutes:
     async def resolve(self, request: web.Request) -> web.Response:
         record = await self.record(request)
         if record.resolution is not None:
-            return _json({"error": "this dispute is already resolved"}, 409)
+            return json_response({"error": "this dispute is already resolved"}, 409)
         agent = self.party(record)
         try:
             body = json.loads(await request.text() or "null")
@@ -148,11 +145,11 @@ class _DisputeRoutes:
         except ContractRejected:  # our half: an offer for the partner to sign
             signed.verify_against(record.signed, complete=False)
             answer = await self.send(agent, partner, signed)
-            return _json({"outcome": "offered", "partner": answer, **_terms(signed)})
+            return json_response({"outcome": "offered", "partner": answer, **_terms(signed)})
         await self.node.ledger.resolve(signed)
         self.node.desk.resolutions.offers.pop(record.signed.id, None)
         answer = await self.send(agent, partner, signed)
-        return _json({"outcome": "resolved", "partner": answer, **_terms(signed)})
+        return json_response({"outcome": "resolved", "partner": answer, **_terms(signed)})
 
     def decision(self, body: dict[str, Any]) -> SignedResolution:
         try:

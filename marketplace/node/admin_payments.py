@@ -31,15 +31,12 @@ from ..contracts.payment import Payment, SignedPayment
 from ..trade.payments import PaymentNotice, PaymentTaken
 from .accounts import check_address, partners_document, payment_document, resolve_agent
 from .admin_disputes import DisputeView
+from .responses import json_response
 
 logger = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 5.0
 
-
-def _json(document: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(document, indent=1), status=status,
-                        content_type="application/json")
 
 
 def add_payment_routes(app: web.Application, node: DisputeView, guarded: Any) -> None:
@@ -57,7 +54,7 @@ class _PaymentRoutes:
         return {agent.name: agent.address for agent in self.node.runtime.agents.values()}
 
     async def partners(self, request: web.Request) -> web.Response:
-        return _json(partners_document(self.hosted(), await self.node.ledger.lines()))
+        return json_response(partners_document(self.hosted(), await self.node.ledger.lines()))
 
     async def settle(self, request: web.Request) -> web.Response:
         try:
@@ -79,7 +76,8 @@ class _PaymentRoutes:
         booked = await self.booked(agent.address, partner, amount, reference)
         if booked is not None:  # recorded before: the partner may never have got it
             answer = await self.send(agent, partner, booked)
-            return _json({"outcome": "recorded", "partner": answer, **payment_document(booked)})
+            return json_response({"outcome": "recorded", "partner": answer,
+                                  **payment_document(booked)})
         net = found.get(agent.address, {}).get(partner, ZERO)
         if net == ZERO:
             raise UsageError(f"nothing is owed between {agent.name} and {partner}; a payment "
@@ -97,12 +95,13 @@ class _PaymentRoutes:
             signed = mine.signed_by(agent.identity)
             desk.keep_sent(signed)
             answer = await self.send(agent, partner, signed)
-            return _json({"outcome": "offered", "partner": answer, **payment_document(signed)})
+            return json_response({"outcome": "offered", "partner": answer,
+                                  **payment_document(signed)})
         signed = offer.signed_by(agent.identity)
         await self.node.ledger.record_payment(signed, agent.address)
         desk.recorded(signed)
         answer = await self.send(agent, partner, signed)
-        return _json({"outcome": "recorded", "partner": answer, **payment_document(signed)})
+        return json_response({"outcome": "recorded", "partner": answer, **payment_document(signed)})
 
     async def booked(self, ours: str, partner: str, amount: Credits,
                      reference: str) -> SignedPayment | None:

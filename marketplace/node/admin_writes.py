@@ -56,6 +56,7 @@ from .accounts import (
     resolve_agent,
     statement_document,
 )
+from .responses import json_response
 
 if TYPE_CHECKING:
     from aaex_agents.identity import Identity
@@ -75,13 +76,9 @@ MAX_BODY_BYTES = 1 << 20
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _json(document: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(document, default=str, indent=1), status=status,
-                        content_type="application/json")
-
 
 def _error(status: int, message: str) -> web.Response:
-    response = _json({"error": message}, status)
+    response = json_response({"error": message}, status)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="aaex-admin"'
     return response
@@ -211,7 +208,7 @@ class _OperatorRoutes:
         return run
 
     async def accounts(self, request: web.Request) -> web.Response:
-        return _json(accounts_document(self.hosted(), await self.node.ledger.positions()))
+        return json_response(accounts_document(self.hosted(), await self.node.ledger.positions()))
 
     async def statement(self, request: web.Request) -> web.Response:
         ledger = self.node.ledger
@@ -221,7 +218,7 @@ class _OperatorRoutes:
             found = statement_between(await ledger.lines(), agent.address, partner)
         else:
             found = await ledger.statement(partner)
-        return _json({"node": self.node.identity.address, **statement_document(found)})
+        return json_response({"node": self.node.identity.address, **statement_document(found)})
 
     async def move(self, request: web.Request, kind: str) -> web.Response:
         ledger = self.node.ledger
@@ -234,7 +231,7 @@ class _OperatorRoutes:
         position = (await ledger.positions()).get(agent.address, Position())
         logger.info("%s of %s credits for %s (entry %d)", kind, amount,
                     agent.name, entry.seq)
-        return _json({kind: True, "entry": entry.seq, **amount.document("amount"),
+        return json_response({kind: True, "entry": entry.seq, **amount.document("amount"),
                       "account": account_document(agent.name, agent.address, position)})
 
     async def deposit(self, request: web.Request) -> web.Response:
@@ -258,7 +255,7 @@ class _OperatorRoutes:
                          pending_documents(desk.payments, agent.address, partner))}
                      for agent, one in zip(agents, found, strict=True)]
         gaps = [f"{d['agent']}: {gap}" for d in documents for gap in d["differences"]]
-        return _json({"with": partner, "agreed": not gaps, "differences": gaps,
+        return json_response({"with": partner, "agreed": not gaps, "differences": gaps,
                       "agents": documents})
 
     def order(self, body: dict[str, Any]) -> _Order:

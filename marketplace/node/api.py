@@ -19,7 +19,6 @@ not parse is a 400 naming it. ``/ledger`` verifies the chain once per head, not 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -45,6 +44,7 @@ from .admin_payments import add_payment_routes
 from .admin_search import add_search_route
 from .admin_writes import add_operator_routes
 from .metrics import MetricsView, node_registry
+from .responses import json_response
 
 if TYPE_CHECKING:
     from discovery.dht import Discovery
@@ -57,10 +57,6 @@ _PAGE = resources.files("marketplace.node").joinpath("static/index.html").read_t
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-
-def _json(document: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(document, default=str, indent=1), status=status,
-                        content_type="application/json")
 
 
 def dialogue_state(dialogue: Dialogue, lines: dict[str, Line], delivered: set[str],
@@ -131,15 +127,15 @@ def _guard(bound: Bound | None) -> Any:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if bound is not None and request.headers.get("Host", "").lower() not in bound.hosts:
-            return _json({"error": f"Host {quote(request.headers.get('Host', ''))} is not this "
-                                   "admin API; use the URL it printed (http://127.0.0.1:PORT)"},
-                         status=403)
+            host = quote(request.headers.get("Host", ""))
+            return json_response({"error": f"Host {host} is not this admin API; use the URL "
+                                           "it printed (http://127.0.0.1:PORT)"}, status=403)
         try:
             return await handler(request)
         except UsageError as exc:
-            return _json({"error": str(exc)}, status=400)
+            return json_response({"error": str(exc)}, status=400)
         except BadRequestBody as exc:  # a body over the limit: 413
-            return _json({"error": str(exc)}, status=exc.status)
+            return json_response({"error": str(exc)}, status=exc.status)
     return guard
 
 
@@ -228,17 +224,18 @@ class _ReadViews:
         self.registry, self.collector = node_registry(node)
 
     async def status(self, request: web.Request) -> web.Response:
-        return _json(self.node.describe(self.bound.url))
+        return json_response(self.node.describe(self.bound.url))
 
     async def agents(self, request: web.Request) -> web.Response:
-        return _json([{"name": a.name, "address": a.address, "class": type(a).__name__,
+        return json_response([{"name": a.name, "address": a.address, "class": type(a).__name__,
                        "capability": getattr(a, "capability", None)}
                       for a in self.node.runtime.agents.values()])
 
     async def ads(self, request: web.Request) -> web.Response:
         discovery = self.node.discovery
         held = len(discovery.index) if discovery else 0
-        return _json({"published": self.node.published_ads(), "held_by_this_index_node": held})
+        return json_response({"published": self.node.published_ads(),
+                              "held_by_this_index_node": held})
 
     async def dialogues(self, request: web.Request) -> web.Response:
         ledger, runtime = self.node.ledger, self.node.runtime
@@ -255,11 +252,11 @@ class _ReadViews:
                           **(d.offer.price.document("price") if d.offer
                              else {"price": None, "price_micro": None})}
                          for d in agent.dialogues.values()]
-        return _json(rows)
+        return json_response(rows)
 
     async def agreements(self, request: web.Request) -> web.Response:
         hosted = {agent.address for agent in self.node.runtime.agents.values()}
-        return _json([{"id": line.agreement_id, "buyer": line.buyer, "seller": line.seller,
+        return json_response([{"id": line.agreement_id, "buyer": line.buyer, "seller": line.seller,
                        "side": "sale" if line.seller in hosted else "purchase",
                        "capability": line.capability, **line.price.document("price"),
                        "verdict": line.verdict, "debtor": line.debtor,
@@ -271,20 +268,20 @@ class _ReadViews:
         limit = query_int(request, "limit", 200, 1, MAX_LEDGER_LIMIT)
         head, _ = await ledger.head()
         entries = await ledger.entries(after=max(0, head - limit), limit=limit)
-        return _json({**await self.verified.of(ledger),
+        return json_response({**await self.verified.of(ledger),
                       "entries": [{"seq": e.seq, "kind": e.kind, "hash": e.hash,
                                    "agreement": e.body.get("agreement_id"),
                                    "address": e.body.get("address"), **_entry_amount(e)}
                                   for e in entries]})
 
     async def balances(self, request: web.Request) -> web.Response:
-        return _json({a: {**b.available.document("available"), **b.held.document("held")}
+        return json_response({a: {**b.available.document("available"), **b.held.document("held")}
                       for a, b in (await self.node.ledger.balances()).items()})
 
     async def bans(self, request: web.Request) -> web.Response:
         names = {a.address: a.name for a in self.node.runtime.agents.values()}
         now = self.node.runtime.clock.now()
-        return _json([{"agent": names.get(address, address), "seller": ban.peer,
+        return json_response([{"agent": names.get(address, address), "seller": ban.peer,
                        "reason": ban.reason, "failures": ban.failures,
                        "until_ms": int(ban.until * 1000),
                        "expires_in_s": round(ban.until - now, 1)}
