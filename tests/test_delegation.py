@@ -452,3 +452,40 @@ def test_the_award_reason_says_when_a_better_bidder_did_not_conclude() -> None:
     best = award_reason(NegotiationResult("d", "thrifty", offer, b"x", bids))
     assert best == {"why": "highest utility 0.525 against the runner-up's 0.486",
                     "runner_up": "express"}
+
+
+async def test_the_runner_up_is_held_to_its_bid_when_the_winner_fails() -> None:
+    """The losing bid is the buyer's fallback: when the winner fails, the runner-up alone is
+    asked, and the call caps the price at what it bid before, so a failed winner never
+    makes the buyer pay more than the market already offered."""
+    hanging = make(HangingSellerFault, cost=cr(0.5))  # cheapest: it wins first
+    runner = make(Averager, cost=cr(2.0))
+    dearer = make(Averager, cost=cr(3.0))
+    planner = Planner()
+    book = Book()
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    async def find(capability: str, where: str | None) -> list[str]:
+        return [hanging.address, runner.address, dearer.address]
+
+    delegator = Delegator(planner.identity, find=find, books=book,
+                          wallet=Wallet(budget=cr(20), per_seller=cr(10), per_task=cr(10)),
+                          negotiation_window=0.5)
+    async with open_runtime([planner, hanging, runner, dearer],
+                            transports=[MemoryNetwork().transport()]) as rt:
+        done = await delegator.delegate(rt.context(planner), "forecast.demand",
+                                        {"history": [10, 20, 30]}, budget=cr(5.0), deadline=20,
+                                        max_latency_ms=500,
+                                        progress=lambda e, d: events.append((e, d)))
+    first = next(d for e, d in events if e == "offers")["offers"]
+    bid = next(o for o in first if o["seller"] == runner.address)
+    agreement = next(d for e, d in events if e == "agreement")
+    assert agreement["seller"] == hanging.address and agreement["runner_up"] == runner.address
+    fallback = [d for e, d in events if e == "fallback"]
+    assert fallback == [{"seller": runner.address, "price": bid["price"],
+                         "price_micro": bid["price_micro"]}]
+    asked = [d["found"] for e, d in events if e == "sellers"]
+    assert asked[1] == [runner.address]  # the fallback alone, not a new call to everyone
+    assert done.seller == runner.address
+    assert done.agreement.agreement.terms.price.micro <= bid["price_micro"]
+    assert not any(r.receipt.seller == dearer.address for r in book.receipts)

@@ -32,6 +32,9 @@ def market_line(label: str, event: str, details: Mapping[str, Any],
     if event == "sellers":
         found = [_name(s, names) for s in details.get("found", [])]
         return f"{label}: {len(found)} seller(s) found: {', '.join(found) or 'none'}"
+    if event == "fallback":
+        return (f"{label}: the winner failed; the runner-up {_name(details.get('seller'), names)}"
+                f" is held to its bid of {details.get('price')} credits")
     if event == "offers":
         bids = [_bid_text(b, names) for b in details.get("offers", [])]
         return f"{label}: bids: {'; '.join(bids) or 'none'}"
@@ -49,13 +52,19 @@ def market_line(label: str, event: str, details: Mapping[str, Any],
 def market_document(events: list[dict[str, Any]], names: Mapping[str, str]
                     ) -> list[dict[str, Any]]:
     """A subtask's market for the report: per round, the sellers invited, their bids and the
-    award (None: no agreement that round), providers by name."""
+    award (None: no agreement that round) and, in a round after a failed winner, the runner-up
+    held to its earlier bid (`fallback`; None otherwise), providers by name."""
     rounds: list[dict[str, Any]] = []
+    held: dict[str, Any] | None = None
     for event in events:
         kind = event.get("event")
-        if kind == "sellers":
+        if kind == "fallback":
+            held = {"provider": _name(event.get("seller"), names), "price": event.get("price"),
+                    "price_micro": event.get("price_micro")}
+        elif kind == "sellers":
             rounds.append({"sellers": [_name(s, names) for s in event.get("found", [])],
-                           "bids": [], "award": None})
+                           "bids": [], "award": None, "fallback": held})
+            held = None
         elif kind == "offers" and rounds:
             rounds[-1]["bids"] = [{**bid, "provider": _name(bid.get("seller"), names)}
                                   for bid in event.get("offers", [])]

@@ -250,6 +250,9 @@ def _show_event(event: dict[str, Any], out: TextIO) -> None:
     if kind == "sellers":
         found = event.get("found", [])
         text = f"found {len(found)} seller(s) of {event.get('capability')}"
+    elif kind == "fallback":
+        text = (f"the winner failed: asking the runner-up {event['seller']} to hold its bid of "
+                f"{event['price']} credits")
     elif kind == "offers":
         text = "offers: " + ("; ".join(_offer_text(o) for o in event.get("offers", []))
                              or "none")

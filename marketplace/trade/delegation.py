@@ -222,6 +222,17 @@ def _bid_document(bid: Bid, reputation: float | None) -> dict[str, Any]:
             "reputation": reputation, "utility": round(bid.utility, 4)}
 
 
+def _live_bids(outcome: NegotiationResult) -> list[Bid]:
+    """The bids that ended with an offer standing, best utility first."""
+    return sorted((b for b in outcome.bids if b.offer is not None),
+                  key=lambda b: (-b.utility, b.seller))
+
+
+def runner_up(outcome: NegotiationResult) -> Bid | None:
+    """The best standing bid other than the winner's: the buyer's fallback if it fails."""
+    return next((b for b in _live_bids(outcome) if b.seller != outcome.winner), None)
+
+
 def award_reason(outcome: NegotiationResult) -> dict[str, Any]:
     """Why the winner won, for the buyer's operator to judge the award.
 
@@ -229,8 +240,7 @@ def award_reason(outcome: NegotiationResult) -> dict[str, Any]:
     buyer) against the best other bid's, or that it bid alone; ``runner_up``: that other
     bidder's address (None when there was none), the seller turned to if the winner fails.
     """
-    live = sorted((b for b in outcome.bids if b.offer is not None),
-                  key=lambda b: (-b.utility, b.seller))
+    live = _live_bids(outcome)
     won = next((b for b in live if b.seller == outcome.winner), None)
     others = [b for b in live if b.seller != outcome.winner]
     if won is None:
@@ -318,6 +328,7 @@ class Delegator:
         end = clock.now() + deadline
         attempts: list[Attempt] = []
         declined: set[str] = set()
+        held: Bid | None = None  # the last award's runner-up, turned to if the winner fails
         while (now := clock.now()) < end:
             takers, fault = fitting(await self._find(capability, where), task)
             if fault is not None:  # refused here: no call, no agreement, no money
@@ -328,12 +339,20 @@ class Delegator:
             # for a newcomer, and weighs in the award (`BuyerUtility`).
             rated = {s: self.reputation.score(s) for s in found}
             candidates = shortlist(found, rated, top_k)
+            fallback, held = (held if held is not None and held.seller in found else None), None
+            if fallback is not None and fallback.offer is not None:
+                # The winner failed: its runner-up is asked alone, held to the price it bid.
+                candidates = [fallback.seller]
+                report("fallback", {"seller": fallback.seller,
+                                    **fallback.offer.price.document("price")})
             scores = {s: rated[s].score for s in candidates}
             report("sellers", {"capability": capability, "found": candidates})
             if not candidates:
                 break
             remaining = end - now
             spendable = await self._spendable(capability, budget, attempts)
+            if fallback is not None and fallback.offer is not None:
+                spendable = min(spendable, fallback.offer.price)
             cfp = CallForProposals(
                 dialogue=new_dialogue_id(), capability=capability, task=task,
                 max_price=spendable,
@@ -359,10 +378,12 @@ class Delegator:
                     if bid.declined is not None and bid.declined.startswith(FAILED):
                         # no usable answer: a failure
                         self.backoff.ban(bid.seller, clock.now(), bid.declined)
-                    else:  # a decline, or an offer we did not take: answers, not failures
+                    elif fallback is None:  # a decline, or an offer we did not take: answers
+                        # (a fallback that will not hold its old price may still bid afresh)
                         declined.add(bid.seller)
                 continue
             signed = SignedAgreement.from_wire(outcome.agreement)
+            held = runner_up(outcome)
             agreed = signed.agreement.terms
             report("agreement", {
                 "agreement_id": signed.id, "seller": outcome.winner,
