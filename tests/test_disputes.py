@@ -41,6 +41,7 @@ from marketplace.contracts.errors import (
 from marketplace.contracts.ledger import Ledger, LedgerConfig, open_ledger
 from marketplace.contracts.receipt import SignedReceipt, make_receipt
 from marketplace.contracts.sla import Delivery, TokenUsage
+from marketplace.trade.disputes import ResolutionDesk, ResolutionNotice, ResolutionTaken
 from tests.market_kit import AGREED_AT_MS, BUYER, OWNER, PENALTY, PRICE, SELLER, STRANGER
 
 FUNDS = Credits(50_000)
@@ -311,3 +312,26 @@ async def test_verify_refuses_a_dispute_entry_signed_by_no_party(
     with pytest.raises(LedgerTampered, match="dispute does not verify"):
         async with open_ledger(path, config=LedgerConfig(read_only=True)) as reopened:
             await reopened.verify()
+
+
+async def test_a_partners_resolution_offer_is_kept_through_a_restart(
+        books: tuple[Ledger, Ledger], tmp_path: Path) -> None:
+    """The seller's half-signed resolution waits on the buyer's ledger file: a desk opened
+    again on it (the node restarted) still has the offer, and forgets it once resolved."""
+    buyer_books, seller_books = books
+    signed = signed_agreement(tokens=True)
+    dispute, delivery = await _seller_disputes(buyer_books, seller_books, signed)
+    assert await buyer_books.record_dispute(dispute, delivery)
+    half = SignedResolution(resolution=Resolution(
+        agreement_id=signed.id, to_seller=Credits(2_800), to_buyer=PRICE - Credits(2_800),
+        penalty=ZERO, note="", at_ms=AGREED_AT_MS + 20_000), signatures={}).signed_by(SELLER)
+    taken = await ResolutionDesk(buyer_books).receive(
+        BUYER.address, SELLER.address, ResolutionNotice(resolution=half.model_dump(mode="json")))
+    assert isinstance(taken, ResolutionTaken) and taken.outcome == "offer_kept"
+    restarted = ResolutionDesk(buyer_books)
+    await restarted.load()
+    assert restarted.offers == {signed.id: half}
+    await restarted.forget(signed.id)
+    again = ResolutionDesk(buyer_books)
+    await again.load()
+    assert again.offers == {}

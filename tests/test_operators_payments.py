@@ -2,15 +2,18 @@
 
 Two `aaex node run` processes driven through the CLI: the buyer's agent buys, so it owes
 the seller the price; the seller's operator records the bank transfer (`aaex account
-settle`), which is only an offer, listed as pending on both sides, until the buyer's operator
-records the same transfer: then it is signed by both and on both books, receivable and
-payable are zero and reconcile agrees, and the seller withdraws what it was paid. A buyer's
-node that forges the seller's half of a payment books nothing on the seller's side.
+settle`), which is only an offer, listed as pending on both sides (through a SIGKILL of the
+seller's node and its restart), until the buyer's operator records the same transfer: then
+it is signed by both and on both books, receivable and payable are zero and reconcile
+agrees, and the seller withdraws what it was paid. A buyer's node that forges the seller's
+half of a payment books nothing on the seller's side.
 """
 
 from __future__ import annotations
 
 import json
+import signal
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
@@ -52,7 +55,8 @@ async def test_a_payment_both_operators_record_closes_the_debt_and_the_seller_wi
         ops.seller_toml.write_text(SELLER_TOML.format(seed=buyer.ready["p2p"][0]))
         assert (await aaex(capsys, "account", "deposit", "--config", buyer_toml, "shopper",
                            "10"))[0] == 0
-        async with running_node(ops.seller_toml) as seller:
+        async with AsyncExitStack() as restarted:
+            seller = await restarted.enter_async_context(running_node(ops.seller_toml))
             code, out = await buy_until(capsys, ops, "forecast.demand", budget="5",
                                         deadline="10", done=lambda code, out: code == 0)
             assert code == 0, out
@@ -80,6 +84,13 @@ async def test_a_payment_both_operators_record_closes_the_debt_and_the_seller_wi
             [pending] = (await reconcile(buyer_toml, forecaster["address"]))["pending"]  # type: ignore[misc]
             assert (pending["waiting_for"], pending["payer"]) == ("us", shopper["address"])
             assert (await show(seller_toml))[0]["receivable"] == price  # one signature: nothing
+
+            # The seller's node is killed and comes back: its half-signed offer is still
+            # pending, and the buyer's countersignature still reaches it and is booked.
+            assert await seller.stop(signal.SIGKILL) == -signal.SIGKILL
+            seller = await restarted.enter_async_context(running_node(ops.seller_toml))
+            [pending] = (await reconcile(seller_toml, shopper["address"]))["pending"]  # type: ignore[misc]
+            assert (pending["waiting_for"], pending["amount"]) == ("the partner", price)
 
             code, out, err = await aaex(capsys, "account", "settle", "--config", buyer_toml,
                                         "--with", forecaster["address"], price, "--reference",

@@ -123,3 +123,26 @@ def test_a_payment_line_nets_the_debt_it_paid_to_zero() -> None:
     owed = positions({}, [met, payment_line(part)])
     assert (owed[SELLER.address].receivable, owed[BUYER.address].payable) == (
         PRICE - part.payment.amount, PRICE - part.payment.amount)
+
+
+async def test_half_signed_payments_are_kept_through_a_restart(tmp_path: Path) -> None:
+    """The desk keeps both sides' halves on the ledger's file: a node that restarts (a new
+    desk on the reopened file) still lists them, and a recorded payment is gone for good."""
+    path = tmp_path / "ledger.sqlite"
+    theirs, ours = half(), half()
+    async with open_ledger(path, config=LedgerConfig(owner=SELLER)) as ledger:
+        desk = PaymentDesk(ledger)
+        taken = await desk.receive(SELLER.address, BUYER.address,
+                                   PaymentNotice(payment=theirs.model_dump(mode="json")))
+        assert isinstance(taken, PaymentTaken) and taken.outcome == "offer_kept"
+        await desk.keep_sent(ours.signed_by(SELLER))
+    async with open_ledger(path, config=LedgerConfig(owner=SELLER)) as ledger:
+        desk = PaymentDesk(ledger)
+        await desk.load()
+        assert list(desk.offers) == [theirs.id] and list(desk.sent) == [ours.id]
+        assert desk.offers[theirs.id] == theirs
+        await desk.recorded(ours)
+    async with open_ledger(path, config=LedgerConfig(owner=SELLER)) as ledger:
+        desk = PaymentDesk(ledger)
+        await desk.load()
+        assert list(desk.offers) == [theirs.id] and desk.sent == {}

@@ -87,6 +87,7 @@ from .expiry import SignedExpiry
 from .ledger_audit import AuditBooks
 from .ledger_disputes import DisputeBooks
 from .ledger_disputes import DisputeRecord as DisputeRecord
+from .ledger_offers import OfferBooks
 from .ledger_payments import PaymentBooks, payment_lines
 from .ledger_store import AccessEvent as AccessEvent
 from .ledger_store import Balance as Balance
@@ -132,7 +133,7 @@ class LedgerConfig:
                              f"got {self.max_bytes!r}")
 
 
-class Ledger(DisputeBooks, PaymentBooks, AuditBooks):
+class Ledger(DisputeBooks, PaymentBooks, OfferBooks, AuditBooks):
     """A node's ledger. Open with `open_ledger`; every method runs off the event loop.
 
     Methods that write are each one transaction: on any error nothing was written, and a

@@ -85,6 +85,16 @@ CREATE TABLE IF NOT EXISTS balances (
     PRIMARY KEY (address, currency)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+-- half-signed offers (payments, resolutions) waiting for the other party: not money yet,
+-- so outside the hash chain, but kept through a restart (marketplace.contracts.ledger_offers)
+CREATE TABLE IF NOT EXISTS kept_offers (
+    kind    TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    side    TEXT NOT NULL,
+    body    TEXT NOT NULL,
+    kept    INTEGER PRIMARY KEY AUTOINCREMENT,
+    UNIQUE (kind, key, side)
+);
 CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
     BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries

@@ -147,7 +147,7 @@ class _DisputeRoutes:
             answer = await self.send(agent, partner, signed)
             return json_response({"outcome": "offered", "partner": answer, **_terms(signed)})
         await self.node.ledger.resolve(signed)
-        self.node.desk.resolutions.offers.pop(record.signed.id, None)
+        await self.node.desk.resolutions.forget(record.signed.id)
         answer = await self.send(agent, partner, signed)
         return json_response({"outcome": "resolved", "partner": answer, **_terms(signed)})
 

@@ -93,13 +93,13 @@ class _PaymentRoutes:
         offer = desk.matching(mine)
         if offer is None:
             signed = mine.signed_by(agent.identity)
-            desk.keep_sent(signed)
+            await desk.keep_sent(signed)
             answer = await self.send(agent, partner, signed)
             return json_response({"outcome": "offered", "partner": answer,
                                   **payment_document(signed)})
         signed = offer.signed_by(agent.identity)
         await self.node.ledger.record_payment(signed, agent.address)
-        desk.recorded(signed)
+        await desk.recorded(signed)
         answer = await self.send(agent, partner, signed)
         return json_response({"outcome": "recorded", "partner": answer, **payment_document(signed)})
 

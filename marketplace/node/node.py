@@ -393,6 +393,7 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
     market.reputation.add_settled(await ledger.settled_receipts())
     runtime_config = RuntimeConfig(data_dir=config.node.data_dir / "storage")
     desk = MarketDesk({a.address: a for a in agents}, ledger)
+    await desk.load()  # half-signed payments and resolutions kept before a restart
     gateway = (interop_gateway(config.interop, policy=runtime_config.policy,
                                offers=offers_of) if config.interop.enabled else None)
     runtime = await stack.enter_async_context(open_runtime(

@@ -48,6 +48,11 @@ class MarketDesk(Agent):
         """Payments made outside the market that one partner signed so far."""
         self._statements = StatementDesk()
 
+    async def load(self) -> None:
+        """Read back the half-signed offers kept on the ledger before a restart."""
+        await self.resolutions.load()
+        await self.payments.load()
+
     @handler
     async def on_statement_query(self, ctx: Context,
                                  msg: StatementQuery) -> StatementReply | Decline:

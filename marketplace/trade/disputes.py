@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 OFFERS_KEPT = 1_000
 """Resolution offers kept from partners at once (oldest dropped first)."""
+_KIND = "resolution"
+"""What `Ledger.keep_offer` files partners' resolution offers under."""
 
 
 class DisputeRecorder(Protocol):
@@ -122,7 +124,18 @@ class ResolutionDesk:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
         self.offers: dict[str, SignedResolution] = {}
-        """The latest offer per agreement from a partner, until the terms are signed."""
+        """The latest offer per agreement from a partner, until the terms are signed; kept
+        on the ledger's file too (`Ledger.keep_offer`) and read back by `load`."""
+
+    async def load(self) -> None:
+        """Read back the offers kept before a restart."""
+        for agreement_id, _, body in await self._ledger.kept_offers(_KIND):
+            self.offers[agreement_id] = SignedResolution.model_validate(body)
+
+    async def forget(self, agreement_id: str) -> None:
+        """The dispute over `agreement_id` is resolved: its offer waits no more."""
+        self.offers.pop(agreement_id, None)
+        await self._ledger.drop_offer(_KIND, agreement_id)
 
     async def receive(self, me: str, sender: str,
                       msg: ResolutionNotice) -> ResolutionTaken | Decline:
@@ -139,20 +152,22 @@ class ResolutionDesk:
             try:
                 signed.verify_against(recorded)
             except ContractRejected:  # one party's offer: keep it for our operator
-                self._keep(agreement_id, signed)
+                await self._keep(agreement_id, signed)
                 return ResolutionTaken(agreement_id=agreement_id, outcome="offer_kept")
             await self._ledger.resolve(signed)
         except UnknownAgreement:
             return Decline(dialogue="", reason="unknown_agreement")
         except (ValidationError, ContractRejected, LedgerError) as exc:
             return Decline(dialogue="", reason="resolution_refused", detail=str(exc)[:200])
-        self.offers.pop(agreement_id, None)
+        await self.forget(agreement_id)
         logger.info("dispute over %s resolved", agreement_id[:12],
                     extra={"event": "resolved", "agreement_id": agreement_id})
         return ResolutionTaken(agreement_id=agreement_id, outcome="resolved")
 
-    def _keep(self, agreement_id: str, offer: SignedResolution) -> None:
+    async def _keep(self, agreement_id: str, offer: SignedResolution) -> None:
         self.offers.pop(agreement_id, None)
         self.offers[agreement_id] = offer
         while len(self.offers) > OFFERS_KEPT:
-            self.offers.pop(next(iter(self.offers)))
+            await self.forget(next(iter(self.offers)))
+        await self._ledger.keep_offer(_KIND, agreement_id, "theirs",
+                                      offer.model_dump(mode="json"))

@@ -24,6 +24,9 @@ from .negotiation import Decline
 
 logger = logging.getLogger(__name__)
 
+_KIND = "payment"
+"""What `Ledger.keep_offer` files our half-signed payments under."""
+
 OFFERS_KEPT = 1_000
 """Half-signed payments kept at once, received and sent together (oldest dropped first)."""
 OFFERS_PER_PARTNER = 16
@@ -56,7 +59,8 @@ class PaymentDesk:
     """Half-signed payments between our agents and their partners, and recording complete ones.
 
     `offers` came from partners and wait for our operator; `sent` are ours and wait for the
-    partner's. Both live in memory: a node that restarts forgets them (record it again).
+    partner's. Both are kept on the ledger's file as well (`Ledger.keep_offer`), and `load`
+    reads them back, so a node that restarts still has them.
     """
 
     def __init__(self, ledger: Ledger) -> None:
@@ -75,14 +79,21 @@ class PaymentDesk:
         """A partner's offer recording the same transfer as `wanted`, if one waits."""
         return next((p for p in self.offers.values() if same_terms(p, wanted)), None)
 
-    def keep_sent(self, signed: SignedPayment) -> None:
-        """Remember our half-signed `signed` until the partner signs it."""
-        self._keep(self.sent, signed)
+    async def load(self) -> None:
+        """Read back the half-signed payments kept before a restart."""
+        for _, side, body in await self._ledger.kept_offers(_KIND):
+            signed = SignedPayment.model_validate(body)
+            (self.sent if side == "ours" else self.offers)[signed.id] = signed
 
-    def recorded(self, signed: SignedPayment) -> None:
+    async def keep_sent(self, signed: SignedPayment) -> None:
+        """Remember our half-signed `signed` until the partner signs it."""
+        await self._keep(self.sent, "ours", signed)
+
+    async def recorded(self, signed: SignedPayment) -> None:
         """`signed` is on our books: it is pending no more."""
         self.offers.pop(signed.id, None)
         self.sent.pop(signed.id, None)
+        await self._ledger.drop_offer(_KIND, signed.id)
 
     async def receive(self, me: str, sender: str, msg: PaymentNotice) -> PaymentTaken | Decline:
         """A partner's payment to or from `me`: recorded when both signed, else kept."""
@@ -97,7 +108,7 @@ class PaymentDesk:
                 return Decline(dialogue="", reason="payment_refused",
                                detail="the payment does not carry your signature")
             if me not in signed.signatures:
-                self._keep(self.offers, signed)
+                await self._keep(self.offers, "theirs", signed)
                 logger.info("payment offer %s from %s kept", signed.id[:12], sender,
                             extra={"event": "payment_offered", "payment_id": signed.id})
                 return PaymentTaken(payment_id=signed.id, outcome="offer_kept")
@@ -108,16 +119,22 @@ class PaymentDesk:
             return Decline(dialogue="", reason="payment_refused", detail=str(exc)[:200])
         except LedgerError as exc:
             return Decline(dialogue="", reason="payment_refused", detail=str(exc)[:200])
-        self.recorded(signed)
+        await self.recorded(signed)
         return PaymentTaken(payment_id=signed.id, outcome="recorded")
 
-    def _keep(self, kept: dict[str, SignedPayment], signed: SignedPayment) -> None:
+    async def _keep(self, kept: dict[str, SignedPayment], side: str,
+                    signed: SignedPayment) -> None:
         p = signed.payment
         pair = {p.payer, p.payee}
         same = [i for i, o in kept.items() if {o.payment.payer, o.payment.payee} == pair]
-        for payment_id in same[:max(0, len(same) - OFFERS_PER_PARTNER + 1)]:
+        dropped = same[:max(0, len(same) - OFFERS_PER_PARTNER + 1)]
+        for payment_id in dropped:
             kept.pop(payment_id)
         kept.pop(signed.id, None)
         kept[signed.id] = signed
         while len(kept) > OFFERS_KEPT:
-            kept.pop(next(iter(kept)))
+            dropped.append(next(iter(kept)))
+            kept.pop(dropped[-1])
+        for payment_id in dropped:
+            await self._ledger.drop_offer(_KIND, payment_id, side)
+        await self._ledger.keep_offer(_KIND, signed.id, side, signed.model_dump(mode="json"))
