@@ -112,6 +112,10 @@ class Book:
             return await self.ledger.balance(address, currency)  # type: ignore[no-any-return]
         return Balance(available=ONE_CREDIT * 1_000)
 
+    async def keep_offer(self, kind: str, key: str, side: str, body: dict[str, Any]) -> None:
+        if self.ledger is not None:
+            await self.ledger.keep_offer(kind, key, side, body)
+
     @property
     def owner(self) -> str | None:
         return self.ledger.owner if self.ledger is not None else None

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from aaex_agents import Credits
+from aaex_agents import Agent, Credits, MemoryNetwork, StaticDirectory, open_runtime
 from aaex_agents.clock import ManualClock
+from aaex_agents.errors import PeerUnreachable
 from aaex_agents.money import ZERO
 from marketplace.contracts.agreement import Agreement, SignedAgreement, Terms, TokenTerms
 from marketplace.contracts.books import differences
@@ -41,7 +42,14 @@ from marketplace.contracts.errors import (
 from marketplace.contracts.ledger import Ledger, LedgerConfig, open_ledger
 from marketplace.contracts.receipt import SignedReceipt, make_receipt
 from marketplace.contracts.sla import Delivery, TokenUsage
-from marketplace.trade.disputes import ResolutionDesk, ResolutionNotice, ResolutionTaken
+from marketplace.trade.desk import MarketDesk
+from marketplace.trade.disputes import (
+    ResolutionDesk,
+    ResolutionNotice,
+    ResolutionTaken,
+    raise_dispute,
+    resend_disputes,
+)
 from tests.market_kit import AGREED_AT_MS, BUYER, OWNER, PENALTY, PRICE, SELLER, STRANGER
 
 FUNDS = Credits(50_000)
@@ -335,3 +343,45 @@ async def test_a_partners_resolution_offer_is_kept_through_a_restart(
     again = ResolutionDesk(buyer_books)
     await again.load()
     assert again.offers == {}
+
+
+async def test_a_dispute_the_partner_could_not_hear_is_sent_again_until_it_is_recorded(
+        books: tuple[Ledger, Ledger]) -> None:
+    """The buyer's node is down when the seller disputes its receipt: the seller's books
+    hold the dispute and a note that the buyer has not heard of it; the recovery pass
+    (`resend_disputes`) sends it again once the buyer is back, and then never again."""
+    buyer_books, seller_books = books
+    signed = signed_agreement(tokens=True)
+    await buyer_books.record_agreement(signed, role="buyer", task={"q": 1})
+    await seller_books.record_agreement(signed, role="seller")
+    delivery = seller_delivery(signed, started=AGREED_AT_MS + 10, finished=AGREED_AT_MS + 300,
+                               usage=USAGE)
+    await seller_books.record_delivery(signed.id, delivery)
+    cheat = honest_receipt(signed, delivery, token_usage(input_tokens=0, output_tokens=0))
+    dispute = Dispute(agreement_id=signed.id, raised_by=SELLER.address, party="seller",
+                      conflicts=tuple(receipt_conflicts(signed.agreement, delivery,
+                                                        cheat.receipt)),
+                      receipt=cheat.to_wire().hex(), at_ms=AGREED_AT_MS + 9_500)
+    buyer_down = True
+
+    async def route(endpoint: str, frame: bytes, deliver: Any) -> bytes | None:
+        if buyer_down and endpoint == "memory://buyer":
+            raise PeerUnreachable(f"{endpoint}: down")
+        return await deliver(frame)  # type: ignore[no-any-return]
+
+    network = MemoryNetwork(route=route)
+    seller, buyer = Agent(SELLER), Agent(BUYER)
+    directory = StaticDirectory({BUYER.address: ["memory://buyer"]})
+    async with open_runtime(seller, transports=[network.transport()],
+                            directory=directory) as seller_side, \
+            open_runtime(buyer, transports=[network.transport("buyer")],
+                         shared=MarketDesk({BUYER.address: buyer}, buyer_books)):
+        ctx = seller_side.context(seller)
+        await raise_dispute(ctx, seller_books, SELLER, dispute, delivery, BUYER.address)
+        assert await buyer_books.dispute(signed.id) is None  # it never got there
+        agents = {SELLER.address: seller}
+        assert await resend_disputes(seller_books, agents, seller_side.context) == 0  # still down
+        buyer_down = False
+        assert await resend_disputes(seller_books, agents, seller_side.context) == 1
+        assert (await buyer_books.dispute(signed.id)) == await seller_books.dispute(signed.id)
+        assert await resend_disputes(seller_books, agents, seller_side.context) == 0  # heard

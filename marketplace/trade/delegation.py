@@ -88,6 +88,9 @@ class Books(Protocol):
                              delivery: Mapping[str, Any] | None = None) -> bool:
         """Hold the agreement as disputed (no receipt settles it from then on)."""
 
+    async def keep_offer(self, kind: str, key: str, side: str, body: dict[str, Any]) -> None:
+        """Keep a note that waits for the partner (a dispute it has not heard of)."""
+
     @property
     def owner(self) -> str | None:
         """The node key that signs these books' checkpoints (None: it cannot sign)."""

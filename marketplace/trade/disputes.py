@@ -13,12 +13,12 @@ it ends the dispute on each book that receives it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from aaex_agents import Context, Identity, Message
+from aaex_agents import Agent, Context, Identity, Message
 from aaex_agents.errors import AaexError
 
 from ..contracts.dispute import Dispute, SignedDispute, SignedResolution
@@ -32,6 +32,8 @@ OFFERS_KEPT = 1_000
 """Resolution offers kept from partners at once (oldest dropped first)."""
 _KIND = "resolution"
 """What `Ledger.keep_offer` files partners' resolution offers under."""
+_UNHEARD = "dispute_unheard"
+"""What `Ledger.keep_offer` files our disputes the partner could not be told of under."""
 
 
 class DisputeRecorder(Protocol):
@@ -40,6 +42,9 @@ class DisputeRecorder(Protocol):
     async def record_dispute(self, dispute: SignedDispute,
                              delivery: Mapping[str, Any] | None = None) -> bool:
         """Record the dispute once; True when it is new."""
+
+    async def keep_offer(self, kind: str, key: str, side: str, body: dict[str, Any]) -> None:
+        """Keep a note that waits for the partner (here: a dispute it has not heard of)."""
 
 
 class DisputeNotice(Message, type="market.dispute/1"):
@@ -75,8 +80,9 @@ async def raise_dispute(ctx: Context, ledger: DisputeRecorder | None, identity: 
                         delivery: dict[str, Any] | None, partner: str) -> SignedDispute:
     """Sign `dispute` as `identity`, record it on our books, and tell `partner`.
 
-    The money stays held from here; a partner that cannot be reached learns of it from
-    `aaex account reconcile` (the line reads ``disputed`` on our side).
+    The money stays held from here. A partner that cannot be reached is told again by the
+    node's recovery pass (`resend_disputes`) until it answers; meanwhile `aaex account
+    reconcile` shows the line as ``disputed`` on our side.
 
     Raises:
         ContractRejected, LedgerError: our own books refused it (nothing was sent).
@@ -87,14 +93,44 @@ async def raise_dispute(ctx: Context, ledger: DisputeRecorder | None, identity: 
     fields = ", ".join(c.field for c in dispute.conflicts)
     logger.warning("agreement %s disputed with %s: %s", dispute.agreement_id[:12], partner,
                    fields, extra={"event": "disputed", "agreement_id": dispute.agreement_id})
+    if not await _tell(ctx, partner, signed, delivery) and ledger is not None:
+        await ledger.keep_offer(_UNHEARD, dispute.agreement_id, "ours", {"partner": partner})
+    return signed
+
+
+async def _tell(ctx: Context, partner: str, signed: SignedDispute,
+                delivery: dict[str, Any] | None) -> bool:
+    """Send `partner` our dispute; False when it could not be reached (tell it again)."""
     try:
         reply = await ctx.ask(partner, DisputeNotice(dispute=signed.to_wire(), delivery=delivery),
                               timeout=5)
-        if not isinstance(reply, DisputeTaken):
-            logger.warning("the partner did not record dispute %s: %s", signed.id[:12], reply)
     except (AaexError, TimeoutError) as exc:
         logger.info("dispute %s not delivered to %s: %s", signed.id[:12], partner, exc)
-    return signed
+        return False
+    if not isinstance(reply, DisputeTaken):  # an answer: sending it again changes nothing
+        logger.warning("the partner did not record dispute %s: %s", signed.id[:12], reply)
+    return True
+
+
+async def resend_disputes(ledger: Ledger, agents: Mapping[str, Agent],
+                          context: Callable[[Agent], Context]) -> int:
+    """Tell partners of the disputes our hosted `agents` raised that they have not heard of.
+
+    Returns how many were delivered now. A dispute resolved meanwhile is not sent again.
+    """
+    told = 0
+    unheard = await ledger.kept_offers(_UNHEARD)
+    records = {r.signed.id: r for r in await ledger.disputes()} if unheard else {}
+    for agreement_id, _, note in unheard:
+        record = records.get(agreement_id)
+        agent = agents.get(record.dispute.dispute.raised_by) if record is not None else None
+        if record is None or agent is None or record.resolution is not None:
+            await ledger.drop_offer(_UNHEARD, agreement_id)
+            continue
+        if await _tell(context(agent), note["partner"], record.dispute, record.delivery):
+            await ledger.drop_offer(_UNHEARD, agreement_id)
+            told += 1
+    return told
 
 
 async def answer_dispute(ledger: Ledger, me: str, sender: str,

@@ -6,7 +6,8 @@ restart `resolve_open` finds every agreement still open and brings it to its end
 `Delegator.resolve`: settled by a kept or recovered delivery, the task sent again while time
 is left, or refunded as not delivered once its deadline plus `grace` has passed. A receipt the
 seller did not get (it was down) is sent again on every pass until the seller has taken it,
-so a seller's books learn of every settlement, penalties included, once it is back. A sale
+so a seller's books learn of every settlement, penalties included, once it is back; a
+dispute the partner could not be told of is sent again the same way. A sale
 whose buyer died before booking it stays open on the seller's books: no money is involved,
 and reconciliation shows it.
 Settlement is exactly once on the books (the ledger refuses a second payout), so running
@@ -23,6 +24,7 @@ from aaex_agents import Agent, Context
 from aaex_agents.errors import AaexError
 
 from ..contracts.ledger import Ledger
+from .disputes import resend_disputes
 from .market import NodeMarket
 from .selling import ServiceSeller
 
@@ -58,6 +60,7 @@ async def resolve_open(ledger: Ledger, market: NodeMarket, agents: dict[str, Age
         if outcome == "settled":
             logger.info("resolved open agreement %s with %s", open_.signed.id[:12],
                         open_.signed.agreement.seller)
+    outcomes["disputes_told"] += await resend_disputes(ledger, agents, context)
     for signed, receipt in await ledger.unnotified_receipts():
         buyer = agents.get(signed.agreement.buyer)
         if buyer is not None and await market.for_agent(buyer.address).notify(
