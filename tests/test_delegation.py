@@ -328,7 +328,7 @@ async def test_a_provider_process_killed_mid_task_is_not_paid_and_the_next_is_pa
         await asyncio.gather(*(asyncio.wait_for(p.wait(), 30) for p in processes))
     assert killed.is_set()
     assert done.result == {"forecast": [5.0]}
-    assert [a.verdict for a in done.attempts] == ["not_delivered", "met"]
+    assert [a.verdict for a in done.attempts] == ["not_delivered", "met"], done.attempts
     released = [(r.receipt.seller, r.receipt.release) for r in book.receipts if r.receipt.release]
     assert released == [(survivor["address"], done.agreement.agreement.terms.price)]
     assert {r.receipt.seller: r.receipt.verdict for r in book.receipts} == {
@@ -445,7 +445,7 @@ async def test_delegation_times_delivery_on_the_runtimes_clock() -> None:
 def test_the_award_reason_says_when_a_better_bidder_did_not_conclude() -> None:
     """A killed or silent top bidder: the award went to the next, and the reason says so
     instead of calling the lower utility the highest."""
-    from marketplace.trade.delegation import award_reason
+    from marketplace.trade.awards import award_reason
     from marketplace.trade.negotiation import Bid, NegotiationResult
     from marketplace.trade.strategies import Offer
 

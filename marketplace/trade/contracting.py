@@ -8,26 +8,19 @@ the `SignedAgreement` wire form, which anyone can verify with the two public key
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.identity import Identity
 
 from ..contracts.agreement import AGREEMENT_TAG, Agreement, SignedAgreement, Terms
 from ..contracts.errors import ContractRejected
-from ..contracts.signing import decode_wire, encode_wire, sha256_hex
+from ..contracts.signing import decode_wire, encode_wire
 from .errors import Refusal
 from .negotiation import AgreementSigner, CallForProposals, Countersigner
 from .strategies import Offer
+from .task_models import task_hash as task_hash
 
 CLOCK_TOLERANCE_MS = 60_000
 """How far the buyer's agreed-at may be from the seller's clock."""
-
-
-def task_hash(task: dict[str, Any]) -> str:
-    """sha256 of a task's canonical JSON: what the agreement names."""
-    return sha256_hex(json.dumps(task, sort_keys=True, separators=(",", ":")).encode())
 
 
 def terms_for(cfp: CallForProposals, offer: Offer, agreed_at_ms: int) -> Terms:

@@ -36,6 +36,7 @@ from ..contracts.ledger_store import Balance
 from ..contracts.receipt import SignedReceipt, make_receipt
 from ..contracts.reputation import ReputationBook, Score
 from ..contracts.sla import Delivery, TokenUsage
+from .awards import Fallback, award_reason, bid_document, runner_up
 from .backoff import Backoff as Backoff
 from .backoff import Ban as Ban
 from .contracting import buyer_signer
@@ -43,10 +44,8 @@ from .disputes import raise_dispute
 from .errors import BadTask, DelegationFailed
 from .metering import metered_usage
 from .negotiation import (
-    Bid,
     CallForProposals,
     Decline,
-    NegotiationResult,
     negotiate,
     new_dialogue_id,
 )
@@ -213,51 +212,6 @@ integer twin. What an operator watching a purchase sees (``aaex market buy``) an
 supply-chain demo shows per subtask."""
 
 
-def _bid_document(bid: Bid, reputation: float | None) -> dict[str, Any]:
-    """One seller's bid as the ``offers`` event carries it (see `Progress`)."""
-    if bid.offer is None:
-        return {"seller": bid.seller, "declined": bid.declined, "detail": bid.detail,
-                "price": None, "price_micro": None, "reputation": reputation}
-    offer = bid.offer
-    return {"seller": bid.seller, "declined": None, "detail": bid.detail,
-            **offer.price.document("price"), "latency_ms": offer.latency_ms,
-            "deadline_s": offer.deadline_s, **offer.penalty.document("penalty"),
-            "reputation": reputation, "utility": round(bid.utility, 4)}
-
-
-def _live_bids(outcome: NegotiationResult) -> list[Bid]:
-    """The bids that ended with an offer standing, best utility first."""
-    return sorted((b for b in outcome.bids if b.offer is not None),
-                  key=lambda b: (-b.utility, b.seller))
-
-
-def runner_up(outcome: NegotiationResult) -> Bid | None:
-    """The best standing bid other than the winner's: the buyer's fallback if it fails."""
-    return next((b for b in _live_bids(outcome) if b.seller != outcome.winner), None)
-
-
-def award_reason(outcome: NegotiationResult) -> dict[str, Any]:
-    """Why the winner won, for the buyer's operator to judge the award.
-
-    ``why``: its utility (price, latency, deadline, penalty and reputation weighed by the
-    buyer) against the best other bid's, or that it bid alone; ``runner_up``: that other
-    bidder's address (None when there was none), the seller turned to if the winner fails.
-    """
-    live = _live_bids(outcome)
-    won = next((b for b in live if b.seller == outcome.winner), None)
-    others = [b for b in live if b.seller != outcome.winner]
-    if won is None:
-        return {"why": "the only agreement reached", "runner_up": None}
-    if not others:
-        return {"why": f"the only bid in time (utility {won.utility:.3f})", "runner_up": None}
-    if others[0].utility > won.utility:  # the better bidder did not countersign in time
-        return {"why": f"utility {won.utility:.3f}: {others[0].seller} bid higher "
-                       f"({others[0].utility:.3f}) but did not conclude the agreement",
-                "runner_up": others[0].seller}
-    return {"why": f"highest utility {won.utility:.3f} against the runner-up's "
-                   f"{others[0].utility:.3f}", "runner_up": others[0].seller}
-
-
 def _report_award(progress: Progress, signed: SignedAgreement, receipt: SignedReceipt,
                   delivered: bool, detail: str) -> None:
     """The delivery, receipt and settlement events of one award."""
@@ -331,7 +285,7 @@ class Delegator:
         end = clock.now() + deadline
         attempts: list[Attempt] = []
         declined: set[str] = set()
-        held: Bid | None = None  # the last award's runner-up, turned to if the winner fails
+        held: Fallback | None = None  # the last award's runner-up, asked if the winner fails
         while (now := clock.now()) < end:
             takers, fault = fitting(await self._find(capability, where), task)
             if fault is not None:  # refused here: no call, no agreement, no money
@@ -343,28 +297,28 @@ class Delegator:
             rated = {s: self.reputation.score(s) for s in found}
             candidates = shortlist(found, rated, top_k)
             fallback, held = (held if held is not None and held.seller in found else None), None
-            if fallback is not None and fallback.offer is not None:
+            if fallback is not None:
                 # The winner failed: its runner-up is asked alone, held to the price it bid.
                 candidates = [fallback.seller]
                 report("fallback", {"seller": fallback.seller,
-                                    **fallback.offer.price.document("price")})
+                                    **fallback.price.document("price")})
             scores = {s: rated[s].score for s in candidates}
             report("sellers", {"capability": capability, "found": candidates})
             if not candidates:
                 break
             remaining = end - now
             spendable = await self._spendable(capability, budget, attempts)
-            if fallback is not None and fallback.offer is not None:
-                spendable = min(spendable, fallback.offer.price)
+            ceiling = None if fallback is None else min(spendable, fallback.price)
             cfp = CallForProposals(
                 dialogue=new_dialogue_id(), capability=capability, task=task,
-                max_price=spendable,
+                max_price=ceiling or spendable,
                 max_latency_ms=max_latency_ms, max_deadline_s=remaining,
                 wanted_penalty=penalty, respond_by=now + min(self._window, remaining / 2),
-                arbiter=self._arbiter)
+                arbiter=self._arbiter,
+                hold=fallback.dialogue if fallback is not None else None)
             utility = BuyerUtility(max_price=spendable, max_latency_ms=max_latency_ms,
                                    max_deadline_s=remaining, wanted_penalty=penalty,
-                                   weights=self.weights)
+                                   weights=self.weights, ceiling=ceiling)
             logger.info("negotiating %s with %d seller(s)", capability, len(candidates),
                         extra={"event": "negotiating", "dialogue": cfp.dialogue})
             outcome = await negotiate(ctx, candidates, cfp, utility=utility,
@@ -373,7 +327,7 @@ class Delegator:
                                       reputation=scores,
                                       release=self._wallet.release,
                                       timeout=min(5.0, remaining))
-            report("offers", {"offers": [_bid_document(bid, scores.get(bid.seller))
+            report("offers", {"offers": [bid_document(bid, scores.get(bid.seller))
                                          for bid in outcome.bids]})
             if outcome.agreement is None or outcome.winner is None:
                 for bid in outcome.bids:
@@ -386,7 +340,9 @@ class Delegator:
                         declined.add(bid.seller)
                 continue
             signed = SignedAgreement.from_wire(outcome.agreement)
-            held = runner_up(outcome)
+            second = runner_up(outcome)
+            held = None if second is None or second.offer is None else Fallback(
+                second.seller, outcome.dialogue, second.offer.price)
             agreed = signed.agreement.terms
             report("agreement", {
                 "agreement_id": signed.id, "seller": outcome.winner,

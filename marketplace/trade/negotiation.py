@@ -35,8 +35,9 @@ from ..contracts.agreement import TokenTerms
 from ..contracts.reputation import NEUTRAL
 from .dialogues import DialogueKey, DialogueLimits, OpenDialogues, task_weight
 from .errors import Refusal
+from .quotes import StandingQuotes
 from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy
-from .task_models import task_fault
+from .task_models import task_fault, task_hash
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ class CallForProposals(Message, type="market.cfp/2", supersedes="market.cfp/1"):
     arbiter: str | None = None
     """A key the buyer proposes to decide a dispute alone; it goes into the agreement's
     terms, and a seller that does not trust it declines (``untrusted_arbiter``)."""
+    hold: str | None = None
+    """An earlier dialogue with this seller, for the same task, whose last offer the buyer
+    asks it to stand by (its fallback after the winner failed: `marketplace.trade.quotes`)."""
 
 
 class Propose(Message, type="market.propose/2", supersedes="market.propose/1"):
@@ -132,6 +136,8 @@ class Dialogue:
     state: DialogueState = DialogueState.PROPOSED
     offer: Offer | None = None
     agreement: bytes | None = None
+    held: Offer | None = None
+    """The standing quote this dialogue opened with: no later offer in it asks more."""
 
     def __repr__(self) -> str:
         return f"<Dialogue {self.id[:8]} {self.state.name} round={self.round}>"
@@ -180,6 +186,8 @@ class Seller(Agent):
         """The accounting of the dialogues still negotiating, under `limits`."""
         self.dialogues: dict[DialogueKey, Dialogue] = {}
         """Negotiating and agreed dialogues, by (buyer, dialogue id)."""
+        self.quotes = StandingQuotes()
+        """The last offers of dialogues that ended without an agreement, stood by a while."""
         self.regulars: set[str] = set()
         """Buyers with standing: a full table never displaces their dialogues for a
         stranger's (a `ServiceSeller` adds each buyer whose receipt paid it)."""
@@ -218,11 +226,30 @@ class Seller(Agent):
             dialogue = self.dialogues.get(key)
             if dialogue is not None and dialogue.state is not DialogueState.AGREED:
                 del self.dialogues[key]
+                if dialogue.offer is not None:
+                    self.quotes.keep(dialogue.buyer, dialogue.id, dialogue.offer,
+                                     task_hash(dialogue.cfp.task), self.clock.now())
 
     def live_dialogues(self, now: float) -> int:
         """Dialogues still negotiating (not agreed or closed, deadline not passed)."""
         return sum(1 for d in self.dialogues.values()
                    if d.state is DialogueState.PROPOSED and d.cfp.respond_by >= now)
+
+    def _standing(self, buyer: str, cfp: CallForProposals, now: float) -> Offer | None:
+        """The offer `buyer` last had in dialogue ``cfp.hold`` for this task, if it stands.
+
+        A dialogue the buyer left negotiating (it awarded another) still counts: it ends
+        here, and its last offer is the quote.
+        """
+        if cfp.hold is None:
+            return None
+        earlier = self.dialogues.get((buyer, cfp.hold))
+        if earlier is not None and earlier.state is DialogueState.PROPOSED:
+            earlier.state = DialogueState.CLOSED
+            self._drop([(buyer, cfp.hold)])
+        if cfp.hold == cfp.dialogue:
+            return None
+        return self.quotes.take(buyer, cfp.hold, task_hash(cfp.task), now)
 
     def _elapsed(self, dialogue: Dialogue, now: float) -> tuple[float, float]:
         return now - dialogue.started, max(1e-3, dialogue.cfp.respond_by - dialogue.started)
@@ -297,12 +324,13 @@ class Seller(Agent):
             if key in self.dialogues:  # checked after the await: nothing runs in between
                 raise Refusal("duplicate_dialogue", "you already use this dialogue id here")
             dialogue = Dialogue(msg.dialogue, buyer, msg, started=now)
-            offer = self.quote(msg, self.strategy.ask(*self._elapsed(dialogue, now),
-                                                      self.queue_depth))
+            self._drop(self.open.lapse(now))  # a lapsed dialogue's offer becomes a quote
+            dialogue.held = self._standing(buyer, msg, now)
+            offer = dialogue.held or self.quote(msg, self.strategy.ask(
+                *self._elapsed(dialogue, now), self.queue_depth))
             if offer.price * 2 > msg.max_price * 3 or offer.latency_ms > msg.max_latency_ms \
                     or offer.latency_ms / 1000 > msg.max_deadline_s:
                 raise Refusal("cannot_meet_terms", "price, latency or deadline out of reach")
-            self._drop(self.open.lapse(now))
             self._drop(self.open.admit(key, task_weight(msg.task), msg.respond_by, now=now,
                                        standing=buyer in self.regulars))
             self.dialogues[key] = dialogue
@@ -328,6 +356,8 @@ class Seller(Agent):
             ask = self.quote(dialogue.cfp, ask)
         except Refusal as refusal:
             return Decline(dialogue=msg.dialogue, reason=refusal.reason, detail=refusal.detail)
+        if dialogue.held is not None and ask.price > dialogue.held.price:
+            ask = dialogue.held  # a standing quote is a ceiling for the whole dialogue
         return self._propose(dialogue, ask)
 
     @handler

@@ -144,6 +144,10 @@ class BuyerUtility:
     max_deadline_s: float
     wanted_penalty: Credits = ZERO
     weights: Weights = field(default_factory=Weights)
+    ceiling: Credits | None = None
+    """No offer above it is taken, while prices are still scaled by `max_price`: a
+    fallback's held bid (`marketplace.trade.quotes`), which would otherwise score as the
+    worst price the buyer allows."""
 
     def __post_init__(self) -> None:
         if self.max_price <= ZERO or self.max_latency_ms <= 0 or self.max_deadline_s <= 0:
@@ -151,7 +155,8 @@ class BuyerUtility:
 
     def of(self, offer: Offer, reputation: float = NEUTRAL) -> float:
         """Utility of `offer` from a seller with `reputation` in [0, 1]; 0 if out of bounds."""
-        if (offer.price > self.max_price or offer.latency_ms > self.max_latency_ms
+        if (offer.price > min(self.max_price, self.ceiling or self.max_price)
+                or offer.latency_ms > self.max_latency_ms
                 or offer.deadline_s > self.max_deadline_s):
             return 0.0
         w = self.weights

@@ -14,6 +14,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..contracts.signing import sha256_hex
+
+
+def task_hash(task: Mapping[str, Any]) -> str:
+    """sha256 of a task's canonical JSON: what the agreement names."""
+    return sha256_hex(json.dumps(task, sort_keys=True, separators=(",", ":")).encode())
+
 
 def task_fault(model: type[BaseModel] | None, task: Mapping[str, Any]) -> str | None:
     """Why `task` does not fit `model`, naming the field (``history.0: ...``); None if it does.
