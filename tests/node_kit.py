@@ -25,6 +25,8 @@ class NodeProcess:
     def __init__(self, process: asyncio.subprocess.Process, ready: dict[str, Any]) -> None:
         self.process, self.ready = process, ready
         self.events: list[dict[str, Any]] = []
+        self.unstructured: list[str] = []
+        """Lines on its stderr that are not JSON log records (a traceback's, say)."""
         self._new = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
 
@@ -52,6 +54,7 @@ class NodeProcess:
             try:
                 self.events.append(json.loads(line))
             except ValueError:
+                self.unstructured.append(line.decode(errors="replace"))
                 continue
             self._new.set()
 

@@ -89,3 +89,10 @@ class StandingBuyer(Agent):
             ctx.logger.warning("order failed: %s", failed)
         finally:
             self._busy = False
+
+
+class LateForecaster(SlowForecaster):
+    """Sells weekly forecasts it delivers after the latency it promised (`work_seconds`
+    beyond its `latency_ms`): its buyer stops waiting, signs not_delivered and bans it."""
+
+    capability = "forecast.weekly"
