@@ -109,6 +109,12 @@ def test_the_killed_providers_work_is_rerouted_and_paid_once(
                                        "verdict": "not_delivered"}
         assert task["attempts"][-1]["verdict"] == "met"
         assert task["provider"] != killed["provider"]
+        runner_up = task["market"][0]["award"]["runner_up"]
+        if runner_up is not None:  # its bid was the fallback: asked alone, at that price
+            held = task["market"][1]["fallback"]
+            assert held["provider"] == runner_up and task["market"][1]["sellers"] == [runner_up]
+            bid = next(b for b in task["market"][0]["bids"] if b["provider"] == runner_up)
+            assert held["price_micro"] == bid["price_micro"]
 
     async def read() -> tuple[Any, list[Any]]:
         async with open_ledger(Path(report["ledger"]["path"])) as ledger:
