@@ -12,13 +12,25 @@ Sits between contracts and trade; imports nothing else from the marketplace.
 from .errors import EpochInputError
 from .fixed import ONE
 from .params import YumaParams
+from .reveal import (
+    Reveal,
+    RevealVerdict,
+    check_reveal,
+    revealed_weights,
+    weights_commitment,
+)
 from .yuma import EpochResult, reset_bonds, yuma_epoch
 
 __all__ = [
     "ONE",
     "EpochInputError",
     "EpochResult",
+    "Reveal",
+    "RevealVerdict",
     "YumaParams",
+    "check_reveal",
     "reset_bonds",
+    "revealed_weights",
+    "weights_commitment",
     "yuma_epoch",
 ]

@@ -134,17 +134,8 @@ def _active_stake(stake: Sequence[int], params: YumaParams,
 
 
 def _normalize_row(row: Sequence[int]) -> list[int]:
-    """A validator's weights scaled to sum to ONE.
-
-    One division per row: x * floor(2**64 / total) >> 32 is floor(x * ONE / total) or one
-    unit below it (weights are u16, so a row's total stays below 2**48), exact enough and
-    the same on every node.
-    """
     total = sum(row)
-    if not total:
-        return [0] * len(row)
-    factor = (ONE << 32) // total
-    return [x * factor >> 32 for x in row]
+    return [x * ONE // total for x in row] if total else [0] * len(row)
 
 
 def _normalize(values: Sequence[int]) -> tuple[int, ...]:
