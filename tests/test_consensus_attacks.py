@@ -95,8 +95,8 @@ def test_a_copier_of_last_epochs_consensus_earns_less_than_honest_validators() -
     """Commit-reveal leaves a copier only the previous epoch's consensus to copy.
 
     Six honest validators and one copier, equal stake; the best of four sellers changes every
-    four epochs. Over 24 epochs the copier's dividends are 35 % below an honest validator's
-    with Yuma 3 and liquid alpha, 47 % with plain Yuma 3, 81 % with classic Yuma.
+    four epochs. Over 24 epochs the copier earns 65 % of an honest validator's dividends with
+    Yuma 3 and liquid alpha, 53 % with plain Yuma 3, 19 % with classic Yuma.
     """
     stake = [10] * 7
     for params, low, high in ((YUMA3, 0.60, 0.70), (YumaParams(yuma3_enabled=True), 0.50, 0.56),
@@ -142,9 +142,9 @@ def test_splitting_stake_across_keys_gains_nothing() -> None:
         assert split.validator_trust[:3] == (whole.validator_trust[0],) * 3
         gained = sum(split_totals[:3]) - whole_totals[0]
         if params.yuma3_enabled:
-            # bonds are per key, not per stake: three keys share each bond column three
-            # ways, so splitting loses (here about 41 %), it never gains
-            assert gained < 0
+            # bonds are per key, not per stake: more keys share each bond column, so
+            # splitting loses (here 7 % of its dividends); it never gains
+            assert -0.08 < gained / whole_totals[0] < -0.06
         else:
             assert abs(gained) < 100  # classic: the same, to 100 units of 2**-32 in 6 epochs
 

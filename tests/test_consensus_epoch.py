@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import re
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +46,14 @@ def test_the_public_surface() -> None:
     assert sorted(consensus.__all__) == sorted([
         "ONE", "EpochInputError", "EpochResult", "Reveal", "RevealVerdict", "YumaParams",
         "check_reveal", "reset_bonds", "revealed_weights", "weights_commitment", "yuma_epoch"])
+
+
+def test_the_docs_example_runs() -> None:
+    """docs/consensus.md's example is code that runs, with the numbers it states."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "consensus.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks
+    exec(compile(blocks[0], "docs/consensus.md", "exec"), {})  # noqa: S102 - our own docs
 
 
 def test_params_default_to_subtensors_runtime() -> None:

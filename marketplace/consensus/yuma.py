@@ -99,10 +99,7 @@ def yuma_epoch(stake: Sequence[int], weights: Sequence[Sequence[int]],
     ranks = tuple(r // total_active if total_active else 0 for r in raw_ranks)
     incentive = _normalize(raw_ranks)
     for_bonds = _weights_for_bonds(w, clipped, params.bonds_penalty)
-    old = [list(row) for row in bonds]
-    for row in old:
-        for j in recycled:
-            row[j] = 0
+    old = [list(row) for row in (reset_bonds(bonds, set(recycled)) if recycled else bonds)]
     if params.yuma3_enabled:
         new_bonds, dividends = _yuma3_bonds(for_bonds, old, consensus, incentive, active,
                                             params)
@@ -115,14 +112,15 @@ def yuma_epoch(stake: Sequence[int], weights: Sequence[Sequence[int]],
         active_stake=_normalize(active))
 
 
-def reset_bonds(bonds: Sequence[Sequence[int]], column: int) -> Matrix:
-    """`bonds` with one seller's column zeroed: the slot was recycled to a new seller.
+def reset_bonds(bonds: Sequence[Sequence[int]], column: int | set[int]) -> Matrix:
+    """`bonds` with one seller's column (or a set of them) zeroed: the slot was recycled.
 
     Subtensor does this when a bonds-reset subnet's slot changes hands (`do_reset_bonds`)
     and masks the columns of sellers registered since the last epoch; `yuma_epoch`'s
     `recycled` argument does the latter, this the former at any time.
     """
-    return tuple(tuple(0 if j == column else b for j, b in enumerate(row)) for row in bonds)
+    columns = {column} if isinstance(column, int) else column
+    return tuple(tuple(0 if j in columns else b for j, b in enumerate(row)) for row in bonds)
 
 
 def _active_stake(stake: Sequence[int], params: YumaParams,
