@@ -78,8 +78,8 @@ def test_every_output_is_an_integer_and_the_bytes_are_pinned() -> None:
                        first.validator_trust, *first.bonds):
             assert all(type(x) is int for x in vector)
         digests[name] = _digest(first)[:16]
-    assert digests == {"classic": "74c80009f7f7a5c8", "yuma3": "80b370c5bf86d7cc",
-                       "two_sided": "fbd03aeb548d6b50"}
+    assert digests == {"classic": "c8eb2e5bf314597b", "yuma3": "80b370c5bf86d7cc",
+                       "two_sided": "c1b5a34899d43fc7"}
 
 
 def test_shares_sum_to_one_and_stay_in_range() -> None:
@@ -99,6 +99,21 @@ def test_the_median_counts_a_stake_exactly_at_kappa() -> None:
     assert result.consensus == (ONE, ONE)
     one_less = yuma_epoch([32_769, 32_766], [[0, 65_535], [65_535, 0]], [[0, 0]] * 2)
     assert one_less.consensus == (0, ONE)
+
+
+def test_the_two_sided_clip_raises_weights_to_the_lower_quantile_for_ranks_only() -> None:
+    """Four equal validators weight seller 0 at 0.2, 0.4, 0.6, 0.8 (seller 1 gets the rest).
+
+    Consensus (upper kappa-quantile) is 0.6 and the lower one 0.4: one-sided, ranks average
+    min(w, 0.6) = 0.45; two-sided, they average clamp(w, 0.4, 0.6) = 0.5. Trust is the same.
+    """
+    weights = [[13_107, 52_428], [26_214, 39_321], [39_321, 26_214], [52_428, 13_107]]
+    one = yuma_epoch([1] * 4, weights, [[0, 0]] * 4)
+    two = yuma_epoch([1] * 4, weights, [[0, 0]] * 4, YumaParams(two_sided_clip=True))
+    assert [round(c / ONE, 4) for c in one.consensus] == [0.6, 0.6]
+    assert [round(r / ONE, 4) for r in one.ranks] == [0.45, 0.45]
+    assert [round(r / ONE, 4) for r in two.ranks] == [0.5, 0.5]
+    assert one.validator_trust == two.validator_trust and one.bonds == two.bonds
 
 
 def test_idle_validators_lose_their_stake_for_the_epoch() -> None:

@@ -20,9 +20,10 @@ every node. Rounding differs from subtensor's I32F32 in the last bits, never bey
 from __future__ import annotations
 
 import operator
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import accumulate, repeat
 
 from .errors import EpochInputError
 from .fixed import ONE, U16_MAX, alpha_table, u16_fraction
@@ -99,7 +100,7 @@ def yuma_epoch(stake: Sequence[int], weights: Sequence[Sequence[int]],
     ranks = tuple(r // total_active if total_active else 0 for r in raw_ranks)
     incentive = _normalize(raw_ranks)
     for_bonds = _weights_for_bonds(w, clipped, params.bonds_penalty)
-    old = [list(row) for row in (reset_bonds(bonds, set(recycled)) if recycled else bonds)]
+    old = reset_bonds(bonds, set(recycled)) if recycled else bonds
     if params.yuma3_enabled:
         new_bonds, dividends = _yuma3_bonds(for_bonds, old, consensus, incentive, active,
                                             params)
@@ -160,19 +161,13 @@ def _consensus(w: list[list[int]], stake: list[int], kappa: int,
     columns = list(zip(*(w[i] for i in voters), strict=True))
     weights = [scaled[i] for i in voters]
     positions = range(len(voters))
+    last = len(voters) - 1
     for column in columns:
         order = sorted(positions, key=column.__getitem__)
-        cumulative, low, high = 0, None, None
-        for p in order:
-            cumulative += weights[p]
-            if low is None and cumulative >= lower_bar:
-                low = column[p]
-            if cumulative > upper_bar:
-                high = column[p]
-                break
-        last = column[order[-1]]
-        upper.append(last if high is None else high)
-        lower.append(last if low is None else low)
+        cumulative = list(accumulate(map(weights.__getitem__, order)))
+        # first position whose cumulative stake passes the bar (C-level bisect, no loop)
+        upper.append(column[order[min(bisect_right(cumulative, upper_bar), last)]])
+        lower.append(column[order[min(bisect_left(cumulative, lower_bar), last)]])
     return upper, lower
 
 
@@ -197,7 +192,7 @@ def _weights_for_bonds(w: list[list[int]], clipped: list[list[int]],
             for row, crow in zip(w, clipped, strict=True)]
 
 
-def _yuma3_bonds(w: list[list[int]], old: list[list[int]], consensus: list[int],
+def _yuma3_bonds(w: list[list[int]], old: Sequence[Sequence[int]], consensus: list[int],
                  incentive: tuple[int, ...], stake: list[int],
                  params: YumaParams) -> tuple[list[list[int]], tuple[int, ...]]:
     """Yuma 3: each bond moves toward the validator's own weight; dividends by bond share.
@@ -224,7 +219,7 @@ def _yuma3_bonds(w: list[list[int]], old: list[list[int]], consensus: list[int],
     return new, _normalize(per_validator)
 
 
-def _liquid_ema_row(wrow: list[int], brow: list[int], consensus: list[int],
+def _liquid_ema_row(wrow: list[int], brow: Sequence[int], consensus: list[int],
                     table: list[int]) -> list[int]:
     """One validator's bonds after a liquid-alpha EMA step (subtensor's `alpha_sigmoid`).
 
@@ -238,7 +233,8 @@ def _liquid_ema_row(wrow: list[int], brow: list[int], consensus: list[int],
             for x, b, c in zip(wrow, brow, consensus, strict=True)]
 
 
-def _classic_bonds(w: list[list[int]], old: list[list[int]], incentive: tuple[int, ...],
+def _classic_bonds(w: list[list[int]], old: Sequence[Sequence[int]],
+                   incentive: tuple[int, ...],
                    stake: list[int],
                    params: YumaParams) -> tuple[list[list[int]], tuple[int, ...]]:
     """Classic Yuma: bonds bought in proportion to stake, each seller's column sums to one.
@@ -260,20 +256,23 @@ def _classic_bonds(w: list[list[int]], old: list[list[int]], incentive: tuple[in
                   for b, h in zip(bought_sums, held_sums, strict=True)]
     old_weight = [keep * b if b and h else (0 if b else 1)
                   for b, h in zip(bought_sums, held_sums, strict=True)]
-    numerators = [[d * f + h * g
-                   for d, h, f, g in zip(drow, hrow, new_weight, old_weight, strict=True)]
+    numerators = [list(map(operator.add, map(operator.mul, drow, new_weight),
+                           map(operator.mul, hrow, old_weight)))
                   for drow, hrow in zip(bought, old, strict=True)]
-    totals = _column_sums(numerators, cols)
-    ema = [[x * ONE // t if t else 0 for x, t in zip(row, totals, strict=True)]
-           for row in numerators]
+    totals = [t or 1 for t in _column_sums(numerators, cols)]  # a zero column stays zero
+    ema = [_scale_columns(row, totals) for row in numerators]
     dividends = _normalize([sum(map(operator.mul, row, incentive)) >> 32 for row in ema])
-    peaks = [max(column) for column in zip(*numerators, strict=True)] if numerators and cols else []
-    stored = [[x * ONE // p if p else 0 for x, p in zip(row, peaks, strict=True)]
-              for row in numerators]
+    peaks = [max(column) or 1 for column in zip(*ema, strict=True)] if ema and cols else []
+    stored = [_scale_columns(row, peaks) for row in ema]
     return stored, dividends
 
 
-def _column_sums(rows: list[list[int]], cols: int) -> list[int]:
+def _scale_columns(row: list[int], divisors: list[int]) -> list[int]:
+    """floor(x * ONE / divisor) per cell, in chained C-level maps."""
+    return list(map(operator.floordiv, map(operator.mul, row, repeat(ONE)), divisors))
+
+
+def _column_sums(rows: Sequence[Sequence[int]], cols: int) -> list[int]:
     sums = [0] * cols
     for row in rows:
         sums = list(map(operator.add, sums, row))
