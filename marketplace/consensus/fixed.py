@@ -39,14 +39,6 @@ def u16_fraction(value: int) -> int:
     return value * ONE // U16_MAX
 
 
-def normalize(values: list[int]) -> list[int]:
-    """`values` scaled to sum to ONE (each floored); all zeros stay zeros."""
-    total = sum(values)
-    if total == 0:
-        return [0] * len(values)
-    return [v * ONE // total for v in values]
-
-
 def to_u16(value: int) -> int:
     """A fixed-point proportion as subtensor stores it: ``floor(p * 65535)``."""
     return value * U16_MAX // ONE
