@@ -8,8 +8,9 @@ a floor of a non-negative number. Where an exact rational comparison is possible
 stake-weighted median, the ranks) the code compares integers instead and rounds nothing.
 
 The only transcendental function, the sigmoid of liquid alpha, is a table of 65,537 entries
-built from two correctly rounded `decimal` exponentials and an integer recurrence: the
-same on every machine and Python version, and cheap to index per cell.
+built from at most four `decimal` exponentials (correctly rounded at 60 digits, so the same
+everywhere) and an integer recurrence: the same on every machine and Python version, and
+cheap to index per cell.
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ def from_u16(value: int) -> int:
 
 
 def _exp_scaled(numerator: int, denominator: int) -> int:
-    """``floor(exp(numerator / denominator) * 2**_GUARD)``, correctly rounded by `decimal`.
+    """``floor(exp(numerator / denominator) * 2**_GUARD)`` through `decimal`.
 
-    `decimal` computes `exp` correctly rounded at the context's precision, on every platform,
-    so the two exponentials the sigmoid table needs are the same everywhere.
+    `decimal` computes `exp` correctly rounded (half-even) at the context's precision on every
+    platform, so the few exponentials the sigmoid table needs are the same everywhere.
     """
     context = decimal.Context(prec=60, rounding=decimal.ROUND_FLOOR)
     value = context.exp(context.divide(decimal.Decimal(numerator), decimal.Decimal(denominator)))
@@ -66,7 +67,7 @@ def sigmoid_table(steepness: int) -> tuple[int, ...]:
     """``1 / (1 + exp(-steepness/100 * (k/65536 - 1/2)))`` in fixed point, for k = 0..65536.
 
     This is subtensor's liquid-alpha sigmoid (`alpha_sigmoid`) with its input read at 2**-16
-    steps. The exponent is linear in k, so exp at k+1 is exp at k times one constant: two
+    steps. The exponent is linear in k, so exp at k+1 is exp at k times one constant: a few
     `decimal` exponentials and an integer multiply per entry build the whole table.
     """
     # exponent(k) = steepness * (65536 - 2k) / (100 * 131072), an exact rational
