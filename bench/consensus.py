@@ -57,7 +57,9 @@ def measure(validators: int, sellers: int, density: float, repeat: int,
         rows.append({"mode": mode, "wall_best_s": round(min(wall), 3),
                      "wall_median_s": round(statistics.median(wall), 3),
                      "cpu_best_s": round(min(cpu), 3),
-                     "within_goal": min(wall) <= GOAL_S})
+                     # on a shared machine wall time counts other work too; both are given
+                     "wall_within_goal": min(wall) <= GOAL_S,
+                     "cpu_within_goal": min(cpu) <= GOAL_S})
     return rows
 
 
@@ -82,9 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m bench.consensus``."""
     args = parse_args(argv)
     rows = measure(args.validators, args.sellers, args.density, args.repeat, args.seed)
-    table = [["mode", "wall best s", "wall median s", "cpu best s", f"<= {GOAL_S:g} s"]]
+    table = [["mode", "wall best s", "wall median s", "cpu best s",
+              f"wall <= {GOAL_S:g} s", f"cpu <= {GOAL_S:g} s"]]
     table += [[r["mode"], f"{r['wall_best_s']:.3f}", f"{r['wall_median_s']:.3f}",
-               f"{r['cpu_best_s']:.3f}", "yes" if r["within_goal"] else "no"] for r in rows]
+               f"{r['cpu_best_s']:.3f}", "yes" if r["wall_within_goal"] else "no",
+               "yes" if r["cpu_within_goal"] else "no"] for r in rows]
     print(f"one yuma_epoch, {args.validators} validators x {args.sellers} sellers, "
           f"weights density {args.density:g}, python {platform.python_version()}")
     print(aligned(table))
