@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import math
 import random
@@ -168,6 +169,15 @@ def test_the_sigmoid_table_is_the_sigmoid() -> None:
         for k in range(0, 65_537, 997):
             exponent = max(-20.0, min(20.0, -steepness / 100 * (k / 65_536 - 0.5)))
             assert abs(table[k] / ONE - 1 / (1 + math.exp(exponent))) < 1e-9, (steepness, k)
+
+
+def test_the_sigmoid_table_ignores_the_callers_decimal_context() -> None:
+    """A caller's decimal precision or rounding never leaks into the table."""
+    reference = sigmoid_table(1_000)
+    sigmoid_table.cache_clear()
+    with decimal.localcontext() as context:
+        context.prec, context.rounding = 3, decimal.ROUND_CEILING
+        assert sigmoid_table(1_000) == reference
 
 
 def test_a_reveal_is_checked_for_epoch_window_shape_and_salt() -> None:
