@@ -1,9 +1,11 @@
-"""The market: contracts, trade, the node and the CLI, in four rooms that import one way.
+"""The market: contracts, consensus, trade, the node and the CLI, in rooms that import one way.
 
-    cli ──► node ──► trade ──► contracts          (then discovery, then aaex_agents)
+    cli ──► node ──► trade ──► consensus ──► contracts   (then discovery, then aaex_agents)
 
-`contracts` holds what two parties sign and the books they keep; `trade` negotiates and
-delegates; `node` hosts agents with their transports, DHT, ledger and LLM; `cli` is `aaex`.
+`contracts` holds what two parties sign and the books they keep; `consensus` computes Yuma
+epochs between validators and sellers (imported as `marketplace.consensus`); `trade`
+negotiates and delegates; `node` hosts agents with their transports, DHT, ledger and LLM;
+`cli` is `aaex`.
 `open_node` and `Node` are imported on first use (PEP 562): they pull in libp2p (about 1.4 s),
 which reading a config or verifying a ledger must not pay for.
 """
