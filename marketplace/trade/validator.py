@@ -1,0 +1,257 @@
+"""The validator agent: buys probes like any buyer, scores them, and votes with its stake.
+
+    [[agents]]
+    name = "validator"
+    class = "marketplace:Validator"
+    settings = { capabilities = ["forecast.demand"], probes_per_epoch = 3 }
+
+Each epoch, for every capability it validates, a `Validator`:
+
+1. buys `probes_per_epoch` probe tasks from every registered seller through the market
+   (`Delegator` with a finder that names only that seller: it negotiates, escrows, settles
+   and leaves a signed receipt as any buyer does, so a probe looks like a customer);
+2. scores each result from data only it keeps (`probes`), keeps a moving average of each
+   seller's scores, and turns it into a u16 weights row (``65535 * average ** sharpness``);
+3. commits the row (`weights_commitment`) inside the commit window and reveals it inside the
+   reveal window;
+4. once the reveal window has closed, reads every validator's reveal and stake from the
+   board, runs `yuma_epoch`, attests the hash of the outputs and records the standing in
+   its `ConsensusBook` (which the market's awards read).
+
+Time is the injected clock's; each phase waits with a deadline; the loop is one task owned
+by the agent and cancelled on stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aaex_agents import Agent, Context
+from aaex_agents.errors import AaexError, UsageError
+from aaex_agents.money import Credits
+
+from ..consensus import ONE, YumaParams, revealed_weights, weights_commitment, yuma_epoch
+from ..consensus.board import Board, ConsensusBook, outputs_digest
+from ..consensus.fixed import U16_MAX
+from ..consensus.reveal import Reveal
+from .delegation import Delegator
+from .errors import DelegationFailed
+from .policy import Wallet
+from .probes import PROBES, Made, Probe
+
+logger = logging.getLogger(__name__)
+
+PROBE_BUDGET = Credits(1_000_000)
+"""The most one probe may cost by default: 1 credit."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpochTimes:
+    """An epoch's windows in seconds of the injected clock, from `genesis`."""
+
+    genesis: float
+    length: float = 600.0
+    commit: float = 240.0
+    """Seconds from the epoch's start during which probes run and commitments count."""
+    reveal: float = 120.0
+    """Seconds after the commit window during which reveals count."""
+
+    def __post_init__(self) -> None:
+        if not (0 < self.commit and 0 < self.reveal and self.commit + self.reveal < self.length):
+            raise UsageError("EpochTimes: commit and reveal must be positive and leave time "
+                             "in the epoch for attestations")
+
+    def epoch_at(self, now: float) -> int:
+        """The epoch `now` falls in (0 before genesis)."""
+        return max(0, int((now - self.genesis) // self.length))
+
+    def start(self, epoch: int) -> float:
+        """When `epoch` begins."""
+        return self.genesis + epoch * self.length
+
+    def reveal_window(self, epoch: int) -> tuple[int, int]:
+        """The inclusive range of whole seconds in which `epoch`'s reveals count."""
+        opens = self.start(epoch) + self.commit
+        return int(opens), int(opens + self.reveal)
+
+
+@dataclass
+class Ledger:
+    """What one validator keeps per capability between epochs."""
+
+    average: dict[str, float] = field(default_factory=dict)
+    """Seller -> moving average of its probe scores."""
+    bonds: list[list[int]] = field(default_factory=list)
+    validators: tuple[str, ...] = ()
+    sellers: tuple[str, ...] = ()
+
+
+class Validator(Agent):
+    """Probes sellers through the market and votes weights on the board each epoch."""
+
+    def __init__(self, *args: Any, board: Board, times: EpochTimes,
+                 capabilities: Sequence[str] = ("forecast.demand",),
+                 probes: Mapping[str, Probe] | None = None, probes_per_epoch: int = 3,
+                 budget: Credits = PROBE_BUDGET, smoothing: float = 0.5,
+                 sharpness: float = 8.0, params: YumaParams | None = None,
+                 book: ConsensusBook | None = None, books: Any = None,
+                 secret: bytes | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        known = dict(PROBES, **(probes or {}))
+        missing = [c for c in capabilities if c not in known]
+        if missing:
+            raise UsageError(f"Validator: no probe for {missing}; known: {sorted(known)}")
+        if probes_per_epoch < 1 or not 0 < smoothing <= 1 or sharpness <= 0:
+            raise UsageError("Validator: probes_per_epoch >= 1, 0 < smoothing <= 1 and "
+                             "sharpness > 0")
+        self.board, self.times, self.params = board, times, params or YumaParams()
+        self.probes = {c: known[c] for c in capabilities}
+        self.per_epoch, self.budget = probes_per_epoch, budget
+        self.smoothing, self.sharpness = smoothing, sharpness
+        self.book = book or ConsensusBook()
+        self.kept: dict[str, Ledger] = {c: Ledger() for c in capabilities}
+        self.scores: dict[tuple[str, int], dict[str, list[float]]] = {}
+        """(capability, epoch) -> seller -> the probe scores of that epoch (for status)."""
+        self._books = books
+        self._secret = secret or secrets.token_bytes(32)
+        self._made = 0
+        self._loop: asyncio.Task[None] | None = None
+        self.epochs_done = asyncio.Event()
+        """Set (and cleared by the waiter) each time an epoch's consensus is recorded."""
+
+    async def on_start(self, ctx: Context) -> None:
+        """Start the epoch loop, owned by this agent."""
+        self._loop = asyncio.create_task(self.serve_epochs(ctx), name=f"validator {self.address}")
+
+    async def on_stop(self, ctx: Context) -> None:
+        """Cancel the epoch loop and wait for it to end."""
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+
+    async def serve_epochs(self, ctx: Context) -> None:
+        """Run epochs for ever, each from the epoch the clock is in when the last ended."""
+        clock = ctx.clock
+        while True:
+            epoch = self.times.epoch_at(clock.now())
+            try:
+                await self.run_epoch(ctx, epoch)
+            except (AaexError, OSError) as exc:  # a board or model failure skips one epoch
+                logger.warning("validator %s: epoch %d skipped: %s", self.address, epoch, exc)
+            await _sleep_until(ctx, self.times.start(epoch + 1))
+
+    async def run_epoch(self, ctx: Context, epoch: int) -> None:
+        """Probe, commit, reveal, compute and attest one epoch, each phase on time."""
+        times = self.times
+        commit_by = times.start(epoch) + times.commit
+        rows: dict[str, tuple[list[str], tuple[int, ...], bytes]] = {}
+        for capability in self.probes:
+            sellers = await self.board.sellers(capability)
+            remaining = commit_by - ctx.clock.now()
+            if not sellers or remaining <= 0:
+                continue
+            try:
+                async with asyncio.timeout(remaining):
+                    scores = await self.probe_all(ctx, capability, epoch, sellers)
+            except TimeoutError:
+                logger.warning("validator: probing %s ran past the commit window", capability)
+                continue
+            weights = self.weights_row(capability, sellers, scores)
+            salt = secrets.token_bytes(32)
+            await self.board.commit(capability, epoch, self.address,
+                                    weights_commitment(self.address, epoch, weights, salt))
+            rows[capability] = (sellers, weights, salt)
+        opens, closes = times.reveal_window(epoch)
+        await _sleep_until(ctx, opens)
+        for capability, (_, weights, salt) in rows.items():
+            await self.board.reveal(capability, Reveal(
+                validator=self.address, epoch=epoch, weights=weights, salt=salt,
+                revealed_at=int(ctx.clock.now())))
+        await _sleep_until(ctx, closes + 1)
+        for capability in self.probes:
+            await self.compute(capability, epoch)
+        self.epochs_done.set()
+
+    async def probe_all(self, ctx: Context, capability: str, epoch: int,
+                        sellers: Sequence[str]) -> dict[str, list[float]]:
+        """Every seller's probe scores this epoch (0 for a probe it did not deliver)."""
+        got = await asyncio.gather(*(self.probe_seller(ctx, capability, s) for s in sellers))
+        scores = dict(zip(sellers, got, strict=True))
+        self.scores[(capability, epoch)] = scores
+        return scores
+
+    async def probe_seller(self, ctx: Context, capability: str, seller: str) -> list[float]:
+        """Buy and score this epoch's probes from `seller`, one after the other."""
+        probe = self.probes[capability]
+        out: list[float] = []
+        for _ in range(self.per_epoch):
+            self._made += 1
+            made = probe.make(self._secret + self._made.to_bytes(8, "big"))
+            out.append(await self._buy_and_score(ctx, probe, made, seller))
+        return out
+
+    async def _buy_and_score(self, ctx: Context, probe: Probe, made: Made, seller: str) -> float:
+        async def only(capability: str, where: str | None) -> list[str]:
+            return [seller]
+
+        delegator = Delegator(self.identity, find=only, books=self._books,
+                              wallet=Wallet(budget=self.budget, per_seller=self.budget,
+                                            per_task=self.budget), negotiation_window=1.0)
+        try:
+            done = await delegator.delegate(ctx, probe.capability, made.task,
+                                            budget=self.budget, deadline=60, top_k=1)
+        except DelegationFailed as exc:
+            logger.info("validator: probe of %s not delivered: %s", seller, exc)
+            return 0.0
+        return await probe.score(ctx, made, done.result)
+
+    def weights_row(self, capability: str, sellers: Sequence[str],
+                    scores: Mapping[str, Sequence[float]]) -> tuple[int, ...]:
+        """The u16 weights: each seller's moving-average score, sharpened by a power."""
+        average = self.kept[capability].average
+        row = []
+        for seller in sellers:
+            got = scores.get(seller, [])
+            mean = sum(got) / len(got) if got else 0.0
+            before = average.get(seller)
+            now = mean if before is None else (1 - self.smoothing) * before \
+                + self.smoothing * mean
+            average[seller] = now
+            row.append(round(U16_MAX * max(0.0, min(1.0, now)) ** self.sharpness))
+        return tuple(row)
+
+    async def compute(self, capability: str, epoch: int) -> None:
+        """Yuma over every validator's reveal and stake; attest and record the outputs."""
+        stakes = await self.board.stakes()
+        validators = sorted(stakes)
+        sellers = await self.board.sellers(capability)
+        if not validators or not sellers:
+            return
+        commitments, reveals = await self.board.revealed(capability, epoch)
+        weights, _ = revealed_weights(validators, commitments, reveals, epoch=epoch,
+                                      window=self.times.reveal_window(epoch),
+                                      sellers=len(sellers))
+        kept = self.kept[capability]
+        same = kept.validators == tuple(validators) and kept.sellers == tuple(sellers)
+        bonds = kept.bonds if same else [[0] * len(sellers) for _ in validators]
+        result = yuma_epoch([stakes[v] for v in validators], weights, bonds, self.params)
+        kept.bonds = [list(r) for r in result.bonds]
+        kept.validators, kept.sellers = tuple(validators), tuple(sellers)
+        await self.board.attest(capability, epoch, self.address,
+                                outputs_digest(sellers, validators, result))
+        self.book.record(capability, epoch, sellers, result)
+        logger.info("validator: %s epoch %d incentive %s", capability, epoch,
+                    [round(i / ONE, 3) for i in result.incentive])
+
+
+async def _sleep_until(ctx: Context, when: float) -> None:
+    delay = when - ctx.clock.now()
+    if delay > 0:
+        await ctx.clock.sleep(delay)

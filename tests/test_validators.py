@@ -1,0 +1,120 @@
+"""Validators: probes score sellers from kept data, and Yuma turns the scores into incentive.
+
+Real agents on the memory transport: sellers sell forecasts through the market, validators
+buy probes from them with a `Delegator` (negotiate, sign, deliver, receipt), commit and
+reveal weights on a `MemoryBoard` and compute `yuma_epoch`, epoch after epoch on a
+`ManualClock`. One seller answers every fifth task wrongly from some epoch on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from aaex_agents import Context, Credits, MemoryNetwork, open_runtime
+from aaex_agents.clock import ManualClock
+from aaex_agents.errors import UsageError
+from marketplace.consensus import ONE
+from marketplace.consensus.board import ConsensusBook, MemoryBoard
+from marketplace.trade.contracting import seller_countersigner
+from marketplace.trade.selling import ServiceSeller
+from marketplace.trade.strategies import LINEAR, SellerStrategy
+from marketplace.trade.validator import EpochTimes, Validator
+from tests.market_kit import identity
+from tests.test_probes import seasonal_naive
+
+CAPABILITY = "forecast.demand"
+
+
+class SeasonalForecaster(ServiceSeller):
+    """Answers with the last week repeated; when `lying`, every fifth answer is off by 3x."""
+
+    capability = CAPABILITY
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lying = False
+        self.served = 0
+
+    async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
+        self.served += 1
+        forecasts = seasonal_naive(task)
+        if self.lying and self.served % 5 == 0:
+            forecasts = [3 * f for f in forecasts]
+        return {"forecast": forecasts}
+
+
+def seller(name: str, clock: ManualClock) -> SeasonalForecaster:
+    ident = identity(name)
+    return SeasonalForecaster(ident, strategy=SellerStrategy(
+        cost=Credits(100_000), markup=1.0, exponent=LINEAR, latency_ms=300),
+        countersign=seller_countersigner(ident, clock), clock=clock)
+
+
+# -- validators over the market -----------------------------------------------------------
+
+async def drive(clock: ManualClock, sleepers: int, steps: int) -> None:
+    """Advance the clock to each next deadline once every validator waits on it."""
+    for _ in range(steps):
+        await asyncio.wait_for(clock.sleeping(sleepers), timeout=120)
+        deadline = clock.next_deadline
+        assert deadline is not None
+        clock.advance(deadline - clock.now())
+
+
+def incentives(book: ConsensusBook, sellers: Sequence[ServiceSeller]) -> list[float]:
+    standing = book.standing(CAPABILITY)
+    assert standing is not None
+    return [standing.incentive[s.address] / ONE for s in sellers]
+
+
+async def test_a_seller_wrong_on_a_fifth_of_probes_loses_half_its_incentive_in_five_epochs(
+        ) -> None:
+    clock = ManualClock()
+    board = MemoryBoard(clock)
+    sellers = [seller(f"forecaster {k}", clock) for k in range(4)]
+    liar = sellers[0]
+    board.registered[CAPABILITY] = sorted(s.address for s in sellers)
+    times = EpochTimes(genesis=clock.now(), length=600, commit=240, reveal=120)
+    books = [ConsensusBook() for _ in range(3)]
+    validators = [Validator(identity(f"validator {k}"), board=board, times=times,
+                            probes_per_epoch=3, book=books[k], secret=bytes([k]) * 32)
+                  for k in range(3)]
+    for v in validators:
+        board.staked[v.address] = 1_000_000
+    per_epoch = 3  # each validator sleeps three times an epoch
+    history: list[list[float]] = []
+    async with open_runtime([*sellers, *validators], transports=[MemoryNetwork().transport()],
+                            clock=clock):
+        for epoch in range(7):
+            if epoch == 2:
+                liar.lying = True
+            await drive(clock, len(validators), per_epoch)
+            history.append(incentives(books[0], sellers))
+            assert all(incentives(b, sellers) == history[-1] for b in books[1:])
+    baseline = history[1]
+    after = history[2:]
+    assert min(epoch[0] for epoch in after) <= 0.5 * baseline[0], history
+    for k in range(1, 4):
+        assert all(epoch[k] >= 0.9 * baseline[k] for epoch in after), history
+    # every validator attested the same outputs, each epoch
+    for (capability, _), digests in board.attestations.items():
+        assert capability == CAPABILITY and len(set(digests.values())) == 1
+    assert liar.served == 7 * 3 * 3
+
+
+@pytest.mark.parametrize(("times", "settings", "named"), [
+    ({"commit": 400, "reveal": 300}, {}, "EpochTimes"),
+    ({"commit": 0}, {}, "EpochTimes"),
+    ({}, {"capabilities": ["route.vrp"]}, "no probe for"),
+    ({}, {"probes_per_epoch": 0}, "probes_per_epoch"),
+])
+def test_bad_validator_settings_are_refused_by_name(times: dict[str, float],
+                                                    settings: dict[str, Any], named: str) -> None:
+    clock = ManualClock()
+    with pytest.raises(UsageError, match=named):
+        Validator(identity("v"), board=MemoryBoard(clock),
+                  times=EpochTimes(genesis=0, length=600, **times), **settings)
