@@ -28,6 +28,7 @@ from aaex_agents.money import ZERO, Credits
 from aaex_agents.services import DelegateTerms, DelegationProgress
 from discovery.schema import schema_fault
 
+from ..consensus.board import ConsensusBook
 from ..contracts.agreement import SignedAgreement
 from ..contracts.checkpoint import Checkpoint
 from ..contracts.dispute import Dispute, SignedDispute, seller_delivery, timing_conflicts
@@ -51,6 +52,7 @@ from .negotiation import (
 )
 from .policy import Wallet
 from .selling import Deliver, DeliveryQuery, ReceiptNotice, Task, delivery_is_genuine
+from .standing import standing
 from .strategies import BuyerStrategy, BuyerUtility, Weights
 
 logger = logging.getLogger(__name__)
@@ -235,8 +237,11 @@ class Delegator:
                  books: Books | None = None, strategy: BuyerStrategy | None = None,
                  backoff: Backoff | None = None, negotiation_window: float = 2.0,
                  reputation: ReputationBook | None = None,
-                 weights: Weights | None = None, arbiter: str | None = None) -> None:
+                 weights: Weights | None = None, arbiter: str | None = None,
+                 consensus: ConsensusBook | None = None) -> None:
         self._identity = identity
+        self.consensus = consensus
+        """Validators' consensus; where it covers a capability, it outweighs receipts."""
         self._arbiter = arbiter
         """The key our calls name to decide a dispute alone (None: both parties must)."""
         self.reputation = reputation or ReputationBook()
@@ -292,9 +297,11 @@ class Delegator:
                 raise BadTask(f"{capability}: the task does not fit what its sellers take: "
                               f"{fault}", attempts, fault=fault)
             found = [s for s in takers if not self.backoff.banned(s, now) and s not in declined]
-            # Reputation (from verified receipts only) orders the candidates, keeping a place
-            # for a newcomer, and weighs in the award (`BuyerUtility`).
-            rated = {s: self.reputation.score(s) for s in found}
+            # Reputation (verified receipts, blended with validators' consensus where there is
+            # one: `standing`) orders the candidates, keeping a place for a newcomer, and
+            # weighs in the award (`BuyerUtility`).
+            rated = {s: standing(self.reputation.score(s), self.consensus, capability, s)
+                     for s in found}
             candidates = shortlist(found, rated, top_k)
             fallback, held = (held if held is not None and held.seller in found else None), None
             if fallback is not None:

@@ -22,6 +22,7 @@ from aaex_agents.errors import UsageError
 from aaex_agents.money import ONE_CREDIT, ZERO, Credits
 from discovery.query import Query, Utility, parse_where
 
+from ..consensus.board import ConsensusBook
 from ..contracts.ledger import Ledger
 from ..contracts.reputation import ReputationBook
 from .delegation import Backoff, Ban, Delegator, Finder, Found
@@ -137,6 +138,8 @@ class NodeMarket:
         self._ledger = ledger
         self.settings = settings or MarketSettings()
         self.reputation = ReputationBook()
+        self.consensus = ConsensusBook()
+        """What validators hosted here computed; every delegator's awards read it."""
         self.delegators: dict[str, Delegator] = {}
 
     def bans(self, now: float) -> list[tuple[str, Ban]]:
@@ -165,6 +168,7 @@ class NodeMarket:
                 wallet=Wallet(budget=s.budget, per_seller=s.per_seller, per_task=s.per_task),
                 books=self._ledger,
                 backoff=Backoff(base=s.ban_seconds), negotiation_window=s.negotiation_window,
-                reputation=self.reputation, weights=s.weights(), arbiter=s.arbiter)
+                reputation=self.reputation, weights=s.weights(), arbiter=s.arbiter,
+                consensus=self.consensus)
             self.delegators[address] = delegator
         return delegator
