@@ -14,12 +14,15 @@ from typing import Any
 
 import pytest
 
-from aaex_agents import Context, Credits, MemoryNetwork, open_runtime
+from aaex_agents import Agent, Context, Credits, MemoryNetwork, open_runtime
 from aaex_agents.clock import ManualClock
 from aaex_agents.errors import UsageError
 from marketplace.consensus import ONE
 from marketplace.consensus.board import ConsensusBook, MemoryBoard
 from marketplace.trade.contracting import seller_countersigner
+from marketplace.trade.delegation import Delegator
+from marketplace.trade.policy import Wallet
+from marketplace.trade.probes import ForecastProbe
 from marketplace.trade.selling import ServiceSeller
 from marketplace.trade.strategies import LINEAR, SellerStrategy
 from marketplace.trade.validator import EpochTimes, Validator
@@ -47,10 +50,10 @@ class SeasonalForecaster(ServiceSeller):
         return {"forecast": forecasts}
 
 
-def seller(name: str, clock: ManualClock) -> SeasonalForecaster:
+def seller(name: str, clock: ManualClock, cost: int = 100_000) -> SeasonalForecaster:
     ident = identity(name)
     return SeasonalForecaster(ident, strategy=SellerStrategy(
-        cost=Credits(100_000), markup=1.0, exponent=LINEAR, latency_ms=300),
+        cost=Credits(cost), markup=1.0, exponent=LINEAR, latency_ms=300),
         countersign=seller_countersigner(ident, clock), clock=clock)
 
 
@@ -65,6 +68,27 @@ async def drive(clock: ManualClock, sleepers: int, steps: int) -> None:
         clock.advance(deadline - clock.now())
 
 
+class Customer(Agent):
+    """A buyer whose awards read the validators' consensus."""
+
+    async def buy(self, ctx: Context, sellers: Sequence[ServiceSeller],
+                  consensus: ConsensusBook, orders: int = 4) -> list[str]:
+        async def every(capability: str, where: str | None) -> list[str]:
+            return [s.address for s in sellers]
+
+        budget = Credits(1_000_000)
+        delegator = Delegator(self.identity, find=every, consensus=consensus,
+                              wallet=Wallet(budget=budget * 100, per_seller=budget * 10,
+                                            per_task=budget))
+        winners = []
+        for k in range(orders):
+            task = ForecastProbe().make(f"customer {k}".encode()).task
+            done = await delegator.delegate(ctx, CAPABILITY, task, budget=budget, deadline=60,
+                                            top_k=4)
+            winners.append(done.seller)
+        return winners
+
+
 def incentives(book: ConsensusBook, sellers: Sequence[ServiceSeller]) -> list[float]:
     standing = book.standing(CAPABILITY)
     assert standing is not None
@@ -75,7 +99,9 @@ async def test_a_seller_wrong_on_a_fifth_of_probes_loses_half_its_incentive_in_f
         ) -> None:
     clock = ManualClock()
     board = MemoryBoard(clock)
-    sellers = [seller(f"forecaster {k}", clock) for k in range(4)]
+    # the liar-to-be asks a little less, so it wins every award while all look equal
+    sellers = [seller(f"forecaster {k}", clock, 90_000 if k == 0 else 100_000)
+               for k in range(4)]
     liar = sellers[0]
     board.registered[CAPABILITY] = sorted(s.address for s in sellers)
     times = EpochTimes(genesis=clock.now(), length=600, commit=240, reveal=120)
@@ -87,14 +113,18 @@ async def test_a_seller_wrong_on_a_fifth_of_probes_loses_half_its_incentive_in_f
         board.staked[v.address] = 1_000_000
     per_epoch = 3  # each validator sleeps three times an epoch
     history: list[list[float]] = []
-    async with open_runtime([*sellers, *validators], transports=[MemoryNetwork().transport()],
-                            clock=clock):
+    customer = Customer()
+    awards: list[list[str]] = []
+    async with open_runtime([*sellers, *validators, customer],
+                            transports=[MemoryNetwork().transport()], clock=clock) as runtime:
         for epoch in range(7):
             if epoch == 2:
+                awards.append(await customer.buy(runtime.context(customer), sellers, books[0]))
                 liar.lying = True
             await drive(clock, len(validators), per_epoch)
             history.append(incentives(books[0], sellers))
             assert all(incentives(b, sellers) == history[-1] for b in books[1:])
+        awards.append(await customer.buy(runtime.context(customer), sellers, books[0]))
     baseline = history[1]
     after = history[2:]
     assert min(epoch[0] for epoch in after) <= 0.5 * baseline[0], history
@@ -103,7 +133,10 @@ async def test_a_seller_wrong_on_a_fifth_of_probes_loses_half_its_incentive_in_f
     # every validator attested the same outputs, each epoch
     for (capability, _), digests in board.attestations.items():
         assert capability == CAPABILITY and len(set(digests.values())) == 1
-    assert liar.served == 7 * 3 * 3
+    # a customer whose awards read the consensus: the liar won all while it was honest
+    # and cheapest, and wins none once the validators caught it
+    assert awards[0] == [liar.address] * 4
+    assert liar.address not in awards[1]
 
 
 @pytest.mark.parametrize(("times", "settings", "named"), [
