@@ -12,7 +12,7 @@ import hashlib
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from aaex_agents.clock import Clock
 
@@ -131,29 +131,62 @@ class Standing:
         return self.incentive[seller] / best if best > 0 else 0.0
 
 
+KEPT_EPOCHS = 64
+"""Epochs of standings a `ConsensusBook` keeps per capability (older ones are dropped)."""
+
+
 class ConsensusBook:
-    """The latest consensus per capability, as this node's validators computed it."""
+    """The consensus per capability and epoch, as this node's validators computed it.
+
+    The latest `KEPT_EPOCHS` epochs are kept for ``aaex consensus show --epoch N``.
+    """
 
     def __init__(self) -> None:
-        self._standing: dict[str, Standing] = {}
+        self._standings: dict[str, dict[int, Standing]] = {}
 
     def record(self, capability: str, epoch: int, sellers: Sequence[str],
                result: EpochResult) -> None:
-        """Keep `result` as `capability`'s standing unless a later epoch is already kept."""
+        """Keep `result` as `capability`'s standing for `epoch` (the first one recorded)."""
         if len(sellers) != len(result.incentive):
             raise EpochInputError(f"ConsensusBook.record: {len(sellers)} sellers but "
                                   f"{len(result.incentive)} incentives")
-        kept = self._standing.get(capability)
-        if kept is None or kept.epoch <= epoch:
-            self._standing[capability] = Standing(epoch, dict(zip(sellers, result.incentive,
-                                                                  strict=True)))
+        kept = self._standings.setdefault(capability, {})
+        kept.setdefault(epoch, Standing(epoch, dict(zip(sellers, result.incentive,
+                                                         strict=True))))
+        for old in sorted(kept)[:-KEPT_EPOCHS]:
+            del kept[old]
 
-    def standing(self, capability: str) -> Standing | None:
-        """The latest standing of `capability`, or None when no epoch has been computed."""
-        return self._standing.get(capability)
+    def standing(self, capability: str, epoch: int | None = None) -> Standing | None:
+        """`capability`'s standing at `epoch` (default: the latest); None if not computed."""
+        kept = self._standings.get(capability)
+        if not kept:
+            return None
+        return kept[max(kept)] if epoch is None else kept.get(epoch)
+
+    def capabilities(self) -> list[str]:
+        """The capabilities with at least one epoch computed, sorted."""
+        return sorted(c for c, kept in self._standings.items() if kept)
 
     def incentive(self, capability: str, seller: str) -> float | None:
         """`seller`'s latest incentive as a fraction of the emission; None if unknown."""
-        kept = self._standing.get(capability)
+        kept = self.standing(capability)
         value = None if kept is None else kept.incentive.get(seller)
         return None if value is None else value / ONE
+
+    def document(self, epoch: int | None = None) -> dict[str, Any]:
+        """Every capability's standing at `epoch` (default: the latest) as JSON.
+
+        ``{capability: {"epoch": n, "sellers": [{"seller", "incentive", "quality"}]}}``
+        with incentive a fraction of the emission, best first; a capability without that
+        epoch is left out.
+        """
+        out: dict[str, Any] = {}
+        for capability in self.capabilities():
+            kept = self.standing(capability, epoch)
+            if kept is None:
+                continue
+            rows = sorted(kept.incentive.items(), key=lambda item: (-item[1], item[0]))
+            out[capability] = {"epoch": kept.epoch, "sellers": [
+                {"seller": seller, "incentive": round(value / ONE, 6),
+                 "quality": round(kept.quality(seller) or 0.0, 6)} for seller, value in rows]}
+        return out

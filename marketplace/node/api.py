@@ -39,6 +39,7 @@ from ..contracts.books import Line, Position
 from ..contracts.errors import ContractRejected, LedgerTampered
 from ..contracts.ledger import Entry, Ledger
 from ..trade.negotiation import Dialogue, DialogueState, Seller
+from .admin_consensus import add_consensus_route
 from .admin_disputes import DisputeView, add_dispute_routes
 from .admin_payments import add_payment_routes
 from .admin_search import add_search_route
@@ -207,6 +208,7 @@ def build_app(node: AdminView, token: str | None = None, *,
                        ("/metrics", views.metrics)):
         app.router.add_get(path, view)
     add_search_route(app, node)
+    add_consensus_route(app, node)
     if token is not None:
         guarded = add_operator_routes(app, node, token)
         add_dispute_routes(app, node, guarded)
@@ -300,6 +302,7 @@ class _ReadViews:
         self.collector.accounts = {agent.name: positions.get(agent.address, Position())
                                    for agent in self.node.runtime.agents.values()}
         self.collector.bans_total = self.node.market.bans_total()
+        self.collector.consensus = self.node.market.consensus
         return web.Response(body=encode(self.registry), headers={"Content-Type": content_type})
 
 

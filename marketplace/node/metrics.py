@@ -22,6 +22,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from aaex_agents.money import MICRO
 
+from ..consensus import ONE
+from ..consensus.board import ConsensusBook
 from ..contracts.books import Position
 from ..trade.negotiation import Seller
 
@@ -91,6 +93,8 @@ class NodeCollector:
         accounts: per hosted agent's name, its money on these books (books.Position);
             set likewise.
         bans_total: bans our buying agents imposed since start; set likewise.
+        consensus: the market's `ConsensusBook` (what hosted validators computed); set
+            likewise, None leaves the ``aaex_consensus_*`` metrics out.
     """
 
     def __init__(self, node: MetricsView) -> None:
@@ -100,6 +104,7 @@ class NodeCollector:
         self.disputes_total: int | None = None
         self.accounts: dict[str, Position] | None = None
         self.bans_total: int | None = None
+        self.consensus: ConsensusBook | None = None
 
     def collect(self) -> Iterator[Metric]:
         """The node's metrics now; names end in ``_total`` for counters and only for them."""
@@ -157,7 +162,34 @@ class NodeCollector:
             for (protocol, reason), count in sorted(interop.rejected.items()):
                 rejected.add_metric([protocol, reason], count)
             yield rejected
+        if self.consensus is not None:
+            yield from consensus_metrics(self.consensus)
         yield _gauge("aaex_uptime_seconds", "Seconds since start", time.monotonic() - node.started)
+
+
+def consensus_metrics(book: ConsensusBook) -> Iterator[Metric]:
+    """Per capability, the latest epoch computed and each seller's incentive and quality.
+
+    Incentive is the seller's fraction of the emission; quality its incentive over the best
+    seller's (what awards blend with receipt reputation).
+    """
+    epoch = GaugeMetricFamily("aaex_consensus_epoch", "Latest consensus epoch computed",
+                              labels=["capability"])
+    incentive = GaugeMetricFamily("aaex_consensus_incentive",
+                                  "A seller's share of the emission in the latest epoch",
+                                  labels=["capability", "seller"])
+    quality = GaugeMetricFamily("aaex_consensus_quality",
+                                "A seller's incentive over the best seller's (awards use it)",
+                                labels=["capability", "seller"])
+    for capability in book.capabilities():
+        standing = book.standing(capability)
+        if standing is None:
+            continue
+        epoch.add_metric([capability], standing.epoch)
+        for seller, value in sorted(standing.incentive.items()):
+            incentive.add_metric([capability, seller], value / ONE)
+            quality.add_metric([capability, seller], standing.quality(seller) or 0.0)
+    yield from (epoch, incentive, quality)
 
 
 def account_metrics(accounts: dict[str, Position]) -> Iterator[Metric]:
