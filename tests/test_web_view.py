@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from aaex_agents import Agent, Credits, HttpTransport, StaticDirectory, open_runtime
+from marketplace.consensus import yuma_epoch
 from marketplace.node.config import parse_config
 from marketplace.node.node import open_node
 from marketplace.trade.negotiation import CallForProposals, Propose, new_dialogue_id
@@ -51,7 +52,7 @@ async def test_the_admin_api_serves_the_web_view(tmp_path: Path) -> None:
             assert response.content_type == "text/html"
             page = await response.text()
     for endpoint in ("/status", "/agents", "/ads", "/accounts", "/dialogues", "/agreements",
-                     "/balances", "/ledger", "/bans"):
+                     "/balances", "/ledger", "/bans", "/consensus"):
         assert endpoint in page
 
 
@@ -71,6 +72,8 @@ async def test_the_web_view_renders_live_node_state_in_chromium(tmp_path: Path) 
         await node.ledger.deposit(buyer.address, Credits(3_250_000))
         node.market.for_agent(seller.address).backoff.ban(buyer.address, time.time(),
                                                           "not_delivered")
+        node.market.consensus.record("forecast.demand", 7, [seller.address, buyer.address],
+                                     yuma_epoch([1], [[49_149, 16_383]], [[0, 0]]))
 
         dom = (await _chromium(node.admin_url + "/", "--dump-dom",
                                profile=tmp_path / "profile-dom")).decode()
@@ -79,6 +82,7 @@ async def test_the_web_view_renders_live_node_state_in_chromium(tmp_path: Path) 
         assert "3.25" in dom                            # the deposit in credits, /balances
         assert "chain verified" in dom                  # from /ledger
         assert "not_delivered" in dom                   # a ban and its reason, from /bans
+        assert "0.7500" in dom and "0.3333" in dom      # incentive, quality: /consensus
         assert 'id="status">running' in dom       # the page reached the node
         assert "agent1" in dom                          # each agent's uAgents address
         assert "interop: off" in dom                    # and the interop endpoints
