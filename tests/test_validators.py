@@ -26,7 +26,7 @@ from marketplace.trade.probes import ForecastProbe
 from marketplace.trade.selling import ServiceSeller
 from marketplace.trade.strategies import LINEAR, SellerStrategy
 from marketplace.trade.validator import EpochTimes, Validator
-from tests.market_kit import identity
+from tests.market_kit import agreement, identity, receipt
 from tests.test_probes import seasonal_naive
 
 CAPABILITY = "forecast.demand"
@@ -151,3 +151,22 @@ def test_bad_validator_settings_are_refused_by_name(times: dict[str, float],
     with pytest.raises(UsageError, match=named):
         Validator(identity("v"), board=MemoryBoard(clock),
                   times=EpochTimes(genesis=0, length=600, **times), **settings)
+
+
+def test_receipts_it_is_shown_lower_a_seller_that_fails_its_buyers() -> None:
+    """Probes alike, the seller whose settled receipts say it never delivered weighs less."""
+    clock = ManualClock()
+    validator = Validator(identity("validator"), board=MemoryBoard(clock),
+                          times=EpochTimes(genesis=0), sharpness=1.0)
+    late, punctual = identity("late seller"), identity("punctual seller")
+    pairs = []
+    for k in range(3):
+        buyer = identity(f"buyer {k}")
+        for n, seller_ in enumerate((late, punctual)):
+            signed = agreement(buyer, seller_, n=10 * k + n)
+            pairs.append((signed, receipt(signed, buyer,
+                                          latency_ms=None if seller_ is late else 200)))
+    assert validator.shown(pairs) == 6
+    row = validator.weights_row(CAPABILITY, [late.address, punctual.address],
+                                {late.address: [1.0], punctual.address: [1.0]})
+    assert row == (0, 65_535)

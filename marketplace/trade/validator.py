@@ -10,8 +10,10 @@ Each epoch, for every capability it validates, a `Validator`:
 1. buys `probes_per_epoch` probe tasks from every registered seller through the market
    (`Delegator` with a finder that names only that seller: it negotiates, escrows, settles
    and leaves a signed receipt as any buyer does, so a probe looks like a customer);
-2. scores each result from data only it keeps (`probes`), keeps a moving average of each
-   seller's scores, and turns it into a u16 weights row (``65535 * average ** sharpness``);
+2. scores each result from data only it keeps (`probes`), scales each seller's mean by its
+   receipt reputation (the settled, double-signed receipts of its own probes and those it is
+   `shown`), keeps a moving average, and turns it into a u16 weights row
+   (``65535 * average ** sharpness``);
 3. commits the row (`weights_commitment`) inside the commit window and reveals it inside the
    reveal window;
 4. once the reveal window has closed, reads every validator's reveal and stake from the
@@ -28,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +42,9 @@ from ..consensus import ONE, YumaParams, revealed_weights, weights_commitment, y
 from ..consensus.board import Board, ConsensusBook, outputs_digest
 from ..consensus.fixed import U16_MAX
 from ..consensus.reveal import Reveal
+from ..contracts.agreement import SignedAgreement
+from ..contracts.receipt import SignedReceipt
+from ..contracts.reputation import ReputationBook
 from .delegation import Delegator
 from .errors import DelegationFailed
 from .policy import Wallet
@@ -118,12 +123,27 @@ class Validator(Agent):
         self.kept: dict[str, Ledger] = {c: Ledger() for c in capabilities}
         self.scores: dict[tuple[str, int], dict[str, list[float]]] = {}
         """(capability, epoch) -> seller -> the probe scores of that epoch (for status)."""
+        self.receipts = ReputationBook()
+        """Verified receipts: of this validator's probes, and those it was `shown`."""
         self._books = books
         self._secret = secret or secrets.token_bytes(32)
         self._made = 0
         self._loop: asyncio.Task[None] | None = None
         self.epochs_done = asyncio.Event()
         """Set (and cleared by the waiter) each time an epoch's consensus is recorded."""
+
+    def shown(self, pairs: Iterable[tuple[SignedAgreement, SignedReceipt]]) -> int:
+        """Read settled, double-signed receipts (e.g. another node's `settled_receipts`).
+
+        Only pairs whose agreement both parties signed and whose receipt the buyer signed
+        count; each seller's share of met receipts (median over raters) scales its probe
+        score. Returns how many receipts were new.
+
+        Raises:
+            BadContractSignature, ReceiptMismatch: a pair does not verify (pairs before it
+                were read).
+        """
+        return self.receipts.add_settled(pairs)
 
     async def on_start(self, ctx: Context) -> None:
         """Start the epoch loop, owned by this agent."""
@@ -202,6 +222,7 @@ class Validator(Agent):
             return [seller]
 
         delegator = Delegator(self.identity, find=only, books=self._books,
+                              reputation=self.receipts,
                               wallet=Wallet(budget=self.budget, per_seller=self.budget,
                                             per_task=self.budget), negotiation_window=1.0)
         try:
@@ -220,6 +241,9 @@ class Validator(Agent):
         for seller in sellers:
             got = scores.get(seller, [])
             mean = sum(got) / len(got) if got else 0.0
+            rated = self.receipts.score(seller)
+            if rated.raters:  # a seller that answers well but late or not at all scores less
+                mean *= rated.score
             before = average.get(seller)
             now = mean if before is None else (1 - self.smoothing) * before \
                 + self.smoothing * mean
