@@ -18,14 +18,14 @@ from aaex_agents import Agent, Context, Credits, MemoryNetwork, open_runtime
 from aaex_agents.clock import ManualClock
 from aaex_agents.errors import UsageError
 from marketplace.consensus import ONE
-from marketplace.consensus.board import ConsensusBook, MemoryBoard
+from marketplace.consensus.board import ConsensusBook, EpochTimes, MemoryChain
 from marketplace.trade.contracting import seller_countersigner
 from marketplace.trade.delegation import Delegator
 from marketplace.trade.policy import Wallet
 from marketplace.trade.probes import ForecastProbe
 from marketplace.trade.selling import ServiceSeller
 from marketplace.trade.strategies import LINEAR, SellerStrategy
-from marketplace.trade.validator import EpochTimes, Validator
+from marketplace.trade.validator import Validator
 from tests.market_kit import agreement, identity, receipt
 from tests.test_probes import seasonal_naive
 
@@ -98,19 +98,20 @@ def incentives(book: ConsensusBook, sellers: Sequence[ServiceSeller]) -> list[fl
 async def test_a_seller_wrong_on_a_fifth_of_probes_loses_half_its_incentive_in_five_epochs(
         ) -> None:
     clock = ManualClock()
-    board = MemoryBoard(clock)
+    times = EpochTimes(genesis=clock.now(), length=600, commit=240, reveal=120)
+    chain = MemoryChain(clock, times)
     # the liar-to-be asks a little less, so it wins every award while all look equal
     sellers = [seller(f"forecaster {k}", clock, 90_000 if k == 0 else 100_000)
                for k in range(4)]
     liar = sellers[0]
-    board.registered[CAPABILITY] = sorted(s.address for s in sellers)
-    times = EpochTimes(genesis=clock.now(), length=600, commit=240, reveal=120)
+    chain.registered[CAPABILITY] = [s.address for s in sellers]
     books = [ConsensusBook() for _ in range(3)]
-    validators = [Validator(identity(f"validator {k}"), board=board, times=times,
+    validators = [Validator(identity(f"validator {k}"), board=chain.account(f"account {k}"),
+                            times=times,
                             probes_per_epoch=3, book=books[k], secret=bytes([k]) * 32)
                   for k in range(3)]
-    for v in validators:
-        board.staked[v.address] = 1_000_000
+    for k in range(3):
+        chain.staked[f"account {k}"] = 1_000_000
     per_epoch = 3  # each validator sleeps three times an epoch
     history: list[list[float]] = []
     customer = Customer()
@@ -131,8 +132,9 @@ async def test_a_seller_wrong_on_a_fifth_of_probes_loses_half_its_incentive_in_f
     for k in range(1, 4):
         assert all(epoch[k] >= 0.9 * baseline[k] for epoch in after), history
     # every validator attested the same outputs, each epoch
-    for (capability, _), digests in board.attestations.items():
-        assert capability == CAPABILITY and len(set(digests.values())) == 1
+    assert len(chain.attestations) == 7
+    for (capability, _), digests in chain.attestations.items():
+        assert capability == CAPABILITY and len(digests) == 3 and len(set(digests.values())) == 1
     # a customer whose awards read the consensus: the liar won all while it was honest
     # and cheapest, and wins none once the validators caught it
     assert awards[0] == [liar.address] * 4
@@ -149,15 +151,16 @@ def test_bad_validator_settings_are_refused_by_name(times: dict[str, float],
                                                     settings: dict[str, Any], named: str) -> None:
     clock = ManualClock()
     with pytest.raises(UsageError, match=named):
-        Validator(identity("v"), board=MemoryBoard(clock),
+        Validator(identity("v"), board=MemoryChain(clock, EpochTimes()).account("v"),
                   times=EpochTimes(genesis=0, length=600, **times), **settings)
 
 
 def test_receipts_it_is_shown_lower_a_seller_that_fails_its_buyers() -> None:
     """Probes alike, the seller whose settled receipts say it never delivered weighs less."""
     clock = ManualClock()
-    validator = Validator(identity("validator"), board=MemoryBoard(clock),
-                          times=EpochTimes(genesis=0), sharpness=1.0)
+    validator = Validator(identity("validator"),
+                          board=MemoryChain(clock, EpochTimes()).account("validator"),
+                          times=EpochTimes(), sharpness=1.0)
     late, punctual = identity("late seller"), identity("punctual seller")
     pairs = []
     for k in range(3):

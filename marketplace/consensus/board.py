@@ -1,9 +1,12 @@
-"""Where validators meet: stakes, sellers, weight commitments, reveals and attestations.
+"""Where validators meet: stakes, sellers, weight commit-reveal and attestations.
 
-`Board` is what a validator needs from the chain, on one screen; the chain client
-(an on-chain contract) is the shared one, `MemoryBoard` the in-process one that tests and a
-single operator use. `ConsensusBook` holds what the last epoch decided, per capability,
-for the market to read (`Delegator`'s award blends it with receipt reputation).
+`Board` is one validator account's handle on that record, shaped as the chain client's
+methods are (`ChainClient.commit_weights`, `reveal_weights`, `revealed_weights`, `attest`,
+a stake read), so the chain is one adapter away; `MemoryChain` is the in-process record
+(one operator's validators, or tests) and `MemoryChain.account` a handle on it. The board
+checks reveals, as the contract does: `revealed_weights` holds only reveals that match
+their commitment and came inside the reveal window. `ConsensusBook` holds what each epoch
+decided, per capability, for the market to read (awards blend it with receipts).
 """
 
 from __future__ import annotations
@@ -15,89 +18,168 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aaex_agents.clock import Clock
+from aaex_agents.errors import UsageError
 
 from .errors import EpochInputError
 from .fixed import ONE
-from .reveal import Reveal
+from .reveal import Reveal, RevealVerdict, check_reveal, weights_commitment
 from .yuma import EpochResult
 
 
+@dataclass(frozen=True, kw_only=True)
+class EpochTimes:
+    """An epoch's windows in seconds of the injected clock, from `genesis`."""
+
+    genesis: float = 0.0
+    """When epoch 0 starts (0: the Unix epoch, so nodes on wall clocks agree)."""
+    length: float = 600.0
+    commit: float = 240.0
+    """Seconds from the epoch's start during which probes run and commitments count."""
+    reveal: float = 120.0
+    """Seconds after the commit window during which reveals count."""
+
+    def __post_init__(self) -> None:
+        if not (0 < self.commit and 0 < self.reveal and self.commit + self.reveal < self.length):
+            raise UsageError("EpochTimes: commit and reveal must be positive and leave time "
+                             "in the epoch for attestations")
+
+    def epoch_at(self, now: float) -> int:
+        """The epoch `now` falls in (0 before genesis)."""
+        return max(0, int((now - self.genesis) // self.length))
+
+    def start(self, epoch: int) -> float:
+        """When `epoch` begins."""
+        return self.genesis + epoch * self.length
+
+    def reveal_window(self, epoch: int) -> tuple[int, int]:
+        """The inclusive range of whole seconds in which `epoch`'s reveals count."""
+        opens = self.start(epoch) + self.commit
+        return int(opens), int(opens + self.reveal)
+
+
 class Board(Protocol):
-    """The shared record of one validator set (the chain, or `MemoryBoard`)."""
+    """One validator account's handle on the shared record (the chain, or `MemoryChain`)."""
 
-    async def stakes(self) -> dict[str, int]:
-        """Validator address -> stake (micro-credits) that votes in the current epoch."""
+    @property
+    def address(self) -> str:
+        """The account this handle signs as (a validator's, on the board)."""
         ...
 
-    async def sellers(self, capability: str) -> list[str]:
-        """The registered sellers of `capability`, in the order every weights row uses."""
+    async def stake_of(self, account: str) -> int:
+        """`account`'s stake (micro-credits) that votes in the current epoch."""
         ...
 
-    async def commit(self, capability: str, epoch: int, validator: str,
-                     commitment: bytes) -> None:
-        """Record `validator`'s weights commitment (`weights_commitment`) for `epoch`."""
+    async def sellers(self, capability: str) -> dict[str, str]:
+        """The registered sellers of `capability`: board account -> market address."""
         ...
 
-    async def reveal(self, capability: str, reveal: Reveal) -> None:
-        """Record a reveal; the board stamps `revealed_at` with its own clock."""
+    async def commit_weights(self, capability: str, epoch: int, weights: Mapping[str, int],
+                             salt: bytes) -> bytes:
+        """Commit to `weights` (seller account -> u16) without showing them."""
         ...
 
-    async def revealed(self, capability: str,
-                       epoch: int) -> tuple[dict[str, bytes], dict[str, Reveal]]:
-        """The epoch's commitments and reveals, by validator."""
+    async def reveal_weights(self, capability: str, epoch: int, weights: Mapping[str, int],
+                             salt: bytes) -> None:
+        """Reveal the committed weights; anything else is refused."""
         ...
 
-    async def attest(self, capability: str, epoch: int, validator: str, digest: bytes) -> None:
-        """Record the hash of the epoch's outputs as `validator` computed them."""
+    async def revealed_weights(self, capability: str, epoch: int) -> dict[str, dict[str, int]]:
+        """Every counted reveal of the epoch: validator -> seller -> weight."""
+        ...
+
+    async def attest(self, capability: str, epoch: int, outputs_hash: bytes) -> None:
+        """Post the hash of the outputs this validator computed for the epoch."""
         ...
 
 
 @dataclass
-class MemoryBoard:
-    """An in-process `Board`: one operator's validators, or tests. Time is `clock`'s.
+class MemoryChain:
+    """The in-process record validators share; time is `clock`'s, windows are `times`'.
 
-    Its methods are `Board`'s; only the first commitment and the first reveal of a
-    validator for an epoch count (no re-commit after seeing others' reveals).
+    Sellers are registered under their market address as their account.
     """
 
     clock: Clock
+    times: EpochTimes
     staked: dict[str, int] = field(default_factory=dict)
     registered: dict[str, list[str]] = field(default_factory=dict)
     commitments: dict[tuple[str, int], dict[str, bytes]] = field(default_factory=dict)
-    reveals: dict[tuple[str, int], dict[str, Reveal]] = field(default_factory=dict)
+    counted: dict[tuple[str, int], dict[str, dict[str, int]]] = field(default_factory=dict)
     attestations: dict[tuple[str, int], dict[str, bytes]] = field(default_factory=dict)
 
-    async def stakes(self) -> dict[str, int]:
-        """Validators with a positive stake."""
-        return {v: s for v, s in self.staked.items() if s > 0}
+    def account(self, address: str) -> MemoryBoard:
+        """`address`'s handle on this record."""
+        return MemoryBoard(self, address)
 
-    async def sellers(self, capability: str) -> list[str]:
-        """The sellers registered for `capability`."""
-        return list(self.registered.get(capability, []))
 
-    async def commit(self, capability: str, epoch: int, validator: str,
-                     commitment: bytes) -> None:
-        """Keep the first commitment of `validator` for the epoch."""
-        # The first commitment counts: a validator cannot re-commit after seeing reveals.
-        self.commitments.setdefault((capability, epoch), {}).setdefault(validator, commitment)
+def _signer(capability: str, validator: str, sellers: Sequence[str]) -> str:
+    return f"{capability}|{validator}|{'|'.join(sellers)}"
 
-    async def reveal(self, capability: str, reveal: Reveal) -> None:
-        """Keep the first reveal, stamped with this board's clock."""
-        stamped = Reveal(validator=reveal.validator, epoch=reveal.epoch,
-                         weights=reveal.weights, salt=reveal.salt,
-                         revealed_at=int(self.clock.now()))
-        self.reveals.setdefault((capability, reveal.epoch), {}).setdefault(
-            reveal.validator, stamped)
 
-    async def revealed(self, capability: str,
-                       epoch: int) -> tuple[dict[str, bytes], dict[str, Reveal]]:
-        """The epoch's commitments and reveals."""
-        return (dict(self.commitments.get((capability, epoch), {})),
-                dict(self.reveals.get((capability, epoch), {})))
+def _commitment(capability: str, validator: str, epoch: int, weights: Mapping[str, int],
+                salt: bytes) -> bytes:
+    names = sorted(weights)
+    return weights_commitment(_signer(capability, validator, names), epoch,
+                              [weights[n] for n in names], salt)
 
-    async def attest(self, capability: str, epoch: int, validator: str, digest: bytes) -> None:
-        """Keep `validator`'s latest attestation for the epoch."""
-        self.attestations.setdefault((capability, epoch), {})[validator] = digest
+
+@dataclass
+class MemoryBoard:
+    """One account's handle on a `MemoryChain` (as a chain client is one account's).
+
+    A commitment counts only inside the commit window and only the first; a reveal only if
+    it matches that commitment, names exactly the registered sellers and comes inside the
+    reveal window (else `EpochInputError` naming why, as the contract reverts).
+    """
+
+    chain: MemoryChain
+    address: str
+
+    async def stake_of(self, account: str) -> int:
+        """The stake `account` put on this record."""
+        return self.chain.staked.get(account, 0)
+
+    async def sellers(self, capability: str) -> dict[str, str]:
+        """The registered sellers, each its own account."""
+        return {s: s for s in self.chain.registered.get(capability, [])}
+
+    async def commit_weights(self, capability: str, epoch: int, weights: Mapping[str, int],
+                             salt: bytes) -> bytes:
+        """Keep the first commitment made inside `epoch`'s commit window."""
+        times, now = self.chain.times, self.chain.clock.now()
+        if not times.start(epoch) <= now < times.start(epoch) + times.commit:
+            raise EpochInputError(f"commit_weights: epoch {epoch}'s commit window is closed")
+        commitment = _commitment(capability, self.address, epoch, weights, salt)
+        self.chain.commitments.setdefault((capability, epoch), {}).setdefault(
+            self.address, commitment)
+        return commitment
+
+    async def reveal_weights(self, capability: str, epoch: int, weights: Mapping[str, int],
+                             salt: bytes) -> None:
+        """Count the reveal if it matches the commitment, in the window (else refuse it)."""
+        chain, names = self.chain, sorted(weights)
+        # The committer's name binds the capability and the seller list to the weights.
+        signer = _signer(capability, self.address, names)
+        reveal = Reveal(validator=signer, epoch=epoch, weights=tuple(weights[n] for n in names),
+                        salt=salt, revealed_at=int(chain.clock.now()))
+        verdict = check_reveal(chain.commitments.get((capability, epoch), {}).get(self.address),
+                               reveal, validator=signer, epoch=epoch,
+                               window=chain.times.reveal_window(epoch), sellers=len(names))
+        if verdict is RevealVerdict.COUNTED and names != sorted(
+                chain.registered.get(capability, [])):
+            verdict = RevealVerdict.MALFORMED
+        if verdict is not RevealVerdict.COUNTED:
+            raise EpochInputError(f"reveal_weights: refused, {verdict.value}")
+        chain.counted.setdefault((capability, epoch), {}).setdefault(
+            self.address, dict(weights))
+
+    async def revealed_weights(self, capability: str, epoch: int) -> dict[str, dict[str, int]]:
+        """The counted reveals of the epoch."""
+        return {v: dict(w) for v, w in self.chain.counted.get((capability, epoch), {}).items()}
+
+    async def attest(self, capability: str, epoch: int, outputs_hash: bytes) -> None:
+        """Keep this account's latest attestation for the epoch."""
+        self.chain.attestations.setdefault((capability, epoch), {})[self.address] = outputs_hash
 
 
 def outputs_digest(sellers: Sequence[str], validators: Sequence[str],

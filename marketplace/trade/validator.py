@@ -16,9 +16,12 @@ Each epoch, for every capability it validates, a `Validator`:
    (``65535 * average ** sharpness``);
 3. commits the row (`weights_commitment`) inside the commit window and reveals it inside the
    reveal window;
-4. once the reveal window has closed, reads every validator's reveal and stake from the
-   board, runs `yuma_epoch`, attests the hash of the outputs and records the standing in
-   its `ConsensusBook` (which the market's awards read).
+4. once the reveal window has closed, reads every counted reveal and its validator's stake
+   from the board, runs `yuma_epoch`, attests the hash of the outputs and records the
+   standing in its `ConsensusBook` (which the market's awards read).
+
+The board is a `Board` (one account's handle, shaped as the chain client is); the
+validator's account on it is `board.address`.
 
 Time is the injected clock's; each phase waits with a deadline; the loop is one task owned
 by the agent and cancelled on stop.
@@ -38,10 +41,9 @@ from aaex_agents import Agent, Context
 from aaex_agents.errors import AaexError, UsageError
 from aaex_agents.money import Credits
 
-from ..consensus import ONE, YumaParams, revealed_weights, weights_commitment, yuma_epoch
-from ..consensus.board import Board, ConsensusBook, outputs_digest
+from ..consensus import ONE, YumaParams, yuma_epoch
+from ..consensus.board import Board, ConsensusBook, EpochTimes, outputs_digest
 from ..consensus.fixed import U16_MAX
-from ..consensus.reveal import Reveal
 from ..contracts.agreement import SignedAgreement
 from ..contracts.receipt import SignedReceipt
 from ..contracts.reputation import ReputationBook
@@ -54,36 +56,6 @@ logger = logging.getLogger(__name__)
 
 PROBE_BUDGET = Credits(1_000_000)
 """The most one probe may cost by default: 1 credit."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class EpochTimes:
-    """An epoch's windows in seconds of the injected clock, from `genesis`."""
-
-    genesis: float
-    length: float = 600.0
-    commit: float = 240.0
-    """Seconds from the epoch's start during which probes run and commitments count."""
-    reveal: float = 120.0
-    """Seconds after the commit window during which reveals count."""
-
-    def __post_init__(self) -> None:
-        if not (0 < self.commit and 0 < self.reveal and self.commit + self.reveal < self.length):
-            raise UsageError("EpochTimes: commit and reveal must be positive and leave time "
-                             "in the epoch for attestations")
-
-    def epoch_at(self, now: float) -> int:
-        """The epoch `now` falls in (0 before genesis)."""
-        return max(0, int((now - self.genesis) // self.length))
-
-    def start(self, epoch: int) -> float:
-        """When `epoch` begins."""
-        return self.genesis + epoch * self.length
-
-    def reveal_window(self, epoch: int) -> tuple[int, int]:
-        """The inclusive range of whole seconds in which `epoch`'s reveals count."""
-        opens = self.start(epoch) + self.commit
-        return int(opens), int(opens + self.reveal)
 
 
 @dataclass
@@ -171,29 +143,28 @@ class Validator(Agent):
         """Probe, commit, reveal, compute and attest one epoch, each phase on time."""
         times = self.times
         commit_by = times.start(epoch) + times.commit
-        rows: dict[str, tuple[list[str], tuple[int, ...], bytes]] = {}
+        rows: dict[str, tuple[dict[str, int], bytes]] = {}
         for capability in self.probes:
-            sellers = await self.board.sellers(capability)
+            sellers = await self.board.sellers(capability)  # board account -> market address
             remaining = commit_by - ctx.clock.now()
             if not sellers or remaining <= 0:
                 continue
             try:
                 async with asyncio.timeout(remaining):
-                    scores = await self.probe_all(ctx, capability, epoch, sellers)
+                    scores = await self.probe_all(ctx, capability, epoch,
+                                                  sorted(set(sellers.values())))
             except TimeoutError:
                 logger.warning("validator: probing %s ran past the commit window", capability)
                 continue
-            weights = self.weights_row(capability, sellers, scores)
-            salt = secrets.token_bytes(32)
-            await self.board.commit(capability, epoch, self.address,
-                                    weights_commitment(self.address, epoch, weights, salt))
-            rows[capability] = (sellers, weights, salt)
+            accounts = sorted(sellers)
+            row = self.weights_row(capability, [sellers[a] for a in accounts], scores)
+            weights, salt = dict(zip(accounts, row, strict=True)), secrets.token_bytes(32)
+            await self.board.commit_weights(capability, epoch, weights, salt)
+            rows[capability] = (weights, salt)
         opens, closes = times.reveal_window(epoch)
         await _sleep_until(ctx, opens)
-        for capability, (_, weights, salt) in rows.items():
-            await self.board.reveal(capability, Reveal(
-                validator=self.address, epoch=epoch, weights=weights, salt=salt,
-                revealed_at=int(ctx.clock.now())))
+        for capability, (weights, salt) in rows.items():
+            await self.board.reveal_weights(capability, epoch, weights, salt)
         await _sleep_until(ctx, closes + 1)
         for capability in self.probes:
             await self.compute(capability, epoch)
@@ -252,25 +223,27 @@ class Validator(Agent):
         return tuple(row)
 
     async def compute(self, capability: str, epoch: int) -> None:
-        """Yuma over every validator's reveal and stake; attest and record the outputs."""
-        stakes = await self.board.stakes()
-        validators = sorted(stakes)
+        """Yuma over the epoch's counted reveals and their stakes; attest and record it.
+
+        The validators are those whose reveal the board counted (a chain lists no others);
+        the sellers, every registered one, in board-account order.
+        """
+        revealed = await self.board.revealed_weights(capability, epoch)
         sellers = await self.board.sellers(capability)
-        if not validators or not sellers:
+        validators = sorted(revealed)
+        accounts = sorted(sellers)
+        if not validators or not accounts:
             return
-        commitments, reveals = await self.board.revealed(capability, epoch)
-        weights, _ = revealed_weights(validators, commitments, reveals, epoch=epoch,
-                                      window=self.times.reveal_window(epoch),
-                                      sellers=len(sellers))
+        stakes = [await self.board.stake_of(v) for v in validators]
+        weights = [[revealed[v].get(a, 0) for a in accounts] for v in validators]
         kept = self.kept[capability]
-        same = kept.validators == tuple(validators) and kept.sellers == tuple(sellers)
-        bonds = kept.bonds if same else [[0] * len(sellers) for _ in validators]
-        result = yuma_epoch([stakes[v] for v in validators], weights, bonds, self.params)
+        same = kept.validators == tuple(validators) and kept.sellers == tuple(accounts)
+        bonds = kept.bonds if same else [[0] * len(accounts) for _ in validators]
+        result = yuma_epoch(stakes, weights, bonds, self.params)
         kept.bonds = [list(r) for r in result.bonds]
-        kept.validators, kept.sellers = tuple(validators), tuple(sellers)
-        await self.board.attest(capability, epoch, self.address,
-                                outputs_digest(sellers, validators, result))
-        self.book.record(capability, epoch, sellers, result)
+        kept.validators, kept.sellers = tuple(validators), tuple(accounts)
+        await self.board.attest(capability, epoch, outputs_digest(accounts, validators, result))
+        self.book.record(capability, epoch, [sellers[a] for a in accounts], result)
         logger.info("validator: %s epoch %d incentive %s", capability, epoch,
                     [round(i / ONE, 3) for i in result.incentive])
 
