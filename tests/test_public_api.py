@@ -74,7 +74,7 @@ MARKETPLACE = {
     "ReputationBook", "Score", "Seller", "SellerStrategy", "ServiceSeller", "Settlement",
     "SignedAgreement", "SignedReceipt", "SlaOutcome", "SpendingRefused", "StatementQuery",
     "StatementReply", "Task", "Terms", "TokenTerms", "TokenUsage", "TradeError",
-    "UnknownAgreement", "Verdict", "Wallet", "Weights", "check_sla",
+    "UnknownAgreement", "Verdict", "Validator", "Wallet", "Weights", "check_sla",
     "load_config", "make_receipt", "negotiate", "open_ledger", "open_node",
     "reconcile",
 }

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+from pydantic import BaseModel, Field
 
 from aaex_agents import Agent, Context, Credits, MemoryNetwork, open_runtime
 from aaex_agents.clock import ManualClock
@@ -32,10 +33,21 @@ from tests.test_probes import seasonal_naive
 CAPABILITY = "forecast.demand"
 
 
+class SeriesTask(BaseModel):
+    history: list[float] = Field(min_length=1)
+    horizon: int = 1
+
+
+class SeriesForecast(BaseModel):
+    forecast: list[float]
+
+
 class SeasonalForecaster(ServiceSeller):
     """Answers with the last week repeated; when `lying`, every fifth answer is off by 3x."""
 
     capability = CAPABILITY
+    task_model: ClassVar[type[BaseModel]] = SeriesTask
+    result_model: ClassVar[type[BaseModel]] = SeriesForecast
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -1,10 +1,13 @@
-"""``aaex consensus show``: what the validators' consensus says of each capability's sellers.
+"""``aaex consensus show`` and ``aaex validator status``: the validators and their consensus.
 
     aaex consensus show --config node.toml | --admin URL [--epoch N] [--json]
+    aaex validator status --config node.toml | --admin URL [--json]
 
 Asks the running node (``GET /consensus``): per capability, the epoch and every seller's
 incentive (its share of the emission) and quality (incentive over the best seller's, which
-the node's awards blend with receipt reputation; docs/consensus.md).
+the node's awards blend with receipt reputation; docs/consensus.md). ``validator status``
+asks ``GET /validators``: each validator the node hosts, its stake, the last epoch it
+computed and each seller's probe score and moving average.
 """
 
 from __future__ import annotations
@@ -30,22 +33,51 @@ def register(commands: Any) -> None:
                       "(default: the latest)")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(run=_show)
+    validator = commands.add_parser("validator", help="the validators this node hosts")
+    vsub = validator.add_subparsers(dest="validator_command", required=True)
+    status = vsub.add_parser("status", help="stake, last epoch and scores of each validator")
+    through = status.add_mutually_exclusive_group(required=True)
+    through.add_argument("--config", help="the running node's TOML file")
+    through.add_argument("--admin", help="the running node's admin URL")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(run=_status)
 
 
-def _show(args: argparse.Namespace) -> int:
+def _ask(args: argparse.Namespace, path: str, params: dict[str, str] | None = None) -> Any:
     from ..node.config import load_config
 
-    params = {} if args.epoch is None else {"epoch": str(args.epoch)}
-
-    async def ask() -> dict[str, Any]:
+    async def ask() -> Any:
         if args.config is not None:
             access = must_run(await reach(load_config(args.config)))
         else:
             access = explicit_access(args.admin, None)
-        document: dict[str, Any] = await request(access, "GET", "/consensus", params=params)
-        return document
+        return await request(access, "GET", path, params=params)
+    return asyncio.run(ask())
 
-    document = asyncio.run(ask())
+
+def _status(args: argparse.Namespace) -> int:
+    validators = _ask(args, "/validators")
+    if args.json:
+        print(json.dumps(validators))
+        return 0
+    if not validators:
+        print("this node hosts no validator")
+        return 0
+    for v in validators:
+        epoch = "none yet" if v["last_epoch"] is None else v["last_epoch"]
+        print(f"{v['name']} ({v['address']}): stake {v['stake']} credits, "
+              f"{', '.join(v['capabilities'])}, last epoch {epoch}")
+        for capability, scored in v["scored"].items():
+            print(render_table([f"{capability} seller (epoch {scored['epoch']})", "probes",
+                                "score", "average"],
+                               [(s["seller"], s["probes"], s["score"], s["average"])
+                                for s in scored["sellers"]], align="lrrr"))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    params = {} if args.epoch is None else {"epoch": str(args.epoch)}
+    document: dict[str, Any] = _ask(args, "/consensus", params)
     if args.json:
         print(json.dumps(document))
         return 0

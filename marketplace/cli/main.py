@@ -16,6 +16,7 @@
     aaex dispute list|show|export|resolve --config node.toml [AGREEMENT_ID] [...]
     aaex dispute verify FILE | decide FILE --key ARBITER.key --to-seller CREDITS --out OUT
     aaex consensus show --config node.toml | --admin URL [--epoch N] [--json]
+    aaex validator status --config node.toml | --admin URL [--json]
     aaex demo supply-chain [--stores 20] [--out supply-chain-demo] [--json]
 
 One module per command group (`keys`, `nodes`, `account`, `ledger`, `market`, `disputes`,

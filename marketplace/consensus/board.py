@@ -15,7 +15,7 @@ import hashlib
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from aaex_agents.clock import Clock
 from aaex_agents.errors import UsageError
@@ -57,6 +57,7 @@ class EpochTimes:
         return int(opens), int(opens + self.reveal)
 
 
+@runtime_checkable
 class Board(Protocol):
     """One validator account's handle on the shared record (the chain, or `MemoryChain`)."""
 

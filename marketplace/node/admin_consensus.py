@@ -2,6 +2,7 @@
 
     GET /consensus              the latest epoch of every capability
     GET /consensus?epoch=12     epoch 12, where it is still kept (`KEPT_EPOCHS`)
+    GET /validators             the validators this node hosts and what they scored last
 
 The document is `ConsensusBook.document`: per capability, the epoch and every seller's
 incentive (a fraction of the emission) and quality (incentive over the best seller's, what
@@ -18,8 +19,11 @@ from aiohttp import web
 from aaex_agents.errors import quote
 
 from .responses import json_response
+from .validators import validators_document
 
 if TYPE_CHECKING:
+    from aaex_agents.runtime import Runtime
+
     from ..trade.market import NodeMarket
 
 MAX_EPOCH = 2**63 - 1
@@ -27,7 +31,11 @@ MAX_EPOCH = 2**63 - 1
 
 
 class ConsensusView(Protocol):
-    """What the route needs of a node: its market, which holds the `ConsensusBook`."""
+    """What the routes need of a node: its market (the `ConsensusBook`) and its agents."""
+
+    @property
+    def runtime(self) -> Runtime:
+        """The hosted agents (``/validators`` lists the `Validator`s among them)."""
 
     @property
     def market(self) -> NodeMarket:
@@ -44,4 +52,8 @@ def add_consensus_route(app: web.Application, node: ConsensusView) -> None:
         epoch = None if text is None else int(text)
         return json_response(node.market.consensus.document(epoch))
 
+    async def validators(request: web.Request) -> web.Response:
+        return json_response(validators_document(node.runtime.agents.values()))
+
     app.router.add_get("/consensus", consensus)
+    app.router.add_get("/validators", validators)

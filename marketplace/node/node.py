@@ -81,6 +81,7 @@ from .interop import Interop, interop_gateway, interop_status, open_interop
 from .llm import open_node_llm
 from .metrics import metrics_text
 from .ports import check_ports
+from .validators import bind_validators
 
 logger = logging.getLogger(__name__)
 
@@ -389,6 +390,7 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
     market = NodeMarket({a.address: a for a in agents}, find=(
         discovery_finder(discovery) if discovery is not None else _no_market),
         ledger=ledger, settings=config.market)
+    bind_validators(agents, market, clock, ledger)
     # Reputation is read from the books, so a restarted node still knows whom it can trust.
     market.reputation.add_settled(await ledger.settled_receipts())
     runtime_config = RuntimeConfig(data_dir=config.node.data_dir / "storage")

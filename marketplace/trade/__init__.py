@@ -36,6 +36,7 @@ from .statements import (
     reconcile,
 )
 from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy, Weights
+from .validator import Validator
 
 __all__ = [
     "Accept",
@@ -79,6 +80,7 @@ __all__ = [
     "StatementReply",
     "Task",
     "TradeError",
+    "Validator",
     "Wallet",
     "Weights",
     "negotiate",

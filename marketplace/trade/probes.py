@@ -18,7 +18,7 @@ import hashlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from aaex_agents import Context
 from aaex_agents.llm.base import Request
@@ -36,6 +36,7 @@ class Made:
     """What only the validator knows (held-out values, the prompt to re-run)."""
 
 
+@runtime_checkable
 class Probe(Protocol):
     """A capability's probe: make a task, score the seller's result from the kept key."""
 

@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 
 PROBE_BUDGET = Credits(1_000_000)
 """The most one probe may cost by default: 1 credit."""
+KEPT_SCORES = 8
+"""Epochs of probe scores a validator keeps per capability (for its status)."""
 
 
 @dataclass
@@ -72,14 +74,31 @@ class Ledger:
 class Validator(Agent):
     """Probes sellers through the market and votes weights on the board each epoch."""
 
-    def __init__(self, *args: Any, board: Board, times: EpochTimes,
+    def __init__(self, *args: Any, board: Board | None = None, times: EpochTimes | None = None,
                  capabilities: Sequence[str] = ("forecast.demand",),
                  probes: Mapping[str, Probe] | None = None, probes_per_epoch: int = 3,
-                 budget: Credits = PROBE_BUDGET, smoothing: float = 0.5,
+                 budget: Credits | str | float = PROBE_BUDGET, smoothing: float = 0.5,
                  sharpness: float = 8.0, params: YumaParams | None = None,
+                 epoch_seconds: float = 600.0, commit_seconds: float = 240.0,
+                 reveal_seconds: float = 120.0, stake: float | str = 1.0,
+                 sellers: Sequence[str] = (),
                  book: ConsensusBook | None = None, books: Any = None,
                  secret: bytes | None = None, **kwargs: Any) -> None:
+        """A validator; from a node's TOML, everything but `board`, `book` and `books`.
+
+        Without `board`, the node binds one (`bind`): until the chain client is wired in,
+        a board on the node shared by the validators it hosts, where each stakes `stake`
+        credits and `sellers` (market addresses) are registered for its capabilities.
+        `times` defaults to epochs of `epoch_seconds` from the Unix epoch, so validators on
+        different nodes agree on them.
+        """
         super().__init__(*args, **kwargs)
+        times = times or EpochTimes(length=epoch_seconds, commit=commit_seconds,
+                                    reveal=reveal_seconds)
+        if not isinstance(budget, Credits):
+            budget = Credits.parse(budget, "budget")
+        self.stake = Credits.parse(stake, "stake", allow_zero=True)
+        self.sellers = list(sellers)
         known = dict(PROBES, **(probes or {}))
         missing = [c for c in capabilities if c not in known]
         if missing:
@@ -101,8 +120,25 @@ class Validator(Agent):
         self._secret = secret or secrets.token_bytes(32)
         self._made = 0
         self._loop: asyncio.Task[None] | None = None
-        self.epochs_done = asyncio.Event()
-        """Set (and cleared by the waiter) each time an epoch's consensus is recorded."""
+        self.last_epoch: int | None = None
+        """The last epoch whose consensus this validator computed."""
+
+    @property
+    def on_board(self) -> Board:
+        """The board; `UsageError` until one is given or bound."""
+        if self.board is None:
+            raise UsageError(f"validator {self.name}: no board; give board= or bind one")
+        return self.board
+
+    def bind(self, board: Board, book: ConsensusBook, books: Any = None) -> None:
+        """Give a validator built from settings its board, consensus book and books.
+
+        The node passes its market's `ConsensusBook` and its ledger, where the probes
+        escrow and settle as any purchase does.
+        """
+        self.board, self.book = board, book
+        if books is not None:
+            self._books = books
 
     def shown(self, pairs: Iterable[tuple[SignedAgreement, SignedReceipt]]) -> int:
         """Read settled, double-signed receipts (e.g. another node's `settled_receipts`).
@@ -118,7 +154,10 @@ class Validator(Agent):
         return self.receipts.add_settled(pairs)
 
     async def on_start(self, ctx: Context) -> None:
-        """Start the epoch loop, owned by this agent."""
+        """Start the epoch loop, owned by this agent (not without a board)."""
+        if self.board is None:
+            logger.warning("validator %s has no board: nothing to vote on", self.name)
+            return
         self._loop = asyncio.create_task(self.serve_epochs(ctx), name=f"validator {self.address}")
 
     async def on_stop(self, ctx: Context) -> None:
@@ -145,7 +184,7 @@ class Validator(Agent):
         commit_by = times.start(epoch) + times.commit
         rows: dict[str, tuple[dict[str, int], bytes]] = {}
         for capability in self.probes:
-            sellers = await self.board.sellers(capability)  # board account -> market address
+            sellers = await self.on_board.sellers(capability)  # board account -> market address
             remaining = commit_by - ctx.clock.now()
             if not sellers or remaining <= 0:
                 continue
@@ -159,16 +198,16 @@ class Validator(Agent):
             accounts = sorted(sellers)
             row = self.weights_row(capability, [sellers[a] for a in accounts], scores)
             weights, salt = dict(zip(accounts, row, strict=True)), secrets.token_bytes(32)
-            await self.board.commit_weights(capability, epoch, weights, salt)
+            await self.on_board.commit_weights(capability, epoch, weights, salt)
             rows[capability] = (weights, salt)
         opens, closes = times.reveal_window(epoch)
         await _sleep_until(ctx, opens)
         for capability, (weights, salt) in rows.items():
-            await self.board.reveal_weights(capability, epoch, weights, salt)
+            await self.on_board.reveal_weights(capability, epoch, weights, salt)
         await _sleep_until(ctx, closes + 1)
         for capability in self.probes:
             await self.compute(capability, epoch)
-        self.epochs_done.set()
+        self.last_epoch = epoch
 
     async def probe_all(self, ctx: Context, capability: str, epoch: int,
                         sellers: Sequence[str]) -> dict[str, list[float]]:
@@ -176,6 +215,8 @@ class Validator(Agent):
         got = await asyncio.gather(*(self.probe_seller(ctx, capability, s) for s in sellers))
         scores = dict(zip(sellers, got, strict=True))
         self.scores[(capability, epoch)] = scores
+        for old in sorted(self.scores, key=lambda key: key[1])[:-KEPT_SCORES * len(self.probes)]:
+            del self.scores[old]
         return scores
 
     async def probe_seller(self, ctx: Context, capability: str, seller: str) -> list[float]:
@@ -228,13 +269,13 @@ class Validator(Agent):
         The validators are those whose reveal the board counted (a chain lists no others);
         the sellers, every registered one, in board-account order.
         """
-        revealed = await self.board.revealed_weights(capability, epoch)
-        sellers = await self.board.sellers(capability)
+        revealed = await self.on_board.revealed_weights(capability, epoch)
+        sellers = await self.on_board.sellers(capability)
         validators = sorted(revealed)
         accounts = sorted(sellers)
         if not validators or not accounts:
             return
-        stakes = [await self.board.stake_of(v) for v in validators]
+        stakes = [await self.on_board.stake_of(v) for v in validators]
         weights = [[revealed[v].get(a, 0) for a in accounts] for v in validators]
         kept = self.kept[capability]
         same = kept.validators == tuple(validators) and kept.sellers == tuple(accounts)
@@ -242,7 +283,7 @@ class Validator(Agent):
         result = yuma_epoch(stakes, weights, bonds, self.params)
         kept.bonds = [list(r) for r in result.bonds]
         kept.validators, kept.sellers = tuple(validators), tuple(accounts)
-        await self.board.attest(capability, epoch, outputs_digest(accounts, validators, result))
+        await self.on_board.attest(capability, epoch, outputs_digest(accounts, validators, result))
         self.book.record(capability, epoch, [sellers[a] for a in accounts], result)
         logger.info("validator: %s epoch %d incentive %s", capability, epoch,
                     [round(i / ONE, 3) for i in result.incentive])

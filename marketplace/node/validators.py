@@ -1,0 +1,72 @@
+"""The validators a node hosts: their board until the chain is wired in, and their status.
+
+    [[agents]]
+    name = "validator"
+    class = "marketplace:Validator"
+    settings = { capabilities = ["forecast.demand"], stake = 10, sellers = ["aaex1..."] }
+
+A `Validator` named in the TOML has no board of its own; `bind_validators` gives the
+validators of one node a shared in-process board (`MemoryChain`), on the node's clock, where
+each stakes its `stake` setting and the `sellers` of all of them are registered for their
+capabilities, and the node market's `ConsensusBook`, which its awards read. The chain client
+takes that board's place when it is configured (docs/consensus.md). `validators_document`
+is what ``GET /validators`` and ``aaex validator status`` show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from aaex_agents import Agent
+from aaex_agents.clock import Clock
+
+from ..consensus.board import MemoryChain
+from ..contracts.ledger import Ledger
+from ..trade.market import NodeMarket
+from ..trade.validator import Validator
+
+
+def bind_validators(agents: Iterable[Agent], market: NodeMarket, clock: Clock,
+                    books: Ledger | None = None) -> MemoryChain | None:
+    """Bind every hosted validator without a board to one board shared on this node.
+
+    Their probes escrow and settle on `books` (the node's ledger), as any purchase does.
+    Their epochs are the first validator's (`Validator.times`): validators sharing a board
+    share its windows. Returns the board, or None when the node hosts no validator.
+    """
+    validators = [a for a in agents if isinstance(a, Validator)]
+    if not validators:
+        return None
+    chain = MemoryChain(clock, validators[0].times)
+    for validator in validators:
+        chain.staked[validator.address] = validator.stake.micro
+        for capability in validator.probes:
+            registered = chain.registered.setdefault(capability, [])
+            registered += [s for s in validator.sellers if s not in registered]
+    for validator in validators:
+        if validator.board is None:
+            validator.bind(chain.account(validator.address), market.consensus, books)
+    return chain
+
+
+def validators_document(agents: Iterable[Agent]) -> list[dict[str, Any]]:
+    """Each hosted validator: its account, stake, last epoch and what it scored last."""
+    out = []
+    for agent in agents:
+        if not isinstance(agent, Validator):
+            continue
+        scored: dict[str, Any] = {}
+        for (capability, epoch), scores in sorted(agent.scores.items(), key=lambda i: i[0][1]):
+            average = agent.kept[capability].average
+            scored[capability] = {"epoch": epoch, "sellers": [
+                {"seller": seller, "probes": len(got),
+                 "score": round(sum(got) / len(got), 4) if got else None,
+                 "average": round(average.get(seller, 0.0), 4)}
+                for seller, got in sorted(scores.items())]}
+        out.append({"name": agent.name, "address": agent.address,
+                    "account": None if agent.board is None else agent.board.address,
+                    "capabilities": sorted(agent.probes),
+                    **agent.stake.document("stake"), "last_epoch": agent.last_epoch,
+                    "scored": scored})
+    return out
