@@ -23,7 +23,7 @@ from marketplace.consensus.board import ConsensusBook, EpochTimes, MemoryChain
 from marketplace.trade.contracting import seller_countersigner
 from marketplace.trade.delegation import Delegator
 from marketplace.trade.policy import Wallet
-from marketplace.trade.probes import ForecastProbe
+from marketplace.trade.probes import ForecastProbe, Made
 from marketplace.trade.selling import ServiceSeller
 from marketplace.trade.strategies import LINEAR, SellerStrategy
 from marketplace.trade.validator import Validator
@@ -74,7 +74,7 @@ def seller(name: str, clock: ManualClock, cost: int = 100_000) -> SeasonalForeca
 async def drive(clock: ManualClock, sleepers: int, steps: int) -> None:
     """Advance the clock to each next deadline once every validator waits on it."""
     for _ in range(steps):
-        await asyncio.wait_for(clock.sleeping(sleepers), timeout=120)
+        await asyncio.wait_for(clock.sleeping(sleepers), timeout=30)
         deadline = clock.next_deadline
         assert deadline is not None
         clock.advance(deadline - clock.now())
@@ -185,3 +185,35 @@ def test_receipts_it_is_shown_lower_a_seller_that_fails_its_buyers() -> None:
     row = validator.weights_row(CAPABILITY, [late.address, punctual.address],
                                 {late.address: [1.0], punctual.address: [1.0]})
     assert row == (0, 65_535)
+
+
+class BrokenOnceProbe(ForecastProbe):
+    """Fault injection: the first score raises, as a bug in a probe would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        object.__setattr__(self, "calls", 0)
+
+    async def score(self, ctx: Context, made: Made, result: Any) -> float:
+        object.__setattr__(self, "calls", self.calls + 1)  # type: ignore[has-type]
+        if self.calls == 1:  # type: ignore[has-type]
+            raise RuntimeError("a bug in the probe")
+        return await super().score(ctx, made, result)
+
+
+async def test_an_epoch_that_fails_is_skipped_and_the_next_one_runs() -> None:
+    clock = ManualClock()
+    times = EpochTimes(genesis=clock.now(), length=600, commit=240, reveal=120)
+    chain = MemoryChain(clock, times)
+    forecaster = seller("forecaster", clock)
+    chain.registered[CAPABILITY] = [forecaster.address]
+    chain.staked["v"] = 1
+    validator = Validator(identity("validator"), board=chain.account("v"), times=times,
+                          probes={CAPABILITY: BrokenOnceProbe()}, probes_per_epoch=1)
+    async with open_runtime([forecaster, validator], transports=[MemoryNetwork().transport()],
+                            clock=clock):
+        await drive(clock, 1, 1)   # epoch 0 failed: straight to sleeping until epoch 1
+        assert validator.last_epoch is None and (CAPABILITY, 0) not in chain.commitments
+        await drive(clock, 1, 3)   # epoch 1: reveal opens, closes, next epoch
+    assert validator.last_epoch == 1
+    assert chain.counted[(CAPABILITY, 1)] == {"v": {forecaster.address: 65_535}}

@@ -176,6 +176,8 @@ class Validator(Agent):
                 await self.run_epoch(ctx, epoch)
             except (AaexError, OSError) as exc:  # a board or model failure skips one epoch
                 logger.warning("validator %s: epoch %d skipped: %s", self.address, epoch, exc)
+            except Exception:  # a bug skips the epoch too, and is logged: the loop goes on
+                logger.exception("validator %s: epoch %d failed", self.address, epoch)
             await _sleep_until(ctx, self.times.start(epoch + 1))
 
     async def run_epoch(self, ctx: Context, epoch: int) -> None:
