@@ -131,12 +131,16 @@ async def test_a_seller_wrong_on_a_fifth_of_probes_loses_half_its_incentive_in_f
     async with open_runtime([*sellers, *validators, customer],
                             transports=[MemoryNetwork().transport()], clock=clock) as runtime:
         for epoch in range(7):
-            if epoch == 2:
-                awards.append(await customer.buy(runtime.context(customer), sellers, books[0]))
-                liar.lying = True
-            await drive(clock, len(validators), per_epoch)
+            # to the reveal window, then past it: the epoch is computed
+            await drive(clock, len(validators), per_epoch - 1)
+            # every validator now waits for the next epoch: nothing is being probed
+            await asyncio.wait_for(clock.sleeping(len(validators)), timeout=30)
             history.append(incentives(books[0], sellers))
             assert all(incentives(b, sellers) == history[-1] for b in books[1:])
+            if epoch == 1:  # from epoch 2 on, every fifth answer is wrong
+                awards.append(await customer.buy(runtime.context(customer), sellers, books[0]))
+                liar.lying = True
+            await drive(clock, len(validators), 1)
         awards.append(await customer.buy(runtime.context(customer), sellers, books[0]))
     baseline = history[1]
     after = history[2:]
