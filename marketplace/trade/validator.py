@@ -3,7 +3,7 @@
     [[agents]]
     name = "validator"
     class = "marketplace:Validator"
-    settings = { capabilities = ["forecast.demand"], probes_per_epoch = 3 }
+    settings = { capabilities = ["forecast.demand"], sellers = ["aaex1..."], stake = 10 }
 
 Each epoch, for every capability it validates, a `Validator`:
 
@@ -14,8 +14,8 @@ Each epoch, for every capability it validates, a `Validator`:
    receipt reputation (the settled, double-signed receipts of its own probes and those it is
    `shown`), keeps a moving average, and turns it into a u16 weights row
    (``65535 * average ** sharpness``);
-3. commits the row (`weights_commitment`) inside the commit window and reveals it inside the
-   reveal window;
+3. commits the row (`Board.commit_weights`, with 32 random bytes of salt) inside the commit
+   window and reveals it inside the reveal window;
 4. once the reveal window has closed, reads every counted reveal and its validator's stake
    from the board, runs `yuma_epoch`, attests the hash of the outputs and records the
    standing in its `ConsensusBook` (which the market's awards read).
@@ -61,7 +61,7 @@ KEPT_SCORES = 8
 
 
 @dataclass
-class Ledger:
+class Kept:
     """What one validator keeps per capability between epochs."""
 
     average: dict[str, float] = field(default_factory=dict)
@@ -111,7 +111,7 @@ class Validator(Agent):
         self.per_epoch, self.budget = probes_per_epoch, budget
         self.smoothing, self.sharpness = smoothing, sharpness
         self.book = book or ConsensusBook()
-        self.kept: dict[str, Ledger] = {c: Ledger() for c in capabilities}
+        self.kept: dict[str, Kept] = {c: Kept() for c in capabilities}
         self.scores: dict[tuple[str, int], dict[str, list[float]]] = {}
         """(capability, epoch) -> seller -> the probe scores of that epoch (for status)."""
         self.receipts = ReputationBook()
