@@ -219,3 +219,20 @@ def test_a_use_document_names_what_is_wrong() -> None:
         use_from_document({**document, "grant": broken})
     with pytest.raises(UsageError, match=r"use\.action"):
         use_from_document({**document, "action": "Read it!"})
+
+
+def test_the_cli_refuses_a_tampered_grant_file_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from marketplace.cli.main import main
+
+    path = tmp_path / "grant.json"
+    document = json.loads(grant().model_dump_json())
+    path.write_text(json.dumps(document))
+    assert main(["grant", "show", str(path)]) == 0
+    assert "(signature valid)" in capsys.readouterr().out
+    document["grant"]["transferable"] = True
+    path.write_text(json.dumps(document))
+    assert main(["grant", "export", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"aaex: {path}: the owner's signature on grant ") and \
+        err.count("\n") == 1
