@@ -82,6 +82,11 @@ def test_use_includes_read_and_passing_on_needs_transferable() -> None:
     broad = grant(actions=("use",), transferable=True)
     assert check_use(broad, **use_of(broad)) is None  # type: ignore[arg-type]
     assert check_use(broad, **use_of(broad, action="distribute")) is None  # type: ignore[arg-type]
+    kept = grant(actions=("use",))  # ODRL's use includes distribute: prohibited explicitly
+    assert check_use(kept, **use_of(kept)) is None  # type: ignore[arg-type]
+    found = check_use(kept, **use_of(kept, action="distribute"))  # type: ignore[arg-type]
+    assert found is not None and found.startswith("outside action"), found
+    assert odrl_document(kept)["prohibition"][0]["action"] == "distribute"
 
 
 def test_a_tampered_grant_and_a_stranger_signing_are_refused() -> None:
@@ -236,3 +241,21 @@ def test_the_cli_refuses_a_tampered_grant_file_in_one_line(
     err = capsys.readouterr().err
     assert err.startswith(f"aaex: {path}: the owner's signature on grant ") and \
         err.count("\n") == 1
+
+
+async def test_refusals_recorded_from_all_buyers_are_bounded_per_minute(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    import marketplace.trade.grants as grants_module
+
+    monkeypatch.setattr(grants_module, "AUDITED_REFUSALS_TOTAL_PER_MINUTE", 15)
+    clock = ManualClock(start=(START_MS + 1000) / 1000)
+    desk = GrantDesk(ledger=ledger, clock=clock)
+    signed = grant()
+    for n in range(4):  # four fresh keys, ten refused calls each
+        for _ in range(10):
+            await desk._audit_refusal(data_use(signed), identity(f"flood-{n}").address,
+                                      "outside purpose: x")
+    assert len(await ledger.access_events()) == 15
+    clock.advance(60)
+    await desk._audit_refusal(data_use(signed), BUYER.address, "outside purpose: x")
+    assert len(await ledger.access_events()) == 16

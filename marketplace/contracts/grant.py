@@ -10,7 +10,8 @@ covers nothing.
 A grant is a subset of W3C ODRL 2.2 and `odrl_document` exports it as ODRL JSON-LD (an
 ``Agreement`` between assigner and assignee; one permission per action; constraints on
 ``purpose`` with ``isAnyOf`` and on ``dateTime`` with ``gteq``/``lt``; passing on is the
-duty-free ``distribute`` action). `check_use` decides a use by evaluating exactly that
+duty-free ``distribute`` action, prohibited outright when not granted since ODRL's ``use``
+includes it). `check_use` decides a use by evaluating exactly that
 export with `marketplace.contracts.odrl`, the evaluator tested against the public ODRL Test
 Suite, and names the first reason it does not cover the use.
 
@@ -34,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from aaex_agents.identity import Identity, verify_signature
 
 from .errors import BadContractSignature, MalformedContract
-from .odrl import ODRL_CONTEXT, Request, evaluate, parse_policy
+from .odrl import ODRL_CONTEXT, Request, evaluate, parse_policy, permitted
 from .signing import Address, content_id, decode_wire, encode_wire, signing_bytes
 
 GRANT_TAG = "aaex/grant/1"
@@ -260,15 +261,20 @@ def odrl_document(signed: SignedGrant) -> dict[str, Any]:
         {"leftOperand": "dateTime", "operator": "lt",
          "rightOperand": {"@value": _iso(grant.not_after_ms), "@type": "xsd:dateTime"}},
     ]
+    parties = {"target": dataset_iri(grant), "assigner": agent_iri(grant.owner),
+               "assignee": agent_iri(grant.grantee)}
     actions = list(grant.actions) + ([DISTRIBUTE] if grant.transferable else [])
-    permissions = [{"uid": f"urn:aaex:grant:{signed.id}:{action}",
-                    "target": dataset_iri(grant), "assigner": agent_iri(grant.owner),
-                    "assignee": agent_iri(grant.grantee), "action": action,
-                    "constraint": constraints} for action in actions]
-    return {"@context": [ODRL_CONTEXT, {"aaex": "https://aaex.dev/ns#",
-                                        "xsd": "http://www.w3.org/2001/XMLSchema#"}],
-            "@type": "Agreement", "uid": f"urn:aaex:grant:{signed.id}",
-            "permission": permissions, "aaex:signature": signed.signature.hex()}
+    permissions = [{"uid": f"urn:aaex:grant:{signed.id}:{action}", **parties,
+                    "action": action, "constraint": constraints} for action in actions]
+    document: dict[str, Any] = {
+        "@context": [ODRL_CONTEXT, {"aaex": "https://aaex.dev/ns#",
+                                    "xsd": "http://www.w3.org/2001/XMLSchema#"}],
+        "@type": "Agreement", "uid": f"urn:aaex:grant:{signed.id}",
+        "permission": permissions, "aaex:signature": signed.signature.hex()}
+    if not grant.transferable:  # `use` includes `distribute` in ODRL: say no explicitly
+        document["prohibition"] = [{"uid": f"urn:aaex:grant:{signed.id}:no-{DISTRIBUTE}",
+                                    **parties, "action": DISTRIBUTE}]
+    return document
 
 
 def check_use(signed: SignedGrant, *, user: str, action: str, purpose: str,
@@ -294,8 +300,12 @@ def check_use(signed: SignedGrant, *, user: str, action: str, purpose: str,
                       at=datetime.fromtimestamp(now_ms / 1000, UTC),
                       purpose=PURPOSE_IRI + purpose)
     reports = evaluate(parse_policy(odrl_document(signed)), request)
-    if any(r.active for r in reports):
+    if permitted(reports):
         return None
+    if any(r.active for r in reports if r.rule.kind == "prohibition"):
+        return (f"outside action: grant {signed.id[:12]} does not let the data be passed on "
+                f"({action!r})")
+    reports = [r for r in reports if r.rule.kind == "permission"]
     failed = {name for r in reports for name in r.failed()}
     if "party" in failed:
         return f"not the grantee: grant {signed.id[:12]} is for {grant.grantee}, not {user}"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,10 @@ MAX_REVOCATIONS_PER_OWNER = 1_000
 AUDITED_REFUSALS_PER_MINUTE = 10
 """Refused uses recorded on the books per buyer and minute; more are refused unrecorded, so
 a buyer cannot grow another node's books by sending refused calls."""
+AUDITED_REFUSALS_TOTAL_PER_MINUTE = 600
+"""Refused uses recorded per minute from all buyers together (a flood of fresh keys)."""
+AUDIT_BUYERS = 10_000
+"""Buyers whose recent recorded refusals are remembered; the oldest is forgotten first."""
 
 
 def data_hash(value: Any) -> str:
@@ -61,7 +65,7 @@ class DataUse(BaseModel):
     grant: bytes = Field(max_length=4096)
     """The owner-signed grant in its wire form (`SignedGrant.to_wire`)."""
     action: str = Field(pattern=r"^[a-z][A-Za-z]{0,31}$")
-    purpose: str = Field(max_length=64)
+    purpose: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$", max_length=64)
     field: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     """The task's field that holds the data; None: the whole task is the data."""
 
@@ -138,7 +142,8 @@ class GrantDesk:
         self._clock = clock or SystemClock()
         self._revoked: dict[str, SignedRevocation] = {}
         self._per_owner: dict[str, int] = defaultdict(int)
-        self._audited: dict[str, list[float]] = defaultdict(list)
+        self._audited: OrderedDict[str, list[float]] = OrderedDict()
+        self._audited_all: deque[float] = deque()
         if path is not None and path.exists():
             for line in path.read_text(encoding="utf-8").splitlines():
                 try:
@@ -218,11 +223,17 @@ class GrantDesk:
         if self.ledger is None:
             return
         now = self._clock.now()
-        recent = [t for t in self._audited[buyer] if now - t < 60]
-        if len(recent) >= AUDITED_REFUSALS_PER_MINUTE:
-            self._audited[buyer] = recent
+        while self._audited_all and now - self._audited_all[0] >= 60:
+            self._audited_all.popleft()
+        recent = [t for t in self._audited.pop(buyer, []) if now - t < 60]
+        full = (len(recent) >= AUDITED_REFUSALS_PER_MINUTE
+                or len(self._audited_all) >= AUDITED_REFUSALS_TOTAL_PER_MINUTE)
+        self._audited[buyer] = recent if full else [*recent, now]
+        while len(self._audited) > AUDIT_BUYERS:
+            self._audited.popitem(last=False)
+        if full:
             return
-        self._audited[buyer] = [*recent, now]
+        self._audited_all.append(now)
         try:
             await self.ledger.record_access(buyer, _dataset_name(use),
                                             f"{use.action} for {use.purpose} refused: {reason}")
