@@ -259,3 +259,21 @@ async def test_refusals_recorded_from_all_buyers_are_bounded_per_minute(
     clock.advance(60)
     await desk._audit_refusal(data_use(signed), BUYER.address, "outside purpose: x")
     assert len(await ledger.access_events()) == 16
+
+
+def test_market_buy_says_whether_the_provenance_verified() -> None:
+    import io
+
+    from marketplace.cli.market import _show_event
+
+    done = {"event": "done", "price": "1", "seller": SELLER.address, "result": {"f": 1},
+            "provenance": {"provenance": {"model": {"name": "m", "file_hash": "ab" * 32},
+                                          "code_version": "0.1.0+src.abababababab"}},
+            "provenance_problems": []}
+    out = io.StringIO()
+    _show_event(done, out)
+    assert "provenance: signed by the seller; model m (sha256 abababababababab…)" in \
+        out.getvalue()
+    out = io.StringIO()
+    _show_event({**done, "provenance_problems": ["result: it hashes to 1, not 2"]}, out)
+    assert "provenance: NOT VERIFIED: result: it hashes to 1, not 2" in out.getvalue()

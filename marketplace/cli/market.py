@@ -291,7 +291,8 @@ def _show_event(event: dict[str, Any], out: TextIO) -> None:
         text = "\n".join([
             f"done: held {event['price']}, paid {event.get('paid', event['price'])}, "
             f"refunded {event.get('refunded', '0')} credits; seller {event['seller']}",
-            *_declined_lines(event), f"result: {json.dumps(event.get('result'))}"])
+            *_declined_lines(event), f"result: {json.dumps(event.get('result'))}",
+            *_provenance_lines(event)])
     elif kind == "failed":
         declined = {d["seller"] for d in event.get("declined", [])}
         reasons = [f"  {a['seller']}: {a['verdict']} {a.get('detail') or ''}".rstrip()
@@ -315,6 +316,17 @@ def _offer_text(offer: dict[str, Any]) -> str:
     detail = f": {offer['detail']}" if offer.get("detail") else ""
     verb = "failed" if reason.startswith("error:") else "declined"
     return f"{seller} {verb} ({reason}{detail})"
+
+
+def _provenance_lines(event: dict[str, Any]) -> list[str]:
+    """How the result was produced, as the seller signed it, or what is wrong with that."""
+    problems = event.get("provenance_problems") or []
+    record = (event.get("provenance") or {}).get("provenance")
+    if problems or record is None:
+        return [f"provenance: NOT VERIFIED: {problems[0] if problems else 'none sent'}"]
+    model = record["model"]
+    return [f"provenance: signed by the seller; model {model['name']} "
+            f"(sha256 {model['file_hash'][:16]}…), code {record['code_version']}"]
 
 
 def _declined_lines(event: dict[str, Any]) -> list[str]:
