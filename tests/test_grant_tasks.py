@@ -8,10 +8,17 @@ say so).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from aaex_agents import Agent, Context, Identity, MemoryNetwork, open_runtime
+from aaex_agents.clock import SystemClock
+from aaex_agents.money import ZERO
 from marketplace.contracts.grant import Grant, SignedGrant, SignedRevocation
+from marketplace.contracts.ledger import Balance, Ledger, LedgerConfig, open_ledger
 from marketplace.contracts.provenance import InputRef, Provenance, SignedProvenance
 from marketplace.trade.contracting import seller_countersigner
 from marketplace.trade.delegation import Delegator
@@ -20,11 +27,11 @@ from marketplace.trade.grants import DataUse, data_hash
 from marketplace.trade.policy import Wallet
 from marketplace.trade.selling import ServiceSeller
 from marketplace.trade.strategies import LINEAR, SellerStrategy
-from tests.market_kit import cr, identity
-from tests.test_delegation import Book
+from tests.market_kit import OWNER, cr, identity
 
 OWNER_KEY = identity("grant-owner")
 HISTORY = [10, 20, 30]
+FUNDS = cr(20)
 
 
 class Forecaster(ServiceSeller):
@@ -70,13 +77,15 @@ def grant_for(seller: Forecaster, clock_ms: int) -> SignedGrant:
         not_before_ms=clock_ms - 60_000, not_after_ms=clock_ms + 3_600_000), OWNER_KEY)
 
 
-async def buy(seller: Forecaster, use: DataUse | None) -> tuple[Any, Book]:
-    planner, book = Agent(), Book()
+async def buy(seller: Forecaster, use: DataUse | None, books: Ledger) -> tuple[Any, str]:
+    """Buy the forecast with `use`; (what delegate returned or raised, the buyer's address)."""
+    planner = Agent()
+    await books.deposit(planner.address, FUNDS)
 
     async def find(capability: str, where: str | None) -> list[str]:
         return [seller.address]
 
-    delegator = Delegator(planner.identity, find=find, books=book,
+    delegator = Delegator(planner.identity, find=find, books=books,
                           wallet=Wallet(budget=cr(20), per_seller=cr(20), per_task=cr(10)),
                           negotiation_window=0.5)
     async with open_runtime([planner, seller],
@@ -87,34 +96,41 @@ async def buy(seller: Forecaster, use: DataUse | None) -> tuple[Any, Book]:
                 deadline=1.5, max_latency_ms=500, use=use)
         except DelegationFailed as exc:  # the test inspects what failed
             done = exc
-    return done, book
+    return done, planner.address
 
 
-async def test_a_revocation_between_agreement_and_task_stops_the_work_and_refunds() -> None:
+@pytest.fixture
+async def books(tmp_path: Path) -> AsyncIterator[Ledger]:
+    async with open_ledger(tmp_path / "buyer.sqlite",
+                           config=LedgerConfig(clock=SystemClock(), owner=OWNER)) as ledger:
+        yield ledger
+
+
+async def test_a_revocation_between_agreement_and_task_stops_the_work_and_refunds(
+        books: Ledger) -> None:
     seller = make(RevokedAfterAgreementFault)
     assert isinstance(seller, RevokedAfterAgreementFault)
     signed = grant_for(seller, seller.clock.now_ms())
     seller.revocation = SignedRevocation.revoke(signed, OWNER_KEY, seller.clock.now_ms() - 1)
     use = DataUse(grant=signed.to_wire(), action="read", purpose="forecast.demand",
                   field="history")
-    failed, book = await buy(seller, use)
+    failed, buyer = await buy(seller, use, books)
     first = failed.attempts[0]
     assert first.verdict == "not_delivered"
     assert first.detail.startswith("grant_refused: revoked: grant "), first.detail
     assert seller.performed == 0
-    [receipt] = book.receipts
-    assert receipt.receipt.release == cr(0) and receipt.receipt.refund > cr(0)
-    [hold] = book.holds.values()
-    assert hold.agreement.terms.grant is not None
-    assert hold.agreement.terms.grant.grant_id == signed.id
+    assert await books.balance(buyer) == Balance(available=FUNDS, held=ZERO)  # refunded
+    [held] = await books.agreements()
+    assert held.agreement.terms.grant is not None
+    assert held.agreement.terms.grant.grant_id == signed.id
 
 
-async def test_a_delivery_carries_provenance_the_buyer_checks() -> None:
+async def test_a_delivery_carries_provenance_the_buyer_checks(books: Ledger) -> None:
     seller = make(Forecaster)
     signed = grant_for(seller, seller.clock.now_ms())
     use = DataUse(grant=signed.to_wire(), action="read", purpose="forecast.demand",
                   field="history")
-    done, _ = await buy(seller, use)
+    done, _ = await buy(seller, use, books)
     assert done.provenance_problems == []
     record = done.provenance.provenance
     assert record.inputs == (InputRef(hash=done.agreement.agreement.terms.task_hash,
@@ -124,7 +140,7 @@ async def test_a_delivery_carries_provenance_the_buyer_checks() -> None:
     assert record.code_version.split("+src.")[1] == record.model.file_hash[:12]
 
     liar = make(LyingProvenanceFault)
-    done, _ = await buy(liar, None)
+    done, _ = await buy(liar, None, books)
     assert done.receipt.receipt.verdict == "met"  # provenance is reported, not an SLA breach
     assert [p.split(":")[0] for p in done.provenance_problems] == ["result"]
     assert isinstance(done.provenance.provenance, Provenance)

@@ -131,8 +131,9 @@ class RevocationTaken(Message, type="market.revocation_taken/1"):
 class GrantDesk:
     """A node's revocations and its check of every use of granted data.
 
-    `path` (None: kept in memory only) is the JSON-lines file of kept revocations; `ledger`
-    (None: not recorded) gets the audit events.
+    `path` (None: kept in memory only) is the JSON-lines file of kept revocations, read
+    here (a blocking read: the node builds the desk in a worker thread); `ledger` (None: not
+    recorded) gets the audit events.
     """
 
     def __init__(self, *, path: Path | None = None, ledger: Ledger | None = None,
