@@ -4,7 +4,8 @@
 objects; `ledger` settles them over the hash chain of `chain` (pinned by the signed heads
 of `checkpoint`), and `books` reads what each party owes from them (every amount is an
 `aaex_agents.money.Credits`); `expiry` closes what was never escrowed; `reputation` scores sellers
-from receipts; `errors` names every refusal.
+from receipts; `grant` (decided by the ODRL evaluator of `odrl`) and `provenance` are what
+data owners and sellers sign about data; `errors` names every refusal.
 Imports nothing else from the marketplace.
 """
 
@@ -24,6 +25,7 @@ from .errors import (
     ReceiptMismatch,
     UnknownAgreement,
 )
+from .grant import Grant, Revocation, SignedGrant, SignedRevocation, check_use
 from .ledger import (
     AccessEvent,
     Balance,
@@ -33,6 +35,7 @@ from .ledger import (
     Settlement,
     open_ledger,
 )
+from .provenance import InputRef, ModelRef, Provenance, SignedProvenance
 from .receipt import Receipt, SignedReceipt, make_receipt
 from .reputation import ReputationBook, Score
 from .sla import Delivery, SlaOutcome, TokenUsage, Verdict, check_sla, token_cost
@@ -47,6 +50,8 @@ __all__ = [
     "ContractRejected",
     "Delivery",
     "Entry",
+    "Grant",
+    "InputRef",
     "InsufficientFunds",
     "Ledger",
     "LedgerConfig",
@@ -56,13 +61,19 @@ __all__ = [
     "LedgerReport",
     "LedgerTampered",
     "MalformedContract",
+    "ModelRef",
+    "Provenance",
     "Receipt",
     "ReceiptMismatch",
     "ReputationBook",
+    "Revocation",
     "Score",
     "Settlement",
     "SignedAgreement",
+    "SignedGrant",
+    "SignedProvenance",
     "SignedReceipt",
+    "SignedRevocation",
     "SlaOutcome",
     "Terms",
     "TokenTerms",
@@ -70,6 +81,7 @@ __all__ = [
     "UnknownAgreement",
     "Verdict",
     "check_sla",
+    "check_use",
     "make_receipt",
     "open_ledger",
     "token_cost",

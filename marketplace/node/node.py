@@ -57,9 +57,11 @@ from discovery.records import PriceModel, SlaOffer
 from discovery.schema import compact_schema
 
 from ..contracts.ledger import Ledger, LedgerConfig, open_ledger
+from ..contracts.provenance import ModelRef
 from ..trade.buying import Buyer
 from ..trade.contracting import seller_countersigner
 from ..trade.desk import MarketDesk
+from ..trade.grants import GrantDesk
 from ..trade.llm_seller import LlmSeller
 from ..trade.market import NodeMarket, discovery_finder
 from ..trade.negotiation import Seller
@@ -75,10 +77,10 @@ from .accounts import (
     withdraw_admin,
 )
 from .api import ADMIN_LIMITS, serve_admin, uptime_since
-from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
+from .config import AgentSpec, ConfigError, LLMSpec, NodeConfig, split_host_port
 from .gateway import GATEWAY_LIMITS, open_gateway
 from .interop import Interop, interop_gateway, interop_status, open_interop
-from .llm import open_node_llm
+from .llm import model_file_hash, open_node_llm
 from .metrics import metrics_text
 from .ports import check_ports
 
@@ -86,6 +88,8 @@ logger = logging.getLogger(__name__)
 
 FILES_RESERVE = 512
 """Open files a node needs besides its listeners' connections: libp2p, the ledger, logs."""
+GRANT_REVOCATIONS = "grant_revocations.jsonl"
+"""The file under the data dir where the node keeps data owners' revocations of grants."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,13 +169,13 @@ class Node(NodeParts):
 
 
 def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
-                ledger: Ledger | None = None) -> Agent:
+                ledger: Ledger | None = None, grants: GrantDesk | None = None) -> Agent:
     """Construct the agent `spec` names, with its own key under the data dir.
 
     A `Seller` gets its strategy from the settings (`cost`, `exponent`, `latency_ms`, ...),
     its countersigner, the node's whitelist for its capability and its `[dialogues]` limits;
     a `ServiceSeller` and a `Buyer` also keep their books on the node's `ledger` (to answer
-    statements).
+    statements). Every seller checks uses of granted data with the node's `grants`.
 
     Raises:
         ConfigError: the class is not an Agent (or a seller's class states no capability or
@@ -197,7 +201,8 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
             return cls(identity, name=spec.name, strategy=strategy,
                        countersign=seller_countersigner(identity, clock), admit=gate.admit,
                        limits=config.dialogues, clock=clock,
-                       trusted_arbiters=frozenset(config.market.arbiters), **settings)
+                       trusted_arbiters=frozenset(config.market.arbiters), grants=grants,
+                       **settings)
         if issubclass(cls, Buyer):
             settings["ledger"] = ledger
         return cls(identity, name=spec.name, **settings)
@@ -235,16 +240,22 @@ def offers_of(agent: Agent) -> list[Listing]:
                   **_schemas(agent))]
 
 
-async def _bind_llm_sellers(agents: list[Agent], llm: LLMService | None) -> None:
+async def _bind_llm_sellers(agents: list[Agent], llm: LLMService | None,
+                            spec: LLMSpec) -> None:
     """Let every `LlmSeller` describe the node's model in its ad; measure it first.
 
     At start, one warm-up generation (discarded: a cold one can be a hundred times slower)
     and three timed ones of 16 tokens give the first ad a measured tokens/s, its range and
-    the time to first token instead of none.
+    the time to first token instead of none. The model file is hashed once here, for the
+    provenance every delivery carries.
     """
     sellers = [a for a in agents if isinstance(a, LlmSeller)]
     if not sellers or llm is None:
         return
+    digest = await model_file_hash(spec)
+    if digest is not None:
+        for seller in sellers:
+            seller.model_file = ModelRef(name=llm.describe().name, file_hash=digest)
     try:
         await llm.measure(max_tokens=16, runs=3, warmup=1)
     except AaexError:  # the ad goes out without the figures; the seller still sells
@@ -380,10 +391,13 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
     """
     ledger = await stack.enter_async_context(open_ledger(
         config.ledger_path, config=LedgerConfig(clock=clock, owner=identity)))
-    agents = [build_agent(spec, config, clock, ledger) for spec in config.agents]
+    # Revocations outlive a restart in a file beside the books (read once, off the loop).
+    grants = await asyncio.to_thread(GrantDesk, path=config.node.data_dir / GRANT_REVOCATIONS,
+                                     ledger=ledger, clock=clock)
+    agents = [build_agent(spec, config, clock, ledger, grants) for spec in config.agents]
     # Before the runtime, so it closes after it: handlers may use ctx.llm until the end.
     llm = await stack.enter_async_context(open_node_llm(config.llm))
-    await _bind_llm_sellers(agents, llm)
+    await _bind_llm_sellers(agents, llm, config.llm)
     network = await _open_network(stack, config, identity)
     discovery = network.discovery
     market = NodeMarket({a.address: a for a in agents}, find=(
@@ -392,7 +406,7 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
     # Reputation is read from the books, so a restarted node still knows whom it can trust.
     market.reputation.add_settled(await ledger.settled_receipts())
     runtime_config = RuntimeConfig(data_dir=config.node.data_dir / "storage")
-    desk = MarketDesk({a.address: a for a in agents}, ledger)
+    desk = MarketDesk({a.address: a for a in agents}, ledger, grants)
     await desk.load()  # half-signed payments and resolutions kept before a restart
     gateway = (interop_gateway(config.interop, policy=runtime_config.policy,
                                offers=offers_of) if config.interop.enabled else None)

@@ -7,7 +7,8 @@ a `MarketDesk` to its runtime as the shared handlers (`open_runtime(shared=...)`
 hosted agent whose own class does not answer a `StatementQuery`, an `EscrowQuery`, a
 partner's dispute or a resolution, the desk answers from the node's ledger, as that agent
 and only about that agent's trades (statements to its partners only, at `STATEMENT_RATE`
-per sender).
+per sender). A data owner's `GrantRevoked` is kept by the node's `GrantDesk`, whichever of
+its agents it was sent to.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from .disputes import (
     ResolutionTaken,
     answer_dispute,
 )
+from .errors import Refusal
 from .escrow import Escrowed, EscrowQuery, Expired, answer_escrow_query
+from .grants import GrantDesk, GrantRevoked, RevocationTaken
 from .negotiation import Decline
 from .payments import PaymentDesk, PaymentNotice, PaymentTaken
 from .statements import StatementDesk, StatementQuery, StatementReply
@@ -38,10 +41,13 @@ class MarketDesk(Agent):
     runtime as the agent the message was addressed to.
     """
 
-    def __init__(self, agents: Mapping[str, Agent], ledger: Ledger) -> None:
+    def __init__(self, agents: Mapping[str, Agent], ledger: Ledger,
+                 grants: GrantDesk | None = None) -> None:
         super().__init__(name="market-desk")
         self._agents = agents
         self._ledger = ledger
+        self.grants = grants or GrantDesk(ledger=ledger)
+        """The node's revocations (shared with its sellers)."""
         self.resolutions = ResolutionDesk(ledger)
         """Resolution offers partners sent, until our operator signs the same terms."""
         self.payments = PaymentDesk(ledger)
@@ -91,3 +97,15 @@ class MarketDesk(Agent):
         if ctx.sender is None or ctx.address not in self._agents:
             return Decline(dialogue="", reason="unknown_agent")
         return await self.payments.receive(ctx.address, ctx.sender, msg)
+
+    @handler
+    async def on_grant_revoked(self, ctx: Context,
+                               msg: GrantRevoked) -> RevocationTaken | Decline:
+        """Keep a data owner's revocation; every later use under that grant is refused."""
+        if ctx.address not in self._agents:
+            return Decline(dialogue="", reason="unknown_agent")
+        try:
+            await self.grants.revoke(msg.revocation)
+        except Refusal as refusal:
+            return Decline(dialogue="", reason=refusal.reason, detail=refusal.detail)
+        return RevocationTaken(grant_id=msg.revocation.revocation.grant_id)
