@@ -58,8 +58,11 @@ async def report(user: Ledger, partner: Ledger, first: int | None) -> HeadCheck:
     for index, entry, path in found:
         verify_inclusion(index, head.size, entry.leaf_hash(), path, head.root_bytes)
     head.verify()
-    return await partner.receive_audit_head(head, first, proof, found,
-                                            sender=SELLER.address)
+    verdict, have = await partner.receive_audit_head(head, first, proof, found,
+                                                     sender=SELLER.address)
+    assert have == (head.size if not verdict.caught and verdict.outcome != "need_proof"
+                    else (await partner.audit_partners())[0].head.size)
+    return verdict
 
 
 def _tamper(path: Path, *statements: str) -> None:

@@ -8,7 +8,8 @@ and one worker thread on it. The tables:
 - ``audit_leaves``: the log itself, one leaf (an `AuditEntry`'s bytes) per index; triggers
   refuse UPDATE and DELETE (whoever holds the file can drop them; partners holding signed
   heads catch what follows, see marketplace.contracts.audit_log).
-- ``audit_meta``: the newest head this node signed (heads never go back in time).
+- ``audit_meta``: the newest head this node signed (heads never go back in time), and the
+  first time the log stopped extending it.
 - ``audit_outbox``: per partner agent, the first entry not yet taken by it and the size of
   the last head it took (what the next consistency proof starts from).
 - ``audit_partners``: per partner log, the newest head accepted and whether it was caught.
@@ -120,6 +121,18 @@ def keep_head(c: sqlite3.Connection, head: SignedTreeHead) -> None:
     """Remember `head` as the newest this node signed."""
     c.execute("INSERT OR REPLACE INTO audit_meta (key, value) VALUES ('head', ?)",
               (head.model_dump_json(),))
+
+
+def keep_problem(c: sqlite3.Connection, problem: str) -> None:
+    """Remember the first time our log stopped extending a head we signed."""
+    c.execute("INSERT OR IGNORE INTO audit_meta (key, value) VALUES ('problem', ?)",
+              (problem,))
+
+
+def problem(c: sqlite3.Connection) -> str | None:
+    """What `keep_problem` remembered, if anything."""
+    row = c.execute("SELECT value FROM audit_meta WHERE key = 'problem'").fetchone()
+    return None if row is None else str(row[0])
 
 
 def pending(c: sqlite3.Connection, hosted: set[str]) -> list[tuple[str, int, int]]:

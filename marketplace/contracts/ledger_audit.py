@@ -35,7 +35,7 @@ from .ledger_base import LedgerBase
 from .ledger_store import AccessEvent, Entry
 from .merkle import MerkleTree, leaf_hash
 
-ProvenEntry = tuple[int, AuditEntry, list[bytes]]
+ProvenLeaf = tuple[int, AuditEntry, list[bytes]]
 """(index, entry, inclusion proof in the head it travels with)."""
 
 
@@ -165,6 +165,9 @@ class AuditBooks(LedgerBase):
 
     def _sign_head(self, c: sqlite3.Connection, signer: Identity) -> SignedTreeHead:
         tree, last = self._tree(c), audit_store.last_head(c)
+        problem = _own_problem(tree, last)
+        if problem is not None:  # kept: the next head would hide it
+            audit_store.keep_problem(c, problem)
         at_ms = max(self._now_ms(), last.at_ms if last is not None else 0)
         if last is not None and last.size == tree.size and last.root == tree.root().hex():
             return last
@@ -194,22 +197,15 @@ class AuditBooks(LedgerBase):
         return await self._run(lambda c: self._tree(c).consistency_proof(first, second))
 
     async def audit_verify_own(self) -> str | None:
-        """Whether the log still extends the newest head this node signed; None if it does.
+        """Whether the log still extends every head this node signed; None if it does.
 
-        Whoever rewrote the file may have re-signed that head with the node's key; partners
-        hold earlier heads of their own, which they check (`receive_audit_head`).
+        Each head is checked against the one before when it is signed, and a failure is
+        kept. Whoever rewrote the file can rewrite that too; partners hold heads of their
+        own, which they check (`receive_audit_head`).
         """
         def read(c: sqlite3.Connection) -> str | None:
-            tree, last = self._tree(c), audit_store.last_head(c)
-            if last is None:
-                return None
-            if tree.size < last.size:
-                return (f"the log holds {tree.size} entries, fewer than the {last.size} of the "
-                        "last head this node signed: it was truncated")
-            if tree.root(last.size).hex() != last.root:
-                return (f"the first {last.size} entries no longer give the root this node "
-                        "signed: they were rewritten or reordered")
-            return None
+            return audit_store.problem(c) or _own_problem(self._tree(c),
+                                                          audit_store.last_head(c))
         return await self._run(read)
 
     # -- reporting to partners --------------------------------------------------------------
@@ -223,7 +219,7 @@ class AuditBooks(LedgerBase):
         return await self._run(lambda c: audit_store.pending(c, hosted))
 
     async def audit_report(self, owner: str, after: int, limit: int, first: int | None
-                           ) -> tuple[SignedTreeHead, list[ProvenEntry], list[bytes]]:
+                           ) -> tuple[SignedTreeHead, list[ProvenLeaf], list[bytes]]:
         """What to send `owner`: a fresh signed head, its entries and proofs.
 
         Up to `limit` of `owner`'s entries from index `after` with their inclusion proofs,
@@ -233,7 +229,7 @@ class AuditBooks(LedgerBase):
         signer = self._audit_signer()
 
         def read(c: sqlite3.Connection
-                 ) -> tuple[SignedTreeHead, list[ProvenEntry], list[bytes]]:
+                 ) -> tuple[SignedTreeHead, list[ProvenLeaf], list[bytes]]:
             head = store.transaction(c, lambda c: self._sign_head(c, signer))
             tree = self._tree(c)
             found = [(i, e, tree.inclusion_proof(i, head.size))
@@ -253,9 +249,11 @@ class AuditBooks(LedgerBase):
     # -- partners' logs ---------------------------------------------------------------------
 
     async def receive_audit_head(self, head: SignedTreeHead, first: int | None,
-                                 proof: Sequence[bytes], found: Sequence[ProvenEntry], *,
-                                 sender: str) -> HeadCheck:
+                                 proof: Sequence[bytes], found: Sequence[ProvenLeaf], *,
+                                 sender: str) -> tuple[HeadCheck, int]:
         """Judge a partner's signed `head` against the newest we accepted of its log.
+
+        Returns the verdict and the size of the head we hold of that log now.
 
         `head`'s signature and `found`'s inclusion proofs must have been checked. Accepted
         (``first``, ``same``, ``extends``): it becomes the held head and `found` is kept.
@@ -267,7 +265,7 @@ class AuditBooks(LedgerBase):
         """
         now = self._now_ms()
 
-        def judge(c: sqlite3.Connection) -> HeadCheck:
+        def judge(c: sqlite3.Connection) -> tuple[HeadCheck, int]:
             kept = audit_store.partner(c, head.log)
             if kept is None and audit_store.partner_count(c) >= audit_store.MAX_PARTNER_LOGS:
                 raise LedgerError(f"heads of {audit_store.MAX_PARTNER_LOGS} partner logs are "
@@ -286,7 +284,8 @@ class AuditBooks(LedgerBase):
                 audit_store.keep_partner(c, PartnerLog(head, status, detail, now, sender))
                 audit_store.keep_received(c, head.log, [(i, e) for i, e, _ in found],
                                           head.size)
-            return verdict
+                return verdict, head.size
+            return verdict, kept.head.size if kept is not None else 0
         return await self._write(judge)
 
     async def audit_partners(self) -> list[PartnerLog]:
@@ -304,3 +303,16 @@ class AuditBooks(LedgerBase):
         Returns (partner log, index, entry, size of the head that proved it).
         """
         return await self._run(lambda c: audit_store.received(c, log, limit))
+
+
+def _own_problem(tree: MerkleTree, last: SignedTreeHead | None) -> str | None:
+    """Why the log no longer extends `last`, the newest head we signed; None if it does."""
+    if last is None:
+        return None
+    if tree.size < last.size:
+        return (f"the log holds {tree.size} entries, fewer than the {last.size} of a head "
+                "this node signed: it was truncated")
+    if tree.root(last.size).hex() != last.root:
+        return (f"the first {last.size} entries no longer give the root this node signed "
+                f"at {last.at_ms} ms: they were rewritten or reordered")
+    return None
