@@ -8,14 +8,15 @@ behind its back, reopened, and its next head is caught.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from aaex_agents import UsageError
-from aaex_agents.clock import ManualClock
-from marketplace.contracts.audit_log import AuditEntry, HeadCheck
+from aaex_agents.clock import Clock, ManualClock
+from marketplace.contracts.audit_log import AuditEntry, HeadCheck, SignedTreeHead
 from marketplace.contracts.ledger import Ledger, LedgerConfig, open_ledger
 from marketplace.contracts.merkle import MerkleTree, verify_consistency, verify_inclusion
 from tests.market_kit import BUYER, OWNER, SELLER, STRANGER
@@ -128,3 +129,38 @@ async def test_a_log_changed_on_disk_is_caught_by_the_partner(tmp_path: Path, ta
         [evidence] = await partner.audit_evidence()
         assert evidence.recheck().outcome == outcome
         assert evidence.held.log == OWNER.address and evidence.sender == SELLER.address
+
+
+class SteppedClock(Clock):
+    """A clock the test sets, backwards too (an NTP step): the fault this test injects."""
+
+    def __init__(self) -> None:
+        self.at = 1_750_000_000.0
+
+    def now(self) -> float:
+        return self.at
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+
+async def test_heads_never_go_back_in_time_and_a_backdated_head_is_caught() -> None:
+    clock = SteppedClock()
+    async with open_ledger(None, config=LedgerConfig(clock=clock, owner=OWNER)) as user, \
+            open_ledger(None, config=LedgerConfig(clock=clock, owner=STRANGER)) as partner:
+        await user.record_access(SELLER.address, "sales", "forecast", owner=BUYER.address)
+        assert (await report(user, partner, None)).outcome == "first"
+        held = await user.audit_head()
+        clock.at -= 3600  # the clock is stepped an hour back
+        await user.record_access(SELLER.address, "sales", "again", owner=BUYER.address)
+        later = await user.audit_head()
+        assert later.at_ms == held.at_ms  # not before the head the partner holds
+        assert (await report(user, partner, 1)).outcome == "extends"
+        # A head signed earlier than the held one is caught, whatever its proof.
+        backdated = SignedTreeHead.create(OWNER, size=3, root=later.root_bytes,
+                                          at_ms=later.at_ms - 1)
+        verdict, have = await partner.receive_audit_head(backdated, 2, [], [],
+                                                         sender=SELLER.address)
+        assert (verdict.outcome, have) == ("backdated", 2)
+        [evidence] = await partner.audit_evidence()
+        assert evidence.recheck().outcome == "backdated"
