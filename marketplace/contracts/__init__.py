@@ -4,11 +4,13 @@
 objects; `ledger` settles them over the hash chain of `chain` (pinned by the signed heads
 of `checkpoint`), and `books` reads what each party owes from them (every amount is an
 `aaex_agents.money.Credits`); `expiry` closes what was never escrowed; `reputation` scores sellers
-from receipts; `errors` names every refusal.
+from receipts; `audit_log` is the audit trail's entries and signed heads over the Merkle tree
+of `merkle`; `errors` names every refusal.
 Imports nothing else from the marketplace.
 """
 
 from .agreement import Agreement, SignedAgreement, Terms, TokenTerms
+from .audit_log import AuditEntry, AuditEvidence, SignedTreeHead
 from .chain import LedgerReport
 from .checkpoint import Checkpoint
 from .errors import (
@@ -21,6 +23,7 @@ from .errors import (
     LedgerFull,
     LedgerTampered,
     MalformedContract,
+    ProofFailed,
     ReceiptMismatch,
     UnknownAgreement,
 )
@@ -41,6 +44,8 @@ __all__ = [
     "AccessEvent",
     "Agreement",
     "AlreadySettled",
+    "AuditEntry",
+    "AuditEvidence",
     "BadContractSignature",
     "Balance",
     "Checkpoint",
@@ -56,6 +61,7 @@ __all__ = [
     "LedgerReport",
     "LedgerTampered",
     "MalformedContract",
+    "ProofFailed",
     "Receipt",
     "ReceiptMismatch",
     "ReputationBook",
@@ -63,6 +69,7 @@ __all__ = [
     "Settlement",
     "SignedAgreement",
     "SignedReceipt",
+    "SignedTreeHead",
     "SlaOutcome",
     "Terms",
     "TokenTerms",
