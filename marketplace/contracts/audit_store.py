@@ -10,8 +10,9 @@ and one worker thread on it. The tables:
   heads catch what follows, see marketplace.contracts.audit_log).
 - ``audit_meta``: the newest head this node signed (heads never go back in time), and the
   first time the log stopped extending it.
-- ``audit_outbox``: per partner agent, the first entry not yet taken by it and the size of
-  the last head it took (what the next consistency proof starts from).
+- ``audit_outbox``: per partner agent (a row from its first entry on), the first entry not
+  yet taken by it and the size of the last head it took (what the next consistency proof
+  starts from).
 - ``audit_partners``: per partner log, the newest head accepted and whether it was caught.
 - ``audit_received``: partners' entries about our agents, with the size of the head that
   proved them (at most `RECEIVED_PER_LOG` per log, the oldest dropped first).
@@ -94,9 +95,12 @@ def leaves(c: sqlite3.Connection) -> list[bytes]:
 
 
 def append_leaf(c: sqlite3.Connection, index: int, entry: AuditEntry) -> None:
-    """Write `entry` as leaf `index`."""
+    """Write `entry` as leaf `index`; a new partner gets its place in the outbox."""
     c.execute("INSERT INTO audit_leaves (idx, leaf, agent, owner) VALUES (?, ?, ?, ?)",
               (index, entry.leaf(), entry.agent, entry.owner))
+    if entry.owner:
+        c.execute("INSERT OR IGNORE INTO audit_outbox (owner, next_index, acked_size) "
+                  "VALUES (?, ?, 0)", (entry.owner, index))
 
 
 def entries(c: sqlite3.Connection, after: int, limit: int,
@@ -140,11 +144,11 @@ def pending(c: sqlite3.Connection, hosted: set[str]) -> list[tuple[str, int, int
 
     Entries about our own agents (or nobody's data) stay home.
     """
+    # One index probe per partner (audit_leaves_owner), not a walk of the whole log.
     rows = c.execute(
-        "SELECT l.owner, COALESCE(o.next_index, 0), COALESCE(o.acked_size, 0) "
-        "FROM audit_leaves l LEFT JOIN audit_outbox o ON o.owner = l.owner "
-        "WHERE l.owner != '' AND l.idx >= COALESCE(o.next_index, 0) "
-        "GROUP BY l.owner ORDER BY MIN(l.idx)").fetchall()
+        "SELECT o.owner, o.next_index, o.acked_size FROM audit_outbox o WHERE EXISTS "
+        "(SELECT 1 FROM audit_leaves l WHERE l.owner = o.owner AND l.idx >= o.next_index) "
+        "ORDER BY o.next_index").fetchall()
     return [(str(o), int(n), int(a)) for o, n, a in rows if o not in hosted]
 
 

@@ -163,8 +163,8 @@ async def report_audit(ledger: Ledger, agents: Mapping[str, Agent],
         if isinstance(reply, AuditTaken) and reply.outcome == "need_proof":
             head, mine, proof = await ledger.audit_report(owner, after, len(mine), reply.have)
             reply = await _send(context(agent), owner, head, mine, reply.have, proof, timeout)
-        if not isinstance(reply, AuditTaken):
-            continue
+        if not isinstance(reply, AuditTaken) or reply.outcome == "need_proof":
+            continue  # unanswered, or its head moved meanwhile: the next pass sends again
         if reply.outcome in ("first", "same", "extends"):
             await ledger.audit_reported(owner, mine[-1][0] + 1, head.size)
             taken += 1
