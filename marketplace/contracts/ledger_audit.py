@@ -84,10 +84,11 @@ class AuditBooks(LedgerBase):
         """
         for name, value in (("actor", actor), ("data", data), ("purpose", purpose)):
             if not isinstance(value, str) or not value:
-                raise UsageError(f"record_access: {name} must be a non-empty str, got {value!r}")
+                raise UsageError(f"record_access: {name}: must be a non-empty str, got "
+                                 f"{value!r}")
         if event not in get_args(EventKind):
-            raise UsageError(f"record_access: event must be one of {get_args(EventKind)}, "
-                             f"got {event!r}")
+            raise UsageError(f"record_access: event: must be one of "
+                             f"{', '.join(get_args(EventKind))}, got {event!r}")
         now = self._now_ms()
         try:
             entry = AuditEntry(at_ms=now, agent=actor, owner=owner, dataset=data,

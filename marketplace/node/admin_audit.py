@@ -123,12 +123,17 @@ class _AuditRoutes:
         for field, value in text.items():
             if not isinstance(value, str):
                 raise UsageError(f"{field}: give a text, got {value!r}")
+        for field in ("dataset", "purpose"):
+            if not text[field]:
+                raise UsageError(f"{field}: required (what data, and what it was used for)")
         if text["owner"]:
             check_address(text["owner"], "owner")
-        await self.node.ledger.record_access(
-            address, text["dataset"], text["purpose"], owner=text["owner"],
-            event=text["event"] or "used",
-            content_hash=text["content_hash"], grant=text["grant"],
-            agreement_id=text["agreement_id"] or None)
+        try:
+            await self.node.ledger.record_access(
+                address, text["dataset"], text["purpose"], owner=text["owner"],
+                event=text["event"] or "used", content_hash=text["content_hash"],
+                grant=text["grant"], agreement_id=text["agreement_id"] or None)
+        except UsageError as exc:  # its message names the field after the function
+            raise UsageError(str(exc).removeprefix("record_access: ")) from None
         head = await self.node.ledger.audit_head()
         return json_response({"index": head.size - 1, "size": head.size, "root": head.root})
