@@ -16,6 +16,7 @@ import pytest
 
 from aaex_agents import UsageError
 from aaex_agents.clock import Clock, ManualClock
+from marketplace.contracts import audit_store
 from marketplace.contracts.audit_log import AuditEntry, HeadCheck, SignedTreeHead
 from marketplace.contracts.ledger import Ledger, LedgerConfig, open_ledger
 from marketplace.contracts.merkle import MerkleTree, verify_consistency, verify_inclusion
@@ -164,3 +165,21 @@ async def test_heads_never_go_back_in_time_and_a_backdated_head_is_caught() -> N
         assert (verdict.outcome, have) == ("backdated", 2)
         [evidence] = await partner.audit_evidence()
         assert evidence.recheck().outcome == "backdated"
+
+
+async def test_received_entries_are_bounded_per_log_and_in_all(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_store, "RECEIVED_PER_LOG", 3)
+    monkeypatch.setattr(audit_store, "RECEIVED_TOTAL", 5)
+    async with open_ledger(None, config=LedgerConfig(owner=STRANGER)) as partner:
+        for log in (OWNER, BUYER):
+            async with open_ledger(None, config=LedgerConfig(owner=log)) as user:
+                for n in range(4):
+                    await user.record_access(SELLER.address, f"{log.address[:8]}/{n}", "x",
+                                             owner=BUYER.address)
+                assert (await report(user, partner, None)).outcome == "first"
+        kept = await partner.audit_received()
+        assert len(kept) == 5  # 3 of the second log, the newest 2 of the first
+        assert sorted((log == OWNER.address, index) for log, index, _, _ in kept) == [
+            (False, 1), (False, 2), (False, 3), (True, 2), (True, 3)]
+        assert len(await partner.audit_partners()) == 2  # every head is kept

@@ -15,7 +15,8 @@ and one worker thread on it. The tables:
   starts from).
 - ``audit_partners``: per partner log, the newest head accepted and whether it was caught.
 - ``audit_received``: partners' entries about our agents, with the size of the head that
-  proved them (at most `RECEIVED_PER_LOG` per log, the oldest dropped first).
+  proved them (at most `RECEIVED_PER_LOG` per log and `RECEIVED_TOTAL` in all, the oldest
+  dropped first).
 - ``audit_evidence``: contradicting heads (at most `EVIDENCE_PER_LOG` per log).
 
 All functions run on the ledger's worker thread inside its transactions.
@@ -70,6 +71,8 @@ CREATE TABLE IF NOT EXISTS audit_evidence (
 
 RECEIVED_PER_LOG = 10_000
 """Entries kept of one partner's log about our agents (the oldest dropped first)."""
+RECEIVED_TOTAL = 100_000
+"""Entries kept of all partners' logs together (the oldest dropped first): about 60 MB."""
 EVIDENCE_PER_LOG = 16
 """Contradictions kept of one partner's log (the first ones: they are what counts)."""
 MAX_PARTNER_LOGS = 10_000
@@ -194,6 +197,8 @@ def keep_received(c: sqlite3.Connection, log: str, found: list[tuple[int, AuditE
     c.execute("DELETE FROM audit_received WHERE log = ? AND idx NOT IN (SELECT idx FROM "
               "audit_received WHERE log = ? ORDER BY idx DESC LIMIT ?)",
               (log, log, RECEIVED_PER_LOG))
+    c.execute("DELETE FROM audit_received WHERE rowid IN (SELECT rowid FROM audit_received "
+              "ORDER BY rowid DESC LIMIT -1 OFFSET ?)", (RECEIVED_TOTAL,))
 
 
 def received(c: sqlite3.Connection, log: str | None,
