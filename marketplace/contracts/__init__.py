@@ -5,11 +5,13 @@ objects; `ledger` settles them over the hash chain of `chain` (pinned by the sig
 of `checkpoint`), and `books` reads what each party owes from them (every amount is an
 `aaex_agents.money.Credits`); `expiry` closes what was never escrowed; `reputation` scores sellers
 from receipts; `grant` (decided by the ODRL evaluator of `odrl`) and `provenance` are what
-data owners and sellers sign about data; `errors` names every refusal.
+data owners and sellers sign about data; `audit_log` is the audit trail's entries and signed
+heads over the Merkle tree of `merkle`; `errors` names every refusal.
 Imports nothing else from the marketplace.
 """
 
 from .agreement import Agreement, SignedAgreement, Terms, TokenTerms
+from .audit_log import AuditEntry, AuditEvidence, SignedTreeHead
 from .chain import LedgerReport
 from .checkpoint import Checkpoint
 from .errors import (
@@ -22,6 +24,7 @@ from .errors import (
     LedgerFull,
     LedgerTampered,
     MalformedContract,
+    ProofFailed,
     ReceiptMismatch,
     UnknownAgreement,
 )
@@ -44,6 +47,8 @@ __all__ = [
     "AccessEvent",
     "Agreement",
     "AlreadySettled",
+    "AuditEntry",
+    "AuditEvidence",
     "BadContractSignature",
     "Balance",
     "Checkpoint",
@@ -63,6 +68,7 @@ __all__ = [
     "MalformedContract",
     "ModelRef",
     "Provenance",
+    "ProofFailed",
     "Receipt",
     "ReceiptMismatch",
     "ReputationBook",
@@ -74,6 +80,7 @@ __all__ = [
     "SignedProvenance",
     "SignedReceipt",
     "SignedRevocation",
+    "SignedTreeHead",
     "SlaOutcome",
     "Terms",
     "TokenTerms",

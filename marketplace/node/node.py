@@ -22,7 +22,7 @@ import asyncio
 import logging
 import resource
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, fields
 from typing import Any
@@ -58,6 +58,7 @@ from discovery.schema import compact_schema
 
 from ..contracts.ledger import Ledger, LedgerConfig, open_ledger
 from ..contracts.provenance import ModelRef
+from ..trade.audit import report_audit
 from ..trade.buying import Buyer
 from ..trade.contracting import seller_countersigner
 from ..trade.desk import MarketDesk
@@ -325,6 +326,32 @@ async def _resolve_forever(node: Node) -> None:
         await runtime.clock.sleep(settings.resolve_period)
 
 
+async def _report_audit_forever(node: Node) -> None:
+    """Send partners the audit entries about them (marketplace.trade.audit).
+
+    At once when an access is recorded, and every `market.resolve_period` seconds again for
+    entries a partner has not taken yet (it was unreachable, or its ad not found yet).
+    """
+    runtime, ledger = node.runtime, node.ledger
+    silenced: set[str] = set()  # partners that caught our log: the operator decides
+    while True:
+        ledger.audit_appended.clear()
+        try:
+            await report_audit(ledger, dict(runtime.agents), runtime.context, silenced=silenced)
+        except AaexError:  # the books could not be read this time; the next pass retries
+            logger.error("reporting the audit log to partners failed", exc_info=True)
+        await _first_of(runtime.clock.sleep(node.config.market.resolve_period),
+                        ledger.audit_appended.wait())
+
+
+async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Await `waits` until the first one ends; the others are cancelled."""
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(wait) for wait in waits]
+        for task in tasks:
+            task.add_done_callback(lambda _: [other.cancel() for other in tasks])
+
+
 def _preflight(config: NodeConfig) -> Identity:
     """What fails before anything opens: a bad class for the model, the data dir, the key."""
     _check_open_file_limit()
@@ -470,6 +497,7 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None,
         # The node's own background work belongs to its task group, cancelled on exit.
         group = await stack.enter_async_context(asyncio.TaskGroup())
         stack.callback(group.create_task(_resolve_forever(node), name="node.resolve").cancel)
+        stack.callback(group.create_task(_report_audit_forever(node), name="node.audit").cancel)
         logger.info("node %s up: %d agent(s), admin %s", identity.address,
                     len(node.runtime.agents), node.admin_url)
         yield node

@@ -5,10 +5,10 @@ agent; but the books are the node's, and the agent may be any class an operator 
 planner that only buys through `ctx.delegate` declares no market handlers). The node passes
 a `MarketDesk` to its runtime as the shared handlers (`open_runtime(shared=...)`): for any
 hosted agent whose own class does not answer a `StatementQuery`, an `EscrowQuery`, a
-partner's dispute or a resolution, the desk answers from the node's ledger, as that agent
-and only about that agent's trades (statements to its partners only, at `STATEMENT_RATE`
-per sender). A data owner's `GrantRevoked` is kept by the node's `GrantDesk`, whichever of
-its agents it was sent to.
+partner's dispute, a resolution or an audit head, the desk answers from the node's ledger,
+as that agent and only about that agent's trades (statements to its partners only, at
+`STATEMENT_RATE` per sender; audit heads at `AUDIT_RATE`). A data owner's `GrantRevoked` is
+kept by the node's `GrantDesk`, whichever of its agents it was sent to.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from aaex_agents import Agent, Context, handler
 
 from ..contracts.ledger import Ledger
+from .audit import AuditDesk, AuditNotice, AuditTaken
 from .disputes import (
     DisputeNotice,
     DisputeTaken,
@@ -53,6 +54,7 @@ class MarketDesk(Agent):
         self.payments = PaymentDesk(ledger)
         """Payments made outside the market that one partner signed so far."""
         self._statements = StatementDesk()
+        self._audit = AuditDesk(ledger)
 
     async def load(self) -> None:
         """Read back the half-signed offers kept on the ledger before a restart."""
@@ -109,3 +111,10 @@ class MarketDesk(Agent):
         except Refusal as refusal:
             return Decline(dialogue="", reason=refusal.reason, detail=refusal.detail)
         return RevocationTaken(grant_id=msg.revocation.revocation.grant_id)
+
+    @handler
+    async def on_audit_notice(self, ctx: Context, msg: AuditNotice) -> AuditTaken | Decline:
+        """A partner's signed audit head with its entries about the addressed agent."""
+        if ctx.sender is None or ctx.address not in self._agents:
+            return Decline(dialogue="", reason="unknown_agent")
+        return await self._audit.receive(ctx.address, ctx.sender, msg, ctx.clock.now())

@@ -237,7 +237,8 @@ class GrantDesk:
         self._audited_all.append(now)
         try:
             await self.ledger.record_access(buyer, _dataset_name(use),
-                                            f"{use.action} for {use.purpose} refused: {reason}")
+                                            f"{use.action} for {use.purpose} refused: {reason}",
+                                            event="refused", **_about(use))
         except LedgerError as exc:  # the refusal stands; only its record is missing
             logger.warning("refusal of %s not recorded: %s", buyer, exc)
 
@@ -250,7 +251,22 @@ class GrantDesk:
         if self.ledger is not None:
             await self.ledger.record_access(user, _dataset_name(use),
                                             f"{use.action} for {use.purpose}",
-                                            agreement_id=agreement_id)
+                                            agreement_id=agreement_id, event="used",
+                                            **_about(use))
+
+
+def _about(use: DataUse) -> dict[str, str]:
+    """The data owner, content hash and grant of a use, for its audit entry.
+
+    With an owner, the entry is reported to the owner's node with a signed head of our audit
+    log (marketplace.trade.audit), so the owner can prove what we recorded.
+    """
+    try:
+        grant = use.signed()
+    except ContractRejected:
+        return {}
+    return {"owner": grant.grant.owner, "content_hash": grant.grant.dataset_hash,
+            "grant": grant.id}
 
 
 def _dataset_name(use: DataUse) -> str:
