@@ -18,7 +18,7 @@ from aaex_agents.errors import AaexError
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("aaex_agents", "discovery", "marketplace")
 LAYER = {"aaex_agents": 0, "discovery": 1, "marketplace": 2}
-ROOM = {"contracts": 0, "trade": 1, "node": 2, "cli": 3}
+ROOM = {"contracts": 0, "consensus": 1, "trade": 2, "node": 3, "cli": 4}
 
 
 def _modules() -> dict[str, Path]:

@@ -1,0 +1,35 @@
+"""Why the chain did not do what was asked: the contract refused, or the chain was not there.
+
+Part of the AAEX error tree (see aaex_agents.errors)::
+
+    AaexError
+    └── ChainError                  the chain did not record what was asked; nothing changed
+        ├── ChainRefused            the contract reverted; `reason` is its one-line why
+        └── ChainUnavailable        no answer from the chain's endpoint, or none in time
+
+web3, eth-tester and HTTP errors are translated once, in `chain_client`, and never leave it.
+"""
+
+from __future__ import annotations
+
+from aaex_agents.errors import AaexError
+
+
+class ChainError(AaexError):
+    """The chain did not record what was asked; the caller's state on chain is unchanged."""
+
+
+class ChainRefused(ChainError):
+    """The contract refused the transaction (a revert): `reason` is the contract's message."""
+
+    def __init__(self, action: str, reason: str) -> None:
+        self.action = action
+        self.reason = reason
+        super().__init__(f"chain refused {action}: {reason}")
+
+
+class ChainUnavailable(ChainError):
+    """The chain's endpoint did not answer, or a transaction was not mined within the timeout.
+
+    A transaction that timed out may still be mined later; reading the state tells.
+    """

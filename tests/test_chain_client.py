@@ -1,0 +1,71 @@
+"""The chain client's edges: the shipped artifact, node accounts, backend choice, failures."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+
+import pytest
+from eth_account import Account
+
+from aaex_agents.errors import UsageError
+from aaex_agents.identity import Identity
+from marketplace.consensus import (
+    ChainClient,
+    ChainParams,
+    ChainUnavailable,
+    EmbeddedChain,
+    RpcChain,
+    backend_for,
+    chain_account,
+    load_artifact,
+)
+from marketplace.consensus.artifact import source_text
+from marketplace.consensus.compile import compile_contract
+
+
+def test_the_committed_artifact_is_what_the_pinned_vyper_makes_of_the_source() -> None:
+    shipped = load_artifact()
+    assert shipped.source_sha256 == hashlib.sha256(source_text().encode()).hexdigest(), \
+        "consensus.vy changed: run `python -m marketplace.consensus.compile`"
+    fresh = compile_contract()
+    assert fresh.vyper == shipped.vyper, "recompile with the vyper version the artifact names"
+    assert (fresh.bytecode, fresh.abi) == (shipped.bytecode, shipped.abi)
+
+
+def test_a_node_always_has_the_same_chain_account_and_only_it() -> None:
+    seed = bytes(range(32))
+    account = chain_account(Identity(seed))
+    assert account.address == chain_account(Identity(seed)).address
+    assert account.key != seed
+    assert chain_account(Identity.generate()).address != account.address
+
+
+def test_the_config_value_picks_the_backend() -> None:
+    assert isinstance(backend_for(), EmbeddedChain)
+    assert isinstance(backend_for("embedded"), EmbeddedChain)
+    assert isinstance(backend_for("http://127.0.0.1:8545"), RpcChain)
+    with pytest.raises(UsageError, match="neither 'embedded' nor an http"):
+        backend_for("ws://somewhere")
+
+
+def test_chain_params_refuse_an_epoch_without_attestation_window() -> None:
+    with pytest.raises(UsageError, match="no block is left for attestations"):
+        ChainParams(epoch_length=20, commit_blocks=10, reveal_blocks=10)
+
+
+async def test_a_production_chain_neither_funds_nor_mines() -> None:
+    async with RpcChain("http://127.0.0.1:9") as chain:
+        with pytest.raises(UsageError, match=r"fund .* by a transfer from the operator's"):
+            await chain.fund("0x" + "11" * 20, 1)
+        with pytest.raises(UsageError, match="blocks come at its own pace"):
+            await chain.mine(1)
+
+
+async def test_a_chain_that_does_not_answer_is_unavailable() -> None:
+    with socket.socket() as probe:  # a loopback port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with RpcChain(f"http://127.0.0.1:{port}") as chain:
+        with pytest.raises(ChainUnavailable, match="no consensus contract answers"):
+            await ChainClient.connect(chain, "0x" + "22" * 20, Account.create(), timeout=5)
