@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -82,3 +89,38 @@ async def send_raw(client: ChainClient, function: str, *args: object) -> None:
     receipt = await web3.eth.wait_for_transaction_receipt(
         await web3.eth.send_raw_transaction(signed.raw_transaction))
     assert receipt["status"] == 1
+
+
+def anvil_binary() -> str | None:
+    """The anvil to start: $AAEX_ANVIL (set by .ci/run) or `anvil` on PATH; None if neither."""
+    return os.environ.get("AAEX_ANVIL") or shutil.which("anvil")
+
+
+@asynccontextmanager
+async def open_anvil(binary: str, log: Path) -> AsyncIterator[str]:
+    """An anvil dev chain on a free loopback port; yields its URL, stops it on exit.
+
+    anvil picks the port (`--port 0`) and names it on its first lines; its log goes to a
+    file, so a chatty node never blocks on a full pipe.
+    """
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            binary, "--host", "127.0.0.1", "--port", "0", stdout=out,
+            stderr=asyncio.subprocess.STDOUT)
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while not (found := re.search(rb"Listening on (127\.0\.0\.1:\d+)",
+                                      await asyncio.to_thread(log.read_bytes))):
+            if process.returncode is not None or asyncio.get_running_loop().time() > deadline:
+                text = await asyncio.to_thread(log.read_text)
+                raise RuntimeError(f"anvil did not start: {text[-2000:]}")
+            await asyncio.sleep(0.05)
+        yield f"http://{found.group(1).decode()}"
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()

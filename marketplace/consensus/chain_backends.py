@@ -15,11 +15,11 @@ One interface, three backends, all reached through web3's `AsyncWeb3`:
 from __future__ import annotations
 
 import abc
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.providers.eth_tester import AsyncEthereumTesterProvider
-from web3.types import Wei
+from web3.types import BlockIdentifier, Wei
 
 from aaex_agents.errors import UsageError
 
@@ -34,6 +34,10 @@ class ChainBackend(abc.ABC):
 
     Use it as `async with backend:` (or call `aclose`): an RPC backend holds an HTTP session.
     """
+
+    estimate_at: ClassVar[BlockIdentifier | None] = "pending"
+    """The block a transaction is estimated against: the one it will land in. Against
+    `latest` (anvil's default) a window that opens with the next block still looks closed."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -64,6 +68,8 @@ class EmbeddedChain(ChainBackend):
     The EVM runs on the calling thread; one transaction takes about a millisecond of CPU,
     the same order as the signatures the node already computes on its loop.
     """
+
+    estimate_at = None  # eth-tester estimates against its pending block and takes no other
 
     def __init__(self) -> None:
         self._provider = AsyncEthereumTesterProvider()

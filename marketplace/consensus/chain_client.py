@@ -266,7 +266,10 @@ class ChainClient:
         async with self._sending:
             try:
                 nonce = await web3.eth.get_transaction_count(self.account.address, "pending")
-                tx = await call.build_transaction({"from": self.account.address, "nonce": nonce})
+                gas = await call.estimate_gas({"from": self.account.address},
+                                              self.backend.estimate_at)
+                tx = await call.build_transaction(
+                    {"from": self.account.address, "nonce": nonce, "gas": gas + gas // 5})
                 signed = self.account.sign_transaction(tx)  # type: ignore[arg-type]
                 sent = await web3.eth.send_raw_transaction(signed.raw_transaction)
                 receipt = await web3.eth.wait_for_transaction_receipt(
