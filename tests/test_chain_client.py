@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 
@@ -22,6 +23,7 @@ from marketplace.consensus import (
 )
 from marketplace.consensus.artifact import source_text
 from marketplace.consensus.compile import compile_contract
+from tests.conftest import ROOT
 
 
 def test_the_committed_artifact_is_what_the_pinned_vyper_makes_of_the_source() -> None:
@@ -69,3 +71,26 @@ async def test_a_chain_that_does_not_answer_is_unavailable() -> None:
     async with RpcChain(f"http://127.0.0.1:{port}") as chain:
         with pytest.raises(ChainUnavailable, match="no consensus contract answers"):
             await ChainClient.connect(chain, "0x" + "22" * 20, Account.create(), timeout=5)
+
+
+async def test_an_endpoint_that_never_answers_is_unavailable_after_the_rpc_timeout() -> None:
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(-1)  # read the request, answer nothing until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, RpcChain(f"http://127.0.0.1:{port}", timeout=0.5) as chain:
+        with pytest.raises(ChainUnavailable, match="no consensus contract answers"):
+            await asyncio.wait_for(
+                ChainClient.connect(chain, "0x" + "22" * 20, Account.create(), timeout=60),
+                timeout=30)
+
+
+def test_the_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    text = (ROOT / "docs" / "consensus.md").read_text()
+    section = text[text.index("### The client and its three backends"):]
+    start = section.index("```python\n") + 10
+    code = section[start:section.index("\n```", start)]
+    exec(compile(code, "docs/consensus.md", "exec"), {"__name__": "docs_example"})  # noqa: S102
+    assert "stake=Credits(5)" in capsys.readouterr().out

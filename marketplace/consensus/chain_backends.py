@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 from typing import Any, ClassVar, Self
 
+from aiohttp import ClientTimeout
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.providers.eth_tester import AsyncEthereumTesterProvider
 from web3.types import BlockIdentifier, Wei
@@ -104,7 +105,7 @@ class RpcChain(ChainBackend):
                              "e.g. rpc = \"http://127.0.0.1:8545\"")
         self.url = url
         self._web3: AsyncWeb3[Any] = AsyncWeb3(
-            AsyncHTTPProvider(url, request_kwargs={"timeout": timeout}))
+            AsyncHTTPProvider(url, request_kwargs={"timeout": ClientTimeout(total=timeout)}))
 
     @property
     def web3(self) -> AsyncWeb3[Any]:

@@ -18,7 +18,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
 from web3.contract import AsyncContract
-from web3.contract.async_contract import AsyncContractFunction
+from web3.contract.async_contract import AsyncContractConstructor, AsyncContractFunction
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
 from web3.types import TxReceipt
 
@@ -261,34 +261,43 @@ class ChainClient:
             raise ChainUnavailable(f"{self.backend!r} did not answer a read: {exc}") from exc
 
     async def _send(self, action: str, call: AsyncContractFunction) -> TxReceipt:
-        """Sign and send one transaction, wait until it is mined, and translate errors."""
-        web3 = self.backend.web3
-        async with self._sending:
-            try:
-                nonce = await web3.eth.get_transaction_count(self.account.address, "pending")
-                gas = await call.estimate_gas({"from": self.account.address},
-                                              self.backend.estimate_at)
-                tx = await call.build_transaction(
-                    {"from": self.account.address, "nonce": nonce, "gas": gas + gas // 5})
-                signed = self.account.sign_transaction(tx)  # type: ignore[arg-type]
-                sent = await web3.eth.send_raw_transaction(signed.raw_transaction)
-                receipt = await web3.eth.wait_for_transaction_receipt(
-                    sent, timeout=self._timeout, poll_latency=0.05)
-            except (ContractLogicError, TransactionFailed) as exc:
-                raise ChainRefused(action, _reason(exc)) from exc
-            except TimeExhausted as exc:
-                raise ChainUnavailable(f"{action} was not mined within {self._timeout:g} s; "
-                                       "it may still be: read the state before retrying") from exc
-            except _NETWORK_ERRORS as exc:
-                raise ChainUnavailable(f"{action}: {self.backend!r} did not answer: "
-                                       f"{exc}") from exc
-        if receipt["status"] != 1:
-            raise ChainRefused(action, "reverted when mined (the state changed after its "
-                               "estimate); read the state and retry")
-        return receipt
+        async with self._sending:  # one nonce at a time for this account
+            return await _transact(self.backend, self.account, action, call, self._timeout)
 
     def __repr__(self) -> str:
         return f"<ChainClient {self.address} on {self.contract_address} via {self.backend!r}>"
+
+
+async def _transact(backend: ChainBackend, account: LocalAccount, action: str,
+                    call: AsyncContractFunction | AsyncContractConstructor,
+                    timeout: float) -> TxReceipt:
+    """Sign and send one transaction, wait until it is mined, and translate errors once.
+
+    Gas is estimated against `backend.estimate_at` (the block the transaction lands in);
+    the whole exchange, estimate to receipt, is bounded by `timeout`.
+    """
+    web3 = backend.web3
+    try:
+        async with asyncio.timeout(timeout):
+            nonce = await web3.eth.get_transaction_count(account.address, "pending")
+            gas = await call.estimate_gas({"from": account.address}, backend.estimate_at)
+            tx = await call.build_transaction(
+                {"from": account.address, "nonce": nonce, "gas": gas + gas // 5})
+            signed = account.sign_transaction(tx)  # type: ignore[arg-type]
+            sent = await web3.eth.send_raw_transaction(signed.raw_transaction)
+            receipt = await web3.eth.wait_for_transaction_receipt(
+                sent, timeout=timeout, poll_latency=0.05)
+    except (ContractLogicError, TransactionFailed) as exc:
+        raise ChainRefused(action, _reason(exc)) from exc
+    except (TimeExhausted, TimeoutError) as exc:
+        raise ChainUnavailable(f"{action}: not confirmed within {timeout:g} s by {backend!r}; "
+                               "it may still be mined: read the state before retrying") from exc
+    except _NETWORK_ERRORS as exc:
+        raise ChainUnavailable(f"{action}: {backend!r} did not answer: {exc}") from exc
+    if receipt["status"] != 1:
+        raise ChainRefused(action, "reverted when mined (the state changed after its "
+                           "estimate); read the state and retry")
+    return receipt
 
 
 def _reason(exc: Exception) -> str:
@@ -307,20 +316,11 @@ async def deploy(backend: ChainBackend, account: LocalAccount, params: ChainPara
     artifact = load_artifact()
     web3 = backend.web3
     factory = web3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    try:
-        nonce = await web3.eth.get_transaction_count(account.address, "pending")
-        tx = await factory.constructor(
-            params.epoch_length, params.commit_blocks, params.reveal_blocks,
-            params.unbond_delay, params.emission_per_epoch.micro,
-        ).build_transaction({"from": account.address, "nonce": nonce})
-        signed = account.sign_transaction(tx)
-        sent = await web3.eth.send_raw_transaction(signed.raw_transaction)
-        receipt = await web3.eth.wait_for_transaction_receipt(sent, timeout=timeout)
-    except (ContractLogicError, TransactionFailed) as exc:
-        raise ChainRefused("deploy", _reason(exc)) from exc
-    except _NETWORK_ERRORS as exc:
-        raise ChainUnavailable(f"deploy: {backend!r} did not answer: {exc}") from exc
+    constructor = factory.constructor(
+        params.epoch_length, params.commit_blocks, params.reveal_blocks, params.unbond_delay,
+        params.emission_per_epoch.micro)
+    receipt = await _transact(backend, account, "deploy", constructor, timeout)
     address = receipt["contractAddress"]
-    if receipt["status"] != 1 or address is None:
-        raise ChainRefused("deploy", "the deployment reverted when mined")
+    if address is None:
+        raise ChainRefused("deploy", "the receipt names no contract address")
     return await ChainClient.connect(backend, address, account, timeout=timeout)
