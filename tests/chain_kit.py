@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
@@ -19,6 +20,8 @@ from marketplace.consensus import (
     ChainBackend,
     ChainClient,
     ChainParams,
+    DevChain,
+    EmbeddedChain,
     Phase,
     deploy,
     load_artifact,
@@ -124,3 +127,22 @@ async def open_anvil(binary: str, log: Path) -> AsyncIterator[str]:
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+BACKENDS = ["embedded", pytest.param("anvil", marks=pytest.mark.anvil)]
+"""The backends a chain test runs on: the contract suite is one conformance suite."""
+
+
+@asynccontextmanager
+async def open_backend(kind: str, tmp_path: Path) -> AsyncIterator[ChainBackend]:
+    """The embedded chain, or a fresh anvil (skipping, saying why, when there is none)."""
+    if kind == "embedded":
+        async with EmbeddedChain() as embedded:
+            yield embedded
+        return
+    binary = anvil_binary()
+    if binary is None:
+        pytest.skip("no anvil: set AAEX_ANVIL or put anvil on PATH (.ci/run installs it "
+                    "with npm install @foundry-rs/anvil)")
+    async with open_anvil(binary, tmp_path / "anvil.log") as url, DevChain(url) as dev:
+        yield dev

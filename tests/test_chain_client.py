@@ -16,12 +16,16 @@ from marketplace.consensus import (
     ChainParams,
     ChainUnavailable,
     EmbeddedChain,
+    EpochOutputs,
     RpcChain,
     backend_for,
+    capability_id,
     chain_account,
     load_artifact,
+    weights_commitment,
 )
 from marketplace.consensus.artifact import source_text
+from marketplace.consensus.chain_encoding import MAX_SELLERS
 from marketplace.consensus.compile import compile_contract
 from tests.conftest import ROOT
 
@@ -94,3 +98,12 @@ def test_the_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     code = section[start:section.index("\n```", start)]
     exec(compile(code, "docs/consensus.md", "exec"), {"__name__": "docs_example"})  # noqa: S102
     assert "stake=Credits(5)" in capsys.readouterr().out
+
+
+def test_the_client_knows_the_contracts_bounds() -> None:
+    assert f"MAX_SELLERS: constant(uint256) = {MAX_SELLERS}\n" in source_text()
+    too_many = {Account.create().address: 1 for _ in range(MAX_SELLERS + 1)}
+    with pytest.raises(UsageError, match="65 sellers in one reveal; the contract takes at most"):
+        weights_commitment(capability_id("x"), 0, Account.create().address, too_many, bytes(32))
+    with pytest.raises(UsageError, match="sellers and incentive differ in length"):
+        EpochOutputs(sellers=("0x" + "11" * 20,), incentive=(), validators=(), dividends=())

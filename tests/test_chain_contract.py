@@ -1,23 +1,28 @@
-"""The consensus contract on the embedded EVM: stakes, registration, commit-reveal, finality.
+"""The consensus contract: stakes, registration, commit-reveal, finality, on every backend.
 
-Each test deploys a fresh contract on py-evm in this process and drives it only through
-`ChainClient`, the same code that talks to anvil or a production RPC endpoint.
+Each test deploys a fresh contract and drives it through `ChainClient` (a hostile caller goes
+straight to the contract): on py-evm in this process, and again on a fresh anvil dev node
+(marked `anvil`, skipped without one), so the suite is the backends' conformance suite.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
 
 from aaex_agents.money import Credits
-from marketplace.consensus import ChainRefused, EmbeddedChain, Phase, capability_id
-from tests.chain_kit import ChainKit, open_test_chain, send_raw
+from marketplace.consensus import ChainRefused, Phase, capability_id
+from tests.chain_kit import BACKENDS, ChainKit, open_backend, open_test_chain, send_raw
 
 CAP = "llm.chat"
 
 
-@pytest.fixture
-async def chain() -> ChainKit:
-    return await open_test_chain(EmbeddedChain())
+@pytest.fixture(params=BACKENDS)
+async def chain(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ChainKit]:
+    async with open_backend(request.param, tmp_path) as backend:
+        yield await open_test_chain(backend)
 
 
 async def test_unstaked_credits_come_back_only_after_the_unbond_delay(chain: ChainKit) -> None:
