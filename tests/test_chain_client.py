@@ -107,3 +107,11 @@ def test_the_client_knows_the_contracts_bounds() -> None:
         weights_commitment(capability_id("x"), 0, Account.create().address, too_many, bytes(32))
     with pytest.raises(UsageError, match="sellers and incentive differ in length"):
         EpochOutputs(sellers=("0x" + "11" * 20,), incentive=(), validators=(), dividends=())
+
+
+def test_a_malformed_address_is_a_one_line_usage_error() -> None:
+    with pytest.raises(UsageError, match="seller 'not-an-address' is not an Ethereum address"):
+        weights_commitment(capability_id("x"), 0, Account.create().address,
+                           {"not-an-address": 1}, bytes(32))
+    with pytest.raises(UsageError, match="EpochOutputs: entry '0x12' is not an Ethereum"):
+        EpochOutputs(sellers=("0x12",), incentive=(1,), validators=(), dividends=())

@@ -27,7 +27,13 @@ from aaex_agents.money import Credits
 
 from .artifact import load_artifact
 from .chain_backends import ChainBackend
-from .chain_encoding import EpochOutputs, capability_id, sorted_weights, weights_commitment
+from .chain_encoding import (
+    EpochOutputs,
+    capability_id,
+    checked_address,
+    sorted_weights,
+    weights_commitment,
+)
 from .errors import ChainRefused, ChainUnavailable
 
 TX_TIMEOUT = 30.0
@@ -109,7 +115,7 @@ class ChainClient:
         self.genesis = genesis
         self._timeout = timeout
         self._contract: AsyncContract = backend.web3.eth.contract(
-            address=backend.web3.to_checksum_address(address), abi=load_artifact().abi)
+            address=checked_address(address, "contract"), abi=load_artifact().abi)
         self._sending = asyncio.Lock()  # one nonce at a time for this account
 
     @property
@@ -127,11 +133,12 @@ class ChainClient:
                       timeout: float = TX_TIMEOUT) -> ChainClient:
         """A client of the contract deployed at `address`, its parameters read from chain."""
         functions = backend.web3.eth.contract(
-            address=backend.web3.to_checksum_address(address), abi=load_artifact().abi).functions
+            address=checked_address(address, "contract"), abi=load_artifact().abi).functions
         try:
-            values = [await getattr(functions, name)().call() for name in (
-                "epoch_length", "commit_blocks", "reveal_blocks", "unbond_delay",
-                "emission_per_epoch", "genesis")]
+            async with asyncio.timeout(timeout):
+                values = [await getattr(functions, name)().call() for name in (
+                    "epoch_length", "commit_blocks", "reveal_blocks", "unbond_delay",
+                    "emission_per_epoch", "genesis")]
         except _NETWORK_ERRORS as exc:
             raise ChainUnavailable(f"no consensus contract answers at {address} on "
                                    f"{backend!r}: {exc}") from exc
@@ -150,11 +157,10 @@ class ChainClient:
     async def clock(self) -> ChainClock:
         """The epoch and window the next transaction will fall in."""
         block = await self._read(self.backend.web3.eth.block_number)
-        offset = (block + 1 - self.genesis) % self.params.epoch_length
-        start = block + 1 - offset
+        pending = block + 1
+        start = pending - (pending - self.genesis) % self.params.epoch_length
         commit_end = start + self.params.commit_blocks
         reveal_end = commit_end + self.params.reveal_blocks
-        pending = block + 1
         phase, nxt = ((Phase.COMMIT, commit_end) if pending < commit_end else
                       (Phase.REVEAL, reveal_end) if pending < reveal_end else
                       (Phase.ATTEST, start + self.params.epoch_length))
@@ -163,7 +169,7 @@ class ChainClient:
 
     async def account_state(self, address: str | None = None) -> AccountState:
         """Balance, stake and unbonding of `address` (default: this client's account)."""
-        who = self.backend.web3.to_checksum_address(address or self.address)
+        who = checked_address(address or self.address, "account")
         f = self._contract.functions
         balance, stake, unbonding, unbond_at = [
             await self._read(call(who).call()) for call in
@@ -202,7 +208,7 @@ class ChainClient:
     async def grant(self, account: str, amount: Credits) -> None:
         """Allocate genesis credits to `account` (the deployer's account only)."""
         await self._send("grant", self._contract.functions.grant(
-            self.backend.web3.to_checksum_address(account), amount.micro))
+            checked_address(account, "account"), amount.micro))
 
     async def stake(self, amount: Credits) -> None:
         """Move `amount` from balance to stake; it votes from the next epoch on."""
@@ -224,7 +230,7 @@ class ChainClient:
     async def register_seller(self, capability: str, seller: str) -> None:
         """Register `seller` for `capability`; only the capability's owner key may."""
         await self._send("register_seller", self._contract.functions.register_seller(
-            capability_id(capability), self.backend.web3.to_checksum_address(seller)))
+            capability_id(capability), checked_address(seller, "seller")))
 
     async def commit_weights(self, capability: str, epoch: int, weights: Mapping[str, int],
                              salt: bytes) -> bytes:

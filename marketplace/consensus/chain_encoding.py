@@ -14,13 +14,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import encode
+from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-from aaex_agents.errors import UsageError
+from aaex_agents.errors import UsageError, quote
 
 MAX_SELLERS = 64
 """The contract's bound on sellers in one reveal and on either side of an epoch's outputs."""
+
+
+def checked_address(value: str, what: str = "address") -> ChecksumAddress:
+    """`value` as a checksummed Ethereum address, or a UsageError naming `what` it was."""
+    try:
+        return to_checksum_address(value)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{what} {quote(value)} is not an Ethereum address; give 0x and "
+                         "40 hex digits, e.g. chain_account(identity).address") from exc
 
 
 def capability_id(name: str) -> bytes:
@@ -37,8 +47,8 @@ def sorted_weights(weights: Mapping[str, int]) -> tuple[list[str], list[int]]:
                          f"at most {MAX_SELLERS}")
     if any(weight < 0 for weight in weights.values()):
         raise UsageError("weights are non-negative integers")
-    order = sorted(weights, key=lambda address: int(address, 16))
-    return [to_checksum_address(a) for a in order], [int(weights[a]) for a in order]
+    order = sorted(weights, key=lambda address: int(checked_address(address, "seller"), 16))
+    return [checked_address(a, "seller") for a in order], [int(weights[a]) for a in order]
 
 
 def weights_commitment(capability: bytes, epoch: int, validator: str,
@@ -47,7 +57,7 @@ def weights_commitment(capability: bytes, epoch: int, validator: str,
     sellers, values = sorted_weights(weights)
     return keccak(encode(
         ["bytes32", "uint256", "address", "address[]", "uint256[]", "bytes32"],
-        [capability, epoch, to_checksum_address(validator), sellers, values, salt]))
+        [capability, epoch, checked_address(validator, "validator"), sellers, values, salt]))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,11 +87,13 @@ class EpochOutputs:
             raise UsageError(f"EpochOutputs: at most {MAX_SELLERS} entries a side")
         if any(v < 0 for v in (*self.incentive, *self.dividends)):
             raise UsageError("EpochOutputs: shares are non-negative integers")
+        for address in (*self.sellers, *self.validators):
+            checked_address(address, "EpochOutputs: entry")
 
     def as_args(self) -> list[Any]:
         """The four arrays in the contract's argument order."""
-        return [[to_checksum_address(a) for a in self.sellers], list(self.incentive),
-                [to_checksum_address(a) for a in self.validators], list(self.dividends)]
+        return [[checked_address(a) for a in self.sellers], list(self.incentive),
+                [checked_address(a) for a in self.validators], list(self.dividends)]
 
     def digest(self) -> bytes:
         """The hash validators attest and `distribute` checks."""
