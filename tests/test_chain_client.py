@@ -115,3 +115,13 @@ def test_a_malformed_address_is_a_one_line_usage_error() -> None:
                            {"not-an-address": 1}, bytes(32))
     with pytest.raises(UsageError, match="EpochOutputs: entry '0x12' is not an Ethereum"):
         EpochOutputs(sellers=("0x12",), incentive=(1,), validators=(), dividends=())
+
+
+async def test_the_embedded_evm_works_off_the_event_loop() -> None:
+    async with EmbeddedChain() as chain:
+        await chain.web3.eth.block_number
+        order: list[str] = []
+        asyncio.get_running_loop().call_soon(order.append, "the loop ran")
+        await chain.web3.eth.block_number  # a request that ran inline would finish first
+        order.append("request answered")
+        assert order == ["the loop ran", "request answered"]

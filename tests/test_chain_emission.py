@@ -9,6 +9,8 @@ capability owner the rest (18% plus every unit the rounding or an empty side lea
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from eth_account import Account
@@ -29,18 +31,21 @@ CAP = "llm.chat"
 shares = st.lists(st.integers(min_value=0, max_value=2**64), max_size=6)
 
 
-async def _final_epoch(emission: int, outputs: EpochOutputs) -> tuple[ChainKit, int, str]:
-    """A fresh chain whose next epoch is final on `outputs`; returns it, the epoch, the owner."""
+@asynccontextmanager
+async def _final_epoch(emission: int,
+                       outputs: EpochOutputs) -> AsyncIterator[tuple[ChainKit, int, str]]:
+    """A fresh chain whose next epoch is final on `outputs`: it, the epoch, the owner."""
     params = ChainParams(epoch_length=FAST.epoch_length, commit_blocks=FAST.commit_blocks,
                          reveal_blocks=FAST.reveal_blocks, unbond_delay=FAST.unbond_delay,
                          emission_per_epoch=Credits(emission))
-    chain = await open_test_chain(EmbeddedChain(), params)
-    owner = await chain.account()
-    await owner.register_capability(CAP)
-    validator = await chain.account(credits=1, stake=1)
-    epoch = await chain.next_epoch(Phase.ATTEST)
-    await validator.attest(CAP, epoch, outputs.digest())
-    return chain, epoch, owner.address
+    async with EmbeddedChain() as backend:
+        chain = await open_test_chain(backend, params)
+        owner = await chain.account()
+        await owner.register_capability(CAP)
+        validator = await chain.account(credits=1, stake=1)
+        epoch = await chain.next_epoch(Phase.ATTEST)
+        await validator.attest(CAP, epoch, outputs.digest())
+        yield chain, epoch, owner.address
 
 
 def _outputs(incentive: list[int], dividends: list[int]) -> EpochOutputs:
@@ -57,7 +62,10 @@ def test_the_emission_split_is_conserved_to_the_unit(
     outputs = _outputs(incentive, dividends)
 
     async def run() -> None:
-        chain, epoch, owner = await _final_epoch(emission, outputs)
+        async with _final_epoch(emission, outputs) as (chain, epoch, owner):
+            await check(chain, epoch, owner)
+
+    async def check(chain: ChainKit, epoch: int, owner: str) -> None:
         supply_before = (await chain.admin.total_supply()).micro
         await chain.admin.distribute(CAP, epoch, outputs)
 
@@ -80,7 +88,12 @@ def test_the_emission_split_is_conserved_to_the_unit(
 
 async def test_emission_pays_only_the_finalized_outputs_and_only_once() -> None:
     outputs = _outputs([3, 1], [1])
-    chain, epoch, owner = await _final_epoch(1_000, outputs)
+    async with _final_epoch(1_000, outputs) as (chain, epoch, owner):
+        await _check_only_once(chain, epoch, owner, outputs)
+
+
+async def _check_only_once(chain: ChainKit, epoch: int, owner: str,
+                           outputs: EpochOutputs) -> None:
     forged = EpochOutputs(sellers=outputs.sellers, incentive=(1, 3),
                           validators=outputs.validators, dividends=outputs.dividends)
     with pytest.raises(ChainRefused, match="distribute: outputs do not match the finalized"):

@@ -2,8 +2,9 @@
 
 One interface, three backends, all reached through web3's `AsyncWeb3`:
 
-- `EmbeddedChain` — py-evm inside this process (eth-tester): the default, so the demo and
-  single-process tests need nothing running. Its state lives and dies with the object.
+- `EmbeddedChain` — py-evm inside this process (eth-tester, on a worker thread): the
+  default, so the demo and single-process tests need nothing running. Its state lives and
+  dies with the object.
 - `DevChain` — a local dev node (anvil) at a loopback URL, shared by several processes in the
   multi-process tests; it can fund accounts and mine blocks on request.
 - `RpcChain` — any EVM JSON-RPC endpoint: production, e.g. the operators' consortium network.
@@ -15,12 +16,15 @@ One interface, three backends, all reached through web3's `AsyncWeb3`:
 from __future__ import annotations
 
 import abc
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, Self
 
 from aiohttp import ClientTimeout
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.providers.eth_tester import AsyncEthereumTesterProvider
-from web3.types import BlockIdentifier, Wei
+from web3.providers.eth_tester.main import _make_request
+from web3.types import BlockIdentifier, RPCEndpoint, RPCResponse, Wei
 
 from aaex_agents.errors import UsageError
 
@@ -63,23 +67,50 @@ class ChainBackend(abc.ABC):
         """Advance the chain by `blocks` empty blocks (dev chains); production raises."""
 
 
+class _EvmThreadProvider(AsyncEthereumTesterProvider):
+    """eth-tester's async provider with the EVM's work moved off the event loop.
+
+    web3's own provider runs py-evm inline, so a transaction blocked the loop for as long as
+    the EVM took (0.5 s for a 64-seller `distribute` on a busy machine). Every request runs
+    on one worker thread instead: py-evm is not thread-safe, and one thread keeps its calls
+    in order.
+    """
+
+    def __init__(self, executor: ThreadPoolExecutor) -> None:
+        super().__init__()
+        self._executor = executor
+
+    async def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        request_id = repr(self._current_request_id)
+        self._current_request_id += 1
+        # web3's module-level handler, the one its provider calls inline (pinned web3 8.x)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, _make_request, method, params, self.api_endpoints,
+            self.ethereum_tester, request_id)
+
+
 class EmbeddedChain(ChainBackend):
     """py-evm in this process, through eth-tester: transactions are mined one block each.
 
-    The EVM runs on the calling thread; one transaction takes about a millisecond of CPU,
-    the same order as the signatures the node already computes on its loop.
+    The EVM runs on one worker thread owned by this object (`aclose` stops it), so the event
+    loop goes on while a transaction executes.
     """
 
     estimate_at = None  # eth-tester estimates against its pending block and takes no other
 
     def __init__(self) -> None:
-        self._provider = AsyncEthereumTesterProvider()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aaex-evm")
+        self._provider = _EvmThreadProvider(self._executor)
         self._web3: AsyncWeb3[Any] = AsyncWeb3(self._provider)
 
     @property
     def web3(self) -> AsyncWeb3[Any]:
         """The handle on this process's EVM."""
         return self._web3
+
+    async def aclose(self) -> None:
+        """Stop the EVM's worker thread; the chain's state is gone with it."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def fund(self, address: str, wei: int) -> None:
         """Send `wei` from eth-tester's prefunded account."""
@@ -89,8 +120,9 @@ class EmbeddedChain(ChainBackend):
         await self._web3.eth.wait_for_transaction_receipt(tx)
 
     async def mine(self, blocks: int) -> None:
-        """Mine `blocks` empty blocks at once."""
-        self._provider.ethereum_tester.mine_blocks(blocks)
+        """Mine `blocks` empty blocks at once (on the EVM's thread)."""
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._provider.ethereum_tester.mine_blocks, blocks)
 
     def __repr__(self) -> str:
         return "<EmbeddedChain py-evm in-process>"
