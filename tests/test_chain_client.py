@@ -11,8 +11,10 @@ from eth_account import Account
 
 from aaex_agents.errors import UsageError
 from aaex_agents.identity import Identity
+from aaex_agents.money import Credits
 from marketplace.consensus import (
     ChainClient,
+    ChainConfig,
     ChainParams,
     ChainUnavailable,
     EmbeddedChain,
@@ -22,6 +24,7 @@ from marketplace.consensus import (
     capability_id,
     chain_account,
     load_artifact,
+    open_chain,
     weights_commitment,
 )
 from marketplace.consensus.artifact import source_text
@@ -125,3 +128,22 @@ async def test_the_embedded_evm_works_off_the_event_loop() -> None:
         await chain.web3.eth.block_number  # a request that ran inline would finish first
         order.append("request answered")
         assert order == ["the loop ran", "request answered"]
+
+
+async def test_open_chain_deploys_on_the_embedded_chain_with_the_node_as_admin() -> None:
+    node = chain_account(Identity.generate())
+    async with open_chain(ChainConfig(), node) as chain:
+        assert (await chain.clock()).epoch == 0
+        await chain.grant(node.address, Credits(10))  # only the admin may
+        assert (await chain.account_state()).balance == Credits(10)
+
+
+def test_a_chain_config_names_what_is_wrong() -> None:
+    with pytest.raises(UsageError, match=r"chain.contract is required with an RPC chain"):
+        ChainConfig(rpc="http://127.0.0.1:8545")
+    with pytest.raises(UsageError, match=r"chain.rpc 'ws://x' is neither 'embedded' nor"):
+        ChainConfig(rpc="ws://x", contract="0x" + "11" * 20)
+    with pytest.raises(UsageError, match=r"chain.contract '0xnope' is not an Ethereum address"):
+        ChainConfig(contract="0xnope")
+    with pytest.raises(UsageError, match=r"chain.timeout must be positive"):
+        ChainConfig(timeout=0)

@@ -1,6 +1,7 @@
 """Consensus: what every operator of the market must agree on, kept on an EVM chain.
 
-    chain_client ──► chain_backends (embedded py-evm | dev node | any JSON-RPC)
+    chain_config (open_chain) ──► chain_client ──► chain_backends
+                                  (embedded py-evm | dev node | any JSON-RPC)
          │
          ├──► chain_encoding (the bytes the contract hashes)     chain_keys (node → account)
          └──► artifact (contracts/consensus.vy, compiled to contracts/consensus.json)
@@ -19,6 +20,7 @@ from .chain_client import (
     Phase,
     deploy,
 )
+from .chain_config import ChainConfig, open_chain
 from .chain_encoding import EpochOutputs, capability_id, weights_commitment
 from .chain_keys import chain_account
 from .errors import ChainError, ChainRefused, ChainUnavailable
@@ -30,6 +32,7 @@ __all__ = [
     "ChainBackend",
     "ChainClient",
     "ChainClock",
+    "ChainConfig",
     "ChainError",
     "ChainParams",
     "ChainRefused",
@@ -44,5 +47,6 @@ __all__ = [
     "chain_account",
     "deploy",
     "load_artifact",
+    "open_chain",
     "weights_commitment",
 ]
