@@ -46,6 +46,9 @@ Whose fault it is decides where an error sits in the tree::
     │                               agreement
     ├── LedgerError                 (marketplace.contracts.errors) the ledger did not do what was
     │                               asked; nothing was written
+    ├── ChainError                  (marketplace.consensus.errors) the consensus chain refused
+    │                               a transaction (ChainRefused) or did not answer
+    │                               (ChainUnavailable)
     ├── TradeError                  (marketplace.trade.errors) a seller or the wallet refused
     │                               (Refusal, SpendingRefused), or nobody delivered
     │                               (DelegationFailed)
