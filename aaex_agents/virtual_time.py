@@ -20,6 +20,11 @@ The rules (each is what the standard technique does; Twisted's `Clock` and trio'
   waited for in real time, and the clock stands still meanwhile: it takes no virtual time,
   and no timer fires early because a thread was slow. Other threads that call back into the
   loop (``call_soon_threadsafe``) are not tracked: time may jump before they do.
+- With ``inline_executors=True`` that work runs on the loop's own thread instead, at the
+  call, and the future comes back done: no thread is started, the run is deterministic, and
+  thousands of executors (one per SQLite ledger) cost nothing while idle. Only for work that
+  may run on the loop's thread (SQLite connections opened with ``check_same_thread=False``,
+  as the ledger and agent storage open theirs) and is short: the loop waits for it.
 - Real I/O is refused: waiting on a socket or a pipe would mix real and virtual time, so
   registering any file descriptor with the loop (a connection, a server, a subprocess pipe)
   raises `UsageError`. The in-memory transport is what a virtual-time program talks over.
@@ -48,6 +53,8 @@ DEFAULT_START = 1_750_000_000.0
 
 _THREAD_POLL_S = 1.0
 """Longest real wait in one poll while executor work is in flight (signals are seen)."""
+_DRAIN_EVERY = 64
+"""Loop iterations between two polls of the self-pipe when no thread is at work."""
 
 
 class _VirtualSelector(selectors.BaseSelector):
@@ -61,6 +68,7 @@ class _VirtualSelector(selectors.BaseSelector):
         self._real = selectors.DefaultSelector()
         self._loop = loop
         self.sealed = False
+        self._polls = 0
 
     @override
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
@@ -81,13 +89,19 @@ class _VirtualSelector(selectors.BaseSelector):
     @override
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         loop = self._loop
-        if timeout is not None and timeout <= 0:
-            return self._real.select(0)
-        if loop.threads_at_work:  # a thread's result wakes us through the self-pipe
+        if loop.threads_at_work and timeout != 0:
+            # Nothing else to run: wait (in real time) for a thread's result, which comes
+            # through the self-pipe; the clock stands still.
             return self._real.select(_THREAD_POLL_S)
-        ready = self._real.select(0)
-        if ready or timeout is None:
-            return ready or self._real.select(None)
+        # The only descriptor is the self-pipe; what threads and signals schedule through it
+        # is already in the loop's ready queue, so it is drained every so often, not on
+        # every iteration (a system call each would cost more than most callbacks).
+        self._polls += 1
+        ready = self._real.select(0) if self._polls % _DRAIN_EVERY == 0 else []
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            return self._real.select(None)  # no timer at all: wait as a real loop would
         loop.advance(timeout)  # nothing runnable: jump to the earliest timer
         return []
 
@@ -109,10 +123,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     Args:
         start: epoch seconds its `clock` reads at loop time 0.
+        inline_executors: run `run_in_executor` work on the loop's thread, at the call.
     """
 
-    def __init__(self, *, start: float = DEFAULT_START) -> None:
+    def __init__(self, *, start: float = DEFAULT_START, inline_executors: bool = False) -> None:
         selector = _VirtualSelector(self)
+        self.inline_executors = inline_executors
         self._now = 0.0
         self.threads_at_work = 0
         """Executor calls whose result has not come back yet (the clock waits for them)."""
@@ -135,6 +151,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     @override
     def run_in_executor(self, executor: Executor | None, func: Callable[[*Ts], T],
                         *args: *Ts) -> asyncio.Future[T]:
+        if self.inline_executors:
+            done: asyncio.Future[T] = self.create_future()
+            try:
+                done.set_result(func(*args))
+            except BaseException as exc:  # noqa: BLE001 - the caller gets it from the future
+                done.set_exception(exc)
+            return done
         future = super().run_in_executor(executor, func, *args)
         self.threads_at_work += 1
         future.add_done_callback(self._thread_done)
@@ -189,9 +212,13 @@ def virtual_clock() -> VirtualClock:
     return loop.clock
 
 
-def run_virtual(main: Coroutine[Any, Any, T], *, start: float = DEFAULT_START) -> T:
+def run_virtual(main: Coroutine[Any, Any, T], *, start: float = DEFAULT_START,
+                inline_executors: bool = False) -> T:
     """Run `main` to completion on a fresh `VirtualTimeLoop` (like `asyncio.run`)."""
-    with asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(start=start)) as runner:
+    def factory() -> VirtualTimeLoop:
+        return VirtualTimeLoop(start=start, inline_executors=inline_executors)
+
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
 
 

@@ -103,6 +103,28 @@ def test_executor_work_takes_no_virtual_time_and_no_timer_fires_during_it() -> N
     assert run_virtual(main()) == ("done", 0.0, False)
 
 
+def test_inline_executor_work_runs_on_the_loop_thread_and_takes_no_virtual_time() -> None:
+    def work(fail: bool) -> int:
+        if fail:
+            raise ValueError("bad row")
+        return threading.get_ident()
+
+    async def main() -> tuple[bool, float, int]:
+        loop = asyncio.get_running_loop()
+        clock = virtual_clock()
+        sleeper = asyncio.ensure_future(clock.sleep(5))
+        ran_on = await loop.run_in_executor(None, work, False)
+        with pytest.raises(ValueError, match="bad row"):
+            await asyncio.to_thread(work, True)
+        at = clock.elapsed
+        await sleeper
+        return ran_on == threading.get_ident(), at, threading.active_count()
+
+    before = threading.active_count()
+    same_thread, at, threads = run_virtual(main(), inline_executors=True)
+    assert (same_thread, at, threads) == (True, 0.0, before)
+
+
 def test_real_io_is_refused() -> None:
     async def main() -> None:
         left, right = socket.socketpair()
