@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import heapq
 import json
 import random
 from collections import Counter
@@ -139,8 +138,7 @@ class RoutingTable:
             self._buckets[(self._own_id ^ peer_id).bit_length()].remove(peer)
 
     def closest(self, target: int, count: int) -> list[str]:
-        return [p for _, p in heapq.nsmallest(count, [(i ^ target, p)
-                                                      for p, i in self._ids.items()])]
+        return [p for _, p in sorted([(i ^ target, p) for p, i in self._ids.items()])[:count]]
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -251,7 +249,7 @@ class SimDiscovery:
         asked = {self.peer_id}
         rounds = 0
         while True:
-            best = heapq.nsmallest(settle, known, key=known.__getitem__)
+            best = sorted(known, key=known.__getitem__)[:settle]
             pending = [p for p in best if p not in asked][:alpha]
             if not pending:
                 break
@@ -267,7 +265,7 @@ class SimDiscovery:
                     if found not in known and found not in asked:
                         known[found] = node_id(found) ^ target
         self.dht_stats.hops.append(rounds)
-        return heapq.nsmallest(k, known, key=known.__getitem__)
+        return sorted(known, key=known.__getitem__)[:k]
 
     async def bootstrap(self) -> int:
         for seed in self.seeds:

@@ -33,6 +33,8 @@ class Metrics:
     window: tuple[float, float]
     lookups: list[Lookup] = field(default_factory=list)
     negotiations: int = 0
+    answers: Counter[str] = field(default_factory=Counter)
+    """How each invited seller answered a call: ``offer``, a decline's reason, or error."""
     agreements: list[float] = field(default_factory=list)
     delegations: Counter[str] = field(default_factory=Counter)
     delegation_s: list[float] = field(default_factory=list)
@@ -72,6 +74,7 @@ def trade_figures(metrics: Metrics) -> dict[str, Any]:
         "negotiations": metrics.negotiations, "agreements": len(metrics.agreements),
         "negotiation_success": round(len(metrics.agreements) / metrics.negotiations, 4)
         if metrics.negotiations else None,
+        "sellers_answered": dict(metrics.answers.most_common()),
         "agreements_per_s": round(len(metrics.agreements) / seconds, 4),
         "agreements_per_s_peak_minute": round(max(per_minute.values(), default=0) / 60, 4),
         "delegations": total,

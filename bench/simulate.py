@@ -55,6 +55,7 @@ from bench.sim_appliance import (
     offerings,
     run_appliance,
 )
+from bench.sim_crypto import SignatureStats, shared_signature_checks
 from bench.sim_dht import KademliaConfig, Overlay
 from bench.sim_net import WanRoute
 from bench.sim_report import Lookup, Metrics, check_ledgers, lookup_figures, plot, trade_figures
@@ -132,8 +133,15 @@ async def simulate(scenario: Scenario, *, tamper: Tamper | None = None,
                    progress: Callable[[float, str], None] | None = None
                    ) -> tuple[Metrics, dict[str, Any]]:
     """Run one scenario on the running virtual-time loop; its metrics and figures."""
+    with shared_signature_checks() as signatures:
+        return await _simulate(scenario, tamper, progress, signatures)
+
+
+async def _simulate(scenario: Scenario, tamper: Tamper | None,
+                    progress: Callable[[float, str], None] | None,
+                    signatures: SignatureStats) -> tuple[Metrics, dict[str, Any]]:
     clock = virtual_clock()
-    started_wall = time.perf_counter()
+    started_wall, started_cpu = time.perf_counter(), time.process_time()
     appliances, catalogue = build(scenario)
     metrics = Metrics(scenario.window)
     route = WanRoute(one_way_ms=scenario.one_way_ms, loss=scenario.loss, seed=scenario.seed)
@@ -167,6 +175,10 @@ async def simulate(scenario: Scenario, *, tamper: Tamper | None = None,
         def heard(event: str, details: dict[str, Any]) -> None:
             if event == "offers" and metrics.inside(clock.elapsed):
                 metrics.negotiations += 1
+                for offer in details["offers"]:
+                    why = offer["declined"]
+                    metrics.answers["offer" if why is None else why.split(":")[0]
+                                    if not why.startswith("error:") else why] += 1
             elif event == "agreement" and metrics.inside(clock.elapsed):
                 metrics.agreements.append(clock.elapsed)
 
@@ -210,12 +222,16 @@ async def simulate(scenario: Scenario, *, tamper: Tamper | None = None,
         for flag in ready:
             await flag.wait()
         gc.freeze()  # the long-lived objects of 3,000 appliances: out of the collector's way
-        phases: dict[str, float] = {"boot": time.perf_counter() - started_wall}
+        phases = {"boot": (time.perf_counter() - started_wall,
+                           time.process_time() - started_cpu)}
         while clock.elapsed < scenario.horizon:
             await clock.sleep(min(30.0, scenario.horizon - clock.elapsed))
             for name, at in (("warmup", start), ("window", end)):
                 if name not in phases and clock.elapsed >= at:
-                    phases[name] = time.perf_counter() - started_wall - sum(phases.values())
+                    phases[name] = (time.perf_counter() - started_wall
+                                    - sum(w for w, _ in phases.values()),
+                                    time.process_time() - started_cpu
+                                    - sum(c for _, c in phases.values()))
             if progress is not None:
                 progress(clock.elapsed, f"agreements {len(metrics.agreements):,}  online "
                          f"{sum(a.online for a in appliances):,}/{len(appliances):,}")
@@ -224,15 +240,18 @@ async def simulate(scenario: Scenario, *, tamper: Tamper | None = None,
             await tamper(appliances)
         ledgers = await check_ledgers(appliances)
         stop.set()
-    wall = time.perf_counter() - started_wall
-    phases["drain_and_check"] = wall - sum(phases.values())
+    wall, cpu = time.perf_counter() - started_wall, time.process_time() - started_cpu
+    phases["drain_and_check"] = (wall - sum(w for w, _ in phases.values()),
+                                 cpu - sum(c for _, c in phases.values()))
     hops = world.overlay.stats.hops
     figures = {
         "appliances": scenario.appliances, "hours": scenario.hours, "churn": scenario.churn,
         "capabilities": len(catalogue), "sellers": scenario.appliances
         * scenario.capabilities_each,
-        "wall_s": round(wall, 1), "simulated_s": round(clock.elapsed, 1),
-        "wall_s_by_phase": {k: round(v, 1) for k, v in phases.items()},
+        "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+        "simulated_s": round(clock.elapsed, 1),
+        "wall_s_by_phase": {k: round(w, 1) for k, (w, _) in phases.items()},
+        "cpu_s_by_phase": {k: round(c, 1) for k, (_, c) in phases.items()},
         "lookup": lookup_figures(metrics), "trade": trade_figures(metrics), "ledgers": ledgers,
         "dht": {"walks": world.overlay.stats.walks, "rpcs": world.overlay.stats.rpcs,
                 "rpc_failures": world.overlay.stats.rpc_failures,
@@ -242,6 +261,7 @@ async def simulate(scenario: Scenario, *, tamper: Tamper | None = None,
         "network": {"frames": route.stats.frames, "lost": route.stats.lost,
                     "to_departed": route.stats.dead},
         "churned": sum(len(a.sessions) > 1 for a in appliances),
+        "signature_checks": {"made": signatures.checks, "distinct": signatures.computed},
     }
     return metrics, figures
 
@@ -249,7 +269,7 @@ async def simulate(scenario: Scenario, *, tamper: Tamper | None = None,
 def table(name: str, f: dict[str, Any]) -> str:
     lookup, trade, books = f["lookup"], f["trade"], f["ledgers"]
     rows = [["figure", name],
-            ["wall time (s)", f"{f['wall_s']}"],
+            ["wall time / CPU time (s)", f"{f['wall_s']} / {f['cpu_s']}"],
             ["lookups", f"{lookup['lookups']:,}"],
             ["lookup success", f"{lookup['success']}"],
             ["lookup recall of online sellers", f"{lookup['recall']}"],
