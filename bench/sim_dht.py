@@ -1,8 +1,14 @@
 """An in-memory Kademlia DHT that stands in for `discovery.dht.Discovery` in the simulation.
 
 py-libp2p runs one trio host per node in a thread: a process cannot hold 3,000 of them. This
-DHT keeps what matters to discovery's behaviour and cost and runs over the simulation's
-`MemoryNetwork`, so every hop pays the network's latency and loss:
+DHT keeps what matters to discovery's behaviour and cost. Every call between two of its nodes
+waits a round trip of the simulated network on the virtual clock (`Overlay.plan`, with
+`bench.sim_net.WanRoute`'s latency, loss and departed peers); calls are method calls between
+the node objects, not frames on the memory transport: the DHT's messages carry no envelope
+or signature in the product either (libp2p streams), and a walk round then costs one timer
+instead of a task, a timeout and a timer per call. Walks are round-synchronous like
+py-libp2p's (`alpha` calls, then wait for all of them), so a departed peer still in a routing
+table costs its round the call's timeout:
 
 - node ids are SHA-256 of the peer id, keys SHA-256 of the DHT key (as py-libp2p sorts by
   distance); XOR routing tables of k-buckets (k = 20) that learn every peer that calls or
