@@ -224,8 +224,9 @@ async def _simulate(scenario: Scenario, tamper: Tamper | None,
         gc.freeze()  # the long-lived objects of 3,000 appliances: out of the collector's way
         phases = {"boot": (time.perf_counter() - started_wall,
                            time.process_time() - started_cpu)}
-        while clock.elapsed < scenario.horizon:
-            await clock.sleep(min(30.0, scenario.horizon - clock.elapsed))
+        last_tick = scenario.horizon - 1.0  # the sessions all end at the horizon
+        while clock.elapsed < last_tick:
+            await clock.sleep(min(30.0, last_tick - clock.elapsed))
             for name, at in (("warmup", start), ("window", end)):
                 if name not in phases and clock.elapsed >= at:
                     phases[name] = (time.perf_counter() - started_wall
@@ -235,7 +236,7 @@ async def _simulate(scenario: Scenario, tamper: Tamper | None,
             if progress is not None:
                 progress(clock.elapsed, f"agreements {len(metrics.agreements):,}  online "
                          f"{sum(a.online for a in appliances):,}/{len(appliances):,}")
-        await clock.sleep(1.0)  # the last sessions end at the horizon
+        await clock.sleep(scenario.horizon + 1.0 - clock.elapsed)  # past the last sessions
         if tamper is not None:
             await tamper(appliances)
         ledgers = await check_ledgers(appliances)
