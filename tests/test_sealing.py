@@ -35,6 +35,12 @@ from aaex_agents.sealing import (
     seal_on_channel,
     seal_request,
 )
+from aaex_agents.transport.libp2p import (
+    Libp2pConfig,
+    Libp2pHost,
+    Libp2pTransport,
+    open_libp2p_host,
+)
 from aaex_agents.transport.memory import Deliver, MemoryNetwork
 
 MARKER = "marker-7f3a9c-never-in-the-clear"
@@ -271,3 +277,37 @@ def test_inbound_channels_are_bounded_per_sender_and_in_all() -> None:
             ring.keep(ring.open(wire, lambda _: target))
     assert ring.inbound_channels == 5
     assert all(0 < count <= 2 for count in map(len, ring._per_sender.values()))
+
+
+class RecordingLibp2p(Libp2pTransport):
+    """A real libp2p transport that also keeps the frames handed to it and their replies."""
+
+    def __init__(self, host: Libp2pHost) -> None:
+        super().__init__(host)
+        self.frames: list[bytes] = []
+
+    async def request(self, endpoint: str, frame: bytes, *, timeout: float) -> bytes | None:
+        self.frames.append(frame)
+        reply = await super().request(endpoint, frame, timeout=timeout)
+        if reply is not None:
+            self.frames.append(reply)
+        return reply
+
+
+async def test_envelopes_handed_to_libp2p_are_sealed_under_noise_too() -> None:
+    """libp2p's Noise already encrypts the stream; the envelope inside it is sealed as well,
+    so a libp2p relay or a node that logs streams finds no plaintext either."""
+    config = Libp2pConfig(dht=False)
+    worker, caller = Worker(), Caller()
+    directory = StaticDirectory()
+    async with open_libp2p_host(config) as first, open_libp2p_host(config) as second:
+        sending = RecordingLibp2p(second)
+        async with open_runtime(worker, transports=[Libp2pTransport(first)]) as serving, \
+                open_runtime(caller, transports=[sending], directory=directory) as asking:
+            directory.add(worker.address, *serving.endpoints)
+            for n in range(2):
+                reply = await asking.context(caller).ask(worker.address, Task(text=MARKER))
+                assert reply == Done(text=f"done: {MARKER}"), n
+    assert worker.seen == [MARKER, MARKER]
+    assert len(sending.frames) == 6  # key request and answer, then two sealed exchanges
+    assert not any(MARKER.encode() in frame for frame in sending.frames)

@@ -42,6 +42,7 @@ from aaex_agents.errors import AaexError, UsageError
 from aaex_agents.llm import LLMService
 from aaex_agents.runtime import Runtime
 from aaex_agents.transport.base import Transport
+from aaex_agents.transport.http import ENVELOPE_PATH
 from aaex_agents.transport.libp2p import (
     Libp2pConfig,
     Libp2pHost,
@@ -401,6 +402,8 @@ async def _open_advertisers(stack: AsyncExitStack, config: NodeConfig, runtime: 
     if discovery is None:
         return ()
     http_endpoints = [e for e in runtime.endpoints if e.startswith("http")]
+    if http_endpoints and config.node.http_public:
+        http_endpoints = [f"http://{config.node.http_public}{ENVELOPE_PATH}"]
     advertisers = []
     for agent in runtime.agents.values():
         advertisers.append(await stack.enter_async_context(open_advertiser(
