@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from .envelope import DEFAULT_MAX_FRAME_BYTES
-from .errors import UnknownChannel, UsageError, WrongTarget
+from .errors import UnknownChannel, UsageError, WrongTarget, clip
 from .hpke import PUBLIC_KEY_BYTES
 from .identity import Identity
 from .model import Message
 from .sealing import (
-    CHANNEL_TAG,
     ChannelKeys,
     Opened,
     is_sealed,
@@ -108,6 +107,8 @@ class Keyring:
         self.policy = policy or SealingPolicy()
         self._keys: OrderedDict[str, bytes] = OrderedDict()
         self._outbound: dict[tuple[str, str], _Outbound] = {}
+        self._opening: set[tuple[str, str]] = set()
+        """Pairs whose channel-opening request is in flight: others go by HPKE meanwhile."""
         self._inbound: OrderedDict[tuple[str, str, bytes], ChannelKeys] = OrderedDict()
         self._per_sender: dict[str, OrderedDict[tuple[str, str, bytes], None]] = {}
 
@@ -137,14 +138,23 @@ class Keyring:
             channel.uses += 1
             return Sealed(seal_on_channel(frame, sender=sender, target=target,
                                           keys=channel.keys), channel.keys, True, False)
-        keep = self.policy.channels
+        keep = self.policy.channels and pair not in self._opening
+        if keep:
+            self._opening.add(pair)
         wire, keys = seal_request(frame, sender=sender, target=target, recipient_key=key,
                                   keep=keep)
         return Sealed(wire, keys, False, keep)
 
-    def answered(self, sealed: Sealed, *, sender: str, target: str, now: float) -> None:
-        """The peer took `sealed`: a kept HPKE seal's keys become the pair's channel."""
-        if sealed.keep and (sender, target) not in self._outbound:
+    def settle(self, sealed: Sealed, *, sender: str, target: str, now: float,
+               taken: bool) -> None:
+        """Note that the exchange of `sealed` ended (call it once per `seal`, whatever happened).
+
+        If the peer has `taken` a channel-opening request, its keys become the pair's channel.
+        """
+        if not sealed.keep:
+            return
+        self._opening.discard((sender, target))
+        if taken:
             self._outbound[(sender, target)] = _Outbound(sealed.keys, 0, now)
 
     def forget_channel(self, sender: str, target: str) -> None:
@@ -163,18 +173,19 @@ class Keyring:
         """
         if not is_sealed(frame):
             return Opened(frame)
-        tag, sender, target, key_id = peek(frame, max_bytes=max_bytes)
+        peeked = peek(frame, max_bytes=max_bytes)
+        sender, target, key_id = peeked.sender, peeked.target, peeked.key_id
         recipient = identity_of(target)
         if recipient is None:
-            raise WrongTarget(f"{target} is not hosted here")
-        if tag != CHANNEL_TAG or key_id is None:
-            return open_request(frame, recipient)
+            raise WrongTarget(f"{clip(target)} is not hosted here")
+        if key_id is None:
+            return open_request(peeked, recipient)
         keys = self._inbound.get((sender, target, key_id))
         if keys is None:
             raise UnknownChannel(f"no channel {key_id.hex()[:8]} from {sender[:12]}.. is held "
                                  "here; seal to this agent's key instead")
         self._inbound.move_to_end((sender, target, key_id))
-        return open_on_channel(frame, keys)
+        return open_on_channel(peeked, keys)
 
     def keep(self, opened: Opened) -> None:
         """Hold a new channel once its first envelope passed every check."""

@@ -320,6 +320,7 @@ class Runtime:
                               ttl=self.config.envelope_ttl, session=session,
                               in_reply_to=in_reply_to)
         sealed: Sealed | None = None
+        taken = False
         try:
             async with asyncio.timeout(limit):
                 if not isinstance(message, KeyRequest):  # the one plaintext message: no secret
@@ -335,13 +336,16 @@ class Runtime:
                     self.keyring.forget_channel(agent.address, to)  # the peer restarted...
                     sealed = self._seal(frame, agent, to, key, fresh=True)
                     reply_frame = await self._deliver(to, sealed.frame, limit)
+                taken = True
         except TimeoutError:
             raise RequestTimeout(f"{to} did not answer {message.message_type} within "
                                  f"{limit} s") from None
+        finally:
+            if sealed is not None:
+                self.keyring.settle(sealed, sender=agent.address, target=to,
+                                    now=self._clock.now(), taken=taken)
         if sealed is not None:
             self.metrics.sent += 1  # a key request is the seal's, not the agent's, message
-            self.keyring.answered(sealed, sender=agent.address, target=to,
-                                  now=self._clock.now())
         if reply_frame is None:
             return request, None
         try:
