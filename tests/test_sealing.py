@@ -3,6 +3,7 @@ sealed frames are refused with a reason, and what a relay sees holds no plaintex
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
@@ -311,3 +312,34 @@ async def test_envelopes_handed_to_libp2p_are_sealed_under_noise_too() -> None:
     assert worker.seen == [MARKER, MARKER]
     assert len(sending.frames) == 6  # key request and answer, then two sealed exchanges
     assert not any(MARKER.encode() in frame for frame in sending.frames)
+
+
+class Gathering(Worker):
+    """Holds every task until `expected` are in, so they are all in flight at once."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__()
+        self.expected = expected
+        self.all_in = asyncio.Event()
+
+    @handler
+    async def on_task(self, ctx: Context, msg: Task) -> Done:
+        self.seen.append(msg.text)
+        if len(self.seen) >= self.expected:
+            self.all_in.set()
+        await asyncio.wait_for(self.all_in.wait(), 10)
+        return Done(text=f"done: {msg.text}")
+
+
+async def test_concurrent_first_asks_open_one_channel_and_it_is_used_after() -> None:
+    tap = Wiretap()
+    worker = Gathering(expected=40)
+    async with pair(MemoryNetwork(route=tap), worker=worker) as (serving, asking, _, caller):
+        ctx = asking.context(caller)
+        await asyncio.gather(*(ctx.ask(worker.address, Task(text=str(n))) for n in range(40)))
+        # One of the forty asked the worker to keep its secret; the others went by HPKE.
+        assert serving.keyring.inbound_channels == 1
+        tap.frames.clear()
+        await ctx.ask(worker.address, Task(text="after"))
+        assert tap.tags() == [CHANNEL_TAG, REPLY_TAG]
+        assert serving.metrics.rejected["unknown_channel"] == 0
