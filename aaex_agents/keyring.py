@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from .envelope import DEFAULT_MAX_FRAME_BYTES
-from .errors import UnknownChannel, UsageError, WrongTarget, clip
+from .envelope import DEFAULT_MAX_FRAME_BYTES, Envelope
+from .errors import UnknownChannel, UnsealedEnvelope, UsageError, WrongTarget, clip
 from .hpke import PUBLIC_KEY_BYTES
 from .identity import Identity
 from .model import Message
@@ -66,6 +66,9 @@ class SealingPolicy:
         inbound_channels: channel keys held for senders, in all (default 10,000, ~3 MB).
         inbound_per_sender: channel keys held for one sender (default 16).
         known_keys: peers' encryption keys remembered (default 10,000).
+        accept_plaintext: take signed envelopes that come unsealed (default True: older
+            peers and tools that send hand-built frames; their reply goes back unsealed).
+            False refuses all but the key request with `UnsealedEnvelope`; a node runs so.
     """
 
     channels: bool = True
@@ -74,6 +77,7 @@ class SealingPolicy:
     inbound_channels: int = 10_000
     inbound_per_sender: int = 16
     known_keys: int = 10_000
+    accept_plaintext: bool = True
 
     def __post_init__(self) -> None:
         for name in ("channel_messages", "channel_age", "inbound_channels",
@@ -186,6 +190,20 @@ class Keyring:
                                  "here; seal to this agent's key instead")
         self._inbound.move_to_end((sender, target, key_id))
         return open_on_channel(peeked, keys)
+
+    def admit(self, opened: Opened, envelope: Envelope) -> None:
+        """Check that `envelope`, as `opened` from its frame, may be taken as it came.
+
+        Raises:
+            ReaddressedEnvelope: its signed addresses are not the seal's.
+            UnsealedEnvelope: it came in plaintext, which this policy refuses (but for a
+                key request, the one message that must come before a seal).
+        """
+        opened.check(envelope)
+        if not (opened.sealed or self.policy.accept_plaintext
+                or envelope.message_type == KeyRequest.message_type):
+            raise UnsealedEnvelope(f"{envelope.message_type} came in plaintext; this agent "
+                                   "takes only envelopes sealed to its key")
 
     def keep(self, opened: Opened) -> None:
         """Hold a new channel once its first envelope passed every check."""

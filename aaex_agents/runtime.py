@@ -184,7 +184,7 @@ class Runtime:
             opened = self.keyring.open(frame, self._identity_of,
                                        max_bytes=self.config.policy.max_frame_bytes)
             envelope = self._check(opened.frame)
-            opened.check(envelope)
+            self.keyring.admit(opened, envelope)
             agent = self._agents[envelope.target]
             if envelope.message_type == KeyRequest.message_type:  # answered by the runtime
                 reply: Message | None = KeyAnswer(key=agent.identity.encryption_public_key)

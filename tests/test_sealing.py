@@ -25,7 +25,8 @@ from aaex_agents import (
 from aaex_agents.envelope import decode_frame, seal
 from aaex_agents.errors import BadSeal, EnvelopeRejected, ReaddressedEnvelope
 from aaex_agents.identity import Identity
-from aaex_agents.keyring import Keyring, SealingPolicy
+from aaex_agents.keyring import KeyAnswer, KeyRequest, Keyring, SealingPolicy
+from aaex_agents.model import decode_payload
 from aaex_agents.runtime import Runtime, RuntimeConfig
 from aaex_agents.sealing import (
     CHANNEL_TAG,
@@ -343,3 +344,33 @@ async def test_concurrent_first_asks_open_one_channel_and_it_is_used_after() -> 
         await ctx.ask(worker.address, Task(text="after"))
         assert tap.tags() == [CHANNEL_TAG, REPLY_TAG]
         assert serving.metrics.rejected["unknown_channel"] == 0
+
+
+async def test_a_runtime_that_takes_only_sealed_envelopes_refuses_plaintext_but_key_requests(
+        ) -> None:
+    network = MemoryNetwork()
+    worker, sender = Worker(), Identity.generate()
+    config = RuntimeConfig(sealing=SealingPolicy(accept_plaintext=False))
+    async with open_runtime(worker, transports=[network.transport("w")],
+                            config=config) as serving:
+        client = network.transport("c")
+        plain = seal(sender, target=worker.address, message=Task(text=MARKER), now=time.time(),
+                     ttl=30)[1]
+        with pytest.raises(PeerRejected) as refused:
+            await client.request(serving.endpoints[0], plain, timeout=5)
+        assert refused.value.reason == "unsealed"
+        assert "came in plaintext" in refused.value.detail
+        asked = seal(sender, target=worker.address, message=KeyRequest(), now=time.time(),
+                     ttl=30)[1]
+        answer = decode_frame(await client.request(serving.endpoints[0], asked, timeout=5) or b"")
+        answer.verify()  # signed by the worker itself
+        assert answer.sender == worker.address
+        assert decode_payload(KeyAnswer, answer.payload).key == \
+            worker.identity.encryption_public_key
+        caller = Caller()
+        directory = StaticDirectory({worker.address: serving.endpoints})
+        async with open_runtime(caller, transports=[network.transport("c2")],
+                                directory=directory) as asking:
+            assert await asking.context(caller).ask(worker.address, Task(text="sealed")) == \
+                Done(text="done: sealed")
+    assert worker.seen == ["sealed"]

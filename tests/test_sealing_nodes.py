@@ -10,10 +10,14 @@ through the relay it was given as its seed.
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
 
+from aaex_agents import HttpTransport, Identity, Message, PeerRejected
+from aaex_agents.envelope import seal
 from tests.node_kit import aaex, buy_until, running_node, two_operators
 from tests.relay import tcp_relay
 
@@ -65,6 +69,28 @@ async def _buy_echo(capsys: pytest.CaptureFixture[str], ops_buyer: Path, ops: ob
     return out
 
 
+class Probe(Message, type="test_sealing_nodes.probe/1"):
+    note: str
+
+
+async def _plaintext_is_refused(capsys: pytest.CaptureFixture[str], toml: Path,
+                                endpoints: list[str]) -> None:
+    """A node takes only sealed envelopes: a signed one in plaintext is refused, unread."""
+    code, out, _ = await aaex(capsys, "account", "show", "--config", str(toml), "--json")
+    assert code == 0
+    target = json.loads(out)[0]["address"]
+    frame = seal(Identity.generate(), target=target, message=Probe(note=MARKER),
+                 now=time.time(), ttl=30)[1]
+    client = HttpTransport()
+    try:
+        with pytest.raises(PeerRejected) as refused:
+            await client.request(next(e for e in endpoints if e.startswith("http")), frame,
+                                 timeout=10)
+    finally:
+        await client.aclose()
+    assert refused.value.reason == "unsealed"
+
+
 async def test_http_relays_between_two_nodes_see_no_plaintext_of_the_task(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ops = two_operators(tmp_path, {"note": MARKER}, "")
@@ -81,6 +107,7 @@ async def test_http_relays_between_two_nodes_see_no_plaintext_of_the_task(
                 to_buyer.target = ("127.0.0.1", _port(next(
                     e for e in buyer.ready["endpoints"] if e.startswith("http"))))
                 out = await _buy_echo(capsys, ops.buyer_toml, ops)
+                await _plaintext_is_refused(capsys, ops.seller_toml, seller.ready["endpoints"])
     assert MARKER in out  # the buyer got its note back, in the clear, at its end
     assert to_seller.connections > 0 and to_seller.carried > 0
     seen = to_seller.seen() + to_buyer.seen()

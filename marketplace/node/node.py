@@ -39,6 +39,7 @@ from aaex_agents import (
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.directory import Directory
 from aaex_agents.errors import AaexError, UsageError
+from aaex_agents.keyring import SealingPolicy
 from aaex_agents.llm import LLMService
 from aaex_agents.runtime import Runtime
 from aaex_agents.transport.base import Transport
@@ -435,7 +436,9 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
         ledger=ledger, settings=config.market)
     # Reputation is read from the books, so a restarted node still knows whom it can trust.
     market.reputation.add_settled(await ledger.settled_receipts())
-    runtime_config = RuntimeConfig(data_dir=config.node.data_dir / "storage")
+    # A node takes only sealed envelopes (and plaintext key requests): docs/sovereignty.md.
+    runtime_config = RuntimeConfig(data_dir=config.node.data_dir / "storage",
+                                   sealing=SealingPolicy(accept_plaintext=False))
     desk = MarketDesk({a.address: a for a in agents}, ledger, grants)
     await desk.load()  # half-signed payments and resolutions kept before a restart
     gateway = (interop_gateway(config.interop, policy=runtime_config.policy,
