@@ -376,8 +376,14 @@ class Runtime:
             return hosted.identity.encryption_public_key
         key = self.keyring.known_key(to) or await self.directory.encryption_key(to)
         if key is None:  # the answer is checked as every reply: signed by `to` itself
-            answer = await self.ask(agent, to, KeyRequest(), reply_type=KeyAnswer,
-                                    timeout=timeout)
+            try:
+                answer = await self.ask(agent, to, KeyRequest(), reply_type=KeyAnswer,
+                                        timeout=timeout)
+            except PeerRejected as exc:  # never a plaintext fallback: refusals are unsigned
+                if exc.reason != UnknownMessageType.reason:
+                    raise
+                raise PeerRejected(exc.reason, f"{to} has no encryption key to seal to (an "
+                                   "AAEX agent from before sealing?)") from None
             key = answer.key if isinstance(answer, KeyAnswer) else b""  # reply_type checks it
         self.keyring.learn_key(to, key)
         return key

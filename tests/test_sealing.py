@@ -23,7 +23,12 @@ from aaex_agents import (
     open_runtime,
 )
 from aaex_agents.envelope import decode_frame, seal
-from aaex_agents.errors import BadSeal, EnvelopeRejected, ReaddressedEnvelope
+from aaex_agents.errors import (
+    BadSeal,
+    EnvelopeRejected,
+    ReaddressedEnvelope,
+    UnknownMessageType,
+)
 from aaex_agents.identity import Identity
 from aaex_agents.keyring import KeyAnswer, KeyRequest, Keyring, SealingPolicy
 from aaex_agents.model import decode_payload
@@ -374,3 +379,24 @@ async def test_a_runtime_that_takes_only_sealed_envelopes_refuses_plaintext_but_
             assert await asking.context(caller).ask(worker.address, Task(text="sealed")) == \
                 Done(text="done: sealed")
     assert worker.seen == ["sealed"]
+
+
+async def test_a_peer_without_a_key_is_not_sent_to_in_the_clear() -> None:
+    """A peer from before sealing has no handler for the key request: the ask fails, naming
+    why, and nothing else was sent (no plaintext fallback a forged refusal could force)."""
+    network = MemoryNetwork()
+    older = Identity.generate()
+    received: list[str] = []
+
+    async def before_sealing(frame: bytes) -> bytes:
+        envelope = decode_frame(frame)
+        received.append(envelope.message_type)
+        raise UnknownMessageType(f"older has no handler for {envelope.message_type}")
+
+    caller = Caller()
+    async with network.transport("o").serve(before_sealing) as endpoint, open_runtime(
+            caller, transports=[network.transport("c")],
+            directory=StaticDirectory({older.address: [str(endpoint)]})) as asking:
+        with pytest.raises(PeerRejected, match="no encryption key to seal to"):
+            await asking.context(caller).ask(older.address, Task(text=MARKER))
+    assert received == ["aaex.key_request/1"]
