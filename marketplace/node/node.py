@@ -39,9 +39,11 @@ from aaex_agents import (
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.directory import Directory
 from aaex_agents.errors import AaexError, UsageError
+from aaex_agents.keyring import SealingPolicy
 from aaex_agents.llm import LLMService
 from aaex_agents.runtime import Runtime
 from aaex_agents.transport.base import Transport
+from aaex_agents.transport.http import ENVELOPE_PATH
 from aaex_agents.transport.libp2p import (
     Libp2pConfig,
     Libp2pHost,
@@ -401,6 +403,8 @@ async def _open_advertisers(stack: AsyncExitStack, config: NodeConfig, runtime: 
     if discovery is None:
         return ()
     http_endpoints = [e for e in runtime.endpoints if e.startswith("http")]
+    if http_endpoints and config.node.http_public:
+        http_endpoints = [f"http://{config.node.http_public}{ENVELOPE_PATH}"]
     advertisers = []
     for agent in runtime.agents.values():
         advertisers.append(await stack.enter_async_context(open_advertiser(
@@ -432,7 +436,9 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
         ledger=ledger, settings=config.market)
     # Reputation is read from the books, so a restarted node still knows whom it can trust.
     market.reputation.add_settled(await ledger.settled_receipts())
-    runtime_config = RuntimeConfig(data_dir=config.node.data_dir / "storage")
+    # A node takes only sealed envelopes (and plaintext key requests): docs/sovereignty.md.
+    runtime_config = RuntimeConfig(data_dir=config.node.data_dir / "storage",
+                                   sealing=SealingPolicy(accept_plaintext=False))
     desk = MarketDesk({a.address: a for a in agents}, ledger, grants)
     await desk.load()  # half-signed payments and resolutions kept before a restart
     gateway = (interop_gateway(config.interop, policy=runtime_config.policy,
