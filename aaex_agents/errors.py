@@ -12,6 +12,11 @@ Whose fault it is decides where an error sits in the tree::
     │   ├── OversizeFrame           larger than the configured frame limit
     │   ├── BadSignature            signature does not verify against the sender's key
     │   │   └── UnsignedEnvelope    a foreign envelope (uAgents) that carries no signature
+    │   ├── BadSeal                 a sealed frame does not open: altered, or sealed to another key
+    │   │   ├── ReaddressedEnvelope the signed envelope inside names another sender or target
+    │   │   └── UnsealedEnvelope    plaintext where this receiver or asker requires a sealed frame
+    │   ├── UnknownChannel          sealed under a channel key this receiver does not hold (the
+    │   │                           sender seals the same envelope anew to the receiver's key)
     │   ├── WrongTarget             addressed to an agent that is not here
     │   ├── EnvelopeExpired         its expires-at is in the past
     │   ├── EnvelopeFromFuture      sent-at is ahead of our clock by more than the skew
@@ -46,6 +51,9 @@ Whose fault it is decides where an error sits in the tree::
     │                               agreement
     ├── LedgerError                 (marketplace.contracts.errors) the ledger did not do what was
     │                               asked; nothing was written
+    ├── ChainError                  (marketplace.consensus.errors) the consensus chain refused
+    │                               a transaction (ChainRefused) or did not answer
+    │                               (ChainUnavailable)
     ├── TradeError                  (marketplace.trade.errors) a seller or the wallet refused
     │                               (Refusal, SpendingRefused), or nobody delivered
     │                               (DelegationFailed)
@@ -143,6 +151,41 @@ class UnsignedEnvelope(BadSignature):
     """
 
     reason = "unsigned"
+
+
+class BadSeal(EnvelopeRejected):
+    """A sealed frame does not open: it was altered, or sealed to another key, sender or target.
+
+    Nothing inside was read: the receiver cannot tell an attack from a corrupted frame.
+    """
+
+    reason = "bad_seal"
+
+
+class ReaddressedEnvelope(BadSeal):
+    """The seal opened, but the signed envelope inside is from or to someone else.
+
+    A recipient that opened a message cannot re-seal it to a third agent as if it had been
+    sent there: the sender signed the target inside, and the seal's addresses must match it.
+    """
+
+    reason = "readdressed"
+
+
+class UnsealedEnvelope(BadSeal):
+    """A plaintext envelope where a sealed one is required (a reply to a sealed request)."""
+
+    reason = "unsealed"
+
+
+class UnknownChannel(EnvelopeRejected):
+    """Sealed under a channel key the receiver does not hold (never had, forgot, restarted).
+
+    Nothing was read or done; the sender seals the same envelope to the receiver's public
+    key instead, which opens a new channel.
+    """
+
+    reason = "unknown_channel"
 
 
 class WrongTarget(EnvelopeRejected):

@@ -1,5 +1,8 @@
 """Agent identity: an Ed25519 key pair, its self-certifying address, and key files.
 
+The same seed also yields the agent's X25519 encryption key (see `aaex_agents.hpke`), so a
+key file holds both and needs no new field.
+
 Key files are JSON so an operator can read the address without tools, written with mode
 0600 through a temporary file and an atomic rename (a crash never leaves half a key), and
 optionally sealed with a passphrase (Argon2id + XSalsa20-Poly1305 from libsodium).
@@ -17,9 +20,11 @@ import nacl.exceptions
 import nacl.pwhash
 import nacl.secret
 import nacl.utils
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from .address import address_from_public_key, public_key_from_address
 from .errors import KeyFileError, UsageError
+from .hpke import derive_encryption_key, open_with, public_bytes
 
 SIGNATURE_BYTES = 64
 SEED_BYTES = 32
@@ -33,7 +38,8 @@ class Identity:
     The private key never leaves this object except through `save`.
     """
 
-    __slots__ = ("_secret_key", "_seed", "address", "public_key")
+    __slots__ = ("_encryption_key", "_encryption_public_key", "_secret_key", "_seed", "address",
+                 "public_key")
 
     def __init__(self, seed: bytes) -> None:
         if not isinstance(seed, bytes) or len(seed) != SEED_BYTES:
@@ -43,6 +49,8 @@ class Identity:
         self._secret_key = secret_key
         self.public_key: bytes = public_key
         self.address: str = address_from_public_key(public_key)
+        self._encryption_key: X25519PrivateKey | None = None
+        self._encryption_public_key = b""
 
     @classmethod
     def generate(cls) -> Identity:
@@ -52,6 +60,26 @@ class Identity:
     def sign(self, data: bytes) -> bytes:
         """Return the 64-byte Ed25519 signature of `data`."""
         return nacl.bindings.crypto_sign(data, self._secret_key)[:SIGNATURE_BYTES]
+
+    @property
+    def encryption_public_key(self) -> bytes:
+        """The 32-byte X25519 public key peers seal messages to (derived on first use)."""
+        self._box_key()
+        return self._encryption_public_key
+
+    def open_sealed(self, sealed: bytes, *, info: bytes) -> bytes:
+        """Open an HPKE payload sealed to this agent's encryption key under `info`.
+
+        Raises:
+            BadSeal: it does not open (altered, for another key, or another `info`).
+        """
+        return open_with(self._box_key(), sealed, info=info)
+
+    def _box_key(self) -> X25519PrivateKey:
+        if self._encryption_key is None:  # lazily: most identities made in tests never open
+            self._encryption_key = derive_encryption_key(self._seed)
+            self._encryption_public_key = public_bytes(self._encryption_key)
+        return self._encryption_key
 
     def export_seed(self) -> bytes:
         """The 32-byte private seed.

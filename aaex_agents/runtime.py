@@ -21,16 +21,15 @@ from collections import Counter
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from .agent import Agent
 from .clock import Clock, SystemClock
+from .config import RuntimeConfig as RuntimeConfig
 from .context import Context
 from .directory import Directory, StaticDirectory
 from .envelope import (
     Envelope,
-    EnvelopePolicy,
     check_times,
     decode_frame,
     new_id,
@@ -47,13 +46,18 @@ from .errors import (
     RequestTimeout,
     TransportError,
     UnexpectedReply,
+    UnknownChannel,
     UnknownMessageType,
     UsageError,
     WrongTarget,
 )
 from .handlers import HandlerSpec, IntervalSpec
-from .model import ErrorReply, Message, decode_payload, message_class, successor
+from .identity import Identity
+from .keyring import KeyAnswer, KeyRequest, Keyring, Sealed
+from .model import ErrorReply, Message, decode_payload, successor
 from .replay import ReplayGuard
+from .replies import decode_reply, error_text
+from .sealing import SEAL_OVERHEAD_BYTES, open_reply
 from .services import NO_SERVICES, Services
 from .storage import AgentStorage
 from .transport.base import Transport
@@ -90,35 +94,6 @@ class Gateway(abc.ABC):
 logger = logging.getLogger(__name__)
 
 D = TypeVar("D")
-
-@dataclass(frozen=True, kw_only=True)
-class RuntimeConfig:
-    """Settings of one runtime.
-
-    Attributes:
-        envelope_ttl: lifetime given to envelopes we send (default 60 s).
-        request_timeout: default timeout of `send` and `ask` (default 30 s).
-        stop_timeout: how long each agent's `on_stop` may take (default 5 s).
-        data_dir: where agents keep their SQLite stores; None keeps them in memory.
-        policy: what inbound envelopes must satisfy.
-    """
-
-    envelope_ttl: float = 60.0
-    request_timeout: float = 30.0
-    stop_timeout: float = 5.0
-    data_dir: Path | None = None
-    policy: EnvelopePolicy = field(default_factory=EnvelopePolicy)
-
-    def __post_init__(self) -> None:
-        for name in ("envelope_ttl", "request_timeout", "stop_timeout"):
-            if getattr(self, name) <= 0:
-                raise UsageError(
-                    f"RuntimeConfig.{name} must be positive, got {getattr(self, name)!r}")
-        if self.envelope_ttl > self.policy.max_lifetime:
-            raise UsageError(
-                f"RuntimeConfig.envelope_ttl ({self.envelope_ttl} s) exceeds what receivers "
-                f"accept (policy.max_lifetime = {self.policy.max_lifetime} s)")
-
 
 @dataclass
 class RuntimeMetrics:
@@ -158,6 +133,8 @@ class Runtime:
         self.config = config
         self._clock = clock
         self._replay = config.policy.new_replay_guard()
+        self.keyring = Keyring(config.sealing)
+        """Peers' encryption keys and the channel keys of this runtime's sealed traffic."""
         self._storages: dict[str, AgentStorage] = {}
         self._task_group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -204,23 +181,36 @@ class Runtime:
         try:
             if self.state is not RuntimeState.RUNNING:
                 raise ReceiverStopping("this runtime is stopping")
-            envelope = self._check(frame)
+            opened = self.keyring.open(frame, self._identity_of,
+                                       max_bytes=self.config.policy.max_frame_bytes)
+            envelope = self._check(opened.frame)
+            self.keyring.admit(opened, envelope)
             agent = self._agents[envelope.target]
-            cls, spec, owner = self._handler(agent, envelope.message_type)
-            message = decode_payload(cls, envelope.payload)
-            remember(envelope, now=self._clock.now(), replay=self._replay)
+            if envelope.message_type == KeyRequest.message_type:  # answered by the runtime
+                reply: Message | None = KeyAnswer(key=agent.identity.encryption_public_key)
+                remember(envelope, now=self._clock.now(), replay=self._replay)
+            else:
+                cls, spec, owner = self._handler(agent, envelope.message_type)
+                message = decode_payload(cls, envelope.payload)
+                remember(envelope, now=self._clock.now(), replay=self._replay)
+            self.keyring.keep(opened)
         except EnvelopeRejected as exc:
             self.metrics.rejected[exc.reason] += 1
             logger.debug("rejected envelope: %s", exc)
             raise
-        self.metrics.received += 1
-        reply = await self._dispatch(agent, spec, envelope, message, owner=owner)
+        if envelope.message_type != KeyRequest.message_type:  # not a message of the agent's
+            self.metrics.received += 1
+            reply = await self._dispatch(agent, spec, envelope, message, owner=owner)
         if reply is None:
             return None
         _, reply_frame = seal(agent.identity, target=envelope.sender, message=reply,
                               now=self._clock.now(), ttl=self.config.envelope_ttl,
                               session=envelope.session, in_reply_to=envelope.message_id)
-        return reply_frame
+        return opened.seal_reply(reply_frame)
+
+    def _identity_of(self, address: str) -> Identity | None:
+        agent = self._agents.get(address)
+        return None if agent is None else agent.identity
 
     def _handler(self, agent: Agent, message_type: str
                  ) -> tuple[type[Message], HandlerSpec, Agent]:
@@ -329,16 +319,38 @@ class Runtime:
         request, frame = seal(agent.identity, target=to, message=message, now=self._clock.now(),
                               ttl=self.config.envelope_ttl, session=session,
                               in_reply_to=in_reply_to)
+        sealed: Sealed | None = None
+        taken = False
         try:
             async with asyncio.timeout(limit):
-                reply_frame = await self._deliver(to, frame, limit)
+                if not isinstance(message, KeyRequest):  # the one plaintext message: no secret
+                    key = await self._recipient_key(agent, to, limit)
+                    sealed = self._seal(frame, agent, to, key)
+                try:
+                    reply_frame = await self._deliver(to, frame if sealed is None
+                                                      else sealed.frame, limit)
+                except PeerRejected as exc:
+                    if sealed is None or not sealed.on_channel or exc.reason != \
+                            UnknownChannel.reason:
+                        raise
+                    self.keyring.forget_channel(agent.address, to)  # the peer restarted...
+                    sealed = self._seal(frame, agent, to, key, fresh=True)
+                    reply_frame = await self._deliver(to, sealed.frame, limit)
+                taken = True
         except TimeoutError:
             raise RequestTimeout(f"{to} did not answer {message.message_type} within "
                                  f"{limit} s") from None
-        self.metrics.sent += 1
+        finally:
+            if sealed is not None:
+                self.keyring.settle(sealed, sender=agent.address, target=to,
+                                    now=self._clock.now(), taken=taken)
+        if sealed is not None:
+            self.metrics.sent += 1  # a key request is the seal's, not the agent's, message
         if reply_frame is None:
             return request, None
         try:
+            if sealed is not None:
+                reply_frame = open_reply(reply_frame, sealed.keys, replier=to, asker=agent.address)
             reply = self._check(reply_frame, target=agent.address)
             if reply.sender != to or reply.in_reply_to != request.message_id:
                 raise UnexpectedReply(f"the reply to {message.message_type} did not come from "
@@ -348,6 +360,33 @@ class Runtime:
             self.metrics.rejected[exc.reason] += 1
             raise UnexpectedReply(f"reply from {to} was rejected: {exc}") from exc
         return request, reply
+
+    def _seal(self, frame: bytes, agent: Agent, to: str, key: bytes, *,
+              fresh: bool = False) -> Sealed:
+        if len(frame) + SEAL_OVERHEAD_BYTES > self.config.policy.max_frame_bytes:
+            raise UsageError(f"a message of {len(frame)} bytes does not fit a sealed frame "
+                             f"under {self.config.policy.max_frame_bytes} bytes")
+        return self.keyring.seal(frame, sender=agent.address, target=to, key=key,
+                                 now=self._clock.now(), fresh=fresh)
+
+    async def _recipient_key(self, agent: Agent, to: str, timeout: float) -> bytes:
+        """`to`'s encryption key: hosted, known, from its signed record, else asked of it."""
+        hosted = self._agents.get(to)
+        if hosted is not None:
+            return hosted.identity.encryption_public_key
+        key = self.keyring.known_key(to) or await self.directory.encryption_key(to)
+        if key is None:  # the answer is checked as every reply: signed by `to` itself
+            try:
+                answer = await self.ask(agent, to, KeyRequest(), reply_type=KeyAnswer,
+                                        timeout=timeout)
+            except PeerRejected as exc:  # never a plaintext fallback: refusals are unsigned
+                if exc.reason != UnknownMessageType.reason:
+                    raise
+                raise PeerRejected(exc.reason, f"{to} has no encryption key to seal to (an "
+                                   "AAEX agent from before sealing?)") from None
+            key = answer.key if isinstance(answer, KeyAnswer) else b""  # reply_type checks it
+        self.keyring.learn_key(to, key)
+        return key
 
     async def _deliver(self, to: str, frame: bytes, timeout: float) -> bytes | None:
         if to in self._agents:  # hosted here: skip the network, keep every check
@@ -391,37 +430,7 @@ class Runtime:
                                         timeout=timeout)
         if reply is None:
             raise UnexpectedReply(f"{to} handled {message.message_type} but sent no reply")
-        return self._decode_reply(agent, message, reply, reply_type)
-
-    def _decode_reply(self, agent: Agent, message: Message, reply: Envelope,
-                      reply_type: type[Message] | None) -> Message:
-        if reply.message_type == ErrorReply.message_type:
-            try:
-                error = decode_payload(ErrorReply, reply.payload)
-            except InvalidPayload as exc:
-                raise UnexpectedReply(f"unreadable error reply from {reply.sender}") from exc
-            raise RemoteHandlerError(error.code, error.detail)
-        allowed: set[type[Message]] | None = None
-        if reply_type is not None:
-            allowed = {reply_type}
-        else:
-            for protocol in agent.protocols:
-                valid = protocol.valid_replies(type(message))
-                if valid is not None:
-                    allowed = set(valid)
-        if allowed is None:
-            cls = message_class(reply.message_type)
-        else:
-            cls = next((c for c in allowed if c.message_type == reply.message_type), None)
-        if cls is None:
-            names = sorted(str(c.message_type) for c in allowed or ())
-            wanted = ", ".join(names) if names else "a known type"
-            raise UnexpectedReply(f"{reply.sender} replied {reply.message_type} to "
-                                  f"{message.message_type}; expected {wanted}")
-        try:
-            return decode_payload(cls, reply.payload)
-        except InvalidPayload as exc:
-            raise UnexpectedReply(f"reply from {reply.sender}: {exc}") from exc
+        return decode_reply(agent, message, reply, reply_type)
 
     async def send(self, agent: Agent, to: str, message: Message, *,
                    session: bytes | None = None,
@@ -444,7 +453,7 @@ class Runtime:
         """Give a reply that came back to `send` to the agent's handler for its type."""
         if reply.message_type == ErrorReply.message_type:
             logger.warning("%s: %s answered with an error: %r", agent.name, reply.sender,
-                           _error_text(reply))
+                           error_text(reply))
             return
         entry = agent.handler_table.by_type.get(reply.message_type)
         if entry is None:
@@ -487,14 +496,6 @@ class Runtime:
     def __repr__(self) -> str:
         return (f"<Runtime {self.state.value} agents={len(self._agents)} "
                 f"endpoints={list(self.endpoints)} tasks={len(self._tasks)}>")
-
-
-def _error_text(reply: Envelope) -> str:
-    try:
-        error = decode_payload(ErrorReply, reply.payload)
-    except InvalidPayload:
-        return "(unreadable)"
-    return f"[{error.code}] {error.detail}"
 
 
 @asynccontextmanager

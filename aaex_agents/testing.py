@@ -27,6 +27,7 @@ from .directory import StaticDirectory
 from .envelope import Envelope, decode_frame, seal
 from .errors import PeerUnreachable
 from .identity import Identity
+from .keyring import KeyAnswer, KeyRequest, Keyring
 from .model import Message
 from .transport.memory import Deliver, MemoryNetwork, MemoryTransport, Route
 
@@ -101,6 +102,7 @@ class ScriptedPeer:
         self._script = script
         self._clock = clock
         self._ttl = ttl
+        self._keyring = Keyring()
 
     @property
     def address(self) -> str:
@@ -116,20 +118,35 @@ class ScriptedPeer:
                     ttl=ttl or self._ttl, session=session, in_reply_to=in_reply_to)[1]
 
     async def _on_frame(self, frame: bytes) -> bytes | None:
-        envelope = decode_frame(frame)
-        self.received.append(envelope)
-        answer = await self._script(envelope)
-        if answer is None or isinstance(answer, bytes):
-            return answer
-        return self.seal(envelope.sender, answer, in_reply_to=envelope.message_id,
-                         session=envelope.session)
+        """Open a sealed frame as a runtime does, run the script, seal its answer back.
+
+        A key request is answered as a runtime answers it, without the script; a script that
+        answers raw bytes has them sealed too, if the request came sealed.
+        """
+        opened = self._keyring.open(
+            frame, lambda address: self.identity if address == self.address else None)
+        envelope = decode_frame(opened.frame)
+        opened.check(envelope)
+        self._keyring.keep(opened)
+        if envelope.message_type == KeyRequest.message_type:
+            answer: Message | bytes | None = KeyAnswer(key=self.identity.encryption_public_key)
+        else:
+            self.received.append(envelope)
+            answer = await self._script(envelope)
+        if answer is None:
+            return None
+        if not isinstance(answer, bytes):
+            answer = self.seal(envelope.sender, answer, in_reply_to=envelope.message_id,
+                               session=envelope.session)
+        return opened.seal_reply(answer)
 
     @asynccontextmanager
     async def serving(self, directory: StaticDirectory | None = None) -> AsyncIterator[str]:
         """Serve until the block exits; registers the endpoint in `directory` if given."""
         async with self.transport.serve(self._on_frame):
             if directory is not None:
-                directory.add(self.address, self.transport.endpoint)
+                directory.add(self.address, self.transport.endpoint,
+                              encryption_key=self.identity.encryption_public_key)
             yield self.transport.endpoint
 
     def __repr__(self) -> str:

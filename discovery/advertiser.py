@@ -124,6 +124,7 @@ class Advertiser:
             address=self._identity.address, seq=self._next_seq(), expires_at=expires,
             peer_id=node.peer_id, peer_addrs=node.addrs, http_endpoints=self._http,
             protocols=self._protocols, uagents=self._uagents,
+            encryption_key=self._identity.encryption_public_key.hex(),
             proof=ProofOfRepresentation.create(self._identity, node.peer_id, expires))
         await self._discovery.publish_record(record.sign(self._identity))
         for offer in self._offers:

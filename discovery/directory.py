@@ -41,6 +41,15 @@ class DhtDirectory(Directory):
         return record.endpoints()
 
     @override
+    async def encryption_key(self, address: str) -> bytes | None:
+        """The key in `address`'s verified agent record (None for a record without one)."""
+        try:
+            record = await self._discovery.resolve(address)
+        except PeerUnreachable:
+            return None
+        return None if record.encryption_key is None else bytes.fromhex(record.encryption_key)
+
+    @override
     async def resolve_again(self, address: str) -> Sequence[str]:
         """The endpoints of `address`'s record as the DHT holds it now, not as cached.
 

@@ -148,7 +148,12 @@ class AgentRecord(SignedRecord):
     """The agent's uAgents address (``agent1...``), bound by both keys; None when the node
     does not serve uAgents. Left out of the signed body while None (see `omit_when_none`)."""
 
-    omit_when_none: ClassVar[frozenset[str]] = frozenset({"uagents"})
+    encryption_key: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """Hex of the agent's X25519 public key, which peers seal envelopes to (see
+    `aaex_agents.sealing`); bound to the agent by this record's signature. None in records
+    signed before keys were published, and left out of the signed body while None."""
+
+    omit_when_none: ClassVar[frozenset[str]] = frozenset({"uagents", "encryption_key"})
 
     def check_proof(self, now: float) -> None:
         """Raise BadRecordSignature unless the record's bindings hold.

@@ -195,7 +195,8 @@ class Swarm:
             record = await self.discoveries[node].resolve(address)
         except AaexError as exc:
             return {"error": f"{type(exc).__name__}: {exc}"}
-        return {"peer_id": record.peer_id, "endpoints": record.endpoints()}
+        return {"peer_id": record.peer_id, "endpoints": record.endpoints(),
+                "encryption_key": record.encryption_key}
 
     async def host_echo(self, node: int, http: bool = True) -> dict[str, Any]:
         """Run a SwarmEcho agent on `node`, served over libp2p (and HTTP), and advertise it."""
@@ -230,12 +231,15 @@ class Swarm:
                     if reply.text != str(i):
                         raise AaexError(f"wrong reply {reply.text!r} to {i}")
 
+            record_key = await directory.encryption_key(address)
             await one(-1)  # resolve and connect before timing
             times.clear()
             started = time.perf_counter()
             await asyncio.gather(*(one(i) for i in range(count)))
             wall = time.perf_counter() - started
-        return {"ms": times, "pairs_per_s": count / wall}
+        return {"ms": times, "pairs_per_s": count / wall,
+                "record_key": None if record_key is None else record_key.hex(),
+                "sealed_to": (runtime.keyring.known_key(address) or b"").hex()}
 
     async def peers(self) -> dict[str, Any]:
         """The peers each node is connected to right now."""

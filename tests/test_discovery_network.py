@@ -173,6 +173,8 @@ async def test_envelopes_over_libp2p_between_nodes_without_http(network: Network
     answered = await network.workers[2].call("ask_echo", node=0, address=echo["address"],
                                              count=5)
     assert "error" not in answered and len(answered["ms"]) == 5
+    # The caller sealed to the key in the echo's signed agent record, found through the DHT.
+    assert answered["record_key"] is not None and answered["sealed_to"] == answered["record_key"]
 
 
 async def test_a_killed_nodes_ads_are_gone_after_their_ttl(network: Network) -> None:

@@ -166,3 +166,20 @@ def test_utility_ranks_by_price_latency_and_reputation() -> None:
     trusted = Utility(price=0, latency=0, reputation=1,
                       reputation_of={middle.address: 0.99}).rank([cheap_slow, middle])
     assert trusted[0][1] == middle
+
+
+def test_agent_record_binds_the_encryption_key_and_older_records_still_verify() -> None:
+    old = record()
+    assert old.encryption_key is None and b"encryption_key" not in _canonical(old)
+    assert AgentRecord.verify(old.sign(SELLER), now=NOW).encryption_key is None
+    keyed = old.model_copy(update={"encryption_key": SELLER.encryption_public_key.hex()})
+    wire = keyed.sign(SELLER)
+    assert AgentRecord.verify(wire, now=NOW).encryption_key == SELLER.encryption_public_key.hex()
+    # A relay that swaps in its own key breaks the agent's signature.
+    kind, body, signature = msgpack.unpackb(wire, raw=False)
+    swapped = body.replace(SELLER.encryption_public_key.hex().encode(),
+                           OTHER.encryption_public_key.hex().encode())
+    with pytest.raises(BadRecordSignature):
+        AgentRecord.verify(msgpack.packb([kind, swapped, signature]), now=NOW)
+    with pytest.raises(ValueError, match="encryption_key"):
+        AgentRecord.model_validate({**old.model_dump(), "encryption_key": "zz"})

@@ -670,6 +670,12 @@ EXPECTED_REASONS = {
     # uAgents traffic (aaex_agents.interop): unsigned, or without an expiry
     "UnsignedEnvelope": "unsigned",
     "MissingExpiry": "no_expiry",
+    # sealed frames (aaex_agents.sealing): does not open, re-addressed, plaintext reply,
+    # or a channel key the receiver does not hold
+    "BadSeal": "bad_seal",
+    "ReaddressedEnvelope": "readdressed",
+    "UnsealedEnvelope": "unsealed",
+    "UnknownChannel": "unknown_channel",
 }
 
 

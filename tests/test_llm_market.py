@@ -25,6 +25,7 @@ from marketplace.contracts.agreement import (
     TokenTerms,
 )
 from marketplace.contracts.ledger import Ledger, LedgerConfig, open_ledger
+from marketplace.contracts.provenance import file_sha256, package_version
 from marketplace.contracts.receipt import SignedReceipt, make_receipt
 from marketplace.contracts.sla import Delivery, TokenUsage, check_sla
 from marketplace.node.config import ConfigError, parse_config
@@ -39,7 +40,7 @@ from tests.market_kit import BUYER, OWNER, SELLER, cr
 
 pytest.importorskip("llama_cpp", reason="the CPU model needs the cpu extra")
 
-from aaex_agents.llm import LlamaCppConfig, LlamaCppLLM
+from aaex_agents.llm import LlamaCppConfig, LlamaCppLLM, smollm2_gguf_path
 
 FUNDS = Credits.parse(10)
 TASK = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
@@ -123,6 +124,7 @@ async def test_a_met_per_token_sale_pays_the_tokens_and_releases_the_rest(
     done, buyer_books, seller_books, seller, client = await buy(service, LlmSeller, books)
     terms = done.agreement.agreement.terms
     assert terms.tokens is not None and terms.tokens.max_output_tokens == 8
+    assert done.provenance is not None and done.provenance_problems == []
     usage = done.result["usage"]
     assert 0 < usage["output_tokens"] <= 8 and usage["input_tokens"] > 0
     receipt = done.receipt.receipt
@@ -263,6 +265,11 @@ async def test_a_node_with_llm_hosts_the_seller_and_its_ad_describes_the_model(
         assert isinstance(seller, LlmSeller) and seller.capability == "llm.chat"
         [offer] = offers_of(seller)
         llm = node.status()["llm"]  # what aaex node status shows: the same warmed figures
+        # Provenance names the GGUF file the node runs, hashed once at start.
+        model, code_version = seller.provenance_model()
+        assert model.name == "SmolLM2-135M-Instruct"
+        assert model.file_hash == file_sha256(smollm2_gguf_path())
+        assert code_version.split("+src.")[0] == package_version()
         assert llm["speed_runs"] == 3 and llm["tokens_per_second_low"] \
             <= llm["tokens_per_second"] <= llm["tokens_per_second_high"]
     assert (offer.price.kind, offer.price.amount) == ("per_1k_tokens", cr(0.02))

@@ -19,6 +19,8 @@ EXPECTED = {
     "UsageError", "WrongTarget", "handler", "on_interval", "open_runtime", "verify_signature",
     # rules for foreign (uAgents) envelopes
     "MissingExpiry", "UnsignedEnvelope",
+    # sealed frames (encryption to the recipient)
+    "BadSeal", "ReaddressedEnvelope", "UnknownChannel", "UnsealedEnvelope",
     # the node's language model
     "Completion", "LLM", "LLMError", "LLMOutputInvalid", "LLMRequestFailed", "LLMService",
     "LLMServiceConfig", "LLMTimeout", "LLMUnavailable", "open_llm_service",
@@ -56,7 +58,7 @@ def test_every_rejection_has_its_own_reason() -> None:
                   and issubclass(getattr(aaex_agents, n), aaex_agents.EnvelopeRejected)
                   and getattr(aaex_agents, n) is not aaex_agents.EnvelopeRejected]
     reasons = [cls.reason for cls in rejections]
-    assert len(rejections) == 14
+    assert len(rejections) == 18
     assert len(set(reasons)) == len(reasons)
 
 

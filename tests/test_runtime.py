@@ -180,6 +180,9 @@ async def test_agents_on_two_runtimes_reach_each_other_through_the_directory(
                                 directory=directory) as second:
             assert await second.context(collector).ask(doubler.address, Ask(n=2)) == Answer(n=4)
             assert first.metrics.received == 1
+            # The directory knows no key: the asker asked the doubler for it, signed.
+            assert (second.keyring.known_key(doubler.address)
+                    == doubler.identity.encryption_public_key)
 
 
 async def test_send_gives_the_reply_to_the_senders_handler(network: MemoryNetwork) -> None:
@@ -304,7 +307,8 @@ async def test_fault_routes_drop_and_duplicate() -> None:
     network = MemoryNetwork(route=faults)
     directory = StaticDirectory()
     async with open_runtime(doubler, transports=[network.transport("d")]) as first:
-        directory.add(doubler.address, *first.endpoints)
+        directory.add(doubler.address, *first.endpoints,
+                      encryption_key=doubler.identity.encryption_public_key)
         async with open_runtime(collector, directory=directory,
                                 transports=[network.transport("c")]) as second:
             assert await second.context(collector).ask(doubler.address, Ask(n=3)) == Answer(n=6)

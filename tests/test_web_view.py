@@ -52,7 +52,8 @@ async def test_the_admin_api_serves_the_web_view(tmp_path: Path) -> None:
             assert response.content_type == "text/html"
             page = await response.text()
     for endpoint in ("/status", "/agents", "/ads", "/accounts", "/dialogues", "/agreements",
-                     "/balances", "/ledger", "/bans", "/consensus"):
+                     "/balances", "/ledger", "/bans", "/audit", "/audit/partners",
+                     "/consensus"):
         assert endpoint in page
 
 
@@ -70,6 +71,8 @@ async def test_the_web_view_renders_live_node_state_in_chromium(tmp_path: Path) 
                 max_latency_ms=1000, max_deadline_s=60, respond_by=time.time() + 60))
             assert isinstance(reply, Propose)
         await node.ledger.deposit(buyer.address, Credits(3_250_000))
+        await node.ledger.record_access(seller.address, "sales/2026-q3.parquet",
+                                        "demand forecast", owner=buyer.address)
         node.market.for_agent(seller.address).backoff.ban(buyer.address, time.time(),
                                                           "not_delivered")
         node.market.consensus.record("forecast.demand", 7, [seller.address, buyer.address],
@@ -86,6 +89,8 @@ async def test_the_web_view_renders_live_node_state_in_chromium(tmp_path: Path) 
         assert 'id="status">running' in dom       # the page reached the node
         assert "agent1" in dom                          # each agent's uAgents address
         assert "interop: off" in dom                    # and the interop endpoints
+        assert "sales/2026-q3.parquet" in dom and "demand forecast" in dom  # from /audit
+        assert "· 1 entries" in dom
 
         shot = tmp_path / "web-view.png"
         await _chromium(node.admin_url + "/", f"--screenshot={shot}",

@@ -15,12 +15,16 @@
         --budget 5 --deadline 60 [--where ...] [--json]
     aaex dispute list|show|export|resolve --config node.toml [AGREEMENT_ID] [...]
     aaex dispute verify FILE | decide FILE --key ARBITER.key --to-seller CREDITS --out OUT
+    aaex grant issue|show|export|revoke ... (see grants)
+    aaex provenance verify FILE [--task task.json]
+    aaex audit log|verify --config node.toml | --admin URL [--json]
+    aaex audit prove --config node.toml INDEX [--size M] | --first A [--second B] [--json]
     aaex consensus show --config node.toml | --admin URL [--epoch N] [--json]
     aaex validator status --config node.toml | --admin URL [--json]
     aaex demo supply-chain [--stores 20] [--out supply-chain-demo] [--json]
 
 One module per command group (`keys`, `nodes`, `account`, `ledger`, `market`, `disputes`,
-`consensus`, `demos`),
+`grants`, `audit`, `consensus`, `demos`),
 each adding its subcommands with `register`; `admin_client` is how a command reaches a
 running node (or finds it stopped). The CLI is the application: it alone configures logging
 (`logs`) and calls `asyncio.run`.
@@ -36,7 +40,19 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aaex_agents import AaexError
 
-from . import account, consensus, demos, disputes, keys, ledger, logs, market, nodes
+from . import (
+    account,
+    audit,
+    consensus,
+    demos,
+    disputes,
+    grants,
+    keys,
+    ledger,
+    logs,
+    market,
+    nodes,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-format", choices=["text", "json"], default="text",
                         help="json: one JSON object per log line, for log collectors")
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in (keys, nodes, account, ledger, market, disputes, consensus, demos):
+    for group in (keys, nodes, account, ledger, market, disputes, grants, audit, consensus,
+                  demos):
         group.register(commands)
     return parser
 

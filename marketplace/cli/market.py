@@ -4,6 +4,8 @@
     aaex market search forecast.demand --seed /ip4/.../p2p/...
     aaex market buy forecast.demand --config node.toml --agent shopper --task task.json \
         --budget 5 --deadline 60 [--where "region == 'eu'"] [--json]
+        [--grant grant.json --use-purpose forecast.demand [--use-action read]
+         [--data-field history]]
 
 `search --config` (or `--admin URL`) asks the running node (``GET /market/search``): the search
 goes out through its DHT host, and each seller carries its reputation as that node knows it.
@@ -14,7 +16,11 @@ goes out through its DHT host, and each seller carries its reputation as that no
 node reports it: sellers found, offers, the agreement and its terms, the delivery, the
 receipt, the settlement, then the result. It names every seller that declined and why (a
 decline is an answer: that seller is neither asked again nor banned). It exits 0 on a met
-delivery and 1 when no seller delivered (with every attempt's reason).
+delivery and 1 when no seller delivered (with every attempt's reason). With `--grant` the
+task carries the owner's grant for its data: a seller whose use it does not cover declines
+(``grant_refused`` and the reason) before anything is agreed or paid. The final document
+carries the seller-signed ``provenance`` of the result and what the buyer found wrong with
+it (``provenance_problems``); `aaex provenance verify` checks a saved copy offline.
 """
 
 from __future__ import annotations
@@ -66,6 +72,13 @@ def register(commands: Any) -> None:
     buy.add_argument("--budget", required=True, help="the most to pay, in credits")
     buy.add_argument("--deadline", required=True, type=float, help="seconds to get it done")
     buy.add_argument("--where", help="constraints on the sellers' ads, e.g. \"region == 'eu'\"")
+    buy.add_argument("--grant", help="the data owner's grant file (aaex grant issue) for the "
+                     "data the task carries; with --use-action and --use-purpose")
+    buy.add_argument("--use-action", default="read", help="what the seller may do with the "
+                     "granted data (default: read)")
+    buy.add_argument("--use-purpose", help="what for, e.g. forecast.demand")
+    buy.add_argument("--data-field", help="the task's field holding the granted data "
+                     "(default: the whole task)")
     buy.add_argument("--json", action="store_true", help="print only the final JSON document; "
                      "progress goes to stderr")
     buy.set_defaults(run=_market_buy)
@@ -203,15 +216,15 @@ def _json_type(field: Any) -> str:
     return str(field.get("type", "object" if "$ref" in field else "any"))
 
 
-def _read_task(path: str) -> dict[str, Any]:
+def _read_task(path: str, flag: str = "--task") -> dict[str, Any]:
     try:
         task = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise UsageError(f"--task {path}: {exc.strerror}") from None
+        raise UsageError(f"{flag} {path}: {exc.strerror}") from None
     except ValueError as exc:
-        raise UsageError(f"--task {path}: not JSON ({exc})") from None
+        raise UsageError(f"{flag} {path}: not JSON ({exc})") from None
     if not isinstance(task, dict):
-        raise UsageError(f"--task {path}: the task must be a JSON object")
+        raise UsageError(f"{flag} {path}: it must hold a JSON object")
     return task
 
 
@@ -219,8 +232,14 @@ def _market_buy(args: argparse.Namespace) -> int:
     from ..node.config import load_config
 
     Credits.parse(args.budget, "--budget")  # refused here, before the node is asked
-    body = {"agent": args.agent, "capability": args.capability, "task": _read_task(args.task),
-            "budget": args.budget, "deadline": args.deadline, "where": args.where}
+    body: dict[str, Any] = {
+        "agent": args.agent, "capability": args.capability, "task": _read_task(args.task),
+        "budget": args.budget, "deadline": args.deadline, "where": args.where}
+    if args.grant is not None:
+        if args.use_purpose is None:
+            raise UsageError("--grant needs --use-purpose: what the data is used for")
+        body["use"] = {"grant": _read_task(args.grant, "--grant"), "action": args.use_action,
+                       "purpose": args.use_purpose, "field": args.data_field}
     if args.admin is not None and args.token_file is None:
         raise UsageError("--admin needs --token-file (the node's data_dir/admin.token)")
     out = sys.stderr if args.json else sys.stdout
@@ -275,7 +294,8 @@ def _show_event(event: dict[str, Any], out: TextIO) -> None:
         text = "\n".join([
             f"done: held {event['price']}, paid {event.get('paid', event['price'])}, "
             f"refunded {event.get('refunded', '0')} credits; seller {event['seller']}",
-            *_declined_lines(event), f"result: {json.dumps(event.get('result'))}"])
+            *_declined_lines(event), f"result: {json.dumps(event.get('result'))}",
+            *_provenance_lines(event)])
     elif kind == "failed":
         declined = {d["seller"] for d in event.get("declined", [])}
         reasons = [f"  {a['seller']}: {a['verdict']} {a.get('detail') or ''}".rstrip()
@@ -299,6 +319,17 @@ def _offer_text(offer: dict[str, Any]) -> str:
     detail = f": {offer['detail']}" if offer.get("detail") else ""
     verb = "failed" if reason.startswith("error:") else "declined"
     return f"{seller} {verb} ({reason}{detail})"
+
+
+def _provenance_lines(event: dict[str, Any]) -> list[str]:
+    """How the result was produced, as the seller signed it, or what is wrong with that."""
+    problems = event.get("provenance_problems") or []
+    record = (event.get("provenance") or {}).get("provenance")
+    if problems or record is None:
+        return [f"provenance: NOT VERIFIED: {problems[0] if problems else 'none sent'}"]
+    model = record["model"]
+    return [f"provenance: signed by the seller; model {model['name']} "
+            f"(sha256 {model['file_hash'][:16]}…), code {record['code_version']}"]
 
 
 def _declined_lines(event: dict[str, Any]) -> list[str]:

@@ -4,11 +4,14 @@
 objects; `ledger` settles them over the hash chain of `chain` (pinned by the signed heads
 of `checkpoint`), and `books` reads what each party owes from them (every amount is an
 `aaex_agents.money.Credits`); `expiry` closes what was never escrowed; `reputation` scores sellers
-from receipts; `errors` names every refusal.
+from receipts; `grant` (decided by the ODRL evaluator of `odrl`) and `provenance` are what
+data owners and sellers sign about data; `audit_log` is the audit trail's entries and signed
+heads over the Merkle tree of `merkle`; `errors` names every refusal.
 Imports nothing else from the marketplace.
 """
 
 from .agreement import Agreement, SignedAgreement, Terms, TokenTerms
+from .audit_log import AuditEntry, AuditEvidence, SignedTreeHead
 from .chain import LedgerReport
 from .checkpoint import Checkpoint
 from .errors import (
@@ -21,9 +24,11 @@ from .errors import (
     LedgerFull,
     LedgerTampered,
     MalformedContract,
+    ProofFailed,
     ReceiptMismatch,
     UnknownAgreement,
 )
+from .grant import Grant, Revocation, SignedGrant, SignedRevocation, check_use
 from .ledger import (
     AccessEvent,
     Balance,
@@ -33,6 +38,7 @@ from .ledger import (
     Settlement,
     open_ledger,
 )
+from .provenance import InputRef, ModelRef, Provenance, SignedProvenance
 from .receipt import Receipt, SignedReceipt, make_receipt
 from .reputation import ReputationBook, Score
 from .sla import Delivery, SlaOutcome, TokenUsage, Verdict, check_sla, token_cost
@@ -41,12 +47,16 @@ __all__ = [
     "AccessEvent",
     "Agreement",
     "AlreadySettled",
+    "AuditEntry",
+    "AuditEvidence",
     "BadContractSignature",
     "Balance",
     "Checkpoint",
     "ContractRejected",
     "Delivery",
     "Entry",
+    "Grant",
+    "InputRef",
     "InsufficientFunds",
     "Ledger",
     "LedgerConfig",
@@ -56,13 +66,21 @@ __all__ = [
     "LedgerReport",
     "LedgerTampered",
     "MalformedContract",
+    "ModelRef",
+    "Provenance",
+    "ProofFailed",
     "Receipt",
     "ReceiptMismatch",
     "ReputationBook",
+    "Revocation",
     "Score",
     "Settlement",
     "SignedAgreement",
+    "SignedGrant",
+    "SignedProvenance",
     "SignedReceipt",
+    "SignedRevocation",
+    "SignedTreeHead",
     "SlaOutcome",
     "Terms",
     "TokenTerms",
@@ -70,6 +88,7 @@ __all__ = [
     "UnknownAgreement",
     "Verdict",
     "check_sla",
+    "check_use",
     "make_receipt",
     "open_ledger",
     "token_cost",

@@ -58,11 +58,29 @@ def _unset(value: object) -> bool:
     return value is None
 
 
+class GrantTerms(BaseModel):
+    """The data grant a task is performed under, and the use of it agreed.
+
+    Both parties sign it with the rest of the terms, so the seller checks the grant before
+    it countersigns (nothing escrowed yet) and again when the task arrives, and neither side
+    can later claim another use (see marketplace.contracts.grant).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    grant_id: str = Field(pattern=_HEX64)
+    """The id of the owner-signed grant the task's data is used under."""
+    action: str = Field(pattern=r"^[a-z][A-Za-z]{0,31}$")
+    """What the seller does with the data (``read``, ``use``...)."""
+    purpose: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$", max_length=64)
+    """What for (``inference``, ``forecast.demand``...)."""
+
+
 class Terms(BaseModel):
     """What was agreed: the task, the price and the service level, with its penalty.
 
-    `tokens`, `tolerance_ms` and `arbiter` are optional and left out of the signed bytes when
-    unset, so an agreement without them signs exactly the bytes it always did.
+    `tokens`, `tolerance_ms`, `arbiter` and `grant` are optional and left out of the signed
+    bytes when unset, so an agreement without them signs exactly the bytes it always did.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -90,6 +108,9 @@ class Terms(BaseModel):
     arbiter: Address | None = Field(default=None, exclude_if=_unset)
     """A key both parties accept to decide a dispute alone (None: only both parties together
     resolve one)."""
+    grant: GrantTerms | None = Field(default=None, exclude_if=_unset)
+    """The data grant the task uses and the use agreed (None: the task carries no one's
+    data under a grant)."""
 
 
 class Agreement(BaseModel):

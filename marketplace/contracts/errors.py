@@ -6,7 +6,8 @@ Part of the AAEX error tree (see aaex_agents.errors)::
     ├── ContractRejected            a signed agreement or receipt failed a check (`reason`)
     │   ├── MalformedContract       bytes or fields that are not a canonical agreement or receipt
     │   ├── BadContractSignature    a party's signature does not verify against its address
-    │   └── ReceiptMismatch         the receipt does not fit its agreement (id, parties, SLA sums)
+    │   ├── ReceiptMismatch         the receipt does not fit its agreement (id, parties, SLA sums)
+    │   └── ProofFailed             a Merkle inclusion or consistency proof does not verify
     ├── UnknownAgreement            a receipt or lookup names an agreement that was never recorded
     └── LedgerError                 the ledger did not do what was asked; nothing was written
         ├── LedgerCorrupt           the file is not an AAEX ledger, or SQLite finds it damaged
@@ -48,6 +49,12 @@ class BadContractSignature(ContractRejected):
     """A party's Ed25519 signature does not verify against the key in its address."""
 
     reason = "bad_signature"
+
+
+class ProofFailed(ContractRejected):
+    """A Merkle inclusion or consistency proof of an audit log does not verify."""
+
+    reason = "bad_proof"
 
 
 class ReceiptMismatch(ContractRejected):

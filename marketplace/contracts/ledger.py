@@ -161,6 +161,9 @@ class Ledger(DisputeBooks, PaymentBooks, OfferBooks, AuditBooks):
     def _now_ms(self) -> int:
         return self._config.clock.now_ms()
 
+    def _signer(self) -> Identity | None:
+        return self._config.owner
+
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
             raise UsageError("the ledger is closed; use it inside `async with open_ledger(...)`")

@@ -6,6 +6,8 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from aaex_agents.identity import Identity
+
 from .agreement import SignedAgreement
 
 T = TypeVar("T")
@@ -15,6 +17,9 @@ class LedgerBase:
     """The worker-thread runners and the reads `Ledger` provides to its mixins."""
 
     def _now_ms(self) -> int:
+        raise NotImplementedError
+
+    def _signer(self) -> Identity | None:
         raise NotImplementedError
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:

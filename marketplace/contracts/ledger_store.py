@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 
 from aaex_agents.money import ZERO, Credits
 
+from . import audit_store
 from .agreement import SignedAgreement
 from .chain import (
     EntryKind,
@@ -198,6 +199,7 @@ def connect(path: Path | None, max_bytes: int | None, owner: str | None = None, 
             page_size = connection.execute("PRAGMA page_size").fetchone()[0]
             connection.execute(f"PRAGMA max_page_count={max_bytes // page_size}")
         connection.executescript(_SCHEMA)
+        connection.executescript(audit_store.SCHEMA)
         connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)",
                            (LEDGER_FORMAT,))
         _check_format(connection, path)

@@ -6,7 +6,10 @@
     GET  /statement?with=ADDRESS[&agent=NAME]   our agreements with a partner and their net
     POST /reconcile         {"with": ADDRESS[, "agent": NAME]}   ask the partner, compare;
                             also lists payments one side signed so far ("pending")
-    POST /market/buy        {"agent", "capability", "task", "budget", "deadline"[, "where"]}
+    POST /market/buy        {"agent", "capability", "task", "budget", "deadline"[, "where"]
+                             [, "use": {"grant", "action", "purpose"[, "field"]}]}
+    POST /grants/revoke     {"agent": NAME, "revocation": {...}}   send an owner's signed
+                            revocation to the grantee it names (through the agent)
 
 Routes that change something (every POST) require ``Authorization: Bearer <token>``, the
 token the node wrote to ``data_dir/admin.token`` at start (see `accounts`); without it they
@@ -44,8 +47,11 @@ from discovery.query import parse_where
 
 from ..contracts.books import Position
 from ..contracts.errors import InsufficientFunds, LedgerError
+from ..contracts.grant import SignedRevocation
 from ..trade.delegation import FAILED, Delegated, Delegator
 from ..trade.errors import DelegationFailed
+from ..trade.grants import DataUse, GrantRevoked, RevocationTaken, use_from_document
+from ..trade.negotiation import Decline
 from ..trade.statements import reconcile, statement_between
 from .accounts import (
     account_document,
@@ -72,6 +78,8 @@ MAX_DEADLINE_S = 7 * 24 * 3600.0
 RECONCILE_TIMEOUT_S = 10.0
 MAX_BODY_BYTES = 1 << 20
 """Largest body an operator's POST may carry (1 MiB)."""
+REVOKE_TIMEOUT_S = 10.0
+"""Seconds the grantee's node gets to take a revocation sent through ``/grants/revoke``."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -155,7 +163,8 @@ def add_operator_routes(app: web.Application, node: OperatorView,
             ("/accounts", routes.accounts, False), ("/statement", routes.statement, False),
             ("/account/deposit", routes.deposit, True),
             ("/account/withdraw", routes.withdraw, True),
-            ("/reconcile", routes.reconcile, True), ("/market/buy", routes.buy, True)):
+            ("/reconcile", routes.reconcile, True), ("/market/buy", routes.buy, True),
+            ("/grants/revoke", routes.revoke_grant, True)):
         (app.router.add_post if write else app.router.add_get)(
             path, routes.guarded(view, write=write))
     return routes.guarded
@@ -171,6 +180,7 @@ class _Order:
     budget: Credits
     deadline: float
     where: str | None
+    use: DataUse | None = None
 
 
 class _OperatorRoutes:
@@ -258,6 +268,27 @@ class _OperatorRoutes:
         return json_response({"with": partner, "agreed": not gaps, "differences": gaps,
                       "agents": documents})
 
+    async def revoke_grant(self, request: web.Request) -> web.Response:
+        """Send an owner's signed revocation to the grantee's node, as one of our agents."""
+        body = await _body(request)
+        agent = self.agent_of(body.get("agent"))
+        try:
+            revocation = SignedRevocation.model_validate(body.get("revocation"))
+            revocation.verify()
+        except (ValueError, AaexError) as exc:
+            raise UsageError(f"revocation: {str(exc).splitlines()[0]}") from None
+        grantee = check_address(body.get("to"), "to")
+        try:
+            reply = await self.node.runtime.context(agent).ask(
+                grantee, GrantRevoked(revocation=revocation), timeout=REVOKE_TIMEOUT_S)
+        except (AaexError, TimeoutError) as exc:
+            return _error(502, f"the grantee's node did not take the revocation: {exc}")
+        if isinstance(reply, RevocationTaken):
+            return json_response({"revoked": True, "grant_id": reply.grant_id, "to": grantee})
+        detail = f"{reply.reason}: {reply.detail}" if isinstance(reply, Decline) else \
+            type(reply).__name__
+        return _error(502, f"the grantee's node refused the revocation: {detail}")
+
     def order(self, body: dict[str, Any]) -> _Order:
         """The purchase `body` asks for.
 
@@ -280,7 +311,8 @@ class _OperatorRoutes:
                 parse_where(where)
             except UsageError as exc:
                 raise UsageError(f"where: {exc}") from None
-        return _Order(agent, capability, task, budget, deadline, where)
+        use = None if body.get("use") is None else use_from_document(body["use"])
+        return _Order(agent, capability, task, budget, deadline, where, use)
 
     async def buy(self, request: web.Request) -> web.StreamResponse:
         order = self.order(await _body(request))
@@ -322,7 +354,7 @@ class _OperatorRoutes:
             done = await delegator.delegate(
                 self.node.runtime.context(order.agent), order.capability, order.task,
                 budget=order.budget, deadline=order.deadline, where=order.where,
-                progress=progress)
+                progress=progress, use=order.use)
             last = _done(done)
         except DelegationFailed as exc:
             last = {"event": "failed", "reason": str(exc), "attempts": [
@@ -363,5 +395,7 @@ def _done(done: Delegated) -> dict[str, Any]:
             **done.receipt.receipt.release.document("paid"),
             **done.receipt.receipt.refund.document("refunded"),
             "receipt_id": done.receipt.id, "verdict": done.receipt.receipt.verdict,
+            "provenance": None if done.provenance is None else done.provenance.model_dump(),
+            "provenance_problems": done.provenance_problems,
             "attempts": [{"seller": a.seller, "verdict": a.verdict, "detail": a.detail,
                           "agreement_id": a.agreement_id} for a in done.attempts]}

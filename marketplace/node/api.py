@@ -39,13 +39,14 @@ from ..contracts.books import Line, Position
 from ..contracts.errors import ContractRejected, LedgerTampered
 from ..contracts.ledger import Entry, Ledger
 from ..trade.negotiation import Dialogue, DialogueState, Seller
+from .admin_audit import add_audit_routes
 from .admin_consensus import add_consensus_route
 from .admin_disputes import DisputeView, add_dispute_routes
 from .admin_payments import add_payment_routes
 from .admin_search import add_search_route
 from .admin_writes import add_operator_routes
 from .metrics import MetricsView, node_registry
-from .responses import json_response
+from .responses import json_response, query_int
 
 if TYPE_CHECKING:
     from discovery.dht import Discovery
@@ -96,24 +97,6 @@ MAX_LEDGER_LIMIT = 1000
 """Most entries one ``/ledger`` answer lists."""
 ADMIN_LIMITS = ServerLimits(max_connections=64, max_connections_per_ip=64)
 """The admin API serves one operator on loopback: a terminal or two and the web view."""
-
-
-def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    """The integer query parameter `name`, `default` when absent.
-
-    Raises:
-        UsageError: it is not an integer from `low` to `high`; the message names it.
-    """
-    text = request.query.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"{name}: {quote(text)} is not an integer") from None
-    if not low <= value <= high:
-        raise UsageError(f"{name}: must be from {low} to {high}, got {value}")
-    return value
 
 
 def local_host_names(host: str, port: int) -> frozenset[str]:
@@ -213,6 +196,7 @@ def build_app(node: AdminView, token: str | None = None, *,
         guarded = add_operator_routes(app, node, token)
         add_dispute_routes(app, node, guarded)
         add_payment_routes(app, node, guarded)
+        add_audit_routes(app, node, guarded)
     return app
 
 

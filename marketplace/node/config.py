@@ -11,6 +11,7 @@ type with what to write instead (``llm.n_ctx = 'big': write an integer``).
     data_dir = "data"
     ledger = "data/ledger.sqlite"    # optional; this is the default
     http = "127.0.0.1:0"             # envelopes; "" to serve libp2p only
+    http_public = ""                 # host:port peers dial instead (a proxy in front)
     admin = "127.0.0.1:0"            # local admin API, /metrics and the web view
     p2p = ["/ip4/127.0.0.1/tcp/0"]
     seeds = []
@@ -366,6 +367,8 @@ class NodeSection(Table):
         data_dir: where agent keys, agent storage and the ledger live.
         ledger: the ledger file; None keeps it in the data dir (see `NodeConfig.ledger_path`).
         http: host:port for envelopes over HTTP; empty to serve libp2p only.
+        http_public: host:port the agent records tell peers to dial for HTTP envelopes, when
+            a reverse proxy or relay stands in front of the node; empty: the bound one.
         admin: host:port of the local admin API; keep it on loopback.
         p2p: libp2p listen multiaddrs; empty to run without libp2p and discovery.
         seeds: multiaddrs of seed nodes to join the DHT through.
@@ -378,6 +381,7 @@ class NodeSection(Table):
     data_dir: RelativePath = Field(default=Path("data"), validate_default=True)
     ledger: RelativePath | None = None
     http: HostPortOrOff = "127.0.0.1:0"
+    http_public: HostPortOrOff = ""
     admin: HostPort = "127.0.0.1:0"
     p2p: tuple[str, ...] = Field(default=("/ip4/127.0.0.1/tcp/0",), strict=False)
     seeds: tuple[str, ...] = Field(default=(), strict=False)

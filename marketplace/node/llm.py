@@ -13,8 +13,10 @@ error instead of a failed request.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from aaex_agents.errors import LLMUnavailable, UsageError
 from aaex_agents.llm import (
@@ -26,8 +28,10 @@ from aaex_agents.llm import (
     OpenAICompatLLM,
     list_models,
     open_llm_service,
+    smollm2_gguf_path,
 )
 
+from ..contracts.provenance import file_sha256
 from .config import ConfigError, LLMSpec
 
 PROBE_TIMEOUT = 5.0
@@ -95,3 +99,22 @@ def _location(spec: LLMSpec) -> str:
     if spec.model_path is None:
         return "llm.model_path absent (the shipped SmolLM2)"
     return f"llm.model_path = {str(spec.model_path)!r}"
+
+
+async def model_file_hash(spec: LLMSpec) -> str | None:
+    """sha256 of the model file `spec` runs (a GGUF file), hashed once, off the event loop.
+
+    None when the model is not one file here: a server's model (``openai``) or a vLLM
+    checkpoint directory; provenance then names the seller's code instead.
+    """
+    path: Path | None = None
+    if spec.backend == "llamacpp":
+        try:
+            path = spec.model_path or smollm2_gguf_path()
+        except LLMUnavailable:
+            return None
+    elif spec.backend == "vllm" and spec.model_path is not None:
+        path = spec.model_path
+    if path is None or not path.is_file():
+        return None
+    return await asyncio.to_thread(file_sha256, path)

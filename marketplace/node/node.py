@@ -22,7 +22,7 @@ import asyncio
 import logging
 import resource
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, fields
 from typing import Any
@@ -39,9 +39,11 @@ from aaex_agents import (
 from aaex_agents.clock import Clock, SystemClock
 from aaex_agents.directory import Directory
 from aaex_agents.errors import AaexError, UsageError
+from aaex_agents.keyring import SealingPolicy
 from aaex_agents.llm import LLMService
 from aaex_agents.runtime import Runtime
 from aaex_agents.transport.base import Transport
+from aaex_agents.transport.http import ENVELOPE_PATH
 from aaex_agents.transport.libp2p import (
     Libp2pConfig,
     Libp2pHost,
@@ -57,9 +59,12 @@ from discovery.records import PriceModel, SlaOffer
 from discovery.schema import compact_schema
 
 from ..contracts.ledger import Ledger, LedgerConfig, open_ledger
+from ..contracts.provenance import ModelRef
+from ..trade.audit import report_audit
 from ..trade.buying import Buyer
 from ..trade.contracting import seller_countersigner
 from ..trade.desk import MarketDesk
+from ..trade.grants import GrantDesk
 from ..trade.llm_seller import LlmSeller
 from ..trade.market import NodeMarket, discovery_finder
 from ..trade.negotiation import Seller
@@ -75,10 +80,10 @@ from .accounts import (
     withdraw_admin,
 )
 from .api import ADMIN_LIMITS, serve_admin, uptime_since
-from .config import AgentSpec, ConfigError, NodeConfig, split_host_port
+from .config import AgentSpec, ConfigError, LLMSpec, NodeConfig, split_host_port
 from .gateway import GATEWAY_LIMITS, open_gateway
 from .interop import Interop, interop_gateway, interop_status, open_interop
-from .llm import open_node_llm
+from .llm import model_file_hash, open_node_llm
 from .metrics import metrics_text
 from .ports import check_ports
 from .validators import bind_validators
@@ -87,6 +92,8 @@ logger = logging.getLogger(__name__)
 
 FILES_RESERVE = 512
 """Open files a node needs besides its listeners' connections: libp2p, the ledger, logs."""
+GRANT_REVOCATIONS = "grant_revocations.jsonl"
+"""The file under the data dir where the node keeps data owners' revocations of grants."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,13 +173,13 @@ class Node(NodeParts):
 
 
 def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
-                ledger: Ledger | None = None) -> Agent:
+                ledger: Ledger | None = None, grants: GrantDesk | None = None) -> Agent:
     """Construct the agent `spec` names, with its own key under the data dir.
 
     A `Seller` gets its strategy from the settings (`cost`, `exponent`, `latency_ms`, ...),
     its countersigner, the node's whitelist for its capability and its `[dialogues]` limits;
     a `ServiceSeller` and a `Buyer` also keep their books on the node's `ledger` (to answer
-    statements).
+    statements). Every seller checks uses of granted data with the node's `grants`.
 
     Raises:
         ConfigError: the class is not an Agent (or a seller's class states no capability or
@@ -198,7 +205,8 @@ def build_agent(spec: AgentSpec, config: NodeConfig, clock: Clock,
             return cls(identity, name=spec.name, strategy=strategy,
                        countersign=seller_countersigner(identity, clock), admit=gate.admit,
                        limits=config.dialogues, clock=clock,
-                       trusted_arbiters=frozenset(config.market.arbiters), **settings)
+                       trusted_arbiters=frozenset(config.market.arbiters), grants=grants,
+                       **settings)
         if issubclass(cls, Buyer):
             settings["ledger"] = ledger
         return cls(identity, name=spec.name, **settings)
@@ -236,16 +244,22 @@ def offers_of(agent: Agent) -> list[Listing]:
                   **_schemas(agent))]
 
 
-async def _bind_llm_sellers(agents: list[Agent], llm: LLMService | None) -> None:
+async def _bind_llm_sellers(agents: list[Agent], llm: LLMService | None,
+                            spec: LLMSpec) -> None:
     """Let every `LlmSeller` describe the node's model in its ad; measure it first.
 
     At start, one warm-up generation (discarded: a cold one can be a hundred times slower)
     and three timed ones of 16 tokens give the first ad a measured tokens/s, its range and
-    the time to first token instead of none.
+    the time to first token instead of none. The model file is hashed once here, for the
+    provenance every delivery carries.
     """
     sellers = [a for a in agents if isinstance(a, LlmSeller)]
     if not sellers or llm is None:
         return
+    digest = await model_file_hash(spec)
+    if digest is not None:
+        for seller in sellers:
+            seller.model_file = ModelRef(name=llm.describe().name, file_hash=digest)
     try:
         await llm.measure(max_tokens=16, runs=3, warmup=1)
     except AaexError:  # the ad goes out without the figures; the seller still sells
@@ -315,6 +329,32 @@ async def _resolve_forever(node: Node) -> None:
         await runtime.clock.sleep(settings.resolve_period)
 
 
+async def _report_audit_forever(node: Node) -> None:
+    """Send partners the audit entries about them (marketplace.trade.audit).
+
+    At once when an access is recorded, and every `market.resolve_period` seconds again for
+    entries a partner has not taken yet (it was unreachable, or its ad not found yet).
+    """
+    runtime, ledger = node.runtime, node.ledger
+    silenced: set[str] = set()  # partners that caught our log: the operator decides
+    while True:
+        ledger.audit_appended.clear()
+        try:
+            await report_audit(ledger, dict(runtime.agents), runtime.context, silenced=silenced)
+        except AaexError:  # the books could not be read this time; the next pass retries
+            logger.error("reporting the audit log to partners failed", exc_info=True)
+        await _first_of(runtime.clock.sleep(node.config.market.resolve_period),
+                        ledger.audit_appended.wait())
+
+
+async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Await `waits` until the first one ends; the others are cancelled."""
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(wait) for wait in waits]
+        for task in tasks:
+            task.add_done_callback(lambda _: [other.cancel() for other in tasks])
+
+
 def _preflight(config: NodeConfig) -> Identity:
     """What fails before anything opens: a bad class for the model, the data dir, the key."""
     _check_open_file_limit()
@@ -364,6 +404,8 @@ async def _open_advertisers(stack: AsyncExitStack, config: NodeConfig, runtime: 
     if discovery is None:
         return ()
     http_endpoints = [e for e in runtime.endpoints if e.startswith("http")]
+    if http_endpoints and config.node.http_public:
+        http_endpoints = [f"http://{config.node.http_public}{ENVELOPE_PATH}"]
     advertisers = []
     for agent in runtime.agents.values():
         advertisers.append(await stack.enter_async_context(open_advertiser(
@@ -381,10 +423,13 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
     """
     ledger = await stack.enter_async_context(open_ledger(
         config.ledger_path, config=LedgerConfig(clock=clock, owner=identity)))
-    agents = [build_agent(spec, config, clock, ledger) for spec in config.agents]
+    # Revocations outlive a restart in a file beside the books (read once, off the loop).
+    grants = await asyncio.to_thread(GrantDesk, path=config.node.data_dir / GRANT_REVOCATIONS,
+                                     ledger=ledger, clock=clock)
+    agents = [build_agent(spec, config, clock, ledger, grants) for spec in config.agents]
     # Before the runtime, so it closes after it: handlers may use ctx.llm until the end.
     llm = await stack.enter_async_context(open_node_llm(config.llm))
-    await _bind_llm_sellers(agents, llm)
+    await _bind_llm_sellers(agents, llm, config.llm)
     network = await _open_network(stack, config, identity)
     discovery = network.discovery
     market = NodeMarket({a.address: a for a in agents}, find=(
@@ -393,8 +438,10 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
     bind_validators(agents, market, clock, ledger)
     # Reputation is read from the books, so a restarted node still knows whom it can trust.
     market.reputation.add_settled(await ledger.settled_receipts())
-    runtime_config = RuntimeConfig(data_dir=config.node.data_dir / "storage")
-    desk = MarketDesk({a.address: a for a in agents}, ledger)
+    # A node takes only sealed envelopes (and plaintext key requests): docs/sovereignty.md.
+    runtime_config = RuntimeConfig(data_dir=config.node.data_dir / "storage",
+                                   sealing=SealingPolicy(accept_plaintext=False))
+    desk = MarketDesk({a.address: a for a in agents}, ledger, grants)
     await desk.load()  # half-signed payments and resolutions kept before a restart
     gateway = (interop_gateway(config.interop, policy=runtime_config.policy,
                                offers=offers_of) if config.interop.enabled else None)
@@ -458,6 +505,7 @@ async def open_node(config: NodeConfig, *, clock: Clock | None = None,
         # The node's own background work belongs to its task group, cancelled on exit.
         group = await stack.enter_async_context(asyncio.TaskGroup())
         stack.callback(group.create_task(_resolve_forever(node), name="node.resolve").cancel)
+        stack.callback(group.create_task(_report_audit_forever(node), name="node.audit").cancel)
         logger.info("node %s up: %d agent(s), admin %s", identity.address,
                     len(node.runtime.agents), node.admin_url)
         yield node

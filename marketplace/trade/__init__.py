@@ -4,14 +4,16 @@
 offers); `dialogues` bounds what a seller holds for negotiations still open; `policy` guards
 access and spending; `contracting` turns an accepted offer into a signed agreement;
 `delegation` buys a task end to end and `selling` performs it; `buying` is the agent that
-buys; `statements` lets the two compare books; `market` is the node's market service that
-hands agents a delegator. Builds on `marketplace.contracts`, never on the node.
+buys; `statements` lets the two compare books; `grants` enforces data owners' grants on the
+seller's side; `market` is the node's market service that hands agents a delegator. Builds
+on `marketplace.contracts`, never on the node.
 """
 
 from .buying import Buyer
 from .delegation import Attempt, Backoff, Books, Delegated, Delegator, Found
 from .dialogues import DialogueLimits
 from .errors import BadTask, DelegationFailed, Refusal, SpendingRefused, TradeError
+from .grants import DataUse, GrantDesk, GrantRevoked, RevocationTaken, data_hash
 from .llm_seller import LlmSeller
 from .market import MarketSettings, NodeMarket
 from .negotiation import (
@@ -52,6 +54,7 @@ __all__ = [
     "BuyerUtility",
     "CallForProposals",
     "CounterOffer",
+    "DataUse",
     "Decline",
     "Delegated",
     "DelegationFailed",
@@ -62,6 +65,8 @@ __all__ = [
     "DialogueLimits",
     "DialogueState",
     "Found",
+    "GrantDesk",
+    "GrantRevoked",
     "LlmSeller",
     "MarketSettings",
     "NegotiationResult",
@@ -69,9 +74,10 @@ __all__ = [
     "Offer",
     "Propose",
     "RateLimit",
-    "Reconciliation",
     "ReceiptNotice",
+    "Reconciliation",
     "Refusal",
+    "RevocationTaken",
     "Seller",
     "SellerStrategy",
     "ServiceSeller",
@@ -83,6 +89,7 @@ __all__ = [
     "Validator",
     "Wallet",
     "Weights",
+    "data_hash",
     "negotiate",
     "reconcile",
 ]

@@ -24,11 +24,15 @@ CLOCK_TOLERANCE_MS = 60_000
 
 
 def terms_for(cfp: CallForProposals, offer: Offer, agreed_at_ms: int) -> Terms:
-    """The terms an offer stands for (its amounts as they are, times in milliseconds)."""
+    """The terms an offer stands for (its amounts as they are, times in milliseconds).
+
+    A call carrying a data grant binds the grant's id, the action and the purpose.
+    """
     return Terms(task_hash=task_hash(cfp.task), capability=cfp.capability,
                  price=offer.price, max_latency_ms=max(1, round(offer.latency_ms)),
                  deadline_ms=agreed_at_ms + max(1, round(offer.deadline_s * 1000)),
-                 penalty=offer.penalty, tokens=offer.tokens, arbiter=cfp.arbiter)
+                 penalty=offer.penalty, tokens=offer.tokens, arbiter=cfp.arbiter,
+                 grant=cfp.use.terms() if cfp.use is not None else None)
 
 
 def buyer_signer(identity: Identity, clock: Clock | None = None) -> AgreementSigner:

@@ -34,15 +34,17 @@ from ..contracts.checkpoint import Checkpoint
 from ..contracts.dispute import Dispute, SignedDispute, seller_delivery, timing_conflicts
 from ..contracts.errors import AgreementExpired, LedgerError
 from ..contracts.ledger_store import Balance
+from ..contracts.provenance import SignedProvenance, problems
 from ..contracts.receipt import SignedReceipt, make_receipt
 from ..contracts.reputation import ReputationBook, Score
 from ..contracts.sla import Delivery, TokenUsage
 from .awards import Fallback, award_reason, bid_document, runner_up
 from .backoff import Backoff as Backoff
 from .backoff import Ban as Ban
-from .contracting import buyer_signer
+from .contracting import buyer_signer, task_hash
 from .disputes import raise_dispute
 from .errors import BadTask, DelegationFailed
+from .grants import DataUse
 from .metering import metered_usage
 from .negotiation import (
     CallForProposals,
@@ -121,6 +123,10 @@ class Delegated:
     agreement: SignedAgreement
     receipt: SignedReceipt
     attempts: list[Attempt] = field(default_factory=list)
+    provenance: SignedProvenance | None = None
+    """The seller-signed provenance that came with the result (None: it sent none)."""
+    provenance_problems: list[str] = field(default_factory=list)
+    """What the buyer found wrong with it (signature, result or task hash); [] if nothing."""
 
     @property
     def seller(self) -> str:
@@ -256,7 +262,7 @@ class Delegator:
         self._window = negotiation_window
 
     async def delegate(self, ctx: Context, capability: str, task: Mapping[str, Any], *,
-                       progress: Progress | None = None,
+                       progress: Progress | None = None, use: DataUse | None = None,
                        **terms: Unpack[DelegateTerms]) -> Delegated:
         """Get `task` done by the best provider of `capability` within the deadline.
 
@@ -264,7 +270,10 @@ class Delegator:
         required; ``where``, ``max_latency_ms``, ``penalty`` and ``top_k`` defaulted here).
         `ctx` is the context of the delegator's own agent (the node's market hands each
         agent its own delegator); every time read and wait goes through `ctx.clock`.
-        `progress`, when given, hears each step as it happens (see `Progress`).
+        `progress`, when given, hears each step as it happens (see `Progress`). `use`, for a
+        task carrying someone's data, is the owner's grant and the use asked: it travels with
+        the call and the task, the agreement binds it, and a seller it does not cover
+        declines before anything is agreed or escrowed.
 
         Raises:
             BadTask: the task fits the advertised task schema of none of the sellers found
@@ -321,7 +330,7 @@ class Delegator:
                 max_price=ceiling or spendable,
                 max_latency_ms=max_latency_ms, max_deadline_s=remaining,
                 wanted_penalty=penalty, respond_by=now + min(self._window, remaining / 2),
-                arbiter=self._arbiter,
+                arbiter=self._arbiter, use=use,
                 hold=fallback.dialogue if fallback is not None else None)
             utility = BuyerUtility(max_price=spendable, max_latency_ms=max_latency_ms,
                                    max_deadline_s=remaining, wanted_penalty=penalty,
@@ -357,7 +366,8 @@ class Delegator:
                 "max_latency_ms": agreed.max_latency_ms, "deadline_ms": agreed.deadline_ms,
                 **award_reason(outcome)})
             try:
-                result, receipt, detail = await self._perform(ctx, signed, task, end)
+                result, receipt, detail, deliver = await self._perform(ctx, signed, task, end,
+                                                                       use)
             except AgreementExpired as exc:  # we closed it unfunded when its seller asked
                 self._wallet.release(outcome.winner, agreed.price)
                 attempts.append(Attempt(outcome.winner, "expired", signed.id, str(exc)))
@@ -373,7 +383,14 @@ class Delegator:
             attempts.append(Attempt(outcome.winner, receipt.receipt.verdict, signed.id, detail))
             if receipt.receipt.verdict == "met" and result is not None:
                 self.backoff.forgive(outcome.winner)
-                return Delegated(result, signed, receipt, attempts)
+                provenance = deliver.provenance if deliver is not None else None
+                found = ["none: the seller sent no provenance"] if provenance is None else \
+                    problems(provenance, result=result, task_hash=task_hash(task),
+                             seller=outcome.winner, agreement_id=signed.id,
+                             grant_id=None if agreed.grant is None else agreed.grant.grant_id)
+                if found:
+                    logger.warning("provenance of %s: %s", signed.id[:12], found[0])
+                return Delegated(result, signed, receipt, attempts, provenance, found)
             banned = self.backoff.ban(outcome.winner, clock.now(), receipt.receipt.verdict)
             logger.warning("%s failed %s (%s); banned %.0f s, re-awarding", outcome.winner,
                            capability, receipt.receipt.verdict, banned)
@@ -400,12 +417,14 @@ class Delegator:
         return min(budget, available)
 
     async def _perform(self, ctx: Context, signed: SignedAgreement, task: dict[str, Any],
-                       end: float) -> tuple[dict[str, Any] | None, SignedReceipt | None, str]:
+                       end: float, use: DataUse | None = None
+                       ) -> tuple[dict[str, Any] | None, SignedReceipt | None, str,
+                                  Deliver | None]:
         """Escrow, send the task, wait within the SLA, keep and judge the delivery, settle.
 
         Never raises for a failing seller: that is a `not_delivered` or `breached` receipt,
-        returned with what went wrong (empty when it delivered); a delivery we contest
-        returns no receipt (the dispute holds the money).
+        returned with what went wrong (empty when it delivered) and the delivery kept; a
+        delivery we contest returns no receipt (the dispute holds the money).
         """
         agreement = signed.agreement
         self.in_flight.add(signed.id)
@@ -418,12 +437,14 @@ class Delegator:
             started = clock.now_ms()
             wait = max(0.05, min(end - clock.now(), agreement.terms.max_latency_ms / 1000 * 1.5,
                                  (agreement.terms.deadline_ms - started) / 1000))
-            delivery, result, detail = None, None, ""
+            delivery, result, detail, kept = None, None, "", None
             try:
                 reply = await ctx.ask(agreement.seller,
-                                      Task(agreement=signed.to_wire(), task=task), timeout=wait)
+                                      Task(agreement=signed.to_wire(), task=task, use=use),
+                                      timeout=wait)
                 if isinstance(reply, Deliver) and reply.agreement_id == signed.id \
                         and delivery_is_genuine(reply, agreement.seller):
+                    kept = reply
                     if self._books is not None:
                         await self._books.record_delivery(signed.id, reply.model_dump())
                     logger.info("delivery of %s kept", signed.id[:12],
@@ -438,11 +459,11 @@ class Delegator:
                 detail = str(exc) or type(exc).__name__
                 logger.info("%s did not deliver: %s", agreement.seller, detail)
             if result is not None and delivery is None:  # contested: held, no receipt
-                return None, None, detail
+                return None, None, detail, kept
             receipt = await self._settle(ctx, signed, delivery)
         finally:
             self.in_flight.discard(signed.id)
-        return result, receipt, detail
+        return result, receipt, detail, kept
 
     async def _judge(self, ctx: Context, signed: SignedAgreement, reply: Deliver,
                      task: Mapping[str, Any], dispatched_ms: int) -> tuple[Delivery | None, str]:

@@ -5,9 +5,10 @@ agent; but the books are the node's, and the agent may be any class an operator 
 planner that only buys through `ctx.delegate` declares no market handlers). The node passes
 a `MarketDesk` to its runtime as the shared handlers (`open_runtime(shared=...)`): for any
 hosted agent whose own class does not answer a `StatementQuery`, an `EscrowQuery`, a
-partner's dispute or a resolution, the desk answers from the node's ledger, as that agent
-and only about that agent's trades (statements to its partners only, at `STATEMENT_RATE`
-per sender).
+partner's dispute, a resolution or an audit head, the desk answers from the node's ledger,
+as that agent and only about that agent's trades (statements to its partners only, at
+`STATEMENT_RATE` per sender; audit heads at `AUDIT_RATE`). A data owner's `GrantRevoked` is
+kept by the node's `GrantDesk`, whichever of its agents it was sent to.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from aaex_agents import Agent, Context, handler
 
 from ..contracts.ledger import Ledger
+from .audit import AuditDesk, AuditNotice, AuditTaken
 from .disputes import (
     DisputeNotice,
     DisputeTaken,
@@ -25,7 +27,9 @@ from .disputes import (
     ResolutionTaken,
     answer_dispute,
 )
+from .errors import Refusal
 from .escrow import Escrowed, EscrowQuery, Expired, answer_escrow_query
+from .grants import GrantDesk, GrantRevoked, RevocationTaken
 from .negotiation import Decline
 from .payments import PaymentDesk, PaymentNotice, PaymentTaken
 from .statements import StatementDesk, StatementQuery, StatementReply
@@ -38,15 +42,19 @@ class MarketDesk(Agent):
     runtime as the agent the message was addressed to.
     """
 
-    def __init__(self, agents: Mapping[str, Agent], ledger: Ledger) -> None:
+    def __init__(self, agents: Mapping[str, Agent], ledger: Ledger,
+                 grants: GrantDesk | None = None) -> None:
         super().__init__(name="market-desk")
         self._agents = agents
         self._ledger = ledger
+        self.grants = grants or GrantDesk(ledger=ledger)
+        """The node's revocations (shared with its sellers)."""
         self.resolutions = ResolutionDesk(ledger)
         """Resolution offers partners sent, until our operator signs the same terms."""
         self.payments = PaymentDesk(ledger)
         """Payments made outside the market that one partner signed so far."""
         self._statements = StatementDesk()
+        self._audit = AuditDesk(ledger)
 
     async def load(self) -> None:
         """Read back the half-signed offers kept on the ledger before a restart."""
@@ -91,3 +99,22 @@ class MarketDesk(Agent):
         if ctx.sender is None or ctx.address not in self._agents:
             return Decline(dialogue="", reason="unknown_agent")
         return await self.payments.receive(ctx.address, ctx.sender, msg)
+
+    @handler
+    async def on_grant_revoked(self, ctx: Context,
+                               msg: GrantRevoked) -> RevocationTaken | Decline:
+        """Keep a data owner's revocation; every later use under that grant is refused."""
+        if ctx.address not in self._agents:
+            return Decline(dialogue="", reason="unknown_agent")
+        try:
+            await self.grants.revoke(msg.revocation)
+        except Refusal as refusal:
+            return Decline(dialogue="", reason=refusal.reason, detail=refusal.detail)
+        return RevocationTaken(grant_id=msg.revocation.revocation.grant_id)
+
+    @handler
+    async def on_audit_notice(self, ctx: Context, msg: AuditNotice) -> AuditTaken | Decline:
+        """A partner's signed audit head with its entries about the addressed agent."""
+        if ctx.sender is None or ctx.address not in self._agents:
+            return Decline(dialogue="", reason="unknown_agent")
+        return await self._audit.receive(ctx.address, ctx.sender, msg, ctx.clock.now())

@@ -43,6 +43,7 @@ from aaex_agents.llm.base import ChatTurn, Request
 from aaex_agents.money import ZERO, Credits
 
 from ..contracts.agreement import TokenTerms
+from ..contracts.provenance import ModelRef
 from ..contracts.sla import INPUT_SLACK
 from .delegation import OVER_BUDGET
 from .errors import Refusal
@@ -163,6 +164,14 @@ class LlmSeller(ServiceSeller):
         self.timeout = timeout
         self.model_info: Callable[[], ModelInfo] | None = None
         """What the ad says of the model; the node binds its LLM service's `describe`."""
+        self.model_file: ModelRef | None = None
+        """The model file the node runs (its name and sha256, hashed once at start); None:
+        provenance names this class's code instead (a model served elsewhere)."""
+
+    def provenance_model(self) -> tuple[ModelRef, str]:
+        """The node's model file, when it runs one, and the code version of this class."""
+        model, code_version = super().provenance_model()
+        return (self.model_file or model), code_version
 
     def cap_price(self, task: Mapping[str, Any]) -> tuple[Credits, TokenTerms]:
         """The most `task` can cost and the per-token terms it is sold on.

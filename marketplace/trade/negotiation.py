@@ -35,6 +35,7 @@ from ..contracts.agreement import TokenTerms
 from ..contracts.reputation import NEUTRAL
 from .dialogues import DialogueKey, DialogueLimits, OpenDialogues, task_weight
 from .errors import Refusal
+from .grants import DataUse, GrantDesk
 from .quotes import StandingQuotes
 from .strategies import BuyerStrategy, BuyerUtility, Offer, SellerStrategy
 from .task_models import task_fault, task_hash
@@ -63,6 +64,10 @@ class CallForProposals(Message, type="market.cfp/2", supersedes="market.cfp/1"):
     hold: str | None = None
     """An earlier dialogue with this seller, for the same task, whose last offer the buyer
     asks it to stand by (its fallback after the winner failed: `marketplace.trade.quotes`)."""
+    use: DataUse | None = None
+    """The grant the task's data is used under and the use asked; it goes into the
+    agreement's terms, and a seller whose use it does not cover declines
+    (``grant_refused``, see marketplace.trade.grants). None: no one's data under a grant."""
 
 
 class Propose(Message, type="market.propose/2", supersedes="market.propose/1"):
@@ -173,11 +178,13 @@ class Seller(Agent):
     def __init__(self, *args: Any, strategy: SellerStrategy, countersign: Countersigner,
                  admit: Admission | None = None, limits: DialogueLimits | None = None,
                  clock: Clock | None = None, trusted_arbiters: frozenset[str] = frozenset(),
-                 **kwargs: Any) -> None:
+                 grants: GrantDesk | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.trusted_arbiters = trusted_arbiters
         """Keys this seller accepts as an agreement's arbiter (the node's market.arbiters)."""
         self.clock = clock or SystemClock()
+        self.grants = grants or GrantDesk(clock=self.clock)
+        """Where uses of granted data are checked and revocations kept (the node's desk)."""
         self.strategy = strategy
         self._countersign = countersign
         self._admit = admit
@@ -321,6 +328,8 @@ class Seller(Agent):
                 await self._admit(buyer, msg)
             if (fault := task_fault(self.task_model, msg.task)) is not None:
                 raise Refusal("bad_task", fault)
+            if msg.use is not None:  # before any price: a refused use never gets agreed
+                await self.grants.check(msg.use, msg.task, user=self.address, buyer=buyer)
             if key in self.dialogues:  # checked after the await: nothing runs in between
                 raise Refusal("duplicate_dialogue", "you already use this dialogue id here")
             dialogue = Dialogue(msg.dialogue, buyer, msg, started=now)

@@ -26,11 +26,13 @@ from ..contracts.delivery import delivery_signed_by, delivery_signing_bytes, res
 from ..contracts.dispute import Dispute, receipt_conflicts
 from ..contracts.errors import AlreadySettled, ContractRejected, LedgerError, UnknownAgreement
 from ..contracts.ledger import Ledger
+from ..contracts.provenance import InputRef, ModelRef, Provenance, SignedProvenance, code_model
 from ..contracts.receipt import SignedReceipt
 from .contracting import task_hash
 from .disputes import raise_dispute
 from .errors import Refusal
 from .escrow import ESCROW_QUERY_AFTER_MS, ask_escrow
+from .grants import DataUse, data_hash
 from .negotiation import Decline, DialogueState, Seller
 from .statements import StatementDesk, StatementQuery, StatementReply
 from .task_models import task_fault
@@ -42,6 +44,8 @@ class Task(Message, type="market.task/1"):
 
     agreement: bytes
     task: dict[str, Any]
+    use: DataUse | None = None
+    """The grant the task's data is used under, as the agreement's terms bind it."""
 
 
 class Deliver(Message, type="market.deliver/2"):
@@ -58,6 +62,8 @@ class Deliver(Message, type="market.deliver/2"):
     finished_at_ms: int
     signature: str
     """The seller's Ed25519 signature (hex) of `delivery_signing_bytes`."""
+    provenance: SignedProvenance | None = None
+    """The seller-signed record of the inputs, model and code that produced the result."""
 
 
 class DeliveryQuery(Message, type="market.delivery_query/1"):
@@ -77,14 +83,15 @@ class ReceiptNotice(Message, type="market.receipt/1"):
 
 
 def sign_delivery(identity: Identity, agreement_id: str, result: dict[str, Any],
-                  started_at_ms: int, finished_at_ms: int) -> Deliver:
+                  started_at_ms: int, finished_at_ms: int,
+                  provenance: SignedProvenance | None = None) -> Deliver:
     """A delivery of `result`, signed by the seller `identity`."""
     digest = result_hash(result)
     signature = identity.sign(delivery_signing_bytes(agreement_id, digest, started_at_ms,
                                                      finished_at_ms))
     return Deliver(agreement_id=agreement_id, result=result, result_hash=digest,
                    started_at_ms=started_at_ms, finished_at_ms=finished_at_ms,
-                   signature=signature.hex())
+                   signature=signature.hex(), provenance=provenance)
 
 
 def delivery_is_genuine(deliver: Deliver, seller: str) -> bool:
@@ -117,6 +124,56 @@ class ServiceSeller(Seller):
         """Sales whose buyer said it escrowed them (asked once per process)."""
         self._expired: set[str] = set()
         """Sales the buyer closed as never escrowed."""
+        self._code: tuple[ModelRef, str] | None = None
+
+    def provenance_model(self) -> tuple[ModelRef, str]:
+        """The model and code version a delivery's provenance names (computed once).
+
+        The default names this class and hashes its module's source; a seller that runs a
+        model file (`LlmSeller`) names that file's hash instead.
+        """
+        if self._code is None:
+            self._code = code_model(type(self))
+        return self._code
+
+    def provenance(self, signed: SignedAgreement, task: dict[str, Any], use: DataUse | None,
+                   result: dict[str, Any], at_ms: int) -> SignedProvenance:
+        """The signed record of what produced `result` for the sale `signed`."""
+        inputs = [InputRef(hash=signed.agreement.terms.task_hash, role="task")]
+        if use is not None and signed.agreement.terms.grant is not None:
+            inputs.append(InputRef(hash=data_hash(use.data(task)), role="data",
+                                   grant_id=signed.agreement.terms.grant.grant_id))
+        model, code_version = self.provenance_model()
+        return SignedProvenance.sign(Provenance(
+            agreement_id=signed.id, seller=self.address, result_hash=result_hash(result),
+            inputs=tuple(inputs), model=model, code_version=code_version,
+            produced_at_ms=at_ms), self.identity)
+
+    async def _grant_fault(self, ctx: Context, signed: SignedAgreement,
+                           msg: Task) -> Decline | None:
+        """Refuse a task whose grant is not the agreed one or no longer covers the use.
+
+        A covered use is recorded on the books before the work starts.
+        """
+        bound, use = signed.agreement.terms.grant, msg.use
+        if bound is None and use is None:
+            return None
+        dialogue = signed.agreement.dialogue_id
+        try:
+            same = use is not None and bound is not None and use.terms() == bound
+        except ContractRejected:
+            same = False
+        if not same or use is None:
+            return Decline(dialogue=dialogue, reason="grant_refused",
+                           detail="the task's grant and use are not the ones agreed")
+        try:
+            await self.grants.check(use, msg.task, user=self.address, buyer=str(ctx.sender))
+            await self.grants.record_use(use, self.address, signed.id)
+        except Refusal as refusal:
+            return Decline(dialogue=dialogue, reason=refusal.reason, detail=refusal.detail)
+        except LedgerError as exc:
+            return Decline(dialogue=dialogue, reason="books_unavailable", detail=str(exc))
+        return None
 
     async def on_start(self, ctx: Context) -> None:
         """Give standing to every buyer whose receipt paid us, as our books remember it.
@@ -238,9 +295,12 @@ class ServiceSeller(Seller):
         if signed.id in self._working:
             return Decline(dialogue=agreement.dialogue_id, reason="in_progress",
                            detail="the task is being performed; ask for the delivery later")
+        self._working.add(signed.id)  # held across the grant check's await
+        if (refused := await self._grant_fault(ctx, signed, msg)) is not None:
+            self._working.discard(signed.id)
+            return refused
         started = ctx.clock.now_ms()
         self.queue_depth += 1
-        self._working.add(signed.id)
         logger.info("task of %s started", signed.id[:12],
                     extra={"event": "sale_task_started", "agreement_id": signed.id})
         try:
@@ -253,7 +313,9 @@ class ServiceSeller(Seller):
         finally:
             self.queue_depth -= 1
             self._working.discard(signed.id)
-        delivered = sign_delivery(self.identity, signed.id, result, started, ctx.clock.now_ms())
+        finished = ctx.clock.now_ms()
+        delivered = sign_delivery(self.identity, signed.id, result, started, finished,
+                                  self.provenance(signed, msg.task, msg.use, result, finished))
         if self.ledger is not None:
             await self.ledger.record_delivery(signed.id, delivered.model_dump())
         self._results[signed.id] = delivered

@@ -41,8 +41,10 @@ def _lying_receipt(mode: str) -> Any:
 
 def _fast_clock(sign: Any) -> Any:
     def sign_delivery(identity: Identity, agreement_id: str, result: dict[str, Any],
-                      started_at_ms: int, finished_at_ms: int) -> selling.Deliver:
-        return sign(identity, agreement_id, result, finished_at_ms - 1, finished_at_ms)
+                      started_at_ms: int, finished_at_ms: int,
+                      provenance: Any = None) -> selling.Deliver:
+        return sign(identity, agreement_id, result, finished_at_ms - 1, finished_at_ms,
+                    provenance)
     return sign_delivery
 
 

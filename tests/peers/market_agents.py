@@ -96,3 +96,19 @@ class LateForecaster(SlowForecaster):
     beyond its `latency_ms`): its buyer stops waiting, signs not_delivered and bans it."""
 
     capability = "forecast.weekly"
+
+
+class Note(BaseModel):
+    note: str = Field(min_length=1)
+
+
+class NoteEcho(ServiceSeller):
+    """Sells ``text.echo``: delivers the task's note back, so a test can look for it on the
+    wire both ways (tests/test_sealing_nodes.py)."""
+
+    capability = "text.echo"
+    task_model: ClassVar[type[BaseModel]] = Note
+    result_model: ClassVar[type[BaseModel]] = Note
+
+    async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
+        return {"note": task["note"]}
