@@ -92,6 +92,11 @@ class Board(Protocol):
         """Post the hash of the outputs this validator computed for the epoch."""
         ...
 
+    def outputs_hash(self, sellers: Sequence[str], validators: Sequence[str],
+                     result: EpochResult) -> bytes:
+        """The hash of an epoch's outputs as this board's attestations compare them."""
+        ...
+
 
 @dataclass
 class MemoryChain:
@@ -181,6 +186,11 @@ class MemoryBoard:
     async def attest(self, capability: str, epoch: int, outputs_hash: bytes) -> None:
         """Keep this account's latest attestation for the epoch."""
         self.chain.attestations.setdefault((capability, epoch), {})[self.address] = outputs_hash
+
+    def outputs_hash(self, sellers: Sequence[str], validators: Sequence[str],
+                     result: EpochResult) -> bytes:
+        """`outputs_digest` of the outputs."""
+        return outputs_digest(sellers, validators, result)
 
 
 def outputs_digest(sellers: Sequence[str], validators: Sequence[str],

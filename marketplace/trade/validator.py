@@ -41,8 +41,8 @@ from aaex_agents import Agent, Context
 from aaex_agents.errors import AaexError, UsageError
 from aaex_agents.money import Credits
 
-from ..consensus import ONE, YumaParams, yuma_epoch
-from ..consensus.board import Board, ConsensusBook, EpochTimes, outputs_digest
+from ..consensus import ONE, EpochResult, YumaParams, yuma_epoch
+from ..consensus.board import Board, ConsensusBook, EpochTimes
 from ..consensus.fixed import U16_MAX
 from ..contracts.agreement import SignedAgreement
 from ..contracts.receipt import SignedReceipt
@@ -120,6 +120,8 @@ class Validator(Agent):
         self._secret = secret or secrets.token_bytes(32)
         self._made = 0
         self._loop: asyncio.Task[None] | None = None
+        self.results: dict[str, EpochResult] = {}
+        """Per capability, the last epoch's full result (bonds, dividends, ...)."""
         self.last_epoch: int | None = None
         """The last epoch whose consensus this validator computed."""
 
@@ -197,11 +199,7 @@ class Validator(Agent):
             except TimeoutError:
                 logger.warning("validator: probing %s ran past the commit window", capability)
                 continue
-            accounts = sorted(sellers)
-            row = self.weights_row(capability, [sellers[a] for a in accounts], scores)
-            weights, salt = dict(zip(accounts, row, strict=True)), secrets.token_bytes(32)
-            await self.on_board.commit_weights(capability, epoch, weights, salt)
-            rows[capability] = (weights, salt)
+            rows[capability] = await self.commit_scores(capability, epoch, sellers, scores)
         opens, closes = times.reveal_window(epoch)
         await _sleep_until(ctx, opens)
         for capability, (weights, salt) in rows.items():
@@ -210,6 +208,20 @@ class Validator(Agent):
         for capability in self.probes:
             await self.compute(capability, epoch)
         self.last_epoch = epoch
+
+    async def commit_scores(self, capability: str, epoch: int, sellers: Mapping[str, str],
+                            scores: Mapping[str, Sequence[float]]
+                            ) -> tuple[dict[str, int], bytes]:
+        """Commit the weights of `scores` (by market address) for `sellers`.
+
+        `sellers` maps board accounts to market addresses. Returns the weights by account
+        and the salt, which the reveal needs.
+        """
+        accounts = sorted(sellers)
+        row = self.weights_row(capability, [sellers[a] for a in accounts], scores)
+        weights, salt = dict(zip(accounts, row, strict=True)), secrets.token_bytes(32)
+        await self.on_board.commit_weights(capability, epoch, weights, salt)
+        return weights, salt
 
     async def probe_all(self, ctx: Context, capability: str, epoch: int,
                         sellers: Sequence[str]) -> dict[str, list[float]]:
@@ -285,8 +297,10 @@ class Validator(Agent):
         result = yuma_epoch(stakes, weights, bonds, self.params)
         kept.bonds = [list(r) for r in result.bonds]
         kept.validators, kept.sellers = tuple(validators), tuple(accounts)
-        await self.on_board.attest(capability, epoch, outputs_digest(accounts, validators, result))
+        board = self.on_board
+        await board.attest(capability, epoch, board.outputs_hash(accounts, validators, result))
         self.book.record(capability, epoch, [sellers[a] for a in accounts], result)
+        self.results[capability] = result
         logger.info("validator: %s epoch %d incentive %s", capability, epoch,
                     [round(i / ONE, 3) for i in result.incentive])
 
