@@ -89,3 +89,30 @@ async def test_searches_beyond_the_limit_are_429_and_a_stuck_dht_is_504(
         assert status == 429 and f"{MAX_SEARCHES} searches are running" in error
         answers = await asyncio.wait_for(asyncio.gather(*held), 30)
     assert {status for status, _ in answers} == {504}
+
+
+def test_a_search_result_carries_the_sellers_consensus_incentive() -> None:
+    """Search shows trust: a seller's share of its capability's emission in the latest epoch
+    the node's validators computed, next to its reputation; None where no epoch covers it."""
+    from aaex_agents import Identity
+    from discovery.records import PriceModel, ServiceAd, SlaOffer
+    from marketplace.consensus import ONE, YumaParams, yuma_epoch
+    from marketplace.consensus.board import ConsensusBook
+    from tests.market_kit import cr
+
+    good, bad = Identity.generate(), Identity.generate()
+    result = yuma_epoch([ONE], [[60_000, 5_000]], [[0, 0]], YumaParams())
+    book = ConsensusBook()
+    book.record("forecast.demand", 1, [good.address, bad.address], result)
+
+    def ad(seller: Identity, capability: str) -> ServiceAd:
+        return ServiceAd(address=seller.address, seq=1, expires_at=1_800_000_060.0,
+                         capability=capability, price=PriceModel(amount=cr(1.0)),
+                         sla=SlaOffer(p50_ms=50, p95_ms=100, deadline_s=10, availability=0.99))
+
+    found = admin_search.search_result(ad(good, "forecast.demand"), ReputationBook(), book)
+    other = admin_search.search_result(ad(bad, "forecast.demand"), ReputationBook(), book)
+    unseen = admin_search.search_result(ad(good, "route.vrp"), ReputationBook(), book)
+    assert found["incentive"] == book.incentive("forecast.demand", good.address)
+    assert found["incentive"] > other["incentive"] > 0
+    assert unseen["incentive"] is None

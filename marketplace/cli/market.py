@@ -145,10 +145,11 @@ def _show_found(found: list[dict[str, Any]], args: argparse.Namespace) -> None:
         print(f"no seller of {args.capability} matches")
         return
     print(render_table(["address", "price", "p95 ms", "deadline s", "reputation",
-                        "attributes", "task"],
+                        "incentive", "attributes", "task"],
                        [(ad["address"], _found_price_text(ad),
                          ad["sla"]["p95_ms"], ad["sla"]["deadline_s"],
                          _reputation_text(ad.get("reputation")),
+                         "-" if ad.get("incentive") is None else f"{ad['incentive']:.3f}",
                          json.dumps(ad["attributes"]), task_text(ad.get("task_schema")))
                         for ad in found]))
 

@@ -24,6 +24,7 @@ from aaex_agents.money import Credits
 from discovery.query import Query, Utility, parse_where
 from discovery.records import ServiceAd
 
+from ..consensus.board import ConsensusBook
 from ..contracts.reputation import ReputationBook, Score
 
 if TYPE_CHECKING:
@@ -60,8 +61,12 @@ def reputation_document(score: Score | None) -> dict[str, Any] | None:
     return {"score": round(score.score, 4), "raters": score.raters, "receipts": score.receipts}
 
 
-def search_result(ad: ServiceAd, reputation: ReputationBook | None) -> dict[str, Any]:
-    """One seller found: its ad, its price, its reputation.
+def search_result(ad: ServiceAd, reputation: ReputationBook | None,
+                  consensus: ConsensusBook | None = None) -> dict[str, Any]:
+    """One seller found: its ad, its price, its reputation and its consensus incentive.
+
+    ``incentive`` is the seller's share of its capability's emission in the latest epoch
+    this node's validators computed (`ConsensusBook`), None when none covers it.
 
     The ad and price fields are those of `aaex market search --seed --json` (the CLI's
     ``ad_document``): decimal credits with the ``price_micro`` twin, ``price_kind`` and
@@ -70,7 +75,9 @@ def search_result(ad: ServiceAd, reputation: ReputationBook | None) -> dict[str,
     return {**json.loads(ad.model_dump_json()), **ad.price.amount.document("price"),
             "price_kind": ad.price.kind, "price_currency": ad.price.currency,
             "reputation": reputation_document(
-                None if reputation is None else reputation.score(ad.address))}
+                None if reputation is None else reputation.score(ad.address)),
+            "incentive": None if consensus is None else consensus.incentive(ad.capability,
+                                                                            ad.address)}
 
 
 def search_query(params: Any) -> Query:
@@ -124,8 +131,9 @@ class _SearchRoute:
         finally:
             self.running -= 1
         ranked = [ad for _, ad in Utility().rank(ads)]
-        reputation = self.node.market.reputation
-        return web.json_response([search_result(ad, reputation) for ad in ranked])
+        market = self.node.market
+        return web.json_response([search_result(ad, market.reputation, market.consensus)
+                                  for ad in ranked])
 
 
 def _error(status: int, reason: str) -> web.Response:
