@@ -44,8 +44,13 @@ import msgpack
 from aaex_agents.clock import Clock
 from aaex_agents.errors import PeerUnreachable, UsageError
 from bench.sim_net import WanRoute
-from discovery.dht import AgentRecordValidator, DiscoveryConfig, DiscoveryStats
-from discovery.errors import RecordKeyMismatch, RecordRejected
+from discovery.dht import (
+    AgentRecordValidator,
+    DiscoveryConfig,
+    DiscoveryStats,
+    resolved_record,
+)
+from discovery.errors import RecordRejected
 from discovery.index import AdIndex
 from discovery.query import Query
 from discovery.records import (
@@ -339,13 +344,10 @@ class SimDiscovery:
             raise PeerUnreachable(f"no agent record for {address} in the DHT")
         try:
             wire = wires[self._validator.select(key, wires)]
-            record = AgentRecord.verify(wire, now=now)
-            record.check_proof(now)
-            if record.address != address:
-                raise RecordKeyMismatch(f"record under {key} belongs to {record.address}")
         except RecordRejected as exc:
             self.stats.rejected += 1
             raise PeerUnreachable(f"agent record for {address} is not valid: {exc}") from exc
+        record = resolved_record(wire, address, key, now, self.stats)
         self._record_cache[address] = record
         return record
 

@@ -283,14 +283,7 @@ class Discovery:
         wire = await self._call(self._t_get_value, key)
         if wire is None:
             raise PeerUnreachable(f"no agent record for {address} in the DHT")
-        try:
-            record = AgentRecord.verify(wire, now=now)
-            record.check_proof(now)
-            if record.address != address:
-                raise RecordKeyMismatch(f"record under {key} belongs to {record.address}")
-        except RecordRejected as exc:
-            self.stats.rejected += 1
-            raise PeerUnreachable(f"agent record for {address} is not valid: {exc}") from exc
+        record = resolved_record(wire, address, key, now, self.stats)
         self._record_cache[address] = record
         return record
 
@@ -535,3 +528,24 @@ def _reachable_first(peers: list[ID], wanted: int) -> list[ID]:
     instead of hiding the live index nodes behind them.
     """
     return peers[: max(wanted, 1) * 3]
+
+
+def resolved_record(wire: bytes, address: str, key: str, now: float,
+                    stats: DiscoveryStats) -> AgentRecord:
+    """The agent record `wire` found under `key`, checked as `address`'s.
+
+    Its signature, expiry, interop proof and owner are checked; a bad one is counted in
+    `stats`, and the address is then unreachable (the simulation's DHT resolves the same way).
+
+    Raises:
+        PeerUnreachable: the record does not verify or belongs to someone else.
+    """
+    try:
+        record = AgentRecord.verify(wire, now=now)
+        record.check_proof(now)
+        if record.address != address:
+            raise RecordKeyMismatch(f"record under {key} belongs to {record.address}")
+    except RecordRejected as exc:
+        stats.rejected += 1
+        raise PeerUnreachable(f"agent record for {address} is not valid: {exc}") from exc
+    return record
