@@ -84,3 +84,15 @@ def test_quotes_are_one_shot_task_bound_expiring_and_bounded_per_buyer() -> None
     assert quotes.take("flood", "d0", "task", now=1) is None  # its oldest gave way
     assert quotes.take("flood", f"d{PER_BUYER + 4}", "task", now=1) == OFFER
     assert quotes.take("b", "d3", "task", now=1) == OFFER
+
+
+async def test_a_withdrawn_dialogue_keeps_no_quote() -> None:
+    """An A2A quote ends its dialogue by `withdraw` once answered: nothing of it is kept."""
+    buyer = Buyer()
+    clock = ManualClock(time.time())
+    target = seller(2.0, BOULWARE, clock=clock)
+    async with market(buyer, target) as runtime:
+        first = cfp(respond_by=clock.now() + 10)
+        assert isinstance(await runtime.context(buyer).ask(target.address, first), Propose)
+        assert target.withdraw(buyer.address, first.dialogue)
+    assert len(target.quotes) == 0

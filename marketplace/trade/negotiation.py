@@ -223,17 +223,21 @@ class Seller(Agent):
         if dialogue is None or dialogue.state is not DialogueState.PROPOSED:
             return False
         dialogue.state = DialogueState.CLOSED
-        self._drop([(buyer, dialogue_id)])
+        self._drop([(buyer, dialogue_id)], quotes=False)
         return True
 
-    def _drop(self, keys: Sequence[DialogueKey]) -> None:
-        """Forget dialogues that stopped negotiating without an agreement."""
+    def _drop(self, keys: Sequence[DialogueKey], *, quotes: bool = True) -> None:
+        """Forget dialogues that stopped negotiating without an agreement.
+
+        With `quotes`, their last offers stand a while (`StandingQuotes`); a dialogue its
+        buyer withdrew (an A2A quote once answered) keeps nothing.
+        """
         for key in keys:
             self.open.close(key)
             dialogue = self.dialogues.get(key)
             if dialogue is not None and dialogue.state is not DialogueState.AGREED:
                 del self.dialogues[key]
-                if dialogue.offer is not None:
+                if quotes and dialogue.offer is not None:
                     self.quotes.keep(dialogue.buyer, dialogue.id, dialogue.offer,
                                      task_hash(dialogue.cfp.task), self.clock.now())
 

@@ -34,26 +34,28 @@ class _Quote:
 
 
 class StandingQuotes:
-    """The last offers of a seller's lost dialogues, by (buyer, dialogue id)."""
+    """The last offers of a seller's lost dialogues, by buyer, then dialogue id."""
 
     def __init__(self) -> None:
         self._quotes: OrderedDict[tuple[str, str], _Quote] = OrderedDict()
-        self._per_buyer: dict[str, int] = {}
+        """Every quote, oldest first: the one dropped when `KEPT` are held."""
+        self._by_buyer: dict[str, OrderedDict[str, None]] = {}
+        """Each buyer's dialogue ids, oldest first: its own oldest gives way at `PER_BUYER`."""
 
     def __len__(self) -> int:
         return len(self._quotes)
 
     def keep(self, buyer: str, dialogue: str, offer: Offer, task: str, now: float) -> None:
         """Stand by `offer`, made to `buyer` in `dialogue` for the task hashed `task`."""
-        key = (buyer, dialogue)
-        if key in self._quotes:
-            self._forget(key)
-        if self._per_buyer.get(buyer, 0) >= PER_BUYER:
-            self._forget(next(k for k in self._quotes if k[0] == buyer))
+        if (buyer, dialogue) in self._quotes:
+            self._forget((buyer, dialogue))
+        mine = self._by_buyer.get(buyer)
+        if mine is not None and len(mine) >= PER_BUYER:
+            self._forget((buyer, next(iter(mine))))
         if len(self._quotes) >= KEPT:
             self._forget(next(iter(self._quotes)))
-        self._quotes[key] = _Quote(offer, task, now + HOLD_S)
-        self._per_buyer[buyer] = self._per_buyer.get(buyer, 0) + 1
+        self._quotes[(buyer, dialogue)] = _Quote(offer, task, now + HOLD_S)
+        self._by_buyer.setdefault(buyer, OrderedDict())[dialogue] = None
 
     def take(self, buyer: str, dialogue: str, task: str, now: float) -> Offer | None:
         """The offer `buyer` was made in `dialogue` for this task, if it still stands."""
@@ -65,8 +67,7 @@ class StandingQuotes:
 
     def _forget(self, key: tuple[str, str]) -> None:
         del self._quotes[key]
-        left = self._per_buyer[key[0]] - 1
-        if left:
-            self._per_buyer[key[0]] = left
-        else:
-            del self._per_buyer[key[0]]
+        mine = self._by_buyer[key[0]]
+        del mine[key[1]]
+        if not mine:
+            del self._by_buyer[key[0]]
