@@ -20,26 +20,17 @@ import pytest
 from aaex_agents.money import ZERO, Credits
 from marketplace.contracts.ledger import open_ledger
 from tests.node_kit import aaex, buy_until, running_node, two_operators
+from tests.test_operators_disputes import SELLER_TOML as DISPUTES_SELLER_TOML
 from tests.test_operators_expiry import BUYER_TOML
 
-SELLER_TOML = """
-[node]
-http = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-p2p = ["/ip4/127.0.0.1/tcp/0"]
-seeds = ["{seed}"]
-drain_timeout = 2
-
-[[agents]]
-name = "forecaster"
-class = "tests.peers.market_agents:SlowForecaster"
-settings = {{ cost = 1.0 }}
-
+SELLER_TOML = DISPUTES_SELLER_TOML + """
 [[agents]]
 name = "laggard"
 class = "tests.peers.market_agents:LateForecaster"
 settings = {{ cost = 1.0, latency_ms = 1000, work_seconds = 2.5 }}
 """
+"""The disputes tests' seller node, plus one that delivers after the latency it promised."""
+
 
 IDLE_S = 30.0
 """How long both nodes are watched with nothing to do."""
