@@ -60,7 +60,8 @@ async def resolve_open(ledger: Ledger, market: NodeMarket, agents: dict[str, Age
         if outcome == "settled":
             logger.info("resolved open agreement %s with %s", open_.signed.id[:12],
                         open_.signed.agreement.seller)
-    outcomes["disputes_told"] += await resend_disputes(ledger, agents, context)
+    if told := await resend_disputes(ledger, agents, context):
+        outcomes["disputes_told"] += told
     for signed, receipt in await ledger.unnotified_receipts():
         buyer = agents.get(signed.agreement.buyer)
         if buyer is not None and await market.for_agent(buyer.address).notify(
