@@ -49,6 +49,9 @@ GOOD_BUY = {"agent": "shopper", "capability": "forecast.demand", "task": {"histo
     ("/market/buy", {**GOOD_BUY, "deadline": 0}, "deadline"),
     ("/market/buy", {**GOOD_BUY, "where": "price >"}, "where"),
     ("/market/buy", {**GOOD_BUY, "agent": None}, "agent"),
+    # payments and disputes read their bodies the way every other write does
+    ("/account/settle", "not an object", "body"),
+    ("/account/settle", {"with": "aaex1short", "amount": "1", "reference": "x"}, "with"),
 ])
 async def test_bad_input_is_a_400_naming_the_field(tmp_path: Path, path: str, body: object,
                                                    field: str) -> None:

@@ -29,7 +29,7 @@ from ..contracts.errors import ContractRejected
 from ..contracts.evidence import export_evidence
 from ..contracts.ledger import DisputeRecord
 from ..trade.disputes import ResolutionNotice, ResolutionTaken
-from .admin_writes import OperatorView
+from .admin_writes import OperatorView, json_body
 from .responses import json_response
 
 if TYPE_CHECKING:
@@ -129,13 +129,7 @@ class _DisputeRoutes:
         if record.resolution is not None:
             return json_response({"error": "this dispute is already resolved"}, 409)
         agent = self.party(record)
-        try:
-            body = json.loads(await request.text() or "null")
-        except ValueError:
-            raise UsageError("body: not JSON") from None
-        if not isinstance(body, dict):
-            raise UsageError("body: send {\"to_seller\": ..., \"penalty\": ...} or "
-                             "{\"decision\": ...}")
+        body = await json_body(request)
         signed = self.decision(body) if "decision" in body else self.signed_terms(
             record, agent, body)
         a = record.signed.agreement

@@ -16,7 +16,6 @@ the partner's operator records it. POSTs need the admin token.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -31,6 +30,7 @@ from ..contracts.payment import Payment, SignedPayment
 from ..trade.payments import PaymentNotice, PaymentTaken
 from .accounts import check_address, partners_document, payment_document, resolve_agent
 from .admin_disputes import DisputeView
+from .admin_writes import json_body
 from .responses import json_response
 
 logger = logging.getLogger(__name__)
@@ -57,12 +57,7 @@ class _PaymentRoutes:
         return json_response(partners_document(self.hosted(), await self.node.ledger.lines()))
 
     async def settle(self, request: web.Request) -> web.Response:
-        try:
-            body = json.loads(await request.text() or "null")
-        except ValueError:
-            raise UsageError("body: not JSON") from None
-        if not isinstance(body, dict):
-            raise UsageError("body: send {\"with\": ..., \"amount\": ..., \"reference\": ...}")
+        body = await json_body(request)
         partner = check_address(body.get("with"), "with")
         if partner in self.hosted().values():
             raise UsageError("with: that agent is hosted on this node; a payment is between "

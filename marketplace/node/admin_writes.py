@@ -92,7 +92,7 @@ def _error(status: int, message: str) -> web.Response:
     return response
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
     """The JSON object a POST carries, read as every HTTP surface reads one (`read_json`).
 
     Raises:
@@ -232,7 +232,7 @@ class _OperatorRoutes:
 
     async def move(self, request: web.Request, kind: str) -> web.Response:
         ledger = self.node.ledger
-        body = await _body(request)
+        body = await json_body(request)
         agent = self.agent_of(body.get("agent"))
         amount = Credits.parse(body.get("amount"), "amount")
         memo = _text(body, "memo") or f"{kind} through the admin API"
@@ -252,7 +252,7 @@ class _OperatorRoutes:
 
     async def reconcile(self, request: web.Request) -> web.Response:
         runtime = self.node.runtime
-        body = await _body(request)
+        body = await json_body(request)
         partner = check_address(body.get("with"), "with")
         agents = ([self.agent_of(body["agent"])] if body.get("agent") is not None else
                   [a for a in runtime.agents.values() if a.address != partner])
@@ -270,7 +270,7 @@ class _OperatorRoutes:
 
     async def revoke_grant(self, request: web.Request) -> web.Response:
         """Send an owner's signed revocation to the grantee's node, as one of our agents."""
-        body = await _body(request)
+        body = await json_body(request)
         agent = self.agent_of(body.get("agent"))
         try:
             revocation = SignedRevocation.model_validate(body.get("revocation"))
@@ -315,7 +315,7 @@ class _OperatorRoutes:
         return _Order(agent, capability, task, budget, deadline, where, use)
 
     async def buy(self, request: web.Request) -> web.StreamResponse:
-        order = self.order(await _body(request))
+        order = self.order(await json_body(request))
         delegator = self.node.market.for_agent(order.agent.address)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
