@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
+import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -65,3 +68,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)
+
+
+WATCHDOG_GRACE_S = 60.0
+"""Seconds past a test's own timeout after which its process is ended with every thread's
+stack on stderr. pytest-timeout's signal can be lost (raised inside an asyncio callback,
+which swallows it), and a test hung past it would otherwise hold the whole run until the
+CI's limit, showing nothing; this way the worker dies, says where it hung, and the run goes
+on with a fresh worker."""
+
+_stderr: list[TextIO] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep a handle on the real stderr before output capture replaces it."""
+    if not _stderr:
+        _stderr.append(os.fdopen(os.dup(2), "w"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Iterator[None]:
+    """Arm the watchdog for one test: its timeout (marker or ini) plus `WATCHDOG_GRACE_S`."""
+    marker = item.get_closest_marker("timeout")
+    limit = float(marker.args[0]) if marker is not None and marker.args else \
+        float(item.config.getini("timeout") or 0)
+    if limit > 0 and _stderr:
+        faulthandler.dump_traceback_later(limit + WATCHDOG_GRACE_S, exit=True,
+                                          file=_stderr[0])
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
