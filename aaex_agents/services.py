@@ -33,7 +33,10 @@ class DelegationAttempt(Protocol):
 
     @property
     def verdict(self) -> str:
-        """``met``, ``breached``, ``not_delivered`` or ``no_agreement``."""
+        """``met``, ``breached``, ``not_delivered``, ``no_agreement`` or ``no_grant``.
+
+        ``no_grant``: the owner of the task's data granted that seller nothing.
+        """
 
     @property
     def detail(self) -> str:
@@ -87,12 +90,18 @@ class DelegateTerms(_RequiredTerms, total=False):
         max_latency_ms: the slowest delivery the buyer accepts; default 30 000.
         penalty: what a seller must owe if it breaches; default zero.
         top_k: how many sellers to negotiate with at once; default 3.
+        use: for a task that carries someone's data, the owner's grant and the use asked
+            (the market's ``DataUse``), or an async function giving each seller's
+            (``SellerUses``: an owner grants each seller apart, as a grant names one
+            grantee); a seller granted nothing is not asked. Default none. Typed loosely
+            here: the grant types belong to the market, which checks what it is given.
     """
 
     where: str | None
     max_latency_ms: float
     penalty: Credits
     top_k: int
+    use: object
 
 
 DelegationProgress = Callable[[str, dict[str, Any]], None]

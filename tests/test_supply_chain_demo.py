@@ -230,6 +230,72 @@ def test_both_sides_books_agree_and_the_killed_provider_owes_the_penalty(
     assert all(row["agreed"] for row in report["books"]["providers"])
 
 
+@pytest.mark.timeout(600)
+def test_each_forecaster_uses_the_warehouses_data_under_its_own_grant_proven_on_both_sides(
+        demo: tuple[dict[str, Any], Path, int]) -> None:
+    """Read from the ledger files of both sides: the grants the agreements bind, each
+    forecaster's own audit log, and the entries the warehouse's node holds proven."""
+    report, out = demo[0], demo[1]
+    part = report["sovereignty"]
+    assert part["problems"] == []
+    addresses = agent_addresses(load_config(out / "planner.toml"))
+    warehouse = addresses["warehouse"]
+    forecasters = {n["name"]: n["agent_address"] for n in report["nodes"]
+                   if n["name"].startswith("forecast-")}
+    grants = {g["grant_id"]: g for g in part["grants"]}
+    for grant in grants.values():  # forecast.demand only, one hour, never passed on
+        assert (grant["purposes"], grant["actions"], grant["transferable"]) == \
+            (["forecast.demand"], ["use"], False)
+        assert grant["not_after_ms"] - grant["not_before_ms"] == 3_600_000
+
+    async def read() -> tuple[list[Any], list[Any], dict[str, tuple[list[Any], Any]]]:
+        async with open_ledger(_node_books(out, "planner")) as ledger:
+            agreements, received = await ledger.agreements(), \
+                await ledger.audit_received(limit=1000)
+        logs = {}
+        for name in forecasters:
+            async with open_ledger(_node_books(out, name)) as books:
+                logs[name] = (await books.audit_entries(limit=1000),
+                              await books.audit_verify_own())
+        return agreements, received, logs
+
+    agreements, received, logs = asyncio.run(read())
+    names = {address: name for name, address in forecasters.items()}
+    bound = {}
+    for signed in agreements:  # every forecast was agreed under the seller's own grant
+        seller = names.get(signed.agreement.seller)
+        if seller is not None:
+            grant = signed.agreement.terms.grant
+            assert grant is not None and grants[grant.grant_id]["grantee"] == seller
+            bound[signed.id] = grant.grant_id
+    held = {(index, entry) for _, index, entry, _ in received}
+    refused = []
+    for name, (entries, problem) in logs.items():
+        assert problem is None, problem
+        for index, entry in entries:
+            assert entry.owner == warehouse and entry.grant in grants
+            assert (index, entry) in held, f"{name}'s entry {index} is not proven to the owner"
+            if entry.event == "used":
+                assert bound[entry.agreement_id] == entry.grant
+            else:
+                refused.append((name, entry))
+    # The dishonest forecaster asked to train on the data; its own node refused, and said so.
+    assert refused and {name for name, _ in refused} == {"forecast-express"}
+    assert all("use for training refused: outside purpose" in e.purpose for _, e in refused)
+    terminal = (out / TERMINAL).read_text(encoding="utf-8")
+    assert "forecast-express tried to keep the warehouse's sales history for training; its " \
+        "own node refused: outside purpose" in terminal
+    # Each forecast names the data it was made from, under its grant, as the owner hashed it.
+    done = [t for t in report["subtasks"] if t["capability"] == "forecast.demand"]
+    assert len(part["provenance"]) == len(done) and all(not p["problems"]
+                                                        for p in part["provenance"])
+    for record in part["provenance"]:
+        [data] = [i for i in record["inputs"] if i["role"] == "data"]
+        assert data["grant_id"] == bound[record["agreement_id"]]
+        assert data["hash"] == grants[data["grant_id"]]["dataset_hash"]
+    assert "forecasts signed with the inputs, model and code" in render_summary(report)
+
+
 def _alive(pid: int, marker: str) -> bool:
     """True while `pid` runs and is the process we started (its command names `marker`)."""
     try:

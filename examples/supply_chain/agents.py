@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -30,19 +31,23 @@ from aaex_agents import Agent, Context, Message, handler
 from aaex_agents.errors import LLMError, UsageError
 from aaex_agents.llm import LLM, system, user
 from aaex_agents.money import ONE_CREDIT, Credits
+from marketplace.contracts.grant import SignedGrant
 from marketplace.trade.delegation import Delegated
 from marketplace.trade.errors import DelegationFailed
+from marketplace.trade.grants import SellerUses
 from marketplace.trade.selling import ServiceSeller
 
 from . import data, forecasting, routing
 from .grounding import ground
 from .job import Interpretation, JobError, ReplenishmentJob, interpret
+from .sovereignty import FORECAST, GrantIssued, GrantRefused, GrantRequest, issue_grant, seller_uses
 
 logger = logging.getLogger(__name__)
 
-FORECAST = "forecast.demand"
 ROUTING = "route.vrp"
 HOLDOUT_DAYS = 14
+MAX_GRANTS = 1_000
+"""Grants one warehouse issues in all (it keeps each one for the report)."""
 """Days each forecast provider holds out to score its method (two weekly seasons)."""
 
 
@@ -103,6 +108,8 @@ class Warehouse(Agent):
         # Enough for about two weeks of every store's recent sales unless told otherwise.
         recent = sum(sum(series[-14:]) for series in self.network.demand.values())
         self.stock = int(stock if stock is not None else recent * 1.2)
+        self.issued: list[SignedGrant] = []
+        """Every grant of its sales history, in order (the demo's report lists them)."""
 
     @handler
     async def on_query(self, ctx: Context, msg: NetworkQuery) -> NetworkSnapshot | QueryRefused:
@@ -115,6 +122,21 @@ class Warehouse(Agent):
                                stores={s.id: (s.x, s.y) for s in chosen},
                                history={s.id: self.network.demand[s.id] for s in chosen},
                                stock=self.stock)
+
+    @handler
+    async def on_grant_request(self, ctx: Context, msg: GrantRequest
+                               ) -> GrantIssued | GrantRefused:
+        """Grant a forecaster its stores' history: forecast.demand, an hour, no passing on."""
+        if len(self.issued) >= MAX_GRANTS:
+            return GrantRefused(reason=f"this warehouse issues at most {MAX_GRANTS} grants")
+        try:
+            signed = issue_grant(self.identity, msg, self.network.demand, ctx.clock.now_ms())
+        except KeyError as exc:
+            return GrantRefused(reason=f"no sales history of store {exc}")
+        except ValueError as exc:
+            return GrantRefused(reason=str(exc).splitlines()[0])
+        self.issued.append(signed)
+        return GrantIssued(grant=signed.to_wire())
 
     @handler
     async def on_dispatch(self, ctx: Context, msg: DispatchOrder
@@ -195,10 +217,22 @@ class ForecastProvider(ServiceSeller):
     task_model: ClassVar[type[BaseModel]] = ForecastTask
     result_model: ClassVar[type[BaseModel]] = ForecastResult
 
+    def __init__(self, *args: Any, also_train: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.also_train = also_train
+        """A dishonest forecaster: it also tries to keep each task's sales history to train
+        its own model, which the owner's grant does not cover; its own node refuses it."""
+
     async def perform(self, ctx: Context, task: dict[str, Any]) -> dict[str, Any]:
         """Task: ``{"history": {store: [units per day]}, "horizon": days}``."""
         history = {str(k): [float(x) for x in v] for k, v in dict(task["history"]).items()}
         horizon = int(task["horizon"])
+        if self.also_train:
+            refused = await self.use_data(ctx, task, purpose="training")
+            if refused is not None:
+                ctx.logger.warning("not allowed to train on the sales history: %s", refused,
+                                   extra={"event": "data_use_refused", "purpose": "training",
+                                          "reason": refused})
         _log_task(ctx, FORECAST, len(history))
         fitted, held = data.split_holdout(history, HOLDOUT_DAYS // data.PERIOD)
         forecasts, score = await asyncio.gather(
@@ -426,10 +460,13 @@ class Planner(Agent):
         step(f"forecasting {len(stores)} stores in {min(groups, len(stores))} groups")
         forecast_tasks = [Subtask(FORECAST, f"{g[0]}-{g[-1]}", g)
                           for g in groups_of(stores, groups)]
+        job_id = os.urandom(4).hex()
+        # The history is the warehouse's: each forecaster gets it under its own grant.
         await self._delegate(ctx, forecast_tasks, lambda t: {
             "history": {s: snapshot.history[s] for s in t.stores},
             "horizon": job.horizon_days}, self.terms.forecast_budget,
-            self.terms.forecast_latency_ms, on_market)
+            self.terms.forecast_latency_ms, on_market,
+            lambda t: seller_uses(ctx, warehouse, f"{job_id}/{t.label}", t.stores))
         outcome.subtasks += forecast_tasks
         for task in forecast_tasks:
             if isinstance(task.outcome, Delegated):
@@ -469,7 +506,8 @@ class Planner(Agent):
 
     async def _delegate(self, ctx: Context, tasks: list[Subtask],
                         task_of: Callable[[Subtask], dict[str, Any]], budget: Credits,
-                        latency_ms: float, on_market: MarketWatch | None = None) -> None:
+                        latency_ms: float, on_market: MarketWatch | None = None,
+                        use_of: Callable[[Subtask], SellerUses] | None = None) -> None:
         async def one(task: Subtask) -> None:
             def seen(event: str, details: dict[str, Any]) -> None:
                 task.market.append({"event": event, **details})
@@ -479,7 +517,7 @@ class Planner(Agent):
                 task.outcome = await ctx.delegate(
                     task.capability, task_of(task), progress=seen, budget=budget,
                     deadline=self.terms.deadline_s, max_latency_ms=latency_ms,
-                    penalty=self.terms.penalty)
+                    penalty=self.terms.penalty, use=None if use_of is None else use_of(task))
             except DelegationFailed as failed:
                 task.outcome = failed
         await asyncio.gather(*(one(t) for t in tasks))

@@ -72,6 +72,8 @@ class ProviderSpec:
     exponent: float
     latency_ms: float
     deadline_s: float = 240.0
+    also_train: bool = False
+    """A forecaster that also tries to train on the data it is granted for forecasting."""
 
 
 @dataclass

@@ -54,6 +54,7 @@ from . import data, routing
 from .agents import FORECAST, ROUTING, Planner, PlanOutcome, Subtask, Warehouse
 from .children import NODES_FILE, ProviderNode, ProviderSpec, write_nodes_file
 from .market_view import market_document, market_line
+from .sovereignty import await_both_logs, report_part
 
 AGENTS = "aaex_examples.supply_chain.agents"
 
@@ -62,7 +63,7 @@ PROVIDERS = (
     ProviderSpec("forecast-thrifty", "ForecastProvider", cost=1.0, exponent=BOULWARE,
                  latency_ms=50_000),
     ProviderSpec("forecast-express", "ForecastProvider", cost=2.0, exponent=CONCEDER,
-                 latency_ms=30_000),
+                 latency_ms=30_000, also_train=True),
     ProviderSpec("route-thrifty", "RoutingProvider", cost=1.5, exponent=BOULWARE,
                  latency_ms=40_000),
     ProviderSpec("route-express", "RoutingProvider", cost=2.5, exponent=LINEAR,
@@ -234,6 +235,9 @@ async def run_demo(options: DemoOptions, step: Step | None = None,
             node.kill(elapsed())
             kills.append(node)
             tell(f"killed {node.spec.name} (SIGKILL) while it performed a forecast")
+        if event.get("event") == "data_use_refused":
+            tell(f"{node.spec.name} tried to keep the warehouse's sales history for "
+                 f"{event.get('purpose')}; its own node refused: {event.get('reason')}")
 
     async with open_node(load_config(planner_config)) as node:
         if node.host is None:
@@ -269,8 +273,16 @@ async def run_demo(options: DemoOptions, step: Step | None = None,
             await _await_books_agree(node.runtime.context(planner), node.ledger, providers,
                                      options.books_timeout)
             untaken = [signed.id for signed, _ in await node.ledger.unnotified_receipts()]
+            logs, held = await await_both_logs(node.ledger, warehouse.address,
+                                               {p.spec.name: p.config for p in providers},
+                                               options.books_timeout)
             say("writing the report")
             report = await _report(outcome, node, providers, kills, folder)
+            report["sovereignty"] = report_part(
+                warehouse.issued, warehouse.address,
+                [t.outcome for t in outcome.subtasks
+                 if t.capability == FORECAST and isinstance(t.outcome, Delegated)],
+                logs, held, {p.address: p.spec.name for p in providers})
         # The providers have stopped: their ledger files are complete.
         report["books"] = await _books(node.ledger, planner.address, providers, untaken)
     report["elapsed_s"] = round(elapsed(), 1)
@@ -319,7 +331,8 @@ def provider_document(spec: ProviderSpec, seeds: list[str], llm: str) -> dict[st
     return node_document(spec.name, [{
         "name": spec.name, "class": f"{AGENTS}:{spec.agent_class}",
         "settings": {"cost": spec.cost, "exponent": spec.exponent,
-                     "latency_ms": spec.latency_ms, "deadline_s": spec.deadline_s}}],
+                     "latency_ms": spec.latency_ms, "deadline_s": spec.deadline_s,
+                     **({"also_train": True} if spec.also_train else {})}}],
         seeds=seeds, llm=llm)
 
 
@@ -566,5 +579,6 @@ def failures(report: dict[str, Any]) -> list[str]:
         problems.append(f"receipts no seller took: {len(books['receipts_untaken'])}")
     for row in books.get("providers", []):
         problems += [f"books with {row['provider']}: {gap}" for gap in row["differences"]]
+    problems += (report.get("sovereignty") or {}).get("problems", [])
     return problems
 

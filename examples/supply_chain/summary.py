@@ -81,9 +81,38 @@ def render_summary(report: dict[str, Any]) -> str:
                              "signed receipts say is owed)"))
     if report.get("books"):
         parts.append(render_books(report["books"]))
+    if report.get("sovereignty"):
+        parts.append(render_sovereignty(report["sovereignty"]))
     files = report["files"]
     parts.append("files: " + ", ".join(files.values()))
     return "\n\n".join(parts)
+
+
+def render_sovereignty(part: dict[str, Any]) -> str:
+    """The warehouse's grants, the uses each side's audit log holds, refusals, provenance."""
+    held = {(e["provider"], e["index"]) for e in part["warehouse_entries"]}
+    rows = []
+    for grant in part["grants"]:
+        mine = [(name, e) for name, entries in part["provider_entries"].items()
+                for e in entries if e["grant"] == grant["grant_id"]]
+        rows.append((grant["grantee"], grant["grant_id"][:12], grant["dataset"],
+                     ", ".join(grant["purposes"]),
+                     f"{(grant['not_after_ms'] - grant['not_before_ms']) / 60_000:.0f} min",
+                     "yes" if grant["transferable"] else "no",
+                     ", ".join(e["event"] for _, e in mine) or "-",
+                     f"{sum((n, e['index']) in held for n, e in mine)}/{len(mine)}"))
+    lines = [render_table(
+        ["grantee", "grant", "dataset", "purposes", "window", "pass on", "its log",
+         "warehouse holds"], rows, align="llllrlll",
+        title="The warehouse's sales history under grants (its log: what the forecaster's "
+              "node recorded; warehouse holds: those entries proven to the owner)")]
+    lines += [f"refused: {r['provider']}: {r['purpose']} (dataset {r['dataset']}, "
+              f"entry {r['index']} of its log)" for r in part["refused"]]
+    checked = [p for p in part["provenance"] if not p["problems"]]
+    lines.append(f"provenance: {len(checked)} of {len(part['provenance'])} forecasts signed "
+                 "with the inputs, model and code that made them, checked by the planner")
+    lines += [f"PROBLEM: {p}" for p in part["problems"]]
+    return "\n".join(lines)
 
 
 def render_market(subtasks: list[dict[str, Any]]) -> str:

@@ -228,14 +228,15 @@ class Ledger(DisputeBooks, PaymentBooks, OfferBooks, AuditBooks):
         return body, owner.sign
 
     async def record_agreement(self, signed: SignedAgreement, *, role: Role = "buyer",
-                               task: Mapping[str, Any] | None = None) -> Entry:
+                               task: Mapping[str, Any] | None = None,
+                               use: Mapping[str, Any] | None = None) -> Entry:
         """Verify `signed` and record it on these books as a purchase or a sale.
 
         A purchase (`role="buyer"`) holds the buyer's price in escrow in the same
-        transaction and keeps the `task` (so a restarted buyer can send it again). A sale
-        (`role="seller"`) holds nothing: the money is on the buyer's books, and what the
-        seller is owed or owes follows from the receipt. Recording the same agreement again
-        returns its first entry and holds nothing more.
+        transaction and keeps the `task` and its data's grant `use` (a restarted buyer sends
+        them again). A sale (`role="seller"`) holds nothing: the money is on the buyer's
+        books; what the seller is owed or owes follows from the receipt. The same agreement
+        again returns its first entry and holds nothing more.
 
         Raises:
             BadContractSignature: either party's signature does not verify.
@@ -248,8 +249,8 @@ class Ledger(DisputeBooks, PaymentBooks, OfferBooks, AuditBooks):
         now = self._config.clock.now_ms()
         body: dict[str, Any] = {"agreement_id": agreement_id, "wire": signed.to_wire().hex(),
                                 "role": role, "at_ms": now}
-        if role == "buyer" and task is not None:
-            body["task"] = dict(task)
+        if role == "buyer":
+            body.update({k: dict(v) for k, v in (("task", task), ("use", use)) if v is not None})
 
         def record(c: sqlite3.Connection) -> Entry:
             existing = c.execute("SELECT seq FROM entries WHERE recorded = ?",
@@ -422,9 +423,9 @@ class Ledger(DisputeBooks, PaymentBooks, OfferBooks, AuditBooks):
             found = []
             for raw, delivered in rows:
                 body = json.loads(raw)
-                found.append(OpenAgreement(
-                    store.decode_agreement(raw), body["role"], body.get("task"),
-                    json.loads(delivered)["delivery"] if delivered is not None else None))
+                delivery = json.loads(delivered)["delivery"] if delivered is not None else None
+                found.append(OpenAgreement(store.decode_agreement(raw), body["role"],
+                                           body.get("task"), delivery, body.get("use")))
             return found
         return await self._run(read)
 

@@ -172,6 +172,8 @@ class OpenAgreement:
     """The task as the buyer sent it (purchases only)."""
     delivery: dict[str, Any] | None
     """The delivery recorded for it, if one arrived (or was made)."""
+    use: dict[str, Any] | None = None
+    """The grant the task's data goes under, as the buyer recorded it (purchases only)."""
 
 
 def connect(path: Path | None, max_bytes: int | None, owner: str | None = None, *,

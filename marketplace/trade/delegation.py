@@ -44,7 +44,7 @@ from .backoff import Ban as Ban
 from .contracting import buyer_signer, task_hash
 from .disputes import raise_dispute
 from .errors import BadTask, DelegationFailed
-from .grants import DataUse
+from .grants import DataUse, use_record, uses_for
 from .metering import metered_usage
 from .negotiation import (
     CallForProposals,
@@ -71,7 +71,8 @@ class Books(Protocol):
     """Where a buyer keeps its purchases (a `marketplace.contracts.ledger.Ledger`)."""
 
     async def record_agreement(self, signed: SignedAgreement, *, role: Any = "buyer",
-                               task: Mapping[str, Any] | None = None) -> object:
+                               task: Mapping[str, Any] | None = None,
+                               use: Mapping[str, Any] | None = None) -> object:
         """Record the purchase and hold its price in escrow."""
 
     async def record_delivery(self, agreement_id: str,
@@ -262,7 +263,7 @@ class Delegator:
         self._window = negotiation_window
 
     async def delegate(self, ctx: Context, capability: str, task: Mapping[str, Any], *,
-                       progress: Progress | None = None, use: DataUse | None = None,
+                       progress: Progress | None = None,
                        **terms: Unpack[DelegateTerms]) -> Delegated:
         """Get `task` done by the best provider of `capability` within the deadline.
 
@@ -270,10 +271,11 @@ class Delegator:
         required; ``where``, ``max_latency_ms``, ``penalty`` and ``top_k`` defaulted here).
         `ctx` is the context of the delegator's own agent (the node's market hands each
         agent its own delegator); every time read and wait goes through `ctx.clock`.
-        `progress`, when given, hears each step as it happens (see `Progress`). `use`, for a
-        task carrying someone's data, is the owner's grant and the use asked: it travels with
-        the call and the task, the agreement binds it, and a seller it does not cover
-        declines before anything is agreed or escrowed.
+        `progress`, when given, hears each step as it happens (see `Progress`). The term
+        ``use``, for a task carrying someone's data, is the owner's grant and the use asked
+        (a `DataUse`), or a `SellerUses` giving each seller its own: it travels with the call
+        and the task, the agreement binds it, and a seller it does not cover declines before
+        anything is agreed or escrowed; a seller the function grants nothing is not asked.
 
         Raises:
             BadTask: the task fits the advertised task schema of none of the sellers found
@@ -290,6 +292,7 @@ class Delegator:
         max_latency_ms = terms.get("max_latency_ms", 30_000)
         penalty = terms.get("penalty", ZERO)
         top_k = terms.get("top_k", 3)
+        use = terms.get("use")
         if not isinstance(budget, Credits) or budget <= ZERO or deadline <= 0:
             raise UsageError(f"delegate needs a positive budget and deadline, got budget="
                              f"{budget} and deadline={deadline}")
@@ -300,6 +303,7 @@ class Delegator:
         attempts: list[Attempt] = []
         declined: set[str] = set()
         held: Fallback | None = None  # the last award's runner-up, asked if the winner fails
+        granted: dict[str, DataUse] = {}  # each seller's use of the data, asked once
         while (now := clock.now()) < end:
             takers, fault = fitting(await self._find(capability, where), task)
             if fault is not None:  # refused here: no call, no agreement, no money
@@ -318,6 +322,10 @@ class Delegator:
                 candidates = [fallback.seller]
                 report("fallback", {"seller": fallback.seller,
                                     **fallback.price.document("price")})
+            if use is not None:
+                candidates = await self._granted(use, candidates, granted, declined, attempts)
+                if not candidates and any(s not in declined for s in found):
+                    continue  # the shortlist was granted nothing: the next sellers found
             scores = {s: rated[s].score for s in candidates}
             report("sellers", {"capability": capability, "found": candidates})
             if not candidates:
@@ -330,7 +338,7 @@ class Delegator:
                 max_price=ceiling or spendable,
                 max_latency_ms=max_latency_ms, max_deadline_s=remaining,
                 wanted_penalty=penalty, respond_by=now + min(self._window, remaining / 2),
-                arbiter=self._arbiter, use=use,
+                arbiter=self._arbiter,
                 hold=fallback.dialogue if fallback is not None else None)
             utility = BuyerUtility(max_price=spendable, max_latency_ms=max_latency_ms,
                                    max_deadline_s=remaining, wanted_penalty=penalty,
@@ -342,7 +350,7 @@ class Delegator:
                                       sign=self._wallet.guard(buyer_signer(self._identity, clock)),
                                       reputation=scores,
                                       release=self._wallet.release,
-                                      timeout=min(5.0, remaining))
+                                      timeout=min(5.0, remaining), uses=granted)
             report("offers", {"offers": [bid_document(bid, scores.get(bid.seller))
                                          for bid in outcome.bids]})
             if outcome.agreement is None or outcome.winner is None:
@@ -366,8 +374,8 @@ class Delegator:
                 "max_latency_ms": agreed.max_latency_ms, "deadline_ms": agreed.deadline_ms,
                 **award_reason(outcome)})
             try:
-                result, receipt, detail, deliver = await self._perform(ctx, signed, task, end,
-                                                                       use)
+                result, receipt, detail, deliver = await self._perform(
+                    ctx, signed, task, end, granted.get(outcome.winner))
             except AgreementExpired as exc:  # we closed it unfunded when its seller asked
                 self._wallet.release(outcome.winner, agreed.price)
                 attempts.append(Attempt(outcome.winner, "expired", signed.id, str(exc)))
@@ -396,6 +404,21 @@ class Delegator:
                            capability, receipt.receipt.verdict, banned)
         raise DelegationFailed(f"{capability}: no provider delivered within {deadline} s",
                                attempts)
+
+    @staticmethod
+    async def _granted(use: object, candidates: list[str], granted: dict[str, DataUse],
+                       declined: set[str], attempts: list[Attempt]) -> list[str]:
+        """The candidates the data may go to (`use` asked once per seller; none: ``no_grant``)."""
+        fresh = [s for s in candidates if s not in granted]
+        if fresh:
+            got = await uses_for(use, fresh)
+            granted.update(got)
+            for seller in fresh:
+                if seller not in got:
+                    declined.add(seller)
+                    attempts.append(Attempt(seller, "no_grant",
+                                            detail="the data's owner granted it nothing"))
+        return [s for s in candidates if s in granted]
 
     async def _spendable(self, capability: str, budget: Credits,
                          attempts: list[Attempt]) -> Credits:
@@ -430,7 +453,8 @@ class Delegator:
         self.in_flight.add(signed.id)
         try:
             if self._books is not None:
-                await self._books.record_agreement(signed, role="buyer", task=task)
+                await self._books.record_agreement(
+                    signed, role="buyer", task=task, use=None if use is None else use_record(use))
             logger.info("escrowed %s with %s", signed.id[:12], agreement.seller,
                         extra={"event": "escrowed", "agreement_id": signed.id})
             clock = ctx.clock
@@ -529,14 +553,16 @@ class Delegator:
         return True
 
     async def resolve(self, ctx: Context, signed: SignedAgreement, task: dict[str, Any] | None,
-                      kept: Mapping[str, Any] | None, *, grace: float) -> str:
+                      kept: Mapping[str, Any] | None, *, grace: float,
+                      use: DataUse | None = None) -> str:
         """Bring one open purchase found on the books (after a restart) to its end.
 
         A delivery kept on the books is judged and settled. Otherwise the seller is asked
         for the delivery it keeps; when it never got the task and time is left, the task is
-        sent again. With no delivery once the deadline and `grace` seconds have passed, the
-        purchase is settled as not delivered: the price comes back, the seller owes the
-        penalty. A kept or recovered delivery is judged by the seller-signed times.
+        sent again, with `use` (the grant its data went under). With no delivery once the
+        deadline and `grace` seconds have passed, the purchase is settled as not delivered:
+        the price comes back, the seller owes the penalty. A kept or recovered delivery is
+        judged by the seller-signed times.
 
         Returns what happened: ``settled``, ``waiting`` (ask again later) or ``resent``.
         """
@@ -559,7 +585,7 @@ class Delegator:
                     and task is not None
                     and ctx.clock.now_ms() < agreement.terms.deadline_ms):
                 end = agreement.terms.deadline_ms / 1000
-                await self._perform(ctx, signed, task, end)
+                await self._perform(ctx, signed, task, end, use)
                 return "resent"
         if deliver is not None:
             started = max(agreement.agreed_at_ms, deliver.started_at_ms)

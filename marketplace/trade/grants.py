@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict, defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aaex_agents import Message
 from aaex_agents.clock import Clock, SystemClock
-from aaex_agents.errors import UsageError
+from aaex_agents.errors import AaexError, UsageError
 
 from ..contracts.agreement import GrantTerms
 from ..contracts.errors import ContractRejected, LedgerError
@@ -88,6 +88,78 @@ class DataUse(BaseModel):
             ContractRejected: the grant does not decode.
         """
         return GrantTerms(grant_id=self.signed().id, action=self.action, purpose=self.purpose)
+
+
+SellerUses = Callable[[str], Awaitable[DataUse | None]]
+"""The data owner's grant for each seller (seller address -> its use, or None: not granted).
+
+A grant names one grantee, so a task whose data may go to any of several sellers needs one
+grant per seller; a buyer passes this as ``use=`` when the owner grants each seller apart
+(the supply-chain demo's warehouse grants each forecaster the planner is about to call)."""
+
+GRANT_ASK_TIMEOUT = 10.0
+"""Seconds a `SellerUses` may take to answer for one seller; a seller not answered for in
+time is not asked to bid."""
+
+
+async def uses_for(use: object, sellers: Sequence[str], *,
+                   timeout: float = GRANT_ASK_TIMEOUT) -> dict[str, DataUse]:
+    """The use each of `sellers` would get the task's data under (a seller without one: none).
+
+    `use` is None (no data of anyone's: an empty map), one `DataUse` (the same grant for every
+    seller; only its grantee will take it) or a `SellerUses` asked for every seller at once.
+    A seller whose grant could not be had (the function raised, timed out or gave None) is
+    missing from the answer and is logged.
+
+    Raises:
+        UsageError: `use` is none of these.
+    """
+    if use is None:
+        return {}
+    if isinstance(use, DataUse):
+        return dict.fromkeys(sellers, use)
+    if not callable(use):
+        raise UsageError(f"use: give a DataUse or an async function of the seller's address, "
+                         f"not {type(use).__name__}")
+    ask: SellerUses = use
+
+    async def one(seller: str) -> DataUse | None:
+        try:
+            got = await asyncio.wait_for(ask(seller), timeout)
+        except TimeoutError:
+            logger.warning("no grant for %s: not given within %.0f s", seller, timeout)
+            return None
+        except (AaexError, ValueError) as exc:
+            logger.warning("no grant for %s: %s", seller, exc)
+            return None
+        if got is not None and not isinstance(got, DataUse):
+            raise UsageError(f"use: the function gave {type(got).__name__} for {seller}, "
+                             "not a DataUse or None")
+        return got
+
+    found = await asyncio.gather(*(one(s) for s in sellers))
+    return {s: u for s, u in zip(sellers, found, strict=True) if u is not None}
+
+
+def use_record(use: DataUse) -> dict[str, Any]:
+    """`use` as the buyer's books keep it with a purchase (JSON: the grant in hex)."""
+    return {"grant": use.grant.hex(), "action": use.action, "purpose": use.purpose,
+            "field": use.field}
+
+
+def use_from_record(record: Mapping[str, Any] | None) -> DataUse | None:
+    """The use a purchase was recorded with (`use_record`), or None.
+
+    None also for one unreadable: its task, sent again without it, is then refused by the
+    seller, and nothing is paid.
+    """
+    if record is None:
+        return None
+    try:
+        return DataUse.model_validate({**record, "grant": bytes.fromhex(str(record["grant"]))})
+    except (KeyError, ValueError, ValidationError):
+        logger.warning("a purchase's recorded grant is unreadable; its task goes without it")
+        return None
 
 
 def use_from_document(document: Any) -> DataUse:

@@ -429,8 +429,8 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
                     utility: BuyerUtility, strategy: BuyerStrategy, sign: AgreementSigner,
                     reputation: dict[str, float] | None = None, max_rounds: int = 3,
                     timeout: float = 5.0, shortlist: int = 3,
-                    release: Callable[[str, Credits], None] | None = None
-                    ) -> NegotiationResult:
+                    release: Callable[[str, Credits], None] | None = None,
+                    uses: Mapping[str, DataUse] | None = None) -> NegotiationResult:
     """Negotiate with every seller at once and award the best offer by `utility`.
 
     All sellers get the call for proposals at once; then only the `shortlist` best by
@@ -442,7 +442,9 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
     missing from it counts as unrated, `NEUTRAL`); `utility` weighs them into every bid.
     A seller that declines, fails or times out drops out; it never stops the others. If the
     chosen seller does not countersign, `release(seller, price)` gives back what signing
-    committed (e.g. `Wallet.release`) and the next best offer is tried.
+    committed (e.g. `Wallet.release`) and the next best offer is tried. `uses` gives each
+    seller the grant its copy of the call (and its agreement) carries, where the task's data
+    is granted to each seller apart; a seller missing from it gets ``cfp`` as it is.
 
     Raises:
         UsageError: no sellers were given.
@@ -453,6 +455,8 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
     started = clock.now()
     horizon = max(1e-3, cfp.respond_by - started)
     bids = {s: Bid(s) for s in dict.fromkeys(sellers)}
+    calls = {s: cfp if uses is None or s not in uses else cfp.model_copy(update={"use": uses[s]})
+             for s in bids}
     reputation = reputation or {}
     result = NegotiationResult(cfp.dialogue, None, None, None)
 
@@ -473,7 +477,7 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
             bid.declined, bid.offer, bid.utility = reply.reason, None, 0.0
             bid.detail = reply.detail
 
-    await asyncio.gather(*(ask(s, cfp) for s in bids))
+    await asyncio.gather(*(ask(s, calls[s]) for s in bids))
     result.round_trips = 1
     ranked_first = sorted((b for b in bids.values() if b.offer is not None),
                           key=lambda b: (-b.utility, b.seller))
@@ -501,7 +505,7 @@ async def negotiate(ctx: Context, sellers: Sequence[str], cfp: CallForProposals,
     for bid in ranked:
         if bid.utility < strategy.reserve or bid.offer is None:
             break
-        agreement = sign(cfp.dialogue, bid.seller, cfp, bid.offer)
+        agreement = sign(cfp.dialogue, bid.seller, calls[bid.seller], bid.offer)
         try:
             reply = await ctx.ask(bid.seller, Accept(dialogue=cfp.dialogue, round=bid.rounds,
                                                      agreement=agreement), timeout=timeout)

@@ -25,6 +25,7 @@ from aaex_agents.errors import AaexError
 
 from ..contracts.ledger import Ledger
 from .disputes import resend_disputes
+from .grants import use_from_record
 from .market import NodeMarket
 from .selling import ServiceSeller
 
@@ -51,7 +52,8 @@ async def resolve_open(ledger: Ledger, market: NodeMarket, agents: dict[str, Age
             continue
         try:
             outcome = await market.for_agent(buyer.address).resolve(
-                context(buyer), open_.signed, open_.task, open_.delivery, grace=grace)
+                context(buyer), open_.signed, open_.task, open_.delivery, grace=grace,
+                use=use_from_record(open_.use))
         except (AaexError, TimeoutError):
             logger.warning("open agreement %s not resolved yet", open_.signed.id[:12],
                            exc_info=True)

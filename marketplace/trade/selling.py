@@ -14,6 +14,8 @@ memory), so that node cannot later cut or rewrite its books up to there unnotice
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from aaex_agents import Context, Identity, Message, handler
@@ -38,6 +40,10 @@ from .statements import StatementDesk, StatementQuery, StatementReply
 from .task_models import task_fault
 
 logger = logging.getLogger(__name__)
+
+_performing: ContextVar[tuple[str, DataUse | None] | None] = ContextVar("performing",
+                                                                       default=None)
+"""While `perform` runs: the agreement id and the grant its task came with."""
 
 class Task(Message, type="market.task/1"):
     """The work itself, sent to the seller with the agreement both signed."""
@@ -125,6 +131,34 @@ class ServiceSeller(Seller):
         self._expired: set[str] = set()
         """Sales the buyer closed as never escrowed."""
         self._code: tuple[ModelRef, str] | None = None
+
+    async def use_data(self, ctx: Context, task: Mapping[str, Any], *, purpose: str,
+                       action: str = "use") -> str | None:
+        """Ask, from `perform`, to use the task's granted data for `purpose` as well.
+
+        The grant the task came with decides, as it did for the agreed use: None when it
+        covers `action` for `purpose` (the use is recorded on the books, as the agreed one
+        was); otherwise the one-line reason, and the refused attempt is on this node's audit
+        log, which the data's owner is sent like every use. A task that came with no grant
+        is nobody's data under this market's rules: None, and nothing is recorded.
+
+        Raises:
+            UsageError: called outside `perform`.
+            LedgerError: an allowed use could not be recorded (do not use the data then).
+        """
+        performing = _performing.get()
+        if performing is None:
+            raise UsageError("use_data is for the task being performed: call it in perform")
+        agreement_id, use = performing
+        if use is None:
+            return None
+        asked = use.model_copy(update={"action": action, "purpose": purpose})
+        try:
+            await self.grants.check(asked, task, user=self.address, buyer=self.address)
+        except Refusal as refusal:
+            return refusal.detail
+        await self.grants.record_use(asked, self.address, agreement_id)
+        return None
 
     def provenance_model(self) -> tuple[ModelRef, str]:
         """The model and code version a delivery's provenance names (computed once).
@@ -303,6 +337,7 @@ class ServiceSeller(Seller):
         self.queue_depth += 1
         logger.info("task of %s started", signed.id[:12],
                     extra={"event": "sale_task_started", "agreement_id": signed.id})
+        performing = _performing.set((signed.id, msg.use))
         try:
             result = await self.perform(ctx, msg.task)
         except (KeyError, TypeError, ValueError) as exc:
@@ -311,6 +346,7 @@ class ServiceSeller(Seller):
             return Decline(dialogue=agreement.dialogue_id, reason="bad_task",
                            detail=f"{type(exc).__name__}: {exc}")
         finally:
+            _performing.reset(performing)
             self.queue_depth -= 1
             self._working.discard(signed.id)
         finished = ctx.clock.now_ms()
