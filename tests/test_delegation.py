@@ -81,10 +81,10 @@ class Book:
         self.ledger = ledger
 
     async def record_agreement(self, signed: SignedAgreement, *, role: Any = "buyer",
-                               task: Any = None) -> None:
+                               task: Any = None, use: Any = None) -> None:
         self.holds[signed.id] = signed
         if self.ledger is not None:
-            await self.ledger.record_agreement(signed, role=role, task=task)
+            await self.ledger.record_agreement(signed, role=role, task=task, use=use)
 
     async def record_delivery(self, agreement_id: str, delivery: Any) -> None:
         self.deliveries.append(agreement_id)

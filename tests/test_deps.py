@@ -129,7 +129,7 @@ def test_the_delegate_terms_are_declared_once() -> None:
             == "Unpack[DelegateTerms]", path
     assert set(DelegateTerms.__required_keys__) == {"budget", "deadline"}
     assert set(DelegateTerms.__optional_keys__) == {"where", "max_latency_ms", "penalty",
-                                                    "top_k"}
+                                                    "top_k", "use"}
 
 
 async def test_a_term_that_is_not_one_is_a_usage_error() -> None:
