@@ -2,12 +2,17 @@
 
     aaex consensus show --config node.toml | --admin URL [--epoch N] [--json]
     aaex validator status --config node.toml | --admin URL [--json]
+    aaex validator stake|unstake --config node.toml VALIDATOR AMOUNT [--json]
+    aaex validator withdraw --config node.toml VALIDATOR [--json]
 
 Asks the running node (``GET /consensus``): per capability, the epoch and every seller's
 incentive (its share of the emission) and quality (incentive over the best seller's, which
 the node's awards blend with receipt reputation; docs/consensus.md). ``validator status``
 asks ``GET /validators``: each validator the node hosts, its stake, the last epoch it
-computed and each seller's probe score and moving average.
+computed and each seller's probe score and moving average (and, on a chain, its
+account's credits there). ``stake``, ``unstake`` and ``withdraw`` move a validator's credits
+on the chain (``[chain]`` in the node's config) through the node, which signs as the
+validator's chain account.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import argparse
 import asyncio
 import json
 from typing import Any
+
+from aaex_agents.money import Credits
 
 from .admin_client import explicit_access, must_run, reach, request
 from .console import render_table
@@ -41,6 +48,16 @@ def register(commands: Any) -> None:
     through.add_argument("--admin", help="the running node's admin URL")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(run=_status)
+    for action, verb in (("stake", "stake credits on the chain (they vote from next epoch)"),
+                         ("unstake", "start unbonding staked credits"),
+                         ("withdraw", "take back the credits that have unbonded")):
+        move = vsub.add_parser(action, help=verb)
+        move.add_argument("agent", help="the validator's name in the config, or its address")
+        if action != "withdraw":
+            move.add_argument("amount", help="credits, e.g. 10 or 2.5")
+        move.add_argument("--config", required=True, help="the running node's TOML file")
+        move.add_argument("--json", action="store_true", help="machine-readable output")
+        move.set_defaults(run=_move, action=action)
 
 
 def _ask(args: argparse.Namespace, path: str, params: dict[str, str] | None = None) -> Any:
@@ -72,6 +89,27 @@ def _status(args: argparse.Namespace) -> int:
                                 "score", "average"],
                                [(s["seller"], s["probes"], s["score"], s["average"])
                                 for s in scored["sellers"]], align="lrrr"))
+    return 0
+
+
+def _move(args: argparse.Namespace) -> int:
+    """Stake, unstake or withdraw through the running node (``POST /validators/...``)."""
+    from ..node.config import load_config
+
+    body = {"agent": args.agent}
+    if args.action != "withdraw":
+        body["amount"] = str(Credits.parse(args.amount, "AMOUNT"))
+
+    async def send() -> Any:
+        access = must_run(await reach(load_config(args.config)))
+        return await request(access, "POST", f"/validators/{args.action}", body=body)
+    state = asyncio.run(send())
+    if args.json:
+        print(json.dumps(state))
+        return 0
+    print(f"{state['agent']} ({state['account']}): {state['stake_on_chain']} credits staked, "
+          f"{state['balance']} free, {state['unbonding']} unbonding"
+          + (f" until block {state['unbond_at_block']}" if state["unbond_at_block"] else ""))
     return 0
 
 

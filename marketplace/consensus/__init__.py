@@ -17,13 +17,13 @@ nothing else from the marketplace.
 """
 
 from .artifact import Artifact, load_artifact
+from .board import Moment, Phase
 from .chain_backends import EMBEDDED, ChainBackend, DevChain, EmbeddedChain, RpcChain, backend_for
 from .chain_client import (
     AccountState,
     ChainClient,
     ChainClock,
     ChainParams,
-    Phase,
     deploy,
 )
 from .chain_config import ChainConfig, open_chain
@@ -60,6 +60,7 @@ __all__ = [
     "EpochInputError",
     "EpochOutputs",
     "EpochResult",
+    "Moment",
     "Phase",
     "Reveal",
     "RevealVerdict",

@@ -11,6 +11,7 @@ decided, per capability, for the market to read (awards blend it with receipts).
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import struct
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,31 @@ from .errors import EpochInputError
 from .fixed import ONE
 from .reveal import Reveal, RevealVerdict, check_reveal, weights_commitment
 from .yuma import EpochResult
+
+
+class Phase(enum.Enum):
+    """The window an epoch is in: weights are committed, then revealed, then attested."""
+
+    COMMIT = "commit"
+    REVEAL = "reveal"
+    ATTEST = "attest"
+
+
+_ORDER = {Phase.COMMIT: 0, Phase.REVEAL: 1, Phase.ATTEST: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """Where a board stands: the epoch and window the next write falls in."""
+
+    epoch: int
+    phase: Phase
+    closes_in: float
+    """Seconds until that window closes (exact on `MemoryChain`, estimated on a chain)."""
+
+    def reached(self, epoch: int, phase: Phase) -> bool:
+        """Whether the board is at `epoch`'s `phase` or past it."""
+        return (self.epoch, _ORDER[self.phase]) >= (epoch, _ORDER[phase])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +82,27 @@ class EpochTimes:
         opens = self.start(epoch) + self.commit
         return int(opens), int(opens + self.reveal)
 
+    def opens(self, epoch: int, phase: Phase) -> float:
+        """When `epoch`'s `phase` begins (as `moment` places the windows)."""
+        if phase is Phase.COMMIT:
+            return self.start(epoch)
+        opens, closes = self.reveal_window(epoch)
+        return opens if phase is Phase.REVEAL else closes + 1
+
+    def moment(self, now: float) -> Moment:
+        """The epoch and window at `now`.
+
+        Commit until the reveal window opens, reveal through its last whole second, attest
+        from then to the next epoch.
+        """
+        epoch = self.epoch_at(now)
+        opens, closes = self.reveal_window(epoch)
+        if now < opens:
+            return Moment(epoch, Phase.COMMIT, opens - now)
+        if now < closes + 1:
+            return Moment(epoch, Phase.REVEAL, closes + 1 - now)
+        return Moment(epoch, Phase.ATTEST, self.start(epoch + 1) - now)
+
 
 @runtime_checkable
 class Board(Protocol):
@@ -64,6 +111,14 @@ class Board(Protocol):
     @property
     def address(self) -> str:
         """The account this handle signs as (a validator's, on the board)."""
+        ...
+
+    async def moment(self) -> Moment:
+        """The epoch and window the board is in now."""
+        ...
+
+    async def wait_for(self, clock: Clock, epoch: int, phase: Phase) -> None:
+        """Return once the board is in `epoch`'s `phase` or later (sleeping on `clock`)."""
         ...
 
     async def stake_of(self, account: str) -> int:
@@ -95,6 +150,14 @@ class Board(Protocol):
     def outputs_hash(self, sellers: Sequence[str], validators: Sequence[str],
                      result: EpochResult) -> bytes:
         """The hash of an epoch's outputs as this board's attestations compare them."""
+        ...
+
+    async def pay(self, clock: Clock, capability: str, epoch: int, sellers: Sequence[str],
+                  validators: Sequence[str], result: EpochResult) -> bool:
+        """Have the epoch's emission paid once it is final on these outputs.
+
+        Paid once, by whoever asks first; True if this call paid it.
+        """
         ...
 
 
@@ -140,6 +203,16 @@ class MemoryBoard:
 
     chain: MemoryChain
     address: str
+
+    async def moment(self) -> Moment:
+        """The record's epoch and window on its clock."""
+        return self.chain.times.moment(self.chain.clock.now())
+
+    async def wait_for(self, clock: Clock, epoch: int, phase: Phase) -> None:
+        """Sleep until the window opens (at once if it has)."""
+        delay = self.chain.times.opens(epoch, phase) - clock.now()
+        if delay > 0:
+            await clock.sleep(delay)
 
     async def stake_of(self, account: str) -> int:
         """The stake `account` put on this record."""
@@ -191,6 +264,11 @@ class MemoryBoard:
                      result: EpochResult) -> bytes:
         """`outputs_digest` of the outputs."""
         return outputs_digest(sellers, validators, result)
+
+    async def pay(self, clock: Clock, capability: str, epoch: int, sellers: Sequence[str],
+                  validators: Sequence[str], result: EpochResult) -> bool:
+        """Nothing: the in-process record mints no emission."""
+        return False
 
 
 def outputs_digest(sellers: Sequence[str], validators: Sequence[str],

@@ -10,7 +10,6 @@ that does not answer, or does not mine a transaction within `timeout`, as `Chain
 from __future__ import annotations
 
 import asyncio
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from aaex_agents.errors import UsageError
 from aaex_agents.money import Credits
 
 from .artifact import load_artifact
+from .board import Phase
 from .chain_backends import ChainBackend
 from .chain_encoding import (
     EpochOutputs,
@@ -66,14 +66,6 @@ class ChainParams:
                              "reveal_blocks, or no block is left for attestations")
         if self.unbond_delay < 0 or self.emission_per_epoch.micro < 0:
             raise UsageError("ChainParams: unbond_delay and emission_per_epoch are >= 0")
-
-
-class Phase(enum.Enum):
-    """What an epoch takes at a given block."""
-
-    COMMIT = "commit"
-    REVEAL = "reveal"
-    ATTEST = "attest"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,6 +184,11 @@ class ChainClient:
         value = await self._read(
             self._contract.functions.finalized(capability_id(capability), epoch).call())
         return None if value == bytes(32) else bytes(value)
+
+    async def distributed(self, capability: str, epoch: int) -> bool:
+        """Whether the epoch's emission was minted."""
+        return bool(await self._read(
+            self._contract.functions.distributed(capability_id(capability), epoch).call()))
 
     async def revealed_weights(self, capability: str, epoch: int) -> dict[str, dict[str, int]]:
         """Every validator's revealed weights of the epoch: validator -> seller -> weight."""

@@ -40,7 +40,7 @@ from ..contracts.errors import ContractRejected, LedgerTampered
 from ..contracts.ledger import Entry, Ledger
 from ..trade.negotiation import Dialogue, DialogueState, Seller
 from .admin_audit import add_audit_routes
-from .admin_consensus import add_consensus_route
+from .admin_consensus import add_consensus_route, add_validator_routes
 from .admin_disputes import DisputeView, add_dispute_routes
 from .admin_payments import add_payment_routes
 from .admin_search import add_search_route
@@ -197,6 +197,7 @@ def build_app(node: AdminView, token: str | None = None, *,
         add_dispute_routes(app, node, guarded)
         add_payment_routes(app, node, guarded)
         add_audit_routes(app, node, guarded)
+        add_validator_routes(app, node, guarded)
     return app
 
 

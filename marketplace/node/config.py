@@ -98,6 +98,7 @@ from ..trade.dialogues import DialogueLimits
 from ..trade.market import MarketSettings
 from ..trade.negotiation import Seller
 from ..trade.strategies import SellerStrategy
+from .chain import ChainSection  # the [chain] section
 from .gateway import GatewaySettings  # the [gateway] section
 from .interop import InteropSettings  # the [interop] section
 from .tables import ConfigError as ConfigError
@@ -415,6 +416,8 @@ class NodeConfig(Table):
             by default.
         gateway: the OpenAI-compatible gateway (``[gateway]``, see `node/gateway.py`); off
             by default.
+        chain: where hosted validators meet (``[chain]``, see `node/chain.py`); absent:
+            they share a board inside this node.
     """
 
     node: NodeSection = Field(default_factory=dict, validate_default=True)
@@ -426,6 +429,7 @@ class NodeConfig(Table):
     dialogues: DialogueLimits = Field(default_factory=DialogueLimits)
     interop: InteropSettings = Field(default_factory=lambda: InteropSettings())
     gateway: GatewaySettings = Field(default_factory=lambda: GatewaySettings())
+    chain: ChainSection | None = None
 
     @field_validator("whitelists")
     @classmethod

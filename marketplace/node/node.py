@@ -435,7 +435,8 @@ async def _open_parts(stack: AsyncExitStack, config: NodeConfig, identity: Ident
     market = NodeMarket({a.address: a for a in agents}, find=(
         discovery_finder(discovery) if discovery is not None else _no_market),
         ledger=ledger, settings=config.market)
-    bind_validators(agents, market, clock, ledger)
+    await bind_validators(agents, market, clock, ledger, stack=stack, section=config.chain,
+                          node=identity)
     # Reputation is read from the books, so a restarted node still knows whom it can trust.
     market.reputation.add_settled(await ledger.settled_receipts())
     # A node takes only sealed envelopes (and plaintext key requests): docs/sovereignty.md.

@@ -1,4 +1,4 @@
-"""The validators a node hosts: their board until the chain is wired in, and their status.
+"""The validators a node hosts: their board (the chain, or one inside the node), their status.
 
     [[agents]]
     name = "validator"
@@ -8,35 +8,55 @@
 A `Validator` named in the TOML has no board of its own; `bind_validators` gives the
 validators of one node a shared in-process board (`MemoryChain`), on the node's clock, where
 each stakes its `stake` setting and the `sellers` of all of them are registered for their
-capabilities, and the node market's `ConsensusBook`, which its awards read. The chain client
-takes that board's place when it is configured (docs/consensus.md). `validators_document`
+capabilities, and the node market's `ConsensusBook`, which its awards read. With a
+``[chain]`` section each is bound to the consensus contract instead (`node/chain.py`,
+docs/consensus.md). `validators_document`
 is what ``GET /validators`` and ``aaex validator status`` show.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AsyncExitStack
 from typing import Any
 
 from aaex_agents import Agent
 from aaex_agents.clock import Clock
+from aaex_agents.errors import UsageError
+from aaex_agents.identity import Identity
 
 from ..consensus.board import MemoryChain
+from ..consensus.chain_client import AccountState
 from ..contracts.ledger import Ledger
 from ..trade.market import NodeMarket
 from ..trade.validator import Validator
+from .chain import ChainSection, open_node_chain, validator_board
 
 
-def bind_validators(agents: Iterable[Agent], market: NodeMarket, clock: Clock,
-                    books: Ledger | None = None) -> MemoryChain | None:
-    """Bind every hosted validator without a board to one board shared on this node.
+async def bind_validators(agents: Iterable[Agent], market: NodeMarket, clock: Clock,
+                          books: Ledger | None = None, *, stack: AsyncExitStack | None = None,
+                          section: ChainSection | None = None,
+                          node: Identity | None = None) -> MemoryChain | None:
+    """Bind every hosted validator without a board: to the chain, or one board on this node.
 
     Their probes escrow and settle on `books` (the node's ledger), as any purchase does.
-    Their epochs are the first validator's (`Validator.times`): validators sharing a board
-    share its windows. Returns the board, or None when the node hosts no validator.
+    With a ``[chain]`` `section` (and the `stack` that closes the node and its `node`
+    identity), each is bound to the contract as its own chain account. Otherwise they share
+    a `MemoryChain` on the first validator's epochs (`Validator.times`), which is returned;
+    None when the node hosts no validator or they are on the chain.
     """
     validators = [a for a in agents if isinstance(a, Validator)]
     if not validators:
+        return None
+    if section is not None:
+        if stack is None or node is None:
+            raise UsageError("bind_validators: a [chain] section needs the node's stack and "
+                             "identity")
+        client = await open_node_chain(stack, section, node, validators, clock)
+        for validator in validators:
+            if validator.board is None:
+                validator.bind(validator_board(client, section, validator.identity),
+                               market.consensus, books)
         return None
     chain = MemoryChain(clock, validators[0].times)
     for validator in validators:
@@ -48,6 +68,12 @@ def bind_validators(agents: Iterable[Agent], market: NodeMarket, clock: Clock,
         if validator.board is None:
             validator.bind(chain.account(validator.address), market.consensus, books)
     return chain
+
+
+def account_state_document(state: AccountState) -> dict[str, Any]:
+    """A chain account's credits as the admin API shows them."""
+    return {**state.balance.document("balance"), **state.stake.document("stake_on_chain"),
+            **state.unbonding.document("unbonding"), "unbond_at_block": state.unbond_at}
 
 
 def validators_document(agents: Iterable[Agent]) -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ from aaex_agents.errors import AaexError, UsageError
 from aaex_agents.money import Credits
 
 from ..consensus import ONE, EpochResult, YumaParams, yuma_epoch
-from ..consensus.board import Board, ConsensusBook, EpochTimes
+from ..consensus.board import Board, ConsensusBook, EpochTimes, Phase
 from ..consensus.fixed import U16_MAX
 from ..contracts.agreement import SignedAgreement
 from ..contracts.receipt import SignedReceipt
@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 
 PROBE_BUDGET = Credits(1_000_000)
 """The most one probe may cost by default: 1 credit."""
+RETRY_S = 5.0
+"""Seconds before a validator asks an unreachable board again."""
 KEPT_SCORES = 8
 """Epochs of probe scores a validator keeps per capability (for its status)."""
 
@@ -170,26 +172,34 @@ class Validator(Agent):
                 await self._loop
 
     async def serve_epochs(self, ctx: Context) -> None:
-        """Run epochs for ever, each from the epoch the clock is in when the last ended."""
-        clock = ctx.clock
+        """Run epochs for ever, each from the epoch the board is in when the last ended."""
         while True:
-            epoch = self.times.epoch_at(clock.now())
+            epoch: int | None = None
             try:
+                epoch = (await self.on_board.moment()).epoch
                 await self.run_epoch(ctx, epoch)
             except (AaexError, OSError) as exc:  # a board or model failure skips one epoch
-                logger.warning("validator %s: epoch %d skipped: %s", self.address, epoch, exc)
+                logger.warning("validator %s: epoch %s skipped: %s", self.address, epoch, exc)
             except Exception:  # a bug skips the epoch too, and is logged: the loop goes on
-                logger.exception("validator %s: epoch %d failed", self.address, epoch)
-            await _sleep_until(ctx, self.times.start(epoch + 1))
+                logger.exception("validator %s: epoch %s failed", self.address, epoch)
+            try:
+                if epoch is None:
+                    raise AaexError("the board did not say which epoch it is in")
+                await self._until(ctx, epoch + 1, Phase.COMMIT)
+            except (AaexError, OSError) as exc:  # the board is unreachable: try again soon
+                logger.warning("validator %s: %s; trying again in %.0f s", self.address, exc,
+                               RETRY_S)
+                await ctx.clock.sleep(RETRY_S)
 
     async def run_epoch(self, ctx: Context, epoch: int) -> None:
-        """Probe, commit, reveal, compute and attest one epoch, each phase on time."""
-        times = self.times
-        commit_by = times.start(epoch) + times.commit
+        """Probe, commit, reveal, compute and attest one epoch, each in the board's window."""
+        board = self.on_board
         rows: dict[str, tuple[dict[str, int], bytes]] = {}
         for capability in self.probes:
-            sellers = await self.on_board.sellers(capability)  # board account -> market address
-            remaining = commit_by - ctx.clock.now()
+            sellers = await board.sellers(capability)  # board account -> market address
+            moment = await board.moment()
+            remaining = moment.closes_in if (moment.epoch, moment.phase) == (
+                epoch, Phase.COMMIT) else 0.0
             if not sellers or remaining <= 0:
                 continue
             try:
@@ -200,14 +210,18 @@ class Validator(Agent):
                 logger.warning("validator: probing %s ran past the commit window", capability)
                 continue
             rows[capability] = await self.commit_scores(capability, epoch, sellers, scores)
-        opens, closes = times.reveal_window(epoch)
-        await _sleep_until(ctx, opens)
+        await self._until(ctx, epoch, Phase.REVEAL)
         for capability, (weights, salt) in rows.items():
-            await self.on_board.reveal_weights(capability, epoch, weights, salt)
-        await _sleep_until(ctx, closes + 1)
-        for capability in self.probes:
-            await self.compute(capability, epoch)
+            await board.reveal_weights(capability, epoch, weights, salt)
+        await self._until(ctx, epoch, Phase.ATTEST)
+        computed = {c: await self.compute(c, epoch) for c in self.probes}
         self.last_epoch = epoch
+        for capability, done in computed.items():
+            if done is not None:
+                await board.pay(ctx.clock, capability, epoch, *done)
+
+    async def _until(self, ctx: Context, epoch: int, phase: Phase) -> None:
+        await self.on_board.wait_for(ctx.clock, epoch, phase)
 
     async def commit_scores(self, capability: str, epoch: int, sellers: Mapping[str, str],
                             scores: Mapping[str, Sequence[float]]
@@ -277,18 +291,20 @@ class Validator(Agent):
             row.append(round(U16_MAX * max(0.0, min(1.0, now)) ** self.sharpness))
         return tuple(row)
 
-    async def compute(self, capability: str, epoch: int) -> None:
+    async def compute(self, capability: str, epoch: int
+                      ) -> tuple[list[str], list[str], EpochResult] | None:
         """Yuma over the epoch's counted reveals and their stakes; attest and record it.
 
         The validators are those whose reveal the board counted (a chain lists no others);
-        the sellers, every registered one, in board-account order.
+        the sellers, every registered one, in board-account order. Returns the sellers, the
+        validators and the result attested (None: nothing to compute).
         """
         revealed = await self.on_board.revealed_weights(capability, epoch)
         sellers = await self.on_board.sellers(capability)
         validators = sorted(revealed)
         accounts = sorted(sellers)
         if not validators or not accounts:
-            return
+            return None
         stakes = [await self.on_board.stake_of(v) for v in validators]
         weights = [[revealed[v].get(a, 0) for a in accounts] for v in validators]
         kept = self.kept[capability]
@@ -303,9 +319,6 @@ class Validator(Agent):
         self.results[capability] = result
         logger.info("validator: %s epoch %d incentive %s", capability, epoch,
                     [round(i / ONE, 3) for i in result.incentive])
+        return accounts, validators, result
 
 
-async def _sleep_until(ctx: Context, when: float) -> None:
-    delay = when - ctx.clock.now()
-    if delay > 0:
-        await ctx.clock.sleep(delay)
