@@ -20,7 +20,7 @@ import pytest
 
 from aaex_agents.identity import Identity
 from aaex_agents.money import Credits
-from marketplace.consensus import DevChain, Phase, chain_account
+from marketplace.consensus import ChainClient, DevChain, Phase, chain_account
 from tests.chain_kit import anvil_binary, open_anvil, open_test_chain
 from tests.conftest import ROOT
 from tests.peers.chain_validator import outputs_from
@@ -82,3 +82,39 @@ async def test_two_processes_sharing_anvil_agree_on_the_final_epoch_hash(
                 for a in (*expected.sellers, *expected.validators, owner.address)]
         assert sum(paid) == chain.admin.params.emission_per_epoch.micro
         assert Credits(sum(paid)) == chain.admin.params.emission_per_epoch
+
+
+class StaleEstimates(DevChain):
+    """Fault injection: gas is estimated against an older block, as for a transaction whose
+    estimate was made before other validators' transactions of the same block landed."""
+
+    def __init__(self, url: str, block: int) -> None:
+        super().__init__(url)
+        self.estimate_at = block  # type: ignore[misc]
+
+
+async def test_an_attestation_estimated_before_the_others_landed_still_finalizes(
+        tmp_path: Path) -> None:
+    """The attestation that makes an epoch final does more than its estimate said when the
+    estimate was made before the other validator's landed (it stores the outputs): it must
+    still have the gas to do it, or the epoch is never final."""
+    binary = anvil_binary()
+    if binary is None:
+        pytest.skip("no anvil: set AAEX_ANVIL or put anvil on PATH (.ci/run installs it "
+                    "with npm install @foundry-rs/anvil)")
+    async with open_anvil(binary, tmp_path / "anvil.log") as url, DevChain(url) as backend:
+        chain = await open_test_chain(backend)
+        await (await chain.account()).register_capability(CAP)
+        first, second, third = [await chain.account(credits=100, stake=100) for _ in range(3)]
+        await chain.account(credits=1, stake=1)  # so that only all three together make 2/3
+        epoch = await chain.next_epoch(Phase.ATTEST)
+        digest = bytes(range(1, 33))
+        await first.attest(CAP, epoch, digest)
+        estimated = (await first.clock()).block  # the third's estimate sees this state...
+        await second.attest(CAP, epoch, digest)  # ...not this one: two thirds less a unit
+        assert await chain.admin.finalized_hash(CAP, epoch) is None
+        async with StaleEstimates(url, estimated) as stale:
+            late = await ChainClient.connect(stale, chain.admin.contract_address,
+                                             third.account)
+            await late.attest(CAP, epoch, digest)  # this one makes the epoch final
+        assert await chain.admin.finalized_hash(CAP, epoch) == digest

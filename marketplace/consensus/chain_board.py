@@ -104,8 +104,8 @@ class ChainBoard:
             return False
         try:
             await self.client.distribute(capability, epoch, outputs)
-        except ChainRefused as exc:
-            if "already distributed" in str(exc):  # another validator was first
+        except ChainRefused:
+            if await self.client.distributed(capability, epoch):  # another was first
                 return False
             raise
         return True

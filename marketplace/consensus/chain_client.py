@@ -38,6 +38,10 @@ from .errors import ChainRefused, ChainUnavailable
 
 TX_TIMEOUT = 30.0
 """Seconds to wait for a transaction to be mined before `ChainUnavailable`."""
+GAS_HEADROOM = 60_000
+"""Gas a transaction gets beyond its estimate. The estimate is made against the state before
+other transactions of the same block: an attestation estimated before another validator's
+lands may be the one that makes the epoch final, which stores the outputs and logs it."""
 DEFAULT_EMISSION = Credits(1_000_000_000)
 """Credits minted per capability and final epoch unless the deployment says otherwise: 1,000."""
 _NETWORK_ERRORS = (Web3Exception, OSError, asyncio.TimeoutError)
@@ -185,6 +189,12 @@ class ChainClient:
             self._contract.functions.finalized(capability_id(capability), epoch).call())
         return None if value == bytes(32) else bytes(value)
 
+    async def attestation(self, capability: str, epoch: int, account: str) -> bytes | None:
+        """The outputs hash `account` attested for the epoch, or None."""
+        value = await self._read(self._contract.functions.attestation(
+            capability_id(capability), epoch, checked_address(account, "account")).call())
+        return None if value == bytes(32) else bytes(value)
+
     async def distributed(self, capability: str, epoch: int) -> bool:
         """Whether the epoch's emission was minted."""
         return bool(await self._read(
@@ -285,7 +295,7 @@ async def _transact(backend: ChainBackend, account: LocalAccount, action: str,
             nonce = await web3.eth.get_transaction_count(account.address, "pending")
             gas = await call.estimate_gas({"from": account.address}, backend.estimate_at)
             tx = await call.build_transaction(
-                {"from": account.address, "nonce": nonce, "gas": gas + gas // 5})
+                {"from": account.address, "nonce": nonce, "gas": gas + GAS_HEADROOM})
             signed = account.sign_transaction(tx)  # type: ignore[arg-type]
             sent = await web3.eth.send_raw_transaction(signed.raw_transaction)
             receipt = await web3.eth.wait_for_transaction_receipt(

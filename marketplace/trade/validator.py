@@ -56,6 +56,9 @@ logger = logging.getLogger(__name__)
 
 PROBE_BUDGET = Credits(1_000_000)
 """The most one probe may cost by default: 1 credit."""
+PROBE_WINDOW_S = 3.0
+"""Seconds a probe's call for proposals stays open: a customer's usual window, so a probe
+looks like one, and a busy seller still answers in time (a probe it misses scores 0)."""
 RETRY_S = 5.0
 """Seconds before a validator asks an unreachable board again."""
 KEPT_SCORES = 8
@@ -264,7 +267,8 @@ class Validator(Agent):
         delegator = Delegator(self.identity, find=only, books=self._books,
                               reputation=self.receipts,
                               wallet=Wallet(budget=self.budget, per_seller=self.budget,
-                                            per_task=self.budget), negotiation_window=1.0)
+                                            per_task=self.budget),
+                              negotiation_window=PROBE_WINDOW_S)
         try:
             done = await delegator.delegate(ctx, probe.capability, made.task,
                                             budget=self.budget, deadline=60, top_k=1)
