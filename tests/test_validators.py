@@ -160,7 +160,7 @@ async def test_a_seller_wrong_on_a_fifth_of_probes_loses_half_its_incentive_in_f
 @pytest.mark.parametrize(("times", "settings", "named"), [
     ({"commit": 400, "reveal": 300}, {}, "EpochTimes"),
     ({"commit": 0}, {}, "EpochTimes"),
-    ({}, {"capabilities": ["route.vrp"]}, "no probe for"),
+    ({}, {"capabilities": ["translate.text"]}, "no probe for"),
     ({}, {"probes_per_epoch": 0}, "probes_per_epoch"),
 ])
 def test_bad_validator_settings_are_refused_by_name(times: dict[str, float],

@@ -10,6 +10,8 @@ probes well and customers badly without telling them apart by content (docs/cons
                       held-out weeks and scores MASE against seasonal-naive
     llm.chat          `ChatProbe`: the prompt is re-run on the validator's own model with
                       greedy decoding; the answer must match the seller's text
+    route.vrp         `RouteProbe` (route_probe.py): an instance with a planted optimum; the
+                      plan is checked and its length recomputed
 """
 
 from __future__ import annotations
@@ -178,4 +180,5 @@ def _text_match(expected: str, answered: str) -> float:
 
 
 PROBES: dict[str, Probe] = {"forecast.demand": ForecastProbe(), "llm.chat": ChatProbe()}
-"""The probe each capability is validated with, by default."""
+"""The probe each capability is validated with, by default (`route.vrp`: see
+`marketplace.trade.validator`, which adds `RouteProbe`)."""

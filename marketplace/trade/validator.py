@@ -51,6 +51,7 @@ from .delegation import Delegator
 from .errors import DelegationFailed
 from .policy import Wallet
 from .probes import PROBES, Made, Probe
+from .route_probe import RouteProbe
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class Validator(Agent):
             budget = Credits.parse(budget, "budget")
         self.stake = Credits.parse(stake, "stake", allow_zero=True)
         self.sellers = list(sellers)
-        known = dict(PROBES, **(probes or {}))
+        known = {**PROBES, "route.vrp": RouteProbe(), **(probes or {})}
         missing = [c for c in capabilities if c not in known]
         if missing:
             raise UsageError(f"Validator: no probe for {missing}; known: {sorted(known)}")
