@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from marketplace.node.accounts import agent_key_path, load_or_create_identity
 from marketplace.node.config import load_config
 from marketplace.node.node import open_node
 from marketplace.trade.validator import Validator
-from tests.node_kit import aaex
+from tests.node_kit import ROOT, aaex
 from tests.test_validator_node import poll
 
 CAPABILITY = "forecast.demand"
@@ -113,3 +114,30 @@ def one_line(err: str) -> str:
     assert "Traceback" not in err
     [line] = [line for line in err.splitlines() if line.startswith("aaex:")]
     return line
+
+
+async def test_aaex_validator_run_runs_a_node_hosting_a_validator_and_refuses_one_without(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plain = tmp_path / "plain.toml"
+    plain.write_text('[node]\np2p = []\nhttp = "127.0.0.1:0"\nadmin = "127.0.0.1:0"\n\n'
+                     '[[agents]]\nname = "shopper"\nclass = "marketplace:Buyer"\n')
+    code, _, err = await aaex(capsys, "validator", "run", "--config", str(plain))
+    assert code == 2 and one_line(err).endswith("no [[agents]] entry is a validator; add one "
+                                                'with class = "marketplace:Validator" '
+                                                "(docs/consensus.md)"), err
+    toml = tmp_path / "node.toml"
+    toml.write_text(_toml("0x" + "0" * 39 + "1", "aaex1unused"))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "marketplace.cli", "validator", "run", "--config", str(toml),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None
+        ready = json.loads(await asyncio.wait_for(process.stdout.readline(), 60))
+        assert ready["ready"] is True
+        code, out, err = await aaex(capsys, "validator", "status", "--config", str(toml),
+                                    "--json")
+        assert code == 0, err
+        assert json.loads(out)[0]["chain"]["stake_on_chain"] == "5"  # the sandbox staked it
+    finally:
+        process.terminate()
+        assert await asyncio.wait_for(process.wait(), 30) == 0

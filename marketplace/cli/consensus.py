@@ -1,6 +1,7 @@
 """``aaex consensus show`` and ``aaex validator status``: the validators and their consensus.
 
     aaex consensus show --config node.toml | --admin URL [--epoch N] [--json]
+    aaex validator run --config node.toml
     aaex validator status --config node.toml | --admin URL [--json]
     aaex validator stake|unstake --config node.toml VALIDATOR AMOUNT [--json]
     aaex validator withdraw --config node.toml VALIDATOR [--json]
@@ -22,6 +23,7 @@ import asyncio
 import json
 from typing import Any
 
+from aaex_agents.errors import UsageError
 from aaex_agents.money import Credits
 
 from .admin_client import explicit_access, must_run, reach, request
@@ -48,6 +50,10 @@ def register(commands: Any) -> None:
     through.add_argument("--admin", help="the running node's admin URL")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(run=_status)
+    run = vsub.add_parser("run", help="run the node that hosts the validator(s), until "
+                          "SIGTERM (a node run that refuses a config without a validator)")
+    run.add_argument("--config", required=True, help="the node's TOML file")
+    run.set_defaults(run=_run)
     for action, verb in (("stake", "stake credits on the chain (they vote from next epoch)"),
                          ("unstake", "start unbonding staked credits"),
                          ("withdraw", "take back the credits that have unbonded")):
@@ -90,6 +96,19 @@ def _status(args: argparse.Namespace) -> int:
                                [(s["seller"], s["probes"], s["score"], s["average"])
                                 for s in scored["sellers"]], align="lrrr"))
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """`aaex node run`, once the config is seen to host a validator."""
+    from ..node.config import load_config
+    from ..trade.validator import Validator
+    from .nodes import node_run
+
+    config = load_config(args.config)
+    if not any(issubclass(spec.load_class(), Validator) for spec in config.agents):
+        raise UsageError(f"{args.config}: no [[agents]] entry is a validator; add one with "
+                         "class = \"marketplace:Validator\" (docs/consensus.md)")
+    return node_run(args)
 
 
 def _move(args: argparse.Namespace) -> int:

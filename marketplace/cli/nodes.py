@@ -23,7 +23,7 @@ def register(commands: Any) -> None:
     node_commands = node.add_subparsers(dest="node_command", required=True)
     run = node_commands.add_parser("run", help="run a node until SIGTERM")
     run.add_argument("--config", required=True, help="node TOML file")
-    run.set_defaults(run=_node_run)
+    run.set_defaults(run=node_run)
     status = node_commands.add_parser("status", help="ask a running node's admin API")
     where = status.add_mutually_exclusive_group(required=True)
     where.add_argument("--admin", help="admin URL, e.g. http://127.0.0.1:8701")
@@ -33,7 +33,8 @@ def register(commands: Any) -> None:
 
 
 
-def _node_run(args: argparse.Namespace) -> int:
+def node_run(args: argparse.Namespace) -> int:
+    """Run the node of `args.config` until SIGTERM or SIGINT; 2 with one line on failure."""
     from ..node.config import load_config
     from ..node.ports import check_ports
 
