@@ -5,6 +5,7 @@
     aaex validator status --config node.toml | --admin URL [--json]
     aaex validator stake|unstake --config node.toml VALIDATOR AMOUNT [--json]
     aaex validator withdraw --config node.toml VALIDATOR [--json]
+    aaex validator arbitrate --config node.toml VALIDATOR EVIDENCE --task TASK --out DECISION
 
 Asks the running node (``GET /consensus``): per capability, the epoch and every seller's
 incentive (its share of the emission) and quality (incentive over the best seller's, which
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from aaex_agents.errors import UsageError
@@ -54,6 +56,14 @@ def register(commands: Any) -> None:
                           "SIGTERM (a node run that refuses a config without a validator)")
     run.add_argument("--config", required=True, help="the node's TOML file")
     run.set_defaults(run=_run)
+    arbitrate = vsub.add_parser("arbitrate", help="as the arbiter a disputed per-token sale "
+                                "names, re-execute its task and sign the decision")
+    arbitrate.add_argument("agent", help="the validator's name in the config, or its address")
+    arbitrate.add_argument("evidence", help="the dispute's bundle (aaex dispute export)")
+    arbitrate.add_argument("--task", required=True, help="the sale's task, as JSON")
+    arbitrate.add_argument("--config", required=True, help="the running node's TOML file")
+    arbitrate.add_argument("--out", required=True, help="where to write the signed decision")
+    arbitrate.set_defaults(run=_arbitrate)
     for action, verb in (("stake", "stake credits on the chain (they vote from next epoch)"),
                          ("unstake", "start unbonding staked credits"),
                          ("withdraw", "take back the credits that have unbonded")):
@@ -109,6 +119,34 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.config}: no [[agents]] entry is a validator; add one with "
                          "class = \"marketplace:Validator\" (docs/consensus.md)")
     return node_run(args)
+
+
+def _arbitrate(args: argparse.Namespace) -> int:
+    """Have the node's validator re-execute the sale and sign a decision (a file)."""
+    from ..node.config import load_config
+
+    body = {"agent": args.agent, "evidence": _read_json(args.evidence, "EVIDENCE"),
+            "task": _read_json(args.task, "--task")}
+
+    async def send() -> Any:
+        access = must_run(await reach(load_config(args.config)))
+        return await request(access, "POST", "/validators/arbitrate", body=body, timeout=300)
+    decision = asyncio.run(send())
+    Path(args.out).write_text(json.dumps(decision, indent=1) + "\n", encoding="utf-8")
+    resolution = decision["resolution"]
+    print(f"decision signed: {resolution['to_seller']} credits to the seller, "
+          f"{resolution['to_buyer']} back to the buyer ({resolution['note']}); written to "
+          f"{args.out}; either party submits it with aaex dispute resolve --decision")
+    return 0
+
+
+def _read_json(path: str, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"{what} {path}: not JSON ({exc})") from None
 
 
 def _move(args: argparse.Namespace) -> int:

@@ -60,6 +60,8 @@ class CheckedEvidence:
     dispute: SignedDispute
     conflicts: tuple[Conflict, ...]
     resolution: SignedResolution | None
+    delivery: dict[str, Any] | None = None
+    """The seller's signed delivery the bundle carries (checked with the dispute)."""
 
 
 def export_evidence(signed: SignedAgreement, dispute: SignedDispute,
@@ -98,4 +100,5 @@ def verify_evidence(document: object) -> CheckedEvidence:
     check_dispute(signed, dispute, body.delivery)
     if resolution is not None:
         resolution.verify_against(signed)
-    return CheckedEvidence(signed, dispute, dispute.dispute.conflicts, resolution)
+    return CheckedEvidence(signed, dispute, dispute.dispute.conflicts, resolution,
+                           body.delivery)

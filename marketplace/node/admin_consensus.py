@@ -6,6 +6,8 @@
     POST /validators/stake      {"agent": NAME, "amount": "5"}   stake credits on the chain
     POST /validators/unstake    {"agent": NAME, "amount": "5"}   start unbonding them
     POST /validators/withdraw   {"agent": NAME}                  take back what has unbonded
+    POST /validators/arbitrate  {"agent": NAME, "evidence": {...}, "task": {...}}
+                                re-execute a disputed per-token sale, answer the decision
 
 The document is `ConsensusBook.document`: per capability, the epoch and every seller's
 incentive (a fraction of the emission) and quality (incentive over the best seller's, what
@@ -28,6 +30,7 @@ from aaex_agents.money import Credits
 
 from ..consensus.chain_board import ChainBoard
 from ..consensus.errors import ChainError, ChainRefused, ChainUnavailable
+from ..trade.arbitration import arbitrate
 from ..trade.validator import Validator
 from .accounts import resolve_agent
 from .admin_writes import json_body
@@ -35,6 +38,7 @@ from .responses import json_response
 from .validators import account_state_document, validators_document
 
 if TYPE_CHECKING:
+    from aaex_agents.llm.service import LLMService
     from aaex_agents.runtime import Runtime
 
     from ..trade.market import NodeMarket
@@ -51,6 +55,10 @@ class ConsensusView(Protocol):
     @property
     def runtime(self) -> Runtime:
         """The hosted agents (``/validators`` lists the `Validator`s among them)."""
+
+    @property
+    def llm(self) -> LLMService | None:
+        """The node's language model, which a validator re-executes disputed sales on."""
 
     @property
     def market(self) -> NodeMarket:
@@ -85,8 +93,30 @@ def add_validator_routes(app: web.Application, node: ConsensusView, guarded: Any
         return json_response({"agent": name, "account": client.address,
                               **account_state_document(state)})
 
+    async def decide(request: web.Request) -> web.Response:
+        body = await json_body(request)
+        agents = {a.name: a.address for a in node.runtime.agents.values()}
+        name, address = resolve_agent(agents, body.get("agent"))
+        validator = node.runtime.agents[address]
+        if not isinstance(validator, Validator):
+            raise UsageError(f"agent: {name} is not a validator")
+        if node.llm is None:
+            raise UsageError("this node runs no language model to re-execute the task on; "
+                             "give it an [llm] section")
+        task = body.get("task")
+        if not isinstance(task, dict):
+            raise UsageError("task: send the disputed sale's task as a JSON object")
+        decision = await arbitrate(validator.identity, node.llm.for_agent(address),
+                                   body.get("evidence"), task)
+        logger.info("validator %s decided the dispute of %s", name,
+                    decision.resolution.agreement_id[:12],
+                    extra={"event": "arbitrated", "agent": name,
+                           "agreement_id": decision.resolution.agreement_id})
+        return json_response(decision.model_dump(mode="json"))
+
     for action in ("stake", "unstake", "withdraw"):
         app.router.add_post(f"/validators/{action}", guarded(move, write=True))
+    app.router.add_post("/validators/arbitrate", guarded(decide, write=True))
 
 
 def add_consensus_route(app: web.Application, node: ConsensusView) -> None:
