@@ -78,6 +78,18 @@ def test_the_standing_formula() -> None:
     assert standing(Score(0.5, 0, 0), view, CAPABILITY, "bad").raters == 1
 
 
+def test_an_epoch_in_which_nobody_earned_leaves_the_receipts_alone() -> None:
+    """No probe delivered in an epoch (every incentive 0) says nothing of anyone: it must not
+    mark every seller worthless and stop the market buying at all."""
+    silent = ConsensusBook()
+    result = yuma_epoch([1_000], [[0, 0]], [[0, 0]])
+    assert result.incentive == (0, 0)
+    silent.record(CAPABILITY, 3, ["bad", "good"], result)
+    receipts = Score(0.8, 4, 10)
+    assert standing(receipts, silent, CAPABILITY, "good") == receipts
+    assert standing(receipts, silent, CAPABILITY, "bad") == receipts
+
+
 def test_a_node_market_hands_its_consensus_to_every_delegator() -> None:
     from marketplace.trade.market import NodeMarket
 

@@ -295,11 +295,15 @@ class Standing:
     """Seller -> incentive, fixed point (`ONE` = the whole emission)."""
 
     def quality(self, seller: str) -> float | None:
-        """`seller`'s incentive relative to the best seller's, in [0, 1]; None if unseen."""
+        """`seller`'s incentive relative to the best seller's, in [0, 1]; None if unseen.
+
+        None too when no seller earned anything: an epoch in which no probe was delivered
+        says nothing about anyone, and must not mark every seller worthless.
+        """
         if seller not in self.incentive:
             return None
         best = max(self.incentive.values())
-        return self.incentive[seller] / best if best > 0 else 0.0
+        return self.incentive[seller] / best if best > 0 else None
 
 
 KEPT_EPOCHS = 64

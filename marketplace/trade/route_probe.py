@@ -56,6 +56,8 @@ class RouteProbe:
     capacity: int = 100
     tolerance: float = 0.1
     """How much longer than the optimum a plan may be before it scores 0."""
+    max_seconds: float = 0.2
+    """The search time the task grants: a router finds these small optima well within it."""
 
     def make(self, seed: bytes) -> Made:
         """A fresh instance from `seed`; store ids shuffled so their order tells nothing."""
@@ -81,7 +83,7 @@ class RouteProbe:
         demand = {f"S{n + 1:02d}": want for n, (_, want) in enumerate(points)}
         task = {"depot": [0.0, 0.0], "stores": {s: list(xy) for s, xy in stores.items()},
                 "demand": demand, "trucks": rays, "capacity": self.capacity,
-                "max_seconds": 1.0}
+                "max_seconds": self.max_seconds}
         return Made(task, RouteKey((0.0, 0.0), stores, demand, rays, self.capacity,
                                    # the coordinates are rounded: measure what was sent
                                    _planted(stores, demand, self.capacity)))

@@ -170,6 +170,10 @@ class Validator(Agent):
 
     async def on_stop(self, ctx: Context) -> None:
         """Cancel the epoch loop and wait for it to end."""
+        await self.stop_epochs()
+
+    async def stop_epochs(self) -> None:
+        """Stop taking part in epochs (a probe in flight is dropped: recovery settles it)."""
         if self._loop is not None:
             self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
