@@ -57,6 +57,7 @@ async def test_a_validator_from_the_node_toml_probes_and_votes(
                    and d["forecast.demand"]["sellers"][0]["incentive"] == 1.0)
         code, out, _ = await aaex(capsys, "validator", "status", "--admin", url, "--json")
         assert code == 0 and json.loads(out)[0]["name"] == "validator"
+        status = json.loads(out)[0]
         code, out, _ = await aaex(capsys, "validator", "status", "--admin", url)
         assert code == 0 and "stake 5 credits" in out
         code, out, _ = await aaex(capsys, "consensus", "show", "--admin", url, "--json")
@@ -64,6 +65,11 @@ async def test_a_validator_from_the_node_toml_probes_and_votes(
         [only] = json.loads(out)["forecast.demand"]["sellers"]
         lines = await node.ledger.lines()
     assert validators[0]["stake"] == "5" and validators[0]["capabilities"] == ["forecast.demand"]
+    # what it computed, epoch by epoch: the weights revealed, consensus, incentive, dividends
+    [*_, last] = status["epochs"]
+    assert last["sellers"] == [seller.address]
+    assert (last["incentive"], last["dividends"]) == ([1.0], [1.0])
+    assert last["validators"] == [status["account"]] and last["weights"][0][0] > 0
     assert only["seller"] == seller.address and only["incentive"] == 1.0
     # the probes are purchases on the node's books like any other
     assert any(line.buyer == validator.address and line.seller == seller.address

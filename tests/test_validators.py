@@ -16,7 +16,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from aaex_agents import Agent, Context, Credits, MemoryNetwork, open_runtime
-from aaex_agents.clock import ManualClock
+from aaex_agents.clock import ManualClock, SystemClock
 from aaex_agents.errors import UsageError
 from marketplace.consensus import ONE
 from marketplace.consensus.board import ConsensusBook, EpochTimes, MemoryChain
@@ -221,3 +221,23 @@ async def test_an_epoch_that_fails_is_skipped_and_the_next_one_runs() -> None:
         await drive(clock, 1, 3)   # epoch 1: reveal opens, closes, next epoch
     assert validator.last_epoch == 1
     assert chain.counted[(CAPABILITY, 1)] == {"v": {forecaster.address: 65_535}}
+
+
+@pytest.mark.parametrize(("probe_latency_ms", "scores"), [(30_000, [0.0]), (45_000, [1.0])])
+async def test_a_validator_probes_a_seller_as_slow_as_its_customers_accept(
+        probe_latency_ms: float, scores: list[float]) -> None:
+    """A seller promising 40 s is out of a default (30 s) probe's reach, scoring 0 however
+    good it is; a validator told what the capability's customers accept reaches it."""
+    clock = SystemClock()
+    ident = identity("slow router")
+    slow = SeasonalForecaster(ident, strategy=SellerStrategy(
+        cost=Credits(100_000), markup=1.0, exponent=LINEAR, latency_ms=40_000),
+        countersign=seller_countersigner(ident, clock), clock=clock)
+    validator = Validator(identity("patient validator"), probes_per_epoch=1,
+                          probe_latency_ms=probe_latency_ms,
+                          board=MemoryChain(clock, EpochTimes()).account("v"))
+    async with open_runtime([slow, validator], transports=[MemoryNetwork().transport()],
+                            clock=clock) as runtime:
+        got = await validator.probe_seller(runtime.context(validator), CAPABILITY,
+                                           slow.address)
+    assert got == scores

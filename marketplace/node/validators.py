@@ -94,5 +94,7 @@ def validators_document(agents: Iterable[Agent]) -> list[dict[str, Any]]:
                     "account": None if agent.board is None else agent.board.address,
                     "capabilities": sorted(agent.probes),
                     **agent.stake.document("stake"), "last_epoch": agent.last_epoch,
-                    "scored": scored})
+                    "scored": scored,
+                    "epochs": [agent.epochs[k] for k in sorted(agent.epochs,
+                                                               key=lambda k: (k[1], k[0]))]})
     return out

@@ -87,6 +87,7 @@ class Validator(Agent):
                  sharpness: float = 8.0, params: YumaParams | None = None,
                  epoch_seconds: float = 600.0, commit_seconds: float = 240.0,
                  reveal_seconds: float = 120.0, stake: float | str = 1.0,
+                 probe_latency_ms: float = 30_000,
                  sellers: Sequence[str] = (),
                  book: ConsensusBook | None = None, books: Any = None,
                  secret: bytes | None = None, **kwargs: Any) -> None:
@@ -115,6 +116,9 @@ class Validator(Agent):
         self.board, self.times, self.params = board, times, params or YumaParams()
         self.probes = {c: known[c] for c in capabilities}
         self.per_epoch, self.budget = probes_per_epoch, budget
+        self.probe_latency_ms = probe_latency_ms
+        """The slowest delivery a probe accepts: set it to what the capability's customers
+        accept, or a seller that promises slower is never probed, and never earns."""
         self.smoothing, self.sharpness = smoothing, sharpness
         self.book = book or ConsensusBook()
         self.kept: dict[str, Kept] = {c: Kept() for c in capabilities}
@@ -128,6 +132,11 @@ class Validator(Agent):
         self._loop: asyncio.Task[None] | None = None
         self.results: dict[str, EpochResult] = {}
         """Per capability, the last epoch's full result (bonds, dividends, ...)."""
+        self.epochs: dict[tuple[str, int], dict[str, Any]] = {}
+        """(capability, epoch) -> what this validator computed and attested, as JSON: the
+        sellers (market addresses), the validators (board accounts) and every one's revealed
+        weights, consensus, incentive, dividends (fractions) and whether it had the emission
+        minted (the last `KEPT_SCORES` epochs of each capability)."""
         self.last_epoch: int | None = None
         """The last epoch whose consensus this validator computed."""
 
@@ -225,8 +234,8 @@ class Validator(Agent):
         computed = {c: await self.compute(c, epoch) for c in self.probes}
         self.last_epoch = epoch
         for capability, done in computed.items():
-            if done is not None:
-                await board.pay(ctx.clock, capability, epoch, *done)
+            if done is not None and await board.pay(ctx.clock, capability, epoch, *done):
+                self.epochs[(capability, epoch)]["minted_by_me"] = True
 
     async def _until(self, ctx: Context, epoch: int, phase: Phase) -> None:
         await self.on_board.wait_for(ctx.clock, epoch, phase)
@@ -276,7 +285,8 @@ class Validator(Agent):
                               negotiation_window=PROBE_WINDOW_S)
         try:
             done = await delegator.delegate(ctx, probe.capability, made.task,
-                                            budget=self.budget, deadline=60, top_k=1)
+                                            budget=self.budget, deadline=60, top_k=1,
+                                            max_latency_ms=self.probe_latency_ms)
         except DelegationFailed as exc:
             logger.info("validator: probe of %s not delivered: %s", seller, exc)
             return 0.0
@@ -326,6 +336,14 @@ class Validator(Agent):
         await board.attest(capability, epoch, board.outputs_hash(accounts, validators, result))
         self.book.record(capability, epoch, [sellers[a] for a in accounts], result)
         self.results[capability] = result
+        self.epochs[(capability, epoch)] = {
+            "capability": capability, "epoch": epoch,
+            "sellers": [sellers[a] for a in accounts], "validators": validators,
+            "weights": weights, "consensus": [c / ONE for c in result.consensus],
+            "incentive": [i / ONE for i in result.incentive],
+            "dividends": [d / ONE for d in result.dividends], "minted_by_me": False}
+        for old in sorted(k for k in self.epochs if k[0] == capability)[:-KEPT_SCORES]:
+            del self.epochs[old]
         logger.info("validator: %s epoch %d incentive %s", capability, epoch,
                     [round(i / ONE, 3) for i in result.incentive])
         return accounts, validators, result
