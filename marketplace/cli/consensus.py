@@ -30,6 +30,7 @@ from aaex_agents.money import Credits
 
 from .admin_client import explicit_access, must_run, reach, request
 from .console import render_table
+from .files import read_json_file
 
 
 def register(commands: Any) -> None:
@@ -125,8 +126,8 @@ def _arbitrate(args: argparse.Namespace) -> int:
     """Have the node's validator re-execute the sale and sign a decision (a file)."""
     from ..node.config import load_config
 
-    body = {"agent": args.agent, "evidence": _read_json(args.evidence, "EVIDENCE"),
-            "task": _read_json(args.task, "--task")}
+    body = {"agent": args.agent, "evidence": read_json_file(args.evidence, "EVIDENCE"),
+            "task": read_json_file(args.task, "--task")}
 
     async def send() -> Any:
         access = must_run(await reach(load_config(args.config)))
@@ -138,15 +139,6 @@ def _arbitrate(args: argparse.Namespace) -> int:
           f"{resolution['to_buyer']} back to the buyer ({resolution['note']}); written to "
           f"{args.out}; either party submits it with aaex dispute resolve --decision")
     return 0
-
-
-def _read_json(path: str, what: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"{what} {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UsageError(f"{what} {path}: not JSON ({exc})") from None
 
 
 def _move(args: argparse.Namespace) -> int:

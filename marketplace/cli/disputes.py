@@ -33,6 +33,7 @@ from ..contracts.evidence import verify_evidence
 from ..node.config import load_config
 from .admin_client import must_run, reach, request
 from .console import render_table
+from .files import read_json_file
 
 
 def register(commands: Any) -> None:
@@ -128,18 +129,9 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_json(path: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UsageError(f"{path}: not JSON ({exc})") from None
-
-
 def _verify(args: argparse.Namespace) -> int:
     try:
-        checked = verify_evidence(_read_json(args.file))
+        checked = verify_evidence(read_json_file(args.file))
     except ContractRejected as exc:
         print(json.dumps({"valid": False, "error": str(exc)}) if args.json
               else f"INVALID: {exc}")
@@ -163,7 +155,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _resolve(args: argparse.Namespace) -> int:
     if args.decision:
-        body: dict[str, Any] = {"decision": _read_json(args.decision)}
+        body: dict[str, Any] = {"decision": read_json_file(args.decision)}
     elif args.to_seller is None:
         raise UsageError("give --to-seller CREDITS (and --penalty), or --decision FILE")
     else:
@@ -182,7 +174,7 @@ def _resolve(args: argparse.Namespace) -> int:
 
 def _decide(args: argparse.Namespace) -> int:
     try:
-        checked = verify_evidence(_read_json(args.file))
+        checked = verify_evidence(read_json_file(args.file))
     except ContractRejected as exc:
         raise UsageError(f"{args.file}: {exc}") from None
     if args.to_seller is None:

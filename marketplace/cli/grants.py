@@ -36,6 +36,7 @@ from ..contracts.grant import ACTIONS, Grant, SignedGrant, SignedRevocation, odr
 from ..contracts.provenance import SignedProvenance, problems
 from ..contracts.signing import sha256_hex
 from .admin_client import must_run, reach, request
+from .files import read_json_file
 
 
 def register(commands: Any) -> None:
@@ -86,15 +87,6 @@ def register(commands: Any) -> None:
     verify.set_defaults(run=_verify)
 
 
-def _read_json(path: str, what: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"{what} {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UsageError(f"{what} {path}: not JSON ({exc})") from None
-
-
 def _ms(text: str, flag: str) -> int:
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -113,7 +105,7 @@ def read_grant(path: str) -> SignedGrant:
         UsageError: unreadable, not a grant, or a bad signature (names the file).
     """
     try:
-        return SignedGrant.from_json(json.dumps(_read_json(path, "grant")))
+        return SignedGrant.from_json(json.dumps(read_json_file(path, "grant")))
     except ContractRejected as exc:
         raise UsageError(f"{path}: {exc}") from None
 
@@ -122,7 +114,7 @@ def _issue(args: argparse.Namespace) -> int:
     from ..trade.grants import data_hash
 
     owner = Identity.load(args.key)
-    digest = (data_hash(_read_json(args.data, "--data")) if args.data is not None
+    digest = (data_hash(read_json_file(args.data, "--data")) if args.data is not None
               else args.dataset_hash)
     start = _ms(args.start, "--from") if args.start else \
         int(datetime.now(UTC).timestamp() * 1000)
@@ -203,10 +195,10 @@ def _provenance_of(document: Any) -> tuple[Any, Any]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    raw, result = _provenance_of(_read_json(args.file, "file"))
+    raw, result = _provenance_of(read_json_file(args.file, "file"))
     task_hash = None
     if args.task is not None:
-        task = _read_json(args.task, "--task")
+        task = read_json_file(args.task, "--task")
         task_hash = sha256_hex(json.dumps(task, sort_keys=True, separators=(",", ":")).encode())
     if raw is None:
         found = ["provenance: the seller sent none"]
