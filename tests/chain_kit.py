@@ -99,6 +99,15 @@ def anvil_binary() -> str | None:
     return os.environ.get("AAEX_ANVIL") or shutil.which("anvil")
 
 
+def anvil_or_skip() -> str:
+    """The anvil to start; the test is skipped, saying why and how to get one, without."""
+    binary = anvil_binary()
+    if binary is None:
+        pytest.skip("no anvil: set AAEX_ANVIL or put anvil on PATH (.ci/run installs it "
+                    "with npm install @foundry-rs/anvil)")
+    return binary
+
+
 @asynccontextmanager
 async def open_anvil(binary: str, log: Path) -> AsyncIterator[str]:
     """An anvil dev chain on a free loopback port; yields its URL, stops it on exit.
@@ -140,9 +149,5 @@ async def open_backend(kind: str, tmp_path: Path) -> AsyncIterator[ChainBackend]
         async with EmbeddedChain() as embedded:
             yield embedded
         return
-    binary = anvil_binary()
-    if binary is None:
-        pytest.skip("no anvil: set AAEX_ANVIL or put anvil on PATH (.ci/run installs it "
-                    "with npm install @foundry-rs/anvil)")
-    async with open_anvil(binary, tmp_path / "anvil.log") as url, DevChain(url) as dev:
+    async with open_anvil(anvil_or_skip(), tmp_path / "anvil.log") as url, DevChain(url) as dev:
         yield dev

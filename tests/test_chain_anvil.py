@@ -21,7 +21,7 @@ import pytest
 from aaex_agents.identity import Identity
 from aaex_agents.money import Credits
 from marketplace.consensus import ChainClient, DevChain, Phase, chain_account
-from tests.chain_kit import anvil_binary, open_anvil, open_test_chain
+from tests.chain_kit import anvil_or_skip, open_anvil, open_test_chain
 from tests.conftest import ROOT
 from tests.peers.chain_validator import outputs_from
 
@@ -38,10 +38,7 @@ async def _line(process: asyncio.subprocess.Process, expected: str) -> str:
 
 async def test_two_processes_sharing_anvil_agree_on_the_final_epoch_hash(
         tmp_path: Path) -> None:
-    binary = anvil_binary()
-    if binary is None:
-        pytest.skip("no anvil: set AAEX_ANVIL or put anvil on PATH (.ci/run installs it "
-                    "with npm install @foundry-rs/anvil)")
+    binary = anvil_or_skip()
     async with open_anvil(binary, tmp_path / "anvil.log") as url, DevChain(url) as backend:
         chain = await open_test_chain(backend)
         owner = await chain.account()
@@ -98,10 +95,7 @@ async def test_an_attestation_estimated_before_the_others_landed_still_finalizes
     """The attestation that makes an epoch final does more than its estimate said when the
     estimate was made before the other validator's landed (it stores the outputs): it must
     still have the gas to do it, or the epoch is never final."""
-    binary = anvil_binary()
-    if binary is None:
-        pytest.skip("no anvil: set AAEX_ANVIL or put anvil on PATH (.ci/run installs it "
-                    "with npm install @foundry-rs/anvil)")
+    binary = anvil_or_skip()
     async with open_anvil(binary, tmp_path / "anvil.log") as url, DevChain(url) as backend:
         chain = await open_test_chain(backend)
         await (await chain.account()).register_capability(CAP)

@@ -40,7 +40,7 @@ from marketplace.consensus import ChainParams, ChainRefused, DevChain, Phase, ch
 from marketplace.consensus.chain_client import ChainClient, ChainClock
 from marketplace.node.accounts import agent_key_path, load_or_create_identity
 from marketplace.node.config import load_config
-from tests.chain_kit import ChainKit, anvil_binary, open_anvil, open_test_chain
+from tests.chain_kit import ChainKit, anvil_or_skip, open_anvil, open_test_chain
 from tests.node_kit import NodeProcess, aaex, running_node
 
 pytestmark = pytest.mark.anvil
@@ -162,10 +162,7 @@ async def _refused_reveal(client: ChainClient, sellers: list[str]) -> str:
 @pytest.mark.timeout(600)
 async def test_validators_on_a_dev_chain_catch_a_seller_wrong_on_a_fifth_of_probes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    binary = anvil_binary()
-    if binary is None:
-        pytest.skip("no anvil: set AAEX_ANVIL or put anvil on PATH (.ci/run installs it "
-                    "with npm install @foundry-rs/anvil)")
+    binary = anvil_or_skip()
     folders = {name: tmp_path / name for name in
                ("liar", "honest1", "honest2", "honest3", "v1", "v2", "v3")}
     for folder in folders.values():
