@@ -39,6 +39,14 @@ async def start_worker(nodes: int, seeds: list[str]) -> JsonLinesProcess:
     return await JsonLinesProcess.start(args, cwd=ROOT, timeout=600)
 
 
+async def call(worker: JsonLinesProcess, command: dict[str, Any]) -> dict[str, Any]:
+    """One command to a worker; its error (a timeout under load, say) ends the run, named."""
+    result = await worker.call(command)
+    if "error" in result:
+        raise RuntimeError(f"{command['op']} failed in a worker: {result['error']}")
+    return result
+
+
 async def one_size(n: int, processes: int, sellers: int, lookups: int,
                    rng: random.Random) -> dict[str, Any]:
     per = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
@@ -50,24 +58,25 @@ async def one_size(n: int, processes: int, sellers: int, lookups: int,
         workers.append(await start_worker(count, [seed]))
     bootstrap_s = time.perf_counter() - started
     try:
-        tables = [t for w in workers for t in (await w.call({"op": "stats"}))["routing_tables"]]
+        stats = await asyncio.gather(*(call(w, {"op": "stats"}) for w in workers))
+        tables = [t for answer in stats for t in answer["routing_tables"]]
         published = []
         acks = []
         for _ in range(sellers):
             worker = rng.choice(workers)
-            result = await worker.call({"op": "publish",
-                                        "node": rng.randrange(len(worker.ready["nodes"])),
-                                        "capability": CAPABILITY,
-                                        "price": round(rng.uniform(1, 9), 2)})
+            result = await call(worker, {"op": "publish",
+                                         "node": rng.randrange(len(worker.ready["nodes"])),
+                                         "capability": CAPABILITY,
+                                         "price": round(rng.uniform(1, 9), 2)})
             published.append(result["address"])
             acks.append(result["acks"])
         expected = sorted(published)
         latencies, messages, walks, successes = [], [], [], 0
         for _ in range(lookups):
             worker = rng.choice(workers)
-            result = (await worker.call({"op": "lookup",
-                                         "node": rng.randrange(len(worker.ready["nodes"])),
-                                         "capability": CAPABILITY}))["results"][0]
+            result = (await call(worker, {"op": "lookup",
+                                          "node": rng.randrange(len(worker.ready["nodes"])),
+                                          "capability": CAPABILITY}))["results"][0]
             latencies.append(result["ms"])
             messages.append(result["messages"])
             walks.append(result["walks_and_index_calls"])
