@@ -362,10 +362,12 @@ class SimDiscovery:
         shards = list(range(self.config.shards))
         self._rng.shuffle(shards)
         batches = [shards] if query.limit is None else [[s] for s in shards]
+        complete = True
         for batch in batches:
             answers = await asyncio.gather(*(self._lookup_shard(query.capability, s)
                                              for s in batch))
-            for wire in (w for answer in answers for w in answer):
+            complete = complete and all(answered for _, answered in answers)
+            for wire in (w for answer, _ in answers for w in answer):
                 try:
                     ad = ServiceAd.verify(wire, now=now)
                 except RecordRejected:
@@ -379,18 +381,20 @@ class SimDiscovery:
             if query.limit is not None and len(_select(list(ads.values()), query,
                                                        now)) >= query.limit:
                 break
-        else:
+        else:  # as the real one: a shard some index nodes did not answer is not cached
             found = list(ads.values())
             until = min([now + self.config.cache_ttl, *(a.expires_at for a in found)])
-            self._ad_cache[query.capability] = (until, found)
+            if complete:
+                self._ad_cache[query.capability] = (until, found)
         return _select(list(ads.values()), query, now)
 
-    async def _lookup_shard(self, capability: str, shard: int) -> list[bytes]:
+    async def _lookup_shard(self, capability: str, shard: int) -> tuple[list[bytes], bool]:
         self.stats.index_calls += 1
         peers = await self.closest(key_id(capability_shard_key(capability, shard)), "lookup")
+        candidates = peers[: self.config.query_nodes * 3]
         wires: list[bytes] = []
         answered = 0
-        for peer in peers[: self.config.query_nodes * 3]:
+        for peer in candidates:
             reply = await self._call(peer, ["get_ads", self.peer_id, capability, shard])
             if reply is None:
                 continue
@@ -399,7 +403,7 @@ class SimDiscovery:
                 wires.extend(reply[1])
             if answered >= self.config.query_nodes:
                 break
-        return wires
+        return wires, answered >= min(self.config.query_nodes, len(candidates))
 
     def clear_cache(self) -> None:
         self._ad_cache.clear()

@@ -341,7 +341,8 @@ class Discovery:
     async def lookup(self, query: Query) -> list[ServiceAd]:
         """Return verified, unexpired ads matching `query` (not ranked).
 
-        Results are cached per capability for `cache_ttl` seconds, never past an ad's expiry.
+        Results are cached per capability for `cache_ttl` seconds, never past an ad's expiry,
+        and only when every shard's index nodes answered (see `_t_lookup_shard`).
         """
         self.stats.lookups += 1
         now = self._clock.now()
@@ -356,10 +357,12 @@ class Discovery:
         # by shard and stop early: a buyer wanting 5 candidates of `llm.chat` must not read
         # the whole index.
         batches = [shards] if query.limit is None else [[s] for s in shards]
+        complete = True
         for batch in batches:
             answers = await asyncio.gather(*(
                 self._call(self._t_lookup_shard, query.capability, shard) for shard in batch))
-            for wire in (w for answer in answers for w in answer):
+            complete = complete and all(answered for _, answered in answers)
+            for wire in (w for answer, _ in answers for w in answer):
                 try:
                     ad = ServiceAd.verify(wire, now=now)
                 except RecordRejected as exc:
@@ -375,18 +378,25 @@ class Discovery:
                 _select(list(ads.values()), query, now)) >= query.limit
             if enough:
                 break
-        else:  # every shard was read: the result is complete and can be cached
+        else:  # every shard was read: cached, unless some index nodes did not answer
             found = list(ads.values())
             until = min([now + self.config.cache_ttl, *(a.expires_at for a in found)])
-            self._ad_cache[query.capability] = (until, found)
+            if complete:
+                self._ad_cache[query.capability] = (until, found)
         return _select(list(ads.values()), query, now)
 
-    async def _t_lookup_shard(self, capability: str, shard: int) -> list[bytes]:
-        """Trio side: ask the closest index nodes of one shard, merging their answers."""
+    async def _t_lookup_shard(self, capability: str, shard: int) -> tuple[list[bytes], bool]:
+        """Trio side: ask the closest index nodes of one shard, merging their answers.
+
+        Also says whether enough of them answered: `query_nodes`, or every candidate in a
+        network smaller than that. A shard read from fewer is partial (an index node
+        overloaded or restarting holds ads nobody else has) and must not be cached.
+        """
         peers = await self._t_closest(capability_shard_key(capability, shard))
+        candidates = _reachable_first(peers, self.config.query_nodes)
         wires: list[bytes] = []
         answered = 0
-        for peer in _reachable_first(peers, self.config.query_nodes):
+        for peer in candidates:
             reply = await self._t_index_call(peer, ["get", capability, shard])
             if reply is None:
                 continue  # a dead or broken peer does not count as one of the asked
@@ -395,7 +405,7 @@ class Discovery:
                 wires.extend(w for w in reply[1] if isinstance(w, bytes))
             if answered >= self.config.query_nodes:
                 break
-        return wires
+        return wires, answered >= min(self.config.query_nodes, len(candidates))
 
     async def _t_closest(self, key: bytes) -> list[ID]:
         """Trio side: the peers closest to `key`, this node included when it is close."""

@@ -32,7 +32,14 @@ from discovery.dht import Discovery, DiscoveryConfig
 from discovery.directory import DhtDirectory
 from discovery.index import IndexLimits
 from discovery.query import Query, parse_where
-from discovery.records import PriceModel, ServiceAd, SlaOffer, agent_record_key, shard_of
+from discovery.records import (
+    PriceModel,
+    ServiceAd,
+    SlaOffer,
+    agent_record_key,
+    capability_shard_key,
+    shard_of,
+)
 from tests.market_kit import cr
 
 logger = logging.getLogger(__name__)
@@ -63,10 +70,12 @@ class Swarm:
     """The nodes of this process and what they published."""
 
     def __init__(self, hosts: list[Libp2pHost], discoveries: list[Discovery],
-                 refresh_period: float) -> None:
+                 refresh_period: float, walk_concurrency: int = 3) -> None:
         self.hosts = hosts
         self.discoveries = discoveries
         self.refresh_period = refresh_period
+        self.walks = asyncio.Semaphore(walk_concurrency)
+        """Bounds the nodes of this process walking at once for `stats` (as joins are)."""
         self.advertisers: list[Advertiser] = []
         self.exits = AsyncExitStack()
 
@@ -82,7 +91,8 @@ class Swarm:
         advertiser = Advertiser(self.discoveries[node], identity, [offer], refresh_period=period)
         await advertiser.publish()
         self.advertisers.append(advertiser)
-        return {"address": identity.address, "acks": advertiser.acknowledgements[capability]}
+        return {"address": identity.address, "acks": advertiser.acknowledgements[capability],
+                "holders": sorted(advertiser.holders[capability])}
 
     async def lookup(self, node: int | str, capability: str, where: str | None = None,
                      max_price: float | None = None, fresh: bool = True) -> dict[str, Any]:
@@ -255,11 +265,75 @@ class Swarm:
         return {"disconnected": peer}
 
     async def stats(self) -> dict[str, Any]:
-        """Routing table sizes, held ads and rejections of every node."""
-        tables = await asyncio.gather(*(d.refresh_routing_table() for d in self.discoveries))
+        """Routing table sizes after a self-lookup, held ads and rejections of every node.
+
+        The self-lookups go a few at a time, as joins do: every node of a process walking
+        at once (38 at N=300) timed some out on 2 cores. A node whose walk still times out
+        reports its table as it is.
+        """
+        async def refreshed(discovery: Discovery) -> int:
+            async with self.walks:
+                try:
+                    return await discovery.refresh_routing_table()
+                except TimeoutError:
+                    dht = discovery.node.dht
+                    return dht.get_routing_table_size() if dht is not None else 0
+
+        tables = await asyncio.gather(*(refreshed(d) for d in self.discoveries))
         return {"routing_tables": list(tables),
                 "held_ads": [len(d.index) for d in self.discoveries],
                 "rejected": [d.stats.rejected for d in self.discoveries]}
+
+    async def held(self, capability: str) -> dict[str, Any]:
+        """The addresses each node's index holds for `capability`, by shard (diagnostics)."""
+        now = time.time()
+        shards = self.discoveries[0].config.shards if self.discoveries else 0
+        return {"nodes": [{"peer_id": h.peer_id, "shards": {
+            str(s): sorted(ServiceAd.verify(w, now=now).address
+                           for w in d.index.get(capability, s, now=now))
+            for s in range(shards)}} for h, d in zip(self.hosts, self.discoveries, strict=True)]}
+
+    async def trace_lookup(self, node: int, capability: str) -> dict[str, Any]:
+        """Each shard's walk and index replies from `node`, timed (why a lookup missed)."""
+        discovery = self.discoveries[node]
+        discovery.clear_cache()
+
+        async def one_shard(shard: int) -> dict[str, Any]:
+            started = time.perf_counter()
+            peers = await discovery._t_closest(capability_shard_key(capability, shard))
+            walked = time.perf_counter() - started
+            replies = []
+            for peer in peers[:9]:
+                reply = await discovery._t_index_call(peer, ["get", capability, shard])
+                replies.append({"peer": peer.to_string(), "answered": reply is not None,
+                                "addresses": sorted(
+                                    ServiceAd.verify(w, now=time.time()).address
+                                    for w in (reply[1] if reply and reply[0] == "ads" else [])
+                                    if isinstance(w, bytes))})
+                if sum(r["answered"] for r in replies) >= discovery.config.query_nodes:
+                    break
+            return {"shard": shard, "walk_s": walked, "walked": [p.to_string() for p in peers],
+                    "replies": replies, "s": time.perf_counter() - started}
+
+        async def all_shards() -> list[dict[str, Any]]:
+            return [await one_shard(s) for s in range(discovery.config.shards)]
+
+        return {"shards": await discovery.node.bridge.call(all_shards, timeout=120)}
+
+    async def host_state(self, node: int = 0) -> dict[str, Any]:
+        """Connections, open streams and resource-manager counters of one host (diagnostics)."""
+        async def state(host: Libp2pHost) -> dict[str, Any]:
+            network = host.host.get_network()
+            manager = getattr(network, "_resource_manager", None)
+            gate = getattr(network, "_stream_semaphore", None)
+            connections = [c for cs in network.connections.values() for c in cs]
+            return {"peers": len(network.connections), "connections": len(connections),
+                    "streams": sum(len(getattr(c, "streams", ())) for c in connections),
+                    "rm_streams": getattr(manager, "_current_streams", None),
+                    "rm_connections": getattr(manager, "_current_connections", None),
+                    "semaphore_free": None if gate is None else gate.value,
+                    "routing_table": host.dht.get_routing_table_size() if host.dht else 0}
+        return await self.hosts[node].bridge.call(state, self.hosts[node], timeout=30)
 
     async def withdraw_all(self) -> dict[str, Any]:
         """Publish tombstones for everything this process advertised."""
@@ -271,7 +345,8 @@ class Swarm:
 _COMMANDS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     name: getattr(Swarm, name) for name in (
         "publish", "lookup", "spray", "flood", "republish", "spray_record", "holds_record",
-        "resolve", "host_echo", "ask_echo", "peers", "disconnect", "stats", "withdraw_all")}
+        "resolve", "host_echo", "ask_echo", "peers", "disconnect", "stats", "withdraw_all",
+        "held", "trace_lookup", "host_state")}
 
 
 async def _join(discovery: Discovery, seeds: list[str], gate: asyncio.Semaphore) -> int:
@@ -286,7 +361,7 @@ async def run_swarm(nodes: int, seeds: list[str], *, shards: int, refresh_period
     async with AsyncExitStack() as stack:
         hosts = [await stack.enter_async_context(open_libp2p_host()) for _ in range(nodes)]
         discoveries = [await Discovery.start(h, config) for h in hosts]
-        swarm = Swarm(hosts, discoveries, refresh_period)
+        swarm = Swarm(hosts, discoveries, refresh_period, join_concurrency)
         stack.push_async_callback(swarm.exits.aclose)
         started = time.perf_counter()
         join_seeds = seeds or [hosts[0].addrs[0]]

@@ -131,3 +131,27 @@ async def test_a_refresh_period_index_nodes_would_refuse_is_refused_at_once() ->
         with pytest.raises(UsageError, match="use at most 900 s"):
             Advertiser(discovery, Identity.generate(), [OFFER], refresh_period=3600)
         Advertiser(discovery, Identity.generate(), [OFFER], refresh_period=900)
+
+
+async def test_a_lookup_that_reached_too_few_index_nodes_is_not_cached() -> None:
+    """Index nodes that did not answer (overloaded, restarting) make a result partial.
+
+    A partial result was cached as complete: for `cache_ttl` the buyer saw no sellers even
+    once the index nodes answered again.
+    """
+    config = DiscoveryConfig(shards=1, cache_ttl=60)
+    async with open_libp2p_host() as seed_host, open_libp2p_host() as seller_host, \
+            open_libp2p_host() as buyer_host, \
+            open_discovery(seed_host, config=config) as seed, \
+            open_discovery(seller_host, seeds=seed_host.addrs, config=config) as sold_from:
+        advertiser = Advertiser(sold_from, Identity.generate(), [OFFER], refresh_period=60)
+        await advertiser.publish()  # once, with no timer: it reaches the seed and itself
+        assert advertiser.acknowledgements[OFFER.capability] == 2
+        async with open_discovery(buyer_host, seeds=seed_host.addrs, config=config) as buyer:
+            for index_node in (seed, sold_from):  # neither serves its index for a while
+                await index_node.aclose()
+            assert await buyer.lookup(Query("greet.people")) == []
+            for index_node in (seed, sold_from):
+                await index_node.node.bridge.call(index_node._t_install)
+            found = await buyer.lookup(Query("greet.people"))
+            assert [ad.address for ad in found] == [advertiser.address]

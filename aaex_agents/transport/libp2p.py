@@ -36,6 +36,7 @@ from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.peer.peerstore import PeerStoreError
+from libp2p.rcmgr.connection_limits import new_connection_limits_with_defaults
 from libp2p.tools.anyio_service.context import background_trio_service
 from typing_extensions import override
 
@@ -132,6 +133,25 @@ class Libp2pHost:
         return f"<Libp2pHost {self.peer_id} {self.addrs}>"
 
 
+def _connection_config() -> ConnectionConfig:
+    """How many connections a host keeps, and when it trims idle ones.
+
+    min_connections=0 and a rare auto-connect: the default connection manager dials towards
+    a full mesh (~100 connections per node at N=100), which 2 cores cannot carry.
+
+    The watermarks sit below the resource manager's cap on inbound connections (256 by
+    default). py-libp2p's defaults trim idle connections only above 300, so a node that
+    every other node connects to (a seed: each joining node keeps its connection to it)
+    reached the cap first and refused every newcomer from then on: at N=300 each node that
+    joined after the 256th had a routing table of one (the seed), could walk nowhere, and
+    no lookup from it, or of its ads, succeeded. Trimmed connections are dialled again when
+    next needed.
+    """
+    inbound_cap = new_connection_limits_with_defaults().max_established_inbound or 256
+    return ConnectionConfig(min_connections=0, auto_connect_interval=3600,
+                            low_watermark=inbound_cap // 2, high_watermark=inbound_cap * 3 // 4)
+
+
 async def _never_auto_connect() -> None:
     """Replaces py-libp2p's auto-connector step (see `_run_host`)."""
 
@@ -141,10 +161,7 @@ async def _run_host(config: Libp2pConfig,
                     streams_opened: Counter[str]) -> AsyncIterator[tuple[Any, KadDHT | None]]:
     """Trio side: create, start and finally stop the host and its DHT."""
     key_pair = create_new_key_pair(config.seed) if config.seed else create_new_key_pair()
-    # min_connections=0 and a rare auto-connect: the default connection manager dials
-    # towards a full mesh (~100 connections per node at N=100), which 2 cores cannot carry.
-    connections = ConnectionConfig(min_connections=0, auto_connect_interval=3600)
-    host = new_host(key_pair=key_pair, connection_config=connections)
+    host = new_host(key_pair=key_pair, connection_config=_connection_config())
     # The auto-connector dials every known peer towards its watermark target (200 by
     # default), and at start-up, not only on its hourly tick: nodes end up in a full mesh.
     # Kademlia keeps the connections it needs; the auto-connector is switched off.
