@@ -103,27 +103,22 @@ def provenance_document(done: Delegated) -> dict[str, Any] | None:
             "problems": list(done.provenance_problems)}
 
 
-async def provider_logs(configs: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Each provider node's own audit log as its operator reads it (``GET /audit``)."""
-    logs = {}
-    for name, config in configs.items():
-        access = must_run(await reach(load_config(config)))
-        logs[name] = await request(access, "GET", "/audit", params={"limit": "1000"})
-    return logs
-
-
 async def await_both_logs(ledger: Ledger, owner: str, configs: dict[str, Path],
                           timeout: float) -> tuple[dict[str, dict[str, Any]],
                                                    list[tuple[str, int, AuditEntry, int]]]:
     """Wait until the owner's books hold, proven, every entry the providers logged about it.
 
-    The providers' nodes send their entries as they record them (a killed node once it is
+    Each provider's log is read as its operator reads it (``GET /audit`` on its node). The
+    providers' nodes send their entries as they record them (a killed node once it is
     back). Returns each provider's log and what the owner's books hold, complete or not at
     the timeout (`report_part` then names what is missing).
     """
+    admins = {name: must_run(await reach(load_config(config)))
+              for name, config in configs.items()}
     deadline = time.monotonic() + timeout
     while True:
-        logs = await provider_logs(configs)
+        logs = {name: await request(access, "GET", "/audit", params={"limit": "1000"})
+                for name, access in admins.items()}
         held = await ledger.audit_received(limit=1000)
         if not _unreported(logs, held, owner) or time.monotonic() >= deadline:
             return logs, held

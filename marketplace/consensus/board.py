@@ -96,12 +96,11 @@ class EpochTimes:
         from then to the next epoch.
         """
         epoch = self.epoch_at(now)
-        opens, closes = self.reveal_window(epoch)
-        if now < opens:
-            return Moment(epoch, Phase.COMMIT, opens - now)
-        if now < closes + 1:
-            return Moment(epoch, Phase.REVEAL, closes + 1 - now)
-        return Moment(epoch, Phase.ATTEST, self.start(epoch + 1) - now)
+        for phase, ends in ((Phase.COMMIT, self.opens(epoch, Phase.REVEAL)),
+                            (Phase.REVEAL, self.opens(epoch, Phase.ATTEST))):
+            if now < ends:
+                return Moment(epoch, phase, ends - now)
+        return Moment(epoch, Phase.ATTEST, self.opens(epoch + 1, Phase.COMMIT) - now)
 
 
 @runtime_checkable

@@ -67,15 +67,21 @@ class ConsensusView(Protocol):
 
 def add_validator_routes(app: web.Application, node: ConsensusView, guarded: Any) -> None:
     """Add the staking routes; `guarded(view, write=...)` applies the token and the errors."""
-    async def move(request: web.Request) -> web.Response:
-        action = request.path.rsplit("/", 1)[1]
-        body = await json_body(request)
+    def validator_named(body: dict[str, Any]) -> tuple[str, Validator]:
         agents = {a.name: a.address for a in node.runtime.agents.values()}
         name, address = resolve_agent(agents, body.get("agent"))
         validator = node.runtime.agents[address]
-        if not isinstance(validator, Validator) or not isinstance(validator.board, ChainBoard):
+        if not isinstance(validator, Validator):
+            raise UsageError(f"agent: {name} is not a validator")
+        return name, validator
+
+    async def move(request: web.Request) -> web.Response:
+        action = request.path.rsplit("/", 1)[1]
+        body = await json_body(request)
+        name, validator = validator_named(body)
+        if not isinstance(validator.board, ChainBoard):
             raise UsageError(f"agent: {name} is not a validator on a chain; give the node a "
-                             "[chain] section and a marketplace:Validator agent")
+                             "[chain] section")
         client = validator.board.client
         try:
             if action == "withdraw":
@@ -95,18 +101,14 @@ def add_validator_routes(app: web.Application, node: ConsensusView, guarded: Any
 
     async def decide(request: web.Request) -> web.Response:
         body = await json_body(request)
-        agents = {a.name: a.address for a in node.runtime.agents.values()}
-        name, address = resolve_agent(agents, body.get("agent"))
-        validator = node.runtime.agents[address]
-        if not isinstance(validator, Validator):
-            raise UsageError(f"agent: {name} is not a validator")
+        name, validator = validator_named(body)
         if node.llm is None:
             raise UsageError("this node runs no language model to re-execute the task on; "
                              "give it an [llm] section")
         task = body.get("task")
         if not isinstance(task, dict):
             raise UsageError("task: send the disputed sale's task as a JSON object")
-        decision = await arbitrate(validator.identity, node.llm.for_agent(address),
+        decision = await arbitrate(validator.identity, node.llm.for_agent(validator.address),
                                    body.get("evidence"), task)
         logger.info("validator %s decided the dispute of %s", name,
                     decision.resolution.agreement_id[:12],

@@ -18,9 +18,10 @@ account to the market address the validators buy probes from.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from pydantic import Field, model_validator
 
@@ -100,7 +101,7 @@ async def open_node_chain(stack: AsyncExitStack, section: ChainSection, node: Id
         section.client_config(), chain_account(node), params=section.sandbox_params()))
     if section.contract is None:
         await _prepare_sandbox(client, section, validators)
-        stack.enter_context(_making_blocks(client, section.block_seconds, clock))
+        await stack.enter_async_context(_making_blocks(client, section.block_seconds, clock))
     return client
 
 
@@ -119,8 +120,9 @@ async def _prepare_sandbox(admin: ChainClient, section: ChainSection,
             await admin.with_account(account).stake(validator.stake)
 
 
-@contextmanager
-def _making_blocks(client: ChainClient, seconds: float, clock: Clock) -> Iterator[None]:
+@asynccontextmanager
+async def _making_blocks(client: ChainClient, seconds: float, clock: Clock
+                         ) -> AsyncIterator[None]:
     async def make() -> None:
         while True:
             await clock.sleep(seconds)
@@ -134,6 +136,8 @@ def _making_blocks(client: ChainClient, seconds: float, clock: Clock) -> Iterato
         yield
     finally:
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 SANDBOX_GAS = 10**20

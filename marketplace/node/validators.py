@@ -22,7 +22,6 @@ from typing import Any
 
 from aaex_agents import Agent
 from aaex_agents.clock import Clock
-from aaex_agents.errors import UsageError
 from aaex_agents.identity import Identity
 
 from ..consensus.board import MemoryChain
@@ -34,24 +33,20 @@ from .chain import ChainSection, open_node_chain, validator_board
 
 
 async def bind_validators(agents: Iterable[Agent], market: NodeMarket, clock: Clock,
-                          books: Ledger | None = None, *, stack: AsyncExitStack | None = None,
-                          section: ChainSection | None = None,
-                          node: Identity | None = None) -> MemoryChain | None:
+                          books: Ledger, *, stack: AsyncExitStack, node: Identity,
+                          section: ChainSection | None) -> MemoryChain | None:
     """Bind every hosted validator without a board: to the chain, or one board on this node.
 
     Their probes escrow and settle on `books` (the node's ledger), as any purchase does.
-    With a ``[chain]`` `section` (and the `stack` that closes the node and its `node`
-    identity), each is bound to the contract as its own chain account. Otherwise they share
-    a `MemoryChain` on the first validator's epochs (`Validator.times`), which is returned;
-    None when the node hosts no validator or they are on the chain.
+    With a ``[chain]`` `section`, each is bound to the contract as its own chain account
+    (the node's client of the chain, signing as `node`, closes with `stack`). Otherwise they
+    share a `MemoryChain` on the first validator's epochs (`Validator.times`), which is
+    returned; None when the node hosts no validator or they are on the chain.
     """
     validators = [a for a in agents if isinstance(a, Validator)]
     if not validators:
         return None
     if section is not None:
-        if stack is None or node is None:
-            raise UsageError("bind_validators: a [chain] section needs the node's stack and "
-                             "identity")
         client = await open_node_chain(stack, section, node, validators, clock)
         for validator in validators:
             if validator.board is None:

@@ -177,8 +177,3 @@ def _text_match(expected: str, answered: str) -> float:
     if not want:
         return 0.0
     return sum(1 for w, g in zip(want, got, strict=False) if w == g) / max(len(want), len(got))
-
-
-PROBES: dict[str, Probe] = {"forecast.demand": ForecastProbe(), "llm.chat": ChatProbe()}
-"""The probe each capability is validated with, by default (`route.vrp`: see
-`marketplace.trade.validator`, which adds `RouteProbe`)."""

@@ -50,7 +50,7 @@ from ..contracts.reputation import ReputationBook
 from .delegation import Delegator
 from .errors import DelegationFailed
 from .policy import Wallet
-from .probes import PROBES, Made, Probe
+from .probes import ChatProbe, ForecastProbe, Made, Probe
 from .route_probe import RouteProbe
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,9 @@ PROBE_WINDOW_S = 3.0
 looks like one, and a busy seller still answers in time (a probe it misses scores 0)."""
 RETRY_S = 5.0
 """Seconds before a validator asks an unreachable board again."""
+PROBES: dict[str, Probe] = {"forecast.demand": ForecastProbe(), "llm.chat": ChatProbe(),
+                            "route.vrp": RouteProbe()}
+"""The probe each capability is validated with, by default (`probes` and `route_probe`)."""
 KEPT_SCORES = 8
 """Epochs of probe scores a validator keeps per capability (for its status)."""
 
@@ -106,7 +109,7 @@ class Validator(Agent):
             budget = Credits.parse(budget, "budget")
         self.stake = Credits.parse(stake, "stake", allow_zero=True)
         self.sellers = list(sellers)
-        known = {**PROBES, "route.vrp": RouteProbe(), **(probes or {})}
+        known = {**PROBES, **(probes or {})}
         missing = [c for c in capabilities if c not in known]
         if missing:
             raise UsageError(f"Validator: no probe for {missing}; known: {sorted(known)}")
@@ -189,24 +192,32 @@ class Validator(Agent):
                 await self._loop
 
     async def serve_epochs(self, ctx: Context) -> None:
-        """Run epochs for ever, each from the epoch the board is in when the last ended."""
+        """Run epochs for ever, each from the epoch the board is in when the last ended.
+
+        A failed epoch is skipped; a board that does not answer is asked again in `RETRY_S`.
+        """
+        board = self.on_board
         while True:
-            epoch: int | None = None
             try:
-                epoch = (await self.on_board.moment()).epoch
+                epoch = (await board.moment()).epoch
+            except (AaexError, OSError) as exc:
+                await self._board_silent(ctx, exc)
+                continue
+            try:
                 await self.run_epoch(ctx, epoch)
             except (AaexError, OSError) as exc:  # a board or model failure skips one epoch
-                logger.warning("validator %s: epoch %s skipped: %s", self.address, epoch, exc)
+                logger.warning("validator %s: epoch %d skipped: %s", self.address, epoch, exc)
             except Exception:  # a bug skips the epoch too, and is logged: the loop goes on
-                logger.exception("validator %s: epoch %s failed", self.address, epoch)
+                logger.exception("validator %s: epoch %d failed", self.address, epoch)
             try:
-                if epoch is None:
-                    raise AaexError("the board did not say which epoch it is in")
-                await self._until(ctx, epoch + 1, Phase.COMMIT)
-            except (AaexError, OSError) as exc:  # the board is unreachable: try again soon
-                logger.warning("validator %s: %s; trying again in %.0f s", self.address, exc,
-                               RETRY_S)
-                await ctx.clock.sleep(RETRY_S)
+                await board.wait_for(ctx.clock, epoch + 1, Phase.COMMIT)
+            except (AaexError, OSError) as exc:
+                await self._board_silent(ctx, exc)
+
+    async def _board_silent(self, ctx: Context, exc: BaseException) -> None:
+        logger.warning("validator %s: the board does not answer (%s); asking again in %.0f s",
+                       self.address, exc, RETRY_S)
+        await ctx.clock.sleep(RETRY_S)
 
     async def run_epoch(self, ctx: Context, epoch: int) -> None:
         """Probe, commit, reveal, compute and attest one epoch, each in the board's window."""
@@ -227,18 +238,15 @@ class Validator(Agent):
                 logger.warning("validator: probing %s ran past the commit window", capability)
                 continue
             rows[capability] = await self.commit_scores(capability, epoch, sellers, scores)
-        await self._until(ctx, epoch, Phase.REVEAL)
+        await board.wait_for(ctx.clock, epoch, Phase.REVEAL)
         for capability, (weights, salt) in rows.items():
             await board.reveal_weights(capability, epoch, weights, salt)
-        await self._until(ctx, epoch, Phase.ATTEST)
+        await board.wait_for(ctx.clock, epoch, Phase.ATTEST)
         computed = {c: await self.compute(c, epoch) for c in self.probes}
         self.last_epoch = epoch
         for capability, done in computed.items():
             if done is not None and await board.pay(ctx.clock, capability, epoch, *done):
                 self.epochs[(capability, epoch)]["minted_by_me"] = True
-
-    async def _until(self, ctx: Context, epoch: int, phase: Phase) -> None:
-        await self.on_board.wait_for(ctx.clock, epoch, phase)
 
     async def commit_scores(self, capability: str, epoch: int, sellers: Mapping[str, str],
                             scores: Mapping[str, Sequence[float]]
